@@ -1,0 +1,237 @@
+"""The schema of ``cobro.yaml``: company, channels, policies and their assignment."""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from decimal import Decimal
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from babel import Locale, UnknownLocaleError
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from cobro.domain.assignment import Rule
+from cobro.domain.model import DeliveryMode, Phase, Policy, Recipient
+from cobro.money import Money
+
+_WHEN = re.compile(
+    r"^\s*(?:(?P<n>\d+)\s+days?\s+(?P<dir>before|after)\s+due|on\s+due)\s*$", re.IGNORECASE
+)
+_KEY = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def parse_when(text: str) -> int:
+    """``"7 days before due"`` -> -7, ``"on due"`` -> 0, ``"3 days after due"`` -> 3."""
+    m = _WHEN.match(text)
+    if not m:
+        raise ValueError(
+            f"{text!r} is not a moment; write 'N days before due', 'on due' or 'N days after due'"
+        )
+    if m.group("n") is None:
+        return 0
+    n = int(m.group("n"))
+    return -n if m.group("dir").lower() == "before" else n
+
+
+class Sender(_Strict):
+    email: str
+    name: str | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _valid(cls, v: str) -> str:
+        try:
+            return validate_email(v, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise ValueError(f"not a valid sender address: {exc}") from exc
+
+
+class Branding(_Strict):
+    logo_url: str | None = None
+    color: str = "#1f4e79"
+    footer: str | None = None
+
+    @field_validator("color")
+    @classmethod
+    def _color(cls, v: str) -> str:
+        if not re.fullmatch(r"#[0-9a-fA-F]{6}", v):
+            raise ValueError("a colour is written #RRGGBB")
+        return v
+
+
+class Company(_Strict):
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
+    name: str
+    locale: str = "en_US"
+    currency: str = "EUR"
+    timezone: str = "UTC"
+    send_time: time = time(9, 0)
+    sender: Sender | None = None
+    reply_to: str | None = None
+    portal_url: str = "http://localhost:8000/portal"
+    crm_url: str | None = None
+    branding: Branding = Branding()
+    max_catch_up_days: Annotated[int, Field(ge=0, le=365)] = 30
+    link_max_age_days: Annotated[int, Field(ge=1, le=365)] = 30
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, v: str) -> str:
+        try:
+            Locale.parse(v)
+        except (UnknownLocaleError, ValueError) as exc:
+            raise ValueError(f"unknown locale {v!r}") from exc
+        return v
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, v: str) -> str:
+        Money.of("0", v)
+        return v.upper()
+
+
+class Smtp(_Strict):
+    """Where email goes. ``host: capture`` writes each message to the workspace's mail/."""
+
+    host: str = "capture"
+    port: int = 587
+    username: str | None = None
+    password_env: str | None = Field(
+        default=None, description="name of the environment variable holding the password"
+    )
+    starttls: bool = False
+    tls: bool = False
+    connections: Annotated[int, Field(ge=1, le=64)] = 4
+    timeout_s: float = 30.0
+
+
+class EmailChannel(_Strict):
+    smtp: Smtp = Smtp()
+    cost: Decimal = Decimal("0.0005")
+
+
+class Channels(_Strict):
+    email: EmailChannel = EmailChannel()
+
+
+class PhaseConfig(_Strict):
+    key: Annotated[str, Field(pattern=_KEY.pattern)]
+    name: str
+    when: str
+    template: str
+    mode: DeliveryMode = DeliveryMode.FULL
+    channels: list[Literal["email"]] = ["email"]
+    recipients: list[Recipient] = [Recipient.DEBTOR]
+    repeat_every_days: Annotated[int, Field(ge=1, le=365)] | None = None
+    max_repeats: Annotated[int, Field(ge=0, le=1000)] | None = None
+    min_balance: Decimal = Decimal(0)
+    catch_up: bool | None = None
+
+    @field_validator("when")
+    @classmethod
+    def _when(cls, v: str) -> str:
+        parse_when(v)
+        return v
+
+    @property
+    def offset_days(self) -> int:
+        return parse_when(self.when)
+
+
+class PolicyConfig(_Strict):
+    description: str | None = None
+    phases: list[PhaseConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> PolicyConfig:
+        seen_keys: set[str] = set()
+        seen_moments: dict[int, str] = {}
+        for ph in self.phases:
+            if ph.key in seen_keys:
+                raise ValueError(f"phase key {ph.key!r} is used twice")
+            seen_keys.add(ph.key)
+            if ph.offset_days in seen_moments:
+                raise ValueError(
+                    f"phases {seen_moments[ph.offset_days]!r} and {ph.key!r} fall on the same day"
+                )
+            seen_moments[ph.offset_days] = ph.key
+        return self
+
+
+class AssignRule(_Strict):
+    """Debtors matching every condition of ``where`` get ``policy``."""
+
+    policy: str
+    where: dict[Literal["kind", "group", "language", "tag"], str]
+
+
+class CobroConfig(_Strict):
+    company: Company
+    channels: Channels = Channels()
+    policies: dict[str, PolicyConfig] = Field(min_length=1)
+    assign: list[AssignRule] = []
+    default_policy: str
+
+    @field_validator("policies")
+    @classmethod
+    def _names(cls, v: dict[str, PolicyConfig]) -> dict[str, PolicyConfig]:
+        for name in v:
+            if not _KEY.match(name):
+                raise ValueError(f"policy name {name!r}: letters, digits, '-' and '_' only")
+        return v
+
+    @model_validator(mode="after")
+    def _known_policies(self) -> CobroConfig:
+        if self.default_policy not in self.policies:
+            raise ValueError(f"default_policy {self.default_policy!r} is not a defined policy")
+        for rule in self.assign:
+            if rule.policy not in self.policies:
+                raise ValueError(f"assign: policy {rule.policy!r} is not defined")
+        return self
+
+    def policy(self, name: str) -> Policy:
+        """The domain policy called ``name``."""
+        pc = self.policies[name]
+        phases = tuple(
+            Phase(
+                policy=name,
+                key=ph.key,
+                name=ph.name,
+                offset_days=ph.offset_days,
+                template=ph.template,
+                mode=ph.mode,
+                channels=tuple(ph.channels),
+                recipients=tuple(ph.recipients),
+                repeat_every_days=ph.repeat_every_days,
+                max_repeats=ph.max_repeats,
+                min_balance_minor=Money.of(ph.min_balance, self.company.currency).minor,
+                catch_up=ph.catch_up if ph.catch_up is not None else ph.offset_days >= 0,
+            )
+            for ph in sorted(pc.phases, key=lambda p: p.offset_days)
+        )
+        return Policy(name, phases)
+
+    def assignment_rules(self) -> list[Rule]:
+        return [Rule(r.policy, tuple(sorted(r.where.items()))) for r in self.assign]
+
+    def all_policies(self) -> list[Policy]:
+        return [self.policy(n) for n in self.policies]
+
+    def phase_by_step(self, step_id: str) -> Phase:
+        policy, _, key = step_id.partition("/")
+        return self.policy(policy).phase(key)

@@ -1,0 +1,1 @@
+"""The pure domain: decisions with no I/O; dates and times are always passed in."""

@@ -1,0 +1,74 @@
+"""Business records of the domain: policies, phases and the steps they schedule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class DeliveryMode(StrEnum):
+    """How much of the debt a claim shows (seed 004)."""
+
+    FULL = "full"  # claim text plus the table of items and their status
+    LINK = "link"  # claim text plus a link to the customer portal
+
+
+class OutboxStatus(StrEnum):
+    """Life of an outbox row: planned -> sending -> sent | failed | cancelled."""
+
+    PLANNED = "planned"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Recipient(StrEnum):
+    """Who receives a phase's message."""
+
+    DEBTOR = "debtor"  # the customer's own address and its billing contacts
+    SALES_REP = "sales_rep"  # internal: the customer's sales representative
+    ACCOUNT_MANAGER = "account_manager"  # internal: the customer's account manager
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One step of a policy, at a moment relative to the due date.
+
+    ``offset_days`` is negative before the due date, 0 on it, positive after.
+    A phase with ``repeat_every_days`` recurs until the next phase starts or the
+    debt is paid. ``catch_up`` says whether a run that missed the phase's day
+    still sends it late (after-due phases) or drops it (before-due reminders).
+    """
+
+    policy: str
+    key: str
+    name: str
+    offset_days: int
+    template: str
+    mode: DeliveryMode = DeliveryMode.FULL
+    channels: tuple[str, ...] = ("email",)
+    recipients: tuple[Recipient, ...] = (Recipient.DEBTOR,)
+    repeat_every_days: int | None = None
+    max_repeats: int | None = None
+    min_balance_minor: int = 0
+    catch_up: bool = True
+
+    @property
+    def step_id(self) -> str:
+        """Identity of the phase across policies, stored on outbox rows: ``policy/key``."""
+        return f"{self.policy}/{self.key}"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Ordered phases applied to a debtor's open receivables."""
+
+    name: str
+    phases: tuple[Phase, ...] = field(default_factory=tuple)
+
+    def phase(self, key: str) -> Phase:
+        for p in self.phases:
+            if p.key == key:
+                return p
+        raise KeyError(key)

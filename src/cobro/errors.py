@@ -1,0 +1,75 @@
+"""Every error Cobro raises, as one tree.
+
+    CobroError
+    ├── WorkspaceError          no workspace, or one that cannot be opened
+    ├── ConfigError             cobro.yaml is invalid (carries every problem found)
+    │   └── SenderNotConfigured no valid sender address: nothing may be sent
+    ├── CurrencyMismatch        arithmetic across two currencies
+    ├── ImportError_            an import file cannot be read at all (row problems are data)
+    ├── TemplateError           a template is missing, unsafe or fails to render
+    └── ChannelError            a channel could not deliver a message
+        ├── TemporaryFailure    worth retrying later (connection refused, 4xx reply)
+        └── PermanentFailure    retrying will not help (5xx reply, bad address)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class CobroError(Exception):
+    """Base of every error raised by Cobro."""
+
+
+class WorkspaceError(CobroError):
+    """The workspace directory is missing or cannot be used."""
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem found in a configuration file, with where it is."""
+
+    file: str
+    line: int | None
+    field: str
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.field}: {self.problem}" if self.field else f"{where}: {self.problem}"
+
+
+class ConfigError(CobroError):
+    """The configuration is invalid; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class SenderNotConfigured(ConfigError):
+    """No valid sender address is configured, so no message may be sent."""
+
+
+class CurrencyMismatch(CobroError, ValueError):
+    """Two amounts in different currencies were combined."""
+
+
+class ImportError_(CobroError):  # noqa: N801 - avoids shadowing the builtin ImportError
+    """An import file cannot be read at all (unknown format, missing columns)."""
+
+
+class TemplateError(CobroError):
+    """A template is missing, unsafe, or fails to render."""
+
+
+class ChannelError(CobroError):
+    """A channel could not deliver a message."""
+
+
+class TemporaryFailure(ChannelError):
+    """Delivery failed in a way that may succeed later."""
+
+
+class PermanentFailure(ChannelError):
+    """Delivery failed in a way that retrying will not fix."""

@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy tables, engine construction and Alembic migrations."""

@@ -1,0 +1,252 @@
+"""The database schema, as SQLAlchemy Core tables shared by SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on every backend (SQLite keeps naive UTC)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        return dialect.type_descriptor(DateTime(timezone=dialect.name != "sqlite"))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+companies = Table(
+    "companies",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("slug", String(40), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("covered_through", Date),
+    Column("policy_fingerprint", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("external_id", String(100), nullable=False),
+    Column("name", String(300), nullable=False),
+    Column("kind", String(20), nullable=False, server_default="person"),
+    Column("group_name", String(100)),
+    Column("language", String(10)),
+    Column("email", String(320)),
+    Column("phone", String(40)),
+    Column("tags", String(500), nullable=False, server_default=""),
+    Column("attributes", JSON),
+    Column("policy", String(40)),
+    Column("effective_policy", String(40)),
+    Column("blocked", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("company_id", "external_id"),
+    Index(None, "company_id", "effective_policy"),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("external_id", String(100), nullable=False),
+    Column("name", String(300), nullable=False),
+    Column("email", String(320)),
+    Column("phone", String(40)),
+    Column("roles", String(200), nullable=False, server_default=""),
+    Column("language", String(10)),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("company_id", "external_id"),
+    Index(None, "customer_id"),
+)
+
+receivables = Table(
+    "receivables",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("external_id", String(100), nullable=False),
+    Column("kind", String(20), nullable=False, server_default="invoice"),
+    Column("number", String(100), nullable=False),
+    Column("invoice_number", String(100)),
+    Column("issued_on", Date),
+    Column("due_on", Date, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("balance_minor", BigInteger, nullable=False),
+    Column("description", String(500)),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("company_id", "external_id"),
+    Index(None, "customer_id"),
+    Index(
+        "ix_receivables_open_due",
+        "company_id",
+        "due_on",
+        sqlite_where=text("balance_minor > 0"),
+        postgresql_where=text("balance_minor > 0"),
+    ),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("external_id", String(100), nullable=False),
+    Column("receivable_id", ForeignKey("receivables.id")),
+    Column("paid_on", Date, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("unallocated_minor", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("company_id", "external_id"),
+)
+
+allocations = Table(
+    "payment_allocations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("payment_id", ForeignKey("payments.id"), nullable=False),
+    Column("receivable_id", ForeignKey("receivables.id"), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Index(None, "receivable_id"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("run_on", Date, nullable=False),
+    Column("as_of", UTCDateTime, nullable=False),
+    Column("planned", Integer, nullable=False, server_default="0"),
+    Column("sent", Integer, nullable=False, server_default="0"),
+    Column("failed", Integer, nullable=False, server_default="0"),
+    Column("skipped", Integer, nullable=False, server_default="0"),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("step", String(90), nullable=False),
+    Column("occurrence_on", Date, nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("run_id", ForeignKey("runs.id")),
+    Column("reason", String(500)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    UniqueConstraint("company_id", "customer_id", "step", "occurrence_on", name="uq_outbox_key"),
+    Index(None, "company_id", "status", "next_attempt_at"),
+    Index(None, "run_id"),
+)
+
+claim_items = Table(
+    "claim_items",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("outbox_id", ForeignKey("outbox.id"), nullable=False),
+    Column("receivable_id", ForeignKey("receivables.id"), nullable=False),
+    Column("step", String(90), nullable=False),
+    Column("repeat_no", Integer, nullable=False),
+    Column("balance_minor", BigInteger),
+    UniqueConstraint("receivable_id", "step", "repeat_no", name="uq_claim_item_occurrence"),
+    Index(None, "outbox_id"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("outbox_id", ForeignKey("outbox.id"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("recipient_role", String(30), nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("message_id", String(300)),
+    Column("provider_id", String(300)),
+    Column("error", String(1000)),
+    Column("cost", Numeric(12, 6), nullable=False, server_default="0"),
+    Column("body_sha256", String(64)),
+    Column("at", UTCDateTime, nullable=False),
+    Index(None, "outbox_id"),
+)
+
+evidence = Table(
+    "evidence",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("kind", String(30), nullable=False),
+    Column("customer_id", ForeignKey("customers.id")),
+    Column("ref", String(100), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("company_id", "seq"),
+    Index(None, "customer_id"),
+)
