@@ -1,15 +1,15 @@
 """Every error Cobro raises, as one tree.
 
-    CobroError
-    ├── WorkspaceError          no workspace, or one that cannot be opened
-    ├── ConfigError             cobro.yaml is invalid (carries every problem found)
-    │   └── SenderNotConfigured no valid sender address: nothing may be sent
-    ├── CurrencyMismatch        arithmetic across two currencies
-    ├── ImportError_            an import file cannot be read at all (row problems are data)
-    ├── TemplateError           a template is missing, unsafe or fails to render
-    └── ChannelError            a channel could not deliver a message
-        ├── TemporaryFailure    worth retrying later (connection refused, 4xx reply)
-        └── PermanentFailure    retrying will not help (5xx reply, bad address)
+CobroError
+├── WorkspaceError          no workspace, or one that cannot be opened
+├── ConfigError             cobro.yaml is invalid (carries every problem found)
+│   └── SenderNotConfigured no valid sender address: nothing may be sent
+├── CurrencyMismatch        arithmetic across two currencies
+├── ImportError_            an import file cannot be read at all (row problems are data)
+├── TemplateError           a template is missing, unsafe or fails to render
+└── ChannelError            a channel could not deliver a message
+    ├── TemporaryFailure    worth retrying later (connection refused, 4xx reply)
+    └── PermanentFailure    retrying will not help (5xx reply, bad address)
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ class ConfigProblem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.field}: {self.problem}" if self.field else f"{where}: {self.problem}"
+        return (
+            f"{where}: {self.field}: {self.problem}" if self.field else f"{where}: {self.problem}"
+        )
 
 
 class ConfigError(CobroError):
@@ -55,7 +57,7 @@ class CurrencyMismatch(CobroError, ValueError):
     """Two amounts in different currencies were combined."""
 
 
-class ImportError_(CobroError):  # noqa: N801 - avoids shadowing the builtin ImportError
+class ImportError_(CobroError):
     """An import file cannot be read at all (unknown format, missing columns)."""
 
 

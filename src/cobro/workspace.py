@@ -73,9 +73,7 @@ def ensure_company(conn: Connection, config: CobroConfig, now: datetime) -> int:
     row = conn.execute(select(t.companies.c.id).where(t.companies.c.slug == slug)).first()
     if row:
         conn.execute(
-            update(t.companies)
-            .where(t.companies.c.id == row.id)
-            .values(name=config.company.name)
+            update(t.companies).where(t.companies.c.id == row.id).values(name=config.company.name)
         )
         return int(row.id)
     result = conn.execute(

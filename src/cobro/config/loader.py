@@ -39,7 +39,7 @@ def _line_for(loc: tuple[str | int, ...], lines: dict[Path_, int]) -> int | None
         if path in lines:
             return lines[path]
         path = path[:-1]
-    return lines.get((), None)
+    return lines.get(())
 
 
 def parse_config(text: str, filename: str = "cobro.yaml") -> CobroConfig:
@@ -49,7 +49,9 @@ def parse_config(text: str, filename: str = "cobro.yaml") -> CobroConfig:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark else None
-        raise ConfigError([ConfigProblem(filename, line, "", f"not valid YAML: {exc.problem}")])
+        raise ConfigError(
+            [ConfigProblem(filename, line, "", f"not valid YAML: {exc.problem}")]
+        ) from None
     if root is None:
         raise ConfigError([ConfigProblem(filename, 1, "", "the file is empty")])
     lines: dict[Path_, int] = {}
@@ -61,7 +63,9 @@ def parse_config(text: str, filename: str = "cobro.yaml") -> CobroConfig:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function")))
+            loc = tuple(
+                p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function"))
+            )
             field = ".".join(str(p) for p in loc)
             msg = err["msg"].removeprefix("Value error, ")
             problems.append(ConfigProblem(filename, _line_for(loc, lines), field, msg))

@@ -1,4 +1,4 @@
-"""Which policy applies to a debtor: explicit choice, then the first matching rule, then the default."""
+"""Which policy applies to a debtor: explicit choice, first matching rule, or the default."""
 
 from __future__ import annotations
 

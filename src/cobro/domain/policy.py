@@ -29,7 +29,7 @@ FAR = 36_500  # days: "no next phase"
 
 @dataclass(frozen=True)
 class DueWindow:
-    """Receivables with ``due_from <= due_on <= due_to`` reach ``phase`` occurrence ``repeat_no``."""
+    """Receivables due in ``[due_from, due_to]`` reach occurrence ``repeat_no`` of ``phase``."""
 
     phase: Phase
     repeat_no: int

@@ -1,0 +1,39 @@
+"""The channel port: what every way of reaching a person provides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import ClassVar, Protocol
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One rendered message for one recipient, ready for a channel."""
+
+    outbox_id: int
+    address: str  # email address, phone number, endpoint...
+    recipient_name: str
+    subject: str
+    text: str
+    html: str
+    message_id: str  # stable per outbox row and recipient: a retry reuses it
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Channel(Protocol):
+    """A channel sends an ``Outgoing`` and returns the provider's id for it.
+
+    ``send`` raises ``TemporaryFailure`` when a later retry may succeed and
+    ``PermanentFailure`` when it will not. ``start``/``stop`` open and close
+    connections around a batch.
+    """
+
+    name: ClassVar[str]
+    cost: Decimal
+
+    async def start(self) -> None: ...
+
+    async def send(self, message: Outgoing) -> str: ...
+
+    async def stop(self) -> None: ...

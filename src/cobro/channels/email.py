@@ -1,0 +1,173 @@
+"""Email: MIME built once, delivered over SMTP (aiosmtplib) or caught in the workspace."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+import aiosmtplib
+
+from cobro.channels.base import Outgoing
+from cobro.errors import PermanentFailure, TemporaryFailure
+from cobro.render.mime import Envelope, build_email
+
+
+class MailTransport(Protocol):
+    """Moves finished message bytes to their recipient."""
+
+    async def start(self) -> None: ...
+
+    async def deliver(self, sender: str, recipient: str, data: bytes, name: str) -> str: ...
+
+    async def stop(self) -> None: ...
+
+
+class CaptureTransport:
+    """Catches mail in a directory, one ``.eml`` file per message: the embedded default."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    async def start(self) -> None:
+        return None
+
+    async def deliver(self, sender: str, recipient: str, data: bytes, name: str) -> str:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"{name}.eml"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        return f"capture:{path.name}"
+
+    async def stop(self) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    tls: bool = False
+    connections: int = 4
+    timeout_s: float = 30.0
+
+    def __repr__(self) -> str:  # never print the password
+        return (
+            f"SmtpSettings(host={self.host!r}, port={self.port}, username={self.username!r}, "
+            f"password={'***' if self.password else None}, connections={self.connections})"
+        )
+
+
+class SmtpTransport:
+    """A pool of persistent SMTP connections; each message goes over a free one."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self._free: asyncio.Queue[aiosmtplib.SMTP] = asyncio.Queue()
+        self._all: list[aiosmtplib.SMTP] = []
+
+    def _client(self) -> aiosmtplib.SMTP:
+        s = self.settings
+        return aiosmtplib.SMTP(
+            hostname=s.host,
+            port=s.port,
+            use_tls=s.tls,
+            start_tls=s.starttls,
+            timeout=s.timeout_s,
+            username=s.username,
+            password=s.password,
+        )
+
+    async def start(self) -> None:
+        for _ in range(self.settings.connections):
+            client = self._client()
+            self._all.append(client)
+            self._free.put_nowait(client)
+
+    async def deliver(self, sender: str, recipient: str, data: bytes, name: str) -> str:
+        client = await self._free.get()
+        try:
+            if not client.is_connected:
+                await client.connect()
+            _errors, reply = await client.sendmail(sender, [recipient], data)
+            return reply.strip() or "250"
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [e.code for e in exc.recipients]
+            err = f"recipient refused: {'; '.join(str(e) for e in exc.recipients)}"
+            if codes and all(400 <= c < 500 for c in codes):
+                raise TemporaryFailure(err) from exc
+            raise PermanentFailure(err) from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            if 400 <= exc.code < 500:
+                raise TemporaryFailure(f"SMTP {exc.code} {exc.message}") from exc
+            raise PermanentFailure(f"SMTP {exc.code} {exc.message}") from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            client.close()
+            raise TemporaryFailure(f"SMTP connection to {self.settings.host}: {exc}") from exc
+        finally:
+            self._free.put_nowait(client)
+
+    async def stop(self) -> None:
+        for client in self._all:
+            if client.is_connected:
+                try:
+                    await client.quit()
+                except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                    client.close()
+        self._all.clear()
+
+
+class EmailChannel:
+    """The email channel: builds the MIME message and hands it to a transport."""
+
+    name: ClassVar[str] = "email"
+
+    def __init__(
+        self,
+        transport: MailTransport,
+        sender_email: str,
+        sender_name: str,
+        reply_to: str | None,
+        cost: Decimal,
+        clock: datetime,
+    ) -> None:
+        self.transport = transport
+        self.sender_email = sender_email
+        self.sender_name = sender_name
+        self.reply_to = reply_to
+        self.cost = cost
+        self.clock = clock
+
+    async def start(self) -> None:
+        await self.transport.start()
+
+    async def stop(self) -> None:
+        await self.transport.stop()
+
+    def build(self, message: Outgoing) -> bytes:
+        env = Envelope(
+            sender_email=self.sender_email,
+            sender_name=self.sender_name,
+            to_email=message.address,
+            to_name=message.recipient_name,
+            reply_to=self.reply_to,
+            message_id=message.message_id,
+            date=self.clock,
+        )
+        mime = build_email(env, message.subject, message.text, message.html)
+        for k, v in message.headers.items():
+            mime[k] = " ".join(v.split())
+        return mime.as_bytes()
+
+    async def send(self, message: Outgoing) -> str:
+        data = self.build(message)
+        name = message.message_id.strip("<>").split("@")[0]
+        return await self.transport.deliver(self.sender_email, message.address, data, name)

@@ -1,0 +1,524 @@
+"""The daily run's second half: outbox rows become delivered messages.
+
+Rows are claimed in batches (``planned -> sending`` with a lease), their
+items re-read so that anything paid since planning is left out (a row whose
+items are all paid is cancelled), rendered, sent concurrently over the
+channel, and the outcome recorded in one transaction per batch together
+with the evidence chain. A crash leaves rows in ``sending`` whose lease
+expires; the next dispatch retries them with the same Message-ID, and
+recipients who already have a delivery are not sent to again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from babel import Locale
+from itsdangerous import URLSafeTimedSerializer
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+
+from cobro.channels.base import Channel, Outgoing
+from cobro.config import CobroConfig
+from cobro.domain.model import OutboxStatus, Phase, Recipient
+from cobro.errors import (
+    ConfigProblem,
+    PermanentFailure,
+    SenderNotConfigured,
+    TemplateError,
+    TemporaryFailure,
+)
+from cobro.evidence import EvidenceEntry, append
+from cobro.money import Money, totals_by_currency
+from cobro.render.templates import TemplateSet
+from cobro.store import tables as t
+
+LEASE = timedelta(minutes=10)
+MAX_ATTEMPTS = 5
+
+
+def backoff(attempt: int) -> timedelta:
+    """Wait before retry number ``attempt``: 5 min, 10, 20, 40..., at most 6 h."""
+    return min(timedelta(minutes=5 * 2 ** max(attempt - 1, 0)), timedelta(hours=6))
+
+
+def require_sender(config: CobroConfig, config_file: str = "cobro.yaml") -> None:
+    """Refuse to send anything until a valid sender address is configured (seed 003)."""
+    if config.company.sender is None:
+        raise SenderNotConfigured(
+            [
+                ConfigProblem(
+                    config_file,
+                    None,
+                    "company.sender.email",
+                    "no valid sender address is configured; nothing is sent until one is",
+                )
+            ]
+        )
+
+
+def portal_token(secret: str, company: str, customer: str, outbox_id: int) -> str:
+    """A signed token for the pay link; the portal checks its age."""
+    s = URLSafeTimedSerializer(secret, salt="cobro.portal")
+    return s.dumps({"co": company, "cu": customer, "ob": outbox_id})
+
+
+@dataclass
+class DispatchReport:
+    sent: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    retrying: int = 0
+    deliveries: int = 0
+    cost: Decimal = Decimal(0)
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: DispatchReport) -> None:
+        self.sent += other.sent
+        self.failed += other.failed
+        self.cancelled += other.cancelled
+        self.retrying += other.retrying
+        self.deliveries += other.deliveries
+        self.cost += other.cost
+        self.errors.extend(other.errors)
+
+
+@dataclass(frozen=True)
+class Person:
+    role: Recipient
+    name: str
+    email: str | None
+    language: str | None
+    internal: bool
+
+
+@dataclass
+class Job:
+    """One outbox row being dispatched, with what is needed to decide and record it."""
+
+    outbox_id: int
+    customer_id: int
+    customer_external_id: str
+    customer_name: str
+    customer_language: str | None
+    step: str
+    occurrence_on: date
+    attempts: int
+    phase: Phase | None = None
+    items: list[dict[str, Any]] = field(default_factory=list)
+    people: list[Person] = field(default_factory=list)
+    already_sent_to: set[str] = field(default_factory=set)
+    outgoing: list[tuple[Person, Outgoing]] = field(default_factory=list)
+    outcome: dict[str, str | None] = field(default_factory=dict)  # address -> error or None
+    failure: str | None = None  # why the row cannot be sent at all
+    permanent: bool = False
+
+
+class Dispatcher:
+    """Dispatches one company's ready outbox rows as of an instant."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        config: CobroConfig,
+        company_id: int,
+        secret: str,
+        templates: TemplateSet,
+        channels: dict[str, Channel],
+        as_of: datetime,
+        batch_size: int = 500,
+        config_file: str = "cobro.yaml",
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.company_id = company_id
+        self.secret = secret
+        self.templates = templates
+        self.channels = channels
+        self.as_of = as_of
+        self.batch_size = batch_size
+        self.config_file = config_file
+        self.sender_domain = (
+            config.company.sender.email.rpartition("@")[2] if config.company.sender else "local"
+        )
+        self._company_lang = Locale.parse(config.company.locale).language
+
+    async def run(self, only_run_id: int | None = None) -> DispatchReport:
+        require_sender(self.config, self.config_file)
+        report = DispatchReport()
+        email = self.channels["email"]
+        await email.start()
+        try:
+            while True:
+                with self.engine.begin() as conn:
+                    jobs = self._claim(conn)
+                    if not jobs:
+                        break
+                    self._load(conn, jobs)
+                self._compose(jobs)
+                await self._send(jobs, email)
+                with self.engine.begin() as conn:
+                    report.add(self._record(conn, jobs, email.cost))
+        finally:
+            await email.stop()
+        return report
+
+    # -- claim and load -------------------------------------------------------
+
+    def _claim(self, conn: Connection) -> list[Job]:
+        o, c = t.outbox.c, t.customers.c
+        q = (
+            select(
+                o.id,
+                o.customer_id,
+                o.step,
+                o.occurrence_on,
+                o.attempts,
+                c.external_id,
+                c.name,
+                c.language,
+            )
+            .join(t.customers, c.id == o.customer_id)
+            .where(
+                o.company_id == self.company_id,
+                o.status.in_([OutboxStatus.PLANNED.value, OutboxStatus.SENDING.value]),
+                o.next_attempt_at <= self.as_of,
+            )
+            .order_by(o.next_attempt_at, o.id)
+            .limit(self.batch_size)
+            .with_for_update(skip_locked=True, of=t.outbox)
+        )
+        rows = conn.execute(q).all()
+        if not rows:
+            return []
+        ids = [r.id for r in rows]
+        conn.execute(
+            update(t.outbox)
+            .where(o.id.in_(ids))
+            .values(
+                status=OutboxStatus.SENDING.value,
+                attempts=o.attempts + 1,
+                next_attempt_at=self.as_of + LEASE,
+            )
+        )
+        return [
+            Job(
+                outbox_id=r.id,
+                customer_id=r.customer_id,
+                customer_external_id=r.external_id,
+                customer_name=r.name,
+                customer_language=r.language,
+                step=r.step,
+                occurrence_on=r.occurrence_on,
+                attempts=r.attempts + 1,
+            )
+            for r in rows
+        ]
+
+    def _load(self, conn: Connection, jobs: list[Job]) -> None:
+        by_id = {j.outbox_id: j for j in jobs}
+        customer_ids = {j.customer_id for j in jobs}
+        ci, r = t.claim_items.c, t.receivables.c
+        for row in conn.execute(
+            select(
+                ci.outbox_id,
+                ci.receivable_id,
+                r.number,
+                r.kind,
+                r.invoice_number,
+                r.due_on,
+                r.currency,
+                r.amount_minor,
+                r.balance_minor,
+                r.description,
+            )
+            .join(t.receivables, r.id == ci.receivable_id)
+            .where(ci.outbox_id.in_(by_id))
+            .order_by(r.due_on, r.id)
+        ):
+            by_id[row.outbox_id].items.append(row._asdict())
+        cu, ct = t.customers.c, t.contacts.c
+        people: dict[int, list[Person]] = defaultdict(list)
+        for row in conn.execute(
+            select(cu.id, cu.name, cu.email, cu.language).where(cu.id.in_(customer_ids))
+        ):
+            if row.email:
+                people[row.id].append(
+                    Person(Recipient.DEBTOR, row.name, row.email, row.language, False)
+                )
+        for row in conn.execute(
+            select(ct.customer_id, ct.name, ct.email, ct.language, ct.roles)
+            .where(ct.customer_id.in_(customer_ids), ct.email.is_not(None))
+            .order_by(ct.id)
+        ):
+            roles = set(filter(None, row.roles.split(",")))
+            if "billing" in roles:
+                people[row.customer_id].append(
+                    Person(Recipient.DEBTOR, row.name, row.email, row.language, False)
+                )
+            for role in (Recipient.SALES_REP, Recipient.ACCOUNT_MANAGER):
+                if role.value in roles:
+                    people[row.customer_id].append(
+                        Person(role, row.name, row.email, row.language, True)
+                    )
+        d = t.deliveries.c
+        for row in conn.execute(
+            select(d.outbox_id, d.recipient).where(d.outbox_id.in_(by_id), d.status == "sent")
+        ):
+            by_id[row.outbox_id].already_sent_to.add(row.recipient.lower())
+        for job in jobs:
+            job.people = people.get(job.customer_id, [])
+
+    # -- decide and render ------------------------------------------------------
+
+    def _locale(self, language: str) -> str:
+        if language == self._company_lang:
+            return self.config.company.locale
+        return language
+
+    def _compose(self, jobs: list[Job]) -> None:
+        company = self.config.company
+        branding = {
+            "name": company.name,
+            "color": company.branding.color,
+            "logo_url": company.branding.logo_url,
+            "footer": company.branding.footer,
+        }
+        for job in jobs:
+            try:
+                job.phase = self.config.phase_by_step(job.step)
+            except KeyError:
+                job.failure = f"phase {job.step} is no longer configured"
+                job.permanent = True
+                continue
+            open_items = [i for i in job.items if i["balance_minor"] > 0]
+            if not open_items:
+                job.failure = "paid before sending"
+                continue
+            phase = job.phase
+            wanted = set(phase.recipients)
+            seen: set[str] = set()
+            targets = []
+            for p in job.people:
+                if p.role in wanted and p.email and p.email.lower() not in seen:
+                    seen.add(p.email.lower())
+                    targets.append(p)
+            if not any(p.role is Recipient.DEBTOR for p in targets):
+                job.failure = "the debtor has no email address"
+                job.permanent = True
+            items = [
+                {
+                    "number": i["number"],
+                    "kind": i["kind"],
+                    "invoice_number": i["invoice_number"],
+                    "description": i["description"],
+                    "due_on": i["due_on"],
+                    "days_overdue": (job.occurrence_on - i["due_on"]).days,
+                    "amount": Money.from_minor(i["amount_minor"], i["currency"]),
+                    "balance": Money.from_minor(i["balance_minor"], i["currency"]),
+                }
+                for i in open_items
+            ]
+            totals = list(totals_by_currency([i["balance"] for i in items]).values())
+            pay_url = (
+                f"{company.portal_url.rstrip('/')}/"
+                f"{portal_token(self.secret, company.id, job.customer_external_id, job.outbox_id)}"
+            )
+            crm_url = (
+                f"{company.crm_url.rstrip('/')}/{job.customer_external_id}"
+                if company.crm_url
+                else None
+            )
+            for person in targets:
+                assert person.email is not None
+                if person.email.lower() in job.already_sent_to:
+                    continue
+                language = person.language or job.customer_language or self._company_lang
+                context = {
+                    "locale": self._locale(language),
+                    "company": branding,
+                    "customer": {
+                        "name": job.customer_name,
+                        "external_id": job.customer_external_id,
+                    },
+                    "recipient": {"name": person.name, "internal": person.internal},
+                    "phase": {"key": phase.key, "name": phase.name},
+                    "mode": phase.mode.value,
+                    "items": items,
+                    "totals": totals,
+                    "pay_url": None if person.internal else pay_url,
+                    "crm_url": crm_url if person.internal else None,
+                    "today": job.occurrence_on,
+                }
+                try:
+                    rendered = self.templates.render(phase.template, language, context)
+                except TemplateError as exc:
+                    job.failure = str(exc)
+                    job.permanent = True
+                    job.outgoing.clear()
+                    break
+                digest = hashlib.sha256(person.email.lower().encode()).hexdigest()[:12]
+                mid = f"<cobro.{company.id}.{job.outbox_id}.{digest}@{self.sender_domain}>"
+                job.outgoing.append(
+                    (
+                        person,
+                        Outgoing(
+                            outbox_id=job.outbox_id,
+                            address=person.email,
+                            recipient_name=person.name,
+                            subject=rendered.subject,
+                            text=rendered.text,
+                            html=rendered.html,
+                            message_id=mid,
+                            headers={"X-Cobro-Claim": f"{company.id}/{job.outbox_id}/{phase.key}"},
+                        ),
+                    )
+                )
+
+    # -- send -------------------------------------------------------------------
+
+    async def _send(self, jobs: list[Job], channel: Channel) -> None:
+        async def one(job: Job, person: Person, msg: Outgoing) -> None:
+            try:
+                job.outcome[msg.address] = "ok:" + await channel.send(msg)
+            except PermanentFailure as exc:
+                job.outcome[msg.address] = f"permanent:{exc}"
+            except TemporaryFailure as exc:
+                job.outcome[msg.address] = f"temporary:{exc}"
+
+        await asyncio.gather(
+            *(one(job, person, msg) for job in jobs for person, msg in job.outgoing)
+        )
+
+    # -- record -----------------------------------------------------------------
+
+    def _record(self, conn: Connection, jobs: list[Job], cost: Decimal) -> DispatchReport:
+        report = DispatchReport()
+        deliveries: list[dict[str, Any]] = []
+        evidence: list[EvidenceEntry] = []
+        now = self.as_of
+        o = t.outbox.c
+        for job in jobs:
+            temporary = False
+            delivered = 0
+            for person, msg in job.outgoing:
+                outcome = job.outcome.get(msg.address, "temporary:not sent")
+                kind, _, detail = outcome.partition(":")
+                ok = kind == "ok"
+                temporary = temporary or kind == "temporary"
+                delivered += ok
+                body_hash = hashlib.sha256((msg.subject + msg.text).encode()).hexdigest()
+                deliveries.append(
+                    {
+                        "company_id": self.company_id,
+                        "outbox_id": job.outbox_id,
+                        "attempt": job.attempts,
+                        "channel": "email",
+                        "recipient": msg.address,
+                        "recipient_role": person.role.value,
+                        "status": "sent" if ok else "failed",
+                        "message_id": msg.message_id,
+                        "provider_id": detail if ok else None,
+                        "error": None if ok else detail[:1000],
+                        "cost": cost if ok else Decimal(0),
+                        "body_sha256": body_hash,
+                        "at": now,
+                    }
+                )
+                if ok:
+                    report.deliveries += 1
+                    report.cost += cost
+                evidence.append(
+                    EvidenceEntry(
+                        "delivery",
+                        f"outbox:{job.outbox_id}",
+                        job.customer_id,
+                        now,
+                        {
+                            "step": job.step,
+                            "occurrence_on": job.occurrence_on.isoformat(),
+                            "channel": "email",
+                            "recipient": msg.address,
+                            "role": person.role.value,
+                            "status": "sent" if ok else "failed",
+                            "message_id": msg.message_id,
+                            "subject": msg.subject,
+                            "body_sha256": body_hash,
+                            "error": None if ok else detail[:300],
+                        },
+                    )
+                )
+            status: OutboxStatus
+            reason: str | None = None
+            if job.failure == "paid before sending":
+                status, reason = OutboxStatus.CANCELLED, job.failure
+            elif temporary and job.attempts < MAX_ATTEMPTS:
+                status = OutboxStatus.PLANNED
+            elif job.failure and not delivered and not job.already_sent_to:
+                status, reason = OutboxStatus.FAILED, job.failure
+            elif delivered or (job.already_sent_to and not temporary):
+                status, reason = OutboxStatus.SENT, job.failure
+            else:
+                status = OutboxStatus.FAILED
+                reason = "; ".join(
+                    v.partition(":")[2] for v in job.outcome.values() if not v.startswith("ok:")
+                )[:500] or (job.failure or "not delivered")
+            values: dict[str, Any] = {"status": status.value, "reason": reason}
+            if status is OutboxStatus.PLANNED:
+                values["next_attempt_at"] = now + backoff(job.attempts)
+                report.retrying += 1
+            else:
+                values["finished_at"] = now
+            conn.execute(update(t.outbox).where(o.id == job.outbox_id).values(**values))
+            if status is OutboxStatus.SENT:
+                report.sent += 1
+                items = [i for i in job.items if i["balance_minor"] > 0]
+                evidence.append(
+                    EvidenceEntry(
+                        "claim.sent",
+                        f"outbox:{job.outbox_id}",
+                        job.customer_id,
+                        now,
+                        {
+                            "step": job.step,
+                            "occurrence_on": job.occurrence_on.isoformat(),
+                            "items": [
+                                {
+                                    "number": i["number"],
+                                    "due_on": i["due_on"].isoformat(),
+                                    "balance": str(
+                                        Money.from_minor(i["balance_minor"], i["currency"])
+                                    ),
+                                }
+                                for i in items
+                            ],
+                        },
+                    )
+                )
+            elif status is OutboxStatus.FAILED:
+                report.failed += 1
+                report.errors.append(f"outbox {job.outbox_id}: {reason}")
+            elif status is OutboxStatus.CANCELLED:
+                report.cancelled += 1
+        if deliveries:
+            conn.execute(insert(t.deliveries), deliveries)
+        ci = t.claim_items.c
+        snapshot = [
+            {"b_id": i["receivable_id"], "b_out": j.outbox_id, "b_bal": i["balance_minor"]}
+            for j in jobs
+            for i in j.items
+        ]
+        if snapshot:
+            conn.execute(
+                update(t.claim_items)
+                .where(ci.outbox_id == bindparam("b_out"), ci.receivable_id == bindparam("b_id"))
+                .values(balance_minor=bindparam("b_bal")),
+                snapshot,
+            )
+        append(conn, self.company_id, evidence)
+        return report

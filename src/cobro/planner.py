@@ -1,0 +1,269 @@
+"""The daily run's first half: everything due on a date becomes outbox rows, set-based.
+
+The domain (``cobro.domain.policy``) turns each policy into ranges of due
+dates; this module selects the matching open receivables with one indexed
+query per range, writes them to a temporary table, and from there inserts
+one outbox row per debtor and phase (``INSERT ... SELECT`` with ``ON
+CONFLICT DO NOTHING`` on the idempotency key) and one claim item per
+receivable. No Python loop over receivables; no clock read: the date and
+the instant are arguments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Integer,
+    MetaData,
+    Select,
+    String,
+    Table,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    literal,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from cobro.config import CobroConfig
+from cobro.domain.calendar import send_instant
+from cobro.domain.policy import DueWindow, due_windows
+from cobro.store import tables as t
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    run_on: date
+    planned: int  # outbox rows this run created
+    items: int  # receivables those rows claim
+    windows: int
+
+
+def _insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"database {dialect!r} is not supported")
+
+
+def assignment_fingerprint(config: CobroConfig) -> str:
+    data = {"rules": [r.model_dump() for r in config.assign], "default": config.default_policy}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def refresh_policies(conn: Connection, config: CobroConfig, company_id: int) -> bool:
+    """Re-resolve every debtor's policy when the assignment rules changed. Set-based."""
+    fp = assignment_fingerprint(config)
+    current = conn.execute(
+        select(t.companies.c.policy_fingerprint).where(t.companies.c.id == company_id)
+    ).scalar_one()
+    if current == fp:
+        return False
+    c = t.customers.c
+    whens = []
+    for rule in config.assignment_rules():
+        conds = []
+        for field, value in rule.where:
+            if field == "tag":
+                conds.append(("," + c.tags + ",").like(f"%,{value.lower()},%"))
+            else:
+                col = {"kind": c.kind, "group": c.group_name, "language": c.language}[field]
+                conds.append(func.lower(col) == value.lower())
+        whens.append((and_(*conds), literal(rule.policy)))
+    policy_expr = case(
+        (c.policy.is_not(None), c.policy), *whens, else_=literal(config.default_policy)
+    )
+    conn.execute(
+        update(t.customers).where(c.company_id == company_id).values(effective_policy=policy_expr)
+    )
+    conn.execute(
+        update(t.companies).where(t.companies.c.id == company_id).values(policy_fingerprint=fp)
+    )
+    return True
+
+
+def earliest_open_due(conn: Connection, company_id: int) -> date | None:
+    r = t.receivables.c
+    value: date | None = conn.execute(
+        select(func.min(r.due_on)).where(r.company_id == company_id, r.balance_minor > 0)
+    ).scalar()
+    return value
+
+
+def windows_for(
+    conn: Connection, config: CobroConfig, company_id: int, run_on: date
+) -> list[DueWindow]:
+    covered = conn.execute(
+        select(t.companies.c.covered_through).where(t.companies.c.id == company_id)
+    ).scalar()
+    earliest = earliest_open_due(conn, company_id)
+    if earliest is None:
+        return []
+    out: list[DueWindow] = []
+    for policy in config.all_policies():
+        out.extend(due_windows(policy, run_on, covered, config.company.max_catch_up_days, earliest))
+    return out
+
+
+def due_select(company_id: int, windows: list[DueWindow]) -> Select[tuple[int, int, str, int]]:
+    """Open receivables reaching a step: (receivable_id, customer_id, step, repeat_no)."""
+    r, c = t.receivables.c, t.customers.c
+    parts = []
+    for w in windows:
+        parts.append(
+            select(
+                r.id.label("receivable_id"),
+                r.customer_id.label("customer_id"),
+                literal(w.phase.step_id, String).label("step"),
+                literal(w.repeat_no, Integer).label("repeat_no"),
+            )
+            .join(t.customers, c.id == r.customer_id)
+            .where(
+                r.company_id == company_id,
+                r.balance_minor > max(0, w.phase.min_balance_minor - 1),
+                r.due_on >= w.due_from,
+                r.due_on <= w.due_to,
+                c.effective_policy == w.phase.policy,
+            )
+        )
+    if len(parts) == 1:
+        return parts[0]
+    u = union_all(*parts).subquery()
+    return select(u.c.receivable_id, u.c.customer_id, u.c.step, u.c.repeat_no)
+
+
+def _due_table() -> Table:
+    return Table(
+        "cobro_due",
+        MetaData(),
+        Column("receivable_id", Integer, nullable=False),
+        Column("customer_id", Integer, nullable=False),
+        Column("step", String(90), nullable=False),
+        Column("repeat_no", Integer, nullable=False),
+        prefixes=["TEMPORARY"],
+    )
+
+
+def plan_day(
+    conn: Connection,
+    config: CobroConfig,
+    company_id: int,
+    run_on: date,
+    now: datetime,
+    run_id: int | None = None,
+) -> PlanResult:
+    """Plan everything due on ``run_on`` into the outbox, inside the caller's transaction."""
+    # Serialise planning per company (SQLite: the write lock taken by BEGIN IMMEDIATE).
+    conn.execute(select(t.companies.c.id).where(t.companies.c.id == company_id).with_for_update())
+    refresh_policies(conn, config, company_id)
+    windows = windows_for(conn, config, company_id, run_on)
+    planned = items = 0
+    if windows:
+        due = _due_table()
+        due.drop(conn, checkfirst=True)
+        due.create(conn)
+        try:
+            conn.execute(
+                due.insert().from_select(
+                    ["receivable_id", "customer_id", "step", "repeat_no"],
+                    due_select(company_id, windows),
+                )
+            )
+            at = send_instant(run_on, config.company.send_time, config.company.timezone)
+            o = t.outbox.c
+            rows = select(
+                literal(company_id),
+                due.c.customer_id,
+                due.c.step,
+                literal(run_on),
+                literal("planned"),
+                literal(at, t.UTCDateTime),
+                literal(at, t.UTCDateTime),
+                literal(run_id, Integer),
+                literal(now, t.UTCDateTime),
+            )
+            # The WHERE keeps SQLite from reading ON CONFLICT as a join constraint.
+            rows = rows.where(due.c.customer_id.is_not(None)).distinct()
+            conn.execute(
+                _insert(conn, t.outbox)
+                .from_select(
+                    [
+                        "company_id",
+                        "customer_id",
+                        "step",
+                        "occurrence_on",
+                        "status",
+                        "due_at",
+                        "next_attempt_at",
+                        "run_id",
+                        "created_at",
+                    ],
+                    rows,
+                )
+                .on_conflict_do_nothing(
+                    index_elements=["company_id", "customer_id", "step", "occurrence_on"]
+                )
+            )
+            item_rows = (
+                select(
+                    literal(company_id),
+                    t.outbox.c.id,
+                    due.c.receivable_id,
+                    due.c.step,
+                    due.c.repeat_no,
+                )
+                .select_from(due)
+                .join(
+                    t.outbox,
+                    and_(
+                        o.company_id == company_id,
+                        o.customer_id == due.c.customer_id,
+                        o.step == due.c.step,
+                        o.occurrence_on == run_on,
+                        o.status == "planned",
+                    ),
+                )
+            )
+            res = conn.execute(
+                _insert(conn, t.claim_items)
+                .from_select(
+                    ["company_id", "outbox_id", "receivable_id", "step", "repeat_no"], item_rows
+                )
+                .on_conflict_do_nothing(index_elements=["receivable_id", "step", "repeat_no"])
+            )
+            items = max(res.rowcount, 0)
+            # A debtor whose every item was already claimed gets no empty message.
+            ci = t.claim_items.c
+            if run_id is not None:
+                conn.execute(
+                    delete(t.outbox).where(
+                        o.run_id == run_id,
+                        ~exists().where(ci.outbox_id == o.id),
+                    )
+                )
+                planned = conn.execute(
+                    select(func.count()).select_from(t.outbox).where(o.run_id == run_id)
+                ).scalar_one()
+        finally:
+            due.drop(conn)
+    covered = conn.execute(
+        select(t.companies.c.covered_through).where(t.companies.c.id == company_id)
+    ).scalar()
+    if covered is None or covered < run_on:
+        conn.execute(
+            update(t.companies).where(t.companies.c.id == company_id).values(covered_through=run_on)
+        )
+    return PlanResult(run_on, planned, items, len(windows))

@@ -1,0 +1,1 @@
+"""Rendering: sandboxed templates, locale formatting and MIME messages."""

@@ -1,0 +1,42 @@
+"""Fixed words of the message layout, per language."""
+
+from __future__ import annotations
+
+LABELS: dict[str, dict[str, str]] = {
+    "en": {
+        "number": "Document",
+        "due": "Due date",
+        "amount": "Amount",
+        "balance": "Outstanding",
+        "status": "Status",
+        "overdue": "Overdue",
+        "due_today": "Due today",
+        "not_due": "Not yet due",
+        "days": "days",
+        "total": "Total outstanding",
+        "pay": "Pay now",
+        "view": "View your account",
+        "crm": "Open the account in the CRM",
+        "greeting": "Dear",
+        "internal": "Internal notice about customer",
+    },
+    "es": {
+        "number": "Documento",
+        "due": "Vencimiento",
+        "amount": "Importe",
+        "balance": "Pendiente",
+        "status": "Estado",
+        "overdue": "Vencido",
+        "due_today": "Vence hoy",
+        "not_due": "Por vencer",
+        "days": "días",
+        "total": "Total pendiente",
+        "pay": "Pagar ahora",
+        "view": "Consultar su cuenta",
+        "crm": "Abrir la cuenta en el CRM",
+        "greeting": "Estimado/a",
+        "internal": "Aviso interno sobre el cliente",
+    },
+}
+
+LANGUAGES = tuple(LABELS)

@@ -1,0 +1,125 @@
+"""Sandboxed Jinja2 templates: one file per template and language, rendered in three parts.
+
+A template ``NAME.LANG.j2`` extends ``_layout.j2`` and fills the blocks
+``subject`` and ``claim``. The workspace's ``templates/`` directory overrides
+the bundled templates file by file. Templates run in Jinja's immutable
+sandbox with strict undefined variables; HTML output is autoescaped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from babel.dates import format_date
+from babel.numbers import format_currency, format_decimal
+from jinja2 import (
+    ChoiceLoader,
+    FileSystemLoader,
+    PackageLoader,
+    StrictUndefined,
+    TemplateNotFound,
+    pass_context,
+)
+from jinja2 import (
+    TemplateError as JinjaTemplateError,
+)
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+from cobro.errors import TemplateError
+from cobro.money import Money
+from cobro.render.labels import LABELS
+
+
+@pass_context
+def _money(ctx: Context, value: Money) -> str:
+    return str(format_currency(value.amount, value.currency, locale=ctx["locale"]))
+
+
+@pass_context
+def _date(ctx: Context, value: date, fmt: str = "medium") -> str:
+    return str(format_date(value, format=fmt, locale=ctx["locale"]))
+
+
+@pass_context
+def _number(ctx: Context, value: Decimal | int) -> str:
+    return str(format_decimal(value, locale=ctx["locale"]))
+
+
+def _env(autoescape: bool, user_dir: Path | None) -> ImmutableSandboxedEnvironment:
+    loaders: list[Any] = []
+    if user_dir is not None:
+        loaders.append(FileSystemLoader(str(user_dir)))
+    loaders.append(PackageLoader("cobro.render", "templates"))
+    env = ImmutableSandboxedEnvironment(
+        loader=ChoiceLoader(loaders),
+        autoescape=autoescape,
+        undefined=StrictUndefined,
+        trim_blocks=False,
+        keep_trailing_newline=False,
+        auto_reload=False,
+    )
+    env.filters["money"] = _money
+    env.filters["date"] = _date
+    env.filters["number"] = _number
+    return env
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+class TemplateSet:
+    """The templates of one workspace, compiled once and cached."""
+
+    def __init__(self, user_dir: Path | None = None, default_language: str = "en") -> None:
+        self._html = _env(True, user_dir)
+        self._text = _env(False, user_dir)
+        self.default_language = default_language
+
+    def resolve(self, name: str, language: str) -> tuple[str, str]:
+        """The file to use for ``name`` in ``language``, falling back to the default language."""
+        for lang in dict.fromkeys((language, self.default_language, "en")):
+            candidate = f"{name}.{lang}.j2"
+            try:
+                self._text.get_template(candidate)
+            except TemplateNotFound:
+                continue
+            except JinjaTemplateError as exc:
+                raise TemplateError(f"template {candidate}: {exc}") from exc
+            return candidate, lang
+        raise TemplateError(f"template {name!r} not found (looked for {name}.{language}.j2)")
+
+    def render(self, name: str, language: str, context: dict[str, Any]) -> Rendered:
+        """Render the subject, plain text and HTML of template ``name``."""
+        filename, lang = self.resolve(name, language)
+        ctx = dict(context, language=lang, L=LABELS.get(lang, LABELS["en"]))
+        try:
+            subject = self._text.get_template(filename).render(ctx, part="subject")
+            text = self._text.get_template(filename).render(ctx, part="text")
+            html = self._html.get_template(filename).render(ctx, part="html")
+        except SecurityError as exc:
+            raise TemplateError(f"template {filename}: unsafe operation refused: {exc}") from exc
+        except JinjaTemplateError as exc:
+            raise TemplateError(f"template {filename}: {exc}") from exc
+        subject = " ".join(subject.split())
+        if not subject:
+            raise TemplateError(f"template {filename}: the subject is empty")
+        return Rendered(subject, _tidy(text), html)
+
+
+def _tidy(text: str) -> str:
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    out: list[str] = []
+    for line in lines:
+        if line == "" and out and out[-1] == "":
+            continue
+        out.append(line)
+    return "\n".join(out) + "\n"

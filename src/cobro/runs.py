@@ -1,0 +1,148 @@
+"""The daily collections run: plan a date into the outbox, then dispatch what is due."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import asdict, dataclass
+from datetime import date, datetime
+
+from sqlalchemy import insert, update
+
+from cobro.channels.base import Channel
+from cobro.channels.email import CaptureTransport, EmailChannel, SmtpSettings, SmtpTransport
+from cobro.dispatch import Dispatcher, DispatchReport
+from cobro.domain.calendar import send_instant
+from cobro.planner import plan_day
+from cobro.render.templates import TemplateSet
+from cobro.store import tables as t
+from cobro.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class RunReport:
+    date: date
+    as_of: datetime
+    planned: int
+    items: int
+    sent: int
+    failed: int
+    skipped: int  # cancelled because paid before sending
+    retrying: int
+    deliveries: int
+    cost: str
+    errors: tuple[str, ...]
+
+    def to_json(self) -> dict[str, object]:
+        d = asdict(self)
+        d["date"] = self.date.isoformat()
+        d["as_of"] = self.as_of.isoformat()
+        d["errors"] = list(self.errors)
+        return d
+
+
+def email_channel(ws: Workspace, clock: datetime) -> EmailChannel:
+    """The email channel configured for the workspace."""
+    cfg = ws.config.channels.email
+    smtp = cfg.smtp
+    transport: CaptureTransport | SmtpTransport
+    if smtp.host == "capture":
+        transport = CaptureTransport(ws.mail_dir / clock.date().isoformat())
+    else:
+        password = os.environ.get(smtp.password_env) if smtp.password_env else None
+        transport = SmtpTransport(
+            SmtpSettings(
+                host=smtp.host,
+                port=smtp.port,
+                username=smtp.username,
+                password=password,
+                starttls=smtp.starttls,
+                tls=smtp.tls,
+                connections=smtp.connections,
+                timeout_s=smtp.timeout_s,
+            )
+        )
+    sender = ws.config.company.sender
+    return EmailChannel(
+        transport,
+        sender_email=sender.email if sender else "",
+        sender_name=(sender.name if sender and sender.name else ws.config.company.name),
+        reply_to=ws.config.company.reply_to,
+        cost=cfg.cost,
+        clock=clock,
+    )
+
+
+def templates_for(ws: Workspace) -> TemplateSet:
+    from babel import Locale
+
+    user = ws.templates_dir if ws.templates_dir.is_dir() else None
+    return TemplateSet(user, Locale.parse(ws.config.company.locale).language)
+
+
+def dispatch_due(
+    ws: Workspace,
+    as_of: datetime,
+    channels: dict[str, Channel] | None = None,
+    templates: TemplateSet | None = None,
+) -> DispatchReport:
+    """Send every outbox row due by ``as_of``."""
+    dispatcher = Dispatcher(
+        ws.engine,
+        ws.config,
+        ws.company_id,
+        ws.secret,
+        templates or templates_for(ws),
+        channels or {"email": email_channel(ws, as_of)},
+        as_of,
+        config_file=str(ws.root / "cobro.yaml"),
+    )
+    return asyncio.run(dispatcher.run())
+
+
+def run_day(
+    ws: Workspace,
+    run_on: date,
+    as_of: datetime | None = None,
+    channels: dict[str, Channel] | None = None,
+    templates: TemplateSet | None = None,
+) -> RunReport:
+    """Plan ``run_on`` and dispatch what is due by ``as_of`` (default: that day's send time)."""
+    company = ws.config.company
+    send_at = send_instant(run_on, company.send_time, company.timezone)
+    as_of = as_of or send_at
+    with ws.engine.begin() as conn:
+        run_id = conn.execute(
+            insert(t.runs)
+            .values(company_id=ws.company_id, run_on=run_on, as_of=as_of, started_at=as_of)
+            .returning(t.runs.c.id)
+        ).scalar_one()
+        plan = plan_day(conn, ws.config, ws.company_id, run_on, as_of, run_id)
+    dispatched = DispatchReport()
+    if as_of >= send_at:
+        dispatched = dispatch_due(ws, as_of, channels, templates)
+    with ws.engine.begin() as conn:
+        conn.execute(
+            update(t.runs)
+            .where(t.runs.c.id == run_id)
+            .values(
+                planned=plan.planned,
+                sent=dispatched.sent,
+                failed=dispatched.failed,
+                skipped=dispatched.cancelled,
+                finished_at=as_of,
+            )
+        )
+    return RunReport(
+        date=run_on,
+        as_of=as_of,
+        planned=plan.planned,
+        items=plan.items,
+        sent=dispatched.sent,
+        failed=dispatched.failed,
+        skipped=dispatched.cancelled,
+        retrying=dispatched.retrying,
+        deliveries=dispatched.deliveries,
+        cost=str(dispatched.cost),
+        errors=tuple(dispatched.errors),
+    )
