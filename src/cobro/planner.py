@@ -15,6 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -118,18 +119,27 @@ def windows_for(
     return out
 
 
-def due_select(company_id: int, windows: list[DueWindow]) -> Select[tuple[int, int, str, int]]:
-    """Open receivables reaching a step: (receivable_id, customer_id, step, repeat_no)."""
+def due_select(
+    company_id: int, windows: list[DueWindow], *, with_amounts: bool = False
+) -> Select[Any]:
+    """Open receivables reaching a step: (receivable_id, customer_id, step, repeat_no).
+
+    ``with_amounts`` adds (balance_minor, currency) and leaves out occurrences
+    already claimed, for simulations that must not count them twice.
+    """
     r, c = t.receivables.c, t.customers.c
     parts = []
     for w in windows:
-        parts.append(
-            select(
-                r.id.label("receivable_id"),
-                r.customer_id.label("customer_id"),
-                literal(w.phase.step_id, String).label("step"),
-                literal(w.repeat_no, Integer).label("repeat_no"),
-            )
+        cols: list[Any] = [
+            r.id.label("receivable_id"),
+            r.customer_id.label("customer_id"),
+            literal(w.phase.step_id, String).label("step"),
+            literal(w.repeat_no, Integer).label("repeat_no"),
+        ]
+        if with_amounts:
+            cols += [r.balance_minor.label("balance_minor"), r.currency.label("currency")]
+        q = (
+            select(*cols)
             .join(t.customers, c.id == r.customer_id)
             .where(
                 r.company_id == company_id,
@@ -139,10 +149,20 @@ def due_select(company_id: int, windows: list[DueWindow]) -> Select[tuple[int, i
                 c.effective_policy == w.phase.policy,
             )
         )
+        if with_amounts:
+            ci = t.claim_items.c
+            q = q.where(
+                ~exists().where(
+                    ci.receivable_id == r.id,
+                    ci.step == w.phase.step_id,
+                    ci.repeat_no == w.repeat_no,
+                )
+            )
+        parts.append(q)
     if len(parts) == 1:
         return parts[0]
     u = union_all(*parts).subquery()
-    return select(u.c.receivable_id, u.c.customer_id, u.c.step, u.c.repeat_no)
+    return select(*u.c)
 
 
 def _due_table() -> Table:

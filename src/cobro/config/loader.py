@@ -79,3 +79,15 @@ def load_config(path: Path) -> CobroConfig:
     except FileNotFoundError:
         raise ConfigError([ConfigProblem(str(path), None, "", "file not found")]) from None
     return parse_config(text, str(path))
+
+
+def field_lines(path: Path) -> dict[Path_, int]:
+    """The line of every field of a (parseable) YAML file, by path."""
+    try:
+        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return {}
+    lines: dict[Path_, int] = {}
+    if root is not None:
+        _to_python(root, (), lines)
+    return lines

@@ -1,0 +1,96 @@
+"""``cobro check``: the configuration, its templates and its sender, every problem listed."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from babel import Locale
+
+from cobro.config import CobroConfig, load_config
+from cobro.config.loader import field_lines
+from cobro.errors import ConfigError, ConfigProblem, TemplateError
+from cobro.money import Money
+from cobro.render.labels import LANGUAGES
+from cobro.render.templates import TemplateSet
+
+SAMPLE_DATE = date(2026, 1, 15)
+
+
+def sample_context(config: CobroConfig, locale: str) -> dict[str, object]:
+    item = {
+        "number": "INV-0001",
+        "kind": "invoice",
+        "invoice_number": None,
+        "description": "Sample",
+        "due_on": SAMPLE_DATE,
+        "days_overdue": 7,
+        "amount": Money.of("1250.00", config.company.currency),
+        "balance": Money.of("750.00", config.company.currency),
+    }
+    return {
+        "locale": locale,
+        "company": {
+            "name": config.company.name,
+            "color": config.company.branding.color,
+            "logo_url": config.company.branding.logo_url,
+            "footer": config.company.branding.footer,
+        },
+        "customer": {"name": "Sample Customer", "external_id": "C-1"},
+        "recipient": {"name": "Sample Customer", "internal": False},
+        "phase": {"key": "00", "name": "Sample"},
+        "mode": "full",
+        "items": [item],
+        "totals": [item["balance"]],
+        "pay_url": "https://example.invalid/p/token",
+        "crm_url": None,
+        "today": SAMPLE_DATE,
+    }
+
+
+def check_workspace(root: Path) -> list[ConfigProblem]:
+    """Every problem of the workspace's configuration; an empty list when all is well."""
+    cfg_file = root / "cobro.yaml"
+    try:
+        config = load_config(cfg_file)
+    except ConfigError as exc:
+        return list(exc.problems)
+    problems: list[ConfigProblem] = []
+    if config.company.sender is None:
+        problems.append(
+            ConfigProblem(
+                str(cfg_file),
+                None,
+                "company.sender.email",
+                "no valid sender address is configured; nothing is sent until one is",
+            )
+        )
+    user_dir = root / "templates"
+    templates = TemplateSet(
+        user_dir if user_dir.is_dir() else None, Locale.parse(config.company.locale).language
+    )
+    lines = field_lines(cfg_file)
+    if config.company.sender is None:
+        problems[0] = ConfigProblem(
+            str(cfg_file), lines.get(("company",)), problems[0].field, problems[0].problem
+        )
+    seen: set[str] = set()
+    for name, policy_cfg in config.policies.items():
+        for index, phase in enumerate(policy_cfg.phases):
+            if phase.template in seen:
+                continue
+            seen.add(phase.template)
+            where = ("policies", name, "phases", index, "template")
+            for lang in LANGUAGES:
+                try:
+                    templates.render(phase.template, lang, sample_context(config, lang))
+                except TemplateError as exc:
+                    problems.append(
+                        ConfigProblem(
+                            str(cfg_file),
+                            lines.get(where),
+                            ".".join(str(p) for p in where),
+                            str(exc),
+                        )
+                    )
+    return problems

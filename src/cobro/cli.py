@@ -1,0 +1,358 @@
+"""The ``cobro`` command: workspaces, import, daily runs, simulation and history."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cobro.errors import CobroError, ConfigError
+from cobro.workspace import CONFIG_FILE, Workspace, open_workspace, utcnow
+
+app = typer.Typer(
+    help="Cobro: collections and payment notifications.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+@dataclass
+class Options:
+    workspace: Path
+    db: str | None
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+def _parse_date(value: str | None, name: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        fail(f"{name}: {value!r} is not a date (YYYY-MM-DD)", 2)
+
+
+def _open(ctx: typer.Context) -> Workspace:
+    opts: Options = ctx.obj
+    try:
+        return open_workspace(opts.workspace, opts.db)
+    except ConfigError as exc:
+        for p in exc.problems:
+            err.print(str(p), highlight=False, markup=False)
+        fail(f"{len(exc.problems)} configuration problem(s); nothing was done", 2)
+    except CobroError as exc:
+        fail(str(exc), 2)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=None, default=str) + "\n")
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    workspace: Annotated[
+        Path, typer.Option("--workspace", "-w", help="Workspace directory (default: here).")
+    ] = Path("."),
+    db: Annotated[
+        str | None,
+        typer.Option("--db", envvar="COBRO_DATABASE_URL", help="Database URL (default: cobro.db)"),
+    ] = None,
+) -> None:
+    ctx.obj = Options(workspace, db)
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Directory of the new workspace.")],
+) -> None:
+    """Create a workspace: a commented cobro.yaml and editable templates."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / CONFIG_FILE
+    if target.exists():
+        fail(f"{target} already exists; nothing was changed", 2)
+    starter = resources.files("cobro") / "starter" / CONFIG_FILE
+    target.write_text(starter.read_text(encoding="utf-8"), encoding="utf-8")
+    tdir = directory / "templates"
+    tdir.mkdir(exist_ok=True)
+    bundled = resources.files("cobro") / "render" / "templates"
+    for entry in bundled.iterdir():
+        if entry.name.endswith(".j2") and not (tdir / entry.name).exists():
+            (tdir / entry.name).write_text(entry.read_text(encoding="utf-8"), encoding="utf-8")
+    out.print(f"Created workspace [bold]{directory}[/]: {CONFIG_FILE}, templates/")
+    out.print("Next: edit cobro.yaml, then `cobro check`, `cobro import ...`, `cobro run`.")
+
+
+@app.command()
+def check(ctx: typer.Context) -> None:
+    """Validate cobro.yaml and its templates; every problem as file:line: field: problem."""
+    from cobro.checks import check_workspace
+
+    opts: Options = ctx.obj
+    root = opts.workspace.resolve()
+    if not (root / CONFIG_FILE).exists():
+        fail(f"no {CONFIG_FILE} in {root}", 2)
+    problems = check_workspace(root)
+    for p in problems:
+        err.print(str(p), highlight=False, markup=False)
+    if problems:
+        fail(f"{len(problems)} problem(s) found", 2)
+    out.print(f"{root / CONFIG_FILE}: OK")
+
+
+@app.command(name="import")
+def import_(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Argument(help="customers, contacts, receivables or payments")],
+    file: Annotated[Path, typer.Argument(help="A CSV or JSON file.", exists=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Upsert records by their external id; bad rows are reported, good rows kept."""
+    from cobro.importer import KINDS, import_file
+
+    if kind not in KINDS:
+        fail(f"unknown kind {kind!r}; use one of: {', '.join(KINDS)}", 2)
+    ws = _open(ctx)
+    try:
+        report = import_file(ws, kind, file, utcnow())
+    except CobroError as exc:
+        fail(str(exc), 2)
+    finally:
+        ws.close()
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        for problem in report.rejected:
+            err.print(str(problem), highlight=False, markup=False)
+        out.print(
+            f"{kind}: {report.inserted} inserted, {report.updated} updated, "
+            f"{report.unchanged} unchanged, {len(report.rejected)} rejected"
+        )
+    if report.rejected:
+        raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    on: Annotated[
+        str | None, typer.Option("--date", help="Date to run for (default: today).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Plan everything due on the date into the outbox, then send what is due."""
+    from zoneinfo import ZoneInfo
+
+    from cobro.runs import run_day
+
+    ws = _open(ctx)
+    try:
+        run_on = _parse_date(on, "--date")
+        as_of: datetime | None = None
+        if run_on is None:
+            as_of = utcnow()
+            run_on = as_of.astimezone(ZoneInfo(ws.config.company.timezone)).date()
+        report = run_day(ws, run_on, as_of)
+    except ConfigError as exc:
+        for p in exc.problems:
+            err.print(str(p), highlight=False, markup=False)
+        fail("configuration error; messages stay in the outbox until it is fixed", 2)
+    except CobroError as exc:
+        fail(str(exc))
+    finally:
+        ws.close()
+    if as_json:
+        _print_json(report.to_json())
+        return
+    out.print(
+        f"{report.date}: planned {report.planned} message(s) covering {report.items} "
+        f"receivable(s); sent {report.sent}, failed {report.failed}, skipped {report.skipped}"
+        + (f", retrying {report.retrying}" if report.retrying else "")
+    )
+    for e in report.errors[:20]:
+        err.print(f"  {e}", highlight=False, markup=False)
+
+
+@app.command()
+def simulate(
+    ctx: typer.Context,
+    start: Annotated[str, typer.Option("--from", help="First day (YYYY-MM-DD).")],
+    end: Annotated[str, typer.Option("--to", help="Last day (YYYY-MM-DD).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print every message as JSON.")] = False,
+) -> None:
+    """What each day would send, to whom, on which channel and at what cost. Changes nothing."""
+    from cobro.simulate import simulate as run_simulation
+
+    d1 = _parse_date(start, "--from")
+    d2 = _parse_date(end, "--to")
+    assert d1 is not None and d2 is not None
+    if d2 < d1:
+        fail("--to is before --from", 2)
+    ws = _open(ctx)
+    days: list[dict[str, Any]] = []
+    table = Table(title=f"Simulation {d1} → {d2} (no payments assumed)")
+    for col in ("date", "messages", "by phase", "unreachable", "cost"):
+        table.add_column(col)
+    total_cost = Decimal(0)
+    total_msgs = 0
+    try:
+        with ws.engine.connect() as conn:
+            trans = conn.begin()
+            try:
+                for messages in run_simulation(conn, ws.config, ws.company_id, d1, d2):
+                    if not messages:
+                        continue
+                    day = messages[0].date
+                    cost = sum((m.cost for m in messages), Decimal(0))
+                    total_cost += cost
+                    total_msgs += len(messages)
+                    if as_json:
+                        days.append(
+                            {
+                                "date": day.isoformat(),
+                                "messages": [m.to_json() for m in messages],
+                                "cost": str(cost),
+                            }
+                        )
+                    by_phase = Counter(m.step for m in messages)
+                    table.add_row(
+                        day.isoformat(),
+                        str(len(messages)),
+                        ", ".join(f"{k}: {v}" for k, v in sorted(by_phase.items())),
+                        str(sum(1 for m in messages if m.channel == "none")),
+                        str(cost),
+                    )
+            finally:
+                trans.rollback()
+    finally:
+        ws.close()
+    if as_json:
+        _print_json(
+            {
+                "from": d1.isoformat(),
+                "to": d2.isoformat(),
+                "messages": total_msgs,
+                "cost": str(total_cost),
+                "days": days,
+            }
+        )
+        return
+    out.print(table)
+    out.print(f"Total: {total_msgs} message(s), cost {total_cost} {ws.config.company.currency}")
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    customer: Annotated[
+        str | None, typer.Option("--customer", help="Only this debtor (external id).")
+    ] = None,
+    since: Annotated[str | None, typer.Option("--since", help="From this date.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Up to this date.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Every claim and delivery: when, phase, channel, recipient, status, receivables."""
+    from cobro.history import claim_history
+
+    ws = _open(ctx)
+    try:
+        with ws.engine.connect() as conn:
+            claims = claim_history(
+                conn,
+                ws.config,
+                ws.company_id,
+                customer,
+                _parse_date(since, "--since"),
+                _parse_date(until, "--until"),
+            )
+    finally:
+        ws.close()
+    if as_json:
+        _print_json([c.to_json() for c in claims])
+        return
+    if not claims:
+        out.print("No claims recorded" + (f" for {customer}" if customer else "") + ".")
+        return
+    table = Table(title="Claim history")
+    for col in ("date", "customer", "phase", "status", "channel → recipient", "receivables"):
+        table.add_column(col)
+    for c in claims:
+        recips = "\n".join(
+            f"{d.channel} → {d.recipient} ({d.role}) {d.status}" for d in c.deliveries
+        )
+        items = ", ".join(
+            f"{i.number} {i.balance_at_send or i.balance_now}" for i in c.items[:6]
+        ) + (f" +{len(c.items) - 6}" if len(c.items) > 6 else "")
+        status = c.status + (f": {c.reason}" if c.reason else "")
+        table.add_row(
+            c.occurrence_on.isoformat(),
+            c.customer,
+            f"{c.step} {c.phase_name}",
+            status,
+            recips or "—",
+            items,
+        )
+    out.print(table)
+
+
+evidence_app = typer.Typer(help="The tamper-evident history.", no_args_is_help=True)
+app.add_typer(evidence_app, name="evidence")
+
+
+@evidence_app.command("verify")
+def evidence_verify(ctx: typer.Context) -> None:
+    """Recompute the hash chain of every claim and delivery."""
+    from cobro.evidence import verify_chain
+
+    ws = _open(ctx)
+    try:
+        with ws.engine.connect() as conn:
+            report = verify_chain(conn, ws.company_id)
+    finally:
+        ws.close()
+    if not report.ok:
+        fail(f"evidence chain broken at entry {report.first_bad_seq}: {report.problem}", 1)
+    out.print(f"{report.entries} entries, chain intact, head {report.head}")
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Argument(help="Directory of the demo workspace.")] = Path(
+        "demo"
+    ),
+    days: Annotated[int, typer.Option("--days", help="Days to simulate.")] = 90,
+    start: Annotated[str | None, typer.Option("--start", help="First day (YYYY-MM-DD).")] = None,
+    debtors: Annotated[int, typer.Option("--debtors", help="Number of debtors.")] = 200,
+) -> None:
+    """A demo company: import, then one collections run per day, every email caught locally."""
+    from cobro.demo import run_demo
+
+    first = _parse_date(start, "--start") or date(2026, 1, 5)
+    if (directory / ".cobro-demo").exists():
+        shutil.rmtree(directory)
+    try:
+        run_demo(directory, first, days, debtors, out)
+    except CobroError as exc:
+        fail(str(exc))
+
+
+def main() -> None:
+    app()

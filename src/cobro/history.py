@@ -1,0 +1,182 @@
+"""Claim history: every outbox row with its receivables and deliveries, for people and JSON."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from cobro.config import CobroConfig
+from cobro.money import Money
+from cobro.store import tables as t
+
+
+@dataclass(frozen=True)
+class ClaimedItem:
+    number: str
+    kind: str
+    due_on: date
+    amount: Money
+    balance_at_send: Money | None
+    balance_now: Money
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    at: datetime
+    channel: str
+    recipient: str
+    role: str
+    status: str
+    message_id: str | None
+    error: str | None
+
+
+@dataclass
+class Claim:
+    outbox_id: int
+    occurrence_on: date
+    customer: str
+    customer_name: str
+    step: str
+    phase_name: str
+    status: str
+    reason: str | None
+    items: list[ClaimedItem] = field(default_factory=list)
+    deliveries: list[DeliveryRecord] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "outbox_id": self.outbox_id,
+            "date": self.occurrence_on.isoformat(),
+            "customer": self.customer,
+            "customer_name": self.customer_name,
+            "phase": self.step,
+            "phase_name": self.phase_name,
+            "status": self.status,
+            "reason": self.reason,
+            "items": [
+                {
+                    "number": i.number,
+                    "kind": i.kind,
+                    "due_on": i.due_on.isoformat(),
+                    "currency": i.amount.currency,
+                    "amount": str(i.amount.amount),
+                    "balance_at_send": (
+                        str(i.balance_at_send.amount) if i.balance_at_send else None
+                    ),
+                    "balance_now": str(i.balance_now.amount),
+                }
+                for i in self.items
+            ],
+            "deliveries": [
+                {
+                    "at": d.at.isoformat(),
+                    "channel": d.channel,
+                    "recipient": d.recipient,
+                    "role": d.role,
+                    "status": d.status,
+                    "message_id": d.message_id,
+                    "error": d.error,
+                }
+                for d in self.deliveries
+            ],
+        }
+
+
+def claim_history(
+    conn: Connection,
+    config: CobroConfig,
+    company_id: int,
+    customer_external_id: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+) -> list[Claim]:
+    """Every claim of the company (or of one debtor), oldest first."""
+    o, c = t.outbox.c, t.customers.c
+    q = (
+        select(o.id, o.occurrence_on, o.step, o.status, o.reason, c.external_id, c.name)
+        .join(t.customers, c.id == o.customer_id)
+        .where(o.company_id == company_id)
+        .order_by(o.occurrence_on, o.id)
+    )
+    if customer_external_id is not None:
+        q = q.where(c.external_id == customer_external_id)
+    if since is not None:
+        q = q.where(o.occurrence_on >= since)
+    if until is not None:
+        q = q.where(o.occurrence_on <= until)
+    claims: dict[int, Claim] = {}
+    for row in conn.execute(q):
+        try:
+            name = config.phase_by_step(row.step).name
+        except KeyError:
+            name = row.step
+        claims[row.id] = Claim(
+            row.id,
+            row.occurrence_on,
+            row.external_id,
+            row.name,
+            row.step,
+            name,
+            row.status,
+            row.reason,
+        )
+    if not claims:
+        return []
+    ids = list(claims)
+    items: dict[int, list[ClaimedItem]] = defaultdict(list)
+    deliveries: dict[int, list[DeliveryRecord]] = defaultdict(list)
+    ci, r, d = t.claim_items.c, t.receivables.c, t.deliveries.c
+    for chunk in (ids[i : i + 5000] for i in range(0, len(ids), 5000)):
+        for row in conn.execute(
+            select(
+                ci.outbox_id,
+                ci.balance_minor,
+                r.number,
+                r.kind,
+                r.due_on,
+                r.currency,
+                r.amount_minor,
+                r.balance_minor.label("now_minor"),
+            )
+            .join(t.receivables, r.id == ci.receivable_id)
+            .where(ci.outbox_id.in_(chunk))
+            .order_by(r.due_on, r.id)
+        ):
+            items[row.outbox_id].append(
+                ClaimedItem(
+                    row.number,
+                    row.kind,
+                    row.due_on,
+                    Money.from_minor(row.amount_minor, row.currency),
+                    None
+                    if row.balance_minor is None
+                    else Money.from_minor(row.balance_minor, row.currency),
+                    Money.from_minor(row.now_minor, row.currency),
+                )
+            )
+        for row in conn.execute(
+            select(d.outbox_id, d.at, d.channel, d.recipient, d.recipient_role, d.status)
+            .add_columns(d.message_id, d.error)
+            .where(d.outbox_id.in_(chunk))
+            .order_by(d.id)
+        ):
+            deliveries[row.outbox_id].append(
+                DeliveryRecord(
+                    row.at,
+                    row.channel,
+                    row.recipient,
+                    row.recipient_role,
+                    row.status,
+                    row.message_id,
+                    row.error,
+                )
+            )
+    for oid, claim in claims.items():
+        claim.items = items.get(oid, [])
+        claim.deliveries = deliveries.get(oid, [])
+    return list(claims.values())

@@ -1,0 +1,1210 @@
+"""Import customers, contacts, receivables and payments from CSV or JSON files.
+
+Rows are upserted by the company's own ``external_id``. A file that cannot be
+read at all (unknown format, not UTF-8, missing or unknown columns) raises
+``ImportError_`` before anything is written; a bad row is reported with its line,
+field and reason while the good rows are kept. Work is done in batches: for each
+batch one query finds the existing rows, then new rows are inserted and changed
+rows updated in bulk, in one transaction per batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from babel import Locale, UnknownLocaleError
+from babel.numbers import is_currency
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import Connection, String, Table, bindparam, func, insert, select, update
+
+from cobro.domain.assignment import resolve_policy
+from cobro.errors import ImportError_
+from cobro.money import Money, currency_exponent
+from cobro.store import tables as t
+from cobro.workspace import Workspace
+
+KINDS = ("customers", "contacts", "receivables", "payments")
+BATCH_SIZE = 1000
+
+CUSTOMER_KINDS = ("person", "business")
+RECEIVABLE_KINDS = ("invoice", "instalment")
+CONTACT_ROLES = ("billing", "primary", "sales_rep", "account_manager", "banking")
+ATTR_PREFIX = "attr_"
+
+# Columns each kind accepts, and whether the column is required.
+COLUMNS: dict[str, dict[str, bool]] = {
+    "customers": {
+        "external_id": True,
+        "name": True,
+        "kind": False,
+        "group": False,
+        "language": False,
+        "email": False,
+        "phone": False,
+        "tags": False,
+        "policy": False,
+    },
+    "contacts": {
+        "external_id": True,
+        "customer": True,
+        "name": True,
+        "email": False,
+        "phone": False,
+        "roles": False,
+        "language": False,
+    },
+    "receivables": {
+        "external_id": True,
+        "customer": True,
+        "kind": False,
+        "number": False,
+        "invoice": False,
+        "issued_on": False,
+        "due_on": True,
+        "currency": False,
+        "amount": True,
+        "balance": False,
+        "description": False,
+    },
+    "payments": {
+        "external_id": True,
+        "customer": True,
+        "receivable": False,
+        "paid_on": True,
+        "amount": True,
+        "currency": False,
+    },
+}
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_AMOUNT = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
+_LIST_SEP = re.compile(r"[|,]")
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """Why one row was rejected: its line (or JSON record number), the field and the reason."""
+
+    line: int
+    field: str
+    problem: str
+    source: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.source else f"line {self.line}"
+        return (
+            f"{where}: {self.field}: {self.problem}" if self.field else f"{where}: {self.problem}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"line": self.line, "field": self.field, "problem": self.problem}
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What one import did. ``rejected`` may hold several problems for the same row."""
+
+    kind: str
+    source: str
+    inserted: int
+    updated: int
+    unchanged: int
+    rejected: list[RowProblem]
+
+    @property
+    def rejected_rows(self) -> int:
+        """How many rows were rejected (a row can have several problems)."""
+        return len({p.line for p in self.rejected})
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected_rows": self.rejected_rows,
+            "rejected": [p.to_json() for p in self.rejected],
+        }
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def import_file(ws: Workspace, kind: str, path: Path, now: datetime) -> ImportReport:
+    """Import ``path`` (``.csv``, ``.json`` or ``.jsonl``) as records of ``kind``."""
+    _check_kind(kind)
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".json", ".jsonl"):
+        raise ImportError_(
+            f"{path}: unknown file format {path.suffix or '(no extension)'!r}; "
+            "use .csv, .json (an array of objects) or .jsonl (one object per line)"
+        )
+    text = _read_text(path)
+    source = path.name
+    if suffix == ".csv":
+        header, rows, problems = _parse_csv(path, text, source)
+        _check_columns(kind, header, str(path), required=True)
+        return _import(ws, kind, rows, now, source, problems)
+    if suffix == ".json":
+        rows, problems = _parse_json_array(path, text, source)
+    else:
+        rows, problems = _parse_jsonl(text, source)
+    _check_columns(kind, _union_keys(rows), str(path), required=bool(rows))
+    return _import(ws, kind, rows, now, source, problems)
+
+
+def import_records(
+    ws: Workspace,
+    kind: str,
+    records: Iterable[tuple[int, dict[str, str | None]]],
+    now: datetime,
+    source: str,
+) -> ImportReport:
+    """Import ``(line_number, row)`` pairs as records of ``kind``.
+
+    The rows are checked for unknown or missing columns before anything is written;
+    ``source`` names them in the report (e.g. a file name).
+    """
+    _check_kind(kind)
+    rows: list[tuple[int, Mapping[str, object]]] = [
+        (line, {_norm_key(k): v for k, v in rec.items()}) for line, rec in records
+    ]
+    _check_columns(kind, _union_keys(rows), source, required=bool(rows))
+    return _import(ws, kind, rows, now, source, [])
+
+
+# --------------------------------------------------------------------------- reading files
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ImportError_(f"unknown import kind {kind!r}: use one of {', '.join(KINDS)}")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImportError_(f"{path}: cannot be read: {exc.strerror or exc}") from exc
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ImportError_(
+            f"{path}:{line}: the file is not UTF-8 text; export or save it as UTF-8"
+        ) from exc
+
+
+def _norm_key(key: str) -> str:
+    key = str(key).strip()
+    if key[: len(ATTR_PREFIX)].lower() == ATTR_PREFIX:
+        return ATTR_PREFIX + key[len(ATTR_PREFIX) :]
+    return key.lower()
+
+
+def _union_keys(rows: Sequence[tuple[int, Mapping[str, object]]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for _, row in rows:
+        for key in row:
+            seen.setdefault(key, None)
+    return list(seen)
+
+
+def _check_columns(kind: str, columns: Sequence[str], where: str, *, required: bool) -> None:
+    known = COLUMNS[kind]
+    unknown = []
+    for col in columns:
+        if col in known:
+            continue
+        if kind == "customers" and col.startswith(ATTR_PREFIX) and len(col) > len(ATTR_PREFIX):
+            continue
+        unknown.append(col)
+    if unknown:
+        hints = []
+        for col in unknown:
+            close = difflib.get_close_matches(col, list(known), n=1)
+            hints.append(f"{col!r} (did you mean {close[0]!r}?)" if close else repr(col))
+        extra = " or attr_NAME for a custom attribute" if kind == "customers" else ""
+        raise ImportError_(
+            f"{where}: unknown column {', '.join(hints)} for {kind}; "
+            f"the columns are {', '.join(known)}{extra}"
+        )
+    if required:
+        missing = [c for c, req in known.items() if req and c not in columns]
+        if missing:
+            raise ImportError_(
+                f"{where}: missing required column {', '.join(repr(c) for c in missing)} for {kind}"
+            )
+
+
+def _parse_csv(
+    path: Path, text: str, source: str
+) -> tuple[list[str], list[tuple[int, Mapping[str, object]]], list[RowProblem]]:
+    """The header and the rows of a CSV text, with each row's physical line number."""
+    first = next((ln for ln in text.splitlines() if ln.strip()), None)
+    if first is None:
+        raise ImportError_(f"{path}: the file is empty; a header row is required")
+    delimiter = ";" if first.count(";") > first.count(",") else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows: list[tuple[int, Mapping[str, object]]] = []
+    problems: list[RowProblem] = []
+    header: list[str] | None = None
+    last_line = 0
+    try:
+        for cells in reader:
+            line = last_line + 1
+            last_line = reader.line_num
+            if not any(c.strip() for c in cells):
+                continue  # blank line, or a row of empty cells
+            if header is None:
+                header = _csv_header(path, cells, line)
+                continue
+            if len(cells) > len(header) and not any(c.strip() for c in cells[len(header) :]):
+                cells = cells[: len(header)]
+            if len(cells) != len(header):
+                problems.append(
+                    RowProblem(
+                        line,
+                        "",
+                        f"the row has {len(cells)} fields but the header has {len(header)} "
+                        f"(separator {delimiter!r})",
+                        source,
+                    )
+                )
+                continue
+            rows.append((line, dict(zip(header, cells, strict=True))))
+    except csv.Error as exc:
+        raise ImportError_(f"{path}:{reader.line_num}: the CSV cannot be read: {exc}") from exc
+    assert header is not None
+    return header, rows, problems
+
+
+def _csv_header(path: Path, cells: list[str], line: int) -> list[str]:
+    names = [_norm_key(c) for c in cells]
+    while names and not names[-1]:
+        names.pop()  # trailing empty columns written by spreadsheets
+    for i, name in enumerate(names, 1):
+        if not name:
+            raise ImportError_(f"{path}:{line}: column {i} of the header has no name")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ImportError_(
+            f"{path}:{line}: column {', '.join(repr(d) for d in dupes)} appears twice in the header"
+        )
+    return names
+
+
+def _parse_json_array(
+    path: Path, text: str, source: str
+) -> tuple[list[tuple[int, Mapping[str, object]]], list[RowProblem]]:
+    try:
+        # Numbers are kept as their text so that amounts are never floats.
+        data = json.loads(text, parse_float=str, parse_int=str, parse_constant=str)
+    except json.JSONDecodeError as exc:
+        raise ImportError_(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
+    if not isinstance(data, list):
+        raise ImportError_(
+            f"{path}: a .json file must hold an array of objects ([{{...}}, {{...}}]); "
+            "for one object per line name the file .jsonl"
+        )
+    rows: list[tuple[int, Mapping[str, object]]] = []
+    problems: list[RowProblem] = []
+    for number, item in enumerate(data, 1):
+        if isinstance(item, dict):
+            rows.append((number, {_norm_key(k): v for k, v in item.items()}))
+        else:
+            problems.append(RowProblem(number, "", "the record is not a JSON object", source))
+    return rows, problems
+
+
+def _parse_jsonl(
+    text: str, source: str
+) -> tuple[list[tuple[int, Mapping[str, object]]], list[RowProblem]]:
+    rows: list[tuple[int, Mapping[str, object]]] = []
+    problems: list[RowProblem] = []
+    for number, raw in enumerate(text.split("\n"), 1):
+        if not raw.strip():
+            continue
+        try:
+            item = json.loads(raw, parse_float=str, parse_int=str, parse_constant=str)
+        except json.JSONDecodeError as exc:
+            problems.append(RowProblem(number, "", f"not valid JSON: {exc.msg}", source))
+            continue
+        if isinstance(item, dict):
+            rows.append((number, {_norm_key(k): v for k, v in item.items()}))
+        else:
+            problems.append(RowProblem(number, "", "the line is not a JSON object", source))
+    return rows, problems
+
+
+# --------------------------------------------------------------------------- validating cells
+
+
+def _max_len(table: Table, column: str) -> int:
+    typ = table.c[column].type
+    assert isinstance(typ, String) and typ.length is not None
+    return int(typ.length)
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return type(value).__name__
+
+
+class _Fields:
+    """Reads and checks the cells of one row, collecting every problem found."""
+
+    def __init__(self, line: int, data: Mapping[str, object]) -> None:
+        self.line = line
+        self.data = data
+        self.problems: list[tuple[str, str]] = []
+
+    def fail(self, col: str, problem: str) -> None:
+        self.problems.append((col, problem))
+
+    def has(self, col: str) -> bool:
+        return col in self.data
+
+    def _scalar(self, col: str, value: object) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, str):
+            text = value
+        elif isinstance(value, int | Decimal):
+            text = str(value)
+        elif isinstance(value, float):
+            self.fail(col, "floating-point numbers are not exact: give the value as text")
+            return None
+        else:
+            self.fail(col, f"expected a single value, got {_describe(value)}")
+            return None
+        text = text.strip()
+        if "\x00" in text:
+            self.fail(col, "contains a NUL character")
+            return None
+        return text or None
+
+    def raw(self, col: str) -> str | None:
+        """The cell's trimmed text; None when the column is absent or the cell empty."""
+        return self._scalar(col, self.data.get(col))
+
+    def items(self, col: str) -> list[str]:
+        """A list cell: a JSON list, or text separated by ``|`` or ``,``."""
+        value = self.data.get(col)
+        if isinstance(value, list | tuple):
+            parts = [self._scalar(col, v) for v in value]
+        else:
+            text = self._scalar(col, value)
+            parts = _LIST_SEP.split(text) if text else []
+        out: list[str] = []
+        for part in parts:
+            item = (part or "").strip().lower()
+            if item and item not in out:
+                out.append(item)
+        return out
+
+    def text(self, col: str, max_len: int, *, required: bool = False) -> str | None:
+        value = self.raw(col)
+        if value is None:
+            if required:
+                self.fail(col, "is required")
+            return None
+        if len(value) > max_len:
+            self.fail(col, f"is longer than {max_len} characters")
+            return None
+        return value
+
+    def choice(self, col: str, allowed: Sequence[str], default: str) -> str:
+        value = self.raw(col)
+        if value is None:
+            return default
+        if value.lower() not in allowed:
+            self.fail(col, f"{value!r} is not one of: {', '.join(allowed)}")
+            return default
+        return value.lower()
+
+    def date(self, col: str, *, required: bool = False) -> date | None:
+        value = self.raw(col)
+        if value is None:
+            if required:
+                self.fail(col, "is required")
+            return None
+        try:
+            if not _DATE.match(value):
+                raise ValueError(value)
+            return date.fromisoformat(value)
+        except ValueError:
+            self.fail(col, f"{value!r} is not a date (YYYY-MM-DD)")
+            return None
+
+    def decimal(
+        self, col: str, *, required: bool = False, positive: bool = False
+    ) -> Decimal | None:
+        value = self.raw(col)
+        if value is None:
+            if required:
+                self.fail(col, "is required")
+            return None
+        if not _AMOUNT.match(value):
+            self.fail(col, f"{value!r} is not an amount (digits and a '.' point, e.g. 1234.50)")
+            return None
+        amount = Decimal(value)
+        if positive and amount <= 0:
+            self.fail(col, f"{value} must be greater than 0")
+            return None
+        if amount < 0:
+            self.fail(col, f"{value} must not be negative")
+            return None
+        return amount
+
+    def currency(self, col: str, default: str) -> str:
+        value = self.raw(col)
+        if value is None:
+            return default
+        code = value.upper()
+        try:
+            Money.of("0", code)
+            if not is_currency(code):
+                raise ValueError(code)
+        except ValueError:
+            self.fail(col, f"{value!r} is not a currency code (ISO 4217, e.g. EUR)")
+            return default
+        return code
+
+    def email(self, col: str) -> str | None:
+        value = self.raw(col)
+        if value is None:
+            return None
+        try:
+            normalized = validate_email(value, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            self.fail(col, f"{value!r} is not an email address: {exc}")
+            return None
+        if len(normalized) > _max_len(t.customers, "email"):
+            self.fail(col, "is too long for an email address")
+            return None
+        return str(normalized)
+
+    def language(self, col: str) -> str | None:
+        value = self.raw(col)
+        if value is None:
+            return None
+        try:
+            code = str(Locale.parse(value.replace("-", "_")))
+        except (UnknownLocaleError, ValueError, TypeError):
+            self.fail(col, f"{value!r} is not a language code (e.g. es, en, es_ES)")
+            return None
+        if len(code) > _max_len(t.customers, "language"):
+            self.fail(col, f"{value!r} is too long for a language code")
+            return None
+        return code
+
+
+def _to_minor(f: _Fields, col: str, amount: Decimal | None, currency: str) -> int | None:
+    """``amount`` in minor units of ``currency``; refuses more decimals than it has."""
+    if amount is None:
+        return None
+    money = Money.of(amount, currency)
+    if money.amount != amount:
+        f.fail(
+            col,
+            f"{amount} has more decimal places than {currency} allows "
+            f"({currency_exponent(currency)})",
+        )
+        return None
+    return money.minor
+
+
+def _fmt(minor: int, currency: str) -> str:
+    return str(Money.from_minor(minor, currency))
+
+
+def _same_amount(a: int, a_cur: str, b: int, b_cur: str) -> bool:
+    return Money.from_minor(a, a_cur).amount == Money.from_minor(b, b_cur).amount
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class _Parsed:
+    line: int
+    external_id: str
+    values: dict[str, Any]
+    fields: _Fields
+
+
+@dataclass
+class _Run:
+    ws: Workspace
+    kind: str
+    source: str
+    now: datetime
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    problems: list[RowProblem] = field(default_factory=list)
+    first_line: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def company_id(self) -> int:
+        return self.ws.company_id
+
+    @property
+    def currency(self) -> str:
+        return self.ws.config.company.currency
+
+    def reject(self, line: int, col: str, problem: str) -> None:
+        self.problems.append(RowProblem(line, col, problem, self.source))
+
+    def report(self) -> ImportReport:
+        return ImportReport(
+            kind=self.kind,
+            source=self.source,
+            inserted=self.inserted,
+            updated=self.updated,
+            unchanged=self.unchanged,
+            rejected=sorted(self.problems, key=lambda p: p.line),
+        )
+
+
+def _import(
+    ws: Workspace,
+    kind: str,
+    rows: Iterable[tuple[int, Mapping[str, object]]],
+    now: datetime,
+    source: str,
+    problems: list[RowProblem],
+) -> ImportReport:
+    if now.tzinfo is None:
+        raise ValueError("import needs an aware datetime for 'now'")
+    run = _Run(ws, kind, source, now, problems=list(problems))
+    parse, store = _HANDLERS[kind]
+    batch: list[_Parsed] = []
+
+    def flush() -> None:
+        if batch:
+            with ws.engine.begin() as conn:
+                store(conn, run, batch)
+            batch.clear()
+
+    for line, data in rows:
+        f = _Fields(line, data)
+        values = parse(f, run)
+        ext = values.get("external_id")
+        if isinstance(ext, str):
+            if ext in run.first_line:
+                first = run.first_line[ext]
+                f.fail("external_id", f"{ext!r} appears again in this file (first on line {first})")
+            else:
+                run.first_line[ext] = line
+        if f.problems:
+            for col, problem in f.problems:
+                run.reject(line, col, problem)
+            continue
+        assert isinstance(ext, str)
+        batch.append(_Parsed(line, ext, values, f))
+        if len(batch) >= BATCH_SIZE:
+            flush()
+    flush()
+    return run.report()
+
+
+def _bulk_update(
+    conn: Connection, table: Table, cols: Sequence[str], rows: list[dict[str, Any]]
+) -> None:
+    """UPDATE ``cols`` of many rows by id in one executemany."""
+    if not rows:
+        return
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values({c: bindparam(f"b_{c}", type_=table.c[c].type) for c in cols})
+    )
+    conn.execute(stmt, [{"b_id": r["id"], **{f"b_{c}": r[c] for c in cols}} for r in rows])
+
+
+def _customer_ids(conn: Connection, run: _Run, refs: Iterable[str]) -> dict[str, int]:
+    wanted = sorted(set(refs))
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        select(t.customers.c.id, t.customers.c.external_id).where(
+            t.customers.c.company_id == run.company_id, t.customers.c.external_id.in_(wanted)
+        )
+    )
+    return {r.external_id: int(r.id) for r in rows}
+
+
+def _no_customer(ref: str) -> str:
+    return f"no customer with external_id {ref!r} (import the customers first)"
+
+
+def _existing(
+    conn: Connection, run: _Run, table: Table, batch: list[_Parsed], *, lock: bool = False
+) -> dict[str, dict[str, Any]]:
+    stmt = select(table).where(
+        table.c.company_id == run.company_id,
+        table.c.external_id.in_([p.external_id for p in batch]),
+    )
+    if lock:
+        stmt = stmt.with_for_update()
+    return {r.external_id: dict(r._mapping) for r in conn.execute(stmt)}
+
+
+# --------------------------------------------------------------------------- customers
+
+_CUSTOMER_COLS = (
+    "name",
+    "kind",
+    "group_name",
+    "language",
+    "email",
+    "phone",
+    "tags",
+    "attributes",
+    "policy",
+    "effective_policy",
+)
+
+
+def _parse_customer(f: _Fields, run: _Run) -> dict[str, Any]:
+    c = t.customers
+    v: dict[str, Any] = {
+        "external_id": f.text("external_id", _max_len(c, "external_id"), required=True),
+        "name": f.text("name", _max_len(c, "name"), required=True),
+    }
+    if f.has("kind"):
+        v["kind"] = f.choice("kind", CUSTOMER_KINDS, "person")
+    if f.has("group"):
+        v["group_name"] = f.text("group", _max_len(c, "group_name"))
+    if f.has("language"):
+        v["language"] = f.language("language")
+    if f.has("email"):
+        v["email"] = f.email("email")
+    if f.has("phone"):
+        v["phone"] = f.text("phone", _max_len(c, "phone"))
+    if f.has("tags"):
+        tags = ",".join(f.items("tags"))
+        if len(tags) > _max_len(c, "tags"):
+            f.fail("tags", f"are longer than {_max_len(c, 'tags')} characters in all")
+        v["tags"] = tags
+    if f.has("policy"):
+        policy = f.raw("policy")
+        policies = run.ws.config.policies
+        if policy is not None and policy not in policies:
+            f.fail("policy", f"{policy!r} is not a policy of cobro.yaml ({', '.join(policies)})")
+        v["policy"] = policy
+    attrs = {k[len(ATTR_PREFIX) :]: f.raw(k) for k in f.data if k.startswith(ATTR_PREFIX)}
+    if attrs:
+        v["attributes"] = attrs
+    return v
+
+
+def _store_customers(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
+    cfg = run.ws.config
+    rules = cfg.assignment_rules()
+    existing = _existing(conn, run, t.customers, batch)
+    defaults: dict[str, Any] = {
+        "kind": "person",
+        "group_name": None,
+        "language": None,
+        "email": None,
+        "phone": None,
+        "tags": "",
+        "attributes": {},
+        "policy": None,
+    }
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for p in batch:
+        old = existing.get(p.external_id)
+        base = old if old is not None else defaults
+        row: dict[str, Any] = {c: base.get(c) for c in _CUSTOMER_COLS}
+        row.update({k: v for k, v in p.values.items() if k in row and k != "attributes"})
+        attrs: dict[str, Any] = dict(base.get("attributes") or {})
+        for key, value in (p.values.get("attributes") or {}).items():
+            if value is None:
+                attrs.pop(key, None)
+            else:
+                attrs[key] = value
+        row["attributes"] = attrs
+        row["effective_policy"] = resolve_policy(
+            rules,
+            cfg.default_policy,
+            explicit=row["policy"],
+            kind=row["kind"],
+            group=row["group_name"],
+            language=row["language"],
+            tags=row["tags"].split(",") if row["tags"] else [],
+        )
+        if old is None:
+            row.update(
+                company_id=run.company_id,
+                external_id=p.external_id,
+                created_at=run.now,
+                updated_at=run.now,
+            )
+            inserts.append(row)
+        elif any(row[c] != old[c] for c in _CUSTOMER_COLS if c != "attributes") or (
+            attrs != (old["attributes"] or {})
+        ):
+            row.update(id=old["id"], updated_at=run.now)
+            updates.append(row)
+        else:
+            run.unchanged += 1
+    if inserts:
+        conn.execute(insert(t.customers), inserts)
+    _bulk_update(conn, t.customers, (*_CUSTOMER_COLS, "updated_at"), updates)
+    run.inserted += len(inserts)
+    run.updated += len(updates)
+
+
+# --------------------------------------------------------------------------- contacts
+
+_CONTACT_COLS = ("customer_id", "name", "email", "phone", "roles", "language")
+
+
+def _parse_contact(f: _Fields, run: _Run) -> dict[str, Any]:
+    c = t.contacts
+    v: dict[str, Any] = {
+        "external_id": f.text("external_id", _max_len(c, "external_id"), required=True),
+        "customer": f.text("customer", _max_len(t.customers, "external_id"), required=True),
+        "name": f.text("name", _max_len(c, "name"), required=True),
+    }
+    if f.has("email"):
+        v["email"] = f.email("email")
+    if f.has("phone"):
+        v["phone"] = f.text("phone", _max_len(c, "phone"))
+    if f.has("roles"):
+        roles = f.items("roles")
+        bad = [r for r in roles if r not in CONTACT_ROLES]
+        if bad:
+            f.fail(
+                "roles",
+                f"unknown role {', '.join(repr(r) for r in bad)}; "
+                f"the roles are {', '.join(CONTACT_ROLES)}",
+            )
+        ordered = [r for r in CONTACT_ROLES if r in roles]
+        v["roles"] = f",{','.join(ordered)}," if ordered else ""
+    if f.has("language"):
+        v["language"] = f.language("language")
+    return v
+
+
+def _store_contacts(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
+    customer_ids = _customer_ids(conn, run, (p.values["customer"] for p in batch))
+    existing = _existing(conn, run, t.contacts, batch)
+    defaults: dict[str, Any] = {"email": None, "phone": None, "roles": "", "language": None}
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for p in batch:
+        ref = p.values["customer"]
+        if ref not in customer_ids:
+            run.reject(p.line, "customer", _no_customer(ref))
+            continue
+        old = existing.get(p.external_id)
+        base = old if old is not None else defaults
+        row: dict[str, Any] = {c: base.get(c) for c in _CONTACT_COLS}
+        row.update({k: v for k, v in p.values.items() if k in row})
+        row["customer_id"] = customer_ids[ref]
+        if not row["email"] and not row["phone"]:
+            run.reject(p.line, "email", "a contact needs an email or a phone")
+            continue
+        if old is None:
+            row.update(company_id=run.company_id, external_id=p.external_id, updated_at=run.now)
+            inserts.append(row)
+        elif any(row[c] != old[c] for c in _CONTACT_COLS):
+            row.update(id=old["id"], updated_at=run.now)
+            updates.append(row)
+        else:
+            run.unchanged += 1
+    if inserts:
+        conn.execute(insert(t.contacts), inserts)
+    _bulk_update(conn, t.contacts, (*_CONTACT_COLS, "updated_at"), updates)
+    run.inserted += len(inserts)
+    run.updated += len(updates)
+
+
+# --------------------------------------------------------------------------- receivables
+
+_RECEIVABLE_COLS = (
+    "customer_id",
+    "kind",
+    "number",
+    "invoice_number",
+    "issued_on",
+    "due_on",
+    "currency",
+    "amount_minor",
+    "balance_minor",
+    "description",
+)
+
+
+def _parse_receivable(f: _Fields, run: _Run) -> dict[str, Any]:
+    r = t.receivables
+    v: dict[str, Any] = {
+        "external_id": f.text("external_id", _max_len(r, "external_id"), required=True),
+        "customer": f.text("customer", _max_len(t.customers, "external_id"), required=True),
+        "due_on": f.date("due_on", required=True),
+        "amount": f.decimal("amount", required=True, positive=True),
+    }
+    if f.has("kind"):
+        v["kind"] = f.choice("kind", RECEIVABLE_KINDS, "invoice")
+    if f.has("number"):
+        v["number"] = f.text("number", _max_len(r, "number"))
+    if f.has("invoice"):
+        v["invoice_number"] = f.text("invoice", _max_len(r, "invoice_number"))
+    if f.has("issued_on"):
+        v["issued_on"] = f.date("issued_on")
+    if f.has("currency"):
+        v["currency"] = f.currency("currency", run.currency)
+    if f.has("description"):
+        v["description"] = f.text("description", _max_len(r, "description"))
+    v["balance"] = f.decimal("balance")
+    return v
+
+
+def _store_receivables(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
+    customer_ids = _customer_ids(conn, run, (p.values["customer"] for p in batch))
+    existing = _existing(conn, run, t.receivables, batch, lock=True)
+    allocated: dict[int, int] = {}
+    if existing:
+        a = t.allocations
+        rows = conn.execute(
+            select(a.c.receivable_id, func.sum(a.c.amount_minor))
+            .where(a.c.receivable_id.in_([r["id"] for r in existing.values()]))
+            .group_by(a.c.receivable_id)
+        )
+        allocated = {int(rid): int(total or 0) for rid, total in rows}
+    defaults: dict[str, Any] = {
+        "kind": "invoice",
+        "number": None,
+        "invoice_number": None,
+        "issued_on": None,
+        "currency": run.currency,
+        "description": None,
+    }
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for p in batch:
+        f = _Fields(p.line, p.fields.data)
+        ref = p.values["customer"]
+        if ref not in customer_ids:
+            f.fail("customer", _no_customer(ref))
+        old = existing.get(p.external_id)
+        base = old if old is not None else defaults
+        row: dict[str, Any] = {c: base.get(c) for c in _RECEIVABLE_COLS}
+        row.update({k: v for k, v in p.values.items() if k in row})
+        row["customer_id"] = customer_ids.get(ref)
+        row["number"] = row["number"] or p.external_id
+        paid = allocated.get(old["id"], 0) if old is not None else 0
+        cur = row["currency"]
+        if row["invoice_number"] and row["kind"] != "instalment":
+            f.fail("invoice", "only an instalment refers to an invoice (set kind to instalment)")
+        if row["issued_on"] and row["issued_on"] > row["due_on"]:
+            f.fail("issued_on", f"{row['issued_on']} is after due_on {row['due_on']}")
+        if old is not None and paid and cur != old["currency"]:
+            f.fail(
+                "currency",
+                f"cannot change {p.external_id} from {old['currency']} to {cur}: "
+                "payments are already allocated to it",
+            )
+        if (
+            old is not None
+            and paid
+            and ref in customer_ids
+            and row["customer_id"] != old["customer_id"]
+        ):
+            f.fail(
+                "customer",
+                f"cannot move {p.external_id} to another customer: "
+                "payments of its customer are already allocated to it",
+            )
+        amount = _to_minor(f, "amount", p.values["amount"], cur)
+        balance = _to_minor(f, "balance", p.values["balance"], cur)
+        if amount is not None:
+            row["amount_minor"] = amount
+            if balance is not None:
+                if balance > amount:
+                    f.fail("balance", f"{_fmt(balance, cur)} is more than the amount")
+                row["balance_minor"] = balance
+            else:
+                row["balance_minor"] = amount - paid
+                if amount < paid:
+                    f.fail(
+                        "amount",
+                        f"{_fmt(amount, cur)} is less than the {_fmt(paid, cur)} "
+                        "already paid on it",
+                    )
+        if f.problems:
+            for col, problem in f.problems:
+                run.reject(p.line, col, problem)
+            continue
+        if old is None:
+            row.update(company_id=run.company_id, external_id=p.external_id, updated_at=run.now)
+            inserts.append(row)
+        elif any(row[c] != old[c] for c in _RECEIVABLE_COLS):
+            row.update(id=old["id"], updated_at=run.now)
+            updates.append(row)
+        else:
+            run.unchanged += 1
+    if inserts:
+        conn.execute(insert(t.receivables), inserts)
+    _bulk_update(conn, t.receivables, (*_RECEIVABLE_COLS, "updated_at"), updates)
+    run.inserted += len(inserts)
+    run.updated += len(updates)
+
+
+# --------------------------------------------------------------------------- payments
+
+
+def _parse_payment(f: _Fields, run: _Run) -> dict[str, Any]:
+    p = t.payments
+    v: dict[str, Any] = {
+        "external_id": f.text("external_id", _max_len(p, "external_id"), required=True),
+        "customer": f.text("customer", _max_len(t.customers, "external_id"), required=True),
+        "receivable": f.text("receivable", _max_len(t.receivables, "external_id")),
+        "paid_on": f.date("paid_on", required=True),
+        "currency": f.currency("currency", run.currency),
+    }
+    v["amount_minor"] = _to_minor(
+        f, "amount", f.decimal("amount", required=True, positive=True), v["currency"]
+    )
+    return v
+
+
+@dataclass
+class _Open:
+    """A customer's open receivables in one currency, oldest due first."""
+
+    ids: list[int] = field(default_factory=list)
+    next: int = 0  # the ones before this index are paid in full
+
+
+def _allocate(
+    amount: int, target: int | None, queue: _Open | None, balance: dict[int, int]
+) -> tuple[list[tuple[int, int]], int]:
+    """Allocate ``amount`` to ``target`` first, then oldest due first; lowers ``balance``.
+
+    Returns the ``(receivable_id, minor)`` allocations and what is left unallocated.
+    """
+    left = amount
+    allocs: list[tuple[int, int]] = []
+
+    def take(rid: int) -> None:
+        nonlocal left
+        part = min(left, balance.get(rid, 0))
+        if part > 0:
+            allocs.append((rid, part))
+            balance[rid] -= part
+            left -= part
+
+    if target is not None:
+        take(target)
+    if queue is not None:
+        while left > 0 and queue.next < len(queue.ids):
+            rid = queue.ids[queue.next]
+            take(rid)
+            if balance[rid] == 0:
+                queue.next += 1
+    return allocs, left
+
+
+def _store_payments(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
+    pay, rec, cus = t.payments, t.receivables, t.customers
+    customer_ids = _customer_ids(conn, run, (p.values["customer"] for p in batch))
+
+    recorded = {
+        r.external_id: r
+        for r in conn.execute(
+            select(
+                pay.c.external_id,
+                pay.c.paid_on,
+                pay.c.currency,
+                pay.c.amount_minor,
+                cus.c.external_id.label("customer"),
+                rec.c.external_id.label("receivable"),
+            )
+            .join(cus, cus.c.id == pay.c.customer_id)
+            .outerjoin(rec, rec.c.id == pay.c.receivable_id)
+            .where(
+                pay.c.company_id == run.company_id,
+                pay.c.external_id.in_([p.external_id for p in batch]),
+            )
+        )
+    }
+
+    named_refs = sorted({p.values["receivable"] for p in batch if p.values["receivable"]})
+    named: dict[str, Any] = {}
+    if named_refs:
+        named = {
+            r.external_id: r
+            for r in conn.execute(
+                select(
+                    rec.c.id,
+                    rec.c.external_id,
+                    rec.c.customer_id,
+                    rec.c.currency,
+                    cus.c.external_id.label("customer"),
+                )
+                .join(cus, cus.c.id == rec.c.customer_id)
+                .where(rec.c.company_id == run.company_id, rec.c.external_id.in_(named_refs))
+            )
+        }
+
+    # Every open receivable of the batch's customers, locked while we allocate.
+    balance: dict[int, int] = {}
+    open_by: dict[tuple[int, str], _Open] = {}
+    wanted = sorted(
+        {customer_ids[p.values["customer"]] for p in batch if p.values["customer"] in customer_ids}
+    )
+    if wanted:
+        for r in conn.execute(
+            select(rec.c.id, rec.c.customer_id, rec.c.currency, rec.c.balance_minor)
+            .where(
+                rec.c.company_id == run.company_id,
+                rec.c.customer_id.in_(wanted),
+                rec.c.balance_minor > 0,
+            )
+            .order_by(rec.c.due_on, rec.c.id)
+            .with_for_update()
+        ):
+            balance[int(r.id)] = int(r.balance_minor)
+            open_by.setdefault((int(r.customer_id), r.currency), _Open()).ids.append(int(r.id))
+
+    new_payments: list[dict[str, Any]] = []
+    new_allocations: list[list[tuple[int, int]]] = []
+    touched: set[int] = set()
+    for p in batch:
+        v = p.values
+        cur, amount = v["currency"], v["amount_minor"]
+        old = recorded.get(p.external_id)
+        if old is not None:
+            differences = [
+                (col, was, now)
+                for col, was, now in (
+                    ("customer", old.customer, v["customer"]),
+                    ("receivable", old.receivable, v["receivable"]),
+                    ("paid_on", old.paid_on, v["paid_on"]),
+                    ("currency", old.currency, cur),
+                    ("amount", _fmt(old.amount_minor, old.currency), _fmt(amount, cur)),
+                )
+                if was != now
+                and not (
+                    col == "amount" and _same_amount(old.amount_minor, old.currency, amount, cur)
+                )
+            ]
+            if not differences:
+                run.unchanged += 1
+                continue
+            detail = "; ".join(
+                f"{col} {was or '(none)'}, now {now or '(none)'}" for col, was, now in differences
+            )
+            run.reject(
+                p.line,
+                differences[0][0],
+                f"payment {p.external_id} was already recorded with a different "
+                f"{'/'.join(d[0] for d in differences)} ({detail}); "
+                "a recorded payment cannot be changed",
+            )
+            continue
+
+        ref = v["customer"]
+        if ref not in customer_ids:
+            run.reject(p.line, "customer", _no_customer(ref))
+            continue
+        customer_id = customer_ids[ref]
+        target = None
+        if v["receivable"]:
+            target = named.get(v["receivable"])
+            problem = None
+            if target is None:
+                problem = f"no receivable with external_id {v['receivable']!r}"
+            elif target.customer_id != customer_id:
+                problem = f"{v['receivable']} belongs to customer {target.customer}, not {ref}"
+            elif target.currency != cur:
+                problem = f"{v['receivable']} is in {target.currency} but the payment is in {cur}"
+            if problem:
+                run.reject(p.line, "receivable", problem)
+                continue
+
+        allocs, left = _allocate(
+            amount,
+            int(target.id) if target is not None else None,
+            open_by.get((customer_id, cur)),
+            balance,
+        )
+        touched.update(rid for rid, _ in allocs)
+        new_payments.append(
+            {
+                "company_id": run.company_id,
+                "customer_id": customer_id,
+                "external_id": p.external_id,
+                "receivable_id": int(target.id) if target is not None else None,
+                "paid_on": v["paid_on"],
+                "currency": cur,
+                "amount_minor": amount,
+                "unallocated_minor": left,
+                "created_at": run.now,
+            }
+        )
+        new_allocations.append(allocs)
+
+    if new_payments:
+        ids = (
+            conn.execute(
+                insert(pay).returning(pay.c.id, sort_by_parameter_order=True), new_payments
+            )
+            .scalars()
+            .all()
+        )
+        rows = [
+            {"payment_id": int(pid), "receivable_id": rid, "amount_minor": part}
+            for pid, allocs in zip(ids, new_allocations, strict=True)
+            for rid, part in allocs
+        ]
+        if rows:
+            conn.execute(insert(t.allocations), rows)
+    _bulk_update(
+        conn,
+        rec,
+        ("balance_minor", "updated_at"),
+        [
+            {"id": rid, "balance_minor": balance[rid], "updated_at": run.now}
+            for rid in sorted(touched)
+        ],
+    )
+    run.inserted += len(new_payments)
+
+
+_Parse = Callable[[_Fields, _Run], dict[str, Any]]
+_Store = Callable[[Connection, _Run, list[_Parsed]], None]
+
+_HANDLERS: dict[str, tuple[_Parse, _Store]] = {
+    "customers": (_parse_customer, _store_customers),
+    "contacts": (_parse_contact, _store_contacts),
+    "receivables": (_parse_receivable, _store_receivables),
+    "payments": (_parse_payment, _store_payments),
+}

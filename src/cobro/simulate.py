@@ -1,0 +1,140 @@
+"""Simulation: what each day of a period would send, to whom, on which channel, at what cost.
+
+It runs the planner's own selection for every day, assumes no payment
+arrives, and changes nothing: the work happens in a transaction that is
+rolled back.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from cobro.config import CobroConfig
+from cobro.domain.model import Recipient
+from cobro.domain.policy import due_windows
+from cobro.money import Money
+from cobro.planner import due_select, earliest_open_due, refresh_policies
+from cobro.store import tables as t
+
+
+@dataclass(frozen=True)
+class SimulatedMessage:
+    date: date
+    customer: str
+    step: str
+    phase_name: str
+    channel: str  # "email", or "none" when the debtor cannot be reached
+    recipients: int
+    items: int
+    totals: dict[str, Decimal]
+    cost: Decimal
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "date": self.date.isoformat(),
+            "customer": self.customer,
+            "phase": self.step,
+            "phase_name": self.phase_name,
+            "channel": self.channel,
+            "recipients": self.recipients,
+            "items": self.items,
+            "totals": {k: str(v) for k, v in self.totals.items()},
+            "cost": str(self.cost),
+        }
+
+
+def _reach(conn: Connection, company_id: int) -> dict[int, dict[str, int]]:
+    """Per debtor, how many addresses each recipient role has."""
+    out: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    cu, ct = t.customers.c, t.contacts.c
+    for row in conn.execute(
+        select(cu.id).where(cu.company_id == company_id, cu.email.is_not(None))
+    ):
+        out[row.id][Recipient.DEBTOR.value] += 1
+    for row in conn.execute(
+        select(ct.customer_id, ct.roles).where(ct.company_id == company_id, ct.email.is_not(None))
+    ):
+        roles = set(filter(None, row.roles.split(",")))
+        if "billing" in roles:
+            out[row.customer_id][Recipient.DEBTOR.value] += 1
+        for role in (Recipient.SALES_REP.value, Recipient.ACCOUNT_MANAGER.value):
+            if role in roles:
+                out[row.customer_id][role] += 1
+    return out
+
+
+def simulate(
+    conn: Connection, config: CobroConfig, company_id: int, start: date, end: date
+) -> Iterator[list[SimulatedMessage]]:
+    """Yield, for each day from ``start`` to ``end``, the messages a run would send.
+
+    The caller passes a connection inside a transaction and rolls it back.
+    """
+    refresh_policies(conn, config, company_id)
+    covered = conn.execute(
+        select(t.companies.c.covered_through).where(t.companies.c.id == company_id)
+    ).scalar()
+    earliest = earliest_open_due(conn, company_id)
+    reach = _reach(conn, company_id)
+    names = {
+        row.id: row.external_id
+        for row in conn.execute(
+            select(t.customers.c.id, t.customers.c.external_id).where(
+                t.customers.c.company_id == company_id
+            )
+        )
+    }
+    policies = config.all_policies()
+    cost_each = config.channels.email.cost
+    day = start
+    while day <= end:
+        windows = []
+        if earliest is not None:
+            for policy in policies:
+                windows += due_windows(
+                    policy, day, covered, config.company.max_catch_up_days, earliest
+                )
+        groups: dict[tuple[int, str], list[Any]] = defaultdict(list)
+        if windows:
+            for row in conn.execute(due_select(company_id, windows, with_amounts=True)):
+                groups[(row.customer_id, row.step)].append(row)
+        messages = []
+        for (customer_id, step), rows in sorted(groups.items()):
+            phase = config.phase_by_step(step)
+            roles = reach.get(customer_id, {})
+            debtor = roles.get(Recipient.DEBTOR.value, 0)
+            recipients = sum(roles.get(r.value, 0) for r in phase.recipients) if debtor else 0
+            totals: dict[str, Decimal] = defaultdict(Decimal)
+            for row in rows:
+                totals[row.currency] += Money.from_minor(row.balance_minor, row.currency).amount
+            messages.append(
+                SimulatedMessage(
+                    date=day,
+                    customer=names[customer_id],
+                    step=step,
+                    phase_name=phase.name,
+                    channel="email" if debtor else "none",
+                    recipients=recipients,
+                    items=len(rows),
+                    totals=dict(sorted(totals.items())),
+                    cost=cost_each * recipients,
+                )
+            )
+        yield messages
+        covered = day if covered is None or covered < day else covered
+        day += timedelta(days=1)
+
+
+def count_open(conn: Connection, company_id: int) -> int:
+    r = t.receivables.c
+    n: int = conn.execute(
+        select(func.count()).where(r.company_id == company_id, r.balance_minor > 0)
+    ).scalar_one()
+    return n
