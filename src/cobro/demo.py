@@ -314,7 +314,7 @@ def run_demo(root: Path, start: date, days: int, debtors: int, console: Console)
             day = start + timedelta(days=i)
             todays = by_day.get(day, [])
             if todays:
-                rows = [
+                rows: list[tuple[int, dict[str, str | None]]] = [
                     (
                         n + 1,
                         {

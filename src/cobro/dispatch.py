@@ -114,7 +114,7 @@ class Job:
     people: list[Person] = field(default_factory=list)
     already_sent_to: set[str] = field(default_factory=set)
     outgoing: list[tuple[Person, Outgoing]] = field(default_factory=list)
-    outcome: dict[str, str | None] = field(default_factory=dict)  # address -> error or None
+    outcome: dict[str, str] = field(default_factory=dict)  # address -> 'ok:id' | 'kind:error'
     failure: str | None = None  # why the row cannot be sent at all
     permanent: bool = False
 
@@ -244,33 +244,33 @@ class Dispatcher:
             by_id[row.outbox_id].items.append(row._asdict())
         cu, ct = t.customers.c, t.contacts.c
         people: dict[int, list[Person]] = defaultdict(list)
-        for row in conn.execute(
+        for cust in conn.execute(
             select(cu.id, cu.name, cu.email, cu.language).where(cu.id.in_(customer_ids))
         ):
-            if row.email:
-                people[row.id].append(
-                    Person(Recipient.DEBTOR, row.name, row.email, row.language, False)
+            if cust.email:
+                people[cust.id].append(
+                    Person(Recipient.DEBTOR, cust.name, cust.email, cust.language, False)
                 )
-        for row in conn.execute(
+        for contact in conn.execute(
             select(ct.customer_id, ct.name, ct.email, ct.language, ct.roles)
             .where(ct.customer_id.in_(customer_ids), ct.email.is_not(None))
             .order_by(ct.id)
         ):
-            roles = set(filter(None, row.roles.split(",")))
+            roles = set(filter(None, contact.roles.split(",")))
             if "billing" in roles:
-                people[row.customer_id].append(
-                    Person(Recipient.DEBTOR, row.name, row.email, row.language, False)
+                people[contact.customer_id].append(
+                    Person(Recipient.DEBTOR, contact.name, contact.email, contact.language, False)
                 )
             for role in (Recipient.SALES_REP, Recipient.ACCOUNT_MANAGER):
                 if role.value in roles:
-                    people[row.customer_id].append(
-                        Person(role, row.name, row.email, row.language, True)
+                    people[contact.customer_id].append(
+                        Person(role, contact.name, contact.email, contact.language, True)
                     )
         d = t.deliveries.c
-        for row in conn.execute(
+        for done in conn.execute(
             select(d.outbox_id, d.recipient).where(d.outbox_id.in_(by_id), d.status == "sent")
         ):
-            by_id[row.outbox_id].already_sent_to.add(row.recipient.lower())
+            by_id[done.outbox_id].already_sent_to.add(done.recipient.lower())
         for job in jobs:
             job.people = people.get(job.customer_id, [])
 

@@ -132,7 +132,7 @@ def claim_history(
     deliveries: dict[int, list[DeliveryRecord]] = defaultdict(list)
     ci, r, d = t.claim_items.c, t.receivables.c, t.deliveries.c
     for chunk in (ids[i : i + 5000] for i in range(0, len(ids), 5000)):
-        for row in conn.execute(
+        for item in conn.execute(
             select(
                 ci.outbox_id,
                 ci.balance_minor,
@@ -147,33 +147,33 @@ def claim_history(
             .where(ci.outbox_id.in_(chunk))
             .order_by(r.due_on, r.id)
         ):
-            items[row.outbox_id].append(
+            items[item.outbox_id].append(
                 ClaimedItem(
-                    row.number,
-                    row.kind,
-                    row.due_on,
-                    Money.from_minor(row.amount_minor, row.currency),
+                    item.number,
+                    item.kind,
+                    item.due_on,
+                    Money.from_minor(item.amount_minor, item.currency),
                     None
-                    if row.balance_minor is None
-                    else Money.from_minor(row.balance_minor, row.currency),
-                    Money.from_minor(row.now_minor, row.currency),
+                    if item.balance_minor is None
+                    else Money.from_minor(item.balance_minor, item.currency),
+                    Money.from_minor(item.now_minor, item.currency),
                 )
             )
-        for row in conn.execute(
+        for dl in conn.execute(
             select(d.outbox_id, d.at, d.channel, d.recipient, d.recipient_role, d.status)
             .add_columns(d.message_id, d.error)
             .where(d.outbox_id.in_(chunk))
             .order_by(d.id)
         ):
-            deliveries[row.outbox_id].append(
+            deliveries[dl.outbox_id].append(
                 DeliveryRecord(
-                    row.at,
-                    row.channel,
-                    row.recipient,
-                    row.recipient_role,
-                    row.status,
-                    row.message_id,
-                    row.error,
+                    dl.at,
+                    dl.channel,
+                    dl.recipient,
+                    dl.recipient_role,
+                    dl.status,
+                    dl.message_id,
+                    dl.error,
                 )
             )
     for oid, claim in claims.items():

@@ -36,6 +36,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
 
 from cobro.config import CobroConfig
 from cobro.domain.calendar import send_instant
@@ -76,7 +77,7 @@ def refresh_policies(conn: Connection, config: CobroConfig, company_id: int) -> 
     c = t.customers.c
     whens = []
     for rule in config.assignment_rules():
-        conds = []
+        conds: list[ColumnElement[bool]] = []
         for field, value in rule.where:
             if field == "tag":
                 conds.append(("," + c.tags + ",").like(f"%,{value.lower()},%"))

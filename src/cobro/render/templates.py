@@ -27,8 +27,9 @@ from jinja2 import (
 from jinja2 import (
     TemplateError as JinjaTemplateError,
 )
+from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from cobro.errors import TemplateError
 from cobro.money import Money
