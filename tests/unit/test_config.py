@@ -1,0 +1,93 @@
+"""cobro.yaml validation: every problem named by file, line and field."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+
+from cobro.config import parse_config
+from cobro.errors import ConfigError
+
+STARTER = (resources.files("cobro") / "starter" / "cobro.yaml").read_text(encoding="utf-8")
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text, "cobro.yaml")
+    return [str(p) for p in exc.value.problems]
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def test_starter_configuration_is_valid() -> None:
+    config = parse_config(STARTER)
+    assert [p.key for p in config.policy("b2b").phases] == ["00", "01", "02", "03", "04", "05"]
+    assert [p.offset_days for p in config.policy("consumer").phases] == [-3, 0, 5]
+
+
+def test_bad_moment_is_reported_with_file_line_and_field() -> None:
+    text = STARTER.replace("when: 15 days after due", "when: fifteen days later")
+    line = line_of(text, "fifteen days later")
+    assert problems(text) == [
+        f"cobro.yaml:{line}: policies.b2b.phases.2.when: 'fifteen days later' is not a moment;"
+        " write 'N days before due', 'on due' or 'N days after due'"
+    ]
+
+
+def test_every_problem_is_listed_not_only_the_first() -> None:
+    text = STARTER.replace('color: "#0b5394"', "color: blue").replace(
+        "timezone: Europe/Madrid", "timezone: Mars/Olympus"
+    )
+    found = problems(text)
+    assert len(found) == 2
+    assert any("company.timezone: unknown time zone 'Mars/Olympus'" in p for p in found)
+    assert any(
+        f"cobro.yaml:{line_of(text, 'color: blue')}: company.branding.color" in p for p in found
+    )
+
+
+def test_unknown_field_is_refused() -> None:
+    text = STARTER.replace("  max_catch_up_days: 30", "  max_catch_up_dayz: 30")
+    [p] = problems(text)
+    assert p.startswith(
+        f"cobro.yaml:{line_of(text, 'max_catch_up_dayz')}: company.max_catch_up_dayz"
+    )
+
+
+def test_invalid_sender_address_is_refused() -> None:
+    text = STARTER.replace("email: cobros@demo.example", "email: cobros-at-demo")
+    [p] = problems(text)
+    assert "company.sender.email" in p and "not a valid sender address" in p
+
+
+def test_two_phases_on_the_same_day_are_refused() -> None:
+    text = STARTER.replace("when: 15 days after due", "when: 7 days after due")
+    [p] = problems(text)
+    assert "phases '01' and '02' fall on the same day" in p
+
+
+def test_assignment_to_an_unknown_policy_is_refused() -> None:
+    text = STARTER.replace("  - policy: b2b\n", "  - policy: wholesale\n")
+    [p] = problems(text)
+    assert "assign: policy 'wholesale' is not defined" in p
+
+
+def test_invalid_yaml_names_the_line() -> None:
+    text = STARTER.replace("  name: Distribuciones Demo S.L.", "  name: [unclosed")
+    [p] = problems(text)
+    assert p.startswith("cobro.yaml:") and "not valid YAML" in p
+
+
+def test_before_due_phases_do_not_catch_up_by_default_after_due_phases_do() -> None:
+    config = parse_config(STARTER)
+    by_key = {p.key: p for p in config.policy("consumer").phases}
+    assert not by_key["before"].catch_up
+    assert by_key["due"].catch_up and by_key["after"].catch_up
+
+
+def test_min_balance_is_converted_to_minor_units_of_the_company_currency() -> None:
+    config = parse_config(STARTER)
+    assert config.policy("b2b").phase("05").min_balance_minor == 5000

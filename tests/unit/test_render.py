@@ -1,0 +1,149 @@
+"""Templates are sandboxed and localised; email headers cannot be injected."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from email import message_from_bytes
+from email.policy import default
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cobro.errors import PermanentFailure, TemplateError
+from cobro.money import Money
+from cobro.render.mime import Envelope, build_email
+from cobro.render.templates import TemplateSet
+
+
+def context(locale: str, **over: Any) -> dict[str, Any]:
+    item = {
+        "number": "F-1",
+        "kind": "invoice",
+        "invoice_number": None,
+        "description": None,
+        "due_on": date(2026, 1, 5),
+        "days_overdue": 3,
+        "amount": Money.of("1234.50", "EUR"),
+        "balance": Money.of("1234.50", "EUR"),
+    }
+    ctx: dict[str, Any] = {
+        "locale": locale,
+        "company": {"name": "ACME", "color": "#112233", "logo_url": None, "footer": None},
+        "customer": {"name": "Cliente <b>uno</b>", "external_id": "C1"},
+        "recipient": {"name": "Cliente <b>uno</b>", "internal": False},
+        "phase": {"key": "01", "name": "x"},
+        "mode": "full",
+        "items": [item],
+        "totals": [item["balance"]],
+        "pay_url": "https://pay.example/p/tok",
+        "crm_url": None,
+        "today": date(2026, 1, 8),
+    }
+    ctx.update(over)
+    return ctx
+
+
+def test_spanish_message_formats_amounts_and_dates_in_spanish() -> None:
+    r = TemplateSet().render("b2b_01", "es", context("es_ES"))
+    assert "1234,50\xa0€" in r.text.replace(".", "")  # 1.234,50 €
+    assert "5 ene 2026" in r.text
+    assert r.subject == "ACME: pago vencido"
+    assert "Pagar ahora: https://pay.example/p/tok" in r.text
+
+
+def test_english_message_formats_amounts_and_dates_in_english() -> None:
+    r = TemplateSet().render("b2b_01", "en", context("en_US"))
+    assert "€1,234.50" in r.text
+    assert "Jan 5, 2026" in r.text
+    assert r.subject == "ACME: overdue payment"
+
+
+def test_data_is_escaped_in_html_but_not_in_text() -> None:
+    r = TemplateSet().render("b2b_01", "en", context("en_US"))
+    assert "Cliente &lt;b&gt;uno&lt;/b&gt;" in r.html
+    assert "<b>uno</b>" not in r.html
+    assert "Cliente <b>uno</b>" in r.text
+
+
+def test_link_mode_shows_the_portal_link_and_no_table() -> None:
+    r = TemplateSet().render("b2b_04", "en", context("en_US", mode="link"))
+    assert "F-1" not in r.text
+    assert "View your account: https://pay.example/p/tok" in r.text
+
+
+def test_missing_language_falls_back_to_the_default() -> None:
+    r = TemplateSet(default_language="es").render("b2b_01", "fr", context("fr_FR"))
+    assert r.subject == "ACME: pago vencido"
+
+
+def test_template_cannot_reach_python_internals(tmp_path: Path) -> None:
+    (tmp_path / "evil.en.j2").write_text(
+        '{% extends "_layout.j2" %}{% block subject %}x{% endblock %}'
+        "{% block claim %}{{ company.__class__.__mro__[1].__subclasses__() }}{% endblock %}",
+        encoding="utf-8",
+    )
+    with pytest.raises(TemplateError, match=r"evil\.en\.j2"):
+        TemplateSet(tmp_path).render("evil", "en", context("en_US"))
+
+
+def test_undefined_variable_is_an_error_not_an_empty_string(tmp_path: Path) -> None:
+    (tmp_path / "typo.en.j2").write_text(
+        '{% extends "_layout.j2" %}{% block subject %}{{ custmer.name }}{% endblock %}',
+        encoding="utf-8",
+    )
+    with pytest.raises(TemplateError, match="custmer"):
+        TemplateSet(tmp_path).render("typo", "en", context("en_US"))
+
+
+def test_workspace_template_overrides_the_bundled_one(tmp_path: Path) -> None:
+    (tmp_path / "b2b_01.en.j2").write_text(
+        '{% extends "_layout.j2" %}{% block subject %}Custom {{ company.name }}{% endblock %}'
+        "{% block claim %}Hello{% endblock %}",
+        encoding="utf-8",
+    )
+    assert TemplateSet(tmp_path).render("b2b_01", "en", context("en_US")).subject == "Custom ACME"
+
+
+def envelope(**over: Any) -> Envelope:
+    values: dict[str, Any] = {
+        "sender_email": "cobros@acme.example",
+        "sender_name": "ACME Cobros",
+        "to_email": "ana@example.com",
+        "to_name": "Ana",
+        "reply_to": None,
+        "message_id": "<cobro.1@acme.example>",
+        "date": datetime(2026, 1, 8, 8, tzinfo=UTC),
+    }
+    values.update(over)
+    return Envelope(**values)
+
+
+def test_email_is_multipart_alternative_with_ids_and_company_name() -> None:
+    msg = message_from_bytes(
+        build_email(envelope(), "Hola", "text", "<p>html</p>").as_bytes(), policy=default
+    )
+    assert msg.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+    assert msg["Message-ID"] == "<cobro.1@acme.example>"
+    assert msg["From"].addresses[0].display_name == "ACME Cobros"
+    assert msg["Date"].datetime == datetime(2026, 1, 8, 8, tzinfo=UTC)
+
+
+def test_line_breaks_in_names_and_subjects_cannot_add_headers() -> None:
+    raw = build_email(
+        envelope(to_name="Ana\r\nBcc: evil@example.com"),
+        "Hola\nBcc: evil@example.com",
+        "t",
+        "h",
+    ).as_bytes()
+    msg = message_from_bytes(raw, policy=default)
+    assert msg["Bcc"] is None
+    assert b"\nBcc:" not in raw
+
+
+def test_an_address_smuggling_a_second_recipient_is_refused() -> None:
+    with pytest.raises(PermanentFailure):
+        build_email(envelope(to_email="ana@example.com, evil@example.com"), "s", "t", "h")
+    with pytest.raises(PermanentFailure):
+        build_email(envelope(to_email="ana@example.com\r\nBcc: x@example.com"), "s", "t", "h")
