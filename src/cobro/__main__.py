@@ -1,0 +1,5 @@
+"""``python -m cobro``."""
+
+from cobro.cli import main
+
+main()

@@ -1,0 +1,188 @@
+"""The command line in a temporary workspace: init, check, import, run, simulate, history."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
+from pathlib import Path
+
+import pytest
+
+
+def cobro(ws: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "cobro", "--workspace", str(ws), *args],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "HOME": str(ws)},
+        timeout=120,
+        cwd=ws if ws.exists() else None,
+    )
+    if ok:
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+    return proc
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text.strip() + "\n", encoding="utf-8")
+    return path
+
+
+def caught(ws: Path) -> list[EmailMessage]:
+    msgs = []
+    for f in sorted((ws / "mail").rglob("*.eml")):
+        msg = message_from_bytes(f.read_bytes(), policy=default)
+        assert isinstance(msg, EmailMessage)
+        msgs.append(msg)
+    return msgs
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    root = tmp_path / "acme"
+    subprocess.run(
+        [sys.executable, "-m", "cobro", "init", str(root)], check=True, capture_output=True
+    )
+    write(
+        root / "customers.csv",
+        """
+external_id,name,kind,language,email
+B1,Ferretería Norte S.L.,business,es,pagos@norte.example
+B2,Atlantic Tools Ltd,business,en,ap@atlantic.example
+P1,Ana Pérez,person,es,ana@example.com
+""",
+    )
+    write(
+        root / "receivables.csv",
+        """
+external_id,customer,number,due_on,currency,amount
+R1,B1,F-001,2026-03-01,EUR,1200.00
+R2,B1,F-002,2026-03-01,EUR,300.50
+R3,B2,F-003,2026-03-01,USD,99.99
+R4,P1,EC-03,2026-03-10,EUR,80.00
+""",
+    )
+    return root
+
+
+def test_init_creates_a_valid_commented_workspace(ws: Path) -> None:
+    text = (ws / "cobro.yaml").read_text(encoding="utf-8")
+    assert text.count("#") > 10
+    assert (ws / "templates" / "b2b_01.es.j2").exists()
+    assert "OK" in cobro(ws, "check").stdout
+
+
+def test_check_prints_every_problem_as_file_line_field_problem(ws: Path) -> None:
+    cfg = ws / "cobro.yaml"
+    text = cfg.read_text(encoding="utf-8").replace("when: 15 days after due", "when: soon")
+    cfg.write_text(text, encoding="utf-8")
+    line = next(i for i, s in enumerate(text.splitlines(), 1) if "when: soon" in s)
+    proc = cobro(ws, "check", ok=False)
+    assert proc.returncode == 2
+    assert (
+        f"{cfg.resolve()}:{line}: policies.b2b.phases.2.when: 'soon' is not a moment" in proc.stderr
+    )
+
+
+def test_check_reports_a_broken_template_with_its_field(ws: Path) -> None:
+    (ws / "templates" / "b2b_02.en.j2").write_text("{% block subject %}{{ oops", encoding="utf-8")
+    proc = cobro(ws, "check", ok=False)
+    assert "policies.b2b.phases.2.template" in proc.stderr and "b2b_02.en.j2" in proc.stderr
+
+
+def test_import_reports_bad_rows_with_line_numbers_and_keeps_good_ones(ws: Path) -> None:
+    cobro(ws, "import", "customers", "customers.csv")
+    bad = write(
+        ws / "bad.csv",
+        """
+external_id,customer,number,due_on,currency,amount
+X1,B1,F-100,2026-02-30,EUR,10
+X2,B1,F-101,2026-03-05,EUR,10
+X3,NOPE,F-102,2026-03-05,EUR,10
+""",
+    )
+    proc = cobro(ws, "import", "receivables", str(bad), "--json", ok=False)
+    assert proc.returncode == 1
+    summary = json.loads(proc.stdout)
+    assert summary["inserted"] == 1
+    lines = sorted(p["line"] for p in summary["rejected"])
+    assert lines == [2, 4]
+
+
+def test_run_history_and_caught_emails_end_to_end(ws: Path) -> None:
+    cobro(ws, "import", "customers", "customers.csv")
+    cobro(ws, "import", "receivables", "receivables.csv")
+
+    first = json.loads(cobro(ws, "run", "--date", "2026-02-22", "--json").stdout)
+    assert {"date", "planned", "sent", "failed", "skipped"} <= first.keys()
+    assert (first["planned"], first["sent"]) == (2, 2)  # b2b 00 for B1 and B2
+
+    again = json.loads(cobro(ws, "run", "--date", "2026-02-22", "--json").stdout)
+    assert (again["planned"], again["sent"]) == (0, 0)
+
+    write(
+        ws / "payments.csv",
+        """
+external_id,customer,receivable,paid_on,amount,currency
+PAY1,B1,R1,2026-03-02,1200.00,EUR
+""",
+    )
+    cobro(ws, "import", "payments", "payments.csv")
+    # No run from 02-23 to 03-09: the 7-days-after step of 03-08 is caught up on 03-10,
+    # and P1's "3 days before" reminder of 03-07 is not sent late.
+    late = json.loads(cobro(ws, "run", "--date", "2026-03-10", "--json").stdout)
+    assert (late["planned"], late["sent"]) == (3, 3)  # b2b 01 for B1 and B2, on-due for P1
+
+    history = json.loads(cobro(ws, "history", "--customer", "B1", "--json").stdout)
+    assert [c["phase"] for c in history] == ["b2b/00", "b2b/01"]
+    assert [i["number"] for i in history[0]["items"]] == ["F-001", "F-002"]
+    assert [i["number"] for i in history[1]["items"]] == ["F-002"]  # F-001 was paid
+    assert history[1]["deliveries"][0]["recipient"] == "pagos@norte.example"
+    assert history[1]["date"] == "2026-03-10"
+
+    mails = caught(ws)
+    assert len(mails) == 5
+    to_b1 = [m for m in mails if m["To"].addresses[0].addr_spec == "pagos@norte.example"]
+    assert [m["Subject"] for m in to_b1] == [
+        "Distribuciones Demo S.L.: vencimientos en los próximos 7 días",
+        "Distribuciones Demo S.L.: pago vencido",
+    ]
+    body = to_b1[1].get_body(("plain",))
+    assert body is not None
+    text = body.get_content()
+    assert "F-002" in text and "F-001" not in text
+    assert "300,50\xa0€" in text
+    en = next(m for m in mails if m["To"].addresses[0].addr_spec == "ap@atlantic.example")
+    en_body = en.get_body(("plain",))
+    assert en_body is not None and "$99.99" in en_body.get_content()
+
+
+def test_simulate_shows_what_would_be_sent_and_changes_nothing(ws: Path) -> None:
+    cobro(ws, "import", "customers", "customers.csv")
+    cobro(ws, "import", "receivables", "receivables.csv")
+    sim = json.loads(
+        cobro(ws, "simulate", "--from", "2026-02-20", "--to", "2026-03-20", "--json").stdout
+    )
+    sent = [(m["date"], m["customer"], m["phase"]) for d in sim["days"] for m in d["messages"]]
+    assert ("2026-02-22", "B1", "b2b/00") in sent
+    assert ("2026-03-07", "P1", "consumer/before") in sent
+    assert all(
+        m["channel"] == "email" and m["cost"] != "0" for d in sim["days"] for m in d["messages"]
+    )
+    assert json.loads(cobro(ws, "history", "--json").stdout) == []
+    assert not (ws / "mail").exists()
+
+
+def test_bad_date_gets_a_clear_error(ws: Path) -> None:
+    proc = cobro(ws, "run", "--date", "2026-13-01", ok=False)
+    assert proc.returncode == 2
+    assert "--date: '2026-13-01' is not a date (YYYY-MM-DD)" in proc.stderr
+
+
+def test_a_directory_without_workspace_says_how_to_make_one(tmp_path: Path) -> None:
+    proc = cobro(tmp_path, "run", ok=False)
+    assert "cobro init" in proc.stderr
