@@ -349,7 +349,8 @@ def demo(
     if (directory / ".cobro-demo").exists():
         shutil.rmtree(directory)
     try:
-        run_demo(directory, first, days, debtors, out)
+        wide = out if out.is_terminal else Console(width=120)
+        run_demo(directory, first, days, debtors, wide)
     except CobroError as exc:
         fail(str(exc))
 

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from cobro.errors import WorkspaceError
 from cobro.importer import import_file, import_records
+from cobro.money import Money
 from cobro.runs import run_day
 from cobro.store import tables as t
 from cobro.workspace import CONFIG_FILE, Workspace, open_workspace
@@ -283,7 +284,7 @@ def overdue_by_currency(ws: Workspace, on: date) -> dict[str, Decimal]:
             .where(r.company_id == ws.company_id, r.balance_minor > 0, r.due_on < on)
             .group_by(r.currency)
         ).all()
-    return {cur: Decimal(int(total)) / 100 for cur, total in sorted(rows)}
+    return {cur: Money.from_minor(int(total), cur).amount for cur, total in sorted(rows)}
 
 
 def run_demo(root: Path, start: date, days: int, debtors: int, console: Console) -> None:
@@ -304,8 +305,8 @@ def run_demo(root: Path, start: date, days: int, debtors: int, console: Console)
     for p in future:
         by_day[p.on].append(p)
     table = Table(title=f"Collections, {start} → {start + timedelta(days=days - 1)}")
-    for col in ("date", "paid today", "messages", "by phase", "failed", "skipped", "overdue"):
-        table.add_column(col, overflow="fold")
+    for col in ("date", "paid", "sent", "by phase", "failed", "skipped", "overdue"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("date", "overdue"))
     phases: Counter[str] = Counter()
     sent = failed = skipped = deliveries = paid_count = 0
     with Progress(console=console, transient=True) as progress:
@@ -344,7 +345,7 @@ def run_demo(root: Path, start: date, days: int, debtors: int, console: Console)
                     day.isoformat(),
                     str(len(todays)),
                     str(report.sent),
-                    ", ".join(f"{k}: {v}" for k, v in sorted(day_phases.items())),
+                    _compact(day_phases),
                     str(report.failed),
                     str(report.skipped),
                     "; ".join(f"{v:,.2f} {k}" for k, v in overdue.items()),
@@ -360,7 +361,7 @@ def run_demo(root: Path, start: date, days: int, debtors: int, console: Console)
     summary.add_row("emails delivered (caught)", str(deliveries))
     summary.add_row("claims failed (no address)", str(failed))
     summary.add_row("claims skipped (paid before sending)", str(skipped))
-    summary.add_row("claims by phase", ", ".join(f"{k}: {v}" for k, v in sorted(phases.items())))
+    summary.add_row("claims by phase", _compact(phases))
     summary.add_row("claims by channel", f"email: {sent}")
     summary.add_row("still overdue", "; ".join(f"{v:,.2f} {k}" for k, v in final.items()) or "0")
     console.print(summary)
@@ -368,6 +369,15 @@ def run_demo(root: Path, start: date, days: int, debtors: int, console: Console)
     console.print(f"History: [bold]cobro -w {root} history[/] (or --customer B0001, --json)")
     console.print(f"Evidence: [bold]cobro -w {root} evidence verify[/]")
     ws.close()
+
+
+def _compact(phases: Counter[str]) -> str:
+    """``b2b/00: 3, b2b/01: 1`` as ``b2b 00×3 01×1``."""
+    by_policy: dict[str, list[str]] = defaultdict(list)
+    for step, n in sorted(phases.items()):
+        policy, _, key = step.partition("/")
+        by_policy[policy].append(f"{key}×{n}")
+    return "  ".join(f"{p} {' '.join(keys)}" for p, keys in by_policy.items())
 
 
 def _phases_sent_on(ws: Workspace, day: date) -> Counter[str]:
