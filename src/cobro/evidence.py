@@ -50,16 +50,13 @@ def chain_hash(prev: str, body: str) -> str:
 
 
 def append(conn: Connection, company_id: int, entries: list[EvidenceEntry]) -> None:
-    """Append entries to the company's chain (caller holds the company's write lock)."""
+    """Append entries to the company's chain, serialised on the company row."""
     if not entries:
         return
+    conn.execute(select(t.companies.c.id).where(t.companies.c.id == company_id).with_for_update())
     e = t.evidence.c
     last = conn.execute(
-        select(e.seq, e.hash)
-        .where(e.company_id == company_id)
-        .order_by(e.seq.desc())
-        .limit(1)
-        .with_for_update()
+        select(e.seq, e.hash).where(e.company_id == company_id).order_by(e.seq.desc()).limit(1)
     ).first()
     seq, prev = (int(last.seq), str(last.hash)) if last else (0, GENESIS)
     rows = []
