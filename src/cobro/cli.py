@@ -186,6 +186,8 @@ def run(
         f"{report.date}: planned {report.planned} message(s) covering {report.items} "
         f"receivable(s); sent {report.sent}, failed {report.failed}, skipped {report.skipped}"
         + (f", retrying {report.retrying}" if report.retrying else "")
+        + (f"; accounts blocked {report.blocked}" if report.blocked else "")
+        + (f"; accounts released {report.unblocked}" if report.unblocked else "")
     )
     for e in report.errors[:20]:
         err.print(f"  {e}", highlight=False, markup=False)

@@ -308,7 +308,7 @@ def run_demo(root: Path, start: date, days: int, debtors: int, console: Console)
     for col in ("date", "paid", "sent", "by phase", "failed", "skipped", "overdue"):
         table.add_column(col, overflow="fold", no_wrap=col in ("date", "overdue"))
     phases: Counter[str] = Counter()
-    sent = failed = skipped = deliveries = paid_count = 0
+    sent = failed = skipped = deliveries = paid_count = blocked = unblocked = 0
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("collecting", total=days)
         for i in range(days):
@@ -337,6 +337,8 @@ def run_demo(root: Path, start: date, days: int, debtors: int, console: Console)
             failed += report.failed
             skipped += report.skipped
             deliveries += report.deliveries
+            blocked += report.blocked
+            unblocked += report.unblocked
             day_phases = _phases_sent_on(ws, day)
             phases.update(day_phases)
             overdue = overdue_by_currency(ws, day)
@@ -363,6 +365,7 @@ def run_demo(root: Path, start: date, days: int, debtors: int, console: Console)
     summary.add_row("claims skipped (paid before sending)", str(skipped))
     summary.add_row("claims by phase", _compact(phases))
     summary.add_row("claims by channel", f"email: {sent}")
+    summary.add_row("accounts blocked (phase 05) / released", f"{blocked} / {unblocked}")
     summary.add_row("still overdue", "; ".join(f"{v:,.2f} {k}" for k, v in final.items()) or "0")
     console.print(summary)
     console.print(f"Caught emails: [bold]{root / 'mail'}[/] (one .eml per message, by day)")

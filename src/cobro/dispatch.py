@@ -23,6 +23,7 @@ from babel import Locale
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
+from cobro.accounts import block_accounts
 from cobro.channels.base import Channel, Outgoing
 from cobro.config import CobroConfig
 from cobro.domain.model import OutboxStatus, Phase, Recipient
@@ -75,6 +76,7 @@ class DispatchReport:
     cancelled: int = 0
     retrying: int = 0
     deliveries: int = 0
+    blocked: int = 0
     cost: Decimal = Decimal(0)
     errors: list[str] = field(default_factory=list)
 
@@ -84,6 +86,7 @@ class DispatchReport:
         self.cancelled += other.cancelled
         self.retrying += other.retrying
         self.deliveries += other.deliveries
+        self.blocked += other.blocked
         self.cost += other.cost
         self.errors.extend(other.errors)
 
@@ -403,6 +406,7 @@ class Dispatcher:
         evidence: list[EvidenceEntry] = []
         now = self.as_of
         o = t.outbox.c
+        to_block: dict[int, str] = {}
         for job in jobs:
             temporary = False
             delivered = 0
@@ -477,6 +481,8 @@ class Dispatcher:
             conn.execute(update(t.outbox).where(o.id == job.outbox_id).values(**values))
             if status is OutboxStatus.SENT:
                 report.sent += 1
+                if job.phase is not None and job.phase.block_account:
+                    to_block[job.customer_id] = job.step
                 items = [i for i in job.items if i["balance_minor"] > 0]
                 evidence.append(
                     EvidenceEntry(
@@ -521,4 +527,5 @@ class Dispatcher:
                 snapshot,
             )
         append(conn, self.company_id, evidence)
+        report.blocked = block_accounts(conn, self.company_id, set(to_block), to_block, now)
         return report

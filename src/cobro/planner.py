@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
+from cobro.accounts import release_paid_blocks
 from cobro.config import CobroConfig
 from cobro.domain.calendar import send_instant
 from cobro.domain.policy import DueWindow, due_windows
@@ -50,6 +51,7 @@ class PlanResult:
     planned: int  # outbox rows this run created
     items: int  # receivables those rows claim
     windows: int
+    unblocked: int = 0  # accounts released because their overdue debt was paid
 
 
 def _insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
@@ -190,6 +192,7 @@ def plan_day(
     # Serialise planning per company (SQLite: the write lock taken by BEGIN IMMEDIATE).
     conn.execute(select(t.companies.c.id).where(t.companies.c.id == company_id).with_for_update())
     refresh_policies(conn, config, company_id)
+    unblocked = release_paid_blocks(conn, company_id, run_on, now)
     windows = windows_for(conn, config, company_id, run_on)
     planned = items = 0
     if windows:
@@ -287,4 +290,4 @@ def plan_day(
         conn.execute(
             update(t.companies).where(t.companies.c.id == company_id).values(covered_through=run_on)
         )
-    return PlanResult(run_on, planned, items, len(windows))
+    return PlanResult(run_on, planned, items, len(windows), unblocked)

@@ -30,6 +30,8 @@ class RunReport:
     skipped: int  # cancelled because paid before sending
     retrying: int
     deliveries: int
+    blocked: int
+    unblocked: int
     cost: str
     errors: tuple[str, ...]
 
@@ -143,6 +145,8 @@ def run_day(
         skipped=dispatched.cancelled,
         retrying=dispatched.retrying,
         deliveries=dispatched.deliveries,
+        blocked=dispatched.blocked,
+        unblocked=plan.unblocked,
         cost=str(dispatched.cost),
         errors=tuple(dispatched.errors),
     )

@@ -141,6 +141,7 @@ class PhaseConfig(_Strict):
     max_repeats: Annotated[int, Field(ge=0, le=1000)] | None = None
     min_balance: Decimal = Decimal(0)
     catch_up: bool | None = None
+    block_account: bool = False
 
     @field_validator("when")
     @classmethod
@@ -221,6 +222,7 @@ class CobroConfig(_Strict):
                 max_repeats=ph.max_repeats,
                 min_balance_minor=Money.of(ph.min_balance, self.company.currency).minor,
                 catch_up=ph.catch_up if ph.catch_up is not None else ph.offset_days >= 0,
+                block_account=ph.block_account,
             )
             for ph in sorted(pc.phases, key=lambda p: p.offset_days)
         )

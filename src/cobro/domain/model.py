@@ -53,6 +53,7 @@ class Phase:
     max_repeats: int | None = None
     min_balance_minor: int = 0
     catch_up: bool = True
+    block_account: bool = False  # sending this phase blocks the account until paid
 
     @property
     def step_id(self) -> str:

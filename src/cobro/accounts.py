@@ -1,0 +1,72 @@
+"""Account blocking: a phase may block the debtor's account; paying the overdue debt releases it."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import Connection, exists, select, update
+
+from cobro.evidence import EvidenceEntry, append
+from cobro.store import tables as t
+
+
+def block_accounts(
+    conn: Connection, company_id: int, customer_ids: set[int], step_of: dict[int, str], at: datetime
+) -> int:
+    """Block these debtors' accounts (those not blocked yet) and record it as evidence."""
+    if not customer_ids:
+        return 0
+    c = t.customers.c
+    blocked = [
+        row.id
+        for row in conn.execute(
+            update(t.customers)
+            .where(c.company_id == company_id, c.id.in_(customer_ids), c.blocked.is_(False))
+            .values(blocked=True, updated_at=at)
+            .returning(c.id)
+        )
+    ]
+    append(
+        conn,
+        company_id,
+        [
+            EvidenceEntry("account.blocked", f"customer:{cid}", cid, at, {"by": step_of[cid]})
+            for cid in sorted(blocked)
+        ],
+    )
+    return len(blocked)
+
+
+def release_paid_blocks(conn: Connection, company_id: int, on: date, at: datetime) -> int:
+    """Unblock every blocked debtor who no longer has overdue debt on ``on``."""
+    c, r = t.customers.c, t.receivables.c
+    overdue = exists().where(r.customer_id == c.id, r.balance_minor > 0, r.due_on < on)
+    released = [
+        row.id
+        for row in conn.execute(
+            update(t.customers)
+            .where(c.company_id == company_id, c.blocked.is_(True), ~overdue)
+            .values(blocked=False, updated_at=at)
+            .returning(c.id)
+        )
+    ]
+    append(
+        conn,
+        company_id,
+        [
+            EvidenceEntry("account.unblocked", f"customer:{cid}", cid, at, {"reason": "paid"})
+            for cid in sorted(released)
+        ],
+    )
+    return len(released)
+
+
+def blocked_accounts(conn: Connection, company_id: int) -> list[str]:
+    c = t.customers.c
+    return list(
+        conn.execute(
+            select(c.external_id)
+            .where(c.company_id == company_id, c.blocked.is_(True))
+            .order_by(c.external_id)
+        ).scalars()
+    )
