@@ -407,6 +407,7 @@ class Dispatcher:
         now = self.as_of
         o = t.outbox.c
         to_block: dict[int, str] = {}
+        outbox_updates: list[dict[str, Any]] = []
         for job in jobs:
             temporary = False
             delivered = 0
@@ -472,13 +473,17 @@ class Dispatcher:
                 reason = "; ".join(
                     v.partition(":")[2] for v in job.outcome.values() if not v.startswith("ok:")
                 )[:500] or (job.failure or "not delivered")
-            values: dict[str, Any] = {"status": status.value, "reason": reason}
-            if status is OutboxStatus.PLANNED:
-                values["next_attempt_at"] = now + backoff(job.attempts)
-                report.retrying += 1
-            else:
-                values["finished_at"] = now
-            conn.execute(update(t.outbox).where(o.id == job.outbox_id).values(**values))
+            retry = status is OutboxStatus.PLANNED
+            report.retrying += retry
+            outbox_updates.append(
+                {
+                    "b_id": job.outbox_id,
+                    "b_status": status.value,
+                    "b_reason": reason,
+                    "b_next": now + backoff(job.attempts) if retry else now,
+                    "b_finished": None if retry else now,
+                }
+            )
             if status is OutboxStatus.SENT:
                 report.sent += 1
                 if job.phase is not None and job.phase.block_account:
@@ -511,6 +516,17 @@ class Dispatcher:
                 report.errors.append(f"outbox {job.outbox_id}: {reason}")
             elif status is OutboxStatus.CANCELLED:
                 report.cancelled += 1
+        conn.execute(
+            update(t.outbox)
+            .where(o.id == bindparam("b_id"))
+            .values(
+                status=bindparam("b_status"),
+                reason=bindparam("b_reason"),
+                next_attempt_at=bindparam("b_next"),
+                finished_at=bindparam("b_finished"),
+            ),
+            outbox_updates,
+        )
         if deliveries:
             conn.execute(insert(t.deliveries), deliveries)
         ci = t.claim_items.c
