@@ -144,7 +144,7 @@ def import_(
             err.print(str(problem), highlight=False, markup=False)
         out.print(
             f"{kind}: {report.inserted} inserted, {report.updated} updated, "
-            f"{report.unchanged} unchanged, {len(report.rejected)} rejected"
+            f"{report.unchanged} unchanged, {report.rejected_rows} rejected"
         )
     if report.rejected:
         raise typer.Exit(1)

@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from babel import Locale
+from babel import Locale, UnknownLocaleError
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
@@ -150,6 +150,7 @@ class Dispatcher:
             config.company.sender.email.rpartition("@")[2] if config.company.sender else "local"
         )
         self._company_lang = Locale.parse(config.company.locale).language
+        self._locales: dict[str, tuple[str, str]] = {}
 
     async def run(self, only_run_id: int | None = None) -> DispatchReport:
         require_sender(self.config, self.config_file)
@@ -279,10 +280,20 @@ class Dispatcher:
 
     # -- decide and render ------------------------------------------------------
 
-    def _locale(self, language: str) -> str:
-        if language == self._company_lang:
-            return self.config.company.locale
-        return language
+    def _language_and_locale(self, code: str) -> tuple[str, str]:
+        """(template language, formatting locale) for a stored ``es`` / ``es_ES`` code."""
+        found = self._locales.get(code)
+        if found is None:
+            try:
+                loc = Locale.parse(code)
+            except (ValueError, TypeError, UnknownLocaleError):
+                loc = Locale.parse(self.config.company.locale)
+            if loc.language == self._company_lang and not loc.territory:
+                found = (loc.language, self.config.company.locale)
+            else:
+                found = (loc.language, str(loc))
+            self._locales[code] = found
+        return found
 
     def _compose(self, jobs: list[Job]) -> None:
         company = self.config.company
@@ -341,9 +352,11 @@ class Dispatcher:
                 assert person.email is not None
                 if person.email.lower() in job.already_sent_to:
                     continue
-                language = person.language or job.customer_language or self._company_lang
+                language, locale = self._language_and_locale(
+                    person.language or job.customer_language or self._company_lang
+                )
                 context = {
-                    "locale": self._locale(language),
+                    "locale": locale,
                     "company": branding,
                     "customer": {
                         "name": job.customer_name,

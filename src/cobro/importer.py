@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import csv
 import difflib
+import functools
 import io
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -89,6 +91,7 @@ COLUMNS: dict[str, dict[str, bool]] = {
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _AMOUNT = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
 _LIST_SEP = re.compile(r"[|,]")
+_MAX_DIGITS = 15  # digits before the point: amounts stay well inside a 64-bit integer
 
 
 # --------------------------------------------------------------------------- report
@@ -165,7 +168,8 @@ def import_file(ws: Workspace, kind: str, path: Path, now: datetime) -> ImportRe
     else:
         rows, problems = _parse_jsonl(text, source)
     _check_columns(kind, _union_keys(rows), str(path), required=bool(rows))
-    return _import(ws, kind, rows, now, source, problems)
+    unit = "record" if suffix == ".json" else "line"
+    return _import(ws, kind, rows, now, source, problems, unit)
 
 
 def import_records(
@@ -290,7 +294,8 @@ def _parse_csv(
             rows.append((line, dict(zip(header, cells, strict=True))))
     except csv.Error as exc:
         raise ImportError_(f"{path}:{reader.line_num}: the CSV cannot be read: {exc}") from exc
-    assert header is not None
+    if header is None:
+        raise ImportError_(f"{path}: the file has no header row naming its columns")
     return header, rows, problems
 
 
@@ -355,6 +360,7 @@ def _parse_jsonl(
 # --------------------------------------------------------------------------- validating cells
 
 
+@functools.cache
 def _max_len(table: Table, column: str) -> int:
     typ = table.c[column].type
     assert isinstance(typ, String) and typ.length is not None
@@ -408,6 +414,14 @@ class _Fields:
         """The cell's trimmed text; None when the column is absent or the cell empty."""
         return self._scalar(col, self.data.get(col))
 
+    def required(self, col: str) -> str | None:
+        """Like ``raw``, reporting "is required" when the cell is empty or absent."""
+        before = len(self.problems)
+        value = self.raw(col)
+        if value is None and len(self.problems) == before:
+            self.fail(col, "is required")
+        return value
+
     def items(self, col: str) -> list[str]:
         """A list cell: a JSON list, or text separated by ``|`` or ``,``."""
         value = self.data.get(col)
@@ -424,10 +438,8 @@ class _Fields:
         return out
 
     def text(self, col: str, max_len: int, *, required: bool = False) -> str | None:
-        value = self.raw(col)
+        value = self.required(col) if required else self.raw(col)
         if value is None:
-            if required:
-                self.fail(col, "is required")
             return None
         if len(value) > max_len:
             self.fail(col, f"is longer than {max_len} characters")
@@ -444,10 +456,8 @@ class _Fields:
         return value.lower()
 
     def date(self, col: str, *, required: bool = False) -> date | None:
-        value = self.raw(col)
+        value = self.required(col) if required else self.raw(col)
         if value is None:
-            if required:
-                self.fail(col, "is required")
             return None
         try:
             if not _DATE.match(value):
@@ -460,15 +470,16 @@ class _Fields:
     def decimal(
         self, col: str, *, required: bool = False, positive: bool = False
     ) -> Decimal | None:
-        value = self.raw(col)
+        value = self.required(col) if required else self.raw(col)
         if value is None:
-            if required:
-                self.fail(col, "is required")
             return None
         if not _AMOUNT.match(value):
             self.fail(col, f"{value!r} is not an amount (digits and a '.' point, e.g. 1234.50)")
             return None
         amount = Decimal(value)
+        if amount.adjusted() >= _MAX_DIGITS:
+            self.fail(col, f"{value} is too large")
+            return None
         if positive and amount <= 0:
             self.fail(col, f"{value} must be greater than 0")
             return None
@@ -563,6 +574,7 @@ class _Run:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    unit: str = "line"  # what the numbers count: lines, or records of a JSON array
     problems: list[RowProblem] = field(default_factory=list)
     first_line: dict[str, int] = field(default_factory=dict)
 
@@ -595,16 +607,17 @@ def _import(
     now: datetime,
     source: str,
     problems: list[RowProblem],
+    unit: str = "line",
 ) -> ImportReport:
     if now.tzinfo is None:
         raise ValueError("import needs an aware datetime for 'now'")
-    run = _Run(ws, kind, source, now, problems=list(problems))
+    run = _Run(ws, kind, source, now, unit=unit, problems=list(problems))
     parse, store = _HANDLERS[kind]
     batch: list[_Parsed] = []
 
     def flush() -> None:
         if batch:
-            with ws.engine.begin() as conn:
+            with ws.engine.begin() as conn, _planned_afresh(conn):
                 store(conn, run, batch)
             batch.clear()
 
@@ -615,7 +628,10 @@ def _import(
         if isinstance(ext, str):
             if ext in run.first_line:
                 first = run.first_line[ext]
-                f.fail("external_id", f"{ext!r} appears again in this file (first on line {first})")
+                f.fail(
+                    "external_id",
+                    f"{ext!r} appears again in this file (first on {run.unit} {first})",
+                )
             else:
                 run.first_line[ext] = line
         if f.problems:
@@ -628,6 +644,27 @@ def _import(
             flush()
     flush()
     return run.report()
+
+
+@contextmanager
+def _planned_afresh(conn: Connection) -> Iterator[None]:
+    """Plan this batch's queries afresh rather than reuse prepared statements.
+
+    psycopg prepares a statement once it has run a few times, and PostgreSQL may
+    then keep the plan it made for the tables as they were: a sequential scan,
+    chosen while a table being filled was still small, makes every later batch
+    slower than the one before. Other drivers are left alone.
+    """
+    dbapi: Any = conn.connection.dbapi_connection
+    if not hasattr(dbapi, "prepare_threshold"):
+        yield
+        return
+    threshold = dbapi.prepare_threshold
+    dbapi.prepare_threshold = None
+    try:
+        yield
+    finally:
+        dbapi.prepare_threshold = threshold
 
 
 def _bulk_update(
@@ -1101,15 +1138,15 @@ def _store_payments(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
         old = recorded.get(p.external_id)
         if old is not None:
             differences = [
-                (col, was, now)
-                for col, was, now in (
+                (col, was, given)
+                for col, was, given in (
                     ("customer", old.customer, v["customer"]),
                     ("receivable", old.receivable, v["receivable"]),
                     ("paid_on", old.paid_on, v["paid_on"]),
                     ("currency", old.currency, cur),
                     ("amount", _fmt(old.amount_minor, old.currency), _fmt(amount, cur)),
                 )
-                if was != now
+                if was != given
                 and not (
                     col == "amount" and _same_amount(old.amount_minor, old.currency, amount, cur)
                 )
@@ -1118,7 +1155,8 @@ def _store_payments(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
                 run.unchanged += 1
                 continue
             detail = "; ".join(
-                f"{col} {was or '(none)'}, now {now or '(none)'}" for col, was, now in differences
+                f"{col} {was or '(none)'}, now {given or '(none)'}"
+                for col, was, given in differences
             )
             run.reject(
                 p.line,
@@ -1171,16 +1209,19 @@ def _store_payments(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
         new_allocations.append(allocs)
 
     if new_payments:
-        ids = (
-            conn.execute(
-                insert(pay).returning(pay.c.id, sort_by_parameter_order=True), new_payments
+        conn.execute(insert(pay), new_payments)
+        ext_ids = [np["external_id"] for np in new_payments]
+        ids = {
+            r.external_id: int(r.id)
+            for r in conn.execute(
+                select(pay.c.id, pay.c.external_id).where(
+                    pay.c.company_id == run.company_id, pay.c.external_id.in_(ext_ids)
+                )
             )
-            .scalars()
-            .all()
-        )
+        }
         rows = [
-            {"payment_id": int(pid), "receivable_id": rid, "amount_minor": part}
-            for pid, allocs in zip(ids, new_allocations, strict=True)
+            {"payment_id": ids[ext], "receivable_id": rid, "amount_minor": part}
+            for ext, allocs in zip(ext_ids, new_allocations, strict=True)
             for rid, part in allocs
         ]
         if rows:

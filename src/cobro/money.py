@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from functools import lru_cache
 
-from babel.numbers import get_currency_precision
+from babel.numbers import get_currency_precision, is_currency
 
 from cobro.errors import CurrencyMismatch
 
@@ -15,6 +15,12 @@ from cobro.errors import CurrencyMismatch
 def currency_exponent(currency: str) -> int:
     """Digits after the decimal point for ``currency`` (EUR 2, JPY 0)."""
     return int(get_currency_precision(currency))
+
+
+@lru_cache(maxsize=256)
+def known_currency(code: str) -> bool:
+    """Whether ``code`` is an ISO 4217 currency that Babel knows."""
+    return len(code) == 3 and code.isalpha() and bool(is_currency(code))
 
 
 @dataclass(frozen=True, order=False)
@@ -36,7 +42,7 @@ class Money:
         if not value.is_finite():
             raise ValueError(f"not an amount: {amount!r}")
         cur = currency.strip().upper()
-        if len(cur) != 3 or not cur.isalpha():
+        if not known_currency(cur):
             raise ValueError(f"not a currency code: {currency!r}")
         quantum = Decimal(1).scaleb(-currency_exponent(cur))
         return cls(value.quantize(quantum, rounding=ROUND_HALF_EVEN), cur)

@@ -31,6 +31,7 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    or_,
     select,
     union_all,
     update,
@@ -83,6 +84,11 @@ def refresh_policies(conn: Connection, config: CobroConfig, company_id: int) -> 
         for field, value in rule.where:
             if field == "tag":
                 conds.append(("," + c.tags + ",").like(f"%,{value.lower()},%"))
+            elif field == "language" and "_" not in value:
+                lang = func.lower(c.language)
+                conds.append(
+                    or_(lang == value.lower(), lang.like(f"{value.lower()}/_%", escape="/"))
+                )
             else:
                 col = {"kind": c.kind, "group": c.group_name, "language": c.language}[field]
                 conds.append(func.lower(col) == value.lower())

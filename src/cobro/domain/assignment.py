@@ -34,6 +34,11 @@ def resolve_policy(
         for field, value in rule.where:
             if field == "tag":
                 ok = value.lower() in tagset
+            elif field == "language":
+                # "es" matches a debtor stored as "es" or "es_ES".
+                have = (attrs.get(field) or "").lower()
+                want = value.lower()
+                ok = have == want or ("_" not in want and have.split("_")[0] == want)
             else:
                 ok = (attrs.get(field) or "").lower() == value.lower()
             if not ok:

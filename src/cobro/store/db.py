@@ -44,7 +44,8 @@ def make_engine(url: str) -> Engine:
             dbapi_conn.isolation_level = None
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # Plans made while a table was small must not stick: no server-side prepared statements.
+    return create_engine(url, pool_pre_ping=True, connect_args={"prepare_threshold": None})
 
 
 def migrate(engine: Engine) -> None:
