@@ -12,8 +12,11 @@ from babel import Locale, UnknownLocaleError
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from cobro.config.actions import ActionConfig, SegmentConfig
+from cobro.domain.actions import ScheduledAction
 from cobro.domain.assignment import Rule
 from cobro.domain.model import DeliveryMode, Phase, Policy, Recipient
+from cobro.domain.segments import Segment
 from cobro.money import Money
 
 _WHEN = re.compile(
@@ -187,6 +190,8 @@ class CobroConfig(_Strict):
     policies: dict[str, PolicyConfig] = Field(min_length=1)
     assign: list[AssignRule] = []
     default_policy: str
+    segments: dict[str, SegmentConfig] = {}
+    actions: list[ActionConfig] = []
 
     @field_validator("policies")
     @classmethod
@@ -203,6 +208,18 @@ class CobroConfig(_Strict):
         for rule in self.assign:
             if rule.policy not in self.policies:
                 raise ValueError(f"assign: policy {rule.policy!r} is not defined")
+        for name, seg in self.segments.items():
+            if not _KEY.match(name):
+                raise ValueError(f"segment name {name!r}: letters, digits, '-' and '_' only")
+            if seg.policy is not None and seg.policy not in self.policies:
+                raise ValueError(f"segments.{name}.policy: {seg.policy!r} is not defined")
+        keys: set[str] = set()
+        for action in self.actions:
+            if action.key in keys:
+                raise ValueError(f"actions: key {action.key!r} is used twice")
+            keys.add(action.key)
+            if action.segment not in self.segments:
+                raise ValueError(f"actions.{action.key}: segment {action.segment!r} is not defined")
         return self
 
     def policy(self, name: str) -> Policy:
@@ -233,6 +250,59 @@ class CobroConfig(_Strict):
 
     def all_policies(self) -> list[Policy]:
         return [self.policy(n) for n in self.policies]
+
+    def segment(self, name: str) -> Segment:
+        """The domain segment called ``name``."""
+        s = self.segments[name]
+        cur = self.company.currency
+
+        def minor(v: Decimal | None) -> int | None:
+            return None if v is None else Money.of(v, cur).minor
+
+        groups = (s.group,) if isinstance(s.group, str) else tuple(s.group or ())
+        return Segment(
+            name=name,
+            description=s.description,
+            kind=s.kind,
+            groups=groups,
+            language=s.language,
+            tags=tuple(x.lower() for x in s.tags),
+            attributes=tuple(sorted(s.attributes.items())),
+            policy=s.policy,
+            blocked=s.blocked,
+            overdue_min=minor(s.overdue_amount.min) if s.overdue_amount else None,
+            overdue_max=minor(s.overdue_amount.max) if s.overdue_amount else None,
+            open_min=minor(s.open_amount.min) if s.open_amount else None,
+            open_max=minor(s.open_amount.max) if s.open_amount else None,
+            days_overdue_min=s.days_overdue.min if s.days_overdue else None,
+            days_overdue_max=s.days_overdue.max if s.days_overdue else None,
+        )
+
+    def scheduled_actions(self) -> list[ScheduledAction]:
+        return [self.action(a.key) for a in self.actions]
+
+    def action(self, key: str) -> ScheduledAction:
+        """The scheduled action with ``key`` (``KeyError`` when there is none)."""
+        for a in self.actions:
+            if a.key == key:
+                return ScheduledAction(
+                    key=a.key,
+                    description=a.description,
+                    type=a.type,
+                    days=tuple(a.days),
+                    segment=a.segment,
+                    template=a.template,
+                    title=a.title,
+                    text=a.text,
+                    attachment=a.attachment,
+                    hide_pay_link=a.hide_pay_link,
+                    recipients=tuple(a.recipients),
+                    task_message=a.message,
+                    due_day=a.due_day,
+                    due_after_days=a.due_after_days,
+                    due_time=a.due_time,
+                )
+        raise KeyError(key)
 
     def phase_by_step(self, step_id: str) -> Phase:
         policy, _, key = step_id.partition("/")
