@@ -9,7 +9,8 @@ from babel import Locale
 
 from cobro.config import CobroConfig, load_config
 from cobro.config.loader import field_lines
-from cobro.errors import ConfigError, ConfigProblem, TemplateError
+from cobro.errors import ConfigError, ConfigProblem, PermanentFailure, TemplateError
+from cobro.messages import load_attachment
 from cobro.money import Money
 from cobro.render.labels import LANGUAGES
 from cobro.render.templates import TemplateSet
@@ -45,6 +46,8 @@ def sample_context(config: CobroConfig, locale: str) -> dict[str, object]:
         "pay_url": "https://example.invalid/p/token",
         "crm_url": None,
         "today": SAMPLE_DATE,
+        "title": "Sample title",
+        "text": "Sample text.",
     }
 
 
@@ -80,7 +83,7 @@ def check_workspace(root: Path) -> list[ConfigProblem]:
             if phase.template in seen:
                 continue
             seen.add(phase.template)
-            where = ("policies", name, "phases", index, "template")
+            where: tuple[str | int, ...] = ("policies", name, "phases", index, "template")
             for lang in LANGUAGES:
                 try:
                     templates.render(phase.template, lang, sample_context(config, lang))
@@ -93,4 +96,30 @@ def check_workspace(root: Path) -> list[ConfigProblem]:
                             str(exc),
                         )
                     )
+    for index, action_cfg in enumerate(config.actions):
+        action = config.action(action_cfg.key)
+        if action.template is not None:
+            where = ("actions", index, "template")
+            for lang in LANGUAGES:
+                try:
+                    templates.render(action.template, lang, sample_context(config, lang))
+                except TemplateError as exc:
+                    problems.append(
+                        ConfigProblem(
+                            str(cfg_file),
+                            lines.get(where),
+                            ".".join(str(p) for p in where),
+                            str(exc),
+                        )
+                    )
+        if action.attachment is not None:
+            where = ("actions", index, "attachment")
+            try:
+                load_attachment(root, action.attachment)
+            except PermanentFailure as exc:
+                problems.append(
+                    ConfigProblem(
+                        str(cfg_file), lines.get(where), ".".join(str(p) for p in where), str(exc)
+                    )
+                )
     return problems

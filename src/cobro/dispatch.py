@@ -17,6 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
@@ -24,9 +25,9 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
 from cobro.accounts import block_accounts
-from cobro.channels.base import Channel, Outgoing
+from cobro.channels.base import Attachment, Channel, Outgoing
 from cobro.config import CobroConfig
-from cobro.domain.model import OutboxStatus, Phase, Recipient
+from cobro.domain.model import OutboxStatus, Recipient
 from cobro.errors import (
     ConfigProblem,
     PermanentFailure,
@@ -35,6 +36,7 @@ from cobro.errors import (
     TemporaryFailure,
 )
 from cobro.evidence import EvidenceEntry, append
+from cobro.messages import MessageSpec, load_attachment, message_spec
 from cobro.money import Money, totals_by_currency
 from cobro.render.templates import TemplateSet
 from cobro.store import tables as t
@@ -112,13 +114,14 @@ class Job:
     step: str
     occurrence_on: date
     attempts: int
-    phase: Phase | None = None
+    spec: MessageSpec | None = None
     items: list[dict[str, Any]] = field(default_factory=list)
     people: list[Person] = field(default_factory=list)
     already_sent_to: set[str] = field(default_factory=set)
     outgoing: list[tuple[Person, Outgoing]] = field(default_factory=list)
     outcome: dict[str, str] = field(default_factory=dict)  # address -> 'ok:id' | 'kind:error'
     failure: str | None = None  # why the row cannot be sent at all
+    cancel: str | None = None  # why the row need not be sent any more
     permanent: bool = False
 
 
@@ -136,6 +139,7 @@ class Dispatcher:
         as_of: datetime,
         batch_size: int = 500,
         config_file: str = "cobro.yaml",
+        files_root: Path | None = None,
     ) -> None:
         self.engine = engine
         self.config = config
@@ -151,6 +155,9 @@ class Dispatcher:
         )
         self._company_lang = Locale.parse(config.company.locale).language
         self._locales: dict[str, tuple[str, str]] = {}
+        self._specs: dict[str, MessageSpec] = {}
+        self._files: dict[str, Attachment] = {}
+        self.files_root = files_root
 
     async def run(self, only_run_id: int | None = None) -> DispatchReport:
         require_sender(self.config, self.config_file)
@@ -295,6 +302,20 @@ class Dispatcher:
             self._locales[code] = found
         return found
 
+    def _spec(self, step: str) -> MessageSpec:
+        spec = self._specs.get(step)
+        if spec is None:
+            spec = self._specs[step] = message_spec(self.config, step)
+        return spec
+
+    def _attachments(self, spec: MessageSpec) -> tuple[Attachment, ...]:
+        if spec.attachment is None:
+            return ()
+        found = self._files.get(spec.attachment)
+        if found is None:
+            found = self._files[spec.attachment] = load_attachment(self.files_root, spec.attachment)
+        return (found,)
+
     def _compose(self, jobs: list[Job]) -> None:
         company = self.config.company
         branding = {
@@ -305,17 +326,25 @@ class Dispatcher:
         }
         for job in jobs:
             try:
-                job.phase = self.config.phase_by_step(job.step)
+                spec = job.spec = self._spec(job.step)
             except KeyError:
-                job.failure = f"phase {job.step} is no longer configured"
+                job.failure = f"{job.step} is no longer configured"
                 job.permanent = True
                 continue
             open_items = [i for i in job.items if i["balance_minor"] > 0]
-            if not open_items:
-                job.failure = "paid before sending"
+            if spec.needs_items and not open_items:
+                job.cancel = "paid before sending"
                 continue
-            phase = job.phase
-            wanted = set(phase.recipients)
+            if spec.needs_overdue and not any(i["due_on"] < job.occurrence_on for i in open_items):
+                job.cancel = "no overdue debt left"
+                continue
+            try:
+                attachments = self._attachments(spec)
+            except PermanentFailure as exc:
+                job.failure = str(exc)
+                job.permanent = True
+                continue
+            wanted = set(spec.recipients)
             seen: set[str] = set()
             targets = []
             for p in job.people:
@@ -363,16 +392,18 @@ class Dispatcher:
                         "external_id": job.customer_external_id,
                     },
                     "recipient": {"name": person.name, "internal": person.internal},
-                    "phase": {"key": phase.key, "name": phase.name},
-                    "mode": phase.mode.value,
+                    "phase": {"key": spec.key, "name": spec.name},
+                    "mode": spec.mode,
                     "items": items,
                     "totals": totals,
-                    "pay_url": None if person.internal else pay_url,
+                    "pay_url": None if person.internal or spec.hide_pay_link else pay_url,
                     "crm_url": crm_url if person.internal else None,
                     "today": job.occurrence_on,
+                    "title": spec.title,
+                    "text": spec.text,
                 }
                 try:
-                    rendered = self.templates.render(phase.template, language, context)
+                    rendered = self.templates.render(spec.template, language, context)
                 except TemplateError as exc:
                     job.failure = str(exc)
                     job.permanent = True
@@ -391,7 +422,8 @@ class Dispatcher:
                             text=rendered.text,
                             html=rendered.html,
                             message_id=mid,
-                            headers={"X-Cobro-Claim": f"{company.id}/{job.outbox_id}/{phase.key}"},
+                            headers={"X-Cobro-Claim": f"{company.id}/{job.outbox_id}/{spec.key}"},
+                            attachments=attachments,
                         ),
                     )
                 )
@@ -473,8 +505,8 @@ class Dispatcher:
                 )
             status: OutboxStatus
             reason: str | None = None
-            if job.failure == "paid before sending":
-                status, reason = OutboxStatus.CANCELLED, job.failure
+            if job.cancel:
+                status, reason = OutboxStatus.CANCELLED, job.cancel
             elif temporary and job.attempts < MAX_ATTEMPTS:
                 status = OutboxStatus.PLANNED
             elif job.failure and not delivered and not job.already_sent_to:
@@ -499,7 +531,7 @@ class Dispatcher:
             )
             if status is OutboxStatus.SENT:
                 report.sent += 1
-                if job.phase is not None and job.phase.block_account:
+                if job.spec is not None and job.spec.block_account:
                     to_block[job.customer_id] = job.step
                 items = [i for i in job.items if i["balance_minor"] > 0]
                 evidence.append(

@@ -36,14 +36,15 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
 from cobro.accounts import release_paid_blocks
 from cobro.config import CobroConfig
 from cobro.domain.calendar import send_instant
 from cobro.domain.policy import DueWindow, due_windows
+from cobro.scheduled import plan_actions
 from cobro.store import tables as t
+from cobro.store.db import insert_ignoring
 
 
 @dataclass(frozen=True)
@@ -53,15 +54,7 @@ class PlanResult:
     items: int  # receivables those rows claim
     windows: int
     unblocked: int = 0  # accounts released because their overdue debt was paid
-
-
-def _insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    raise NotImplementedError(f"database {dialect!r} is not supported")
+    tasks: int = 0  # staff tasks created by scheduled actions
 
 
 def assignment_fingerprint(config: CobroConfig) -> str:
@@ -199,6 +192,9 @@ def plan_day(
     conn.execute(select(t.companies.c.id).where(t.companies.c.id == company_id).with_for_update())
     refresh_policies(conn, config, company_id)
     unblocked = release_paid_blocks(conn, company_id, run_on, now)
+    covered_before = conn.execute(
+        select(t.companies.c.covered_through).where(t.companies.c.id == company_id)
+    ).scalar()
     windows = windows_for(conn, config, company_id, run_on)
     planned = items = 0
     if windows:
@@ -228,7 +224,7 @@ def plan_day(
             # The WHERE keeps SQLite from reading ON CONFLICT as a join constraint.
             rows = rows.where(due.c.customer_id.is_not(None)).distinct()
             conn.execute(
-                _insert(conn, t.outbox)
+                insert_ignoring(conn, t.outbox)
                 .from_select(
                     [
                         "company_id",
@@ -268,7 +264,7 @@ def plan_day(
                 )
             )
             res = conn.execute(
-                _insert(conn, t.claim_items)
+                insert_ignoring(conn, t.claim_items)
                 .from_select(
                     ["company_id", "outbox_id", "receivable_id", "step", "repeat_no"], item_rows
                 )
@@ -289,11 +285,17 @@ def plan_day(
                 ).scalar_one()
         finally:
             due.drop(conn)
-    covered = conn.execute(
-        select(t.companies.c.covered_through).where(t.companies.c.id == company_id)
-    ).scalar()
+    actions = plan_actions(conn, config, company_id, run_on, covered_before, now, run_id)
+    covered = covered_before
     if covered is None or covered < run_on:
         conn.execute(
             update(t.companies).where(t.companies.c.id == company_id).values(covered_through=run_on)
         )
-    return PlanResult(run_on, planned, items, len(windows), unblocked)
+    return PlanResult(
+        run_on,
+        planned + actions.messages,
+        items + actions.items,
+        len(windows),
+        unblocked,
+        actions.tasks,
+    )

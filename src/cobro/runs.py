@@ -98,6 +98,7 @@ def dispatch_due(
         channels or {"email": email_channel(ws, as_of)},
         as_of,
         config_file=str(ws.root / "cobro.yaml"),
+        files_root=ws.root,
     )
     return asyncio.run(dispatcher.run())
 

@@ -8,6 +8,13 @@ from typing import ClassVar, Protocol
 
 
 @dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str  # e.g. "application/pdf"
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Outgoing:
     """One rendered message for one recipient, ready for a channel."""
 
@@ -19,6 +26,7 @@ class Outgoing:
     html: str
     message_id: str  # stable per outbox row and recipient: a retry reuses it
     headers: dict[str, str] = field(default_factory=dict)
+    attachments: tuple[Attachment, ...] = ()
 
 
 class Channel(Protocol):

@@ -165,6 +165,9 @@ class EmailChannel:
         mime = build_email(env, message.subject, message.text, message.html)
         for k, v in message.headers.items():
             mime[k] = " ".join(v.split())
+        for a in message.attachments:
+            maintype, _, subtype = a.content_type.partition("/")
+            mime.add_attachment(a.data, maintype=maintype, subtype=subtype, filename=a.filename)
         return mime.as_bytes()
 
     async def send(self, message: Outgoing) -> str:

@@ -6,7 +6,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -20,6 +21,16 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
     cur.execute("PRAGMA cache_size=-65536")
     cur.execute("PRAGMA temp_store=MEMORY")
     cur.close()
+
+
+def insert_ignoring(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that can skip rows violating a unique key (``on_conflict_do_nothing``)."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"database {dialect!r} is not supported")
 
 
 def normalise_url(url: str) -> str:

@@ -250,3 +250,21 @@ evidence = Table(
     UniqueConstraint("company_id", "seq"),
     Index(None, "customer_id"),
 )
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("action_key", String(40), nullable=False),
+    Column("created_on", Date, nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("message", String(2000), nullable=False),
+    Column("status", String(10), nullable=False, server_default="open"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("done_at", UTCDateTime),
+    UniqueConstraint("company_id", "customer_id", "action_key", "created_on"),
+    Index(None, "company_id", "status", "due_at"),
+    Index(None, "customer_id"),
+)

@@ -1,0 +1,90 @@
+"""What an outbox row sends: the message spec of a policy phase or of a scheduled action."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from cobro.channels.base import Attachment
+from cobro.config import CobroConfig
+from cobro.config.actions import ATTACHMENT_TYPES, MAX_ATTACHMENT_BYTES
+from cobro.domain.actions import ActionType
+from cobro.domain.model import Recipient
+from cobro.errors import PermanentFailure
+
+ACTION_PREFIX = "action/"
+MAGIC = {  # the first bytes each allowed type starts with
+    ".pdf": b"%PDF-",
+    ".doc": b"\xd0\xcf\x11\xe0",
+    ".docx": b"PK\x03\x04",
+    ".jpg": b"\xff\xd8\xff",
+    ".jpeg": b"\xff\xd8\xff",
+}
+
+
+@dataclass(frozen=True)
+class MessageSpec:
+    key: str
+    name: str
+    template: str
+    mode: str  # "full", "link" or "message"
+    recipients: tuple[Recipient, ...]
+    needs_items: bool  # nothing to say once every item is paid
+    needs_overdue: bool  # only while some item is overdue (debt notices)
+    hide_pay_link: bool = False
+    title: str | None = None
+    text: str | None = None
+    attachment: str | None = None
+    block_account: bool = False
+
+
+def message_spec(config: CobroConfig, step: str) -> MessageSpec:
+    """The spec of ``step`` (``policy/phase`` or ``action/KEY``); ``KeyError`` if unknown."""
+    if step.startswith(ACTION_PREFIX):
+        action = config.action(step.removeprefix(ACTION_PREFIX))
+        notice = action.type is ActionType.DEBT_NOTICE
+        return MessageSpec(
+            key=action.key,
+            name=action.description,
+            template=action.template or ("statement" if notice else "message"),
+            mode="full" if notice else "message",
+            recipients=action.recipients,
+            needs_items=notice,
+            needs_overdue=notice,
+            hide_pay_link=action.hide_pay_link or not notice,
+            title=action.title,
+            text=action.text,
+            attachment=action.attachment,
+        )
+    phase = config.phase_by_step(step)
+    return MessageSpec(
+        key=phase.key,
+        name=phase.name,
+        template=phase.template,
+        mode=phase.mode.value,
+        recipients=phase.recipients,
+        needs_items=True,
+        needs_overdue=False,
+        block_account=phase.block_account,
+    )
+
+
+def load_attachment(root: Path | None, relative: str) -> Attachment:
+    """Read an attachment inside the workspace, checking its type and size."""
+    rel = PurePosixPath(relative)
+    suffix = rel.suffix.lower()
+    if rel.is_absolute() or ".." in rel.parts or suffix not in ATTACHMENT_TYPES:
+        raise PermanentFailure(f"attachment {relative!r} is not an allowed file")
+    path = (root or Path(".")) / rel
+    try:
+        size = path.stat().st_size
+        if size > MAX_ATTACHMENT_BYTES:
+            raise PermanentFailure(
+                f"attachment {relative!r} is {size} bytes; the limit is {MAX_ATTACHMENT_BYTES}"
+            )
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PermanentFailure(f"attachment {relative!r} cannot be read: {exc}") from exc
+    if not data.startswith(MAGIC[suffix]):
+        raise PermanentFailure(f"attachment {relative!r} is not really a {suffix} file")
+    return Attachment(rel.name, ATTACHMENT_TYPES[suffix], data)

@@ -1,0 +1,160 @@
+"""Planning of scheduled actions: on their days of the month, per segment, set-based.
+
+A debt notice or a message becomes one outbox row per debtor of the segment
+(key: company, debtor, ``action/KEY``, send day); a debt notice also claims
+every open receivable of the debtor (its statement). A task becomes one row
+in ``tasks`` per debtor and send day. Unique keys make repeated runs harmless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import Connection, Integer, String, and_, literal, select
+
+from cobro.config import CobroConfig
+from cobro.domain.actions import ActionType, ScheduledAction, due_occurrence
+from cobro.domain.calendar import send_instant
+from cobro.segments import members_select
+from cobro.store import tables as t
+from cobro.store.db import insert_ignoring
+
+
+@dataclass(frozen=True)
+class ActionsPlanned:
+    messages: int = 0
+    items: int = 0
+    tasks: int = 0
+
+
+def occurrences_for(
+    config: CobroConfig, run_on: date, covered: date | None
+) -> list[tuple[ScheduledAction, date]]:
+    """The actions due on a run for ``run_on`` and the send day each one handles."""
+    out = []
+    for action in config.scheduled_actions():
+        occ = due_occurrence(action, run_on, covered, config.company.max_catch_up_days)
+        if occ is not None:
+            out.append((action, occ))
+    return out
+
+
+def plan_actions(
+    conn: Connection,
+    config: CobroConfig,
+    company_id: int,
+    run_on: date,
+    covered: date | None,
+    now: datetime,
+    run_id: int | None,
+) -> ActionsPlanned:
+    """Write the outbox rows and tasks of every action due on ``run_on``."""
+    messages = items = tasks = 0
+    company = config.company
+    send_at = send_instant(run_on, company.send_time, company.timezone)
+    for action, occ in occurrences_for(config, run_on, covered):
+        members = (
+            members_select(
+                company_id,
+                config.segment(action.segment),
+                occ,
+                company.currency,
+                overdue_only=action.type is ActionType.DEBT_NOTICE,
+            )
+            .order_by(None)
+            .subquery()
+        )
+        if action.type is ActionType.TASK:
+            due_at = action.task_due(occ, company.timezone)
+            rows = select(
+                literal(company_id),
+                members.c.customer_id,
+                literal(action.key, String),
+                literal(occ),
+                literal(due_at, t.UTCDateTime),
+                literal(action.task_message or "", String),
+                literal("open", String),
+                literal(now, t.UTCDateTime),
+            ).where(members.c.customer_id.is_not(None))
+            res = conn.execute(
+                insert_ignoring(conn, t.tasks)
+                .from_select(
+                    [
+                        "company_id",
+                        "customer_id",
+                        "action_key",
+                        "created_on",
+                        "due_at",
+                        "message",
+                        "status",
+                        "created_at",
+                    ],
+                    rows,
+                )
+                .on_conflict_do_nothing()
+            )
+            tasks += max(res.rowcount, 0)
+            continue
+        rows = select(
+            literal(company_id),
+            members.c.customer_id,
+            literal(action.step_id, String),
+            literal(occ),
+            literal("planned", String),
+            literal(send_at, t.UTCDateTime),
+            literal(send_at, t.UTCDateTime),
+            literal(run_id, Integer),
+            literal(now, t.UTCDateTime),
+        ).where(members.c.customer_id.is_not(None))
+        res = conn.execute(
+            insert_ignoring(conn, t.outbox)
+            .from_select(
+                [
+                    "company_id",
+                    "customer_id",
+                    "step",
+                    "occurrence_on",
+                    "status",
+                    "due_at",
+                    "next_attempt_at",
+                    "run_id",
+                    "created_at",
+                ],
+                rows,
+            )
+            .on_conflict_do_nothing()
+        )
+        messages += max(res.rowcount, 0)
+        if action.type is ActionType.DEBT_NOTICE:
+            o, r = t.outbox.c, t.receivables.c
+            statement = (
+                select(
+                    literal(company_id),
+                    o.id,
+                    r.id,
+                    literal(action.step_id, String),
+                    literal(occ.toordinal(), Integer),
+                )
+                .select_from(t.receivables)
+                .join(
+                    t.outbox,
+                    and_(
+                        o.company_id == company_id,
+                        o.customer_id == r.customer_id,
+                        o.step == action.step_id,
+                        o.occurrence_on == occ,
+                        o.status == "planned",
+                    ),
+                )
+                .where(r.company_id == company_id, r.balance_minor > 0)
+            )
+            res = conn.execute(
+                insert_ignoring(conn, t.claim_items)
+                .from_select(
+                    ["company_id", "outbox_id", "receivable_id", "step", "repeat_no"], statement
+                )
+                .on_conflict_do_nothing()
+            )
+            items += max(res.rowcount, 0)
+    return ActionsPlanned(messages, items, tasks)
