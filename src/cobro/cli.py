@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import sys
 from collections import Counter
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from cobro.cli_common import Options, err, fail, open_ws, out, parse_date, print_json
+from cobro.cli_staff import account, segments_app, tasks_app
 from cobro.errors import CobroError, ConfigError
-from cobro.workspace import CONFIG_FILE, Workspace, open_workspace, utcnow
+from cobro.workspace import CONFIG_FILE, utcnow
 
 app = typer.Typer(
     help="Cobro: collections and payment notifications.",
@@ -26,44 +25,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console()
-err = Console(stderr=True)
-
-
-@dataclass
-class Options:
-    workspace: Path
-    db: str | None
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
-    raise typer.Exit(code)
-
-
-def _parse_date(value: str | None, name: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        fail(f"{name}: {value!r} is not a date (YYYY-MM-DD)", 2)
-
-
-def _open(ctx: typer.Context) -> Workspace:
-    opts: Options = ctx.obj
-    try:
-        return open_workspace(opts.workspace, opts.db)
-    except ConfigError as exc:
-        for p in exc.problems:
-            err.print(str(p), highlight=False, markup=False)
-        fail(f"{len(exc.problems)} configuration problem(s); nothing was done", 2)
-    except CobroError as exc:
-        fail(str(exc), 2)
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=None, default=str) + "\n")
 
 
 @app.callback()
@@ -130,7 +91,7 @@ def import_(
 
     if kind not in KINDS:
         fail(f"unknown kind {kind!r}; use one of: {', '.join(KINDS)}", 2)
-    ws = _open(ctx)
+    ws = open_ws(ctx)
     try:
         report = import_file(ws, kind, file, utcnow())
     except CobroError as exc:
@@ -138,7 +99,7 @@ def import_(
     finally:
         ws.close()
     if as_json:
-        _print_json(report.to_json())
+        print_json(report.to_json())
     else:
         for problem in report.rejected:
             err.print(str(problem), highlight=False, markup=False)
@@ -163,9 +124,9 @@ def run(
 
     from cobro.runs import run_day
 
-    ws = _open(ctx)
+    ws = open_ws(ctx)
     try:
-        run_on = _parse_date(on, "--date")
+        run_on = parse_date(on, "--date")
         as_of: datetime | None = None
         if run_on is None:
             as_of = utcnow()
@@ -180,7 +141,7 @@ def run(
     finally:
         ws.close()
     if as_json:
-        _print_json(report.to_json())
+        print_json(report.to_json())
         return
     out.print(
         f"{report.date}: planned {report.planned} message(s) covering {report.items} "
@@ -203,12 +164,12 @@ def simulate(
     """What each day would send, to whom, on which channel and at what cost. Changes nothing."""
     from cobro.simulate import simulate as run_simulation
 
-    d1 = _parse_date(start, "--from")
-    d2 = _parse_date(end, "--to")
+    d1 = parse_date(start, "--from")
+    d2 = parse_date(end, "--to")
     assert d1 is not None and d2 is not None
     if d2 < d1:
         fail("--to is before --from", 2)
-    ws = _open(ctx)
+    ws = open_ws(ctx)
     days: list[dict[str, Any]] = []
     table = Table(title=f"Simulation {d1} → {d2} (no payments assumed)")
     for col in ("date", "messages", "by phase", "unreachable", "cost"):
@@ -247,7 +208,7 @@ def simulate(
     finally:
         ws.close()
     if as_json:
-        _print_json(
+        print_json(
             {
                 "from": d1.isoformat(),
                 "to": d2.isoformat(),
@@ -274,7 +235,7 @@ def history(
     """Every claim and delivery: when, phase, channel, recipient, status, receivables."""
     from cobro.history import claim_history
 
-    ws = _open(ctx)
+    ws = open_ws(ctx)
     try:
         with ws.engine.connect() as conn:
             claims = claim_history(
@@ -282,13 +243,13 @@ def history(
                 ws.config,
                 ws.company_id,
                 customer,
-                _parse_date(since, "--since"),
-                _parse_date(until, "--until"),
+                parse_date(since, "--since"),
+                parse_date(until, "--until"),
             )
     finally:
         ws.close()
     if as_json:
-        _print_json([c.to_json() for c in claims])
+        print_json([c.to_json() for c in claims])
         return
     if not claims:
         out.print("No claims recorded" + (f" for {customer}" if customer else "") + ".")
@@ -315,6 +276,10 @@ def history(
     out.print(table)
 
 
+app.add_typer(segments_app, name="segments")
+app.add_typer(tasks_app, name="tasks")
+app.command(name="account")(account)
+
 evidence_app = typer.Typer(help="The tamper-evident history.", no_args_is_help=True)
 app.add_typer(evidence_app, name="evidence")
 
@@ -324,7 +289,7 @@ def evidence_verify(ctx: typer.Context) -> None:
     """Recompute the hash chain of every claim and delivery."""
     from cobro.evidence import verify_chain
 
-    ws = _open(ctx)
+    ws = open_ws(ctx)
     try:
         with ws.engine.connect() as conn:
             report = verify_chain(conn, ws.company_id)
@@ -347,7 +312,7 @@ def demo(
     """A demo company: import, then one collections run per day, every email caught locally."""
     from cobro.demo import run_demo
 
-    first = _parse_date(start, "--start") or date(2026, 1, 5)
+    first = parse_date(start, "--start") or date(2026, 1, 5)
     if (directory / ".cobro-demo").exists():
         shutil.rmtree(directory)
     try:

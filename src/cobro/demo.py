@@ -308,7 +308,7 @@ def run_demo(root: Path, start: date, days: int, debtors: int, console: Console)
     for col in ("date", "paid", "sent", "by phase", "failed", "skipped", "overdue"):
         table.add_column(col, overflow="fold", no_wrap=col in ("date", "overdue"))
     phases: Counter[str] = Counter()
-    sent = failed = skipped = deliveries = paid_count = blocked = unblocked = 0
+    sent = failed = skipped = deliveries = paid_count = blocked = unblocked = tasks = 0
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("collecting", total=days)
         for i in range(days):
@@ -338,6 +338,7 @@ def run_demo(root: Path, start: date, days: int, debtors: int, console: Console)
             skipped += report.skipped
             deliveries += report.deliveries
             blocked += report.blocked
+            tasks += report.tasks
             unblocked += report.unblocked
             day_phases = _phases_sent_on(ws, day)
             phases.update(day_phases)
@@ -366,6 +367,7 @@ def run_demo(root: Path, start: date, days: int, debtors: int, console: Console)
     summary.add_row("claims by phase", _compact(phases))
     summary.add_row("claims by channel", f"email: {sent}")
     summary.add_row("accounts blocked (phase 05) / released", f"{blocked} / {unblocked}")
+    summary.add_row("staff tasks created", f"{tasks} (cobro -w {root} tasks list)")
     summary.add_row("still overdue", "; ".join(f"{v:,.2f} {k}" for k, v in final.items()) or "0")
     console.print(summary)
     console.print(f"Caught emails: [bold]{root / 'mail'}[/] (one .eml per message, by day)")

@@ -32,6 +32,7 @@ class RunReport:
     deliveries: int
     blocked: int
     unblocked: int
+    tasks: int
     cost: str
     errors: tuple[str, ...]
 
@@ -148,6 +149,7 @@ def run_day(
         deliveries=dispatched.deliveries,
         blocked=dispatched.blocked,
         unblocked=plan.unblocked,
+        tasks=plan.tasks,
         cost=str(dispatched.cost),
         errors=tuple(dispatched.errors),
     )

@@ -17,10 +17,13 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from cobro.config import CobroConfig
+from cobro.domain.actions import ActionType
 from cobro.domain.model import Recipient
 from cobro.domain.policy import due_windows
 from cobro.money import Money
 from cobro.planner import due_select, earliest_open_due, refresh_policies
+from cobro.scheduled import occurrences_for
+from cobro.segments import members_select
 from cobro.store import tables as t
 
 
@@ -67,6 +70,49 @@ def _reach(conn: Connection, company_id: int) -> dict[int, dict[str, int]]:
         for role in (Recipient.SALES_REP.value, Recipient.ACCOUNT_MANAGER.value):
             if role in roles:
                 out[row.customer_id][role] += 1
+    return out
+
+
+def _actions_on(
+    conn: Connection,
+    config: CobroConfig,
+    company_id: int,
+    day: date,
+    covered: date | None,
+    reach: dict[int, dict[str, int]],
+    cost_each: Decimal,
+) -> list[SimulatedMessage]:
+    """The debt notices, messages and tasks that scheduled actions produce on ``day``."""
+    out = []
+    currency = config.company.currency
+    for action, occ in occurrences_for(config, day, covered):
+        notice = action.type is ActionType.DEBT_NOTICE
+        is_task = action.type is ActionType.TASK
+        query = members_select(
+            company_id, config.segment(action.segment), occ, currency, overdue_only=notice
+        )
+        for row in conn.execute(query):
+            roles = reach.get(row.customer_id, {})
+            debtor = roles.get(Recipient.DEBTOR.value, 0)
+            recipients = (
+                0
+                if is_task or not debtor
+                else sum(roles.get(r.value, 0) for r in action.recipients)
+            )
+            open_amount = Money.from_minor(int(row.open_minor), currency).amount
+            out.append(
+                SimulatedMessage(
+                    date=day,
+                    customer=row.external_id,
+                    step=action.step_id,
+                    phase_name=action.description,
+                    channel="task" if is_task else ("email" if debtor else "none"),
+                    recipients=recipients,
+                    items=0,
+                    totals={currency: open_amount} if notice else {},
+                    cost=cost_each * recipients,
+                )
+            )
     return out
 
 
@@ -127,6 +173,7 @@ def simulate(
                     cost=cost_each * recipients,
                 )
             )
+        messages.extend(_actions_on(conn, config, company_id, day, covered, reach, cost_each))
         yield messages
         covered = day if covered is None or covered < day else covered
         day += timedelta(days=1)

@@ -111,10 +111,10 @@ class ActionConfig(_Strict):
         else:
             if self.message:
                 raise ValueError("message is for tasks; use text (or a template)")
-            if self.template is None and not self.text:
-                raise ValueError("give a template or a text")
-            if self.type is ActionType.MESSAGE and self.template is None and not self.title:
-                raise ValueError("a free-text message needs a title (its subject)")
+            if self.type is ActionType.MESSAGE and self.template is None and not (
+                self.title and self.text
+            ):
+                raise ValueError("a message needs a template, or a title (its subject) and a text")
             if self.type is ActionType.DEBT_NOTICE and self.attachment:
                 raise ValueError("attachments go with messages, not debt notices")
         return self

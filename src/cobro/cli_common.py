@@ -1,0 +1,56 @@
+"""Helpers shared by the command-line modules: options, errors, output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from cobro.errors import CobroError, ConfigError
+from cobro.workspace import Workspace, open_workspace
+
+out = Console()
+err = Console(stderr=True)
+
+
+@dataclass
+class Options:
+    workspace: Path
+    db: str | None
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(code)
+
+
+def parse_date(value: str | None, name: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        fail(f"{name}: {value!r} is not a date (YYYY-MM-DD)", 2)
+
+
+def open_ws(ctx: typer.Context) -> Workspace:
+    opts: Options = ctx.obj
+    try:
+        return open_workspace(opts.workspace, opts.db)
+    except ConfigError as exc:
+        for p in exc.problems:
+            err.print(str(p), highlight=False, markup=False)
+        fail(f"{len(exc.problems)} configuration problem(s); nothing was done", 2)
+    except CobroError as exc:
+        fail(str(exc), 2)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=None, default=str) + "\n")

@@ -1,0 +1,271 @@
+"""Commands for collections staff: segments, tasks and a debtor's account."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.table import Table
+
+from cobro.cli_common import fail, open_ws, out, parse_date, print_json
+from cobro.errors import CobroError
+from cobro.workspace import Workspace, utcnow
+
+segments_app = typer.Typer(help="Named, reusable filters over debtors.", no_args_is_help=True)
+tasks_app = typer.Typer(help="Staff tasks created by scheduled actions.", no_args_is_help=True)
+
+
+def _today(ws: Workspace, on: str | None) -> Any:
+    return (
+        parse_date(on, "--date") or utcnow().astimezone(ZoneInfo(ws.config.company.timezone)).date()
+    )
+
+
+@segments_app.command("list")
+def segments_list(
+    ctx: typer.Context,
+    on: Annotated[str | None, typer.Option("--date", help="Evaluate on this date.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Every segment with how many debtors are in it on the date."""
+    from sqlalchemy import func, select
+
+    from cobro.segments import members_select
+
+    ws = open_ws(ctx)
+    day = _today(ws, on)
+    rows: list[dict[str, Any]] = []
+    try:
+        with ws.engine.connect() as conn:
+            for name, cfg in ws.config.segments.items():
+                q = members_select(
+                    ws.company_id, ws.config.segment(name), day, ws.config.company.currency
+                )
+                n = conn.execute(
+                    select(func.count()).select_from(q.order_by(None).subquery())
+                ).scalar_one()
+                rows.append({"segment": name, "description": cfg.description, "members": n})
+    finally:
+        ws.close()
+    if as_json:
+        print_json({"date": day.isoformat(), "segments": rows})
+        return
+    table = Table(title=f"Segments on {day}")
+    for col in ("segment", "description", "members"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["segment"], r["description"] or "", str(r["members"]))
+    out.print(table)
+
+
+@segments_app.command("show")
+def segments_show(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Segment name.")],
+    on: Annotated[str | None, typer.Option("--date", help="Evaluate on this date.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Who is in a segment on the date, with their open and overdue debt."""
+    from cobro.segments import members
+
+    ws = open_ws(ctx)
+    try:
+        if name not in ws.config.segments:
+            fail(f"no segment {name!r}; defined: {', '.join(ws.config.segments) or 'none'}", 2)
+        day = _today(ws, on)
+        with ws.engine.connect() as conn:
+            found = members(
+                conn, ws.company_id, ws.config.segment(name), day, ws.config.company.currency
+            )
+    finally:
+        ws.close()
+    if as_json:
+        print_json(
+            {
+                "segment": name,
+                "date": day.isoformat(),
+                "members": [
+                    {
+                        "customer": m.external_id,
+                        "name": m.name,
+                        "open": str(m.open.amount),
+                        "overdue": str(m.overdue.amount),
+                        "currency": m.open.currency,
+                        "days_overdue": m.days_overdue,
+                    }
+                    for m in found
+                ],
+            }
+        )
+        return
+    table = Table(title=f"Segment {name} on {day}: {len(found)} debtor(s)")
+    for col in ("customer", "name", "open", "overdue", "days overdue"):
+        table.add_column(col)
+    for m in found:
+        table.add_row(m.external_id, m.name, str(m.open), str(m.overdue), str(m.days_overdue))
+    out.print(table)
+
+
+@tasks_app.command("list")
+def tasks_list(
+    ctx: typer.Context,
+    due_before: Annotated[
+        str | None, typer.Option("--due-before", help="Due before this date.")
+    ] = None,
+    customer: Annotated[str | None, typer.Option("--customer", help="Only this debtor.")] = None,
+    open_only: Annotated[bool, typer.Option("--open", help="Only tasks not done yet.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Tasks, soonest due first."""
+    from cobro.tasks import list_tasks
+
+    ws = open_ws(ctx)
+    try:
+        before = parse_date(due_before, "--due-before")
+        instant = (
+            datetime.combine(
+                before, time(0), tzinfo=ZoneInfo(ws.config.company.timezone)
+            ).astimezone(UTC)
+            if before
+            else None
+        )
+        with ws.engine.connect() as conn:
+            found = list_tasks(
+                conn, ws.company_id, due_before=instant, customer=customer, open_only=open_only
+            )
+        tz = ZoneInfo(ws.config.company.timezone)
+    finally:
+        ws.close()
+    if as_json:
+        print_json([x.to_json() for x in found])
+        return
+    table = Table(title=f"{len(found)} task(s)")
+    for col in ("id", "due", "customer", "message", "status"):
+        table.add_column(col)
+    for x in found:
+        table.add_row(
+            str(x.id),
+            x.due_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+            f"{x.customer} {x.customer_name}",
+            x.message,
+            x.status,
+        )
+    out.print(table)
+
+
+@tasks_app.command("done")
+def tasks_done(
+    ctx: typer.Context, task_id: Annotated[int, typer.Argument(help="Task id.")]
+) -> None:
+    """Mark a task as done."""
+    from cobro.tasks import complete_task
+
+    ws = open_ws(ctx)
+    try:
+        with ws.engine.begin() as conn:
+            task = complete_task(conn, ws.company_id, task_id, utcnow())
+    except CobroError as exc:
+        fail(str(exc), 1)
+    finally:
+        ws.close()
+    out.print(f"task {task.id} done: {task.customer} — {task.message}")
+
+
+def account(
+    ctx: typer.Context,
+    customer: Annotated[str, typer.Argument(help="The debtor's external id.")],
+    on: Annotated[str | None, typer.Option("--date", help="Statement date.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A debtor's account: statement of open items, claims and tasks."""
+    from sqlalchemy import select
+
+    from cobro.history import claim_history
+    from cobro.store import tables as t
+    from cobro.tasks import list_tasks, statement, statement_totals
+
+    ws = open_ws(ctx)
+    try:
+        day = _today(ws, on)
+        with ws.engine.connect() as conn:
+            c = t.customers.c
+            info = conn.execute(
+                select(
+                    c.external_id,
+                    c.name,
+                    c.email,
+                    c.kind,
+                    c.group_name,
+                    c.effective_policy,
+                    c.blocked,
+                ).where(c.company_id == ws.company_id, c.external_id == customer)
+            ).first()
+            if info is None:
+                fail(f"no debtor {customer!r}", 1)
+            lines = statement(conn, ws.company_id, customer, day)
+            claims = claim_history(conn, ws.config, ws.company_id, customer)
+            tasks = list_tasks(conn, ws.company_id, customer=customer)
+    finally:
+        ws.close()
+    totals = statement_totals(lines)
+    if as_json:
+        print_json(
+            {
+                "customer": info.external_id,
+                "name": info.name,
+                "email": info.email,
+                "policy": info.effective_policy,
+                "blocked": info.blocked,
+                "date": day.isoformat(),
+                "statement": [
+                    {
+                        "number": x.number,
+                        "kind": x.kind,
+                        "due_on": x.due_on.isoformat(),
+                        "currency": x.amount.currency,
+                        "amount": str(x.amount.amount),
+                        "balance": str(x.balance.amount),
+                        "days_overdue": max(x.days_overdue, 0),
+                        "overdue": x.days_overdue > 0,
+                    }
+                    for x in lines
+                ],
+                "totals": {k: str(v.amount) for k, v in totals.items()},
+                "claims": [cl.to_json() for cl in claims],
+                "tasks": [task.to_json() for task in tasks],
+            }
+        )
+        return
+    out.print(
+        f"[bold]{info.external_id}[/] {info.name} · {info.email or 'no email'} · policy "
+        f"{info.effective_policy}" + (" · [red]BLOCKED[/]" if info.blocked else ""),
+        highlight=False,
+    )
+    st = Table(title=f"Statement on {day}")
+    for col in ("document", "due", "amount", "balance", "status"):
+        st.add_column(col)
+    for x in lines:
+        status = f"overdue {x.days_overdue} d" if x.days_overdue > 0 else "not due"
+        st.add_row(x.number, x.due_on.isoformat(), str(x.amount), str(x.balance), status)
+    for cur, total in totals.items():
+        st.add_row("", "", f"total {cur}", str(total), "")
+    out.print(st)
+    ct = Table(title=f"Claims ({len(claims)})")
+    for col in ("date", "phase", "status", "items"):
+        ct.add_column(col)
+    for cl in claims:
+        ct.add_row(
+            cl.occurrence_on.isoformat(),
+            f"{cl.step} {cl.phase_name}",
+            cl.status,
+            str(len(cl.items)),
+        )
+    out.print(ct)
+    tt = Table(title=f"Tasks ({len(tasks)})")
+    for col in ("id", "due", "message", "status"):
+        tt.add_column(col)
+    for task in tasks:
+        tt.add_row(str(task.id), task.due_at.isoformat(), task.message, task.status)
+    out.print(tt)

@@ -1,0 +1,132 @@
+"""Staff tasks created by scheduled actions: listing, completing, and a debtor's statement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from cobro.errors import CobroError
+from cobro.money import Money, totals_by_currency
+from cobro.store import tables as t
+
+
+@dataclass(frozen=True)
+class Task:
+    id: int
+    customer: str
+    customer_name: str
+    action: str
+    created_on: date
+    due_at: datetime
+    message: str
+    status: str
+    done_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "customer": self.customer,
+            "customer_name": self.customer_name,
+            "action": self.action,
+            "created_on": self.created_on.isoformat(),
+            "due_at": self.due_at.isoformat(),
+            "message": self.message,
+            "status": self.status,
+            "done_at": self.done_at.isoformat() if self.done_at else None,
+        }
+
+
+def list_tasks(
+    conn: Connection,
+    company_id: int,
+    *,
+    due_before: datetime | None = None,
+    customer: str | None = None,
+    open_only: bool = False,
+) -> list[Task]:
+    k, c = t.tasks.c, t.customers.c
+    q = (
+        select(
+            k.id,
+            c.external_id,
+            c.name,
+            k.action_key,
+            k.created_on,
+            k.due_at,
+            k.message,
+            k.status,
+            k.done_at,
+        )
+        .join(t.customers, c.id == k.customer_id)
+        .where(k.company_id == company_id)
+        .order_by(k.due_at, k.id)
+    )
+    if due_before is not None:
+        q = q.where(k.due_at < due_before)
+    if customer is not None:
+        q = q.where(c.external_id == customer)
+    if open_only:
+        q = q.where(k.status == "open")
+    return [Task(*row) for row in conn.execute(q)]
+
+
+def complete_task(conn: Connection, company_id: int, task_id: int, at: datetime) -> Task:
+    """Mark a task done; an unknown id, or one of another company, is an error."""
+    k = t.tasks.c
+    res = conn.execute(
+        update(t.tasks)
+        .where(k.id == task_id, k.company_id == company_id, k.status == "open")
+        .values(status="done", done_at=at)
+    )
+    if res.rowcount == 0:
+        exists = conn.execute(
+            select(k.status).where(k.id == task_id, k.company_id == company_id)
+        ).scalar()
+        if exists is None:
+            raise CobroError(f"no task {task_id}")
+        raise CobroError(f"task {task_id} is already done")
+    found = [x for x in list_tasks(conn, company_id) if x.id == task_id]
+    return found[0]
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    number: str
+    kind: str
+    due_on: date
+    amount: Money
+    balance: Money
+    days_overdue: int
+
+
+def statement(conn: Connection, company_id: int, customer: str, on: date) -> list[StatementLine]:
+    """Every open item of a debtor on ``on``; ``days_overdue`` > 0 marks overdue ones."""
+    r, c = t.receivables.c, t.customers.c
+    rows = conn.execute(
+        select(r.number, r.kind, r.due_on, r.currency, r.amount_minor, r.balance_minor)
+        .join(t.customers, c.id == r.customer_id)
+        .where(
+            r.company_id == company_id,
+            c.external_id == customer,
+            r.balance_minor > 0,
+        )
+        .order_by(r.due_on, r.id)
+    )
+    return [
+        StatementLine(
+            row.number,
+            row.kind,
+            row.due_on,
+            Money.from_minor(row.amount_minor, row.currency),
+            Money.from_minor(row.balance_minor, row.currency),
+            (on - row.due_on).days,
+        )
+        for row in rows
+    ]
+
+
+def statement_totals(lines: list[StatementLine]) -> dict[str, Money]:
+    return totals_by_currency([x.balance for x in lines])
