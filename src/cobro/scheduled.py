@@ -34,7 +34,7 @@ def occurrences_for(
     """The actions due on a run for ``run_on`` and the send day each one handles."""
     out = []
     for action in config.scheduled_actions():
-        occ = due_occurrence(action, run_on, covered, config.company.max_catch_up_days)
+        occ = due_occurrence(action, run_on, covered, config.company.action_catch_up_days)
         if occ is not None:
             out.append((action, occ))
     return out

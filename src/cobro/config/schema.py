@@ -81,6 +81,7 @@ class Company(_Strict):
     crm_url: str | None = None
     branding: Branding = Branding()
     max_catch_up_days: Annotated[int, Field(ge=0, le=365)] = 30
+    action_catch_up_days: Annotated[int, Field(ge=0, le=31)] = 3
     link_max_age_days: Annotated[int, Field(ge=1, le=365)] = 30
 
     @field_validator("timezone")
