@@ -91,3 +91,9 @@ def test_before_due_phases_do_not_catch_up_by_default_after_due_phases_do() -> N
 def test_min_balance_is_converted_to_minor_units_of_the_company_currency() -> None:
     config = parse_config(STARTER)
     assert config.policy("b2b").phase("05").min_balance_minor == 5000
+
+
+def test_a_key_given_twice_is_refused_not_silently_overridden() -> None:
+    text = STARTER + "\ndefault_policy: b2b\n"
+    [p] = problems(text)
+    assert p == f"cobro.yaml:{len(text.splitlines())}: default_policy: is given twice; keep one"

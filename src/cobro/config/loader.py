@@ -14,6 +14,11 @@ from cobro.errors import ConfigError, ConfigProblem
 Path_ = tuple[str | int, ...]
 
 
+class DuplicateKey(Exception):
+    def __init__(self, path: Path_, key: str, line: int) -> None:
+        self.path, self.key, self.line = path, key, line
+
+
 def _to_python(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> Any:
     """Build plain Python data from a YAML node, recording the line of every path."""
     lines[path] = node.start_mark.line + 1
@@ -21,6 +26,8 @@ def _to_python(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> Any:
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = key_node.value
+            if key in out:
+                raise DuplicateKey(path, key, key_node.start_mark.line + 1)
             lines[(*path, key)] = key_node.start_mark.line + 1
             out[key] = _to_python(value_node, (*path, key), lines)
         return out
@@ -55,7 +62,13 @@ def parse_config(text: str, filename: str = "cobro.yaml") -> CobroConfig:
     if root is None:
         raise ConfigError([ConfigProblem(filename, 1, "", "the file is empty")])
     lines: dict[Path_, int] = {}
-    data = _to_python(root, (), lines)
+    try:
+        data = _to_python(root, (), lines)
+    except DuplicateKey as dup:
+        field = ".".join(str(p) for p in (*dup.path, dup.key))
+        raise ConfigError(
+            [ConfigProblem(filename, dup.line, field, "is given twice; keep one")]
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError([ConfigProblem(filename, 1, "", "the top level must be a mapping")])
     try:
@@ -89,5 +102,8 @@ def field_lines(path: Path) -> dict[Path_, int]:
         return {}
     lines: dict[Path_, int] = {}
     if root is not None:
-        _to_python(root, (), lines)
+        try:
+            _to_python(root, (), lines)
+        except DuplicateKey:
+            return {}
     return lines
