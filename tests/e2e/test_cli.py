@@ -186,3 +186,40 @@ def test_bad_date_gets_a_clear_error(ws: Path) -> None:
 def test_a_directory_without_workspace_says_how_to_make_one(tmp_path: Path) -> None:
     proc = cobro(tmp_path, "run", ok=False)
     assert "cobro init" in proc.stderr
+
+
+def test_segments_tasks_and_account_from_the_command_line(ws: Path) -> None:
+    cobro(ws, "import", "customers", "customers.csv")
+    cobro(ws, "import", "receivables", "receivables.csv")
+    seg = json.loads(
+        cobro(ws, "segments", "show", "large_b2b_debt", "--date", "2026-04-05", "--json").stdout
+    )
+    assert seg["members"] == []  # F-001 + F-002 = 1,500.50 EUR overdue: under 5,000
+    write(
+        ws / "big.csv",
+        """
+external_id,customer,number,due_on,currency,amount
+R9,B1,F-009,2026-03-15,EUR,9000.00
+""",
+    )
+    cobro(ws, "import", "receivables", "big.csv")
+    seg = json.loads(
+        cobro(ws, "segments", "show", "large_b2b_debt", "--date", "2026-04-05", "--json").stdout
+    )
+    assert [(m["customer"], m["overdue"]) for m in seg["members"]] == [("B1", "10500.50")]
+
+    cobro(ws, "run", "--date", "2026-04-05")
+    tasks = json.loads(cobro(ws, "tasks", "list", "--open", "--json").stdout)
+    assert [(x["customer"], x["created_on"]) for x in tasks] == [("B1", "2026-04-05")]
+    assert "done" in cobro(ws, "tasks", "done", str(tasks[0]["id"])).stdout
+    assert json.loads(cobro(ws, "tasks", "list", "--open", "--json").stdout) == []
+    again = cobro(ws, "tasks", "done", str(tasks[0]["id"]), ok=False)
+    assert "already done" in again.stderr
+
+    account = json.loads(cobro(ws, "account", "B1", "--date", "2026-04-05", "--json").stdout)
+    assert [x["number"] for x in account["statement"]] == ["F-001", "F-002", "F-009"]
+    assert all(x["overdue"] for x in account["statement"])
+    assert account["totals"] == {"EUR": "10500.50"}
+    assert [x["status"] for x in account["tasks"]] == ["done"]
+    assert account["claims"] and account["claims"][0]["customer"] == "B1"
+    assert "no debtor" in cobro(ws, "account", "NOPE", ok=False).stderr
