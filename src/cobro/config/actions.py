@@ -111,8 +111,10 @@ class ActionConfig(_Strict):
         else:
             if self.message:
                 raise ValueError("message is for tasks; use text (or a template)")
-            if self.type is ActionType.MESSAGE and self.template is None and not (
-                self.title and self.text
+            if (
+                self.type is ActionType.MESSAGE
+                and self.template is None
+                and not (self.title and self.text)
             ):
                 raise ValueError("a message needs a template, or a title (its subject) and a text")
             if self.type is ActionType.DEBT_NOTICE and self.attachment:
