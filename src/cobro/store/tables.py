@@ -193,6 +193,7 @@ outbox = Table(
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("run_id", ForeignKey("runs.id")),
     Column("reason", String(500)),
+    Column("payload", JSON),  # what an event-driven notice needs (charge, recipients, ...)
     Column("created_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
     UniqueConstraint("company_id", "customer_id", "step", "occurrence_on", name="uq_outbox_key"),
@@ -267,4 +268,71 @@ tasks = Table(
     UniqueConstraint("company_id", "customer_id", "action_key", "created_on"),
     Index(None, "company_id", "status", "due_at"),
     Index(None, "customer_id"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("external_id", String(200), nullable=False),
+    Column("type", String(60), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    UniqueConstraint("company_id", "external_id"),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("external_id", String(100), nullable=False),
+    Column("plan", String(200), nullable=False),
+    Column("kind", String(10), nullable=False, server_default="plan"),
+    Column("currency", String(3), nullable=False),
+    Column("price_minor", BigInteger, nullable=False),
+    Column("cycle", String(20), nullable=False),
+    Column("next_charge_on", Date),
+    Column("status", String(20), nullable=False),
+    Column("pause_from", Date),
+    Column("pause_until", Date),
+    Column("ends_on", Date),
+    Column("charge_known_at", UTCDateTime, nullable=False),
+    Column("paid_charges", Integer, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("company_id", "external_id"),
+    Index(None, "company_id", "next_charge_on"),
+    Index(None, "customer_id"),
+)
+
+charges = Table(
+    "charges",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("subscription_id", ForeignKey("subscriptions.id"), nullable=False),
+    Column("external_id", String(100), nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("charged_at", UTCDateTime, nullable=False),
+    Column("first_purchase", Boolean, nullable=False),
+    Column("reason", String(300)),
+    UniqueConstraint("company_id", "external_id"),
+    Index(None, "subscription_id"),
+)
+
+banking_assignments = Table(
+    "banking_assignments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("notice_type", String(30), nullable=False),
+    Column("contact_id", ForeignKey("contacts.id"), nullable=False),
+    Column("assigned_at", UTCDateTime, nullable=False),
+    UniqueConstraint("company_id", "notice_type", "contact_id"),
 )
