@@ -67,6 +67,8 @@ companies = Table(
     Column("name", String(200), nullable=False),
     Column("covered_through", Date),
     Column("policy_fingerprint", String(64)),
+    Column("notice_fingerprint", String(64)),  # subscription reminder settings ...
+    Column("notice_settings_since", UTCDateTime),  # ... and since when they hold
     Column("created_at", UTCDateTime, nullable=False),
 )
 
