@@ -42,6 +42,8 @@ from cobro.render.templates import TemplateSet
 from cobro.store import tables as t
 
 LEASE = timedelta(minutes=10)
+# Whom a message is for; reaching only internal copies (sales rep...) does not make it sent.
+MAIN_ROLES = frozenset({Recipient.DEBTOR.value, "admin", "contact"})
 MAX_ATTEMPTS = 5
 
 
@@ -118,6 +120,7 @@ class Job:
     items: list[dict[str, Any]] = field(default_factory=list)
     people: list[Person] = field(default_factory=list)
     already_sent_to: set[str] = field(default_factory=set)
+    reached_before: bool = False  # an earlier attempt reached a main recipient
     outgoing: list[tuple[Person, Outgoing]] = field(default_factory=list)
     outcome: dict[str, str] = field(default_factory=dict)  # address -> 'ok:id' | 'kind:error'
     failure: str | None = None  # why the row cannot be sent at all
@@ -279,9 +282,13 @@ class Dispatcher:
                     )
         d = t.deliveries.c
         for done in conn.execute(
-            select(d.outbox_id, d.recipient).where(d.outbox_id.in_(by_id), d.status == "sent")
+            select(d.outbox_id, d.recipient, d.recipient_role).where(
+                d.outbox_id.in_(by_id), d.status == "sent"
+            )
         ):
-            by_id[done.outbox_id].already_sent_to.add(done.recipient.lower())
+            job = by_id[done.outbox_id]
+            job.already_sent_to.add(done.recipient.lower())
+            job.reached_before = job.reached_before or done.recipient_role in MAIN_ROLES
         for job in jobs:
             job.people = people.get(job.customer_id, [])
 
@@ -456,12 +463,14 @@ class Dispatcher:
         for job in jobs:
             temporary = False
             delivered = 0
+            reached = False
             for person, msg in job.outgoing:
                 outcome = job.outcome.get(msg.address, "temporary:not sent")
                 kind, _, detail = outcome.partition(":")
                 ok = kind == "ok"
                 temporary = temporary or kind == "temporary"
                 delivered += ok
+                reached = reached or (ok and person.role in MAIN_ROLES)
                 body_hash = hashlib.sha256((msg.subject + msg.text).encode()).hexdigest()
                 deliveries.append(
                     {
@@ -509,10 +518,18 @@ class Dispatcher:
                 status, reason = OutboxStatus.CANCELLED, job.cancel
             elif temporary and job.attempts < MAX_ATTEMPTS:
                 status = OutboxStatus.PLANNED
-            elif job.failure and not delivered and not job.already_sent_to:
+            elif job.failure and not (reached or job.reached_before):
                 status, reason = OutboxStatus.FAILED, job.failure
-            elif delivered or (job.already_sent_to and not temporary):
-                status, reason = OutboxStatus.SENT, job.failure
+            elif reached or job.reached_before:
+                # The message reached its main recipient (the debtor, the admin, the
+                # banking contacts); recipients still failing are named in the reason.
+                failing = [
+                    f"{addr}: {v.partition(':')[2]}"
+                    for addr, v in job.outcome.items()
+                    if not v.startswith("ok:")
+                ]
+                status = OutboxStatus.SENT
+                reason = "; ".join(failing)[:500] or job.failure
             else:
                 status = OutboxStatus.FAILED
                 reason = "; ".join(

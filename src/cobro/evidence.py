@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
 from cobro.store import tables as t
+from cobro.store.db import lock_company
 
 GENESIS = "0" * 64
 
@@ -35,7 +36,8 @@ def canonical(seq: int, entry: EvidenceEntry) -> str:
             "seq": seq,
             "kind": entry.kind,
             "ref": entry.ref,
-            "at": entry.at.isoformat(),
+            "at": entry.at.astimezone(UTC).isoformat(),
+            "customer_id": entry.customer_id,
             "payload": entry.payload,
         },
         sort_keys=True,
@@ -53,7 +55,7 @@ def append(conn: Connection, company_id: int, entries: list[EvidenceEntry]) -> N
     """Append entries to the company's chain, serialised on the company row."""
     if not entries:
         return
-    conn.execute(select(t.companies.c.id).where(t.companies.c.id == company_id).with_for_update())
+    lock_company(conn, company_id)
     e = t.evidence.c
     last = conn.execute(
         select(e.seq, e.hash).where(e.company_id == company_id).order_by(e.seq.desc()).limit(1)

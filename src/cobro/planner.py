@@ -44,7 +44,8 @@ from cobro.domain.calendar import send_instant
 from cobro.domain.policy import DueWindow, due_windows
 from cobro.scheduled import plan_actions
 from cobro.store import tables as t
-from cobro.store.db import insert_ignoring
+from cobro.store.db import counted, insert_ignoring, lock_company
+from cobro.subscriptions import plan_subscriptions
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,8 @@ def due_select(
             .join(t.customers, c.id == r.customer_id)
             .where(
                 r.company_id == company_id,
-                r.balance_minor > max(0, w.phase.min_balance_minor - 1),
+                r.balance_minor > 0,  # the condition of the open-due index
+                r.balance_minor >= max(1, w.phase.min_balance_minor),
                 r.due_on >= w.due_from,
                 r.due_on <= w.due_to,
                 c.effective_policy == w.phase.policy,
@@ -189,7 +191,7 @@ def plan_day(
 ) -> PlanResult:
     """Plan everything due on ``run_on`` into the outbox, inside the caller's transaction."""
     # Serialise planning per company (SQLite: the write lock taken by BEGIN IMMEDIATE).
-    conn.execute(select(t.companies.c.id).where(t.companies.c.id == company_id).with_for_update())
+    lock_company(conn, company_id)
     refresh_policies(conn, config, company_id)
     unblocked = release_paid_blocks(conn, company_id, run_on, now)
     covered_before = conn.execute(
@@ -263,14 +265,15 @@ def plan_day(
                     ),
                 )
             )
-            res = conn.execute(
+            res = counted(
+                conn,
                 insert_ignoring(conn, t.claim_items)
                 .from_select(
                     ["company_id", "outbox_id", "receivable_id", "step", "repeat_no"], item_rows
                 )
-                .on_conflict_do_nothing(index_elements=["receivable_id", "step", "repeat_no"])
+                .on_conflict_do_nothing(index_elements=["receivable_id", "step", "repeat_no"]),
             )
-            items = max(res.rowcount, 0)
+            items = res
             # A debtor whose every item was already claimed gets no empty message.
             ci = t.claim_items.c
             if run_id is not None:
@@ -286,6 +289,7 @@ def plan_day(
         finally:
             due.drop(conn)
     actions = plan_actions(conn, config, company_id, run_on, covered_before, now, run_id)
+    subs = plan_subscriptions(conn, config, company_id, run_on, now, run_id)
     covered = covered_before
     if covered is None or covered < run_on:
         conn.execute(
@@ -293,7 +297,7 @@ def plan_day(
         )
     return PlanResult(
         run_on,
-        planned + actions.messages,
+        planned + actions.messages + subs.reminders,
         items + actions.items,
         len(windows),
         unblocked,

@@ -18,7 +18,7 @@ from cobro.domain.actions import ActionType, ScheduledAction, due_occurrence
 from cobro.domain.calendar import send_instant
 from cobro.segments import members_select
 from cobro.store import tables as t
-from cobro.store.db import insert_ignoring
+from cobro.store.db import counted, insert_ignoring
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,8 @@ def plan_actions(
                 literal("open", String),
                 literal(now, t.UTCDateTime),
             ).where(members.c.customer_id.is_not(None))
-            res = conn.execute(
+            res = counted(
+                conn,
                 insert_ignoring(conn, t.tasks)
                 .from_select(
                     [
@@ -92,9 +93,9 @@ def plan_actions(
                     ],
                     rows,
                 )
-                .on_conflict_do_nothing()
+                .on_conflict_do_nothing(),
             )
-            tasks += max(res.rowcount, 0)
+            tasks += res
             continue
         rows = select(
             literal(company_id),
@@ -107,7 +108,8 @@ def plan_actions(
             literal(run_id, Integer),
             literal(now, t.UTCDateTime),
         ).where(members.c.customer_id.is_not(None))
-        res = conn.execute(
+        res = counted(
+            conn,
             insert_ignoring(conn, t.outbox)
             .from_select(
                 [
@@ -123,9 +125,9 @@ def plan_actions(
                 ],
                 rows,
             )
-            .on_conflict_do_nothing()
+            .on_conflict_do_nothing(),
         )
-        messages += max(res.rowcount, 0)
+        messages += res
         if action.type is ActionType.DEBT_NOTICE:
             o, r = t.outbox.c, t.receivables.c
             statement = (
@@ -149,12 +151,13 @@ def plan_actions(
                 )
                 .where(r.company_id == company_id, r.balance_minor > 0)
             )
-            res = conn.execute(
+            res = counted(
+                conn,
                 insert_ignoring(conn, t.claim_items)
                 .from_select(
                     ["company_id", "outbox_id", "receivable_id", "step", "repeat_no"], statement
                 )
-                .on_conflict_do_nothing()
+                .on_conflict_do_nothing(),
             )
-            items += max(res.rowcount, 0)
+            items += res
     return ActionsPlanned(messages, items, tasks)

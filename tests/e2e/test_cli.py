@@ -154,7 +154,7 @@ PAY1,B1,R1,2026-03-02,1200.00,EUR
     body = to_b1[1].get_body(("plain",))
     assert body is not None
     text = body.get_content()
-    assert "F-002" in text and "F-001" not in text
+    assert [line.split(" ")[1] for line in text.splitlines() if line.startswith("- ")] == ["F-002"]
     assert "300,50\xa0€" in text
     en = next(m for m in mails if m["To"].addresses[0].addr_spec == "ap@atlantic.example")
     en_body = en.get_body(("plain",))

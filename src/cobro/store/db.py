@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Executable, Table, create_engine, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -31,6 +32,27 @@ def insert_ignoring(conn: Connection, table: Table) -> postgresql.Insert | sqlit
     if dialect == "sqlite":
         return sqlite.insert(table)
     raise NotImplementedError(f"database {dialect!r} is not supported")
+
+
+def lock_company(conn: Connection, company_id: int) -> None:
+    """Serialise one company's writers (planning, evidence, events) until commit.
+
+    ``FOR NO KEY UPDATE`` on PostgreSQL: it does not conflict with the shared
+    locks that foreign-key checks take on the company row, so a transaction
+    that already inserted a row pointing at the company cannot deadlock with
+    another one. SQLite needs nothing: BEGIN IMMEDIATE serialises writers.
+    """
+    from cobro.store.tables import companies
+
+    conn.execute(
+        select(companies.c.id).where(companies.c.id == company_id).with_for_update(key_share=True)
+    )
+
+
+def counted(conn: Connection, statement: Executable) -> int:
+    """Execute ``statement`` and return how many rows it wrote (INSERT ... SELECT too)."""
+    result = conn.execute(statement.execution_options(preserve_rowcount=True))
+    return max(int(result.rowcount), 0)
 
 
 def normalise_url(url: str) -> str:
@@ -59,10 +81,16 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, connect_args={"prepare_threshold": None})
 
 
+_MIGRATING = threading.Lock()  # Alembic's upgrade keeps process-wide state
+_MIGRATION_LOCK_KEY = 0x636F62726F  # "cobro": one migration at a time across processes
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision."""
+    """Bring the schema to the newest revision (safe from several threads or processes)."""
     cfg = Config()
     cfg.set_main_option("script_location", "cobro.store:migrations")
-    with engine.begin() as conn:
+    with _MIGRATING, engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")

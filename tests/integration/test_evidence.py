@@ -1,0 +1,143 @@
+"""The evidence chain: verifiable after real runs, and tampering is found."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import delete, select, update
+
+from cobro.dispatch import Dispatcher
+from cobro.evidence import ChainReport, verify_chain
+from cobro.runs import email_channel, run_day, templates_for
+from cobro.store import tables as t
+from cobro.workspace import Workspace
+
+from .support import business, captured, d, invoice, local, outbox, rendezvous
+
+DAY = d("2025-03-03")
+
+
+def verify(ws: Workspace) -> ChainReport:
+    with ws.engine.connect() as conn:
+        return verify_chain(conn, ws.company_id)
+
+
+def two_claims(ws: Workspace) -> None:
+    business(ws, "C1", "ap@one.example")
+    business(ws, "C2", "ap@two.example")
+    invoice(ws, "F-1", "C1", d("2025-03-10"), "100.00")
+    invoice(ws, "G-1", "C2", d("2025-03-10"), "70.00")
+
+
+def test_evidence_chain_verifies_and_detects_tampering(ws: Workspace) -> None:
+    two_claims(ws)
+    run_day(ws, DAY)
+    good = verify(ws)
+    assert good.ok and good.entries == 4  # a delivery and a claim per debtor
+    ev = t.evidence.c
+    with ws.engine.connect() as conn:
+        rows = conn.execute(select(ev.seq, ev.kind, ev.payload).order_by(ev.seq)).all()
+    assert sorted(r.kind for r in rows) == ["claim.sent", "claim.sent", "delivery", "delivery"]
+    seq, payload = next((r.seq, r.payload) for r in rows if r.kind == "delivery")
+
+    # Someone rewrites who a message was delivered to.
+    forged = json.loads(payload)
+    forged["recipient"] = "someone-else@example.com"
+    with ws.engine.begin() as conn:
+        conn.execute(update(t.evidence).where(ev.seq == seq).values(payload=json.dumps(forged)))
+    bad = verify(ws)
+    assert not bad.ok
+    assert bad.first_bad_seq == seq
+    assert bad.problem and "does not match" in bad.problem
+
+    # Put it back: the chain verifies again. Then remove an entry.
+    with ws.engine.begin() as conn:
+        conn.execute(update(t.evidence).where(ev.seq == seq).values(payload=payload))
+    assert verify(ws).ok
+    with ws.engine.begin() as conn:
+        conn.execute(delete(t.evidence).where(ev.seq == 2))
+    gone = verify(ws)
+    assert not gone.ok and gone.first_bad_seq == 3
+    assert gone.problem and "missing" in gone.problem
+
+
+def test_evidence_of_a_run_given_a_local_time_verifies(ws: Workspace) -> None:
+    two_claims(ws)
+    madrid = local(ws, DAY, "09:30").astimezone(ZoneInfo("Europe/Madrid"))
+
+    assert run_day(ws, DAY, as_of=madrid).sent == 2
+
+    assert verify(ws).ok
+
+
+def test_moving_evidence_to_another_debtor_is_detected(ws: Workspace) -> None:
+    two_claims(ws)
+    run_day(ws, DAY)
+    ev, cu = t.evidence.c, t.customers.c
+    with ws.engine.begin() as conn:
+        ids = dict(conn.execute(select(cu.external_id, cu.id)).all())
+        conn.execute(
+            update(t.evidence).where(ev.customer_id == ids["C1"]).values(customer_id=ids["C2"])
+        )
+
+    assert not verify(ws).ok
+
+
+def test_concurrent_dispatchers_keep_one_evidence_chain(
+    ws: Workspace,
+    reopen: Callable[[Workspace], Workspace],
+    is_postgres: bool,
+    request: pytest.FixtureRequest,
+) -> None:
+    for i in range(20):
+        business(ws, f"C{i}", f"ap{i}@acme.example")
+        invoice(ws, f"F-{i}", f"C{i}", d("2025-03-10"), "10.00")
+    run_day(ws, DAY, as_of=local(ws, DAY, "07:00"))  # plan only
+    as_of = local(ws, DAY, "09:00")
+    workspaces = [ws, reopen(ws)]
+    start = threading.Barrier(2, timeout=60)
+    errors: list[BaseException] = []
+
+    def dispatch(w: Workspace) -> None:
+        dispatcher = Dispatcher(
+            w.engine,
+            w.config,
+            w.company_id,
+            w.secret,
+            templates_for(w),
+            {"email": email_channel(w, as_of)},
+            as_of,
+            batch_size=5,
+        )
+        try:
+            start.wait()
+            asyncio.run(dispatcher.run())
+        except BaseException as exc:
+            errors.append(exc)
+
+    # Both dispatchers record their first batch at the same time.
+    with rendezvous(
+        [w.engine for w in workspaces] if is_postgres else [],
+        2,
+        lambda sql: sql.startswith("INSERT INTO deliveries"),
+        after=True,
+    ):
+        threads = [threading.Thread(target=dispatch, args=(w,)) for w in workspaces]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=120)
+
+    assert [repr(e) for e in errors] == []
+    assert {r.status for r in outbox(ws)} == {"sent"}
+    assert len(captured(ws)) == 20
+    chain = verify(ws)
+    assert chain.ok and chain.entries == 40
+    # Nothing is left to send later (a batch lost by a crash would be retried after its lease).
+    assert run_day(ws, DAY, as_of=as_of + timedelta(hours=1)).sent == 0

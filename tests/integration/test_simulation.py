@@ -1,0 +1,120 @@
+"""A simulation changes nothing, and predicts what the daily runs then send."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+
+from sqlalchemy import func, select
+
+from cobro.runs import run_day
+from cobro.simulate import SimulatedMessage, simulate
+from cobro.store import tables as t
+from cobro.workspace import Workspace
+
+from .support import business, count, d, invoice, person
+
+FIRST, LAST = d("2025-03-01"), d("2025-04-15")
+
+
+def portfolio(ws: Workspace) -> None:
+    """Debtors of both policies at every stage around the simulated period."""
+    business(ws, "B1", "ap@b1.example")
+    business(ws, "B2", "ap@b2.example")
+    business(ws, "B3", "ap@b3.example")
+    person(ws, "P1", "p1@example.com")
+    person(ws, "P2", "p2@example.com")
+    invoice(ws, "B1-1", "B1", d("2025-03-10"), "1200.00")
+    invoice(ws, "B1-2", "B1", d("2025-03-20"), "300.00")
+    invoice(ws, "B1-3", "B1", d("2025-03-20"), "45.00", "USD")
+    invoice(ws, "B2-1", "B2", d("2025-01-05"), "30.00")  # below phase 05's minimum
+    invoice(ws, "B2-2", "B2", d("2025-01-20"), "900.00")
+    invoice(ws, "B3-1", "B3", d("2025-02-14"), "75.00")
+    invoice(ws, "P1-1", "P1", d("2025-03-12"), "60.00")
+    invoice(ws, "P2-1", "P2", d("2025-02-25"), "25.00")
+    invoice(ws, "P2-2", "P2", d("2025-04-02"), "40.00")
+
+
+def sent_by_run(ws: Workspace) -> list[tuple[date, str, str]]:
+    """(day of the run that planned it, debtor, step) of every message sent."""
+    o, c, r = t.outbox.c, t.customers.c, t.runs.c
+    with ws.engine.connect() as conn:
+        return sorted(
+            (row.run_on, row.external_id, row.step)
+            for row in conn.execute(
+                select(r.run_on, c.external_id, o.step)
+                .join(t.customers, c.id == o.customer_id)
+                .join(t.runs, r.id == o.run_id)
+                .where(o.status == "sent")
+            )
+        )
+
+
+def simulated(ws: Workspace, start: date, end: date) -> list[SimulatedMessage]:
+    """Run the simulation as ``cobro simulate`` does: in a transaction that is rolled back."""
+    with ws.engine.connect() as conn:
+        trans = conn.begin()
+        try:
+            return [m for day in simulate(conn, ws.config, ws.company_id, start, end) for m in day]
+        finally:
+            trans.rollback()
+
+
+def test_simulation_changes_nothing_and_predicts_the_runs(ws: Workspace) -> None:
+    portfolio(ws)
+    with ws.engine.connect() as conn:
+        company_before = conn.execute(select(t.companies)).one()
+
+    messages = simulated(ws, FIRST, LAST)
+
+    assert count(ws, t.outbox) == 0
+    assert count(ws, t.claim_items) == 0
+    assert count(ws, t.runs) == 0
+    assert count(ws, t.evidence) == 0
+    with ws.engine.connect() as conn:
+        assert conn.execute(select(t.companies)).one() == company_before
+    assert {m.channel for m in messages} == {"email"}
+    predicted = sorted((m.date, m.customer, m.step) for m in messages)
+    assert len(predicted) == len(set(predicted))
+    # The period covers before-due, on-due, after-due, repeated and late phases.
+    steps = {step for _, _, step in predicted}
+    assert {"b2b/00", "b2b/01", "b2b/02", "b2b/05", "consumer/before", "consumer/after"} <= steps
+
+    day = FIRST
+    while day <= LAST:
+        run_day(ws, day)
+        day += timedelta(days=1)
+
+    assert sent_by_run(ws) == predicted
+    o, ci, c = t.outbox.c, t.claim_items.c, t.customers.c
+    with ws.engine.connect() as conn:
+        items = {
+            (r.occurrence_on, r.external_id, r.step): r.n
+            for r in conn.execute(
+                select(o.occurrence_on, c.external_id, o.step, func.count(ci.id).label("n"))
+                .join(t.customers, c.id == o.customer_id)
+                .join(t.claim_items, ci.outbox_id == o.id)
+                .group_by(o.occurrence_on, c.external_id, o.step)
+            )
+        }
+    assert items == {(m.date, m.customer, m.step): m.items for m in messages}
+
+
+def test_simulation_predicts_the_runs_with_the_starter_scheduled_actions(
+    make_workspace: Callable[..., Workspace], db_url: str
+) -> None:
+    ws = make_workspace("full", db_url=db_url)  # the starter as shipped, actions included
+    assert ws.config.actions
+    portfolio(ws)
+
+    messages = simulated(ws, FIRST, LAST)
+    assert count(ws, t.outbox) == 0
+    predicted = sorted((m.date, m.customer, m.step) for m in messages if m.channel == "email")
+    assert any(step.startswith("action/") for _, _, step in predicted)
+
+    day = FIRST
+    while day <= LAST:
+        run_day(ws, day)
+        day += timedelta(days=1)
+
+    assert sent_by_run(ws) == predicted
