@@ -13,6 +13,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cobro.config.actions import ActionConfig, SegmentConfig
+from cobro.config.notices import BankingNotices, SubscriptionNotices
 from cobro.domain.actions import ScheduledAction
 from cobro.domain.assignment import Rule
 from cobro.domain.model import DeliveryMode, Phase, Policy, Recipient
@@ -193,6 +194,8 @@ class CobroConfig(_Strict):
     default_policy: str
     segments: dict[str, SegmentConfig] = {}
     actions: list[ActionConfig] = []
+    subscriptions: SubscriptionNotices = SubscriptionNotices()
+    banking: BankingNotices = BankingNotices()
 
     @field_validator("policies")
     @classmethod

@@ -1,0 +1,74 @@
+"""The schema of event-driven notices: subscriptions (seed 003) and banking (seed 000)."""
+
+from __future__ import annotations
+
+from datetime import time
+from typing import Annotated, Literal
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AdminNotices(_Strict):
+    """Notices to the company's own address, each switchable."""
+
+    email: str | None = None
+    new_subscriber: bool = True
+    cancel_requested: bool = True
+    expired: bool = True
+    template: str = "admin_notice"
+
+    @field_validator("email")
+    @classmethod
+    def _valid(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            return validate_email(v, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise ValueError(f"not a valid address: {exc}") from exc
+
+
+class UpcomingCharge(_Strict):
+    enabled: bool = True
+    days_before: Annotated[int, Field(ge=0, le=60)] = 2
+    at: time = time(9, 0)
+    channels: list[Literal["email"]] = ["email"]
+    template: str = "upcoming_charge"
+
+
+class Unpaid(_Strict):
+    enabled: bool = True
+    template: str = "unpaid_subscription"
+
+
+class Receipts(_Strict):
+    enabled: bool = True
+    template: str = "receipt"
+
+
+class SubscriptionNotices(_Strict):
+    admin: AdminNotices = AdminNotices()
+    upcoming_charge: UpcomingCharge = UpcomingCharge()
+    unpaid: Unpaid = Unpaid()
+    receipts: Receipts = Receipts()
+
+
+BANKING_TYPES = (
+    "stop_payment",
+    "bulk_stop_payment",
+    "direct_deposit_change",
+    "direct_deposit_reversal",
+)
+BankingType = Literal[
+    "stop_payment", "bulk_stop_payment", "direct_deposit_change", "direct_deposit_reversal"
+]
+
+
+class BankingNotices(_Strict):
+    enabled: bool = True
+    template: str = "banking_notice"
