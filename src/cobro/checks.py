@@ -12,6 +12,7 @@ from cobro.config.loader import field_lines
 from cobro.errors import ConfigError, ConfigProblem, PermanentFailure, TemplateError
 from cobro.messages import load_attachment
 from cobro.money import Money
+from cobro.notices import EMPTY
 from cobro.render.labels import LANGUAGES
 from cobro.render.templates import TemplateSet
 
@@ -48,6 +49,21 @@ def sample_context(config: CobroConfig, locale: str) -> dict[str, object]:
         "today": SAMPLE_DATE,
         "title": "Sample title",
         "text": "Sample text.",
+        "notice": {
+            **EMPTY,
+            "event": "new_subscriber",
+            "subscription": "S-1",
+            "plan": "Sample plan",
+            "kind": "plan",
+            "price": Money.of("39.90", config.company.currency),
+            "cycle": "monthly",
+            "next_charge_on": SAMPLE_DATE,
+            "charge": "CH-1",
+            "amount": Money.of("39.90", config.company.currency),
+            "charged_at": SAMPLE_DATE,
+            "type": "stop_payment",
+            "details": {"check": "1001"},
+        },
     }
 
 
@@ -96,6 +112,23 @@ def check_workspace(root: Path) -> list[ConfigProblem]:
                             str(exc),
                         )
                     )
+    notices = config.subscriptions
+    for where, name in (
+        (("subscriptions", "receipts", "template"), notices.receipts.template),
+        (("subscriptions", "upcoming_charge", "template"), notices.upcoming_charge.template),
+        (("subscriptions", "unpaid", "template"), notices.unpaid.template),
+        (("subscriptions", "admin", "template"), notices.admin.template),
+        (("banking", "template"), config.banking.template),
+    ):
+        for lang in LANGUAGES:
+            try:
+                templates.render(name, lang, sample_context(config, lang))
+            except TemplateError as exc:
+                problems.append(
+                    ConfigProblem(
+                        str(cfg_file), lines.get(where), ".".join(map(str, where)), str(exc)
+                    )
+                )
     for index, action_cfg in enumerate(config.actions):
         action = config.action(action_cfg.key)
         if action.template is not None:

@@ -29,6 +29,7 @@ from cobro.channels.base import Attachment, Channel, Outgoing
 from cobro.config import CobroConfig
 from cobro.domain.model import OutboxStatus, Recipient
 from cobro.errors import (
+    CobroError,
     ConfigProblem,
     PermanentFailure,
     SenderNotConfigured,
@@ -38,8 +39,10 @@ from cobro.errors import (
 from cobro.evidence import EvidenceEntry, append
 from cobro.messages import MessageSpec, load_attachment, message_spec
 from cobro.money import Money, totals_by_currency
+from cobro.notices import UNREACHABLE, main_role, notice_context, upcoming_cancel_reason
 from cobro.render.templates import TemplateSet
 from cobro.store import tables as t
+from cobro.subscriptions import UPCOMING
 
 LEASE = timedelta(minutes=10)
 # Whom a message is for; reaching only internal copies (sales rep...) does not make it sent.
@@ -116,6 +119,8 @@ class Job:
     step: str
     occurrence_on: date
     attempts: int
+    payload: dict[str, Any] = field(default_factory=dict)
+    subscription: Any = None  # upcoming-charge reminders: the subscription as it is now
     spec: MessageSpec | None = None
     items: list[dict[str, Any]] = field(default_factory=list)
     people: list[Person] = field(default_factory=list)
@@ -193,6 +198,7 @@ class Dispatcher:
                 o.step,
                 o.occurrence_on,
                 o.attempts,
+                o.payload,
                 c.external_id,
                 c.name,
                 c.language,
@@ -230,6 +236,7 @@ class Dispatcher:
                 step=r.step,
                 occurrence_on=r.occurrence_on,
                 attempts=r.attempts + 1,
+                payload=r.payload or {},
             )
             for r in rows
         ]
@@ -289,8 +296,36 @@ class Dispatcher:
             job = by_id[done.outbox_id]
             job.already_sent_to.add(done.recipient.lower())
             job.reached_before = job.reached_before or done.recipient_role in MAIN_ROLES
+        admin = self.config.subscriptions.admin.email
+        named = {cid for j in jobs for cid in j.payload.get("contacts", [])}
+        contacts = {}
+        if named:
+            contacts = {
+                row.id: Person(Recipient.CONTACT, row.name, row.email, row.language, False)
+                for row in conn.execute(
+                    select(ct.id, ct.name, ct.email, ct.language).where(
+                        ct.id.in_(named), ct.company_id == self.company_id
+                    )
+                )
+            }
+        upcoming = {j.step.partition("/")[2]: j for j in jobs if j.step.startswith(UPCOMING + "/")}
+        if upcoming:
+            s = t.subscriptions.c
+            for sub in conn.execute(
+                select(t.subscriptions).where(
+                    s.company_id == self.company_id, s.external_id.in_(upcoming)
+                )
+            ):
+                upcoming[sub.external_id].subscription = sub
         for job in jobs:
-            job.people = people.get(job.customer_id, [])
+            job.people = list(people.get(job.customer_id, []))
+            if admin:
+                job.people.append(
+                    Person(Recipient.ADMIN, self.config.company.name, admin, None, True)
+                )
+            job.people.extend(
+                contacts[cid] for cid in job.payload.get("contacts", []) if cid in contacts
+            )
 
     # -- decide and render ------------------------------------------------------
 
@@ -323,6 +358,25 @@ class Dispatcher:
             found = self._files[spec.attachment] = load_attachment(self.files_root, spec.attachment)
         return (found,)
 
+    def _receipt(self, job: Job, notice: dict[str, Any], language: str, locale: str) -> Attachment:
+        from cobro.render.receipt import receipt_pdf
+
+        data = receipt_pdf(
+            self.config.company,
+            job.customer_name,
+            job.customer_external_id,
+            notice,
+            language,
+            locale,
+        )
+        return Attachment(
+            f"recibo-{notice['charge']}.pdf"
+            if language == "es"
+            else f"receipt-{notice['charge']}.pdf",
+            "application/pdf",
+            data,
+        )
+
     def _compose(self, jobs: list[Job]) -> None:
         company = self.config.company
         branding = {
@@ -345,6 +399,12 @@ class Dispatcher:
             if spec.needs_overdue and not any(i["due_on"] < job.occurrence_on for i in open_items):
                 job.cancel = "no overdue debt left"
                 continue
+            if spec.upcoming:
+                why = upcoming_cancel_reason(job.subscription, job.occurrence_on)
+                if why:
+                    job.cancel = why
+                    continue
+            notice = notice_context(job.payload, job.subscription)
             try:
                 attachments = self._attachments(spec)
             except PermanentFailure as exc:
@@ -358,8 +418,9 @@ class Dispatcher:
                 if p.role in wanted and p.email and p.email.lower() not in seen:
                     seen.add(p.email.lower())
                     targets.append(p)
-            if not any(p.role is Recipient.DEBTOR for p in targets):
-                job.failure = "the debtor has no email address"
+            main = main_role(spec.recipients)
+            if not any(p.role is main for p in targets):
+                job.failure = UNREACHABLE.get(main, "nobody to send it to")
                 job.permanent = True
             items = [
                 {
@@ -408,6 +469,7 @@ class Dispatcher:
                     "today": job.occurrence_on,
                     "title": spec.title,
                     "text": spec.text,
+                    "notice": notice,
                 }
                 try:
                     rendered = self.templates.render(spec.template, language, context)
@@ -416,6 +478,15 @@ class Dispatcher:
                     job.permanent = True
                     job.outgoing.clear()
                     break
+                files = attachments
+                if spec.receipt_pdf:
+                    try:
+                        files = (*attachments, self._receipt(job, notice, language, locale))
+                    except CobroError as exc:
+                        job.failure = f"receipt PDF: {exc}"
+                        job.permanent = True
+                        job.outgoing.clear()
+                        break
                 digest = hashlib.sha256(person.email.lower().encode()).hexdigest()[:12]
                 mid = f"<cobro.{company.id}.{job.outbox_id}.{digest}@{self.sender_domain}>"
                 job.outgoing.append(
@@ -430,7 +501,7 @@ class Dispatcher:
                             html=rendered.html,
                             message_id=mid,
                             headers={"X-Cobro-Claim": f"{company.id}/{job.outbox_id}/{spec.key}"},
-                            attachments=attachments,
+                            attachments=files,
                         ),
                     )
                 )

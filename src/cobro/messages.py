@@ -36,10 +36,64 @@ class MessageSpec:
     text: str | None = None
     attachment: str | None = None
     block_account: bool = False
+    receipt_pdf: bool = False  # attach the PDF receipt of the charge
+    upcoming: bool = False  # re-check the subscription's charge date at sending
+
+
+NOTICE_NAMES = {
+    "receipt": "Payment receipt",
+    "unpaid": "Unpaid subscription reminder",
+    "upcoming": "Upcoming charge reminder",
+    "admin": "Admin notice",
+    "banking": "Banking notice",
+}
+
+
+def _notice(
+    kind: str,
+    template: str,
+    recipient: Recipient,
+    *,
+    hide_pay_link: bool = True,
+    receipt_pdf: bool = False,
+    upcoming: bool = False,
+) -> MessageSpec:
+    return MessageSpec(
+        key=kind,
+        name=NOTICE_NAMES[kind],
+        template=template,
+        mode="message",
+        recipients=(recipient,),
+        needs_items=False,
+        needs_overdue=False,
+        hide_pay_link=hide_pay_link,
+        receipt_pdf=receipt_pdf,
+        upcoming=upcoming,
+    )
+
+
+def notice_spec(config: CobroConfig, step: str) -> MessageSpec | None:
+    """The spec of an event-driven notice step, or None if ``step`` is not one."""
+    kind = step.partition("/")[0]
+    subs = config.subscriptions
+    if kind == "receipt":
+        return _notice(kind, subs.receipts.template, Recipient.DEBTOR, receipt_pdf=True)
+    if kind == "unpaid":
+        return _notice(kind, subs.unpaid.template, Recipient.DEBTOR, hide_pay_link=False)
+    if kind == "upcoming":
+        return _notice(kind, subs.upcoming_charge.template, Recipient.DEBTOR, upcoming=True)
+    if kind == "admin":
+        return _notice(kind, subs.admin.template, Recipient.ADMIN)
+    if kind == "banking":
+        return _notice(kind, config.banking.template, Recipient.CONTACT)
+    return None
 
 
 def message_spec(config: CobroConfig, step: str) -> MessageSpec:
-    """The spec of ``step`` (``policy/phase`` or ``action/KEY``); ``KeyError`` if unknown."""
+    """The spec of ``step``: ``policy/phase``, ``action/KEY`` or a notice (``KeyError``: none)."""
+    event_notice = notice_spec(config, step)
+    if event_notice is not None:
+        return event_notice
     if step.startswith(ACTION_PREFIX):
         action = config.action(step.removeprefix(ACTION_PREFIX))
         notice = action.type is ActionType.DEBT_NOTICE

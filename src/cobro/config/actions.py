@@ -7,10 +7,10 @@ from decimal import Decimal
 from pathlib import PurePosixPath
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cobro.domain.actions import ActionType
-from cobro.domain.model import Recipient
+from cobro.domain.model import CONFIGURABLE_RECIPIENTS, Recipient
 
 MonthDayField = Annotated[int, Field(ge=1, le=31)] | Literal["last"]
 ATTACHMENT_TYPES = {
@@ -21,6 +21,15 @@ ATTACHMENT_TYPES = {
     ".jpeg": "image/jpeg",
 }
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+
+
+def _configurable(v: Recipient) -> Recipient:
+    if v not in CONFIGURABLE_RECIPIENTS:
+        raise ValueError(f"recipients are {', '.join(r.value for r in CONFIGURABLE_RECIPIENTS)}")
+    return v
+
+
+ConfigurableRecipient = Annotated[Recipient, AfterValidator(_configurable)]
 
 
 class _Strict(BaseModel):
@@ -76,7 +85,7 @@ class ActionConfig(_Strict):
     text: str | None = None
     attachment: str | None = None
     hide_pay_link: bool = False
-    recipients: list[Recipient] = [Recipient.DEBTOR]
+    recipients: list[ConfigurableRecipient] = [Recipient.DEBTOR]
     message: str | None = None
     due_day: MonthDayField | None = None
     due_after_days: Annotated[int, Field(ge=0, le=366)] | None = None

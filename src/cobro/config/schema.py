@@ -12,7 +12,7 @@ from babel import Locale, UnknownLocaleError
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cobro.config.actions import ActionConfig, SegmentConfig
+from cobro.config.actions import ActionConfig, ConfigurableRecipient, SegmentConfig
 from cobro.config.notices import BankingNotices, SubscriptionNotices
 from cobro.domain.actions import ScheduledAction
 from cobro.domain.assignment import Rule
@@ -141,7 +141,7 @@ class PhaseConfig(_Strict):
     template: str
     mode: DeliveryMode = DeliveryMode.FULL
     channels: list[Literal["email"]] = ["email"]
-    recipients: list[Recipient] = [Recipient.DEBTOR]
+    recipients: list[ConfigurableRecipient] = [Recipient.DEBTOR]
     repeat_every_days: Annotated[int, Field(ge=1, le=365)] | None = None
     max_repeats: Annotated[int, Field(ge=0, le=1000)] | None = None
     min_balance: Decimal = Decimal(0)

@@ -29,6 +29,11 @@ class Recipient(StrEnum):
     DEBTOR = "debtor"  # the customer's own address and its billing contacts
     SALES_REP = "sales_rep"  # internal: the customer's sales representative
     ACCOUNT_MANAGER = "account_manager"  # internal: the customer's account manager
+    ADMIN = "admin"  # the company's own notification address (subscription notices)
+    CONTACT = "contact"  # contacts named by the notice itself (banking notices)
+
+
+CONFIGURABLE_RECIPIENTS = (Recipient.DEBTOR, Recipient.SALES_REP, Recipient.ACCOUNT_MANAGER)
 
 
 @dataclass(frozen=True)

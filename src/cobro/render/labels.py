@@ -40,3 +40,26 @@ LABELS: dict[str, dict[str, str]] = {
 }
 
 LANGUAGES = tuple(LABELS)
+
+RECEIPT_LABELS: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "Payment receipt",
+        "number": "No.",
+        "customer": "Customer",
+        "date": "Date",
+        "concept": "Description",
+        "amount": "Amount",
+        "total": "Total paid",
+        "paid": "Payment received. Thank you.",
+    },
+    "es": {
+        "title": "Recibo de pago",
+        "number": "N.º",
+        "customer": "Cliente",
+        "date": "Fecha",
+        "concept": "Concepto",
+        "amount": "Importe",
+        "total": "Total pagado",
+        "paid": "Pago recibido. Gracias.",
+    },
+}

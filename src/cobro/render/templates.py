@@ -70,6 +70,11 @@ def _env(autoescape: bool, user_dir: Path | None) -> ImmutableSandboxedEnvironme
     return env
 
 
+def page_environment() -> ImmutableSandboxedEnvironment:
+    """The sandboxed, autoescaping environment for bundled HTML pages (PDF receipts)."""
+    return _env(True, None)
+
+
 @dataclass(frozen=True)
 class Rendered:
     subject: str
