@@ -321,7 +321,9 @@ class Dispatcher:
             job.people = list(people.get(job.customer_id, []))
             if admin:
                 job.people.append(
-                    Person(Recipient.ADMIN, self.config.company.name, admin, None, True)
+                    Person(
+                        Recipient.ADMIN, self.config.company.name, admin, self._company_lang, True
+                    )
                 )
             job.people.extend(
                 contacts[cid] for cid in job.payload.get("contacts", []) if cid in contacts
