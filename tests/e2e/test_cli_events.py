@@ -68,7 +68,7 @@ def ws(tmp_path: Path, inbox: tuple[Inbox, int]) -> Path:
     cfg = root / "cobro.yaml"
     text = cfg.read_text(encoding="utf-8").replace("host: capture", "host: 127.0.0.1")
     text = text.replace("port: 587", f"port: {inbox[1]}")
-    text += "\nsubscriptions:\n  admin:\n    email: admin@gym.example\n"
+    text = text.replace("email: administracion@demo.example", "email: admin@gym.example")
     cfg.write_text(text, encoding="utf-8")
     (root / "members.csv").write_text(
         "external_id,name,kind,email,language\n"

@@ -23,7 +23,8 @@ from .conftest import SmtpServer
 from .support import load
 
 MADRID = ZoneInfo("Europe/Madrid")
-ADMIN = "subscriptions:\n  admin:\n    email: admin@gym.example\ndefault_policy: consumer\n"
+ADMIN_LINE = "    email: administracion@demo.example\n"
+ADMIN = {ADMIN_LINE: "    email: admin@gym.example\n"}
 
 
 def at(day: str, hhmm: str = "10:00") -> datetime:
@@ -33,7 +34,7 @@ def at(day: str, hhmm: str = "10:00") -> datetime:
 
 @pytest.fixture
 def gym(make_ws: Callable[..., Workspace], smtp_server: SmtpServer) -> Workspace:
-    ws = make_ws(replace={**smtp_server.replace, "default_policy: consumer\n": ADMIN})
+    ws = make_ws(replace={**smtp_server.replace, **ADMIN})
     load(
         ws,
         "customers",
@@ -166,7 +167,7 @@ def test_no_upcoming_charge_reminder_when_lead_time_already_passed(
 def test_reminder_setting_change_is_not_retroactive(
     make_ws: Callable[..., Workspace], smtp_server: SmtpServer
 ) -> None:
-    ws = make_ws("a", replace={**smtp_server.replace, "default_policy: consumer\n": ADMIN})
+    ws = make_ws("a", replace={**smtp_server.replace, **ADMIN})
     load(ws, "customers", {"external_id": "M1", "name": "L", "email": "lucia@example.com"})
     subscribe(ws, at("2026-03-01"), next_charge_on="2026-03-20")
     run_day(ws, date(2026, 3, 17))  # lead 2: nothing yet
@@ -174,9 +175,7 @@ def test_reminder_setting_change_is_not_retroactive(
     # On the 18th at 10:00 the lead becomes 3 days: the 17th's moment has passed.
     cfg = ws.root / "cobro.yaml"
     cfg.write_text(
-        cfg.read_text(encoding="utf-8").replace(
-            "subscriptions:\n", "subscriptions:\n  upcoming_charge:\n    days_before: 3\n"
-        ),
+        cfg.read_text(encoding="utf-8").replace("    days_before: 2 ", "    days_before: 3 "),
         encoding="utf-8",
     )
     from cobro.workspace import open_workspace
@@ -346,8 +345,8 @@ def test_admin_is_told_of_new_subscribers_cancellations_and_expiries(
 def test_each_admin_notice_can_be_switched_off(
     make_ws: Callable[..., Workspace], smtp_server: SmtpServer
 ) -> None:
-    off = ADMIN.replace("gym.example\n", "gym.example\n    new_subscriber: false\n")
-    ws = make_ws(replace={**smtp_server.replace, "default_policy: consumer\n": off})
+    off = {**ADMIN, "    new_subscriber: true ": "    new_subscriber: false "}
+    ws = make_ws(replace={**smtp_server.replace, **off})
     load(ws, "customers", {"external_id": "M1", "name": "L", "email": "lucia@example.com"})
     subscribe(ws, at("2026-03-01"))
     event(ws, "subscription.expired", at("2026-03-02"), id="e", subscription="S1")
@@ -363,6 +362,7 @@ def test_without_a_sender_address_nothing_is_sent_and_the_error_is_clear(
         **smtp_server.replace,
         "  sender:                        # nothing is sent until this is a valid address\n"
         "    email: cobros@demo.example\n    name: Cobros Distribuciones Demo\n": "",
+        ADMIN_LINE: "",
     }
     ws = make_ws(replace=no_sender)
     load(ws, "customers", {"external_id": "M1", "name": "L", "email": "lucia@example.com"})
