@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import (
     Column,
     Connection,
+    Index,
     Integer,
     MetaData,
     Select,
@@ -127,8 +128,10 @@ def due_select(
 ) -> Select[Any]:
     """Open receivables reaching a step: (receivable_id, customer_id, step, repeat_no).
 
-    ``with_amounts`` adds (balance_minor, currency) and leaves out occurrences
-    already claimed, for simulations that must not count them twice.
+    One range scan of the open-due index per window, carrying the window's
+    policy as a constant; the debtors are joined once, over the union, to keep
+    those whose policy it is. ``with_amounts`` adds (balance_minor, currency)
+    and leaves out occurrences already claimed, for simulations.
     """
     r, c = t.receivables.c, t.customers.c
     parts = []
@@ -138,20 +141,16 @@ def due_select(
             r.customer_id.label("customer_id"),
             literal(w.phase.step_id, String).label("step"),
             literal(w.repeat_no, Integer).label("repeat_no"),
+            literal(w.phase.policy, String).label("policy"),
         ]
         if with_amounts:
             cols += [r.balance_minor.label("balance_minor"), r.currency.label("currency")]
-        q = (
-            select(*cols)
-            .join(t.customers, c.id == r.customer_id)
-            .where(
-                r.company_id == company_id,
-                r.balance_minor > 0,  # the condition of the open-due index
-                r.balance_minor >= max(1, w.phase.min_balance_minor),
-                r.due_on >= w.due_from,
-                r.due_on <= w.due_to,
-                c.effective_policy == w.phase.policy,
-            )
+        q = select(*cols).where(
+            r.company_id == company_id,
+            r.balance_minor > 0,  # the condition of the open-due index
+            r.balance_minor >= max(1, w.phase.min_balance_minor),
+            r.due_on >= w.due_from,
+            r.due_on <= w.due_to,
         )
         if with_amounts:
             ci = t.claim_items.c
@@ -163,10 +162,13 @@ def due_select(
                 )
             )
         parts.append(q)
-    if len(parts) == 1:
-        return parts[0]
-    u = union_all(*parts).subquery()
-    return select(*u.c)
+    u = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("due")
+    out = [u.c.receivable_id, u.c.customer_id, u.c.step, u.c.repeat_no]
+    if with_amounts:
+        out += [u.c.balance_minor, u.c.currency]
+    return select(*out).join(
+        t.customers, and_(c.id == u.c.customer_id, c.effective_policy == u.c.policy)
+    )
 
 
 def _due_table() -> Table:
@@ -177,6 +179,7 @@ def _due_table() -> Table:
         Column("customer_id", Integer, nullable=False),
         Column("step", String(90), nullable=False),
         Column("repeat_no", Integer, nullable=False),
+        Index("ix_cobro_due_customer_step", "customer_id", "step"),
         prefixes=["TEMPORARY"],
     )
 

@@ -1,0 +1,347 @@
+"""Shared pieces of the benchmarks: paths, the synthetic company, timing and reporting.
+
+The synthetic company is loaded straight into the tables with ``executemany``
+in large batches inside one transaction (SQLite) or with ``COPY``
+(PostgreSQL); the importer is not used, so generation stays a small part of a
+benchmark run. A generated SQLite database is cached in ``bench/out/`` under a
+name made of its parameters and reused by later runs.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import resource
+import shutil
+import sqlite3
+import statistics
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+OUT_DIR = BENCH_DIR / "out"
+STARTER = REPO / "src" / "cobro" / "starter" / "cobro.yaml"
+
+# Every benchmark plans and simulates from this date (a Monday).
+BENCH_DATE = date(2026, 6, 15)
+# Due dates are spread evenly over a year centred on the benchmark date.
+SPREAD_DAYS = 182
+BATCH = 50_000
+# Part of the cache key: bump when the generator changes what it produces.
+DATASET_VERSION = 2
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_BENCH_URL = "postgresql://postgres@127.0.0.1:5432/cobro_bench"
+
+_DT = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (ru_maxrss is in KiB on Linux)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def say(*parts: object) -> None:
+    """Human-readable progress, on stderr so that stdout ends with the JSON line."""
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def emit(result: dict[str, Any]) -> None:
+    """The benchmark's final single-line JSON result, on stdout."""
+    print(json.dumps(result, separators=(", ", ": ")), flush=True)
+
+
+class Timer:
+    """``with Timer() as t: ...`` then ``t.s`` is the elapsed wall time in seconds."""
+
+    def __enter__(self) -> Timer:
+        self._t0 = time.perf_counter()
+        self.s = 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.s = time.perf_counter() - self._t0
+
+
+def write_config(root: Path, edit: dict[str, Any] | None = None) -> Path:
+    """A workspace directory with the starter ``cobro.yaml``, optionally changed.
+
+    ``edit`` maps dotted paths to values, e.g. ``{"channels.email.smtp.port": 2525}``.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "cobro.yaml"
+    if not edit:
+        shutil.copyfile(STARTER, path)
+        return path
+    data = yaml.safe_load(STARTER.read_text(encoding="utf-8"))
+    for dotted, value in edit.items():
+        node = data
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path.resolve()}"
+
+
+def copy_sqlite(src: Path, dst: Path) -> None:
+    """Copy a checkpointed SQLite database file (no -wal / -shm left beside it)."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(dst) + suffix).unlink(missing_ok=True)
+    shutil.copyfile(src, dst)
+
+
+def checkpoint(path: Path) -> None:
+    """Fold the WAL into the main file so the database is one self-contained file."""
+    con = sqlite3.connect(path)
+    try:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        con.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        con.close()
+
+
+# -- the synthetic company -----------------------------------------------------------
+
+
+def _customer_rows(company_id: int, debtors: int, now: datetime) -> Iterator[tuple[Any, ...]]:
+    for i in range(1, debtors + 1):
+        business = i % 2 == 0
+        yield (
+            i,
+            company_id,
+            f"C{i:07d}",
+            f"{'Empresa' if business else 'Cliente'} {i}",
+            "business" if business else "person",
+            None,
+            "es",
+            f"d{i}@mail.example",
+            None,
+            "",
+            None,
+            None,
+            "b2b" if business else "consumer",
+            False,
+            now,
+            now,
+        )
+
+
+def _contact_rows(company_id: int, debtors: int, now: datetime) -> Iterator[tuple[Any, ...]]:
+    """Business debtors have one internal contact: their sales rep and account manager."""
+    for n, i in enumerate(range(2, debtors + 1, 2), start=1):
+        yield (
+            n,
+            company_id,
+            i,
+            f"K{n:07d}",
+            f"Comercial {i % 40}",
+            f"rep{i % 40}@demo.example",
+            None,
+            "sales_rep,account_manager",
+            "es",
+            now,
+        )
+
+
+def _receivable_rows(
+    company_id: int,
+    debtors: int,
+    receivables: int,
+    on: date,
+    now: datetime,
+    seed: int,
+    one_each: bool,
+) -> Iterator[tuple[Any, ...]]:
+    rnd = random.Random(seed)
+    first = on - timedelta(days=SPREAD_DAYS)
+    days = [first + timedelta(days=k) for k in range(2 * SPREAD_DAYS + 1)]
+    for j in range(1, receivables + 1):
+        if one_each:
+            # Debtor j owes receivable j, reaching a step on ``on``: b2b/01 for
+            # business debtors (7 days overdue), consumer/due for persons.
+            customer = j
+            due = on - timedelta(days=7) if j % 2 == 0 else on
+        else:
+            customer = rnd.randrange(1, debtors + 1)
+            due = days[rnd.randrange(len(days))]
+        amount = rnd.randrange(1_000, 500_000)
+        yield (
+            j,
+            company_id,
+            customer,
+            f"R{j:08d}",
+            "invoice",
+            f"F-{j:08d}",
+            None,
+            due - timedelta(days=30),
+            due,
+            "EUR",
+            amount,
+            amount,
+            None,
+            now,
+        )
+
+
+_CUSTOMER_COLS = (
+    "id, company_id, external_id, name, kind, group_name, language, email, phone, tags, "
+    "attributes, policy, effective_policy, blocked, created_at, updated_at"
+)
+_CONTACT_COLS = (
+    "id, company_id, customer_id, external_id, name, email, phone, roles, language, updated_at"
+)
+_RECEIVABLE_COLS = (
+    "id, company_id, customer_id, external_id, kind, number, invoice_number, issued_on, due_on, "
+    "currency, amount_minor, balance_minor, description, updated_at"
+)
+
+
+def _batches(rows: Iterator[tuple[Any, ...]], size: int = BATCH) -> Iterator[list[tuple[Any, ...]]]:
+    batch: list[tuple[Any, ...]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _sqlite_value(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return v.astimezone(UTC).replace(tzinfo=None).strftime(_DT)
+    if isinstance(v, date):
+        return v.isoformat()
+    if isinstance(v, bool):
+        return int(v)
+    return v
+
+
+def _sqlite_rows(rows: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    for row in rows:
+        yield tuple(_sqlite_value(v) for v in row)
+
+
+def load_company(
+    raw: Any,
+    dialect: str,
+    company_id: int,
+    debtors: int,
+    receivables: int,
+    on: date = BENCH_DATE,
+    seed: int = 20260615,
+    contacts: bool = True,
+    one_each: bool = False,
+) -> None:
+    """Bulk-load debtors, contacts and open receivables through a DB-API connection.
+
+    Receivables go to random debtors with due dates spread evenly over a year
+    centred on ``on``; with ``one_each`` (receivables == debtors) each debtor
+    has one receivable that reaches a step on ``on``. The caller commits.
+    ``dialect`` is ``"sqlite"`` or ``"postgresql"``.
+    """
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    tables: list[tuple[str, str, Iterator[tuple[Any, ...]]]] = [
+        ("customers", _CUSTOMER_COLS, _customer_rows(company_id, debtors, now)),
+        (
+            "receivables",
+            _RECEIVABLE_COLS,
+            _receivable_rows(company_id, debtors, receivables, on, now, seed, one_each),
+        ),
+    ]
+    if contacts:
+        tables.insert(1, ("contacts", _CONTACT_COLS, _contact_rows(company_id, debtors, now)))
+    cur = raw.cursor()
+    for table, cols, rows in tables:
+        n = cols.count(",") + 1
+        if dialect == "sqlite":
+            sql = f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * n)})"
+            for batch in _batches(_sqlite_rows(rows)):
+                cur.executemany(sql, batch)
+        else:
+            with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+    if dialect == "postgresql":
+        for table in ("customers", "contacts", "receivables"):
+            cur.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"(SELECT coalesce(max(id), 1) FROM {table}))"
+            )
+    cur.close()
+
+
+def set_covered(conn: Any, company_id: int, covered: date) -> None:
+    """Mark the company planned through ``covered`` and its policies resolved (SQLAlchemy)."""
+    from sqlalchemy import update
+
+    from cobro.store import tables as t
+
+    conn.execute(
+        update(t.companies).where(t.companies.c.id == company_id).values(covered_through=covered)
+    )
+
+
+# -- cached datasets -----------------------------------------------------------------
+
+
+def dataset_dir(debtors: int, receivables: int, on: date = BENCH_DATE) -> Path:
+    return OUT_DIR / f"company-v{DATASET_VERSION}-{debtors}d-{receivables}r-{on.isoformat()}"
+
+
+def generate_sqlite(root: Path, debtors: int, receivables: int, on: date = BENCH_DATE) -> None:
+    """Build the workspace ``root`` with its database ``cobro.db``, planned through ``on - 1``."""
+    from cobro.planner import refresh_policies
+    from cobro.workspace import open_workspace
+
+    if root.exists():
+        shutil.rmtree(root)
+    write_config(root)
+    ws = open_workspace(root, sqlite_url(root / "cobro.db"))
+    try:
+        with Timer() as tm, ws.engine.begin() as conn:
+            raw = conn.connection.driver_connection
+            load_company(raw, "sqlite", ws.company_id, debtors, receivables, on)
+            refresh_policies(conn, ws.config, ws.company_id)
+            set_covered(conn, ws.company_id, on - timedelta(days=1))
+        say(f"generated {debtors:,} debtors and {receivables:,} receivables in {tm.s:.1f} s")
+    finally:
+        ws.close()
+    checkpoint(root / "cobro.db")
+    meta = {"debtors": debtors, "receivables": receivables, "date": on.isoformat()}
+    (root / "ready.json").write_text(json.dumps(meta), encoding="utf-8")
+
+
+def ensure_dataset(debtors: int, receivables: int, on: date = BENCH_DATE) -> Path:
+    """The cached workspace for these parameters, generated in a separate process if missing."""
+    import subprocess
+
+    root = dataset_dir(debtors, receivables, on)
+    if (root / "ready.json").exists():
+        say(f"using cached dataset {root.relative_to(REPO)}")
+        return root
+    say(f"generating dataset {root.relative_to(REPO)} (cached for later runs)...")
+    cmd = [sys.executable, str(Path(__file__).resolve()), str(debtors), str(receivables), str(on)]
+    subprocess.run(cmd, check=True)
+    return root
+
+
+if __name__ == "__main__":
+    # python bench/common.py DEBTORS RECEIVABLES DATE: generate one dataset.
+    _d, _r, _on = int(sys.argv[1]), int(sys.argv[2]), date.fromisoformat(sys.argv[3])
+    generate_sqlite(dataset_dir(_d, _r, _on), _d, _r, _on)

@@ -1,0 +1,366 @@
+"""Planning benchmark: ``plan_day`` on a company with 1,000,000 open receivables.
+
+Steps:
+
+1. A cached dataset (``bench/out/company-...``) is generated once, in its own
+   process: 200,000 debtors (half business on policy ``b2b``, half persons on
+   ``consumer``) and 1,000,000 open receivables due over a year centred on
+   the benchmark date, planned through the day before it.
+2. Each measurement runs in a fresh process on a fresh copy of that database:
+   * ``baseline``: the planner's own selection (``due_select`` with the same
+     windows, compiled to SQL) run on the raw sqlite3 / psycopg connection,
+     every row fetched and bulk-inserted into a scratch table, committed;
+   * ``plan``: ``plan_day`` for the benchmark date in one transaction, commit
+     included.
+   Baseline and plan alternate ``--repeats`` times; the medians are reported.
+   ``peak_rss_mb`` is the peak RSS of the planning process (which opens the
+   prepared database and plans; it never generated anything).
+
+Final stdout line: {"bench": "plan", "receivables": N, "due": N, "outbox": N,
+"plan_s": X, "baseline_s": Y, "ratio": R, "peak_rss_mb": Z}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from common import (
+    BENCH_DATE,
+    OUT_DIR,
+    PG_ADMIN_URL,
+    PG_BENCH_URL,
+    Timer,
+    copy_sqlite,
+    emit,
+    ensure_dataset,
+    load_company,
+    median,
+    peak_rss_mb,
+    say,
+    set_covered,
+    sqlite_url,
+    write_config,
+)
+
+PLAN_NOW = datetime.combine(BENCH_DATE, time(5, 0), tzinfo=UTC)
+SCRATCH = "bench_scratch"
+
+
+# -- workers (each runs in a fresh process) -------------------------------------------
+
+
+def _open(root: Path, url: str) -> Any:
+    from cobro.workspace import open_workspace
+
+    return open_workspace(root, url)
+
+
+def worker_plan(root: Path, url: str) -> dict[str, Any]:
+    from sqlalchemy import func, insert, select
+
+    from cobro.planner import plan_day, refresh_policies
+    from cobro.store import tables as t
+
+    ws = _open(root, url)
+    try:
+        with ws.engine.begin() as conn:
+            if refresh_policies(conn, ws.config, ws.company_id):
+                say("warning: policies were re-resolved before timing (fingerprint differed)")
+            run_id = conn.execute(
+                insert(t.runs)
+                .values(
+                    company_id=ws.company_id, run_on=BENCH_DATE, as_of=PLAN_NOW, started_at=PLAN_NOW
+                )
+                .returning(t.runs.c.id)
+            ).scalar_one()
+        rss_before = peak_rss_mb()
+        with Timer() as tm, ws.engine.begin() as conn:
+            result = plan_day(conn, ws.config, ws.company_id, BENCH_DATE, PLAN_NOW, run_id)
+        rss_after = peak_rss_mb()
+        with ws.engine.connect() as conn:
+            outbox = conn.execute(
+                select(func.count()).select_from(t.outbox).where(t.outbox.c.run_id == run_id)
+            ).scalar_one()
+            items = conn.execute(select(func.count()).select_from(t.claim_items)).scalar_one()
+            receivables = conn.execute(select(func.count()).select_from(t.receivables)).scalar_one()
+    finally:
+        ws.close()
+    return {
+        "plan_s": tm.s,
+        "due": items,
+        "items_reported": result.items,
+        "outbox": outbox,
+        "outbox_reported": result.planned,
+        "windows": result.windows,
+        "receivables": receivables,
+        "rss_before_mb": rss_before,
+        "peak_rss_mb": rss_after,
+    }
+
+
+def _windows(ws: Any) -> list[Any]:
+    from cobro.planner import windows_for
+
+    with ws.engine.connect() as conn:
+        return windows_for(conn, ws.config, ws.company_id, BENCH_DATE)
+
+
+def _compiled_due_select(ws: Any, windows: list[Any]) -> tuple[str, Any]:
+    """``due_select`` for these windows as driver SQL and parameters, exactly as compiled."""
+    from cobro.planner import due_select
+
+    compiled = due_select(ws.company_id, windows).compile(dialect=ws.engine.dialect)
+    if ws.engine.dialect.name == "sqlite":
+        # qmark placeholders; dates as SQLAlchemy stores them in SQLite (ISO text).
+        values = [compiled.params[name] for name in compiled.positiontup or []]
+        return str(compiled), [v.isoformat() if isinstance(v, date) else v for v in values]
+    return str(compiled), compiled.params  # psycopg: %(name)s placeholders
+
+
+def _indexed_select(ws: Any, windows: list[Any]) -> tuple[str, list[Any]]:
+    """The same rows as ``due_select``, written so every window is a range scan of the
+    partial index ix_receivables_open_due (``balance_minor > 0`` appears literally)."""
+    mark = "?" if ws.engine.dialect.name == "sqlite" else "%s"
+    one = (
+        f"SELECT r.id, r.customer_id, CAST({mark} AS VARCHAR(90)), CAST({mark} AS INTEGER) "
+        "FROM receivables r JOIN customers c ON c.id = r.customer_id "
+        f"WHERE r.company_id = {mark} AND r.balance_minor > 0 AND r.balance_minor >= {mark} "
+        f"AND r.due_on >= {mark} AND r.due_on <= {mark} AND c.effective_policy = {mark}"
+    )
+    params: list[Any] = []
+    for w in windows:
+        lo, hi = w.due_from, w.due_to
+        if ws.engine.dialect.name == "sqlite":
+            lo, hi = lo.isoformat(), hi.isoformat()
+        params += [
+            w.phase.step_id,
+            w.repeat_no,
+            ws.company_id,
+            max(1, w.phase.min_balance_minor),
+            lo,
+            hi,
+            w.phase.policy,
+        ]
+    return " UNION ALL ".join([one] * len(windows)), params
+
+
+def worker_baseline(root: Path, url: str) -> dict[str, Any]:
+    ws = _open(root, url)
+    sqlite = ws.engine.dialect.name == "sqlite"
+    mark = "?" if sqlite else "%s"
+    try:
+        windows = _windows(ws)
+        sql, params = _indexed_select(ws, windows)
+        raw = ws.engine.raw_connection()
+        try:
+            drv = raw.driver_connection
+            cur = drv.cursor()
+            cur.execute(
+                f"CREATE TABLE {SCRATCH} (receivable_id INTEGER NOT NULL, "
+                "customer_id INTEGER NOT NULL, step VARCHAR(90) NOT NULL, "
+                "repeat_no INTEGER NOT NULL)"
+            )
+            drv.commit()
+            with Timer() as tm:
+                if sqlite:
+                    cur.execute("BEGIN IMMEDIATE")
+                cur.execute(sql, params)
+                rows = cur.fetchall()
+                cur.executemany(f"INSERT INTO {SCRATCH} VALUES ({', '.join([mark] * 4)})", rows)
+                drv.commit()
+            # For comparison only (not the baseline): due_select exactly as compiled.
+            sql2, params2 = _compiled_due_select(ws, windows)
+            with Timer() as tm2:
+                cur.execute(sql2, params2)
+                n2 = len(cur.fetchall())
+            drv.rollback()
+            cur.close()
+        finally:
+            raw.close()
+    finally:
+        ws.close()
+    return {
+        "baseline_s": tm.s,
+        "rows": len(rows),
+        "windows": len(windows),
+        "due_select_s": tm2.s,
+        "due_select_rows": n2,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+# -- PostgreSQL dataset -------------------------------------------------------------
+
+
+def _pg_admin(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as c:
+        c.execute(sql)
+
+
+def pg_reachable() -> bool:
+    try:
+        _pg_admin("SELECT 1")
+    except Exception as exc:
+        say(f"PostgreSQL not reachable at 127.0.0.1:5432: {exc}")
+        return False
+    return True
+
+
+def pg_generate(root: Path, debtors: int, receivables: int) -> None:
+    """Load the same company into database cobro_bench (the template of each trial copy)."""
+    from cobro.planner import refresh_policies
+    from cobro.workspace import open_workspace
+
+    _pg_admin("DROP DATABASE IF EXISTS cobro_bench WITH (FORCE)")
+    _pg_admin("CREATE DATABASE cobro_bench")
+    write_config(root)
+    ws = open_workspace(root, PG_BENCH_URL)
+    try:
+        with Timer() as tm, ws.engine.begin() as conn:
+            raw = conn.connection.driver_connection
+            load_company(raw, "postgresql", ws.company_id, debtors, receivables, BENCH_DATE)
+            refresh_policies(conn, ws.config, ws.company_id)
+            set_covered(conn, ws.company_id, BENCH_DATE - timedelta(days=1))
+        with ws.engine.connect() as conn:
+            conn.connection.driver_connection.autocommit = True
+            conn.exec_driver_sql("VACUUM ANALYZE")
+        say(f"PostgreSQL: loaded {receivables:,} receivables in {tm.s:.1f} s (+ VACUUM ANALYZE)")
+    finally:
+        ws.close()
+
+
+# -- driver --------------------------------------------------------------------------
+
+
+def run_worker(kind: str, root: Path, url: str) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--worker", kind, "--root", str(root), "--url", url]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    if out.stderr.strip():
+        say(out.stderr.rstrip())
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def measure(
+    root: Path, fresh_copy: Any, repeats: int, label: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Alternate baseline and plan ``repeats`` times, each on a fresh copy of the data."""
+    bases, plans = [], []
+    for i in range(repeats):
+        url = fresh_copy()
+        b = run_worker("baseline", root, url)
+        bases.append(b)
+        url = fresh_copy()
+        p = run_worker("plan", root, url)
+        plans.append(p)
+        say(
+            f"[{label} {i + 1}/{repeats}] baseline {b['baseline_s']:.3f} s ({b['rows']:,} rows;"
+            f" due_select as compiled, fetch only: {b['due_select_s']:.3f} s)"
+            f" | plan_day {p['plan_s']:.3f} s ({p['due']:,} items, {p['outbox']:,} outbox rows)"
+            f" | planning process RSS {p['rss_before_mb']:.0f} -> {p['peak_rss_mb']:.0f} MB"
+        )
+    return bases, plans
+
+
+def summarise(
+    bases: list[dict[str, Any]], plans: list[dict[str, Any]], backend: str
+) -> dict[str, Any]:
+    plan_s = median([p["plan_s"] for p in plans])
+    base_s = median([b["baseline_s"] for b in bases])
+    p0 = plans[0]
+    if not bases[0]["rows"] == bases[0]["due_select_rows"] == p0["due"]:
+        say(
+            f"note: baseline selected {bases[0]['rows']:,} rows, due_select "
+            f"{bases[0]['due_select_rows']:,}, the plan claimed {p0['due']:,}"
+        )
+    if p0["items_reported"] != p0["due"] or p0["outbox_reported"] != p0["outbox"]:
+        say(
+            f"note: PlanResult reported {p0['items_reported']:,} items and "
+            f"{p0['outbox_reported']:,} outbox rows; the tables hold {p0['due']:,} and "
+            f"{p0['outbox']:,}"
+        )
+    result: dict[str, Any] = {"bench": "plan"}
+    if backend != "sqlite":
+        result["backend"] = backend
+    result.update(
+        {
+            "receivables": p0["receivables"],
+            "due": p0["due"],
+            "outbox": p0["outbox"],
+            "plan_s": round(plan_s, 3),
+            "baseline_s": round(base_s, 3),
+            "ratio": round(plan_s / base_s, 2) if base_s else None,
+            "peak_rss_mb": max(p["peak_rss_mb"] for p in plans),
+        }
+    )
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--debtors", type=int, default=200_000)
+    ap.add_argument("--receivables", type=int, default=1_000_000)
+    ap.add_argument("--repeats", type=int, default=3, help="alternations of baseline and plan")
+    ap.add_argument("--pg", action="store_true", help="also run on PostgreSQL at 127.0.0.1:5432")
+    ap.add_argument("--pg-only", action="store_true", help="run on PostgreSQL only")
+    ap.add_argument("--worker", choices=["plan", "baseline"], help=argparse.SUPPRESS)
+    ap.add_argument("--root", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--url", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.worker:
+        fn = worker_plan if args.worker == "plan" else worker_baseline
+        print(json.dumps(fn(args.root, args.url)))
+        return
+
+    debtors = min(args.debtors, args.receivables)
+    results = []
+    if not args.pg_only:
+        root = ensure_dataset(debtors, args.receivables)
+        trial = OUT_DIR / "plan-trial"
+        trial.mkdir(parents=True, exist_ok=True)
+        db = trial / "cobro.db"
+
+        def fresh_sqlite() -> str:
+            copy_sqlite(root / "cobro.db", db)
+            return sqlite_url(db)
+
+        bases, plans = measure(root, fresh_sqlite, args.repeats, "sqlite")
+        results.append(summarise(bases, plans, "sqlite"))
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(db) + suffix).unlink(missing_ok=True)
+
+    if (args.pg or args.pg_only) and pg_reachable():
+        root = OUT_DIR / "plan-pg"
+        pg_generate(root, debtors, args.receivables)
+
+        def fresh_pg() -> str:
+            _pg_admin("DROP DATABASE IF EXISTS cobro_bench_trial WITH (FORCE)")
+            _pg_admin("CREATE DATABASE cobro_bench_trial TEMPLATE cobro_bench")
+            return PG_BENCH_URL + "_trial"
+
+        bases, plans = measure(root, fresh_pg, args.repeats, "postgresql")
+        _pg_admin("DROP DATABASE IF EXISTS cobro_bench_trial WITH (FORCE)")
+        results.append(summarise(bases, plans, "postgresql"))
+
+    for r in results:
+        say(
+            f"{r.get('backend', 'sqlite')}: plan_day {r['plan_s']:.3f} s vs baseline "
+            f"{r['baseline_s']:.3f} s (x{r['ratio']}), {r['due']:,} items due of "
+            f"{r['receivables']:,} receivables, {r['outbox']:,} outbox rows, "
+            f"peak RSS {r['peak_rss_mb']:.0f} MB; targets: <= 1 s, <= 2x baseline, <= 300 MB"
+        )
+    for r in results:
+        emit(r)
+
+
+if __name__ == "__main__":
+    main()
