@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -147,32 +147,47 @@ def simulate(
                 windows += due_windows(
                     policy, day, covered, config.company.max_catch_up_days, earliest
                 )
-        groups: dict[tuple[int, str], list[Any]] = defaultdict(list)
+        messages: list[SimulatedMessage] = []
         if windows:
-            for row in conn.execute(due_select(company_id, windows, with_amounts=True)):
-                groups[(row.customer_id, row.step)].append(row)
-        messages = []
-        for (customer_id, step), rows in sorted(groups.items()):
-            phase = config.phase_by_step(step)
-            roles = reach.get(customer_id, {})
-            debtor = roles.get(Recipient.DEBTOR.value, 0)
-            recipients = sum(roles.get(r.value, 0) for r in phase.recipients) if debtor else 0
-            totals: dict[str, Decimal] = defaultdict(Decimal)
-            for row in rows:
-                totals[row.currency] += Money.from_minor(row.balance_minor, row.currency).amount
-            messages.append(
-                SimulatedMessage(
+            due = due_select(company_id, windows, with_amounts=True).subquery()
+            grouped = (
+                select(
+                    due.c.customer_id,
+                    due.c.step,
+                    due.c.currency,
+                    func.count().label("items"),
+                    func.sum(due.c.balance_minor).label("total"),
+                )
+                .group_by(due.c.customer_id, due.c.step, due.c.currency)
+                .order_by(due.c.customer_id, due.c.step, due.c.currency)
+            )
+            current: SimulatedMessage | None = None
+            for row in conn.execute(grouped):
+                amount = Money.from_minor(int(row.total), row.currency).amount
+                if current and (current.customer, current.step) == (
+                    names[row.customer_id],
+                    row.step,
+                ):
+                    current.totals[row.currency] = amount
+                    current = replace(current, items=current.items + int(row.items))
+                    messages[-1] = current
+                    continue
+                phase = config.phase_by_step(row.step)
+                roles = reach.get(row.customer_id, {})
+                debtor = roles.get(Recipient.DEBTOR.value, 0)
+                recipients = sum(roles.get(r.value, 0) for r in phase.recipients) if debtor else 0
+                current = SimulatedMessage(
                     date=day,
-                    customer=names[customer_id],
-                    step=step,
+                    customer=names[row.customer_id],
+                    step=row.step,
                     phase_name=phase.name,
                     channel="email" if debtor else "none",
                     recipients=recipients,
-                    items=len(rows),
-                    totals=dict(sorted(totals.items())),
+                    items=int(row.items),
+                    totals={row.currency: amount},
                     cost=cost_each * recipients,
                 )
-            )
+                messages.append(current)
         messages.extend(_actions_on(conn, config, company_id, day, covered, reach, cost_each))
         yield messages
         covered = day if covered is None or covered < day else covered

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import time
 from decimal import Decimal
+from functools import cached_property
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -308,6 +309,10 @@ class CobroConfig(_Strict):
                 )
         raise KeyError(key)
 
+    @cached_property
+    def _phases_by_step(self) -> dict[str, Phase]:
+        return {ph.step_id: ph for policy in self.all_policies() for ph in policy.phases}
+
     def phase_by_step(self, step_id: str) -> Phase:
-        policy, _, key = step_id.partition("/")
-        return self.policy(policy).phase(key)
+        """The phase stored as ``policy/key`` on outbox rows (``KeyError`` if unknown)."""
+        return self._phases_by_step[step_id]
