@@ -12,7 +12,7 @@ import pytest
 
 from cobro.errors import PermanentFailure, TemplateError
 from cobro.money import Money
-from cobro.render.mime import Envelope, build_email
+from cobro.render.mime import Envelope, FilePart, build_email
 from cobro.render.templates import TemplateSet
 
 
@@ -120,9 +120,7 @@ def envelope(**over: Any) -> Envelope:
 
 
 def test_email_is_multipart_alternative_with_ids_and_company_name() -> None:
-    msg = message_from_bytes(
-        build_email(envelope(), "Hola", "text", "<p>html</p>").as_bytes(), policy=default
-    )
+    msg = message_from_bytes(build_email(envelope(), "Hola", "text", "<p>html</p>"), policy=default)
     assert msg.get_content_type() == "multipart/alternative"
     assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
     assert msg["Message-ID"] == "<cobro.1@acme.example>"
@@ -136,7 +134,8 @@ def test_line_breaks_in_names_and_subjects_cannot_add_headers() -> None:
         "Hola\nBcc: evil@example.com",
         "t",
         "h",
-    ).as_bytes()
+        headers={"X-Note": "a\r\nBcc: evil@example.com"},
+    )
     msg = message_from_bytes(raw, policy=default)
     assert msg["Bcc"] is None
     assert b"\nBcc:" not in raw
@@ -147,3 +146,28 @@ def test_an_address_smuggling_a_second_recipient_is_refused() -> None:
         build_email(envelope(to_email="ana@example.com, evil@example.com"), "s", "t", "h")
     with pytest.raises(PermanentFailure):
         build_email(envelope(to_email="ana@example.com\r\nBcc: x@example.com"), "s", "t", "h")
+
+
+def test_non_ascii_names_subjects_and_bodies_survive_the_round_trip() -> None:
+    raw = build_email(
+        envelope(sender_name="Cobros Peña & Cía", to_name="Íñigo Muñoz"),
+        "Recordatorio: pago vencido — 1.234,50 €",
+        "Estimado Íñigo:\n\nLínea muy larga " + "ñ" * 200 + "\n",
+        "<p>Señor</p>",
+        [FilePart("recibo año.pdf", "application/pdf", b"%PDF-1.4" + bytes(range(256)))],
+    )
+    assert raw.isascii()
+    msg = message_from_bytes(raw, policy=default)
+    assert msg["From"].addresses[0].display_name == "Cobros Peña & Cía"
+    assert msg["To"].addresses[0].display_name == "Íñigo Muñoz"
+    assert msg["Subject"] == "Recordatorio: pago vencido — 1.234,50 €"
+    body = msg.get_body(("plain",))
+    assert (
+        body is not None
+        and body.get_content().replace("\r\n", "\n")
+        == "Estimado Íñigo:\n\nLínea muy larga " + "ñ" * 200 + "\n"
+    )
+    [part] = list(msg.iter_attachments())
+    assert part.get_filename() == "recibo año.pdf"
+    assert part.get_content() == b"%PDF-1.4" + bytes(range(256))
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))

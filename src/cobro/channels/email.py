@@ -14,7 +14,7 @@ import aiosmtplib
 
 from cobro.channels.base import Outgoing
 from cobro.errors import PermanentFailure, TemporaryFailure
-from cobro.render.mime import Envelope, build_email
+from cobro.render.mime import Envelope, FilePart, build_email
 
 
 class MailTransport(Protocol):
@@ -162,13 +162,8 @@ class EmailChannel:
             message_id=message.message_id,
             date=self.clock,
         )
-        mime = build_email(env, message.subject, message.text, message.html)
-        for k, v in message.headers.items():
-            mime[k] = " ".join(v.split())
-        for a in message.attachments:
-            maintype, _, subtype = a.content_type.partition("/")
-            mime.add_attachment(a.data, maintype=maintype, subtype=subtype, filename=a.filename)
-        return mime.as_bytes()
+        files = [FilePart(a.filename, a.content_type, a.data) for a in message.attachments]
+        return build_email(env, message.subject, message.text, message.html, files, message.headers)
 
     async def send(self, message: Outgoing) -> str:
         data = self.build(message)
