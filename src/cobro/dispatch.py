@@ -167,25 +167,33 @@ class Dispatcher:
         self._files: dict[str, Attachment] = {}
         self.files_root = files_root
 
-    async def run(self, only_run_id: int | None = None) -> DispatchReport:
+    async def run(self) -> DispatchReport:
+        """Dispatch every ready row, a batch at a time: claim, render, send, record.
+
+        (Rendering the next batch in a thread while one is on the wire was
+        measured slower: both compete for the interpreter lock.)
+        """
         require_sender(self.config, self.config_file)
         report = DispatchReport()
         email = self.channels["email"]
         await email.start()
         try:
-            while True:
-                with self.engine.begin() as conn:
-                    jobs = self._claim(conn)
-                    if not jobs:
-                        break
-                    self._load(conn, jobs)
-                self._compose(jobs)
+            while jobs := self._prepare():
                 await self._send(jobs, email)
                 with self.engine.begin() as conn:
                     report.add(self._record(conn, jobs, email.cost))
         finally:
             await email.stop()
         return report
+
+    def _prepare(self) -> list[Job]:
+        """Claim the next batch, load what it needs and render it (no sending)."""
+        with self.engine.begin() as conn:
+            jobs = self._claim(conn)
+            if jobs:
+                self._load(conn, jobs)
+        self._compose(jobs)
+        return jobs
 
     # -- claim and load -------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +37,24 @@ from cobro.money import Money
 from cobro.render.labels import LABELS
 
 
+@lru_cache(maxsize=65536)
+def _format_money(amount: Decimal, currency: str, locale: str) -> str:
+    return str(format_currency(amount, currency, locale=locale))
+
+
+@lru_cache(maxsize=8192)
+def _format_date(value: date, fmt: str, locale: str) -> str:
+    return str(format_date(value, format=fmt, locale=locale))
+
+
 @pass_context
 def _money(ctx: Context, value: Money) -> str:
-    return str(format_currency(value.amount, value.currency, locale=ctx["locale"]))
+    return _format_money(value.amount, value.currency, ctx["locale"])
 
 
 @pass_context
 def _date(ctx: Context, value: date, fmt: str = "medium") -> str:
-    return str(format_date(value, format=fmt, locale=ctx["locale"]))
+    return _format_date(value, fmt, ctx["locale"])
 
 
 @pass_context
