@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Connection, exists, select, update
+from sqlalchemy import Connection, exists, select, true, update
 
 from cobro.evidence import EvidenceEntry, append
 from cobro.store import tables as t
@@ -45,7 +45,7 @@ def release_paid_blocks(conn: Connection, company_id: int, on: date, at: datetim
         row.id
         for row in conn.execute(
             update(t.customers)
-            .where(c.company_id == company_id, c.blocked.is_(True), ~overdue)
+            .where(c.company_id == company_id, c.blocked == true(), ~overdue)
             .values(blocked=False, updated_at=at)
             .returning(c.id)
         )

@@ -93,6 +93,12 @@ customers = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("company_id", "external_id"),
     Index(None, "company_id", "effective_policy"),
+    Index(
+        "ix_customers_blocked",
+        "company_id",
+        sqlite_where=text("blocked = 1"),
+        postgresql_where=text("blocked"),
+    ),
 )
 
 contacts = Table(
