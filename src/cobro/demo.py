@@ -305,7 +305,7 @@ def run_demo(root: Path, start: date, days: int, debtors: int, console: Console)
     for p in future:
         by_day[p.on].append(p)
     table = Table(title=f"Collections, {start} → {start + timedelta(days=days - 1)}")
-    for col in ("date", "paid", "sent", "by phase", "failed", "skipped", "overdue"):
+    for col in ("date", "paid", "sent by email", "by phase", "failed", "skipped", "overdue"):
         table.add_column(col, overflow="fold", no_wrap=col in ("date", "overdue"))
     phases: Counter[str] = Counter()
     sent = failed = skipped = deliveries = paid_count = blocked = unblocked = tasks = 0
