@@ -223,3 +223,23 @@ R9,B1,F-009,2026-03-15,EUR,9000.00
     assert [x["status"] for x in account["tasks"]] == ["done"]
     assert account["claims"] and account["claims"][0]["customer"] == "B1"
     assert "no debtor" in cobro(ws, "account", "NOPE", ok=False).stderr
+
+
+def test_check_reports_a_bad_attachment_and_a_bad_send_day(ws: Path) -> None:
+    cfg = ws / "cobro.yaml"
+    text = cfg.read_text(encoding="utf-8").replace(
+        "    # attachment: files/condiciones.pdf", "    attachment: files/condiciones.pdf"
+    )
+    (ws / "files").mkdir()
+    (ws / "files" / "condiciones.pdf").write_bytes(b"MZ\x90\x00 not a pdf")
+    cfg.write_text(text, encoding="utf-8")
+    line = next(i for i, s in enumerate(text.splitlines(), 1) if "attachment: files/" in s)
+    proc = cobro(ws, "check", ok=False)
+    assert (
+        f":{line}: actions.2.attachment: attachment 'files/condiciones.pdf' is not really a "
+        ".pdf file" in proc.stderr
+    )
+
+    cfg.write_text(text.replace("days: [20, last]", "days: [20, 32]"), encoding="utf-8")
+    proc = cobro(ws, "check", ok=False)
+    assert "actions.0.days.1" in proc.stderr
