@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -163,6 +164,7 @@ class Dispatcher:
         )
         self._company_lang = Locale.parse(config.company.locale).language
         self._locales: dict[str, tuple[str, str]] = {}
+        self._started = time.monotonic()
         self._specs: dict[str, MessageSpec] = {}
         self._files: dict[str, Attachment] = {}
         self.files_root = files_root
@@ -185,6 +187,10 @@ class Dispatcher:
         finally:
             await email.stop()
         return report
+
+    def _clock(self) -> datetime:
+        """``as_of``, advanced by the real time this dispatcher has been running."""
+        return self.as_of + timedelta(seconds=time.monotonic() - self._started)
 
     def _prepare(self) -> list[Job]:
         """Claim the next batch, load what it needs and render it (no sending)."""
@@ -231,7 +237,9 @@ class Dispatcher:
             .values(
                 status=OutboxStatus.SENDING.value,
                 attempts=o.attempts + 1,
-                next_attempt_at=self.as_of + LEASE,
+                # The lease runs from the dispatcher's own clock (as_of plus the time
+                # spent so far), so a batch claimed late in a long run is not re-claimed.
+                next_attempt_at=self._clock() + LEASE,
             )
         )
         return [
@@ -316,15 +324,18 @@ class Dispatcher:
                     )
                 )
             }
-        upcoming = {j.step.partition("/")[2]: j for j in jobs if j.step.startswith(UPCOMING + "/")}
+        upcoming: dict[int, list[Job]] = defaultdict(list)
+        for j in jobs:
+            kind, _, ref = j.step.partition("/")
+            if kind == UPCOMING and ref.isdigit():
+                upcoming[int(ref)].append(j)
         if upcoming:
             s = t.subscriptions.c
             for sub in conn.execute(
-                select(t.subscriptions).where(
-                    s.company_id == self.company_id, s.external_id.in_(upcoming)
-                )
+                select(t.subscriptions).where(s.company_id == self.company_id, s.id.in_(upcoming))
             ):
-                upcoming[sub.external_id].subscription = sub
+                for j in upcoming[sub.id]:
+                    j.subscription = sub
         for job in jobs:
             job.people = list(people.get(job.customer_id, []))
             if admin:
@@ -403,13 +414,21 @@ class Dispatcher:
                 job.permanent = True
                 continue
             open_items = [i for i in job.items if i["balance_minor"] > 0]
-            if spec.needs_items and not open_items:
+            if job.reached_before:
+                # The debtor (or admin, contacts) already has it: only the copies that
+                # failed earlier are retried, whatever was paid since.
+                open_items = open_items or job.items
+            elif spec.needs_items and not open_items:
                 job.cancel = "paid before sending"
                 continue
-            if spec.needs_overdue and not any(i["due_on"] < job.occurrence_on for i in open_items):
+            if (
+                spec.needs_overdue
+                and not job.reached_before
+                and not any(i["due_on"] < job.occurrence_on for i in open_items)
+            ):
                 job.cancel = "no overdue debt left"
                 continue
-            if spec.upcoming:
+            if spec.upcoming and not job.reached_before:
                 why = upcoming_cancel_reason(job.subscription, job.occurrence_on)
                 if why:
                     job.cancel = why
@@ -526,6 +545,8 @@ class Dispatcher:
                 job.outcome[msg.address] = f"permanent:{exc}"
             except TemporaryFailure as exc:
                 job.outcome[msg.address] = f"temporary:{exc}"
+            except Exception as exc:  # one bad message must never stop the batch
+                job.outcome[msg.address] = f"permanent:{type(exc).__name__}: {exc}"
 
         await asyncio.gather(
             *(one(job, person, msg) for job in jobs for person, msg in job.outgoing)
@@ -563,7 +584,7 @@ class Dispatcher:
                         "recipient_role": person.role.value,
                         "status": "sent" if ok else "failed",
                         "message_id": msg.message_id,
-                        "provider_id": detail if ok else None,
+                        "provider_id": detail[:300] if ok else None,
                         "error": None if ok else detail[:1000],
                         "cost": cost if ok else Decimal(0),
                         "body_sha256": body_hash,
@@ -621,8 +642,9 @@ class Dispatcher:
             outbox_updates.append(
                 {
                     "b_id": job.outbox_id,
+                    "b_attempts": job.attempts,
                     "b_status": status.value,
-                    "b_reason": reason,
+                    "b_reason": reason[:500] if reason else None,
                     "b_next": now + backoff(job.attempts) if retry else now,
                     "b_finished": None if retry else now,
                 }
@@ -661,7 +683,12 @@ class Dispatcher:
                 report.cancelled += 1
         conn.execute(
             update(t.outbox)
-            .where(o.id == bindparam("b_id"))
+            # Only rows still held by this claim: a row re-claimed elsewhere keeps its state.
+            .where(
+                o.id == bindparam("b_id"),
+                o.status == OutboxStatus.SENDING.value,
+                o.attempts == bindparam("b_attempts"),
+            )
             .values(
                 status=bindparam("b_status"),
                 reason=bindparam("b_reason"),

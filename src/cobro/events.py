@@ -35,6 +35,8 @@ from cobro.store import tables as t
 from cobro.store.db import counted, insert_ignoring, lock_company
 from cobro.workspace import Workspace
 
+STEP_MAX = 90
+
 
 class EventError(CobroError):
     """An event was refused: unknown type, invalid payload, or unknown records."""
@@ -197,8 +199,9 @@ class _Ctx:
 
     def notice(self, customer_id: int, kind: str, ref: str, payload: dict[str, Any]) -> None:
         """Queue a notice for sending now, keyed so that it is written once."""
-        ref = ref if len(ref) <= 60 else hashlib.sha256(ref.encode()).hexdigest()[:40]
         step = f"{kind}/{ref}"
+        if len(step) > STEP_MAX:  # the outbox key column is 90 characters
+            step = f"{kind}/{hashlib.sha256(ref.encode()).hexdigest()[:40]}"
         res = counted(
             self.conn,
             insert_ignoring(self.conn, t.outbox)
@@ -277,7 +280,7 @@ def _admin(ctx: _Ctx, sub: Row[Any], what: str) -> None:
     ctx.notice(
         sub.customer_id,
         f"admin/{what}",
-        sub.external_id,
+        str(sub.id),
         {"event": what, "subscription": _sub_payload(sub), "at": ctx.at.isoformat()},
     )
 

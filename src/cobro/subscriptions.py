@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Integer, String, and_, literal, or_, select, update
+from sqlalchemy import Connection, Integer, String, and_, cast, literal, or_, select, update
 
 from cobro.config import CobroConfig
 from cobro.domain.calendar import send_instant
@@ -76,7 +76,7 @@ def plan_upcoming_reminders(
     due = select(
         literal(company_id),
         s.customer_id,
-        literal(f"{UPCOMING}/", String) + s.external_id,
+        literal(f"{UPCOMING}/", String) + cast(s.id, String),
         literal(charge_on),
         literal("planned", String),
         literal(moment, t.UTCDateTime),
@@ -132,6 +132,7 @@ def expire_ended(
         )
         .values(status="expired", next_charge_on=None, updated_at=now)
         .returning(
+            s.id,
             s.customer_id,
             s.external_id,
             s.plan,
@@ -148,7 +149,7 @@ def expire_ended(
             {
                 "company_id": company_id,
                 "customer_id": e.customer_id,
-                "step": f"admin/expired/{e.external_id}"[:90],
+                "step": f"admin/expired/{e.id}",
                 "occurrence_on": run_on,
                 "status": "planned",
                 "due_at": now,
