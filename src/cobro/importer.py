@@ -507,7 +507,9 @@ class _Fields:
         if value is None:
             return None
         try:
-            normalized = validate_email(value, check_deliverability=False).normalized
+            normalized = str(
+                validate_email(value, check_deliverability=False, allow_smtputf8=False).ascii_email
+            )
         except EmailNotValidError as exc:
             self.fail(col, f"{value!r} is not an email address: {exc}")
             return None

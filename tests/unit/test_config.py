@@ -97,3 +97,22 @@ def test_a_key_given_twice_is_refused_not_silently_overridden() -> None:
     text = STARTER + "\ndefault_policy: b2b\n"
     [p] = problems(text)
     assert p == f"cobro.yaml:{len(text.splitlines())}: default_policy: is given twice; keep one"
+
+
+def test_an_unquoted_time_is_refused_rather_than_read_as_minutes() -> None:
+    text = STARTER.replace('send_time: "09:00"', "send_time: 9:00")
+    [p] = problems(text)
+    assert "company.send_time" in p and 'a time is written in quotes as "HH:MM"' in p
+
+
+def test_an_invalid_reply_to_address_is_refused() -> None:
+    text = STARTER.replace("reply_to: administracion@demo.example", "reply_to: Admin <a@b>")
+    [p] = problems(text)
+    assert "company.reply_to" in p and "not a valid email address" in p
+
+
+def test_a_policy_may_not_take_a_reserved_name() -> None:
+    text = STARTER.replace("  consumer:\n", "  upcoming:\n").replace(
+        "default_policy: consumer", "default_policy: upcoming"
+    )
+    assert any("policy name 'upcoming' is reserved" in p for p in problems(text))

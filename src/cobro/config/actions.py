@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from cobro.config.types import ClockTime
 from cobro.domain.actions import ActionType
 from cobro.domain.model import CONFIGURABLE_RECIPIENTS, Recipient
 
@@ -89,7 +90,7 @@ class ActionConfig(_Strict):
     message: str | None = None
     due_day: MonthDayField | None = None
     due_after_days: Annotated[int, Field(ge=0, le=366)] | None = None
-    due_time: time = time(17, 0)
+    due_time: ClockTime = time(17, 0)
 
     @field_validator("attachment")
     @classmethod

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cobro.config.types import ClockTime
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -28,7 +30,7 @@ class AdminNotices(_Strict):
         if v is None:
             return v
         try:
-            return validate_email(v, check_deliverability=False).normalized
+            return validate_email(v, check_deliverability=False, allow_smtputf8=False).ascii_email
         except EmailNotValidError as exc:
             raise ValueError(f"not a valid address: {exc}") from exc
 
@@ -36,7 +38,7 @@ class AdminNotices(_Strict):
 class UpcomingCharge(_Strict):
     enabled: bool = True
     days_before: Annotated[int, Field(ge=0, le=60)] = 2
-    at: time = time(9, 0)
+    at: ClockTime = time(9, 0)
     channels: list[Literal["email"]] = ["email"]
     template: str = "upcoming_charge"
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from cobro.config.actions import ActionConfig, ConfigurableRecipient, SegmentConfig
 from cobro.config.notices import BankingNotices, SubscriptionNotices
+from cobro.config.types import ClockTime, EmailAddress
 from cobro.domain.actions import ScheduledAction
 from cobro.domain.assignment import Rule
 from cobro.domain.model import DeliveryMode, Phase, Policy, Recipient
@@ -24,6 +25,8 @@ from cobro.money import Money
 _WHEN = re.compile(
     r"^\s*(?:(?P<n>\d+)\s+days?\s+(?P<dir>before|after)\s+due|on\s+due)\s*$", re.IGNORECASE
 )
+# First segments of outbox steps that are not policy phases.
+RESERVED_STEP_PREFIXES = frozenset({"action", "receipt", "unpaid", "upcoming", "admin", "banking"})
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 
@@ -52,7 +55,9 @@ class Sender(_Strict):
     @classmethod
     def _valid(cls, v: str) -> str:
         try:
-            return validate_email(v, check_deliverability=False).normalized
+            return str(
+                validate_email(v, check_deliverability=False, allow_smtputf8=False).ascii_email
+            )
         except EmailNotValidError as exc:
             raise ValueError(f"not a valid sender address: {exc}") from exc
 
@@ -76,9 +81,9 @@ class Company(_Strict):
     locale: str = "en_US"
     currency: str = "EUR"
     timezone: str = "UTC"
-    send_time: time = time(9, 0)
+    send_time: ClockTime = time(9, 0)
     sender: Sender | None = None
-    reply_to: str | None = None
+    reply_to: EmailAddress | None = None
     portal_url: str = "http://localhost:8000/portal"
     crm_url: str | None = None
     branding: Branding = Branding()
@@ -204,6 +209,11 @@ class CobroConfig(_Strict):
         for name in v:
             if not _KEY.match(name):
                 raise ValueError(f"policy name {name!r}: letters, digits, '-' and '_' only")
+            if name in RESERVED_STEP_PREFIXES:
+                raise ValueError(
+                    f"policy name {name!r} is reserved; "
+                    f"avoid {', '.join(sorted(RESERVED_STEP_PREFIXES))}"
+                )
         return v
 
     @model_validator(mode="after")

@@ -37,7 +37,9 @@ def checked_address(addr: str) -> str:
     if any(c in addr for c in '\r\n,;<>"()'):
         raise PermanentFailure(f"not a single email address: {addr!r}")
     try:
-        return str(validate_email(addr, check_deliverability=False).normalized)
+        return str(
+            validate_email(addr, check_deliverability=False, allow_smtputf8=False).ascii_email
+        )
     except EmailNotValidError as exc:
         raise PermanentFailure(f"not a valid email address {addr!r}: {exc}") from exc
 
