@@ -123,6 +123,14 @@ def windows_for(
     return out
 
 
+COMPOUND_LIMIT = 400  # SQLite refuses a UNION of more than 500 SELECTs
+
+
+def window_chunks(windows: list[DueWindow]) -> list[list[DueWindow]]:
+    """The windows in groups small enough for one compound SELECT."""
+    return [windows[i : i + COMPOUND_LIMIT] for i in range(0, len(windows), COMPOUND_LIMIT)]
+
+
 def due_select(
     company_id: int, windows: list[DueWindow], *, with_amounts: bool = False
 ) -> Select[Any]:
@@ -207,12 +215,13 @@ def plan_day(
         due.drop(conn, checkfirst=True)
         due.create(conn)
         try:
-            conn.execute(
-                due.insert().from_select(
-                    ["receivable_id", "customer_id", "step", "repeat_no"],
-                    due_select(company_id, windows),
+            for part in window_chunks(windows):
+                conn.execute(
+                    due.insert().from_select(
+                        ["receivable_id", "customer_id", "step", "repeat_no"],
+                        due_select(company_id, part),
+                    )
                 )
-            )
             at = send_instant(run_on, config.company.send_time, config.company.timezone)
             o = t.outbox.c
             rows = select(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -21,7 +21,7 @@ from cobro.domain.actions import ActionType
 from cobro.domain.model import Recipient
 from cobro.domain.policy import due_windows
 from cobro.money import Money
-from cobro.planner import due_select, earliest_open_due, refresh_policies
+from cobro.planner import due_select, earliest_open_due, refresh_policies, window_chunks
 from cobro.scheduled import occurrences_for
 from cobro.segments import members_select
 from cobro.store import tables as t
@@ -147,47 +147,40 @@ def simulate(
                 windows += due_windows(
                     policy, day, covered, config.company.max_catch_up_days, earliest
                 )
-        messages: list[SimulatedMessage] = []
-        if windows:
-            due = due_select(company_id, windows, with_amounts=True).subquery()
-            grouped = (
-                select(
-                    due.c.customer_id,
-                    due.c.step,
-                    due.c.currency,
-                    func.count().label("items"),
-                    func.sum(due.c.balance_minor).label("total"),
-                )
-                .group_by(due.c.customer_id, due.c.step, due.c.currency)
-                .order_by(due.c.customer_id, due.c.step, due.c.currency)
-            )
-            current: SimulatedMessage | None = None
+        found: dict[tuple[int, str], tuple[int, dict[str, Decimal]]] = {}
+        for part in window_chunks(windows):
+            due = due_select(company_id, part, with_amounts=True).subquery()
+            grouped = select(
+                due.c.customer_id,
+                due.c.step,
+                due.c.currency,
+                func.count().label("items"),
+                func.sum(due.c.balance_minor).label("total"),
+            ).group_by(due.c.customer_id, due.c.step, due.c.currency)
             for row in conn.execute(grouped):
+                items, totals = found.get((row.customer_id, row.step), (0, {}))
                 amount = Money.from_minor(int(row.total), row.currency).amount
-                if current and (current.customer, current.step) == (
-                    names[row.customer_id],
-                    row.step,
-                ):
-                    current.totals[row.currency] = amount
-                    current = replace(current, items=current.items + int(row.items))
-                    messages[-1] = current
-                    continue
-                phase = config.phase_by_step(row.step)
-                roles = reach.get(row.customer_id, {})
-                debtor = roles.get(Recipient.DEBTOR.value, 0)
-                recipients = sum(roles.get(r.value, 0) for r in phase.recipients) if debtor else 0
-                current = SimulatedMessage(
+                totals[row.currency] = totals.get(row.currency, Decimal(0)) + amount
+                found[(row.customer_id, row.step)] = (items + int(row.items), totals)
+        messages: list[SimulatedMessage] = []
+        for (customer_id, step), (items, totals) in sorted(found.items()):
+            phase = config.phase_by_step(step)
+            roles = reach.get(customer_id, {})
+            debtor = roles.get(Recipient.DEBTOR.value, 0)
+            recipients = sum(roles.get(r.value, 0) for r in phase.recipients) if debtor else 0
+            messages.append(
+                SimulatedMessage(
                     date=day,
-                    customer=names[row.customer_id],
-                    step=row.step,
+                    customer=names[customer_id],
+                    step=step,
                     phase_name=phase.name,
                     channel="email" if debtor else "none",
                     recipients=recipients,
-                    items=int(row.items),
-                    totals={row.currency: amount},
+                    items=items,
+                    totals=dict(sorted(totals.items())),
                     cost=cost_each * recipients,
                 )
-                messages.append(current)
+            )
         messages.extend(_actions_on(conn, config, company_id, day, covered, reach, cost_each))
         yield messages
         covered = day if covered is None or covered < day else covered

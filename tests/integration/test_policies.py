@@ -95,3 +95,28 @@ def test_full_detail_lists_the_items_and_link_only_sends_the_portal_link(ws: Wor
     assert (
         "- F-1 " not in link and "Consultar su cuenta: https://pagos.demo.example/portal/" in link
     )
+
+
+def test_a_daily_repeat_on_very_old_debt_still_plans_and_simulates(
+    make_ws: Callable[..., Workspace],
+) -> None:
+    ws = make_ws(
+        replace={
+            "        repeat_every_days: 10\n        max_repeats: 3\n": (
+                "        repeat_every_days: 1\n"
+            ),
+        }
+    )
+    person(ws, "P1", "p1@example.com")
+    invoice(ws, "F-old", "P1", d("2023-06-01"), "80.00")  # ~1,000 daily windows back
+    invoice(ws, "F-new", "P1", d("2025-03-01"), "20.00")
+    from cobro.simulate import simulate
+
+    with ws.engine.connect() as conn:
+        trans = conn.begin()
+        [day] = list(simulate(conn, ws.config, ws.company_id, d("2025-03-10"), d("2025-03-10")))
+        trans.rollback()
+    # Both repeat daily, so today's occurrence of each is due: one message, two items.
+    assert [(m.step, m.items) for m in day] == [("consumer/after", 2)]
+    report = run_day(ws, d("2025-03-10"))
+    assert (report.planned, report.items) == (1, 2)
