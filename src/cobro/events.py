@@ -335,12 +335,17 @@ def on_paused(ctx: _Ctx, e: Paused) -> None:
     sub = _subscription(ctx, e.subscription)
     if e.until is not None and e.until < e.from_:
         raise EventError(["until: is before from"])
-    _set(ctx, sub.id, status="paused", pause_from=e.from_, pause_until=e.until)
+    if sub.status in ("expired", "cancel_requested"):
+        raise EventError([f"subscription: {e.subscription!r} is {sub.status}; it cannot be paused"])
+    # The status stays as it is: only charges inside [from, until] are affected.
+    _set(ctx, sub.id, pause_from=e.from_, pause_until=e.until)
 
 
 def on_resumed(ctx: _Ctx, e: Resumed) -> None:
     sub = _subscription(ctx, e.subscription)
-    values: dict[str, Any] = {"status": "active", "pause_from": None, "pause_until": None}
+    if sub.status in ("expired", "cancel_requested"):
+        raise EventError([f"subscription: {e.subscription!r} is {sub.status}; it cannot resume"])
+    values: dict[str, Any] = {"pause_from": None, "pause_until": None}
     if e.next_charge_on is not None:
         values.update(next_charge_on=e.next_charge_on, charge_known_at=ctx.at)
     _set(ctx, sub.id, **values)

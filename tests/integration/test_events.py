@@ -534,3 +534,19 @@ def test_notices_go_to_primary_contacts_when_nobody_is_assigned(
     )
     assert recipients(smtp_server) == ["marta@norte.example"]
     assert "primary contacts" in result.notes[0]
+
+
+def test_a_pause_announced_for_later_does_not_stop_earlier_reminders(
+    gym: Workspace, smtp_server: SmtpServer
+) -> None:
+    subscribe(gym, at("2026-03-01"), next_charge_on="2026-04-01")
+    event(
+        gym,
+        "subscription.paused",
+        at("2026-03-02"),
+        id="p",
+        subscription="S1",
+        **{"from": "2026-05-01", "until": "2026-05-31"},
+    )
+    run_day(gym, date(2026, 3, 30))
+    assert len(mails(smtp_server, "lucia@example.com")) == 1
