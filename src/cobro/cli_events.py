@@ -47,8 +47,8 @@ def event_post(
 
     try:
         text = sys.stdin.read() if data == "-" else Path(data).read_text(encoding="utf-8")
-    except OSError as exc:
-        fail(f"--data: {exc}", 2)
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"--data: cannot be read as UTF-8 text: {exc}", 2)
     try:
         payload = json.loads(text)
     except json.JSONDecodeError as exc:

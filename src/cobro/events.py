@@ -10,6 +10,7 @@ that names an unknown customer or subscription, changes nothing.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -19,11 +20,11 @@ from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
 )
 from sqlalchemy import Connection, Row, insert, select, update
 
@@ -50,14 +51,7 @@ class _Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: Annotated[str, Field(min_length=1, max_length=200)]
-    occurred_at: datetime | None = None
-
-    @field_validator("occurred_at")
-    @classmethod
-    def _aware(cls, v: datetime | None) -> datetime | None:
-        if v is not None and v.tzinfo is None:
-            raise ValueError("needs a time zone, e.g. 2026-03-01T10:00:00+01:00 or ...Z")
-        return v
+    occurred_at: AwareDatetime | None = None  # e.g. 2026-03-01T10:00:00+01:00 or ...Z
 
 
 def _check_cycle(v: str) -> str:
@@ -110,9 +104,10 @@ class ChargeEvent(_OnSubscription):
     charge: Annotated[str, Field(min_length=1, max_length=100)]
     amount: Decimal
     currency: str | None = None
-    charged_at: datetime | None = None
+    charged_at: AwareDatetime | None = None
     next_charge_on: date | None = None
     first_purchase: bool | None = None
+
     reason: Annotated[str, Field(max_length=300)] | None = None
 
 
@@ -164,6 +159,10 @@ class EventResult:
 
 def parse_event(event_type: str, data: dict[str, Any]) -> _Event:
     """The validated event; ``EventError`` lists every problem with its field."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, TypeError, ValueError):
+        raise EventError(["payload: contains values that are not valid JSON text"]) from None
     model = EVENT_TYPES.get(event_type)
     if model is None:
         raise EventError(
@@ -246,7 +245,7 @@ def _subscription(ctx: _Ctx, external_id: str) -> Row[Any]:
 
 def _money(ctx: _Ctx, amount: Decimal, currency: str | None) -> Money:
     try:
-        money = Money.of(amount, currency or ctx.ws.config.company.currency)
+        money = Money.of(amount, currency or ctx.ws.config.company.currency, exact=True)
     except ValueError as exc:
         raise EventError([f"amount: {exc}"]) from None
     if money.amount < 0:

@@ -10,6 +10,8 @@ from babel.numbers import get_currency_precision, is_currency
 
 from cobro.errors import CurrencyMismatch
 
+MAX_AMOUNT = Decimal(10) ** 15  # minor units must fit a 64-bit integer
+
 
 @lru_cache(maxsize=256)
 def currency_exponent(currency: str) -> int:
@@ -31,8 +33,11 @@ class Money:
     currency: str
 
     @classmethod
-    def of(cls, amount: str | int | Decimal, currency: str) -> Money:
-        """Parse ``amount`` exactly; floats are refused because they are not exact."""
+    def of(cls, amount: str | int | Decimal, currency: str, *, exact: bool = False) -> Money:
+        """Parse ``amount``; floats are refused because they are not exact.
+
+        Extra decimals are rounded half-even, or refused with ``exact=True``.
+        """
         if isinstance(amount, float):  # pragma: no cover - guarded by type hints
             raise TypeError("Money refuses float amounts; pass a string or Decimal")
         try:
@@ -44,8 +49,13 @@ class Money:
         cur = currency.strip().upper()
         if not known_currency(cur):
             raise ValueError(f"not a currency code: {currency!r}")
+        if abs(value) >= MAX_AMOUNT:
+            raise ValueError(f"{str(amount).strip()} is too large an amount")
         quantum = Decimal(1).scaleb(-currency_exponent(cur))
-        return cls(value.quantize(quantum, rounding=ROUND_HALF_EVEN), cur)
+        rounded = value.quantize(quantum, rounding=ROUND_HALF_EVEN)
+        if exact and rounded != value:
+            raise ValueError(f"{str(amount).strip()} has more decimals than {cur} allows")
+        return cls(rounded, cur)
 
     @classmethod
     def from_minor(cls, minor: int, currency: str) -> Money:

@@ -550,3 +550,38 @@ def test_a_pause_announced_for_later_does_not_stop_earlier_reminders(
     )
     run_day(gym, date(2026, 3, 30))
     assert len(mails(smtp_server, "lucia@example.com")) == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        ({"price": "1e30"}, "amount: 1E+30 is too large an amount"),
+        ({"price": "9.999"}, "amount: 9.999 has more decimals than EUR allows"),
+        ({"price": "10", "plan": "Oro \ud800"}, "payload: contains values that are not valid"),
+    ],
+)
+def test_bad_amounts_and_text_in_events_are_refused_with_a_reason(
+    gym: Workspace, data: dict[str, Any], problem: str
+) -> None:
+    payload = {"id": "e", "customer": "M1", "subscription": "S9", "plan": "Oro", **data}
+    with pytest.raises(EventError) as exc:
+        post_event(gym, "subscription.created", payload, at("2026-03-01"))
+    assert any(problem in p for p in exc.value.problems), exc.value.problems
+
+
+def test_a_charge_time_without_time_zone_is_refused(gym: Workspace) -> None:
+    subscribe(gym, at("2026-03-01"))
+    with pytest.raises(EventError) as exc:
+        post_event(
+            gym,
+            "charge.succeeded",
+            {
+                "id": "c",
+                "subscription": "S1",
+                "charge": "C1",
+                "amount": "1",
+                "charged_at": "2026-03-01T10:00:00",
+            },
+            at("2026-03-01"),
+        )
+    assert any(p.startswith("charged_at:") for p in exc.value.problems)
