@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cobro.cli_common import Options, err, fail, open_ws, out, parse_date, print_json
+from cobro.cli_common import Options, add_row, err, fail, open_ws, out, parse_date, print_json
 from cobro.cli_events import contacts_app, event_app
 from cobro.cli_staff import account, segments_app, tasks_app
 from cobro.errors import CobroError, ConfigError
@@ -197,7 +197,8 @@ def simulate(
                             }
                         )
                     by_phase = Counter(m.step for m in messages)
-                    table.add_row(
+                    add_row(
+                        table,
                         day.isoformat(),
                         str(len(messages)),
                         ", ".join(f"{k}: {v}" for k, v in sorted(by_phase.items())),
@@ -253,7 +254,9 @@ def history(
         print_json([c.to_json() for c in claims])
         return
     if not claims:
-        out.print("No claims recorded" + (f" for {customer}" if customer else "") + ".")
+        out.print(
+            "No claims recorded" + (f" for {customer}" if customer else "") + ".", markup=False
+        )
         return
     table = Table(title="Claim history")
     for col in ("date", "customer", "phase", "status", "channel → recipient", "receivables"):
@@ -266,7 +269,8 @@ def history(
             f"{i.number} {i.balance_at_send or i.balance_now}" for i in c.items[:6]
         ) + (f" +{len(c.items) - 6}" if len(c.items) > 6 else "")
         status = c.status + (f": {c.reason}" if c.reason else "")
-        table.add_row(
+        add_row(
+            table,
             c.occurrence_on.isoformat(),
             c.customer,
             f"{c.step} {c.phase_name}",

@@ -12,6 +12,8 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 
 from cobro.errors import CobroError, ConfigError
 from cobro.workspace import Workspace, open_workspace
@@ -50,6 +52,11 @@ def open_ws(ctx: typer.Context) -> Workspace:
         fail(f"{len(exc.problems)} configuration problem(s); nothing was done", 2)
     except CobroError as exc:
         fail(str(exc), 2)
+
+
+def add_row(table: Table, *values: object) -> None:
+    """A table row whose cells are shown as they are (data is never read as markup)."""
+    table.add_row(*(Text("" if v is None else str(v)) for v in values))
 
 
 def print_json(data: Any) -> None:

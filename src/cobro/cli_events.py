@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cobro.cli_common import err, fail, open_ws, out, print_json
+from cobro.cli_common import add_row, err, fail, open_ws, out, print_json
 from cobro.config.notices import BANKING_TYPES
 from cobro.errors import CobroError, ConfigError
 from cobro.workspace import utcnow
@@ -78,9 +78,9 @@ def event_post(
         print_json({**result.to_json(), "sent": sent})
         return
     what = "duplicate, ignored" if result.duplicate else f"{len(result.notices)} notice(s)"
-    out.print(f"{event_type} {result.event_id}: {what}; sent {sent}", highlight=False)
+    out.print(f"{event_type} {result.event_id}: {what}; sent {sent}", highlight=False, markup=False)
     for note in result.notes:
-        out.print(f"  {note}", highlight=False)
+        out.print(f"  {note}", highlight=False, markup=False)
 
 
 @contacts_app.command("assign")
@@ -100,7 +100,7 @@ def contacts_assign(
         fail(str(exc), 2)
     finally:
         ws.close()
-    out.print(f"{notice_type}: {n} contact(s) assigned")
+    out.print(f"{notice_type}: {n} contact(s) assigned", markup=False)
 
 
 @contacts_app.command("unassign")
@@ -126,7 +126,7 @@ def contacts_unassign(
         fail(str(exc), 2)
     finally:
         ws.close()
-    out.print(f"{notice_type}: {n} contact(s) removed")
+    out.print(f"{notice_type}: {n} contact(s) removed", markup=False)
 
 
 @contacts_app.command("list")
@@ -163,5 +163,5 @@ def contacts_list(
             for a in found
             if a.notice_type == kind
         ]
-        table.add_row(kind, "\n".join(held) or "— (primary contacts)")
+        add_row(table, kind, "\n".join(held) or "— (primary contacts)")
     out.print(table)

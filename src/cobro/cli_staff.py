@@ -7,9 +7,10 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from cobro.cli_common import fail, open_ws, out, parse_date, print_json
+from cobro.cli_common import add_row, fail, open_ws, out, parse_date, print_json
 from cobro.errors import CobroError
 from cobro.workspace import Workspace, utcnow
 
@@ -56,7 +57,7 @@ def segments_list(
     for col in ("segment", "description", "members"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["segment"], r["description"] or "", str(r["members"]))
+        add_row(table, r["segment"], r["description"] or "", str(r["members"]))
     out.print(table)
 
 
@@ -104,7 +105,7 @@ def segments_show(
     for col in ("customer", "name", "open", "overdue", "days overdue"):
         table.add_column(col)
     for m in found:
-        table.add_row(m.external_id, m.name, str(m.open), str(m.overdue), str(m.days_overdue))
+        add_row(table, m.external_id, m.name, str(m.open), str(m.overdue), str(m.days_overdue))
     out.print(table)
 
 
@@ -145,7 +146,8 @@ def tasks_list(
     for col in ("id", "due", "customer", "message", "status"):
         table.add_column(col)
     for x in found:
-        table.add_row(
+        add_row(
+            table,
             str(x.id),
             x.due_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
             f"{x.customer} {x.customer_name}",
@@ -170,7 +172,7 @@ def tasks_done(
         fail(str(exc), 1)
     finally:
         ws.close()
-    out.print(f"task {task.id} done: {task.customer} — {task.message}")
+    out.print(f"task {task.id} done: {task.customer} — {task.message}", markup=False)
 
 
 def account(
@@ -239,8 +241,9 @@ def account(
         )
         return
     out.print(
-        f"[bold]{info.external_id}[/] {info.name} · {info.email or 'no email'} · policy "
-        f"{info.effective_policy}" + (" · [red]BLOCKED[/]" if info.blocked else ""),
+        f"[bold]{escape(info.external_id)}[/] {escape(info.name)} · "
+        f"{escape(info.email or 'no email')} · policy {info.effective_policy}"
+        + (" · [red]BLOCKED[/]" if info.blocked else ""),
         highlight=False,
     )
     st = Table(title=f"Statement on {day}")
@@ -248,15 +251,16 @@ def account(
         st.add_column(col)
     for x in lines:
         status = f"overdue {x.days_overdue} d" if x.days_overdue > 0 else "not due"
-        st.add_row(x.number, x.due_on.isoformat(), str(x.amount), str(x.balance), status)
+        add_row(st, x.number, x.due_on.isoformat(), str(x.amount), str(x.balance), status)
     for cur, total in totals.items():
-        st.add_row("", "", f"total {cur}", str(total), "")
+        add_row(st, "", "", f"total {cur}", str(total), "")
     out.print(st)
     ct = Table(title=f"Claims ({len(claims)})")
     for col in ("date", "phase", "status", "items"):
         ct.add_column(col)
     for cl in claims:
-        ct.add_row(
+        add_row(
+            ct,
             cl.occurrence_on.isoformat(),
             f"{cl.step} {cl.phase_name}",
             cl.status,
@@ -267,5 +271,5 @@ def account(
     for col in ("id", "due", "message", "status"):
         tt.add_column(col)
     for task in tasks:
-        tt.add_row(str(task.id), task.due_at.isoformat(), task.message, task.status)
+        add_row(tt, str(task.id), task.due_at.isoformat(), task.message, task.status)
     out.print(tt)

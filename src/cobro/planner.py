@@ -45,7 +45,7 @@ from cobro.domain.calendar import send_instant
 from cobro.domain.policy import DueWindow, due_windows
 from cobro.scheduled import plan_actions
 from cobro.store import tables as t
-from cobro.store.db import counted, insert_ignoring, lock_company
+from cobro.store.db import counted, insert_ignoring, like_literal, lock_company
 from cobro.subscriptions import plan_subscriptions
 
 
@@ -78,7 +78,8 @@ def refresh_policies(conn: Connection, config: CobroConfig, company_id: int) -> 
         conds: list[ColumnElement[bool]] = []
         for field, value in rule.where:
             if field == "tag":
-                conds.append(("," + c.tags + ",").like(f"%,{value.lower()},%"))
+                pattern = f"%,{like_literal(value.lower())},%"
+                conds.append(("," + c.tags + ",").like(pattern, escape="/"))
             elif field == "language" and "_" not in value:
                 lang = func.lower(c.language)
                 conds.append(

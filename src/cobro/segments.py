@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Select, and_, case, func, literal, or_, selec
 from cobro.domain.segments import Segment
 from cobro.money import Money
 from cobro.store import tables as t
+from cobro.store.db import like_literal
 
 
 def debt_summary(company_id: int, on: date, currency: str) -> Any:
@@ -67,7 +68,9 @@ def members_select(
     if s.language:
         q = q.where(func.lower(c.language) == s.language.lower())
     for tag in s.tags:
-        q = q.where((literal(",") + c.tags + literal(",")).like(f"%,{tag},%"))
+        q = q.where(
+            (literal(",") + c.tags + literal(",")).like(f"%,{like_literal(tag)},%", escape="/")
+        )
     for key, value in s.attributes:
         q = q.where(c.attributes[key].as_string() == value)
     if s.policy:

@@ -243,3 +243,15 @@ def test_check_reports_a_bad_attachment_and_a_bad_send_day(ws: Path) -> None:
     cfg.write_text(text.replace("days: [20, last]", "days: [20, 32]"), encoding="utf-8")
     proc = cobro(ws, "check", ok=False)
     assert "actions.0.days.1" in proc.stderr
+
+
+def test_data_that_looks_like_markup_is_shown_as_it_is(ws: Path) -> None:
+    write(
+        ws / "odd.csv",
+        'external_id,name,kind,email\nX1,"Acme [/] [red]Ltd",business,x1@example.com\n',
+    )
+    cobro(ws, "import", "customers", "odd.csv")
+    assert "Acme [/] [red]Ltd" in cobro(ws, "account", "X1").stdout
+    cobro(ws, "segments", "show", "large_b2b_debt")  # renders without a markup error
+    shown = cobro(ws, "history").stdout
+    assert "No claims recorded" in shown

@@ -28,7 +28,8 @@ from cobro.errors import PermanentFailure
 
 def _one_line(value: str) -> str:
     """Header values never contain line breaks, whatever the data says."""
-    return " ".join(value.replace("\r", " ").replace("\n", " ").split())
+    value = "".join(ch if ch >= " " or ch == "\t" else " " for ch in value)  # no controls
+    return " ".join(value.split())
 
 
 @lru_cache(maxsize=4096)
@@ -70,7 +71,7 @@ def _header_text(value: str) -> str:
     value = _one_line(value)
     if value.isascii() and len(value) < 900:
         return value
-    return Header(value, "utf-8", header_name="Subject").encode(maxlinelen=76)
+    return Header(value, "utf-8", header_name="Subject").encode(maxlinelen=76, linesep="\r\n")
 
 
 def _qp(text: str) -> bytes:

@@ -126,6 +126,8 @@ class TemplateSet:
             raise TemplateError(f"template {filename}: unsafe operation refused: {exc}") from exc
         except JinjaTemplateError as exc:
             raise TemplateError(f"template {filename}: {exc}") from exc
+        except Exception as exc:  # e.g. a filter given None, a division by zero
+            raise TemplateError(f"template {filename}: {type(exc).__name__}: {exc}") from exc
         subject = " ".join(subject.split())
         if not subject:
             raise TemplateError(f"template {filename}: the subject is empty")

@@ -49,6 +49,11 @@ def lock_company(conn: Connection, company_id: int) -> None:
     )
 
 
+def like_literal(text: str) -> str:
+    """``text`` for a LIKE pattern with ``escape="/"``: ``%`` and ``_`` match themselves."""
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+
+
 def counted(conn: Connection, statement: Executable) -> int:
     """Execute ``statement`` and return how many rows it wrote (INSERT ... SELECT too)."""
     result = conn.execute(statement.execution_options(preserve_rowcount=True))
