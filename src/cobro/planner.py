@@ -215,92 +215,91 @@ def plan_day(
         due = _due_table()
         due.drop(conn, checkfirst=True)
         due.create(conn)
-        try:
-            for part in window_chunks(windows):
-                conn.execute(
-                    due.insert().from_select(
-                        ["receivable_id", "customer_id", "step", "repeat_no"],
-                        due_select(company_id, part),
-                    )
-                )
-            at = send_instant(run_on, config.company.send_time, config.company.timezone)
-            o = t.outbox.c
-            rows = select(
-                literal(company_id),
-                due.c.customer_id,
-                due.c.step,
-                literal(run_on),
-                literal("planned"),
-                literal(at, t.UTCDateTime),
-                literal(at, t.UTCDateTime),
-                literal(run_id, Integer),
-                literal(now, t.UTCDateTime),
-            )
-            # The WHERE keeps SQLite from reading ON CONFLICT as a join constraint.
-            rows = rows.where(due.c.customer_id.is_not(None)).distinct()
+        for part in window_chunks(windows):
             conn.execute(
-                insert_ignoring(conn, t.outbox)
-                .from_select(
-                    [
-                        "company_id",
-                        "customer_id",
-                        "step",
-                        "occurrence_on",
-                        "status",
-                        "due_at",
-                        "next_attempt_at",
-                        "run_id",
-                        "created_at",
-                    ],
-                    rows,
-                )
-                .on_conflict_do_nothing(
-                    index_elements=["company_id", "customer_id", "step", "occurrence_on"]
+                due.insert().from_select(
+                    ["receivable_id", "customer_id", "step", "repeat_no"],
+                    due_select(company_id, part),
                 )
             )
-            item_rows = (
-                select(
-                    literal(company_id),
-                    t.outbox.c.id,
-                    due.c.receivable_id,
-                    due.c.step,
-                    due.c.repeat_no,
-                )
-                .select_from(due)
-                .join(
-                    t.outbox,
-                    and_(
-                        o.company_id == company_id,
-                        o.customer_id == due.c.customer_id,
-                        o.step == due.c.step,
-                        o.occurrence_on == run_on,
-                        o.status == "planned",
-                    ),
+        at = send_instant(run_on, config.company.send_time, config.company.timezone)
+        o = t.outbox.c
+        rows = select(
+            literal(company_id),
+            due.c.customer_id,
+            due.c.step,
+            literal(run_on),
+            literal("planned"),
+            literal(at, t.UTCDateTime),
+            literal(at, t.UTCDateTime),
+            literal(run_id, Integer),
+            literal(now, t.UTCDateTime),
+        )
+        # The WHERE keeps SQLite from reading ON CONFLICT as a join constraint.
+        rows = rows.where(due.c.customer_id.is_not(None)).distinct()
+        conn.execute(
+            insert_ignoring(conn, t.outbox)
+            .from_select(
+                [
+                    "company_id",
+                    "customer_id",
+                    "step",
+                    "occurrence_on",
+                    "status",
+                    "due_at",
+                    "next_attempt_at",
+                    "run_id",
+                    "created_at",
+                ],
+                rows,
+            )
+            .on_conflict_do_nothing(
+                index_elements=["company_id", "customer_id", "step", "occurrence_on"]
+            )
+        )
+        item_rows = (
+            select(
+                literal(company_id),
+                t.outbox.c.id,
+                due.c.receivable_id,
+                due.c.step,
+                due.c.repeat_no,
+            )
+            .select_from(due)
+            .join(
+                t.outbox,
+                and_(
+                    o.company_id == company_id,
+                    o.customer_id == due.c.customer_id,
+                    o.step == due.c.step,
+                    o.occurrence_on == run_on,
+                    o.status == "planned",
+                ),
+            )
+        )
+        res = counted(
+            conn,
+            insert_ignoring(conn, t.claim_items)
+            .from_select(
+                ["company_id", "outbox_id", "receivable_id", "step", "repeat_no"], item_rows
+            )
+            .on_conflict_do_nothing(index_elements=["receivable_id", "step", "repeat_no"]),
+        )
+        items = res
+        # A debtor whose every item was already claimed gets no empty message.
+        ci = t.claim_items.c
+        if run_id is not None:
+            conn.execute(
+                delete(t.outbox).where(
+                    o.run_id == run_id,
+                    ~exists().where(ci.outbox_id == o.id),
                 )
             )
-            res = counted(
-                conn,
-                insert_ignoring(conn, t.claim_items)
-                .from_select(
-                    ["company_id", "outbox_id", "receivable_id", "step", "repeat_no"], item_rows
-                )
-                .on_conflict_do_nothing(index_elements=["receivable_id", "step", "repeat_no"]),
-            )
-            items = res
-            # A debtor whose every item was already claimed gets no empty message.
-            ci = t.claim_items.c
-            if run_id is not None:
-                conn.execute(
-                    delete(t.outbox).where(
-                        o.run_id == run_id,
-                        ~exists().where(ci.outbox_id == o.id),
-                    )
-                )
-                planned = conn.execute(
-                    select(func.count()).select_from(t.outbox).where(o.run_id == run_id)
-                ).scalar_one()
-        finally:
-            due.drop(conn)
+            planned = conn.execute(
+                select(func.count()).select_from(t.outbox).where(o.run_id == run_id)
+            ).scalar_one()
+        # On failure the transaction's rollback removes the table (DDL is transactional).
+        due.drop(conn)
     actions = plan_actions(conn, config, company_id, run_on, covered_before, now, run_id)
     subs = plan_subscriptions(conn, config, company_id, run_on, now, run_id)
     covered = covered_before

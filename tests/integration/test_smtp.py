@@ -296,6 +296,10 @@ def test_claim_that_reached_the_debtor_is_sent_even_if_an_internal_recipient_kep
     assert row.status == "sent"
 
 
+class WorkerKilled(BaseException):
+    """Stands for the process being killed: like SystemExit, no handler catches it."""
+
+
 class KilledAfterDelivering:
     """The real email channel, but the worker dies right after the server took the message."""
 
@@ -312,7 +316,7 @@ class KilledAfterDelivering:
 
     async def send(self, message: Any) -> str:
         await self.real.send(message)
-        raise RuntimeError("worker killed")
+        raise WorkerKilled("worker killed")
 
 
 def test_dispatch_killed_while_sending_is_resumed_after_its_lease_with_the_same_message_id(
@@ -322,7 +326,7 @@ def test_dispatch_killed_while_sending_is_resumed_after_its_lease_with_the_same_
     at = local(smtp_ws, DAY, "09:00")
     run_day(smtp_ws, DAY, as_of=local(smtp_ws, DAY, "07:00"))
 
-    with pytest.raises(RuntimeError, match="worker killed"):
+    with pytest.raises(WorkerKilled, match="worker killed"):
         dispatch_due(
             smtp_ws, as_of=at, channels={"email": KilledAfterDelivering(email_channel(smtp_ws, at))}
         )
@@ -339,3 +343,41 @@ def test_dispatch_killed_while_sending_is_resumed_after_its_lease_with_the_same_
     (row,) = outbox(smtp_ws)
     assert row.status == "sent" and row.attempts == 2
     assert [(x.attempt, x.status) for x in deliveries(smtp_ws)] == [(2, "sent")]
+
+
+class BrokenForOneAddress:
+    """The real email channel, except that one address makes it raise an unexpected error."""
+
+    def __init__(self, real: Any, address: str) -> None:
+        self.real, self.address = real, address
+        self.name, self.cost = real.name, real.cost
+
+    async def start(self) -> None:
+        await self.real.start()
+
+    async def stop(self) -> None:
+        await self.real.stop()
+
+    async def send(self, message: Any) -> str:
+        if message.address == self.address:
+            raise UnicodeEncodeError("ascii", "é", 0, 1, "unexpected")
+        return str(await self.real.send(message))
+
+
+def test_an_unexpected_error_fails_one_message_not_the_batch(
+    smtp_ws: Workspace, smtp_server: SmtpServer
+) -> None:
+    business(smtp_ws, "C1", "ok1@acme.example")
+    business(smtp_ws, "C2", "bad@acme.example")
+    business(smtp_ws, "C3", "ok3@acme.example")
+    for c in ("C1", "C2", "C3"):
+        invoice(smtp_ws, f"F-{c}", c, d("2025-03-10"), "10.00")
+    at = local(smtp_ws, d("2025-03-03"), "09:00")
+    run_day(smtp_ws, d("2025-03-03"), as_of=local(smtp_ws, d("2025-03-03"), "07:00"))
+    channel = BrokenForOneAddress(email_channel(smtp_ws, at), "bad@acme.example")
+    report = dispatch_due(smtp_ws, as_of=at, channels={"email": channel})
+    assert (report.sent, report.failed) == (2, 1)
+    assert sorted(r.rcpt_tos[0] for r in smtp_server.received) == [
+        "ok1@acme.example",
+        "ok3@acme.example",
+    ]
