@@ -890,3 +890,18 @@ def test_sample_files_import_cleanly_in_order(workspace: Workspace) -> None:
         "INV-2026-0002-2": 5000,
         "INV-2026-0003": 1500000,
     }
+
+
+def test_internationalised_addresses_are_kept_as_punycode_or_refused(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path,
+        "c.csv",
+        "external_id,name,email\nC1,Uno,user@bücher.de\nC2,Dos,josé@example.com\n",
+    )
+    report = run(workspace, "customers", path)
+    assert report.inserted == 1
+    [problem] = report.rejected
+    assert (problem.line, problem.field) == (3, "email")
+    assert by_ext(workspace, t.customers)["C1"]["email"] == "user@xn--bcher-kva.de"
