@@ -43,6 +43,7 @@ from cobro.accounts import release_paid_blocks
 from cobro.config import CobroConfig
 from cobro.domain.calendar import send_instant
 from cobro.domain.policy import DueWindow, due_windows
+from cobro.outbox import insert_planned
 from cobro.scheduled import plan_actions
 from cobro.store import tables as t
 from cobro.store.db import counted, insert_ignoring, like_literal, lock_company
@@ -237,26 +238,7 @@ def plan_day(
         )
         # The WHERE keeps SQLite from reading ON CONFLICT as a join constraint.
         rows = rows.where(due.c.customer_id.is_not(None)).distinct()
-        conn.execute(
-            insert_ignoring(conn, t.outbox)
-            .from_select(
-                [
-                    "company_id",
-                    "customer_id",
-                    "step",
-                    "occurrence_on",
-                    "status",
-                    "due_at",
-                    "next_attempt_at",
-                    "run_id",
-                    "created_at",
-                ],
-                rows,
-            )
-            .on_conflict_do_nothing(
-                index_elements=["company_id", "customer_id", "step", "occurrence_on"]
-            )
-        )
+        insert_planned(conn, rows)
         item_rows = (
             select(
                 literal(company_id),

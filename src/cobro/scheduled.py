@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Integer, String, and_, literal, select
 from cobro.config import CobroConfig
 from cobro.domain.actions import ActionType, ScheduledAction, due_occurrence
 from cobro.domain.calendar import send_instant
+from cobro.outbox import insert_planned
 from cobro.segments import members_select
 from cobro.store import tables as t
 from cobro.store.db import counted, insert_ignoring
@@ -108,25 +109,7 @@ def plan_actions(
             literal(run_id, Integer),
             literal(now, t.UTCDateTime),
         ).where(members.c.customer_id.is_not(None))
-        res = counted(
-            conn,
-            insert_ignoring(conn, t.outbox)
-            .from_select(
-                [
-                    "company_id",
-                    "customer_id",
-                    "step",
-                    "occurrence_on",
-                    "status",
-                    "due_at",
-                    "next_attempt_at",
-                    "run_id",
-                    "created_at",
-                ],
-                rows,
-            )
-            .on_conflict_do_nothing(),
-        )
+        res = insert_planned(conn, rows)
         messages += res
         if action.type is ActionType.DEBT_NOTICE:
             o, r = t.outbox.c, t.receivables.c

@@ -13,8 +13,9 @@ from sqlalchemy import Connection, Integer, String, and_, cast, literal, or_, se
 from cobro.config import CobroConfig
 from cobro.domain.calendar import send_instant
 from cobro.money import Money
+from cobro.outbox import insert_planned
 from cobro.store import tables as t
-from cobro.store.db import counted, insert_ignoring
+from cobro.store.db import insert_ignoring
 
 UPCOMING = "upcoming"
 
@@ -95,25 +96,7 @@ def plan_upcoming_reminders(
             or_(s.pause_until.is_(None), s.pause_until >= charge_on),
         ),
     )
-    res = counted(
-        conn,
-        insert_ignoring(conn, t.outbox)
-        .from_select(
-            [
-                "company_id",
-                "customer_id",
-                "step",
-                "occurrence_on",
-                "status",
-                "due_at",
-                "next_attempt_at",
-                "run_id",
-                "created_at",
-            ],
-            due,
-        )
-        .on_conflict_do_nothing(),
-    )
+    res = insert_planned(conn, due)
     return res
 
 
