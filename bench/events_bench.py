@@ -243,17 +243,17 @@ class Workers:
     """``n`` dispatcher processes on the workspace ``root``."""
 
     def __init__(self, n: int, root: Path, poll_ms: float, profile: Path | None) -> None:
-        self.procs = []
+        # One after the other: opening a workspace writes to the database.
+        self.procs: list[subprocess.Popen[str]] = []
         for k in range(n):
             cmd = [sys.executable, __file__, "--worker", str(root), "--poll-ms", str(poll_ms)]
             if profile and k == 0:
                 cmd += ["--profile", str(profile)]
-            self.procs.append(
-                subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            )
-        for p in self.procs:
+            p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            self.procs.append(p)
             assert p.stdout is not None
             if p.stdout.readline().strip() != "ready":
+                self.stop(grace_s=10)
                 raise RuntimeError(f"dispatcher process {p.pid} did not start")
 
     def stop(self, grace_s: float = 60) -> list[dict[str, Any] | None]:
@@ -268,7 +268,10 @@ class Workers:
                 p.wait(timeout=max(deadline - time.monotonic(), 0.1))
                 assert p.stdout is not None
                 lines = p.stdout.read().splitlines()
-                stats.append(json.loads(lines[-1]) if lines else None)
+                try:
+                    stats.append(json.loads(lines[-1]) if lines else None)
+                except ValueError:
+                    stats.append(None)
             except subprocess.TimeoutExpired:
                 say(f"dispatcher process {p.pid} still busy after {grace_s:.0f} s: killed")
                 p.kill()
@@ -409,8 +412,10 @@ def measure(
     db = root / "cobro.db"
     copy_sqlite(pristine, db)
     profile = Path(f"{args.profile}.d{dispatchers}") if args.profile else None
-    workers = Workers(dispatchers, root, args.poll_ms, profile)
+    # Opened first: the copy is in rollback-journal mode and the first opener switches
+    # it to WAL, which fails if another process opens the file at the same moment.
     ws = open_workspace(root, sqlite_url(db))
+    workers = Workers(dispatchers, root, args.poll_ms, profile)
     say(
         f"[{dispatchers} dispatcher(s)] posting {args.events:,} charge.succeeded at "
         f"{args.rate:g}/s (about {args.events / args.rate:.0f} s)"
