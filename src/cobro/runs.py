@@ -76,11 +76,19 @@ def email_channel(ws: Workspace, clock: datetime) -> EmailChannel:
     )
 
 
+_TEMPLATES: dict[tuple[str | None, str], TemplateSet] = {}
+
+
 def templates_for(ws: Workspace) -> TemplateSet:
+    """The workspace's templates, compiled once per process (edited files are reloaded)."""
     from babel import Locale
 
     user = ws.templates_dir if ws.templates_dir.is_dir() else None
-    return TemplateSet(user, Locale.parse(ws.config.company.locale).language)
+    key = (str(user) if user else None, Locale.parse(ws.config.company.locale).language)
+    found = _TEMPLATES.get(key)
+    if found is None:
+        found = _TEMPLATES[key] = TemplateSet(user, key[1])
+    return found
 
 
 def dispatch_due(

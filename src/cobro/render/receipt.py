@@ -15,6 +15,14 @@ from cobro.render.templates import page_environment
 
 
 @lru_cache(maxsize=1)
+def _fonts() -> Any:
+    """One font configuration for the process: a new one per PDF leaks and is slower."""
+    from weasyprint.text.fonts import FontConfiguration
+
+    return FontConfiguration()
+
+
+@lru_cache(maxsize=1)
 def _template() -> Template:
     return page_environment().get_template("receipt_pdf.j2")
 
@@ -60,5 +68,5 @@ def receipt_pdf(
     from weasyprint import HTML
 
     html = receipt_html(company, customer_name, customer_id, notice, language, locale)
-    data: bytes = HTML(string=html).write_pdf()
+    data: bytes = HTML(string=html).write_pdf(font_config=_fonts())
     return data

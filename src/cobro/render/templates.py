@@ -73,7 +73,7 @@ def _env(autoescape: bool, user_dir: Path | None) -> ImmutableSandboxedEnvironme
         undefined=StrictUndefined,
         trim_blocks=False,
         keep_trailing_newline=False,
-        auto_reload=False,
+        auto_reload=user_dir is not None,  # a workspace template edited on disk
     )
     env.filters["money"] = _money
     env.filters["date"] = _date
