@@ -26,7 +26,7 @@ from pydantic import (
     Field,
     ValidationError,
 )
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, Table, insert, select, update
 
 from cobro.domain.routing import ContactInfo, banking_recipients
 from cobro.domain.subscriptions import valid_cycle
@@ -294,15 +294,21 @@ def _set(ctx: _Ctx, sub_id: int, **values: Any) -> Row[Any]:
     return row
 
 
+def _refuse_existing(ctx: _Ctx, table: Table, field: str, external_id: str, why: str) -> None:
+    """Refuse an event that would create a record the company already has."""
+    found = ctx.conn.execute(
+        select(table.c.id).where(
+            table.c.company_id == ctx.company_id, table.c.external_id == external_id
+        )
+    ).first()
+    if found:
+        raise EventError([f"{field}: {external_id!r} {why}"])
+
+
 def on_subscription_created(ctx: _Ctx, e: SubscriptionCreated) -> None:
     customer = _customer(ctx, e.customer)
     price = _money(ctx, e.price, e.currency)
-    s = t.subscriptions.c
-    exists = ctx.conn.execute(
-        select(s.id).where(s.company_id == ctx.company_id, s.external_id == e.subscription)
-    ).first()
-    if exists:
-        raise EventError([f"subscription: {e.subscription!r} already exists"])
+    _refuse_existing(ctx, t.subscriptions, "subscription", e.subscription, "already exists")
     ctx.conn.execute(
         insert(t.subscriptions).values(
             company_id=ctx.company_id,
@@ -369,12 +375,7 @@ def _charge(ctx: _Ctx, e: ChargeEvent, status: str) -> tuple[Row[Any], Money, bo
     sub = _subscription(ctx, e.subscription)
     amount = _money(ctx, e.amount, e.currency or sub.currency)
     first = e.first_purchase if e.first_purchase is not None else sub.paid_charges == 0
-    ch = t.charges.c
-    known = ctx.conn.execute(
-        select(ch.id).where(ch.company_id == ctx.company_id, ch.external_id == e.charge)
-    ).first()
-    if known:
-        raise EventError([f"charge: {e.charge!r} was already recorded"])
+    _refuse_existing(ctx, t.charges, "charge", e.charge, "was already recorded")
     ctx.conn.execute(
         insert(t.charges).values(
             company_id=ctx.company_id,
