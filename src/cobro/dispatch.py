@@ -23,13 +23,14 @@ from typing import Any
 
 from babel import Locale, UnknownLocaleError
 from itsdangerous import URLSafeTimedSerializer
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, or_, select, update
 
 from cobro.accounts import block_accounts
 from cobro.channels.base import Attachment, Channel, Outgoing
 from cobro.config import CobroConfig
 from cobro.domain.model import OutboxStatus, Recipient
 from cobro.errors import (
+    AddressGone,
     CobroError,
     ConfigProblem,
     PermanentFailure,
@@ -100,12 +101,55 @@ class DispatchReport:
 
 
 @dataclass(frozen=True)
+class PushTarget:
+    id: int
+    endpoint: str
+    p256dh: str
+    auth: str
+
+
+@dataclass(frozen=True)
 class Person:
     role: Recipient
     name: str
     email: str | None
     language: str | None
     internal: bool
+    phone: str | None = None
+    push: tuple[PushTarget, ...] = ()
+
+    def addresses(self, channel: str) -> list[tuple[str, dict[str, str]]]:
+        """Where ``channel`` reaches this person: (address, channel data) pairs.
+
+        Internal copies (sales rep, account manager, admin) only ever go by email.
+        """
+        if channel == "email":
+            return [(self.email, {})] if self.email else []
+        if self.internal:
+            return []
+        if channel == "sms":
+            return [(self.phone, {})] if self.phone else []
+        if channel == "push":
+            return [
+                (p.endpoint, {"p256dh": p.p256dh, "auth": p.auth, "id": str(p.id)})
+                for p in self.push
+            ]
+        return []
+
+    @property
+    def key(self) -> str:
+        """Who this is, for not writing to the same person twice in one message."""
+        return (self.email or self.phone or self.name).lower()
+
+
+@dataclass
+class Route:
+    """One person's message, on each usable channel in order of preference: the first that
+    is accepted wins; a permanent failure moves on to the next channel."""
+
+    person: Person
+    options: list[tuple[str, list[Outgoing]]]
+    tried: list[tuple[str, Outgoing]] = field(default_factory=list)
 
 
 @dataclass
@@ -127,8 +171,9 @@ class Job:
     people: list[Person] = field(default_factory=list)
     already_sent_to: set[str] = field(default_factory=set)
     reached_before: bool = False  # an earlier attempt reached a main recipient
-    outgoing: list[tuple[Person, Outgoing]] = field(default_factory=list)
-    outcome: dict[str, str] = field(default_factory=dict)  # address -> 'ok:id' | 'kind:error'
+    outgoing: list[Route] = field(default_factory=list)
+    # (channel, address) -> 'ok:id' | 'temporary:error' | 'permanent:error' | 'gone:error'
+    outcome: dict[tuple[str, str], str] = field(default_factory=dict)
     failure: str | None = None  # why the row cannot be sent at all
     cancel: str | None = None  # why the row need not be sent any more
     permanent: bool = False
@@ -177,15 +222,18 @@ class Dispatcher:
         """
         require_sender(self.config, self.config_file)
         report = DispatchReport()
-        email = self.channels["email"]
-        await email.start()
+        started: list[Channel] = []
         try:
+            for channel in self.channels.values():
+                await channel.start()
+                started.append(channel)
             while jobs := self._prepare():
-                await self._send(jobs, email)
+                await self._send(jobs)
                 with self.engine.begin() as conn:
-                    report.add(self._record(conn, jobs, email.cost))
+                    report.add(self._record(conn, jobs))
         finally:
-            await email.stop()
+            for channel in started:
+                await channel.stop()
         return report
 
     def _clock(self) -> datetime:
@@ -281,25 +329,54 @@ class Dispatcher:
             by_id[row.outbox_id].items.append(row._asdict())
         cu, ct = t.customers.c, t.contacts.c
         people: dict[int, list[Person]] = defaultdict(list)
+        devices: dict[int, list[PushTarget]] = defaultdict(list)
+        if self.channels.get("push") is not None:
+            ps = t.push_subscriptions.c
+            for sub in conn.execute(
+                select(ps.id, ps.customer_id, ps.endpoint, ps.p256dh, ps.auth)
+                .where(ps.customer_id.in_(customer_ids), ps.gone_at.is_(None))
+                .order_by(ps.id)
+            ):
+                devices[sub.customer_id].append(
+                    PushTarget(sub.id, sub.endpoint, sub.p256dh, sub.auth)
+                )
         for cust in conn.execute(
-            select(cu.id, cu.name, cu.email, cu.language).where(cu.id.in_(customer_ids))
+            select(cu.id, cu.name, cu.email, cu.phone, cu.language).where(cu.id.in_(customer_ids))
         ):
-            if cust.email:
+            if cust.email or cust.phone or devices.get(cust.id):
                 people[cust.id].append(
-                    Person(Recipient.DEBTOR, cust.name, cust.email, cust.language, False)
+                    Person(
+                        Recipient.DEBTOR,
+                        cust.name,
+                        cust.email,
+                        cust.language,
+                        False,
+                        cust.phone,
+                        tuple(devices.get(cust.id, ())),
+                    )
                 )
         for contact in conn.execute(
-            select(ct.customer_id, ct.name, ct.email, ct.language, ct.roles)
-            .where(ct.customer_id.in_(customer_ids), ct.email.is_not(None))
+            select(ct.customer_id, ct.name, ct.email, ct.phone, ct.language, ct.roles)
+            .where(
+                ct.customer_id.in_(customer_ids),
+                or_(ct.email.is_not(None), ct.phone.is_not(None)),
+            )
             .order_by(ct.id)
         ):
             roles = set(filter(None, contact.roles.split(",")))
             if "billing" in roles:
                 people[contact.customer_id].append(
-                    Person(Recipient.DEBTOR, contact.name, contact.email, contact.language, False)
+                    Person(
+                        Recipient.DEBTOR,
+                        contact.name,
+                        contact.email,
+                        contact.language,
+                        False,
+                        contact.phone,
+                    )
                 )
             for role in (Recipient.SALES_REP, Recipient.ACCOUNT_MANAGER):
-                if role.value in roles:
+                if role.value in roles and contact.email:
                     people[contact.customer_id].append(
                         Person(role, contact.name, contact.email, contact.language, True)
                     )
@@ -442,13 +519,20 @@ class Dispatcher:
                 continue
             wanted = set(spec.recipients)
             seen: set[str] = set()
-            targets = []
+            targets: list[tuple[Person, list[tuple[str, list[tuple[str, dict[str, str]]]]]]] = []
             for p in job.people:
-                if p.role in wanted and p.email and p.email.lower() not in seen:
-                    seen.add(p.email.lower())
-                    targets.append(p)
+                if p.role not in wanted or p.key in seen:
+                    continue
+                routes = [
+                    (ch, found)
+                    for ch in (("email",) if p.internal else spec.channels)
+                    if ch in self.channels and (found := p.addresses(ch))
+                ]
+                if routes:
+                    seen.add(p.key)
+                    targets.append((p, routes))
             main = main_role(spec.recipients)
-            if not any(p.role is main for p in targets):
+            if not any(p.role is main for p, _ in targets):
                 job.failure = UNREACHABLE.get(main, "nobody to send it to")
                 job.permanent = True
             items = [
@@ -474,13 +558,15 @@ class Dispatcher:
                 if company.crm_url
                 else None
             )
-            for person in targets:
-                assert person.email is not None
-                if person.email.lower() in job.already_sent_to:
-                    continue
-                language, locale = self._language_and_locale(
+            for person, routes in targets:
+                if any(
+                    addr.lower() in job.already_sent_to for _, found in routes for addr, _ in found
+                ):
+                    continue  # reached on some channel by an earlier attempt
+                locale = self._language_and_locale(
                     person.language or job.customer_language or self._company_lang
-                )
+                )[1]
+                link = None if person.internal or spec.hide_pay_link else pay_url
                 context = {
                     "locale": locale,
                     "company": branding,
@@ -493,7 +579,7 @@ class Dispatcher:
                     "mode": spec.mode,
                     "items": items,
                     "totals": totals,
-                    "pay_url": None if person.internal or spec.hide_pay_link else pay_url,
+                    "pay_url": link,
                     "crm_url": crm_url if person.internal else None,
                     "today": job.occurrence_on,
                     "title": spec.title,
@@ -501,60 +587,152 @@ class Dispatcher:
                     "notice": notice,
                 }
                 try:
-                    rendered = self.templates.render(spec.template, language, context)
+                    route = self._route(job, spec, person, routes, context, notice, attachments)
                 except TemplateError as exc:
                     job.failure = str(exc)
                     job.permanent = True
                     job.outgoing.clear()
                     break
+                except CobroError as exc:
+                    job.failure = f"receipt PDF: {exc}"
+                    job.permanent = True
+                    job.outgoing.clear()
+                    break
+                job.outgoing.append(route)
+
+    def _route(
+        self,
+        job: Job,
+        spec: MessageSpec,
+        person: Person,
+        routes: list[tuple[str, list[tuple[str, dict[str, str]]]]],
+        context: dict[str, Any],
+        notice: dict[str, Any],
+        attachments: tuple[Attachment, ...],
+    ) -> Route:
+        """Render ``person``'s message for each of their channels (full for email, the short
+        line for SMS and push) and address it."""
+        company = self.config.company
+        language, locale = self._language_and_locale(
+            person.language or job.customer_language or self._company_lang
+        )
+        full = short = None
+        options: list[tuple[str, list[Outgoing]]] = []
+        for channel, found in routes:
+            if channel == "email":
+                full = full or self.templates.render(spec.template, language, context)
+                rendered = full
                 files = attachments
                 if spec.receipt_pdf:
-                    try:
-                        files = (*attachments, self._receipt(job, notice, language, locale))
-                    except CobroError as exc:
-                        job.failure = f"receipt PDF: {exc}"
-                        job.permanent = True
-                        job.outgoing.clear()
-                        break
-                digest = hashlib.sha256(person.email.lower().encode()).hexdigest()[:12]
-                mid = f"<cobro.{company.id}.{job.outbox_id}.{digest}@{self.sender_domain}>"
-                job.outgoing.append(
-                    (
-                        person,
-                        Outgoing(
-                            outbox_id=job.outbox_id,
-                            address=person.email,
-                            recipient_name=person.name,
-                            subject=rendered.subject,
-                            text=rendered.text,
-                            html=rendered.html,
-                            message_id=mid,
-                            headers={"X-Cobro-Claim": f"{company.id}/{job.outbox_id}/{spec.key}"},
-                            attachments=files,
+                    files = (*attachments, self._receipt(job, notice, language, locale))
+            else:
+                short = short or self.templates.render_short(spec.template, language, context)
+                rendered, files = short, ()
+            outs = []
+            for address, meta in found:
+                digest = hashlib.sha256(address.lower().encode()).hexdigest()[:12]
+                outs.append(
+                    Outgoing(
+                        outbox_id=job.outbox_id,
+                        address=address,
+                        recipient_name=person.name,
+                        subject=rendered.subject,
+                        text=rendered.text,
+                        html=rendered.html,
+                        message_id=(
+                            f"<cobro.{company.id}.{job.outbox_id}.{digest}@{self.sender_domain}>"
                         ),
+                        headers={"X-Cobro-Claim": f"{company.id}/{job.outbox_id}/{spec.key}"},
+                        attachments=files,
+                        meta=meta,
+                        url=context["pay_url"],
                     )
                 )
+            options.append((channel, outs))
+        return Route(person, options)
 
     # -- send -------------------------------------------------------------------
 
-    async def _send(self, jobs: list[Job], channel: Channel) -> None:
-        async def one(job: Job, person: Person, msg: Outgoing) -> None:
+    async def _send(self, jobs: list[Job]) -> None:
+        async def one(job: Job, channel: str, msg: Outgoing) -> str:
+            key = (channel, msg.address)
             try:
-                job.outcome[msg.address] = "ok:" + await channel.send(msg)
+                job.outcome[key] = "ok:" + await self.channels[channel].send(msg)
+            except AddressGone as exc:
+                job.outcome[key] = f"gone:{exc}"
             except PermanentFailure as exc:
-                job.outcome[msg.address] = f"permanent:{exc}"
+                job.outcome[key] = f"permanent:{exc}"
             except TemporaryFailure as exc:
-                job.outcome[msg.address] = f"temporary:{exc}"
+                job.outcome[key] = f"temporary:{exc}"
             except Exception as exc:  # one bad message must never stop the batch
-                job.outcome[msg.address] = f"permanent:{type(exc).__name__}: {exc}"
+                job.outcome[key] = f"permanent:{type(exc).__name__}: {exc}"
+            return job.outcome[key].partition(":")[0]
 
-        await asyncio.gather(
-            *(one(job, person, msg) for job in jobs for person, msg in job.outgoing)
-        )
+        async def route(job: Job, r: Route) -> None:
+            for channel, outs in r.options:
+                r.tried.extend((channel, m) for m in outs)
+                kinds = await asyncio.gather(*(one(job, channel, m) for m in outs))
+                if "ok" in kinds or "temporary" in kinds:
+                    return  # reached, or worth retrying on this channel later
+            # every channel refused for good: the outcome says why, per channel
+
+        await asyncio.gather(*(route(job, r) for job in jobs for r in job.outgoing))
 
     # -- record -----------------------------------------------------------------
 
-    def _record(self, conn: Connection, jobs: list[Job], cost: Decimal) -> DispatchReport:
+    def _delivery(
+        self,
+        job: Job,
+        person: Person,
+        channel: str,
+        msg: Outgoing,
+        ok: bool,
+        detail: str,
+        cost: Decimal,
+        deliveries: list[dict[str, Any]],
+        evidence: list[EvidenceEntry],
+    ) -> None:
+        """One delivery attempt to one address, as a row and as evidence."""
+        body_hash = hashlib.sha256((msg.subject + msg.text).encode()).hexdigest()
+        deliveries.append(
+            {
+                "company_id": self.company_id,
+                "outbox_id": job.outbox_id,
+                "attempt": job.attempts,
+                "channel": channel,
+                "recipient": msg.address[:320],
+                "recipient_role": person.role.value,
+                "status": "sent" if ok else "failed",
+                "message_id": msg.message_id,
+                "provider_id": detail[:300] if ok else None,
+                "error": None if ok else detail[:1000],
+                "cost": cost,
+                "body_sha256": body_hash,
+                "at": self.as_of,
+            }
+        )
+        evidence.append(
+            EvidenceEntry(
+                "delivery",
+                f"outbox:{job.outbox_id}",
+                job.customer_id,
+                self.as_of,
+                {
+                    "step": job.step,
+                    "occurrence_on": job.occurrence_on.isoformat(),
+                    "channel": channel,
+                    "recipient": msg.address,
+                    "role": person.role.value,
+                    "status": "sent" if ok else "failed",
+                    "message_id": msg.message_id,
+                    "subject": msg.subject,
+                    "body_sha256": body_hash,
+                    "error": None if ok else detail[:300],
+                },
+            )
+        )
+
+    def _record(self, conn: Connection, jobs: list[Job]) -> DispatchReport:
         report = DispatchReport()
         deliveries: list[dict[str, Any]] = []
         evidence: list[EvidenceEntry] = []
@@ -562,58 +740,30 @@ class Dispatcher:
         o = t.outbox.c
         to_block: dict[int, str] = {}
         outbox_updates: list[dict[str, Any]] = []
+        gone: list[dict[str, Any]] = []
         for job in jobs:
             temporary = False
-            delivered = 0
             reached = False
-            for person, msg in job.outgoing:
-                outcome = job.outcome.get(msg.address, "temporary:not sent")
-                kind, _, detail = outcome.partition(":")
-                ok = kind == "ok"
-                temporary = temporary or kind == "temporary"
-                delivered += ok
-                reached = reached or (ok and person.role in MAIN_ROLES)
-                body_hash = hashlib.sha256((msg.subject + msg.text).encode()).hexdigest()
-                deliveries.append(
-                    {
-                        "company_id": self.company_id,
-                        "outbox_id": job.outbox_id,
-                        "attempt": job.attempts,
-                        "channel": "email",
-                        "recipient": msg.address,
-                        "recipient_role": person.role.value,
-                        "status": "sent" if ok else "failed",
-                        "message_id": msg.message_id,
-                        "provider_id": detail[:300] if ok else None,
-                        "error": None if ok else detail[:1000],
-                        "cost": cost if ok else Decimal(0),
-                        "body_sha256": body_hash,
-                        "at": now,
-                    }
-                )
-                if ok:
-                    report.deliveries += 1
-                    report.cost += cost
-                evidence.append(
-                    EvidenceEntry(
-                        "delivery",
-                        f"outbox:{job.outbox_id}",
-                        job.customer_id,
-                        now,
-                        {
-                            "step": job.step,
-                            "occurrence_on": job.occurrence_on.isoformat(),
-                            "channel": "email",
-                            "recipient": msg.address,
-                            "role": person.role.value,
-                            "status": "sent" if ok else "failed",
-                            "message_id": msg.message_id,
-                            "subject": msg.subject,
-                            "body_sha256": body_hash,
-                            "error": None if ok else detail[:300],
-                        },
+            for r in job.outgoing:
+                person, r_ok, r_temporary = r.person, False, False
+                for channel, msg in r.tried:
+                    outcome = job.outcome.get((channel, msg.address), "temporary:not sent")
+                    kind, _, detail = outcome.partition(":")
+                    ok = kind == "ok"
+                    r_ok = r_ok or ok
+                    r_temporary = r_temporary or kind == "temporary"
+                    if kind == "gone" and "id" in msg.meta:
+                        gone.append({"b_id": int(msg.meta["id"]), "b_reason": detail[:300]})
+                    cost = self.channels[channel].cost_of(msg) if ok else Decimal(0)
+                    self._delivery(
+                        job, person, channel, msg, ok, detail, cost, deliveries, evidence
                     )
-                )
+                    if ok:
+                        report.deliveries += 1
+                        report.cost += cost
+                # a person reached on one channel is not retried because another failed
+                temporary = temporary or (r_temporary and not r_ok)
+                reached = reached or (r_ok and person.role in MAIN_ROLES)
             status: OutboxStatus
             reason: str | None = None
             if job.cancel:
@@ -626,8 +776,8 @@ class Dispatcher:
                 # The message reached its main recipient (the debtor, the admin, the
                 # banking contacts); recipients still failing are named in the reason.
                 failing = [
-                    f"{addr}: {v.partition(':')[2]}"
-                    for addr, v in job.outcome.items()
+                    f"{ch} {addr}: {v.partition(':')[2]}"
+                    for (ch, addr), v in job.outcome.items()
                     if not v.startswith("ok:")
                 ]
                 status = OutboxStatus.SENT
@@ -711,6 +861,14 @@ class Dispatcher:
                 .where(ci.outbox_id == bindparam("b_out"), ci.receivable_id == bindparam("b_id"))
                 .values(balance_minor=bindparam("b_bal")),
                 snapshot,
+            )
+        if gone:
+            ps = t.push_subscriptions.c
+            conn.execute(
+                update(t.push_subscriptions)
+                .where(ps.id == bindparam("b_id"), ps.company_id == self.company_id)
+                .values(gone_at=now, gone_reason=bindparam("b_reason")),
+                gone,
             )
         append(conn, self.company_id, evidence)
         report.blocked = block_accounts(conn, self.company_id, set(to_block), to_block, now)

@@ -75,3 +75,7 @@ class TemporaryFailure(ChannelError):
 
 class PermanentFailure(ChannelError):
     """Delivery failed in a way that retrying will not fix."""
+
+
+class AddressGone(PermanentFailure):
+    """The address no longer exists (an expired push subscription): stop using it."""

@@ -1,4 +1,4 @@
-"""Event intake: subscription, charge and banking events, each recognised by the company's id.
+"""Event intake: subscription, charge, banking and push events, each recognised by its id.
 
 ``post_event`` validates a payload against its type, records it under its
 external id (a redelivered event has no second effect), applies it to the
@@ -9,6 +9,8 @@ that names an unknown customer or subscription, changes nothing.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 from collections.abc import Callable
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -26,7 +29,7 @@ from pydantic import (
     Field,
     ValidationError,
 )
-from sqlalchemy import Connection, Row, Table, insert, select, update
+from sqlalchemy import Connection, Row, Table, delete, insert, select, update
 
 from cobro.domain.routing import ContactInfo, banking_recipients
 from cobro.domain.subscriptions import valid_cycle
@@ -117,6 +120,50 @@ class BankingEvent(_Event):
     details: dict[str, str | int | float | bool | None] = {}
 
 
+def _b64url(size: int, what: str) -> Callable[[str], str]:
+    def check(v: str) -> str:
+        try:
+            raw = base64.urlsafe_b64decode(v + "=" * (-len(v) % 4))
+        except (ValueError, binascii.Error):
+            raise ValueError(f"{what} is not base64url text") from None
+        if len(raw) != size or (size == 65 and raw[0] != 4):
+            raise ValueError(f"{what} is not a {size}-byte value as browsers give it")
+        return v
+
+    return check
+
+
+def _endpoint(v: str) -> str:
+    url = urlsplit(v)
+    local = url.hostname in ("localhost", "127.0.0.1", "::1")
+    if url.scheme != "https" and not (url.scheme == "http" and local):
+        raise ValueError("a push endpoint is an https:// URL")
+    if not url.hostname:
+        raise ValueError("a push endpoint needs a host")
+    return v
+
+
+class PushKeys(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    p256dh: Annotated[str, AfterValidator(_b64url(65, "p256dh"))]
+    auth: Annotated[str, AfterValidator(_b64url(16, "auth"))]
+
+
+class PushSubscribed(_Event):
+    """A member's browser or app subscribed to push (``PushSubscription.toJSON()``)."""
+
+    customer: Annotated[str, Field(min_length=1, max_length=100)]
+    endpoint: Annotated[str, Field(max_length=1000), AfterValidator(_endpoint)]
+    keys: PushKeys
+    user_agent: Annotated[str, Field(max_length=300)] | None = None
+
+
+class PushUnsubscribed(_Event):
+    customer: Annotated[str, Field(min_length=1, max_length=100)]
+    endpoint: Annotated[str, Field(min_length=1, max_length=1000)]
+
+
 EVENT_TYPES: dict[str, type[_Event]] = {
     "subscription.created": SubscriptionCreated,
     "subscription.cycle_changed": CycleChanged,
@@ -130,6 +177,8 @@ EVENT_TYPES: dict[str, type[_Event]] = {
     "stop_payment.bulk_created": BankingEvent,
     "direct_deposit.change_notice": BankingEvent,
     "direct_deposit.reversal": BankingEvent,
+    "push.subscribed": PushSubscribed,
+    "push.unsubscribed": PushUnsubscribed,
 }
 BANKING_TYPE_OF = {
     "stop_payment.created": "stop_payment",
@@ -498,6 +547,48 @@ def on_banking(ctx: _Ctx, e: BankingEvent, event_type: str) -> None:
     )
 
 
+def on_push_subscribed(ctx: _Ctx, e: PushSubscribed) -> None:
+    """Remember the subscription; the same endpoint again updates its keys and revives it."""
+    customer = _customer(ctx, e.customer)
+    p = t.push_subscriptions.c
+    values = {
+        "customer_id": customer.id,
+        "p256dh": e.keys.p256dh,
+        "auth": e.keys.auth,
+        "user_agent": e.user_agent,
+        "updated_at": ctx.now,
+        "gone_at": None,
+        "gone_reason": None,
+    }
+    res = counted(
+        ctx.conn,
+        update(t.push_subscriptions)
+        .where(p.company_id == ctx.company_id, p.endpoint == e.endpoint)
+        .values(**values),
+    )
+    if not res:
+        ctx.conn.execute(
+            insert(t.push_subscriptions).values(
+                company_id=ctx.company_id, endpoint=e.endpoint, created_at=ctx.now, **values
+            )
+        )
+    ctx.result.notes.append(f"push subscription {'updated' if res else 'added'}")
+
+
+def on_push_unsubscribed(ctx: _Ctx, e: PushUnsubscribed) -> None:
+    customer = _customer(ctx, e.customer)
+    p = t.push_subscriptions.c
+    res = counted(
+        ctx.conn,
+        delete(t.push_subscriptions).where(
+            p.company_id == ctx.company_id,
+            p.customer_id == customer.id,
+            p.endpoint == e.endpoint,
+        ),
+    )
+    ctx.result.notes.append("push subscription removed" if res else "no such push subscription")
+
+
 _HANDLERS: dict[str, Callable[[_Ctx, Any], None]] = {
     "subscription.created": on_subscription_created,
     "subscription.cycle_changed": on_cycle_changed,
@@ -507,6 +598,8 @@ _HANDLERS: dict[str, Callable[[_Ctx, Any], None]] = {
     "subscription.expired": on_expired,
     "charge.succeeded": on_charge_succeeded,
     "charge.failed": on_charge_failed,
+    "push.subscribed": on_push_subscribed,
+    "push.unsubscribed": on_push_unsubscribed,
 }
 
 

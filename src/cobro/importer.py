@@ -24,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import phonenumbers
 from babel import Locale, UnknownLocaleError
 from babel.numbers import is_currency
 from email_validator import EmailNotValidError, validate_email
@@ -502,6 +503,22 @@ class _Fields:
             return default
         return code
 
+    def phone(self, col: str, region: str | None) -> str | None:
+        """A phone number in E.164 (+34600111222); national numbers are read in ``region``."""
+        value = self.raw(col)
+        if value is None:
+            return None
+        try:
+            number = phonenumbers.parse(value, region)
+        except phonenumbers.NumberParseException as exc:
+            self.fail(col, f"{value!r} is not a phone number: {exc}")
+            return None
+        if not phonenumbers.is_valid_number(number):
+            where = f" (national numbers are read as {region})" if region else ""
+            self.fail(col, f"{value!r} is not a valid phone number{where}")
+            return None
+        return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
     def email(self, col: str) -> str | None:
         value = self.raw(col)
         if value is None:
@@ -587,6 +604,10 @@ class _Run:
     @property
     def currency(self) -> str:
         return self.ws.config.company.currency
+
+    @property
+    def phone_region(self) -> str | None:
+        return self.ws.config.company.region
 
     def reject(self, line: int, col: str, problem: str) -> None:
         self.problems.append(RowProblem(line, col, problem, self.source))
@@ -742,7 +763,7 @@ def _parse_customer(f: _Fields, run: _Run) -> dict[str, Any]:
     if f.has("email"):
         v["email"] = f.email("email")
     if f.has("phone"):
-        v["phone"] = f.text("phone", _max_len(c, "phone"))
+        v["phone"] = f.phone("phone", run.phone_region)
     if f.has("tags"):
         tags = ",".join(f.items("tags"))
         if len(tags) > _max_len(c, "tags"):
@@ -834,7 +855,7 @@ def _parse_contact(f: _Fields, run: _Run) -> dict[str, Any]:
     if f.has("email"):
         v["email"] = f.email("email")
     if f.has("phone"):
-        v["phone"] = f.text("phone", _max_len(c, "phone"))
+        v["phone"] = f.phone("phone", run.phone_region)
     if f.has("roles"):
         roles = f.items("roles")
         bad = [r for r in roles if r not in CONTACT_ROLES]

@@ -38,6 +38,8 @@ class MessageSpec:
     block_account: bool = False
     receipt_pdf: bool = False  # attach the PDF receipt of the charge
     upcoming: bool = False  # re-check the subscription's charge date at sending
+    # Channels for the debtor, in order of preference; internal copies go by email.
+    channels: tuple[str, ...] = ("email",)
 
 
 NOTICE_NAMES = {
@@ -57,6 +59,7 @@ def _notice(
     hide_pay_link: bool = True,
     receipt_pdf: bool = False,
     upcoming: bool = False,
+    channels: tuple[str, ...] = ("email",),
 ) -> MessageSpec:
     return MessageSpec(
         key=kind,
@@ -69,6 +72,7 @@ def _notice(
         hide_pay_link=hide_pay_link,
         receipt_pdf=receipt_pdf,
         upcoming=upcoming,
+        channels=channels,
     )
 
 
@@ -79,9 +83,21 @@ def notice_spec(config: CobroConfig, step: str) -> MessageSpec | None:
     if kind == "receipt":
         return _notice(kind, subs.receipts.template, Recipient.DEBTOR, receipt_pdf=True)
     if kind == "unpaid":
-        return _notice(kind, subs.unpaid.template, Recipient.DEBTOR, hide_pay_link=False)
+        return _notice(
+            kind,
+            subs.unpaid.template,
+            Recipient.DEBTOR,
+            hide_pay_link=False,
+            channels=tuple(subs.unpaid.channels),
+        )
     if kind == "upcoming":
-        return _notice(kind, subs.upcoming_charge.template, Recipient.DEBTOR, upcoming=True)
+        return _notice(
+            kind,
+            subs.upcoming_charge.template,
+            Recipient.DEBTOR,
+            upcoming=True,
+            channels=tuple(subs.upcoming_charge.channels),
+        )
     if kind == "admin":
         return _notice(kind, subs.admin.template, Recipient.ADMIN)
     if kind == "banking":
@@ -120,6 +136,7 @@ def message_spec(config: CobroConfig, step: str) -> MessageSpec:
         needs_items=True,
         needs_overdue=False,
         block_account=phase.block_account,
+        channels=phase.channels,
     )
 
 

@@ -11,6 +11,8 @@ from sqlalchemy import insert, update
 
 from cobro.channels.base import Channel
 from cobro.channels.email import CaptureTransport, EmailChannel, SmtpSettings, SmtpTransport
+from cobro.channels.push import PushChannel
+from cobro.channels.sms import SmsChannel
 from cobro.dispatch import Dispatcher, DispatchReport
 from cobro.domain.calendar import send_instant
 from cobro.planner import plan_day
@@ -76,6 +78,71 @@ def email_channel(ws: Workspace, clock: datetime) -> EmailChannel:
     )
 
 
+def sms_channel(ws: Workspace) -> SmsChannel | None:
+    """The SMS channel, when ``channels.sms`` is configured; the token comes from the
+    environment variable it names and is never stored or logged."""
+    cfg = ws.config.channels.sms
+    if cfg is None:
+        return None
+    return SmsChannel(
+        cfg.account_sid,
+        os.environ.get(cfg.auth_token_env),
+        cfg.sender,
+        api_url=cfg.api_url,
+        status_callback=cfg.status_callback,
+        cost_per_segment=cfg.cost_per_segment,
+        max_segments=cfg.max_segments,
+        smart_encoding=cfg.smart_encoding,
+        timeout_s=cfg.timeout_s,
+        token_source=f"the environment variable {cfg.auth_token_env}",
+    )
+
+
+def vapid_private_key(ws: Workspace) -> tuple[str | None, str]:
+    """The VAPID private key (PEM) and, when there is none, why."""
+    cfg = ws.config.channels.push
+    if cfg is None:
+        return None, "channels.push is not configured"
+    from_env = os.environ.get(cfg.private_key_env)
+    if from_env:
+        return from_env, ""
+    path = ws.root / cfg.private_key_file
+    try:
+        return path.read_text(), ""
+    except OSError as exc:
+        return None, (
+            f"no VAPID private key: {cfg.private_key_env} is not set and {path} cannot be read "
+            f"({exc.strerror}); `cobro push keys` makes one"
+        )
+
+
+def push_channel(ws: Workspace) -> PushChannel | None:
+    cfg = ws.config.channels.push
+    if cfg is None:
+        return None
+    key, problem = vapid_private_key(ws)
+    return PushChannel(
+        key,
+        cfg.subject,
+        ttl_s=cfg.ttl_s,
+        urgency=cfg.urgency,
+        cost=cfg.cost,
+        timeout_s=cfg.timeout_s,
+        key_problem=problem,
+    )
+
+
+def default_channels(ws: Workspace, clock: datetime) -> dict[str, Channel]:
+    """Every channel the workspace configures."""
+    channels: dict[str, Channel] = {"email": email_channel(ws, clock)}
+    sms, push = sms_channel(ws), push_channel(ws)
+    if sms is not None:
+        channels["sms"] = sms
+    if push is not None:
+        channels["push"] = push
+    return channels
+
+
 _TEMPLATES: dict[tuple[str | None, str], TemplateSet] = {}
 
 
@@ -104,7 +171,7 @@ def dispatch_due(
         ws.company_id,
         ws.secret,
         templates or templates_for(ws),
-        channels or {"email": email_channel(ws, as_of)},
+        channels or default_channels(ws, as_of),
         as_of,
         config_file=str(ws.root / "cobro.yaml"),
         files_root=ws.root,

@@ -306,7 +306,7 @@ class KilledAfterDelivering:
     def __init__(self, real: Any) -> None:
         self.real = real
         self.name = real.name
-        self.cost = real.cost
+        self.cost_of = real.cost_of
 
     async def start(self) -> None:
         await self.real.start()
@@ -350,7 +350,7 @@ class BrokenForOneAddress:
 
     def __init__(self, real: Any, address: str) -> None:
         self.real, self.address = real, address
-        self.name, self.cost = real.name, real.cost
+        self.name, self.cost_of = real.name, real.cost_of
 
     async def start(self) -> None:
         await self.real.start()

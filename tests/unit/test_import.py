@@ -84,7 +84,7 @@ def test_customers_are_stored_with_normalised_email_tags_and_attributes(
         tmp_path,
         "customers.csv",
         "external_id,name,kind,group,language,email,phone,tags,attr_region,attr_Segment\n"
-        "C1,  Acme S.L. ,Business,wholesale,ES, Billing@Acme.EXAMPLE ,  +34 600 ,VIP|North,N,a\n",
+        "C1,  Acme S.L. ,Business,wholesale,ES, Billing@Acme.EXAMPLE ,  +34 600 111 222 ,VIP|North,N,a\n",
     )
     report = run(workspace, "customers", path)
 
@@ -95,7 +95,7 @@ def test_customers_are_stored_with_normalised_email_tags_and_attributes(
     assert row["group_name"] == "wholesale"
     assert row["language"] == "es"
     assert row["email"] == "Billing@acme.example"
-    assert row["phone"] == "+34 600"
+    assert row["phone"] == "+34600111222"
     assert row["tags"] == "vip,north"
     assert row["attributes"] == {"region": "N", "Segment": "a"}
     assert row["blocked"] is False
@@ -437,7 +437,7 @@ def test_contact_roles_are_stored_between_commas(workspace: Workspace, tmp_path:
         "contacts.csv",
         "external_id,customer,name,email,phone,roles\n"
         "K1,C1,Ana,ana@example.com,,Sales_Rep|billing\n"
-        "K2,C1,Bo,,+34 600,\n",
+        "K2,C1,Bo,,+34 600 111 222,\n",
     )
     report = run(workspace, "contacts", path)
 

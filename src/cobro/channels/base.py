@@ -27,18 +27,25 @@ class Outgoing:
     message_id: str  # stable per outbox row and recipient: a retry reuses it
     headers: dict[str, str] = field(default_factory=dict)
     attachments: tuple[Attachment, ...] = ()
+    # Channel-specific data about the address (a push subscription's keys...).
+    meta: dict[str, str] = field(default_factory=dict)
+    url: str | None = None  # where a short message (SMS, push) leads: the pay link
 
 
 class Channel(Protocol):
     """A channel sends an ``Outgoing`` and returns the provider's id for it.
 
     ``send`` raises ``TemporaryFailure`` when a later retry may succeed and
-    ``PermanentFailure`` when it will not. ``start``/``stop`` open and close
-    connections around a batch.
+    ``PermanentFailure`` when it will not (``AddressGone`` when the address
+    itself is gone for good). ``start``/``stop`` open and close connections
+    around a batch.
     """
 
     name: ClassVar[str]
-    cost: Decimal
+
+    def cost_of(self, message: Outgoing) -> Decimal:
+        """What sending ``message`` costs, in the company's accounting unit."""
+        ...
 
     async def start(self) -> None: ...
 

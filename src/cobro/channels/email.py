@@ -146,6 +146,9 @@ class EmailChannel:
         self.cost = cost
         self.clock = clock
 
+    def cost_of(self, message: Outgoing) -> Decimal:
+        return self.cost
+
     async def start(self) -> None:
         await self.transport.start()
 

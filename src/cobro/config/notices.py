@@ -39,12 +39,14 @@ class UpcomingCharge(_Strict):
     enabled: bool = True
     days_before: Annotated[int, Field(ge=0, le=60)] = 2
     at: ClockTime = time(9, 0)
-    channels: list[Literal["email"]] = ["email"]
+    # In order of preference: the first that reaches the member; the next when it fails.
+    channels: Annotated[list[Literal["email", "sms", "push"]], Field(min_length=1)] = ["email"]
     template: str = "upcoming_charge"
 
 
 class Unpaid(_Strict):
     enabled: bool = True
+    channels: Annotated[list[Literal["email", "sms", "push"]], Field(min_length=1)] = ["email"]
     template: str = "unpaid_subscription"
 
 

@@ -90,6 +90,15 @@ class Company(_Strict):
     max_catch_up_days: Annotated[int, Field(ge=0, le=365)] = 30
     action_catch_up_days: Annotated[int, Field(ge=0, le=31)] = 3
     link_max_age_days: Annotated[int, Field(ge=1, le=365)] = 30
+    phone_region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] | None = Field(
+        default=None,
+        description="country for phone numbers written without +code (default: the locale's)",
+    )
+
+    @property
+    def region(self) -> str | None:
+        """The country national phone numbers belong to: ``phone_region`` or the locale's."""
+        return self.phone_region or Locale.parse(self.locale).territory
 
     @field_validator("timezone")
     @classmethod
@@ -136,8 +145,83 @@ class EmailChannel(_Strict):
     cost: Decimal = Decimal("0.0005")
 
 
+class SmsChannel(_Strict):
+    """SMS through Twilio's Messages API. The auth token is read from the environment."""
+
+    provider: Literal["twilio"] = "twilio"
+    account_sid: Annotated[str, Field(pattern=r"^AC[0-9a-fA-F]{32}$")]
+    auth_token_env: str = Field(
+        default="TWILIO_AUTH_TOKEN",
+        description="name of the environment variable holding the auth token",
+    )
+    sender: str = Field(
+        description="E.164 number, alphanumeric sender id or messaging service SID (MG...)"
+    )
+    api_url: str = Field(
+        default="https://api.twilio.com",
+        pattern=r"^https?://[^\s/]+(:\d+)?/?$",
+        description="Twilio's API root: a regional edge, or a local test server",
+    )
+    status_callback: str | None = None
+    cost_per_segment: Decimal = Decimal("0.05")
+    max_segments: Annotated[int, Field(ge=1, le=10)] = 3
+    # Accented letters GSM-7 lacks are sent without the accent (ó -> o), so a message stays
+    # at 160 characters a segment instead of 70.
+    smart_encoding: bool = True
+    timeout_s: Annotated[float, Field(gt=0, le=120)] = 15.0
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, v: str) -> str:
+        v = v.strip()
+        if re.fullmatch(r"\+[1-9]\d{6,14}", v) or re.fullmatch(r"MG[0-9a-fA-F]{32}", v):
+            return v
+        if re.fullmatch(r"(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}", v):
+            return v  # alphanumeric sender id
+        raise ValueError(
+            f"{v!r} is not an E.164 number (+34600111222), a messaging service SID (MG...) "
+            "or an alphanumeric sender id (up to 11 letters and digits)"
+        )
+
+
+class PushChannel(_Strict):
+    """Web Push (RFC 8030) with VAPID (RFC 8292) to the browsers and apps members subscribed."""
+
+    subject: str = Field(description="VAPID contact: mailto:someone@example.com or https://...")
+    private_key_file: str = Field(
+        default="vapid_private.pem",
+        description="PEM file, relative to the workspace, made by `cobro push keys`",
+    )
+    private_key_env: str = Field(
+        default="COBRO_VAPID_PRIVATE_KEY",
+        description="environment variable that, when set, holds the private key instead",
+    )
+    ttl_s: Annotated[int, Field(ge=0, le=2419200)] = 86400
+    urgency: Literal["very-low", "low", "normal", "high"] = "normal"
+    cost: Decimal = Decimal(0)
+    timeout_s: Annotated[float, Field(gt=0, le=120)] = 15.0
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, v: str) -> str:
+        if v.startswith("mailto:"):
+            try:
+                validate_email(v[7:], check_deliverability=False, allow_smtputf8=False)
+            except EmailNotValidError as exc:
+                raise ValueError(f"not a valid mailto: address: {exc}") from exc
+            return v
+        if v.startswith("https://"):
+            return v
+        raise ValueError("the VAPID subject is a mailto: address or an https:// URL")
+
+
+ChannelName = Literal["email", "sms", "push"]
+
+
 class Channels(_Strict):
     email: EmailChannel = EmailChannel()
+    sms: SmsChannel | None = None
+    push: PushChannel | None = None
 
 
 class PhaseConfig(_Strict):
@@ -146,7 +230,7 @@ class PhaseConfig(_Strict):
     when: str
     template: str
     mode: DeliveryMode = DeliveryMode.FULL
-    channels: list[Literal["email"]] = ["email"]
+    channels: Annotated[list[ChannelName], Field(min_length=1)] = ["email"]
     recipients: list[ConfigurableRecipient] = [Recipient.DEBTOR]
     repeat_every_days: Annotated[int, Field(ge=1, le=365)] | None = None
     max_repeats: Annotated[int, Field(ge=0, le=1000)] | None = None
@@ -228,6 +312,7 @@ class CobroConfig(_Strict):
                 raise ValueError(f"segment name {name!r}: letters, digits, '-' and '_' only")
             if seg.policy is not None and seg.policy not in self.policies:
                 raise ValueError(f"segments.{name}.policy: {seg.policy!r} is not defined")
+        self._channels_configured()
         keys: set[str] = set()
         for action in self.actions:
             if action.key in keys:
@@ -236,6 +321,25 @@ class CobroConfig(_Strict):
             if action.segment not in self.segments:
                 raise ValueError(f"actions.{action.key}: segment {action.segment!r} is not defined")
         return self
+
+    def _channels_configured(self) -> None:
+        """Every channel a message may go on must be set up under ``channels:``."""
+        uses: list[tuple[str, list[str]]] = [
+            (f"policies.{name}.phases.{ph.key}", list(ph.channels))
+            for name, pc in self.policies.items()
+            for ph in pc.phases
+        ]
+        subs = self.subscriptions
+        uses.append(("subscriptions.upcoming_charge", list(subs.upcoming_charge.channels)))
+        uses.append(("subscriptions.unpaid", list(subs.unpaid.channels)))
+        for where, names in uses:
+            if len(set(names)) != len(names):
+                raise ValueError(f"{where}.channels: a channel is listed twice")
+            for ch in names:
+                if ch != "email" and getattr(self.channels, ch) is None:
+                    raise ValueError(
+                        f"{where}.channels: {ch!r} is used but channels.{ch} is not configured"
+                    )
 
     def policy(self, name: str) -> Policy:
         """The domain policy called ``name``."""

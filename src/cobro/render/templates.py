@@ -1,8 +1,10 @@
 """Sandboxed Jinja2 templates: one file per template and language, rendered in three parts.
 
 A template ``NAME.LANG.j2`` extends ``_layout.j2`` and fills the blocks
-``subject`` and ``claim``. The workspace's ``templates/`` directory overrides
-the bundled templates file by file. Templates run in Jinja's immutable
+``subject`` and ``claim``, and may fill ``short``: the one line an SMS or a
+push notification carries (by default the subject and the total). The
+workspace's ``templates/`` directory overrides the bundled templates file by
+file. Templates run in Jinja's immutable
 sandbox with strict undefined variables; HTML output is autoescaped.
 """
 
@@ -132,6 +134,26 @@ class TemplateSet:
         if not subject:
             raise TemplateError(f"template {filename}: the subject is empty")
         return Rendered(subject, _tidy(text), html)
+
+    def render_short(self, name: str, language: str, context: dict[str, Any]) -> Rendered:
+        """The subject and the one-line ``short`` part (SMS, push) of template ``name``."""
+        filename, lang = self.resolve(name, language)
+        ctx = dict(context, language=lang, L=LABELS.get(lang, LABELS["en"]))
+        try:
+            subject = self._text.get_template(filename).render(ctx, part="subject")
+            short = self._text.get_template(filename).render(ctx, part="short")
+        except SecurityError as exc:
+            raise TemplateError(f"template {filename}: unsafe operation refused: {exc}") from exc
+        except JinjaTemplateError as exc:
+            raise TemplateError(f"template {filename}: {exc}") from exc
+        except Exception as exc:
+            raise TemplateError(f"template {filename}: {type(exc).__name__}: {exc}") from exc
+        subject, short = " ".join(subject.split()), " ".join(short.split())
+        if not subject:
+            raise TemplateError(f"template {filename}: the subject is empty")
+        if not short:
+            raise TemplateError(f"template {filename}: the short text (SMS, push) is empty")
+        return Rendered(subject, short, "")
 
 
 def _tidy(text: str) -> str:

@@ -317,6 +317,24 @@ subscriptions = Table(
     Index(None, "customer_id"),
 )
 
+push_subscriptions = Table(
+    "push_subscriptions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("endpoint", String(1000), nullable=False),
+    Column("p256dh", String(120), nullable=False),
+    Column("auth", String(60), nullable=False),
+    Column("user_agent", String(300)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("gone_at", UTCDateTime),  # the push service said it no longer exists
+    Column("gone_reason", String(300)),
+    UniqueConstraint("company_id", "endpoint"),
+    Index(None, "customer_id"),
+)
+
 charges = Table(
     "charges",
     metadata,

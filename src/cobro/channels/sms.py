@@ -1,0 +1,217 @@
+"""SMS through Twilio's Messages API, with segment counting for length and cost."""
+
+from __future__ import annotations
+
+import unicodedata
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import aiohttp
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+from cobro.channels.base import Outgoing
+from cobro.errors import PermanentFailure, TemporaryFailure
+
+TWILIO_ROOT = "https://api.twilio.com"
+
+# GSM 03.38: the basic character set (one septet) and its extension table (two septets).
+GSM_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM_EXTENDED = frozenset("^{}\\[~]|€\f")
+ELLIPSIS = "..."
+
+
+def sms_units(text: str) -> tuple[str, int]:
+    """(``"GSM-7"`` or ``"UCS-2"``, length in that encoding's units)."""
+    if all(ch in GSM_BASIC or ch in GSM_EXTENDED for ch in text):
+        return "GSM-7", sum(2 if ch in GSM_EXTENDED else 1 for ch in text)
+    return "UCS-2", len(text.encode("utf-16-le")) // 2
+
+
+def sms_segments(text: str) -> int:
+    """How many SMS segments ``text`` takes (what carriers bill)."""
+    encoding, units = sms_units(text)
+    single, multi = (160, 153) if encoding == "GSM-7" else (70, 67)
+    if units <= single:
+        return 1
+    return -(-units // multi)
+
+
+# Look-alikes outside GSM-7 that would make the whole message UCS-2 (70 characters a segment).
+_LOOKALIKES = {
+    "\u2018": "'",
+    "\u2019": "'",
+    "\u201c": '"',
+    "\u201d": '"',
+    "\u2013": "-",
+    "\u2014": "-",
+    "\u2026": "...",
+    "\u00b7": "-",
+    "ç": "Ç",
+}
+
+
+def smart_encode(text: str) -> str:
+    """Replace characters GSM-7 lacks by their closest GSM-7 form (``ó`` -> ``o``), as SMS
+    providers' "smart encoding" does; characters without one (emoji, Cyrillic) stay."""
+    out: list[str] = []
+    for ch in text:
+        if ch in GSM_BASIC or ch in GSM_EXTENDED:
+            out.append(ch)
+        elif ch in _LOOKALIKES:
+            out.append(_LOOKALIKES[ch])
+        else:
+            base = "".join(
+                c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c)
+            )
+            out.append(base if base and all(c in GSM_BASIC for c in base) else ch)
+    return "".join(out)
+
+
+def fit_sms(text: str, link: str | None, max_segments: int, smart: bool = True) -> str:
+    """``text`` and ``link`` in at most ``max_segments`` segments: the text is shortened, the
+    link kept whole (a shortened link is useless)."""
+    text = " ".join(text.split())
+    if smart:
+        text = smart_encode(text)
+    tail = f" {link}" if link else ""
+    body = text + tail
+    if sms_segments(body) <= max_segments:
+        return body
+    lo, hi = 0, len(text)
+    while lo < hi:  # the longest prefix that still fits
+        mid = (lo + hi + 1) // 2
+        if sms_segments(text[:mid].rstrip() + ELLIPSIS + tail) <= max_segments:
+            lo = mid
+        else:
+            hi = mid - 1
+    return (text[:lo].rstrip() + ELLIPSIS + tail).strip()
+
+
+class _TwilioHttp(AsyncTwilioHttpClient):  # type: ignore[misc]
+    """Twilio's own async client, pointed at ``api_url`` (a regional edge or a test server)."""
+
+    def __init__(self, api_url: str, timeout: float) -> None:
+        super().__init__(pool_connections=True, timeout=timeout)
+        self.api_url = api_url.rstrip("/")
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Response:
+        if url.startswith(TWILIO_ROOT):
+            url = self.api_url + url[len(TWILIO_ROOT) :]
+        response: Response = await super().request(
+            method, url, params, data, headers, auth, timeout or self.timeout, allow_redirects
+        )
+        return response
+
+
+# Twilio error codes that concern the recipient: another channel may still reach them.
+RECIPIENT_CODES = {
+    21211: "not a valid phone number",
+    21408: "the destination region is not enabled",
+    21610: "the recipient has opted out (STOP)",
+    21612: "the destination cannot be reached from this sender",
+    21614: "not a mobile number",
+    30003: "unreachable handset",
+    30004: "message blocked",
+    30005: "unknown destination",
+    30006: "landline or unreachable carrier",
+}
+
+
+class SmsChannel:
+    """Sends ``Outgoing.text`` (with ``Outgoing.url`` appended) as one SMS per message."""
+
+    name: ClassVar[str] = "sms"
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str | None,
+        sender: str,
+        *,
+        api_url: str = TWILIO_ROOT,
+        status_callback: str | None = None,
+        cost_per_segment: Decimal = Decimal("0.05"),
+        max_segments: int = 3,
+        smart_encoding: bool = True,
+        timeout_s: float = 15.0,
+        token_source: str = "the auth token",
+    ) -> None:
+        self.account_sid = account_sid
+        self._token = auth_token
+        self.sender = sender
+        self.api_url = api_url
+        self.status_callback = status_callback
+        self.cost_per_segment = cost_per_segment
+        self.max_segments = max_segments
+        self.smart_encoding = smart_encoding
+        self.timeout_s = timeout_s
+        self.token_source = token_source
+        self._http: _TwilioHttp | None = None
+        self._client: Client | None = None
+
+    def body(self, message: Outgoing) -> str:
+        return fit_sms(message.text, message.url, self.max_segments, self.smart_encoding)
+
+    def cost_of(self, message: Outgoing) -> Decimal:
+        return self.cost_per_segment * sms_segments(self.body(message))
+
+    async def start(self) -> None:
+        if self._token and self._client is None:
+            self._http = _TwilioHttp(self.api_url, self.timeout_s)
+            self._client = Client(self.account_sid, self._token, http_client=self._http)
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+        self._http = self._client = None
+
+    async def send(self, message: Outgoing) -> str:
+        if not self._token:
+            raise PermanentFailure(f"SMS is not set up: {self.token_source} is empty")
+        if self._client is None:
+            await self.start()
+        assert self._client is not None
+        args: dict[str, Any] = {"to": message.address, "body": self.body(message)}
+        if self.sender.startswith("MG"):
+            args["messaging_service_sid"] = self.sender
+        else:
+            args["from_"] = self.sender
+        if self.status_callback:
+            args["status_callback"] = self.status_callback
+        try:
+            sent = await self._client.messages.create_async(**args)
+        except TwilioRestException as exc:
+            raise _failure(exc) from exc
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise TemporaryFailure(f"Twilio unreachable: {type(exc).__name__}: {exc}") from exc
+        except TwilioException as exc:
+            raise TemporaryFailure(f"Twilio: {exc}") from exc
+        return f"twilio:{sent.sid}"
+
+
+def _failure(exc: TwilioRestException) -> TemporaryFailure | PermanentFailure:
+    code = exc.code if isinstance(exc.code, int) else 0
+    what = f"Twilio {exc.status} ({code}): {exc.msg}"
+    if code in RECIPIENT_CODES:
+        return PermanentFailure(f"{what} — {RECIPIENT_CODES[code]}")
+    if exc.status in (401, 403):
+        return PermanentFailure(f"{what} — check channels.sms.account_sid and the auth token")
+    if exc.status == 429 or exc.status >= 500:
+        return TemporaryFailure(what)
+    return PermanentFailure(what)
