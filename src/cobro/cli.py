@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cobro.cli_common import Options, add_row, err, fail, open_ws, out, parse_date, print_json
-from cobro.cli_events import contacts_app, event_app
+from cobro.cli_events import contacts_app, event_app, push_app
 from cobro.cli_staff import account, segments_app, tasks_app
 from cobro.errors import CobroError, ConfigError
 from cobro.workspace import CONFIG_FILE, utcnow
@@ -284,6 +284,7 @@ def history(
 app.add_typer(segments_app, name="segments")
 app.add_typer(event_app, name="event")
 app.add_typer(contacts_app, name="contacts")
+app.add_typer(push_app, name="push")
 app.add_typer(tasks_app, name="tasks")
 app.command(name="account")(account)
 

@@ -165,3 +165,45 @@ def contacts_list(
         ]
         add_row(table, kind, "\n".join(held) or "— (primary contacts)")
     out.print(table)
+
+
+push_app = typer.Typer(help="Web Push: the VAPID key pair members' browsers subscribe with.")
+
+
+@push_app.command("keys")
+def push_keys(
+    ctx: typer.Context,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing key.")] = False,
+) -> None:
+    """Make the VAPID key pair (or show the public key of the one there is).
+
+    The private key is written to the file named by channels.push.private_key_file
+    (readable by its owner only); the public key is what the member's browser passes
+    as applicationServerKey to pushManager.subscribe().
+    """
+    import os
+
+    from cobro.channels.push import new_vapid_keys, public_key_of
+
+    ws = open_ws(ctx)
+    try:
+        cfg = ws.config.channels.push
+        name = cfg.private_key_file if cfg else "vapid_private.pem"
+        path = ws.root / name
+        if path.exists() and not force:
+            try:
+                public = public_key_of(path.read_text())
+            except ValueError as exc:
+                fail(f"{path}: {exc}", 2)
+            out.print(f"{path} exists; its public key (applicationServerKey):", markup=False)
+        else:
+            pem, public = new_vapid_keys()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(pem)
+            out.print(f"wrote {path}; public key (applicationServerKey):", markup=False)
+        out.print(public, markup=False, highlight=False)
+        if cfg is None:
+            err.print("channels.push is not configured in cobro.yaml yet", markup=False)
+    finally:
+        ws.close()

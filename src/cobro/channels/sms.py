@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import unicodedata
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -113,8 +114,11 @@ class _TwilioHttp(AsyncTwilioHttpClient):  # type: ignore[misc]
     ) -> Response:
         if url.startswith(TWILIO_ROOT):
             url = self.api_url + url[len(TWILIO_ROOT) :]
+        if auth is not None:  # as a header: aiohttp's auth= argument is deprecated
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            headers = {**(headers or {}), "Authorization": f"Basic {token}"}
         response: Response = await super().request(
-            method, url, params, data, headers, auth, timeout or self.timeout, allow_redirects
+            method, url, params, data, headers, None, timeout or self.timeout, allow_redirects
         )
         return response
 

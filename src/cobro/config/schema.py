@@ -187,7 +187,7 @@ class SmsChannel(_Strict):
 class PushChannel(_Strict):
     """Web Push (RFC 8030) with VAPID (RFC 8292) to the browsers and apps members subscribed."""
 
-    subject: str = Field(description="VAPID contact: mailto:someone@example.com or https://...")
+    subject: str = Field(description="VAPID contact: mailto:someone@example.com or https://site")
     private_key_file: str = Field(
         default="vapid_private.pem",
         description="PEM file, relative to the workspace, made by `cobro push keys`",
@@ -210,9 +210,11 @@ class PushChannel(_Strict):
             except EmailNotValidError as exc:
                 raise ValueError(f"not a valid mailto: address: {exc}") from exc
             return v
-        if v.startswith("https://"):
+        if re.fullmatch(r"https://(localhost|[\w-]+(\.[\w-]+)+)", v):
             return v
-        raise ValueError("the VAPID subject is a mailto: address or an https:// URL")
+        raise ValueError(
+            "the VAPID subject is a mailto: address or a site's https:// address without a path"
+        )
 
 
 ChannelName = Literal["email", "sms", "push"]
