@@ -15,8 +15,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from fakes.push import BrowserSubscription, FakePushService
-from fakes.twilio import FakeTwilio
 from sqlalchemy import select
 
 from cobro.channels.push import new_vapid_keys
@@ -24,6 +22,8 @@ from cobro.events import EventError, post_event
 from cobro.runs import dispatch_due, run_day
 from cobro.store import tables as t
 from cobro.workspace import Workspace
+from fakes.push import BrowserSubscription, FakePushService
+from fakes.twilio import FakeTwilio
 
 from .conftest import SmtpServer
 from .support import load

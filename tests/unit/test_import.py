@@ -84,7 +84,8 @@ def test_customers_are_stored_with_normalised_email_tags_and_attributes(
         tmp_path,
         "customers.csv",
         "external_id,name,kind,group,language,email,phone,tags,attr_region,attr_Segment\n"
-        "C1,  Acme S.L. ,Business,wholesale,ES, Billing@Acme.EXAMPLE ,  +34 600 111 222 ,VIP|North,N,a\n",
+        "C1,  Acme S.L. ,Business,wholesale,ES, Billing@Acme.EXAMPLE ,"
+        "  +34 600 111 222 ,VIP|North,N,a\n",
     )
     report = run(workspace, "customers", path)
 
