@@ -148,6 +148,11 @@ def run(
         f"{report.date}: planned {report.planned} message(s) covering {report.items} "
         f"receivable(s); sent {report.sent}, failed {report.failed}, skipped {report.skipped}"
         + (f", retrying {report.retrying}" if report.retrying else "")
+        + (
+            "; delivered " + ", ".join(f"{n} by {ch}" for ch, n in report.by_channel.items())
+            if len(report.by_channel) > 1 or set(report.by_channel) - {"email"}
+            else ""
+        )
         + (f"; accounts blocked {report.blocked}" if report.blocked else "")
         + (f"; accounts released {report.unblocked}" if report.unblocked else "")
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -50,6 +50,8 @@ LEASE = timedelta(minutes=10)
 # Whom a message is for; reaching only internal copies (sales rep...) does not make it sent.
 MAIN_ROLES = frozenset({Recipient.DEBTOR.value, "admin", "contact"})
 MAX_ATTEMPTS = 5
+FIRST_BATCH = 50  # rows claimed at first; the size then follows how long batches take
+BATCH_SECONDS = 0.5  # what one batch (claim, render, send, record) should take at most
 
 
 def backoff(attempt: int) -> timedelta:
@@ -88,6 +90,7 @@ class DispatchReport:
     blocked: int = 0
     cost: Decimal = Decimal(0)
     errors: list[str] = field(default_factory=list)
+    by_channel: Counter[str] = field(default_factory=Counter)  # deliveries per channel
 
     def add(self, other: DispatchReport) -> None:
         self.sent += other.sent
@@ -98,6 +101,7 @@ class DispatchReport:
         self.blocked += other.blocked
         self.cost += other.cost
         self.errors.extend(other.errors)
+        self.by_channel.update(other.by_channel)
 
 
 @dataclass(frozen=True)
@@ -227,10 +231,23 @@ class Dispatcher:
             for channel in self.channels.values():
                 await channel.start()
                 started.append(channel)
-            while jobs := self._prepare():
+            # Batches grow while they are quick (plain emails: up to batch_size) and shrink
+            # while they are slow (receipts with a PDF each), so that the first message of
+            # a batch never waits long for the last one to be rendered.
+            limit = min(FIRST_BATCH, self.batch_size)
+            while True:
+                began = time.monotonic()
+                jobs = self._prepare(limit)
+                if not jobs:
+                    break
                 await self._send(jobs)
                 with self.engine.begin() as conn:
                     report.add(self._record(conn, jobs))
+                took = time.monotonic() - began
+                if took < BATCH_SECONDS / 2 and len(jobs) == limit:
+                    limit = min(limit * 2, self.batch_size)
+                elif took > BATCH_SECONDS:
+                    limit = max(limit // 2, 1)
         finally:
             for channel in started:
                 await channel.stop()
@@ -240,10 +257,10 @@ class Dispatcher:
         """``as_of``, advanced by the real time this dispatcher has been running."""
         return self.as_of + timedelta(seconds=time.monotonic() - self._started)
 
-    def _prepare(self) -> list[Job]:
+    def _prepare(self, limit: int) -> list[Job]:
         """Claim the next batch, load what it needs and render it (no sending)."""
         with self.engine.begin() as conn:
-            jobs = self._claim(conn)
+            jobs = self._claim(conn, limit)
             if jobs:
                 self._load(conn, jobs)
         self._compose(jobs)
@@ -251,7 +268,7 @@ class Dispatcher:
 
     # -- claim and load -------------------------------------------------------
 
-    def _claim(self, conn: Connection) -> list[Job]:
+    def _claim(self, conn: Connection, limit: int) -> list[Job]:
         o, c = t.outbox.c, t.customers.c
         q = (
             select(
@@ -272,7 +289,7 @@ class Dispatcher:
                 o.next_attempt_at <= self.as_of,
             )
             .order_by(o.next_attempt_at, o.id)
-            .limit(self.batch_size)
+            .limit(limit)
             .with_for_update(skip_locked=True, of=t.outbox)
         )
         rows = conn.execute(q).all()
@@ -760,6 +777,7 @@ class Dispatcher:
                     )
                     if ok:
                         report.deliveries += 1
+                        report.by_channel[channel] += 1
                         report.cost += cost
                 # a person reached on one channel is not retried because another failed
                 temporary = temporary or (r_temporary and not r_ok)

@@ -514,7 +514,8 @@ class _Fields:
             self.fail(col, f"{value!r} is not a phone number: {exc}")
             return None
         if not phonenumbers.is_valid_number(number):
-            where = f" (national numbers are read as {region})" if region else ""
+            national = region and not value.startswith(("+", "00"))
+            where = f" (national numbers are read as {region})" if national else ""
             self.fail(col, f"{value!r} is not a valid phone number{where}")
             return None
         return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))

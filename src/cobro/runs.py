@@ -32,6 +32,7 @@ class RunReport:
     skipped: int  # cancelled because paid before sending
     retrying: int
     deliveries: int
+    by_channel: dict[str, int]
     blocked: int
     unblocked: int
     tasks: int
@@ -222,6 +223,7 @@ def run_day(
         skipped=dispatched.cancelled,
         retrying=dispatched.retrying,
         deliveries=dispatched.deliveries,
+        by_channel=dict(sorted(dispatched.by_channel.items())),
         blocked=dispatched.blocked,
         unblocked=plan.unblocked,
         tasks=plan.tasks,

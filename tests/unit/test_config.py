@@ -116,3 +116,45 @@ def test_a_policy_may_not_take_a_reserved_name() -> None:
         "default_policy: consumer", "default_policy: upcoming"
     )
     assert any("policy name 'upcoming' is reserved" in p for p in problems(text))
+
+
+EMAIL_COST = "    cost: 0.0005                 # per message, in the company currency\n"
+UPCOMING = "    channels: [email]            # in order of preference, of email, sms and push\n"
+SMS = '  sms:\n    account_sid: AC0123456789abcdef0123456789abcdef\n    sender: "+34910000000"\n'
+
+
+def test_a_channel_used_but_not_configured_is_refused() -> None:
+    text = STARTER.replace(UPCOMING, "    channels: [sms, email]\n")
+    [p] = problems(text)
+    assert "subscriptions.upcoming_charge.channels: 'sms' is used but channels.sms" in p
+
+
+def test_configured_sms_channel_is_accepted_and_a_bad_sender_is_refused() -> None:
+    ok = STARTER.replace(EMAIL_COST, EMAIL_COST + SMS).replace(UPCOMING, "    channels: [sms]\n")
+    config = parse_config(ok)
+    assert config.channels.sms is not None and config.channels.sms.auth_token_env == (
+        "TWILIO_AUTH_TOKEN"
+    )
+    assert config.subscriptions.upcoming_charge.channels == ["sms"]
+    bad = ok.replace('sender: "+34910000000"', 'sender: "0034 91 000"')
+    [p] = problems(bad)
+    assert f"cobro.yaml:{line_of(bad, '0034 91 000')}: channels.sms.sender" in p
+    assert "is not an E.164 number" in p
+
+
+def test_push_subject_must_be_mailto_or_a_site_address() -> None:
+    def with_subject(subject: str) -> str:
+        return STARTER.replace(EMAIL_COST, EMAIL_COST + f"  push:\n    subject: {subject}\n")
+
+    assert parse_config(with_subject("mailto:cobros@demo.example")).channels.push is not None
+    assert parse_config(with_subject("https://demo.example")).channels.push is not None
+    [p] = problems(with_subject("https://demo.example/contact"))
+    assert "channels.push.subject" in p and "without a path" in p
+
+
+def test_a_phase_may_list_sms_and_push_in_order_of_preference() -> None:
+    text = STARTER.replace(EMAIL_COST, EMAIL_COST + SMS).replace(
+        "template: b2b_00", "template: b2b_00\n        channels: [sms, email]", 1
+    )
+    phase = parse_config(text).policy("b2b").phases[0]
+    assert phase.channels == ("sms", "email")

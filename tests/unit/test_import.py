@@ -906,3 +906,26 @@ def test_internationalised_addresses_are_kept_as_punycode_or_refused(
     [problem] = report.rejected
     assert (problem.line, problem.field) == (3, "email")
     assert by_ext(workspace, t.customers)["C1"]["email"] == "user@xn--bcher-kva.de"
+
+
+def test_phone_numbers_are_stored_in_e164_and_national_ones_read_in_the_company_country(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path,
+        "customers.csv",
+        "external_id,name,phone\n"
+        "C1,Ana,612 34 56 78\n"  # national: the starter company is es_ES
+        "C2,Bob,+44 20 7946 0958\n"
+        "C3,Cai,12345\n"
+        "C4,Dee,call me\n",
+    )
+    report = run(workspace, "customers", path)
+    assert report.inserted == 2
+    rows = by_ext(workspace, t.customers)
+    assert (rows["C1"]["phone"], rows["C2"]["phone"]) == ("+34612345678", "+442079460958")
+    assert [(p.line, p.field) for p in report.rejected] == [(4, "phone"), (5, "phone")]
+    assert "'12345' is not a valid phone number (national numbers are read as ES)" in str(
+        report.rejected[0]
+    )
+    assert "C3" not in rows and "C4" not in rows
