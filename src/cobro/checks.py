@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 
@@ -67,6 +68,49 @@ def sample_context(config: CobroConfig, locale: str) -> dict[str, object]:
     }
 
 
+def _render_both(
+    templates: TemplateSet, name: str, language: str, context: dict[str, object]
+) -> None:
+    """Render the email parts and the short SMS/push line of a template."""
+    templates.render(name, language, context)
+    templates.render_short(name, language, context)
+
+
+def _channel_problems(config: CobroConfig, root: Path, cfg_file: Path) -> list[ConfigProblem]:
+    """SMS and push set up in the file but unusable on this machine (no token, no key)."""
+    from cobro.channels.push import public_key_of
+
+    lines = field_lines(cfg_file)
+    problems = []
+    sms = config.channels.sms
+    if sms is not None and not os.environ.get(sms.auth_token_env):
+        where = ("channels", "sms", "auth_token_env")
+        problems.append(
+            ConfigProblem(
+                str(cfg_file),
+                lines.get(where) or lines.get(("channels", "sms")),
+                ".".join(where),
+                f"the environment variable {sms.auth_token_env} is not set: SMS cannot be sent",
+            )
+        )
+    push = config.channels.push
+    if push is not None:
+        where = ("channels", "push", "private_key_file")
+        pem = os.environ.get(push.private_key_env)
+        try:
+            public_key_of(pem or (root / push.private_key_file).read_text())
+        except (OSError, ValueError) as exc:
+            problems.append(
+                ConfigProblem(
+                    str(cfg_file),
+                    lines.get(where) or lines.get(("channels", "push")),
+                    ".".join(where),
+                    f"no usable VAPID private key ({exc}); `cobro push keys` makes one",
+                )
+            )
+    return problems
+
+
 def check_workspace(root: Path) -> list[ConfigProblem]:
     """Every problem of the workspace's configuration; an empty list when all is well."""
     cfg_file = root / "cobro.yaml"
@@ -102,7 +146,7 @@ def check_workspace(root: Path) -> list[ConfigProblem]:
             where: tuple[str | int, ...] = ("policies", name, "phases", index, "template")
             for lang in LANGUAGES:
                 try:
-                    templates.render(phase.template, lang, sample_context(config, lang))
+                    _render_both(templates, phase.template, lang, sample_context(config, lang))
                 except TemplateError as exc:
                     problems.append(
                         ConfigProblem(
@@ -122,7 +166,7 @@ def check_workspace(root: Path) -> list[ConfigProblem]:
     ):
         for lang in LANGUAGES:
             try:
-                templates.render(name, lang, sample_context(config, lang))
+                _render_both(templates, name, lang, sample_context(config, lang))
             except TemplateError as exc:
                 problems.append(
                     ConfigProblem(
@@ -135,7 +179,7 @@ def check_workspace(root: Path) -> list[ConfigProblem]:
             where = ("actions", index, "template")
             for lang in LANGUAGES:
                 try:
-                    templates.render(action.template, lang, sample_context(config, lang))
+                    _render_both(templates, action.template, lang, sample_context(config, lang))
                 except TemplateError as exc:
                     problems.append(
                         ConfigProblem(
@@ -155,4 +199,5 @@ def check_workspace(root: Path) -> list[ConfigProblem]:
                         str(cfg_file), lines.get(where), ".".join(str(p) for p in where), str(exc)
                     )
                 )
+    problems.extend(_channel_problems(config, root, cfg_file))
     return problems

@@ -255,3 +255,25 @@ def test_data_that_looks_like_markup_is_shown_as_it_is(ws: Path) -> None:
     cobro(ws, "segments", "show", "large_b2b_debt")  # renders without a markup error
     shown = cobro(ws, "history").stdout
     assert "No claims recorded" in shown
+
+
+def test_check_reports_sms_without_its_token_and_push_without_its_key(ws: Path) -> None:
+    cfg = ws / "cobro.yaml"
+    text = cfg.read_text(encoding="utf-8").replace(
+        "    cost: 0.0005                 # per message, in the company currency\n",
+        "    cost: 0.0005\n"
+        "  sms:\n"
+        "    account_sid: AC0123456789abcdef0123456789abcdef\n"
+        '    sender: "+34910000000"\n'
+        "    auth_token_env: GYM_TWILIO_TOKEN\n"
+        "  push:\n"
+        "    subject: mailto:cobros@demo.example\n",
+    )
+    cfg.write_text(text, encoding="utf-8")
+    proc = cobro(ws, "check", ok=False)
+    assert proc.returncode != 0
+    assert "channels.sms.auth_token_env: the environment variable GYM_TWILIO_TOKEN" in proc.stderr
+    assert "channels.push.private_key_file: no usable VAPID private key" in proc.stderr
+    cobro(ws, "push", "keys")
+    proc = cobro(ws, "check", ok=False)
+    assert "channels.push" not in proc.stderr and "GYM_TWILIO_TOKEN" in proc.stderr
