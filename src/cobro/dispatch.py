@@ -551,6 +551,8 @@ class Dispatcher:
             main = main_role(spec.recipients)
             if not any(p.role is main for p, _ in targets):
                 job.failure = UNREACHABLE.get(main, "nobody to send it to")
+                if main is Recipient.DEBTOR and spec.channels != ("email",):
+                    job.failure = f"the debtor has no address for {', '.join(spec.channels)}"
                 job.permanent = True
             items = [
                 {

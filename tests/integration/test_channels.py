@@ -26,7 +26,7 @@ from fakes.push import BrowserSubscription, FakePushService
 from fakes.twilio import FakeTwilio
 
 from .conftest import SmtpServer
-from .support import load
+from .support import invoice, load
 
 MADRID = ZoneInfo("Europe/Madrid")
 SENDER = "+34910000000"
@@ -377,3 +377,36 @@ def test_push_subscription_with_bad_keys_is_refused_with_the_field(
     assert "keys.auth: auth is not a 16-byte value" in problems
     with ws.engine.connect() as conn:
         assert conn.execute(select(t.push_subscriptions)).all() == []
+
+
+# --------------------------------------------------------------------------- dunning phases
+
+
+def test_a_policy_phase_by_sms_carries_the_total_and_the_pay_link(
+    make_ws: Callable[..., Workspace], twilio: FakeTwilio, smtp_server: SmtpServer
+) -> None:
+    ws = make_ws(
+        replace={
+            **smtp_server.replace,
+            EMAIL_COST: channels_yaml(twilio, False),
+            "        template: reminder_due\n": "        template: reminder_due\n"
+            "        channels: [sms, email]\n",
+        }
+    )
+    load(
+        ws,
+        "customers",
+        {"external_id": "P1", "name": "Ana", "kind": "person", "phone": "+34 612 345 678"},
+        {"external_id": "P2", "name": "Bea", "kind": "person", "email": "bea@example.com"},
+    )
+    for n, who in ((1, "P1"), (2, "P2")):
+        invoice(ws, f"F{n}", who, date(2026, 5, 10), "120.50")
+    run_day(ws, date(2026, 5, 10))
+
+    [sms] = twilio.messages
+    text, _, link = sms["body"].rpartition(" ")
+    assert sms["to"] == PHONE
+    assert text == "Distribuciones Demo S.L.: su pago vence hoy - Total pendiente: 120,50 €"
+    assert link.startswith("https://pagos.demo.example/portal/")
+    [mail] = mails_to(smtp_server, "bea@example.com")  # no phone: the next channel
+    assert "120,50" in mail.get_body(("plain",)).get_content()
