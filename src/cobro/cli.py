@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cobro.cli_common import Options, add_row, err, fail, open_ws, out, parse_date, print_json
+from cobro.cli_dispatch import dispatch
 from cobro.cli_events import contacts_app, event_app, push_app
 from cobro.cli_staff import account, segments_app, tasks_app
 from cobro.errors import CobroError, ConfigError
@@ -292,6 +293,7 @@ app.add_typer(contacts_app, name="contacts")
 app.add_typer(push_app, name="push")
 app.add_typer(tasks_app, name="tasks")
 app.command(name="account")(account)
+app.command(name="dispatch")(dispatch)
 
 evidence_app = typer.Typer(help="The tamper-evident history.", no_args_is_help=True)
 app.add_typer(evidence_app, name="evidence")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 
@@ -18,7 +20,7 @@ from cobro.domain.calendar import send_instant
 from cobro.planner import plan_day
 from cobro.render.templates import TemplateSet
 from cobro.store import tables as t
-from cobro.workspace import Workspace
+from cobro.workspace import Workspace, utcnow
 
 
 @dataclass(frozen=True)
@@ -230,3 +232,25 @@ def run_day(
         cost=str(dispatched.cost),
         errors=tuple(dispatched.errors),
     )
+
+
+def watch(
+    ws: Workspace,
+    stop: threading.Event,
+    poll_s: float = 0.2,
+    on_report: Callable[[DispatchReport], None] | None = None,
+) -> DispatchReport:
+    """Send what is due, again and again, until ``stop`` is set: event notices go out as
+    they arrive. Several watchers (processes or hosts) may share one database; each row
+    is claimed by one of them. Waits ``poll_s`` after a pass that found nothing."""
+    total = DispatchReport()
+    templates = templates_for(ws)
+    while not stop.is_set():
+        report = dispatch_due(ws, utcnow(), templates=templates)
+        total.add(report)
+        busy = report.sent + report.failed + report.cancelled + report.retrying
+        if busy and on_report is not None:
+            on_report(report)
+        if not busy:
+            stop.wait(poll_s)
+    return total
