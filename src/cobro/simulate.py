@@ -14,7 +14,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, or_, select
 
 from cobro.config import CobroConfig
 from cobro.domain.actions import ActionType
@@ -33,7 +33,7 @@ class SimulatedMessage:
     customer: str
     step: str
     phase_name: str
-    channel: str  # "email", or "none" when the debtor cannot be reached
+    channel: str  # "email", "sms", "push", "task", or "none" when the debtor cannot be reached
     recipients: int
     items: int
     totals: dict[str, Decimal]
@@ -57,20 +57,52 @@ def _reach(conn: Connection, company_id: int) -> dict[int, dict[str, int]]:
     """Per debtor, how many addresses each recipient role has."""
     out: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     cu, ct = t.customers.c, t.contacts.c
-    for row in conn.execute(
-        select(cu.id).where(cu.company_id == company_id, cu.email.is_not(None))
+    for cust in conn.execute(
+        select(cu.id, cu.email, cu.phone).where(
+            cu.company_id == company_id, or_(cu.email.is_not(None), cu.phone.is_not(None))
+        )
     ):
-        out[row.id][Recipient.DEBTOR.value] += 1
+        out[cust.id][Recipient.DEBTOR.value] += cust.email is not None
+        out[cust.id]["@sms"] += cust.phone is not None
     for row in conn.execute(
-        select(ct.customer_id, ct.roles).where(ct.company_id == company_id, ct.email.is_not(None))
+        select(ct.customer_id, ct.roles, ct.email, ct.phone).where(
+            ct.company_id == company_id, or_(ct.email.is_not(None), ct.phone.is_not(None))
+        )
     ):
         roles = set(filter(None, row.roles.split(",")))
         if "billing" in roles:
-            out[row.customer_id][Recipient.DEBTOR.value] += 1
+            out[row.customer_id][Recipient.DEBTOR.value] += row.email is not None
+            out[row.customer_id]["@sms"] += row.phone is not None
+        if row.email is None:
+            continue
         for role in (Recipient.SALES_REP.value, Recipient.ACCOUNT_MANAGER.value):
             if role in roles:
                 out[row.customer_id][role] += 1
+    ps = t.push_subscriptions.c
+    for row in conn.execute(
+        select(ps.customer_id).where(ps.company_id == company_id, ps.gone_at.is_(None))
+    ):
+        out[row.customer_id]["@push"] += 1
     return out
+
+
+def _channel_and_cost(
+    config: CobroConfig, channels: tuple[str, ...], roles: dict[str, int], recipients: int
+) -> tuple[str, Decimal]:
+    """The first channel that reaches the debtor, and the message's estimated cost (an SMS
+    counted as one segment; internal copies by email)."""
+    email_cost = config.channels.email.cost
+    debtor_emails = roles.get(Recipient.DEBTOR.value, 0)
+    internal = max(recipients - debtor_emails, 0)
+    for ch in channels:
+        if ch == "email" and debtor_emails:
+            return "email", email_cost * recipients
+        sms, push = config.channels.sms, config.channels.push
+        if ch == "sms" and sms is not None and roles.get("@sms"):
+            return "sms", sms.cost_per_segment * roles["@sms"] + email_cost * internal
+        if ch == "push" and push is not None and roles.get("@push"):
+            return "push", push.cost * roles["@push"] + email_cost * internal
+    return "none", Decimal(0)
 
 
 def _actions_on(
@@ -166,19 +198,21 @@ def simulate(
         for (customer_id, step), (items, totals) in sorted(found.items()):
             phase = config.phase_by_step(step)
             roles = reach.get(customer_id, {})
-            debtor = roles.get(Recipient.DEBTOR.value, 0)
-            recipients = sum(roles.get(r.value, 0) for r in phase.recipients) if debtor else 0
+            recipients = sum(roles.get(r.value, 0) for r in phase.recipients)
+            channel, cost = _channel_and_cost(config, phase.channels, roles, recipients)
+            if channel == "none":
+                recipients = 0
             messages.append(
                 SimulatedMessage(
                     date=day,
                     customer=names[customer_id],
                     step=step,
                     phase_name=phase.name,
-                    channel="email" if debtor else "none",
+                    channel=channel,
                     recipients=recipients,
                     items=items,
                     totals=dict(sorted(totals.items())),
-                    cost=cost_each * recipients,
+                    cost=cost,
                 )
             )
         messages.extend(_actions_on(conn, config, company_id, day, covered, reach, cost_each))

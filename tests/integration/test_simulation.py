@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, timedelta
+from decimal import Decimal
 
 from sqlalchemy import func, select
 
@@ -12,7 +13,7 @@ from cobro.simulate import SimulatedMessage, simulate
 from cobro.store import tables as t
 from cobro.workspace import Workspace
 
-from .support import business, count, d, invoice, person
+from .support import business, count, d, invoice, load, person
 
 FIRST, LAST = d("2025-03-01"), d("2025-04-15")
 
@@ -118,3 +119,38 @@ def test_simulation_predicts_the_runs_with_the_starter_scheduled_actions(
         day += timedelta(days=1)
 
     assert sent_by_run(ws) == predicted
+
+
+def test_simulation_names_the_first_channel_that_reaches_each_debtor_and_its_cost(
+    make_ws: Callable[..., Workspace],
+) -> None:
+    ws = make_ws(
+        replace={
+            "    cost: 0.0005                 # per message, in the company currency\n": (
+                "    cost: 0.0005\n"
+                "  sms:\n"
+                "    account_sid: AC0123456789abcdef0123456789abcdef\n"
+                '    sender: "+34910000000"\n'
+                "    cost_per_segment: 0.07\n"
+            ),
+            "        template: reminder_due\n": "        template: reminder_due\n"
+            "        channels: [sms, email]\n",
+        }
+    )
+    load(
+        ws,
+        "customers",
+        {"external_id": "P1", "name": "Ana", "kind": "person", "phone": "+34612345678"},
+        {"external_id": "P2", "name": "Bea", "kind": "person", "email": "bea@example.com"},
+        {"external_id": "P3", "name": "Cai", "kind": "person"},
+    )
+    for who in ("P1", "P2", "P3"):
+        invoice(ws, f"{who}-1", who, d("2025-03-12"), "60.00")
+    due_day = [
+        (m.customer, m.channel, m.cost) for m in simulated(ws, d("2025-03-12"), d("2025-03-12"))
+    ]
+    assert due_day == [
+        ("P1", "sms", Decimal("0.07")),
+        ("P2", "email", Decimal("0.0005")),
+        ("P3", "none", Decimal(0)),
+    ]
