@@ -50,7 +50,7 @@ LEASE = timedelta(minutes=10)
 # Whom a message is for; reaching only internal copies (sales rep...) does not make it sent.
 MAIN_ROLES = frozenset({Recipient.DEBTOR.value, "admin", "contact"})
 MAX_ATTEMPTS = 5
-FIRST_BATCH = 50  # rows claimed at first; the size then follows how long batches take
+FIRST_BATCH = 8  # rows claimed at first; the size then follows how long batches take
 BATCH_SECONDS = 0.5  # what one batch (claim, render, send, record) should take at most
 
 
