@@ -13,8 +13,9 @@
    of that database:
    * ``D`` dispatcher processes (this script with ``--worker``), each with its
      own ``open_workspace`` on the same SQLite file, call
-     ``dispatch_due(ws, as_of=datetime.now(UTC))`` in a loop, sleeping
-     ``--poll-ms`` after a call that found nothing to do. Before polling, each
+     ``cobro.runs.watch`` (what ``cobro dispatch --watch`` runs: one dispatch pass
+     after another as of the current time, SMTP connections kept open between
+     passes), waiting ``--poll-ms`` after a pass that found nothing to do. Before polling, each
      renders one receipt PDF so that imports and font loading are done.
    * One producer (this process) posts ``--events`` ``charge.succeeded`` events
      open loop at ``--rate`` per second: event *i* is due at ``t0 + i / rate``;
@@ -192,10 +193,11 @@ def sample_notice(charge: str = "warmup") -> dict[str, Any]:
 
 
 def worker(root: Path, poll_ms: float, profile: Path | None) -> None:
-    """Call ``dispatch_due`` until stdin closes; print a JSON line of counters."""
+    """Run ``cobro.runs.watch`` (one pass = one ``Dispatcher`` over kept-open SMTP
+    connections) until stdin closes; print a JSON line of counters."""
     from cobro.notices import notice_context
     from cobro.render.receipt import receipt_pdf
-    from cobro.runs import dispatch_due
+    from cobro.runs import watch
     from cobro.workspace import open_workspace
 
     ws = open_workspace(root, sqlite_url(root / "cobro.db"))
@@ -215,21 +217,20 @@ def worker(root: Path, poll_ms: float, profile: Path | None) -> None:
     cpu0 = time.process_time()
     if profiler:
         profiler.enable()
-    while not stop.is_set():
-        t0 = time.perf_counter()
-        report = dispatch_due(ws, datetime.now(UTC))
+
+    def count(report: Any, seconds: float) -> None:
         stats["calls"] += 1
         rows = report.sent + report.failed + report.cancelled + report.retrying
         if rows:
             stats["busy_calls"] += 1
-            stats["busy_s"] += time.perf_counter() - t0
+            stats["busy_s"] += seconds
             stats["rows"] += rows
             stats["deliveries"] += report.deliveries
             stats["failed"] += report.failed
             stats["retrying"] += report.retrying
             stats["max_rows_per_call"] = max(stats["max_rows_per_call"], rows)
-        else:
-            stop.wait(poll_ms / 1000)
+
+    watch(ws, stop, poll_ms / 1000, count)  # what `cobro dispatch --watch` runs
     if profiler:
         profiler.disable()
         profiler.dump_stats(profile)

@@ -25,6 +25,11 @@ def _line(report: DispatchReport) -> str:
     return text
 
 
+def _print_busy(report: DispatchReport, _seconds: float) -> None:
+    if report.sent + report.failed + report.cancelled + report.retrying:
+        out.print(_line(report), markup=False)
+
+
 def _stop_on_signals(stop: threading.Event) -> None:
     def handler(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
@@ -97,7 +102,7 @@ def dispatch(
                 ws,
                 stop,
                 poll_ms / 1000,
-                None if as_json else lambda r: out.print(_line(r), markup=False),
+                None if as_json else _print_busy,
             )
     except ConfigError as exc:
         for p in exc.problems:

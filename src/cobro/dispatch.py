@@ -198,8 +198,10 @@ class Dispatcher:
         batch_size: int = 500,
         config_file: str = "cobro.yaml",
         files_root: Path | None = None,
+        channels_open: bool = False,
     ) -> None:
         self.engine = engine
+        self.channels_open = channels_open  # the caller starts and stops the channels
         self.config = config
         self.company_id = company_id
         self.secret = secret
@@ -228,7 +230,7 @@ class Dispatcher:
         report = DispatchReport()
         started: list[Channel] = []
         try:
-            for channel in self.channels.values():
+            for channel in () if self.channels_open else self.channels.values():
                 await channel.start()
                 started.append(channel)
             # Batches grow while they are quick (plain emails: up to batch_size) and shrink

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
@@ -238,19 +239,57 @@ def watch(
     ws: Workspace,
     stop: threading.Event,
     poll_s: float = 0.2,
-    on_report: Callable[[DispatchReport], None] | None = None,
+    on_pass: Callable[[DispatchReport, float], None] | None = None,
 ) -> DispatchReport:
     """Send what is due, again and again, until ``stop`` is set: event notices go out as
     they arrive. Several watchers (processes or hosts) may share one database; each row
-    is claimed by one of them. Waits ``poll_s`` after a pass that found nothing."""
+    is claimed by one of them. Channels (SMTP connections...) stay open between passes.
+    Waits ``poll_s`` after a pass that found nothing; ``on_pass`` gets each pass's report
+    and how long it took."""
+    return asyncio.run(_watch(ws, stop, poll_s, on_pass))
+
+
+async def _watch(
+    ws: Workspace,
+    stop: threading.Event,
+    poll_s: float,
+    on_pass: Callable[[DispatchReport, float], None] | None,
+) -> DispatchReport:
     total = DispatchReport()
     templates = templates_for(ws)
-    while not stop.is_set():
-        report = dispatch_due(ws, utcnow(), templates=templates)
-        total.add(report)
-        busy = report.sent + report.failed + report.cancelled + report.retrying
-        if busy and on_report is not None:
-            on_report(report)
-        if not busy:
-            stop.wait(poll_s)
+    channels = default_channels(ws, utcnow())
+    email = channels["email"]
+    loop = asyncio.get_running_loop()
+    started: list[Channel] = []
+    try:
+        for channel in channels.values():
+            await channel.start()
+            started.append(channel)
+        while not stop.is_set():
+            now = utcnow()
+            if isinstance(email, EmailChannel):
+                email.clock = now  # the Date header
+                if isinstance(email.transport, CaptureTransport):
+                    email.transport.directory = ws.mail_dir / now.date().isoformat()
+            began = time.monotonic()
+            report = await Dispatcher(
+                ws.engine,
+                ws.config,
+                ws.company_id,
+                ws.secret,
+                templates,
+                channels,
+                now,
+                config_file=str(ws.root / "cobro.yaml"),
+                files_root=ws.root,
+                channels_open=True,
+            ).run()
+            total.add(report)
+            if on_pass is not None:
+                on_pass(report, time.monotonic() - began)
+            if not report.sent + report.failed + report.cancelled + report.retrying:
+                await loop.run_in_executor(None, stop.wait, poll_s)
+    finally:
+        for channel in started:
+            await channel.stop()
     return total

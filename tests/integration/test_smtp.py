@@ -381,3 +381,44 @@ def test_an_unexpected_error_fails_one_message_not_the_batch(
         "ok1@acme.example",
         "ok3@acme.example",
     ]
+
+
+def test_a_kept_open_connection_closed_by_the_server_is_reopened_at_once() -> None:
+    import asyncio
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    from cobro.channels.email import SmtpSettings, SmtpTransport
+
+    class Sink:
+        def __init__(self) -> None:
+            self.count = 0
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            self.count += 1
+            return "250 OK"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    sink = Sink()
+    data = b"Subject: t\r\n\r\nhello\r\n"
+
+    async def scenario() -> None:
+        transport = SmtpTransport(SmtpSettings("127.0.0.1", port, connections=1))
+        await transport.start()
+        first = Controller(sink, hostname="127.0.0.1", port=port)
+        first.start()
+        await transport.deliver("a@example.com", "b@example.com", data, "m1")
+        first.stop()  # the server goes away with the idle connection ...
+        second = Controller(sink, hostname="127.0.0.1", port=port)
+        second.start()  # ... and is back: the next message must not wait for a retry
+        try:
+            await transport.deliver("a@example.com", "b@example.com", data, "m2")
+        finally:
+            await transport.stop()
+            second.stop()
+
+    asyncio.run(scenario())
+    assert sink.count == 2

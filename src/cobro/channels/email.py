@@ -95,9 +95,18 @@ class SmtpTransport:
     async def deliver(self, sender: str, recipient: str, data: bytes, name: str) -> str:
         client = await self._free.get()
         try:
-            if not client.is_connected:
+            reused = client.is_connected
+            if not reused:
                 await client.connect()
-            _errors, reply = await client.sendmail(sender, [recipient], data)
+            try:
+                _errors, reply = await client.sendmail(sender, [recipient], data)
+            except aiosmtplib.SMTPServerDisconnected:
+                if not reused:
+                    raise
+                # A kept-open connection the server closed while idle: reconnect once.
+                client.close()
+                await client.connect()
+                _errors, reply = await client.sendmail(sender, [recipient], data)
             return reply.strip() or "250"
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [e.code for e in exc.recipients]
