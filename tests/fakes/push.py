@@ -19,7 +19,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +27,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from fakes.server import LocalService
 
 MAX_BODY = 4096  # RFC 8030 section 7.2: services must take at least 4096 octets
 MAX_VAPID_LIFETIME = 24 * 60 * 60  # RFC 8292 section 2: exp at most 24 hours ahead
@@ -131,7 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
-class FakePushService:
+class FakePushService(LocalService):
     """A Web Push service on a local port: ``with FakePushService() as push: ...``.
 
     ``gone`` holds endpoint paths (``"/push/<name>"``) whose subscription expired: they answer
@@ -141,6 +142,7 @@ class FakePushService:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.received: list[PushReceived] = []
         self.gone: set[str] = set()
         self.fail_next = 0
@@ -148,46 +150,20 @@ class FakePushService:
         self.restricted: dict[str, str] = {}
         self.requests = 0  # every request the server answered, failures included
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
+
+    def _new_server(self) -> _Server:
+        return _Server(self)
 
     @property
     def url(self) -> str:
         """The service's origin, ``http://127.0.0.1:PORT`` (the VAPID ``aud``)."""
-        if self._server is None:
-            raise RuntimeError("FakePushService is not running: use it as a context manager")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self.origin
 
     def endpoint(self, name: str) -> str:
         """The push endpoint URL of subscription ``name``."""
         return f"{self.url}/push/{name}"
-
-    def __enter__(self) -> FakePushService:
-        self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-push",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._server = self._thread = None
 
     def messages_for(self, name: str) -> list[PushReceived]:
         """What subscription ``name`` received, oldest first."""

@@ -23,9 +23,10 @@ import threading
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, TypedDict
 from urllib.parse import parse_qs, urlsplit
+
+from fakes.server import LocalService
 
 API_VERSION = "2010-04-01"
 
@@ -130,7 +131,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-class FakeTwilio:
+class FakeTwilio(LocalService):
     """Twilio's Messages API on a local port: ``with FakeTwilio() as tw: ... tw.url``.
 
     ``refuse`` maps a ``To`` number to the ``(http status, Twilio error code, message)`` the
@@ -139,6 +140,7 @@ class FakeTwilio:
     """
 
     def __init__(self, account_sid: str | None = None, auth_token: str | None = None) -> None:
+        super().__init__()
         self.account_sid = account_sid or _sid("AC")
         self.auth_token = auth_token or secrets.token_hex(16)
         self.messages: list[SentMessage] = []
@@ -147,42 +149,16 @@ class FakeTwilio:
         self.requests = 0  # every request the server answered, failures included
         self._resources: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
+
+    def _new_server(self) -> _Server:
+        return _Server(self)
 
     @property
     def url(self) -> str:
         """Base URL to use instead of ``https://api.twilio.com`` (no trailing slash)."""
-        if self._server is None:
-            raise RuntimeError("FakeTwilio is not running: use it as a context manager")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def __enter__(self) -> FakeTwilio:
-        self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-twilio",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._server = self._thread = None
+        return self.origin
 
     # -- helpers for tests -------------------------------------------------------------------
 
