@@ -116,44 +116,41 @@ class TemplateSet:
             return candidate, lang
         raise TemplateError(f"template {name!r} not found (looked for {name}.{language}.j2)")
 
-    def render(self, name: str, language: str, context: dict[str, Any]) -> Rendered:
-        """Render the subject, plain text and HTML of template ``name``."""
+    def _parts(
+        self, name: str, language: str, context: dict[str, Any], parts: tuple[str, ...]
+    ) -> tuple[str, list[str]]:
+        """The file used and each part of ``parts`` rendered (``html`` autoescaped)."""
         filename, lang = self.resolve(name, language)
         ctx = dict(context, language=lang, L=LABELS.get(lang, LABELS["en"]))
         try:
-            subject = self._text.get_template(filename).render(ctx, part="subject")
-            text = self._text.get_template(filename).render(ctx, part="text")
-            html = self._html.get_template(filename).render(ctx, part="html")
+            out = [
+                (self._html if part == "html" else self._text)
+                .get_template(filename)
+                .render(ctx, part=part)
+                for part in parts
+            ]
         except SecurityError as exc:
             raise TemplateError(f"template {filename}: unsafe operation refused: {exc}") from exc
         except JinjaTemplateError as exc:
             raise TemplateError(f"template {filename}: {exc}") from exc
         except Exception as exc:  # e.g. a filter given None, a division by zero
             raise TemplateError(f"template {filename}: {type(exc).__name__}: {exc}") from exc
-        subject = " ".join(subject.split())
-        if not subject:
+        if not " ".join(out[0].split()):
             raise TemplateError(f"template {filename}: the subject is empty")
-        return Rendered(subject, _tidy(text), html)
+        return filename, out
+
+    def render(self, name: str, language: str, context: dict[str, Any]) -> Rendered:
+        """Render the subject, plain text and HTML of template ``name``."""
+        _, (subject, text, html) = self._parts(name, language, context, ("subject", "text", "html"))
+        return Rendered(" ".join(subject.split()), _tidy(text), html)
 
     def render_short(self, name: str, language: str, context: dict[str, Any]) -> Rendered:
         """The subject and the one-line ``short`` part (SMS, push) of template ``name``."""
-        filename, lang = self.resolve(name, language)
-        ctx = dict(context, language=lang, L=LABELS.get(lang, LABELS["en"]))
-        try:
-            subject = self._text.get_template(filename).render(ctx, part="subject")
-            short = self._text.get_template(filename).render(ctx, part="short")
-        except SecurityError as exc:
-            raise TemplateError(f"template {filename}: unsafe operation refused: {exc}") from exc
-        except JinjaTemplateError as exc:
-            raise TemplateError(f"template {filename}: {exc}") from exc
-        except Exception as exc:
-            raise TemplateError(f"template {filename}: {type(exc).__name__}: {exc}") from exc
-        subject, short = " ".join(subject.split()), " ".join(short.split())
-        if not subject:
-            raise TemplateError(f"template {filename}: the subject is empty")
+        filename, (subject, short) = self._parts(name, language, context, ("subject", "short"))
+        short = " ".join(short.split())
         if not short:
             raise TemplateError(f"template {filename}: the short text (SMS, push) is empty")
-        return Rendered(subject, short, "")
+        return Rendered(" ".join(subject.split()), short, "")
 
 
 def _tidy(text: str) -> str:
