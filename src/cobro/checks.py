@@ -78,7 +78,7 @@ def _render_both(
 
 def _channel_problems(config: CobroConfig, root: Path, cfg_file: Path) -> list[ConfigProblem]:
     """SMS and push set up in the file but unusable on this machine (no token, no key)."""
-    from cobro.channels.push import public_key_of
+    from cobro.channels.push import public_key_of, read_private_key
 
     lines = field_lines(cfg_file)
     problems = []
@@ -96,10 +96,9 @@ def _channel_problems(config: CobroConfig, root: Path, cfg_file: Path) -> list[C
     push = config.channels.push
     if push is not None:
         where = ("channels", "push", "private_key_file")
-        pem = os.environ.get(push.private_key_env)
         try:
-            public_key_of(pem or (root / push.private_key_file).read_text())
-        except (OSError, ValueError) as exc:
+            public_key_of(read_private_key(push.private_key_env, root / push.private_key_file))
+        except ValueError as exc:
             problems.append(
                 ConfigProblem(
                     str(cfg_file),

@@ -14,7 +14,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cobro.cli_common import Options, add_row, err, fail, open_ws, out, parse_date, print_json
+from cobro.cli_common import (
+    Options,
+    add_row,
+    by_channel,
+    err,
+    fail,
+    open_ws,
+    out,
+    parse_date,
+    print_json,
+)
 from cobro.cli_dispatch import dispatch
 from cobro.cli_events import contacts_app, event_app, push_app
 from cobro.cli_staff import account, segments_app, tasks_app
@@ -149,11 +159,8 @@ def run(
         f"{report.date}: planned {report.planned} message(s) covering {report.items} "
         f"receivable(s); sent {report.sent}, failed {report.failed}, skipped {report.skipped}"
         + (f", retrying {report.retrying}" if report.retrying else "")
-        + (
-            "; delivered " + ", ".join(f"{n} by {ch}" for ch, n in report.by_channel.items())
-            if len(report.by_channel) > 1 or set(report.by_channel) - {"email"}
-            else ""
-        )
+        # an email-only run says nothing more: "sent" already counts its messages
+        + (by_channel(report.by_channel) if set(report.by_channel) - {"email"} else "")
         + (f"; accounts blocked {report.blocked}" if report.blocked else "")
         + (f"; accounts released {report.unblocked}" if report.unblocked else "")
     )

@@ -61,3 +61,10 @@ def add_row(table: Table, *values: object) -> None:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=None, default=str) + "\n")
+
+
+def by_channel(counts: dict[str, int]) -> str:
+    """``"; delivered 2 by email, 1 by sms"``, or nothing when there were no deliveries."""
+    if not counts:
+        return ""
+    return "; delivered " + ", ".join(f"{n} by {ch}" for ch, n in sorted(counts.items()))

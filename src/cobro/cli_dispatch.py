@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from cobro.cli_common import Options, err, fail, open_ws, out, print_json
+from cobro.cli_common import Options, by_channel, err, fail, open_ws, out, print_json
 from cobro.dispatch import DispatchReport
 from cobro.errors import CobroError, ConfigError
 
@@ -20,9 +20,7 @@ def _line(report: DispatchReport) -> str:
     text = f"sent {report.sent}, failed {report.failed}, skipped {report.cancelled}"
     if report.retrying:
         text += f", retrying {report.retrying}"
-    if report.by_channel:
-        text += "; delivered " + ", ".join(f"{n} by {ch}" for ch, n in report.by_channel.items())
-    return text
+    return text + by_channel(report.by_channel)
 
 
 def _print_busy(report: DispatchReport, _seconds: float) -> None:

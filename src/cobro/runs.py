@@ -14,7 +14,7 @@ from sqlalchemy import insert, update
 
 from cobro.channels.base import Channel
 from cobro.channels.email import CaptureTransport, EmailChannel, SmtpSettings, SmtpTransport
-from cobro.channels.push import PushChannel
+from cobro.channels.push import PushChannel, read_private_key
 from cobro.channels.sms import SmsChannel
 from cobro.dispatch import Dispatcher, DispatchReport
 from cobro.domain.calendar import send_instant
@@ -102,29 +102,15 @@ def sms_channel(ws: Workspace) -> SmsChannel | None:
     )
 
 
-def vapid_private_key(ws: Workspace) -> tuple[str | None, str]:
-    """The VAPID private key (PEM) and, when there is none, why."""
-    cfg = ws.config.channels.push
-    if cfg is None:
-        return None, "channels.push is not configured"
-    from_env = os.environ.get(cfg.private_key_env)
-    if from_env:
-        return from_env, ""
-    path = ws.root / cfg.private_key_file
-    try:
-        return path.read_text(), ""
-    except OSError as exc:
-        return None, (
-            f"no VAPID private key: {cfg.private_key_env} is not set and {path} cannot be read "
-            f"({exc.strerror}); `cobro push keys` makes one"
-        )
-
-
 def push_channel(ws: Workspace) -> PushChannel | None:
     cfg = ws.config.channels.push
     if cfg is None:
         return None
-    key, problem = vapid_private_key(ws)
+    key, problem = None, ""
+    try:
+        key = read_private_key(cfg.private_key_env, ws.root / cfg.private_key_file)
+    except ValueError as exc:
+        problem = f"no VAPID private key: {exc}"
     return PushChannel(
         key,
         cfg.subject,
@@ -169,18 +155,32 @@ def dispatch_due(
     templates: TemplateSet | None = None,
 ) -> DispatchReport:
     """Send every outbox row due by ``as_of``."""
-    dispatcher = Dispatcher(
+    dispatcher = workspace_dispatcher(
+        ws, as_of, channels or default_channels(ws, as_of), templates or templates_for(ws)
+    )
+    return asyncio.run(dispatcher.run())
+
+
+def workspace_dispatcher(
+    ws: Workspace,
+    as_of: datetime,
+    channels: dict[str, Channel],
+    templates: TemplateSet,
+    channels_open: bool = False,
+) -> Dispatcher:
+    """A dispatcher for the workspace's company as of ``as_of``."""
+    return Dispatcher(
         ws.engine,
         ws.config,
         ws.company_id,
         ws.secret,
-        templates or templates_for(ws),
-        channels or default_channels(ws, as_of),
+        templates,
+        channels,
         as_of,
         config_file=str(ws.root / "cobro.yaml"),
         files_root=ws.root,
+        channels_open=channels_open,
     )
-    return asyncio.run(dispatcher.run())
 
 
 def run_day(
@@ -272,17 +272,8 @@ async def _watch(
                 if isinstance(email.transport, CaptureTransport):
                     email.transport.directory = ws.mail_dir / now.date().isoformat()
             began = time.monotonic()
-            report = await Dispatcher(
-                ws.engine,
-                ws.config,
-                ws.company_id,
-                ws.secret,
-                templates,
-                channels,
-                now,
-                config_file=str(ws.root / "cobro.yaml"),
-                files_root=ws.root,
-                channels_open=True,
+            report = await workspace_dispatcher(
+                ws, now, channels, templates, channels_open=True
             ).run()
             total.add(report)
             if on_pass is not None:

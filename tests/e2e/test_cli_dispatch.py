@@ -4,50 +4,11 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from email.parser import BytesParser
-from email.policy import default
 from pathlib import Path
-from typing import Any
 
-import pytest
-from aiosmtpd.controller import Controller
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.claims: list[str] = []
-        self.changed = threading.Condition()
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        msg = BytesParser(policy=default).parsebytes(envelope.original_content or envelope.content)
-        with self.changed:
-            self.claims.append(str(msg["X-Cobro-Claim"]))
-            self.changed.notify_all()
-        return "250 OK"
-
-    def wait_for(self, n: int, timeout: float) -> bool:
-        with self.changed:
-            return self.changed.wait_for(lambda: len(self.claims) >= n, timeout)
-
-
-@pytest.fixture
-def inbox() -> Iterator[tuple[Inbox, int]]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
-
+from .conftest import Inbox
 
 ENV = {"PATH": "/usr/bin:/bin", "COLUMNS": "200"}
 COBRO = [sys.executable, "-m", "cobro"]
@@ -132,11 +93,12 @@ def test_watching_dispatchers_send_each_event_notice_once(
                 stdin=json.dumps(charge),
             )
         # 5 admin notices (new subscriber) and 5 receipts, sent by the watchers alone.
-        assert handler.wait_for(10, timeout=60), handler.claims
+        assert handler.wait_for(10, timeout=60), len(handler.messages)
     finally:
         watcher.send_signal(signal.SIGTERM)
         stdout, stderr = watcher.communicate(timeout=60)
     assert watcher.returncode == 0, stderr
-    assert len(handler.claims) == len(set(handler.claims)) == 10  # none twice
+    claims = [str(m["X-Cobro-Claim"]) for m in handler.messages]
+    assert len(claims) == len(set(claims)) == 10  # none twice
     assert "watching the outbox with 2 process(es)" in stdout and "total: sent" in stdout
     assert json.loads(cobro(ws, "dispatch", "--json"))["sent"] == 0  # nothing left behind

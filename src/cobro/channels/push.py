@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, ClassVar
 
 import aiohttp
@@ -41,6 +43,21 @@ def public_key_of(private_pem: str) -> str:
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def read_private_key(env_name: str, path: Path) -> str:
+    """The VAPID private key (PEM): from the environment variable when set, else the file.
+    ``ValueError`` says why there is none."""
+    from_env = os.environ.get(env_name)
+    if from_env:
+        return from_env
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise ValueError(
+            f"{env_name} is not set and {path} cannot be read ({exc.strerror}); "
+            "`cobro push keys` makes one"
+        ) from None
 
 
 def payload(message: Outgoing) -> bytes:

@@ -1,0 +1,1 @@
+"""End-to-end tests: the CLI in a subprocess against real servers."""

@@ -1,0 +1,48 @@
+"""End-to-end fixtures: a real SMTP server (aiosmtpd) on a free local port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import default
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+
+class Inbox:
+    """Every message the SMTP server accepted, parsed; ``wait_for`` waits for a count."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.changed = threading.Condition()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        msg = BytesParser(policy=default).parsebytes(envelope.original_content or envelope.content)
+        assert isinstance(msg, EmailMessage)
+        with self.changed:
+            self.messages.append(msg)
+            self.changed.notify_all()
+        return "250 OK"
+
+    def wait_for(self, n: int, timeout: float) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: len(self.messages) >= n, timeout)
+
+
+@pytest.fixture
+def inbox() -> Iterator[tuple[Inbox, int]]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    handler = Inbox()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
