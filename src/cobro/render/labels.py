@@ -63,3 +63,29 @@ RECEIPT_LABELS: dict[str, dict[str, str]] = {
         "paid": "Pago recibido. Gracias.",
     },
 }
+
+CYCLE_LABELS: dict[str, dict[str, str]] = {
+    "en": {
+        "weekly": "weekly",
+        "monthly": "monthly",
+        "quarterly": "quarterly",
+        "yearly": "yearly",
+        "days": "every {n} days",
+    },
+    "es": {
+        "weekly": "semanal",
+        "monthly": "mensual",
+        "quarterly": "trimestral",
+        "yearly": "anual",
+        "days": "cada {n} días",
+    },
+}
+
+
+def cycle_label(cycle: str, language: str) -> str:
+    """A billing cycle (``monthly``, ``30 days``) in words of ``language``."""
+    words = CYCLE_LABELS.get(language, CYCLE_LABELS["en"])
+    count, _, unit = cycle.partition(" ")
+    if unit == "days" and count.isdigit():
+        return words["days"].format(n=int(count))
+    return words.get(cycle, cycle)

@@ -1,8 +1,16 @@
-"""PDF receipts: a sandboxed HTML template rendered to PDF by WeasyPrint."""
+"""PDF receipts: a sandboxed HTML template rendered to PDF by WeasyPrint.
+
+Receipts are rendered with WeasyPrint's own HTML user-agent stylesheet less its form
+field, footnote and page-margin-box sections, which a receipt never uses: every element
+still gets its usual defaults, and each receipt takes about an eighth less CPU (see
+``bench/README.md``).
+"""
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
+from importlib.resources import files
 from typing import Any
 
 from jinja2 import Template
@@ -10,7 +18,7 @@ from jinja2 import TemplateError as JinjaTemplateError
 
 from cobro.config.schema import Company
 from cobro.errors import TemplateError
-from cobro.render.labels import RECEIPT_LABELS
+from cobro.render.labels import RECEIPT_LABELS, cycle_label
 from cobro.render.templates import page_environment
 
 
@@ -20,6 +28,36 @@ def _fonts() -> Any:
     from weasyprint.text.fonts import FontConfiguration
 
     return FontConfiguration()
+
+
+#: Sections of WeasyPrint's ``html5_ua.css`` (by their ``/* Title */`` comment) left out.
+UNUSED_UA_SECTIONS = ("Form fields", "Notes", "Pages")
+
+
+def receipt_ua_css(full: str) -> str:
+    """``full`` (a user-agent stylesheet) without the sections :data:`UNUSED_UA_SECTIONS`.
+
+    A section runs from its title comment to the next one. The page margin the dropped
+    ``Pages`` section sets is kept. A title that is not found leaves the text whole.
+    """
+    parts = re.split(r"(?m)^(?=/\* [^\n]*\*/[ \t]*$)", full)
+    kept = [p for p in parts if not any(p.startswith(f"/* {n} */") for n in UNUSED_UA_SECTIONS)]
+    return "".join(kept) + "\n@page { margin: 75px }\n"
+
+
+@lru_cache(maxsize=1)
+def _html_class() -> Any:
+    """``weasyprint.HTML`` with the receipt user-agent stylesheet, parsed once."""
+    from weasyprint import CSS, HTML
+
+    full = (files("weasyprint") / "css" / "html5_ua.css").read_text(encoding="utf-8")
+    ua = CSS(string=receipt_ua_css(full), font_config=_fonts())
+
+    class ReceiptHTML(HTML):  # type: ignore[misc]
+        def _ua_stylesheets(self, forms: bool = False) -> list[Any]:
+            return [ua]
+
+    return ReceiptHTML
 
 
 @lru_cache(maxsize=1)
@@ -51,6 +89,7 @@ def receipt_html(
             },
             customer={"name": customer_name, "external_id": customer_id},
             notice=notice,
+            cycle=cycle_label(notice["cycle"], language) if notice.get("cycle") else None,
         )
     except JinjaTemplateError as exc:
         raise TemplateError(f"receipt_pdf.j2: {exc}") from exc
@@ -65,8 +104,6 @@ def receipt_pdf(
     locale: str,
 ) -> bytes:
     """The PDF receipt of a successful charge."""
-    from weasyprint import HTML
-
     html = receipt_html(company, customer_name, customer_id, notice, language, locale)
-    data: bytes = HTML(string=html).write_pdf(font_config=_fonts())
+    data: bytes = _html_class()(string=html).write_pdf(font_config=_fonts())
     return data

@@ -1,0 +1,89 @@
+"""PDF receipts: localised wording, and the user-agent stylesheet they are rendered with."""
+
+from __future__ import annotations
+
+import io
+from importlib import resources
+from typing import Any
+
+from pypdf import PdfReader
+
+from cobro.config import parse_config
+from cobro.notices import notice_context
+from cobro.render.labels import cycle_label
+from cobro.render.receipt import receipt_pdf, receipt_ua_css
+
+STARTER = (resources.files("cobro") / "starter" / "cobro.yaml").read_text(encoding="utf-8")
+UA = (resources.files("weasyprint") / "css" / "html5_ua.css").read_text(encoding="utf-8")
+
+
+def charge(cycle: str | None) -> dict[str, Any]:
+    return notice_context(
+        {
+            "event": "receipt",
+            "charge": "CH-9",
+            "amount": "1250.50",
+            "currency": "EUR",
+            "charged_at": "2026-03-05T09:30:00+01:00",
+            "subscription": {
+                "subscription": "S1",
+                "plan": "Plan Oro",
+                "kind": "plan",
+                "price": "1250.50",
+                "currency": "EUR",
+                "cycle": cycle,
+                "next_charge_on": None,
+                "ends_on": None,
+            },
+        }
+    )
+
+
+def pdf_text(data: bytes) -> str:
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages)
+
+
+def test_billing_cycles_are_named_in_the_receipt_language() -> None:
+    assert cycle_label("monthly", "es") == "mensual"
+    assert cycle_label("yearly", "en") == "yearly"
+    assert cycle_label("30 days", "es") == "cada 30 días"
+    assert cycle_label("7 days", "en") == "every 7 days"
+    assert cycle_label("monthly", "fr") == "monthly"  # unknown language: English
+
+
+def test_spanish_receipt_shows_plan_cycle_amount_date_and_total_in_spanish() -> None:
+    company = parse_config(STARTER).company
+    text = pdf_text(receipt_pdf(company, "Ana Pérez", "C1", charge("monthly"), "es", "es_ES"))
+    assert "Recibo de pago" in text and "CH-9" in text
+    assert "Plan Oro (mensual)" in text
+    assert "5 de marzo de 2026" in text
+    assert text.count("1.250,50\xa0€") == 2  # the line and the total
+    assert "Ana Pérez (C1)" in text
+    assert company.name in text
+
+
+def test_receipt_without_a_cycle_shows_just_the_plan() -> None:
+    company = parse_config(STARTER).company
+    text = pdf_text(receipt_pdf(company, "Ana", "C1", charge(None), "en", "en_US"))
+    assert "Plan Oro\n" in text or "Plan Oro €" in text
+    assert "(" not in text.split("Plan Oro", 1)[1].split("\n", 1)[0]
+
+
+def test_receipt_stylesheet_leaves_out_forms_footnotes_and_margin_boxes_only() -> None:
+    css = receipt_ua_css(UA)
+    for gone in ("/* Form fields */", "::footnote-call", "@top-left-corner", "textarea { height"):
+        assert gone in UA and gone not in css
+    for kept in (
+        "table { display: table }",
+        "b, strong, th { font-weight: bold }",
+        "td, th { padding: 1px }",
+        "@counter-style decimal",
+        "ol { list-style-type: decimal }",
+    ):
+        assert kept in UA and kept in css
+    assert css.rstrip().endswith("@page { margin: 75px }")
+
+
+def test_receipt_stylesheet_is_the_whole_text_when_no_section_title_matches() -> None:
+    css = "p { margin: 1em 0 }\n/* Elsewhere */\nh1 { font-size: 2em }\n"
+    assert receipt_ua_css(css).startswith(css)
