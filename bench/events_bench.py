@@ -32,7 +32,8 @@
    receipts the last measured configuration queued (their outbox payloads
    through ``notice_context``, the same customer, language and locale as the
    dispatcher uses): ms per PDF and PDFs per second. ``--pdfs`` (default: as
-   many as ``--events``).
+   many as ``--events``). Then the first 1,000 of them again through plain
+   ``weasyprint.HTML`` (WeasyPrint's whole user-agent stylesheet): CPU ms per PDF.
 
 One stdout line per dispatcher count, e.g. {"bench": "events", "events": N,
 "rate": R, "dispatchers": D, "p50_ms": X, "p99_ms": Y, "pdf_ms": Z,
@@ -508,12 +509,14 @@ def measure(
     }
 
 
-def pdf_baseline(root: Path, count: int) -> tuple[float, float, float]:
-    """Render ``count`` queued receipts' PDFs alone: (ms per PDF, PDFs/s, CPU ms per PDF)."""
+def pdf_baseline(root: Path, count: int) -> tuple[float, float, float, float]:
+    """Render ``count`` queued receipts' PDFs alone: (ms per PDF, PDFs/s, CPU ms per PDF,
+    CPU ms per PDF of the same HTML with WeasyPrint's whole user-agent stylesheet)."""
     from sqlalchemy import select
+    from weasyprint import HTML
 
     from cobro.notices import notice_context
-    from cobro.render.receipt import receipt_pdf
+    from cobro.render.receipt import _fonts, receipt_html, receipt_pdf
     from cobro.store import tables as t
     from cobro.workspace import open_workspace
 
@@ -548,7 +551,20 @@ def pdf_baseline(root: Path, count: int) -> tuple[float, float, float]:
         f"baseline: {len(rows):,} receipt PDFs alone in {wall:.1f} s = {wall / n * 1000:.1f} ms "
         f"each ({cpu / n * 1000:.1f} ms CPU), {n / wall:.1f}/s, {size / n / 1024:.1f} KiB each"
     )
-    return wall / n * 1000, n / wall, cpu / n * 1000
+    # The same receipts' HTML through plain ``weasyprint.HTML`` (its whole UA stylesheet).
+    stock = rows[: min(len(rows), 1000)]
+    cpu0 = time.process_time()
+    for row in stock:
+        html = receipt_html(
+            company, row.name, row.external_id, notice_context(row.payload), language, locale
+        )
+        HTML(string=html).write_pdf(font_config=_fonts())
+    stock_cpu = (time.process_time() - cpu0) / max(len(stock), 1) * 1000
+    say(
+        f"the first {len(stock):,} of them with WeasyPrint's whole user-agent stylesheet: "
+        f"{stock_cpu:.1f} ms CPU each"
+    )
+    return wall / n * 1000, n / wall, cpu / n * 1000, stock_cpu
 
 
 def harfbuzz_subset() -> bool:
@@ -582,7 +598,7 @@ def main() -> None:
     counts = [int(x) for x in str(args.dispatchers).split(",") if x.strip()]
     hb = harfbuzz_subset()
     say(
-        "libharfbuzz-subset is installed: PDF fonts are subset by HarfBuzz (~25-30 ms CPU "
+        "libharfbuzz-subset is installed: PDF fonts are subset by HarfBuzz (~15-30 ms CPU "
         "per receipt expected)"
         if hb
         else "libharfbuzz-subset is NOT installed: WeasyPrint falls back to fontTools for "
@@ -596,7 +612,7 @@ def main() -> None:
         pristine = build_workspace(root, sink.port, args.members)
         for n in counts:
             results.append(measure(root, pristine, sink, n, args))
-        pdf_ms, pdf_per_s, pdf_cpu_ms = pdf_baseline(root, args.pdfs or args.events)
+        pdf_ms, pdf_per_s, pdf_cpu_ms, stock_cpu_ms = pdf_baseline(root, args.pdfs or args.events)
     finally:
         sink.close()
         for name in ("events-pristine.db", "events-records.json"):
@@ -614,6 +630,7 @@ def main() -> None:
             pdf_ms=round(pdf_ms, 1),
             pdf_per_s=round(pdf_per_s, 1),
             pdf_cpu_ms=round(pdf_cpu_ms, 1),
+            pdf_stock_ua_cpu_ms=round(stock_cpu_ms, 1),
             harfbuzz_subset=hb,
         )
         emit(r)
