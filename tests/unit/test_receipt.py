@@ -69,9 +69,9 @@ def test_receipt_without_a_cycle_shows_just_the_plan() -> None:
     assert "(" not in text.split("Plan Oro", 1)[1].split("\n", 1)[0]
 
 
-def test_receipt_stylesheet_leaves_out_forms_footnotes_and_margin_boxes_only() -> None:
+def test_receipt_stylesheet_leaves_out_form_fields_and_margin_boxes_only() -> None:
     css = receipt_ua_css(UA)
-    for gone in ("/* Form fields */", "::footnote-call", "@top-left-corner", "textarea { height"):
+    for gone in ("/* Form fields */", "@top-left-corner", "textarea { height"):
         assert gone in UA and gone not in css
     for kept in (
         "table { display: table }",
@@ -79,11 +79,27 @@ def test_receipt_stylesheet_leaves_out_forms_footnotes_and_margin_boxes_only() -
         "td, th { padding: 1px }",
         "@counter-style decimal",
         "ol { list-style-type: decimal }",
+        "::footnote-call",
     ):
         assert kept in UA and kept in css
-    assert css.rstrip().endswith("@page { margin: 75px }")
+    assert css.rstrip().endswith("@page { margin: 75px; @footnote { margin-top: 1em } }")
 
 
 def test_receipt_stylesheet_is_the_whole_text_when_no_section_title_matches() -> None:
     css = "p { margin: 1em 0 }\n/* Elsewhere */\nh1 { font-size: 2em }\n"
     assert receipt_ua_css(css).startswith(css)
+
+
+def test_receipts_are_rendered_with_the_receipt_stylesheet_not_the_whole_one() -> None:
+    # The dropped "Form fields" section is what draws an input's value; footnotes (the
+    # "Notes" section) are still numbered as usual.
+    from weasyprint import HTML
+
+    from cobro.render.receipt import _fonts, _html_class
+
+    html = '<p>Paid<span style="float: footnote">by card</span> <input value="ref-7"></p>'
+    stock = pdf_text(HTML(string=html).write_pdf(font_config=_fonts()))
+    ours = pdf_text(_html_class()(string=html).write_pdf(font_config=_fonts()))
+    assert "ref-7" in stock and "ref-7" not in ours
+    for text in (stock, ours):
+        assert "Paid1" in text and "1. by card" in text

@@ -1,8 +1,8 @@
 """PDF receipts: a sandboxed HTML template rendered to PDF by WeasyPrint.
 
 Receipts are rendered with WeasyPrint's own HTML user-agent stylesheet less its form
-field, footnote and page-margin-box sections, which a receipt never uses: every element
-still gets its usual defaults, and each receipt takes about an eighth less CPU (see
+field and page-margin-box sections, which a receipt never uses: every element still gets
+its usual defaults, and each receipt takes about an eighth less CPU (see
 ``bench/README.md``).
 """
 
@@ -31,18 +31,19 @@ def _fonts() -> Any:
 
 
 #: Sections of WeasyPrint's ``html5_ua.css`` (by their ``/* Title */`` comment) left out.
-UNUSED_UA_SECTIONS = ("Form fields", "Notes", "Pages")
+UNUSED_UA_SECTIONS = ("Form fields", "Pages")
 
 
 def receipt_ua_css(full: str) -> str:
     """``full`` (a user-agent stylesheet) without the sections :data:`UNUSED_UA_SECTIONS`.
 
     A section runs from its title comment to the next one. The page margin the dropped
-    ``Pages`` section sets is kept. A title that is not found leaves the text whole.
+    ``Pages`` section sets, and its footnote area's, are kept. A title that is not found
+    leaves the text whole.
     """
     parts = re.split(r"(?m)^(?=/\* [^\n]*\*/[ \t]*$)", full)
     kept = [p for p in parts if not any(p.startswith(f"/* {n} */") for n in UNUSED_UA_SECTIONS)]
-    return "".join(kept) + "\n@page { margin: 75px }\n"
+    return "".join(kept) + "\n@page { margin: 75px; @footnote { margin-top: 1em } }\n"
 
 
 @lru_cache(maxsize=1)
