@@ -69,9 +69,9 @@ def test_receipt_without_a_cycle_shows_just_the_plan() -> None:
     assert "(" not in text.split("Plan Oro", 1)[1].split("\n", 1)[0]
 
 
-def test_receipt_stylesheet_leaves_out_form_fields_and_margin_boxes_only() -> None:
+def test_receipt_stylesheet_leaves_out_form_fields_margin_boxes_and_side_notes_only() -> None:
     css = receipt_ua_css(UA)
-    for gone in ("/* Form fields */", "@top-left-corner", "textarea { height"):
+    for gone in ("/* Form fields */", "@top-left-corner", "textarea { height", "::note-call"):
         assert gone in UA and gone not in css
     for kept in (
         "table { display: table }",

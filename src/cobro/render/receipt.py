@@ -1,8 +1,9 @@
 """PDF receipts: a sandboxed HTML template rendered to PDF by WeasyPrint.
 
-Receipts are rendered with WeasyPrint's own HTML user-agent stylesheet less its form
-field and page-margin-box sections, which a receipt never uses: every element still gets
-its usual defaults, and each receipt takes about an eighth less CPU (see
+Receipts are rendered with WeasyPrint's own HTML user-agent stylesheet less what a
+receipt never uses: form fields, page-margin boxes and WeasyPrint's side notes
+(``position: note()``), whose rules WeasyPrint weighs for every element. Every element
+still gets its usual defaults, footnotes included; a receipt takes 5-10 % less CPU (see
 ``bench/README.md``).
 """
 
@@ -32,18 +33,24 @@ def _fonts() -> Any:
 
 #: Sections of WeasyPrint's ``html5_ua.css`` (by their ``/* Title */`` comment) left out.
 UNUSED_UA_SECTIONS = ("Form fields", "Pages")
+#: Rules left out wherever they are, by how their line starts.
+UNUSED_UA_RULES = ("::note-",)
 
 
 def receipt_ua_css(full: str) -> str:
-    """``full`` (a user-agent stylesheet) without the sections :data:`UNUSED_UA_SECTIONS`.
+    """``full`` (a user-agent stylesheet) without the sections :data:`UNUSED_UA_SECTIONS`
+    and the rules :data:`UNUSED_UA_RULES`.
 
     A section runs from its title comment to the next one. The page margin the dropped
-    ``Pages`` section sets, and its footnote area's, are kept. A title that is not found
-    leaves the text whole.
+    ``Pages`` section sets, and its footnote area's, are kept. What is not found is
+    simply not left out.
     """
     parts = re.split(r"(?m)^(?=/\* [^\n]*\*/[ \t]*$)", full)
-    kept = [p for p in parts if not any(p.startswith(f"/* {n} */") for n in UNUSED_UA_SECTIONS)]
-    return "".join(kept) + "\n@page { margin: 75px; @footnote { margin-top: 1em } }\n"
+    kept = "".join(
+        p for p in parts if not any(p.startswith(f"/* {n} */") for n in UNUSED_UA_SECTIONS)
+    )
+    lines = [ln for ln in kept.split("\n") if not ln.startswith(UNUSED_UA_RULES)]
+    return "\n".join(lines) + "\n@page { margin: 75px; @footnote { margin-top: 1em } }\n"
 
 
 @lru_cache(maxsize=1)
