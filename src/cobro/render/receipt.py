@@ -3,7 +3,7 @@
 Receipts are rendered with WeasyPrint's own HTML user-agent stylesheet less what a
 receipt never uses: form fields, page-margin boxes and WeasyPrint's side notes
 (``position: note()``), whose rules WeasyPrint weighs for every element. Every element
-still gets its usual defaults, footnotes included; a receipt takes 5-10 % less CPU (see
+still gets its usual defaults, footnotes included; a receipt takes about a tenth less CPU (see
 ``bench/README.md``).
 """
 
