@@ -6,12 +6,13 @@ import io
 from importlib import resources
 from typing import Any
 
+import pytest
 from pypdf import PdfReader
 
 from cobro.config import parse_config
 from cobro.notices import notice_context
 from cobro.render.labels import cycle_label
-from cobro.render.receipt import receipt_pdf, receipt_ua_css
+from cobro.render.receipt import _fonts, _html_class, receipt_pdf, receipt_ua_css
 
 STARTER = (resources.files("cobro") / "starter" / "cobro.yaml").read_text(encoding="utf-8")
 UA = (resources.files("weasyprint") / "css" / "html5_ua.css").read_text(encoding="utf-8")
@@ -48,6 +49,7 @@ def test_billing_cycles_are_named_in_the_receipt_language() -> None:
     assert cycle_label("yearly", "en") == "yearly"
     assert cycle_label("30 days", "es") == "cada 30 días"
     assert cycle_label("7 days", "en") == "every 7 days"
+    assert cycle_label("1 days", "en") == "daily" and cycle_label("1 days", "es") == "diario"
     assert cycle_label("monthly", "fr") == "monthly"  # unknown language: English
 
 
@@ -71,7 +73,15 @@ def test_receipt_without_a_cycle_shows_just_the_plan() -> None:
 
 def test_receipt_stylesheet_leaves_out_form_fields_margin_boxes_and_side_notes_only() -> None:
     css = receipt_ua_css(UA)
-    for gone in ("/* Form fields */", "@top-left-corner", "textarea { height", "::note-call"):
+    for gone in (
+        "/* Form fields */",
+        "@top-left-corner",
+        "@note-area",
+        "textarea { height",
+        "::note-call",
+        "::note-marker",
+        "::note-callback",
+    ):
         assert gone in UA and gone not in css
     for kept in (
         "table { display: table }",
@@ -83,19 +93,49 @@ def test_receipt_stylesheet_leaves_out_form_fields_margin_boxes_and_side_notes_o
     ):
         assert kept in UA and kept in css
     assert css.rstrip().endswith("@page { margin: 75px; @footnote { margin-top: 1em } }")
+    # Everything outside the two sections is kept, rule for rule, but the side notes'.
+    outside = [ln for ln in UA.split("\n") if ln.startswith(("b, strong", "h1 {", "::marker"))]
+    assert len(outside) >= 3 and all(ln in css for ln in outside)
 
 
-def test_receipt_stylesheet_is_the_whole_text_when_no_section_title_matches() -> None:
+def test_side_note_selectors_go_from_multi_line_and_shared_rules_alone() -> None:
+    css = receipt_ua_css(
+        "::note-call, ::footnote-call { content: counter(x) }\n"
+        "::note-marker {\n  content: '*';\n  color: red\n}\n"
+        ":is(ol, ul) ul { list-style-type: circle }\n"
+    )
+    assert "::footnote-call { content: counter(x) }" in css
+    assert "::note-call" not in css and "::note-marker" not in css and "color: red" not in css
+    assert ":is(ol, ul) ul { list-style-type: circle }" in css
+
+
+def test_receipt_stylesheet_keeps_every_rule_when_no_section_title_matches() -> None:
     css = "p { margin: 1em 0 }\n/* Elsewhere */\nh1 { font-size: 2em }\n"
-    assert receipt_ua_css(css).startswith(css)
+    assert receipt_ua_css(css).startswith("p { margin: 1em 0 }\nh1 { font-size: 2em }\n")
 
 
-def test_receipts_are_rendered_with_the_receipt_stylesheet_not_the_whole_one() -> None:
+def test_receipts_are_rendered_with_the_receipt_stylesheet_not_the_whole_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # receipt_pdf never asks plain weasyprint.HTML for its user-agent stylesheets.
+    from weasyprint import HTML
+
+    def whole_stylesheet(self: Any, forms: bool = False) -> list[Any]:
+        raise AssertionError("receipt rendered with WeasyPrint's whole stylesheet")
+
+    company = parse_config(STARTER).company
+    with monkeypatch.context() as m:
+        m.setattr(HTML, "_ua_stylesheets", whole_stylesheet)  # fails if WeasyPrint renames it
+        with pytest.raises(AssertionError, match="whole stylesheet"):
+            HTML(string="<p>x</p>").write_pdf(font_config=_fonts())
+        pdf = receipt_pdf(company, "Ana", "C1", charge("monthly"), "en", "en_US")
+    assert "Plan Oro (monthly)" in pdf_text(pdf)
+
+
+def test_receipt_stylesheet_drops_form_fields_and_keeps_footnotes() -> None:
     # The dropped "Form fields" section is what draws an input's value; footnotes (the
     # "Notes" section) are still numbered as usual.
     from weasyprint import HTML
-
-    from cobro.render.receipt import _fonts, _html_class
 
     html = '<p>Paid<span style="float: footnote">by card</span> <input value="ref-7"></p>'
     stock = pdf_text(HTML(string=html).write_pdf(font_config=_fonts()))

@@ -71,6 +71,7 @@ CYCLE_LABELS: dict[str, dict[str, str]] = {
         "quarterly": "quarterly",
         "yearly": "yearly",
         "days": "every {n} days",
+        "1 days": "daily",
     },
     "es": {
         "weekly": "semanal",
@@ -78,6 +79,7 @@ CYCLE_LABELS: dict[str, dict[str, str]] = {
         "quarterly": "trimestral",
         "yearly": "anual",
         "days": "cada {n} días",
+        "1 days": "diario",
     },
 }
 
@@ -87,5 +89,6 @@ def cycle_label(cycle: str, language: str) -> str:
     words = CYCLE_LABELS.get(language, CYCLE_LABELS["en"])
     count, _, unit = cycle.partition(" ")
     if unit == "days" and count.isdigit():
-        return words["days"].format(n=int(count))
+        n = int(count)
+        return words["1 days"] if n == 1 else words["days"].format(n=n)
     return words.get(cycle, cycle)

@@ -33,37 +33,53 @@ def _fonts() -> Any:
 
 #: Sections of WeasyPrint's ``html5_ua.css`` (by their ``/* Title */`` comment) left out.
 UNUSED_UA_SECTIONS = ("Form fields", "Pages")
-#: Rules left out wherever they are, by how their line starts.
-UNUSED_UA_RULES = ("::note-",)
+#: Pseudo-elements whose rules are left out wherever they are (selector prefixes).
+UNUSED_UA_PSEUDO = ("::note-",)
+#: What the dropped ``Pages`` section sets that a page still needs.
+PAGE_DEFAULTS = "@page { margin: 75px; @footnote { margin-top: 1em } }"
 
 
 def receipt_ua_css(full: str) -> str:
     """``full`` (a user-agent stylesheet) without the sections :data:`UNUSED_UA_SECTIONS`
-    and the rules :data:`UNUSED_UA_RULES`.
+    and the selectors :data:`UNUSED_UA_PSEUDO`, plus :data:`PAGE_DEFAULTS`.
 
-    A section runs from its title comment to the next one. The page margin the dropped
-    ``Pages`` section sets, and its footnote area's, are kept. What is not found is
-    simply not left out.
+    A section runs from its title comment to the next one-line comment at the start of
+    a line. A rule loses the selectors that name an unused pseudo-element and is left
+    out only when none remains. What is not found is simply not left out.
     """
+    import tinycss2
+
     parts = re.split(r"(?m)^(?=/\* [^\n]*\*/[ \t]*$)", full)
     kept = "".join(
         p for p in parts if not any(p.startswith(f"/* {n} */") for n in UNUSED_UA_SECTIONS)
     )
-    lines = [ln for ln in kept.split("\n") if not ln.startswith(UNUSED_UA_RULES)]
-    return "\n".join(lines) + "\n@page { margin: 75px; @footnote { margin-top: 1em } }\n"
+    out: list[str] = []
+    for rule in tinycss2.parse_stylesheet(kept, skip_comments=True, skip_whitespace=True):
+        if rule.type == "qualified-rule":
+            selectors = [x.strip() for x in tinycss2.serialize(rule.prelude).split(",")]
+            used = [x for x in selectors if not x.startswith(UNUSED_UA_PSEUDO)]
+            if not used:
+                continue
+            if len(used) < len(selectors):
+                out.append(f"{', '.join(used)} {{{tinycss2.serialize(rule.content)}}}")
+                continue
+        out.append(tinycss2.serialize([rule]))
+    out.append(PAGE_DEFAULTS)
+    return "\n".join(out) + "\n"
 
 
 @lru_cache(maxsize=1)
-def _html_class() -> Any:
-    """``weasyprint.HTML`` with the receipt user-agent stylesheet, parsed once."""
-    from weasyprint import CSS, HTML
+def _html_class() -> type[Any]:
+    """``weasyprint.HTML`` with the receipt user-agent stylesheet, parsed once (form
+    fields, when ``pdf_forms`` asks for them, keep WeasyPrint's form stylesheet)."""
+    from weasyprint import CSS, HTML, UA_FORM_STYLESHEET
 
     full = (files("weasyprint") / "css" / "html5_ua.css").read_text(encoding="utf-8")
     ua = CSS(string=receipt_ua_css(full), font_config=_fonts())
 
     class ReceiptHTML(HTML):  # type: ignore[misc]
         def _ua_stylesheets(self, forms: bool = False) -> list[Any]:
-            return [ua]
+            return [ua, UA_FORM_STYLESHEET] if forms else [ua]
 
     return ReceiptHTML
 
