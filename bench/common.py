@@ -15,6 +15,7 @@ import resource
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -40,6 +41,40 @@ PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_BENCH_URL = "postgresql://postgres@127.0.0.1:5432/cobro_bench"
 
 _DT = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite
+
+
+class SmtpServerProcess:
+    """``SCRIPT --smtp-server`` in a child process: it prints its port, then answers one
+    line per command line on stdin, and stops when stdin closes."""
+
+    def __init__(self, script: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, script, "--smtp-server"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.port = int(self.proc.stdout.readline())
+
+    def ask(self, command: str) -> str:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def count(self) -> int:
+        """Messages the server has accepted so far."""
+        return int(self.ask("count"))
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def peak_rss_mb() -> float:

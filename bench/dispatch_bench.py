@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import cProfile
 import pstats
-import subprocess
 import sys
 import time
 from datetime import datetime, timedelta
@@ -39,6 +38,7 @@ from zoneinfo import ZoneInfo
 from common import (
     BENCH_DATE,
     OUT_DIR,
+    SmtpServerProcess,
     Timer,
     checkpoint,
     copy_sqlite,
@@ -89,33 +89,11 @@ def serve() -> None:
     asyncio.run(main())
 
 
-class SinkProcess:
+class SinkProcess(SmtpServerProcess):
     """The SMTP sink in a child process."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--smtp-server"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        self.port = int(self.proc.stdout.readline())
-
-    def count(self) -> int:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write("count\n")
-        self.proc.stdin.flush()
-        return int(self.proc.stdout.readline())
-
-    def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        super().__init__(__file__)
 
 
 # -- helpers ---------------------------------------------------------------------------

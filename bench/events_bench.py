@@ -62,6 +62,7 @@ from typing import Any
 
 from common import (
     OUT_DIR,
+    SmtpServerProcess,
     checkpoint,
     copy_sqlite,
     emit,
@@ -131,42 +132,17 @@ def serve() -> None:
     asyncio.run(main())
 
 
-class Recorder:
+class Recorder(SmtpServerProcess):
     """The recording SMTP server in a child process."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--smtp-server"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        self.port = int(self.proc.stdout.readline())
-
-    def _ask(self, command: str) -> str:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return self.proc.stdout.readline().strip()
-
-    def count(self) -> int:
-        return int(self._ask("count"))
+        super().__init__(__file__)
 
     def dump(self, path: Path) -> list[tuple[float, str, str]]:
-        self._ask(f"dump {path}")
+        self.ask(f"dump {path}")
         records = json.loads(path.read_text(encoding="utf-8"))
         path.unlink()
         return [tuple(r) for r in records]  # type: ignore[misc]
-
-    def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 # -- a dispatcher (its own process) ------------------------------------------------------

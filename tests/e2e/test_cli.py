@@ -12,19 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from .cli import run_cobro
+
 
 def cobro(ws: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "cobro", "--workspace", str(ws), *args],
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "HOME": str(ws)},
-        timeout=120,
-        cwd=ws if ws.exists() else None,
-    )
-    if ok:
-        assert proc.returncode == 0, proc.stderr + proc.stdout
-    return proc
+    return run_cobro(ws, *args, ok=ok)
 
 
 def write(path: Path, text: str) -> Path:

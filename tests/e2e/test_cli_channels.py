@@ -13,6 +13,8 @@ import pytest
 from fakes.push import BrowserSubscription, FakePushService
 from fakes.twilio import FakeTwilio
 
+from .cli import run_cobro
+
 
 @pytest.fixture
 def services() -> Iterator[tuple[FakeTwilio, FakePushService]]:
@@ -23,23 +25,7 @@ def services() -> Iterator[tuple[FakeTwilio, FakePushService]]:
 def cobro(
     ws: Path, *args: str, token: str = "", stdin: str = "", ok: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "cobro", "--workspace", str(ws), *args],
-        capture_output=True,
-        text=True,
-        input=stdin,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "COLUMNS": "200",
-            "HOME": str(ws),
-            "TWILIO_AUTH_TOKEN": token,
-        },
-        cwd=ws,
-        timeout=120,
-    )
-    if ok:
-        assert proc.returncode == 0, proc.stderr + proc.stdout
-    return proc
+    return run_cobro(ws, *args, ok=ok, stdin=stdin, env={"TWILIO_AUTH_TOKEN": token})
 
 
 def test_reminders_go_by_push_then_sms_then_email_from_the_cli(

@@ -5,27 +5,14 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
+from .cli import COBRO, ENV, run_cobro
 from .conftest import Inbox
-
-ENV = {"PATH": "/usr/bin:/bin", "COLUMNS": "200"}
-COBRO = [sys.executable, "-m", "cobro"]
 
 
 def cobro(ws: Path, *args: str, stdin: str = "") -> str:
-    proc = subprocess.run(
-        [*COBRO, "--workspace", str(ws), *args],
-        capture_output=True,
-        cwd=ws,
-        text=True,
-        input=stdin,
-        env={**ENV, "HOME": str(ws)},
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    return proc.stdout
+    return run_cobro(ws, *args, stdin=stdin).stdout
 
 
 def test_watching_dispatchers_send_each_event_notice_once(

@@ -10,24 +10,14 @@ from typing import Any
 
 import pytest
 
+from .cli import run_cobro
 from .conftest import Inbox
 
 
 def cobro(
     ws: Path, *args: str, ok: bool = True, stdin: str = ""
 ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "cobro", "--workspace", str(ws), *args],
-        capture_output=True,
-        text=True,
-        input=stdin,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "HOME": str(ws)},
-        cwd=ws,
-        timeout=120,
-    )
-    if ok:
-        assert proc.returncode == 0, proc.stderr + proc.stdout
-    return proc
+    return run_cobro(ws, *args, ok=ok, stdin=stdin)
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from fakes.server import LocalService
+from fakes.server import LocalHTTPServer, LocalService, QuietHandler
 
 MAX_BODY = 4096  # RFC 8030 section 7.2: services must take at least 4096 octets
 MAX_VAPID_LIFETIME = 24 * 60 * 60  # RFC 8292 section 2: exp at most 24 hours ahead
@@ -87,38 +86,15 @@ class _Refused(Exception):
         self.headers = headers or {}
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, fake: FakePushService) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.fake = fake
+class _Server(LocalHTTPServer):
+    fake: FakePushService
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
     server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep the test output quiet."""
 
     def do_POST(self) -> None:
         self.server.fake._handle(self)
-
-    def read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks: list[bytes] = []
-            while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline().strip():
-                        pass  # trailers
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
 
     def answer(self, status: int, headers: dict[str, str], body: bytes = b"") -> None:
         self.send_response(status)
@@ -154,7 +130,7 @@ class FakePushService(LocalService):
     # -- lifecycle ---------------------------------------------------------------------------
 
     def _new_server(self) -> _Server:
-        return _Server(self)
+        return _Server(self, _Handler)
 
     @property
     def url(self) -> str:

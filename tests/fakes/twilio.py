@@ -22,11 +22,10 @@ import secrets
 import threading
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypedDict
 from urllib.parse import parse_qs, urlsplit
 
-from fakes.server import LocalService
+from fakes.server import LocalHTTPServer, LocalService, QuietHandler
 
 API_VERSION = "2010-04-01"
 
@@ -83,41 +82,18 @@ def _sid(prefix: str) -> str:
     return prefix + secrets.token_hex(16)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, fake: FakeTwilio) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.fake = fake
+class _Server(LocalHTTPServer):
+    fake: FakeTwilio
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
     server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep the test output quiet."""
 
     def do_GET(self) -> None:
         self.server.fake._handle(self, "GET")
 
     def do_POST(self) -> None:
         self.server.fake._handle(self, "POST")
-
-    def read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks: list[bytes] = []
-            while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline().strip():
-                        pass  # trailers
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
 
     def send_json(self, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
         data = json.dumps(payload).encode()
@@ -153,7 +129,7 @@ class FakeTwilio(LocalService):
     # -- lifecycle ---------------------------------------------------------------------------
 
     def _new_server(self) -> _Server:
-        return _Server(self)
+        return _Server(self, _Handler)
 
     @property
     def url(self) -> str:
