@@ -341,7 +341,7 @@ def dataset_dir(debtors: int, receivables: int, on: date = BENCH_DATE) -> Path:
 
 def generate_sqlite(root: Path, debtors: int, receivables: int, on: date = BENCH_DATE) -> None:
     """Build the workspace ``root`` with its database ``cobro.db``, planned through ``on - 1``."""
-    from cobro.planner import refresh_policies
+    from cobro.engine.planner import refresh_policies
     from cobro.workspace import open_workspace
 
     if root.exists():

@@ -183,7 +183,7 @@ def main() -> None:
 
     from sqlalchemy import func, select
 
-    from cobro.runs import dispatch_due, email_channel, run_day
+    from cobro.engine.runs import dispatch_due, email_channel, run_day
     from cobro.store import tables as t
     from cobro.workspace import open_workspace
 

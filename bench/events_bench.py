@@ -13,7 +13,7 @@
    of that database:
    * ``D`` dispatcher processes (this script with ``--worker``), each with its
      own ``open_workspace`` on the same SQLite file, call
-     ``cobro.runs.watch`` (what ``cobro dispatch --watch`` runs: one dispatch pass
+     ``cobro.engine.runs.watch`` (what ``cobro dispatch --watch`` runs: one dispatch pass
      after another as of the current time, SMTP connections kept open between
      passes), waiting ``--poll-ms`` after a pass that found nothing to do. Before polling, each
      renders one receipt PDF so that imports and font loading are done.
@@ -170,11 +170,11 @@ def sample_notice(charge: str = "warmup") -> dict[str, Any]:
 
 
 def worker(root: Path, poll_ms: float, profile: Path | None) -> None:
-    """Run ``cobro.runs.watch`` (one pass = one ``Dispatcher`` over kept-open SMTP
+    """Run ``cobro.engine.runs.watch`` (one pass = one ``Dispatcher`` over kept-open SMTP
     connections) until stdin closes; print a JSON line of counters."""
-    from cobro.notices import notice_context
+    from cobro.engine.notices import notice_context
+    from cobro.engine.runs import watch
     from cobro.render.receipt import receipt_pdf
-    from cobro.runs import watch
     from cobro.workspace import open_workspace
 
     ws = open_workspace(root, sqlite_url(root / "cobro.db"))
@@ -263,7 +263,7 @@ class Workers:
 
 def build_workspace(root: Path, port: int, members: int) -> Path:
     """The workspace with ``members`` subscribed customers; returns a pristine copy of its DB."""
-    from cobro.events import post_event
+    from cobro.intake.events import post_event
     from cobro.workspace import open_workspace
 
     root.mkdir(parents=True, exist_ok=True)
@@ -337,7 +337,7 @@ def produce(
     ws: Any, events: int, rate: float, members: int, tag: str, sink: Recorder
 ) -> tuple[dict[str, float], list[float]]:
     """Post the events open loop; returns charge -> intake time and post_event durations."""
-    from cobro.events import post_event
+    from cobro.intake.events import post_event
 
     intake: dict[str, float] = {}
     took: list[float] = []
@@ -491,7 +491,7 @@ def pdf_baseline(root: Path, count: int) -> tuple[float, float, float, float]:
     from sqlalchemy import select
     from weasyprint import HTML
 
-    from cobro.notices import notice_context
+    from cobro.engine.notices import notice_context
     from cobro.render.receipt import _fonts, receipt_html, receipt_pdf
     from cobro.store import tables as t
     from cobro.workspace import open_workspace

@@ -64,7 +64,7 @@ def _open(root: Path, url: str) -> Any:
 def worker_plan(root: Path, url: str) -> dict[str, Any]:
     from sqlalchemy import func, insert, select
 
-    from cobro.planner import plan_day, refresh_policies
+    from cobro.engine.planner import plan_day, refresh_policies
     from cobro.store import tables as t
 
     ws = _open(root, url)
@@ -105,7 +105,7 @@ def worker_plan(root: Path, url: str) -> dict[str, Any]:
 
 
 def _windows(ws: Any) -> list[Any]:
-    from cobro.planner import windows_for
+    from cobro.engine.planner import windows_for
 
     with ws.engine.connect() as conn:
         return windows_for(conn, ws.config, ws.company_id, BENCH_DATE)
@@ -113,7 +113,7 @@ def _windows(ws: Any) -> list[Any]:
 
 def _compiled_due_select(ws: Any, windows: list[Any]) -> tuple[str, Any]:
     """``due_select`` for these windows as driver SQL and parameters, exactly as compiled."""
-    from cobro.planner import due_select
+    from cobro.engine.planner import due_select
 
     compiled = due_select(ws.company_id, windows).compile(dialect=ws.engine.dialect)
     if ws.engine.dialect.name == "sqlite":
@@ -216,7 +216,7 @@ def pg_reachable() -> bool:
 
 def pg_generate(root: Path, debtors: int, receivables: int) -> None:
     """Load the same company into database cobro_bench (the template of each trial copy)."""
-    from cobro.planner import refresh_policies
+    from cobro.engine.planner import refresh_policies
     from cobro.workspace import open_workspace
 
     _pg_admin("DROP DATABASE IF EXISTS cobro_bench WITH (FORCE)")

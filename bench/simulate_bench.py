@@ -1,4 +1,4 @@
-"""Simulation benchmark: 90 days of ``cobro.simulate.simulate`` on the planning dataset.
+"""Simulation benchmark: 90 days of ``cobro.engine.simulate.simulate`` on the planning dataset.
 
 The process opens a fresh copy of the cached dataset (the one ``plan_bench``
 uses: 200,000 debtors, 1,000,000 open receivables, planned through the day
@@ -47,7 +47,7 @@ def main() -> None:
 
     from sqlalchemy import func, select
 
-    from cobro.simulate import simulate
+    from cobro.engine.simulate import simulate
     from cobro.store import tables as t
     from cobro.workspace import open_workspace
 

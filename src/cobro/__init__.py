@@ -7,6 +7,8 @@ The public Python API::
     report = cobro.run_day(ws, date(2026, 3, 1))
 """
 
+from cobro.domain.money import Money
+from cobro.engine.runs import RunReport, dispatch_due, run_day
 from cobro.errors import (
     CobroError,
     ConfigError,
@@ -17,9 +19,7 @@ from cobro.errors import (
     TemporaryFailure,
     WorkspaceError,
 )
-from cobro.importer import import_file, import_records
-from cobro.money import Money
-from cobro.runs import RunReport, dispatch_due, run_day
+from cobro.intake.importer import import_file, import_records
 from cobro.workspace import Workspace, open_workspace
 
 __all__ = [

@@ -1,5 +1,5 @@
 """``python -m cobro``."""
 
-from cobro.cli import main
+from cobro.cli.app import main
 
 main()

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from babel.numbers import format_currency
 from sqlalchemy import Row, event, func, select
 
-from cobro.importer import ImportReport, import_records
+from cobro.intake.importer import ImportReport, import_records
 from cobro.store import tables as t
 from cobro.workspace import Workspace
 

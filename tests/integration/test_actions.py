@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from cobro.runs import run_day
-from cobro.segments import members
-from cobro.simulate import simulate
+from cobro.engine.runs import run_day
+from cobro.engine.segments import members
+from cobro.engine.simulate import simulate
+from cobro.engine.tasks import complete_task, list_tasks
 from cobro.store import tables as t
-from cobro.tasks import complete_task, list_tasks
 from cobro.workspace import Workspace
 
 from .conftest import STARTER_CONFIG, top_level_block
@@ -134,7 +134,7 @@ def test_debt_notice_goes_on_the_20th_and_last_day_only_to_debtors_with_overdue_
 def test_debt_notice_is_cancelled_when_the_overdue_debt_was_paid_before_sending(
     school: Workspace,
 ) -> None:
-    from cobro.runs import dispatch_due
+    from cobro.engine.runs import dispatch_due
 
     from .support import local, pay
 

@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import select
 
 from cobro.channels.push import new_vapid_keys
-from cobro.events import EventError, post_event
-from cobro.runs import dispatch_due, run_day
+from cobro.engine.runs import dispatch_due, run_day
+from cobro.intake.events import EventError, post_event
 from cobro.store import tables as t
 from cobro.workspace import Workspace
 from fakes.push import BrowserSubscription, FakePushService

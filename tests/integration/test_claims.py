@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cobro.history import claim_history
-from cobro.runs import dispatch_due, run_day
+from cobro.engine.runs import dispatch_due, run_day
+from cobro.evidence.history import claim_history
 from cobro.store import tables as t
 from cobro.workspace import Workspace
 

@@ -12,10 +12,10 @@ import pytest
 from pypdf import PdfReader
 from sqlalchemy import func, select
 
-from cobro.banking import AssignmentRefused, assign, unassign
+from cobro.engine.banking import AssignmentRefused, assign, unassign
+from cobro.engine.runs import dispatch_due, run_day
 from cobro.errors import SenderNotConfigured
-from cobro.events import EventError, post_event
-from cobro.runs import dispatch_due, run_day
+from cobro.intake.events import EventError, post_event
 from cobro.store import tables as t
 from cobro.workspace import Workspace
 

@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import delete, select, update
 
-from cobro.dispatch import Dispatcher
-from cobro.evidence import ChainReport, verify_chain
-from cobro.runs import email_channel, run_day, templates_for
+from cobro.engine.dispatch import Dispatcher
+from cobro.engine.runs import email_channel, run_day, templates_for
+from cobro.evidence.chain import ChainReport, verify_chain
 from cobro.store import tables as t
 from cobro.workspace import Workspace
 

@@ -8,8 +8,8 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import Connection
 
-from cobro import planner
 from cobro.domain.policy import DueWindow
+from cobro.engine import planner
 from cobro.workspace import Workspace
 
 from .support import d, load

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from cobro.runs import run_day
+from cobro.engine.runs import run_day
 from cobro.workspace import Workspace
 
 from .support import business, captured, d, invoice, load, outbox, person, plain
@@ -110,7 +110,7 @@ def test_a_daily_repeat_on_very_old_debt_still_plans_and_simulates(
     person(ws, "P1", "p1@example.com")
     invoice(ws, "F-old", "P1", d("2023-06-01"), "80.00")  # ~1,000 daily windows back
     invoice(ws, "F-new", "P1", d("2025-03-01"), "20.00")
-    from cobro.simulate import simulate
+    from cobro.engine.simulate import simulate
 
     with ws.engine.connect() as conn:
         trans = conn.begin()

@@ -9,8 +9,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, func, select
 
-from cobro.evidence import verify_chain
-from cobro.runs import RunReport, dispatch_due, run_day
+from cobro.engine.runs import RunReport, dispatch_due, run_day
+from cobro.evidence.chain import verify_chain
 from cobro.store import tables as t
 from cobro.workspace import Workspace, open_workspace
 

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
-from cobro.runs import run_day
-from cobro.simulate import SimulatedMessage, simulate
+from cobro.engine.runs import run_day
+from cobro.engine.simulate import SimulatedMessage, simulate
 from cobro.store import tables as t
 from cobro.workspace import Workspace
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from cobro.engine.runs import dispatch_due, email_channel, run_day
 from cobro.errors import SenderNotConfigured
-from cobro.history import claim_history
-from cobro.runs import dispatch_due, email_channel, run_day
+from cobro.evidence.history import claim_history
 from cobro.workspace import Workspace
 
 from .conftest import STARTER_CONFIG, SmtpServer, top_level_block

@@ -6,10 +6,10 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import select
 
-from cobro.accounts import blocked_accounts
-from cobro.evidence import verify_chain
-from cobro.importer import import_records
-from cobro.runs import run_day
+from cobro.engine.accounts import blocked_accounts
+from cobro.engine.runs import run_day
+from cobro.evidence.chain import verify_chain
+from cobro.intake.importer import import_records
 from cobro.store import tables as t
 from cobro.workspace import Workspace
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Table, event, select
 
-from cobro import importer
 from cobro.errors import ImportError_
-from cobro.importer import KINDS, ImportReport, RowProblem, import_file, import_records
+from cobro.intake import importer
+from cobro.intake.importer import KINDS, ImportReport, RowProblem, import_file, import_records
 from cobro.store import tables as t
 from cobro.workspace import Workspace
 

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
+from cobro.domain.money import Money, totals_by_currency
 from cobro.errors import CurrencyMismatch
-from cobro.money import Money, totals_by_currency
 
 
 def test_amounts_are_exact_decimals() -> None:

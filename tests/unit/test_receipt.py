@@ -10,7 +10,7 @@ import pytest
 from pypdf import PdfReader
 
 from cobro.config import parse_config
-from cobro.notices import notice_context
+from cobro.engine.notices import notice_context
 from cobro.render.labels import cycle_label
 from cobro.render.receipt import _fonts, _html_class, receipt_pdf, receipt_ua_css
 

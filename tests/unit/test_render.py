@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from cobro.domain.money import Money
 from cobro.errors import PermanentFailure, TemplateError
-from cobro.money import Money
 from cobro.render.mime import Envelope, FilePart, build_email
 from cobro.render.templates import TemplateSet
 

@@ -19,8 +19,8 @@ from cobro.config.types import ClockTime, EmailAddress
 from cobro.domain.actions import ScheduledAction
 from cobro.domain.assignment import Rule
 from cobro.domain.model import DeliveryMode, Phase, Policy, Recipient
+from cobro.domain.money import Money
 from cobro.domain.segments import Segment
-from cobro.money import Money
 
 _WHEN = re.compile(
     r"^\s*(?:(?P<n>\d+)\s+days?\s+(?P<dir>before|after)\s+due|on\s+due)\s*$", re.IGNORECASE

@@ -34,8 +34,8 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from cobro.domain.money import Money
 from cobro.errors import TemplateError
-from cobro.money import Money
 from cobro.render.labels import LABELS
 
 

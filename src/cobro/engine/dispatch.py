@@ -25,10 +25,14 @@ from babel import Locale, UnknownLocaleError
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import Connection, Engine, bindparam, insert, or_, select, update
 
-from cobro.accounts import block_accounts
 from cobro.channels.base import Attachment, Channel, Outgoing
 from cobro.config import CobroConfig
 from cobro.domain.model import OutboxStatus, Recipient
+from cobro.domain.money import Money, totals_by_currency
+from cobro.engine.accounts import block_accounts
+from cobro.engine.messages import MessageSpec, load_attachment, message_spec
+from cobro.engine.notices import UNREACHABLE, main_role, notice_context, upcoming_cancel_reason
+from cobro.engine.subscriptions import UPCOMING
 from cobro.errors import (
     AddressGone,
     CobroError,
@@ -38,13 +42,9 @@ from cobro.errors import (
     TemplateError,
     TemporaryFailure,
 )
-from cobro.evidence import EvidenceEntry, append
-from cobro.messages import MessageSpec, load_attachment, message_spec
-from cobro.money import Money, totals_by_currency
-from cobro.notices import UNREACHABLE, main_role, notice_context, upcoming_cancel_reason
+from cobro.evidence.chain import EvidenceEntry, append
 from cobro.render.templates import TemplateSet
 from cobro.store import tables as t
-from cobro.subscriptions import UPCOMING
 
 LEASE = timedelta(minutes=10)
 # Whom a message is for; reaching only internal copies (sales rep...) does not make it sent.

@@ -12,8 +12,8 @@ from sqlalchemy import Connection, Integer, String, and_, cast, literal, or_, se
 
 from cobro.config import CobroConfig
 from cobro.domain.calendar import send_instant
-from cobro.money import Money
-from cobro.outbox import insert_planned
+from cobro.domain.money import Money
+from cobro.engine.outbox import insert_planned
 from cobro.store import tables as t
 from cobro.store.db import insert_ignoring
 

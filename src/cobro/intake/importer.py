@@ -31,8 +31,8 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Connection, String, Table, bindparam, func, insert, select, update
 
 from cobro.domain.assignment import resolve_policy
+from cobro.domain.money import Money, currency_exponent
 from cobro.errors import ImportError_
-from cobro.money import Money, currency_exponent
 from cobro.store import tables as t
 from cobro.workspace import Workspace
 

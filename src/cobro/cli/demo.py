@@ -16,10 +16,10 @@ from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy import func, select
 
+from cobro.domain.money import Money
+from cobro.engine.runs import run_day
 from cobro.errors import WorkspaceError
-from cobro.importer import import_file, import_records
-from cobro.money import Money
-from cobro.runs import run_day
+from cobro.intake.importer import import_file, import_records
 from cobro.store import tables as t
 from cobro.workspace import CONFIG_FILE, Workspace, open_workspace
 

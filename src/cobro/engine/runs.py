@@ -16,9 +16,9 @@ from cobro.channels.base import Channel
 from cobro.channels.email import CaptureTransport, EmailChannel, SmtpSettings, SmtpTransport
 from cobro.channels.push import PushChannel, read_private_key
 from cobro.channels.sms import SmsChannel
-from cobro.dispatch import Dispatcher, DispatchReport
 from cobro.domain.calendar import send_instant
-from cobro.planner import plan_day
+from cobro.engine.dispatch import Dispatcher, DispatchReport
+from cobro.engine.planner import plan_day
 from cobro.render.templates import TemplateSet
 from cobro.store import tables as t
 from cobro.workspace import Workspace, utcnow

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from cobro.domain.money import Money, totals_by_currency
 from cobro.errors import CobroError
-from cobro.money import Money, totals_by_currency
 from cobro.store import tables as t
 
 

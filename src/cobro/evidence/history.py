@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from cobro.config import CobroConfig
-from cobro.money import Money
+from cobro.domain.money import Money
 from cobro.store import tables as t
 
 

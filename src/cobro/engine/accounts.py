@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 from sqlalchemy import Connection, exists, select, true, update
 
-from cobro.evidence import EvidenceEntry, append
+from cobro.evidence.chain import EvidenceEntry, append
 from cobro.store import tables as t
 
 

@@ -7,8 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 from cobro.domain.model import Recipient
+from cobro.domain.money import Money
 from cobro.domain.subscriptions import in_pause
-from cobro.money import Money
 
 EMPTY: dict[str, Any] = {
     "event": None,

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cobro.cli_common import add_row, fail, open_ws, out, parse_date, print_json
+from cobro.cli.common import add_row, fail, open_ws, out, parse_date, print_json
 from cobro.errors import CobroError
 from cobro.workspace import Workspace, utcnow
 
@@ -33,7 +33,7 @@ def segments_list(
     """Every segment with how many debtors are in it on the date."""
     from sqlalchemy import func, select
 
-    from cobro.segments import members_select
+    from cobro.engine.segments import members_select
 
     ws = open_ws(ctx)
     day = _today(ws, on)
@@ -69,7 +69,7 @@ def segments_show(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Who is in a segment on the date, with their open and overdue debt."""
-    from cobro.segments import members
+    from cobro.engine.segments import members
 
     ws = open_ws(ctx)
     try:
@@ -120,7 +120,7 @@ def tasks_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Tasks, soonest due first."""
-    from cobro.tasks import list_tasks
+    from cobro.engine.tasks import list_tasks
 
     ws = open_ws(ctx)
     try:
@@ -162,7 +162,7 @@ def tasks_done(
     ctx: typer.Context, task_id: Annotated[int, typer.Argument(help="Task id.")]
 ) -> None:
     """Mark a task as done."""
-    from cobro.tasks import complete_task
+    from cobro.engine.tasks import complete_task
 
     ws = open_ws(ctx)
     try:
@@ -184,9 +184,9 @@ def account(
     """A debtor's account: statement of open items, claims and tasks."""
     from sqlalchemy import select
 
-    from cobro.history import claim_history
+    from cobro.engine.tasks import list_tasks, statement, statement_totals
+    from cobro.evidence.history import claim_history
     from cobro.store import tables as t
-    from cobro.tasks import list_tasks, statement, statement_totals
 
     ws = open_ws(ctx)
     try:

@@ -39,15 +39,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
-from cobro.accounts import release_paid_blocks
 from cobro.config import CobroConfig
 from cobro.domain.calendar import send_instant
 from cobro.domain.policy import DueWindow, due_windows
-from cobro.outbox import insert_planned
-from cobro.scheduled import plan_actions
+from cobro.engine.accounts import release_paid_blocks
+from cobro.engine.outbox import insert_planned
+from cobro.engine.scheduled import plan_actions
+from cobro.engine.subscriptions import plan_subscriptions
 from cobro.store import tables as t
 from cobro.store.db import counted, insert_ignoring, like_literal, lock_company
-from cobro.subscriptions import plan_subscriptions
 
 
 @dataclass(frozen=True)

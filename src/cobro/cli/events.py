@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cobro.cli_common import add_row, err, fail, open_ws, out, print_json
+from cobro.cli.common import add_row, err, fail, open_ws, out, print_json
 from cobro.config.notices import BANKING_TYPES
 from cobro.errors import CobroError, ConfigError
 from cobro.workspace import utcnow
@@ -42,8 +42,8 @@ def event_post(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Record an event (its "id" makes a redelivery harmless) and send what it causes."""
-    from cobro.events import EventError, post_event
-    from cobro.runs import dispatch_due
+    from cobro.engine.runs import dispatch_due
+    from cobro.intake.events import EventError, post_event
 
     try:
         text = sys.stdin.read() if data == "-" else Path(data).read_text(encoding="utf-8")
@@ -90,7 +90,7 @@ def contacts_assign(
     contacts: Annotated[list[str], typer.Argument(metavar="CONTACT...", help="Contact ids")],
 ) -> None:
     """Assign contacts (with the banking role) to a banking notification."""
-    from cobro.banking import assign
+    from cobro.engine.banking import assign
 
     ws = open_ws(ctx)
     try:
@@ -111,7 +111,7 @@ def contacts_unassign(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Remove contacts from a banking notification (asks for confirmation)."""
-    from cobro.banking import unassign
+    from cobro.engine.banking import unassign
 
     if not yes and not typer.confirm(
         f"Remove {', '.join(contacts)} from {notice_type} notifications? When nobody is "
@@ -134,7 +134,7 @@ def contacts_list(
     ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False
 ) -> None:
     """Every banking notification type with its assigned contacts."""
-    from cobro.banking import assignments
+    from cobro.engine.banking import assignments
 
     ws = open_ws(ctx)
     try:

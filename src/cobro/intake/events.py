@@ -31,10 +31,10 @@ from pydantic import (
 )
 from sqlalchemy import Connection, Row, Table, delete, insert, select, update
 
+from cobro.domain.money import Money
 from cobro.domain.routing import ContactInfo, banking_recipients
 from cobro.domain.subscriptions import valid_cycle
 from cobro.errors import CobroError
-from cobro.money import Money
 from cobro.store import tables as t
 from cobro.store.db import counted, insert_ignoring, lock_company
 from cobro.workspace import Workspace

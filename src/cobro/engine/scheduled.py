@@ -16,8 +16,8 @@ from sqlalchemy import Connection, Integer, String, and_, literal, select
 from cobro.config import CobroConfig
 from cobro.domain.actions import ActionType, ScheduledAction, due_occurrence
 from cobro.domain.calendar import send_instant
-from cobro.outbox import insert_planned
-from cobro.segments import members_select
+from cobro.engine.outbox import insert_planned
+from cobro.engine.segments import members_select
 from cobro.store import tables as t
 from cobro.store.db import counted, insert_ignoring
 

@@ -10,10 +10,10 @@ from babel import Locale
 
 from cobro.config import CobroConfig, load_config
 from cobro.config.loader import field_lines
+from cobro.domain.money import Money
+from cobro.engine.messages import load_attachment
+from cobro.engine.notices import EMPTY
 from cobro.errors import ConfigError, ConfigProblem, PermanentFailure, TemplateError
-from cobro.messages import load_attachment
-from cobro.money import Money
-from cobro.notices import EMPTY
 from cobro.render.labels import LANGUAGES
 from cobro.render.templates import TemplateSet
 

@@ -19,11 +19,11 @@ from sqlalchemy import Connection, func, or_, select
 from cobro.config import CobroConfig
 from cobro.domain.actions import ActionType
 from cobro.domain.model import Recipient
+from cobro.domain.money import Money
 from cobro.domain.policy import due_windows
-from cobro.money import Money
-from cobro.planner import due_select, earliest_open_due, refresh_policies, window_chunks
-from cobro.scheduled import occurrences_for
-from cobro.segments import members_select
+from cobro.engine.planner import due_select, earliest_open_due, refresh_policies, window_chunks
+from cobro.engine.scheduled import occurrences_for
+from cobro.engine.segments import members_select
 from cobro.store import tables as t
 
 

@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
-from cobro.cli_common import Options, by_channel, err, fail, open_ws, out, print_json
-from cobro.dispatch import DispatchReport
+from cobro.cli.common import Options, by_channel, err, fail, open_ws, out, print_json
+from cobro.engine.dispatch import DispatchReport
 from cobro.errors import CobroError, ConfigError
 
 
@@ -38,7 +38,7 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 def _worker(root: Path, db: str | None, poll_s: float) -> None:
     """One extra watcher process (``--workers``); stops on SIGTERM or SIGINT."""
-    from cobro.runs import watch
+    from cobro.engine.runs import watch
     from cobro.workspace import open_workspace
 
     stop = threading.Event()
@@ -70,7 +70,7 @@ def dispatch(
     through the Python API) go out within moments; several --workers share the work,
     each message claimed by one. A stop finishes the batch in hand first.
     """
-    from cobro.runs import dispatch_due, watch
+    from cobro.engine.runs import dispatch_due, watch
     from cobro.workspace import utcnow
 
     if workers > 1 and not keep_watching:

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, and_, case, func, literal, or_, select
 
+from cobro.domain.money import Money
 from cobro.domain.segments import Segment
-from cobro.money import Money
 from cobro.store import tables as t
 from cobro.store.db import like_literal
 

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cobro.cli_common import (
+from cobro.cli.common import (
     Options,
     add_row,
     by_channel,
@@ -25,9 +25,9 @@ from cobro.cli_common import (
     parse_date,
     print_json,
 )
-from cobro.cli_dispatch import dispatch
-from cobro.cli_events import contacts_app, event_app, push_app
-from cobro.cli_staff import account, segments_app, tasks_app
+from cobro.cli.dispatch import dispatch
+from cobro.cli.events import contacts_app, event_app, push_app
+from cobro.cli.staff import account, segments_app, tasks_app
 from cobro.errors import CobroError, ConfigError
 from cobro.workspace import CONFIG_FILE, utcnow
 
@@ -77,7 +77,7 @@ def init(
 @app.command()
 def check(ctx: typer.Context) -> None:
     """Validate cobro.yaml and its templates; every problem as file:line: field: problem."""
-    from cobro.checks import check_workspace
+    from cobro.config.checks import check_workspace
 
     opts: Options = ctx.obj
     root = opts.workspace.resolve()
@@ -99,7 +99,7 @@ def import_(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Upsert records by their external id; bad rows are reported, good rows kept."""
-    from cobro.importer import KINDS, import_file
+    from cobro.intake.importer import KINDS, import_file
 
     if kind not in KINDS:
         fail(f"unknown kind {kind!r}; use one of: {', '.join(KINDS)}", 2)
@@ -134,7 +134,7 @@ def run(
     """Plan everything due on the date into the outbox, then send what is due."""
     from zoneinfo import ZoneInfo
 
-    from cobro.runs import run_day
+    from cobro.engine.runs import run_day
 
     ws = open_ws(ctx)
     try:
@@ -176,7 +176,7 @@ def simulate(
     as_json: Annotated[bool, typer.Option("--json", help="Print every message as JSON.")] = False,
 ) -> None:
     """What each day would send, to whom, on which channel and at what cost. Changes nothing."""
-    from cobro.simulate import simulate as run_simulation
+    from cobro.engine.simulate import simulate as run_simulation
 
     d1 = parse_date(start, "--from")
     d2 = parse_date(end, "--to")
@@ -248,7 +248,7 @@ def history(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Every claim and delivery: when, phase, channel, recipient, status, receivables."""
-    from cobro.history import claim_history
+    from cobro.evidence.history import claim_history
 
     ws = open_ws(ctx)
     try:
@@ -309,7 +309,7 @@ app.add_typer(evidence_app, name="evidence")
 @evidence_app.command("verify")
 def evidence_verify(ctx: typer.Context) -> None:
     """Recompute the hash chain of every claim and delivery."""
-    from cobro.evidence import verify_chain
+    from cobro.evidence.chain import verify_chain
 
     ws = open_ws(ctx)
     try:
@@ -332,7 +332,7 @@ def demo(
     debtors: Annotated[int, typer.Option("--debtors", help="Number of debtors.")] = 200,
 ) -> None:
     """A demo company: import, then one collections run per day, every email caught locally."""
-    from cobro.demo import run_demo
+    from cobro.cli.demo import run_demo
 
     first = parse_date(start, "--start") or date(2026, 1, 5)
     if (directory / ".cobro-demo").exists():

@@ -1,0 +1,1 @@
+"""The daily run: planning, scheduled actions, subscriptions, dispatch and simulation."""

@@ -1,0 +1,1 @@
+"""Evidence: the hash chain over claims and deliveries, and the claim history."""

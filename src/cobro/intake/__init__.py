@@ -1,0 +1,1 @@
+"""What comes in: file imports and events."""
