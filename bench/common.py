@@ -36,7 +36,7 @@ BENCH_DATE = date(2026, 6, 15)
 SPREAD_DAYS = 182
 BATCH = 50_000
 # Part of the cache key: bump when the generator changes what it produces.
-DATASET_VERSION = 2
+DATASET_VERSION = 3  # 3: dunning levels as daily runs would have left them
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_BENCH_URL = "postgresql://postgres@127.0.0.1:5432/cobro_bench"
 
@@ -332,6 +332,64 @@ def set_covered(conn: Any, company_id: int, covered: date) -> None:
     )
 
 
+def settle_levels(conn: Any, config: Any, company_id: int, on: date) -> int:
+    """Give every debtor the dunning level daily runs up to ``on - 1`` would have left: the
+    phase its oldest open item had reached, sent on that phase's day (repeats included),
+    and its next review day. Returns how many levels were written."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import func, insert, select
+
+    from cobro.domain.escalation import Level, next_review
+    from cobro.store import tables as t
+
+    r, c = t.receivables.c, t.customers.c
+    policies = {p.name: p for p in config.all_policies()}
+    yesterday = on - timedelta(days=1)
+    now = datetime.combine(yesterday, datetime.min.time(), UTC)
+    rows = []
+    query = (
+        select(r.customer_id, c.effective_policy, func.min(r.due_on))
+        .join(t.customers, c.id == r.customer_id)
+        .where(r.company_id == company_id, r.balance_minor > 0)
+        .group_by(r.customer_id, c.effective_policy)
+    )
+    for cid, policy_name, oldest in conn.execute(query):
+        policy = policies[policy_name]
+        age = (yesterday - oldest).days
+        reached = [i for i, ph in enumerate(policy.phases) if ph.offset_days <= age]
+        if not reached:
+            continue
+        i = reached[-1]
+        ph = policy.phases[i]
+        day = oldest + timedelta(days=ph.offset_days)
+        repeats = 0
+        if ph.repeat_every_days:
+            repeats = (yesterday - day).days // ph.repeat_every_days
+            if ph.max_repeats is not None:
+                repeats = min(repeats, ph.max_repeats)
+            day += timedelta(days=repeats * ph.repeat_every_days)
+        level = Level(ph.key, day, repeats)
+        review = next_review(policy, i, level)
+        if review is not None and review < on:
+            review = None  # that day's run found nothing more to send
+        rows.append(
+            {
+                "company_id": company_id,
+                "customer_id": cid,
+                "policy": policy_name,
+                "phase_key": ph.key,
+                "reached_on": day,
+                "repeats": repeats,
+                "review_on": review,
+                "updated_at": now,
+            }
+        )
+    for i in range(0, len(rows), BATCH):
+        conn.execute(insert(t.dunning_levels), rows[i : i + BATCH])
+    return len(rows)
+
+
 # -- cached datasets -----------------------------------------------------------------
 
 
@@ -354,7 +412,11 @@ def generate_sqlite(root: Path, debtors: int, receivables: int, on: date = BENCH
             load_company(raw, "sqlite", ws.company_id, debtors, receivables, on)
             refresh_policies(conn, ws.config, ws.company_id)
             set_covered(conn, ws.company_id, on - timedelta(days=1))
-        say(f"generated {debtors:,} debtors and {receivables:,} receivables in {tm.s:.1f} s")
+            levels = settle_levels(conn, ws.config, ws.company_id, on)
+        say(
+            f"generated {debtors:,} debtors, {receivables:,} receivables and {levels:,}"
+            f" dunning levels in {tm.s:.1f} s"
+        )
     finally:
         ws.close()
     checkpoint(root / "cobro.db")

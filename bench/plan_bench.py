@@ -5,11 +5,14 @@ Steps:
 1. A cached dataset (``bench/out/company-...``) is generated once, in its own
    process: 200,000 debtors (half business on policy ``b2b``, half persons on
    ``consumer``) and 1,000,000 open receivables due over a year centred on
-   the benchmark date, planned through the day before it.
+   the benchmark date, planned through the day before it, each debtor at the
+   dunning level daily runs would have left it.
 2. Each measurement runs in a fresh process on a fresh copy of that database:
-   * ``baseline``: the planner's own selection (``due_select`` with the same
-     windows, compiled to SQL) run on the raw sqlite3 / psycopg connection,
-     every row fetched and bulk-inserted into a scratch table, committed;
+   * ``baseline``: raw SQL on the sqlite3 / psycopg connection doing what the
+     plan's result needs without its per-debtor decisions: the debtors with an
+     item reaching a phase today or a review due (one range scan per phase and
+     the review index), their debt aggregated per policy, one claim row per such
+     debtor and every open item of theirs written to scratch tables, committed;
    * ``plan``: ``plan_day`` for the benchmark date in one transaction, commit
      included.
    Baseline and plan alternate ``--repeats`` times; the medians are reported.
@@ -26,7 +29,7 @@ import argparse
 import json
 import subprocess
 import sys
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,7 @@ from common import (
     peak_rss_mb,
     say,
     set_covered,
+    settle_levels,
     sqlite_url,
     write_config,
 )
@@ -97,89 +101,97 @@ def worker_plan(root: Path, url: str) -> dict[str, Any]:
         "items_reported": result.items,
         "outbox": outbox,
         "outbox_reported": result.planned,
-        "windows": result.windows,
+        "candidates": result.candidates,
         "receivables": receivables,
         "rss_before_mb": rss_before,
         "peak_rss_mb": rss_after,
     }
 
 
-def _windows(ws: Any) -> list[Any]:
-    from cobro.engine.planner import windows_for
-
-    with ws.engine.connect() as conn:
-        return windows_for(conn, ws.config, ws.company_id, BENCH_DATE)
-
-
-def _compiled_due_select(ws: Any, windows: list[Any]) -> tuple[str, Any]:
-    """``due_select`` for these windows as driver SQL and parameters, exactly as compiled."""
-    from cobro.engine.planner import due_select
-
-    compiled = due_select(ws.company_id, windows).compile(dialect=ws.engine.dialect)
-    if ws.engine.dialect.name == "sqlite":
-        # qmark placeholders; dates as SQLAlchemy stores them in SQLite (ISO text).
-        values = [compiled.params[name] for name in compiled.positiontup or []]
-        return str(compiled), [v.isoformat() if isinstance(v, date) else v for v in values]
-    return str(compiled), compiled.params  # psycopg: %(name)s placeholders
-
-
-def _indexed_select(ws: Any, windows: list[Any]) -> tuple[str, list[Any]]:
-    """The same rows as ``due_select``, written so every window is a range scan of the
-    partial index ix_receivables_open_due (``balance_minor > 0`` appears literally)."""
-    mark = "?" if ws.engine.dialect.name == "sqlite" else "%s"
+def _crossing_sql(ws: Any, mark: str) -> tuple[str, list[Any]]:
+    """Debtors with an open item reaching a phase on the benchmark date: one range scan of
+    the partial index ix_receivables_open_due per phase (``balance_minor > 0`` literally)."""
     one = (
-        f"SELECT r.id, r.customer_id, CAST({mark} AS VARCHAR(90)), CAST({mark} AS INTEGER) "
-        "FROM receivables r JOIN customers c ON c.id = r.customer_id "
+        "SELECT r.customer_id FROM receivables r JOIN customers c ON c.id = r.customer_id "
         f"WHERE r.company_id = {mark} AND r.balance_minor > 0 AND r.balance_minor >= {mark} "
         f"AND r.due_on >= {mark} AND r.due_on <= {mark} AND c.effective_policy = {mark}"
     )
-    params: list[Any] = []
-    for w in windows:
-        lo, hi = w.due_from, w.due_to
-        if ws.engine.dialect.name == "sqlite":
-            lo, hi = lo.isoformat(), hi.isoformat()
-        params += [
-            w.phase.step_id,
-            w.repeat_no,
-            ws.company_id,
-            max(1, w.phase.min_balance_minor),
-            lo,
-            hi,
-            w.phase.policy,
-        ]
-    return " UNION ALL ".join([one] * len(windows)), params
+    sqlite = ws.engine.dialect.name == "sqlite"
+    parts, params = [], []
+    for policy in ws.config.all_policies():
+        for ph in policy.phases:
+            day = BENCH_DATE - timedelta(days=ph.offset_days)
+            value: Any = day.isoformat() if sqlite else day
+            parts.append(one)
+            params += [ws.company_id, max(1, ph.min_balance_minor), value, value, policy.name]
+    return " UNION ".join(parts), params
+
+
+def _debt_sql(ws: Any, policy: Any, mark: str) -> tuple[str, list[Any]]:
+    """The candidates' debt on ``policy``: the oldest open item per phase, and whether one
+    reaches the phase today; the columns the planner's decision reads."""
+    sqlite = ws.engine.dialect.name == "sqlite"
+    cols, params = ["r.customer_id", "MIN(r.due_on)"], []
+    for ph in policy.phases:
+        day = BENCH_DATE - timedelta(days=ph.offset_days)
+        big = max(1, ph.min_balance_minor)
+        cols.append(f"MIN(CASE WHEN r.balance_minor >= {mark} THEN r.due_on END)")
+        cols.append(
+            f"MAX(CASE WHEN r.balance_minor >= {mark} AND r.due_on = {mark} THEN 1 ELSE 0 END)"
+        )
+        params += [big, big, day.isoformat() if sqlite else day]
+    sql = (
+        f"SELECT {', '.join(cols)} FROM b_cand k "
+        "JOIN customers c ON c.id = k.customer_id AND c.effective_policy = "
+        f"{mark} JOIN receivables r ON r.customer_id = k.customer_id "
+        "WHERE r.balance_minor > 0 GROUP BY r.customer_id"
+    )
+    return sql, [*params, policy.name]
 
 
 def worker_baseline(root: Path, url: str) -> dict[str, Any]:
+    """What the plan's result needs, in raw SQL and without its per-debtor decisions: the
+    candidates, their debt, then one claim row per candidate with debt and every open item
+    of those debtors written to scratch tables (more rows than the plan writes, which
+    claims only the debtors whose phase changes)."""
     ws = _open(root, url)
     sqlite = ws.engine.dialect.name == "sqlite"
     mark = "?" if sqlite else "%s"
+    ignore = "INSERT OR IGNORE INTO" if sqlite else "INSERT INTO"
+    conflict = "" if sqlite else " ON CONFLICT DO NOTHING"
     try:
-        windows = _windows(ws)
-        sql, params = _indexed_select(ws, windows)
+        crossing, cparams = _crossing_sql(ws, mark)
         raw = ws.engine.raw_connection()
         try:
             drv = raw.driver_connection
             cur = drv.cursor()
-            cur.execute(
-                f"CREATE TABLE {SCRATCH} (receivable_id INTEGER NOT NULL, "
-                "customer_id INTEGER NOT NULL, step VARCHAR(90) NOT NULL, "
-                "repeat_no INTEGER NOT NULL)"
-            )
+            cur.execute(f"CREATE TABLE {SCRATCH} (customer_id INTEGER NOT NULL, step VARCHAR(90))")
+            cur.execute(f"CREATE TABLE {SCRATCH}_items (receivable_id INTEGER, outbox INTEGER)")
             drv.commit()
+            today: Any = BENCH_DATE.isoformat() if sqlite else BENCH_DATE
             with Timer() as tm:
                 if sqlite:
                     cur.execute("BEGIN IMMEDIATE")
-                cur.execute(sql, params)
-                rows = cur.fetchall()
-                cur.executemany(f"INSERT INTO {SCRATCH} VALUES ({', '.join([mark] * 4)})", rows)
+                cur.execute("CREATE TEMPORARY TABLE b_cand (customer_id INTEGER PRIMARY KEY)")
+                cur.execute(f"{ignore} b_cand {crossing}{conflict}", cparams)
+                cur.execute(
+                    f"{ignore} b_cand SELECT customer_id FROM dunning_levels "
+                    f"WHERE company_id = {mark} AND review_on <= {mark}{conflict}",
+                    [ws.company_id, today],
+                )
+                debts = []
+                for policy in ws.config.all_policies():
+                    sql, params = _debt_sql(ws, policy, mark)
+                    cur.execute(sql, params)
+                    debts += [(row[0], policy.name) for row in cur.fetchall()]
+                cur.executemany(f"INSERT INTO {SCRATCH} VALUES ({mark}, {mark})", debts)
+                cur.execute(
+                    f"INSERT INTO {SCRATCH}_items SELECT r.id, s.customer_id FROM {SCRATCH} s "
+                    "JOIN receivables r ON r.customer_id = s.customer_id WHERE r.balance_minor > 0"
+                )
+                items = cur.rowcount
+                cur.execute("DROP TABLE b_cand")
                 drv.commit()
-            # For comparison only (not the baseline): due_select exactly as compiled.
-            sql2, params2 = _compiled_due_select(ws, windows)
-            with Timer() as tm2:
-                cur.execute(sql2, params2)
-                n2 = len(cur.fetchall())
-            drv.rollback()
             cur.close()
         finally:
             raw.close()
@@ -187,10 +199,8 @@ def worker_baseline(root: Path, url: str) -> dict[str, Any]:
         ws.close()
     return {
         "baseline_s": tm.s,
-        "rows": len(rows),
-        "windows": len(windows),
-        "due_select_s": tm2.s,
-        "due_select_rows": n2,
+        "rows": items,
+        "candidates": len(debts),
         "peak_rss_mb": peak_rss_mb(),
     }
 
@@ -229,6 +239,7 @@ def pg_generate(root: Path, debtors: int, receivables: int) -> None:
             load_company(raw, "postgresql", ws.company_id, debtors, receivables, BENCH_DATE)
             refresh_policies(conn, ws.config, ws.company_id)
             set_covered(conn, ws.company_id, BENCH_DATE - timedelta(days=1))
+            settle_levels(conn, ws.config, ws.company_id, BENCH_DATE)
         with ws.engine.connect() as conn:
             conn.connection.driver_connection.autocommit = True
             conn.exec_driver_sql("VACUUM ANALYZE")
@@ -262,9 +273,10 @@ def measure(
         p = run_worker("plan", root, url)
         plans.append(p)
         say(
-            f"[{label} {i + 1}/{repeats}] baseline {b['baseline_s']:.3f} s ({b['rows']:,} rows;"
-            f" due_select as compiled, fetch only: {b['due_select_s']:.3f} s)"
-            f" | plan_day {p['plan_s']:.3f} s ({p['due']:,} items, {p['outbox']:,} outbox rows)"
+            f"[{label} {i + 1}/{repeats}] baseline {b['baseline_s']:.3f} s"
+            f" ({b['candidates']:,} debtors with debt, {b['rows']:,} items)"
+            f" | plan_day {p['plan_s']:.3f} s ({p['candidates']:,} debtors looked at,"
+            f" {p['outbox']:,} claims, {p['due']:,} items)"
             f" | planning process RSS {p['rss_before_mb']:.0f} -> {p['peak_rss_mb']:.0f} MB"
         )
     return bases, plans
@@ -276,10 +288,10 @@ def summarise(
     plan_s = median([p["plan_s"] for p in plans])
     base_s = median([b["baseline_s"] for b in bases])
     p0 = plans[0]
-    if not bases[0]["rows"] == bases[0]["due_select_rows"] == p0["due"]:
+    if bases[0]["candidates"] != p0["candidates"]:
         say(
-            f"note: baseline selected {bases[0]['rows']:,} rows, due_select "
-            f"{bases[0]['due_select_rows']:,}, the plan claimed {p0['due']:,}"
+            f"note: the baseline found {bases[0]['candidates']:,} debtors with debt, the plan"
+            f" looked at {p0['candidates']:,}"
         )
     if p0["items_reported"] != p0["due"] or p0["outbox_reported"] != p0["outbox"]:
         say(

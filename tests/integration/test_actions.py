@@ -138,6 +138,7 @@ def test_debt_notice_is_cancelled_when_the_overdue_debt_was_paid_before_sending(
 
     from .support import local, pay
 
+    run_day(school, date(2027, 2, 19))  # A1's first claim (go-live) goes out the day before
     run_day(school, date(2027, 2, 20), as_of=local(school, date(2027, 2, 20), "07:00"))
     pay(school, "P1", "A1", "120.00", date(2027, 2, 20), receivable="C1")
     dispatch_due(school, local(school, date(2027, 2, 20), "09:00"))

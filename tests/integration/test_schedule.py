@@ -189,17 +189,22 @@ def test_missed_after_due_step_is_sent_once_late(ws: Workspace) -> None:
     assert "Vencido (9 días)" in plain(mails[1])
 
 
-def test_skipped_phases_are_superseded_by_the_latest_one_reached(ws: Workspace) -> None:
+def test_after_missed_days_the_debtor_gets_the_next_phase_once_never_a_jump(
+    ws: Workspace,
+) -> None:
     business(ws, "C1", "ap@acme.example")
     invoice(ws, "F-1", "C1", d("2025-03-10"), "100.00")
 
     run_day(ws, d("2025-03-03"))
     # No runs while phases 01 (03-17) and 02 (03-25) were reached.
-    run_day(ws, d("2025-03-26"))
+    run_day(ws, d("2025-03-26"))  # phase 01 is due, once: phases go step by step
+    run_day(ws, d("2025-03-27"))
+    run_day(ws, d("2025-04-03"))  # 02 is sent 8 days after 01, the gap between them
 
     assert sent(ws) == [
         (d("2025-03-03"), "C1", "b2b/00"),
-        (d("2025-03-26"), "C1", "b2b/02"),
+        (d("2025-03-26"), "C1", "b2b/01"),
+        (d("2025-04-03"), "C1", "b2b/02"),
     ]
 
 

@@ -15,7 +15,7 @@ from cobro.workspace import Workspace
 
 from .support import business, count, d, invoice, load, person
 
-FIRST, LAST = d("2025-03-01"), d("2025-04-15")
+FIRST, LAST = d("2025-03-01"), d("2025-05-10")
 
 
 def portfolio(ws: Workspace) -> None:
@@ -77,7 +77,7 @@ def test_simulation_changes_nothing_and_predicts_the_runs(ws: Workspace) -> None
     assert {m.channel for m in messages} == {"email"}
     predicted = sorted((m.date, m.customer, m.step) for m in messages)
     assert len(predicted) == len(set(predicted))
-    # The period covers before-due, on-due, after-due, repeated and late phases.
+    # The period covers before-due, after-due, repeated and go-live phases.
     steps = {step for _, _, step in predicted}
     assert {"b2b/00", "b2b/01", "b2b/02", "b2b/05", "consumer/before", "consumer/after"} <= steps
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import select
 
@@ -43,9 +43,20 @@ def setup(ws: Workspace) -> None:
     )
 
 
+def run_daily(ws: Workspace, first: date, last: date) -> list[int]:
+    """A run every day from ``first`` to ``last``: the accounts each one blocked."""
+    blocked = []
+    day = first
+    while day <= last:
+        blocked.append(run_day(ws, day).blocked)
+        day += timedelta(days=1)
+    return blocked
+
+
 def test_last_notice_blocks_the_account_and_payment_releases_it(workspace: Workspace) -> None:
     setup(workspace)
-    assert run_day(workspace, date(2026, 3, 1)).blocked == 0  # phase 04 (45 days) only
+    # Phases 01..04 go out on their days; nothing is blocked before phase 05 (60 days).
+    assert run_daily(workspace, date(2026, 1, 1), date(2026, 3, 1)) == [0] * 60
     report = run_day(workspace, date(2026, 3, 2))  # 60 days after due: phase 05
     assert report.blocked == 1
     with workspace.engine.connect() as conn:
@@ -75,7 +86,7 @@ def test_last_notice_blocks_the_account_and_payment_releases_it(workspace: Works
 
 def test_a_partly_paid_account_stays_blocked(workspace: Workspace) -> None:
     setup(workspace)
-    run_day(workspace, date(2026, 3, 2))
+    assert sum(run_daily(workspace, date(2026, 1, 1), date(2026, 3, 2))) == 1
     import_records(
         workspace,
         "payments",

@@ -81,11 +81,11 @@ def test_invalid_yaml_names_the_line() -> None:
     assert p.startswith("cobro.yaml:") and "not valid YAML" in p
 
 
-def test_before_due_phases_do_not_catch_up_by_default_after_due_phases_do() -> None:
+def test_before_and_on_due_phases_do_not_catch_up_by_default_after_due_phases_do() -> None:
     config = parse_config(STARTER)
     by_key = {p.key: p for p in config.policy("consumer").phases}
-    assert not by_key["before"].catch_up
-    assert by_key["due"].catch_up and by_key["after"].catch_up
+    assert not by_key["before"].catch_up and not by_key["due"].catch_up
+    assert by_key["after"].catch_up
 
 
 def test_min_balance_is_converted_to_minor_units_of_the_company_currency() -> None:

@@ -185,27 +185,31 @@ def simulate(
         fail("--to is before --from", 2)
     ws = open_ws(ctx)
     days: list[dict[str, Any]] = []
-    table = Table(title=f"Simulation {d1} → {d2} (no payments assumed)")
-    for col in ("date", "messages", "by phase", "unreachable", "cost"):
+    table = Table(title=f"Simulation {d1} → {d2} (every message assumed sent, no payments)")
+    for col in ("date", "messages", "by phase", "unreachable", "tasks", "cost"):
         table.add_column(col)
     total_cost = Decimal(0)
-    total_msgs = 0
+    total_msgs = total_tasks = 0
     try:
         with ws.engine.connect() as conn:
             trans = conn.begin()
             try:
-                for messages in run_simulation(conn, ws.config, ws.company_id, d1, d2):
-                    if not messages:
+                for found in run_simulation(conn, ws.config, ws.company_id, d1, d2):
+                    if not found:
                         continue
-                    day = messages[0].date
+                    day = found[0].date
+                    messages = [m for m in found if m.channel != "task"]
+                    tasks = [m for m in found if m.channel == "task"]
                     cost = sum((m.cost for m in messages), Decimal(0))
                     total_cost += cost
                     total_msgs += len(messages)
+                    total_tasks += len(tasks)
                     if as_json:
                         days.append(
                             {
                                 "date": day.isoformat(),
                                 "messages": [m.to_json() for m in messages],
+                                "tasks": [m.to_json() for m in tasks],
                                 "cost": str(cost),
                             }
                         )
@@ -216,6 +220,7 @@ def simulate(
                         str(len(messages)),
                         ", ".join(f"{k}: {v}" for k, v in sorted(by_phase.items())),
                         str(sum(1 for m in messages if m.channel == "none")),
+                        str(len(tasks)),
                         str(cost),
                     )
             finally:
@@ -228,13 +233,18 @@ def simulate(
                 "from": d1.isoformat(),
                 "to": d2.isoformat(),
                 "messages": total_msgs,
+                "tasks": total_tasks,
                 "cost": str(total_cost),
                 "days": days,
             }
         )
         return
     out.print(table)
-    out.print(f"Total: {total_msgs} message(s), cost {total_cost} {ws.config.company.currency}")
+    out.print(
+        f"Total: {total_msgs} message(s), {total_tasks} task(s),"
+        f" cost {total_cost} {ws.config.company.currency}"
+    )
+
 
 
 @app.command()

@@ -75,6 +75,13 @@ class Branding(_Strict):
         return v
 
 
+class GoLive(_Strict):
+    """The first days on an existing portfolio: claims ramp up instead of all at once."""
+
+    days: Annotated[int, Field(ge=0, le=365)] = 30
+    max_claims_per_day: Annotated[int, Field(ge=1)] | None = None
+
+
 class Company(_Strict):
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
     name: str
@@ -90,6 +97,8 @@ class Company(_Strict):
     max_catch_up_days: Annotated[int, Field(ge=0, le=365)] = 30
     action_catch_up_days: Annotated[int, Field(ge=0, le=31)] = 3
     link_max_age_days: Annotated[int, Field(ge=1, le=365)] = 30
+    max_claims_per_debtor_per_day: Annotated[int, Field(ge=1, le=10)] = 1
+    go_live: GoLive = GoLive()
     phone_region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] | None = Field(
         default=None,
         description="country for phone numbers written without +code (default: the locale's)",
@@ -239,6 +248,7 @@ class PhaseConfig(_Strict):
     min_balance: Decimal = Decimal(0)
     catch_up: bool | None = None
     block_account: bool = False
+    min_gap_days: Annotated[int, Field(ge=1, le=365)] | None = None
 
     @field_validator("when")
     @classmethod
@@ -359,8 +369,9 @@ class CobroConfig(_Strict):
                 repeat_every_days=ph.repeat_every_days,
                 max_repeats=ph.max_repeats,
                 min_balance_minor=Money.of(ph.min_balance, self.company.currency).minor,
-                catch_up=ph.catch_up if ph.catch_up is not None else ph.offset_days >= 0,
+                catch_up=ph.catch_up if ph.catch_up is not None else ph.offset_days > 0,
                 block_account=ph.block_account,
+                min_gap_days=ph.min_gap_days,
             )
             for ph in sorted(pc.phases, key=lambda p: p.offset_days)
         )

@@ -59,6 +59,7 @@ class Phase:
     min_balance_minor: int = 0
     catch_up: bool = True
     block_account: bool = False  # sending this phase blocks the account until paid
+    min_gap_days: int | None = None  # days after the previous phase; default: their distance
 
     @property
     def step_id(self) -> str:

@@ -27,7 +27,8 @@ from sqlalchemy import Connection, Engine, bindparam, insert, or_, select, updat
 
 from cobro.channels.base import Attachment, Channel, Outgoing
 from cobro.config import CobroConfig
-from cobro.domain.model import OutboxStatus, Recipient
+from cobro.domain.escalation import reached_phase
+from cobro.domain.model import OutboxStatus, Policy, Recipient
 from cobro.domain.money import Money, totals_by_currency
 from cobro.engine.accounts import block_accounts
 from cobro.engine.messages import MessageSpec, load_attachment, message_spec
@@ -217,6 +218,7 @@ class Dispatcher:
         self._locales: dict[str, tuple[str, str]] = {}
         self._started = time.monotonic()
         self._specs: dict[str, MessageSpec] = {}
+        self._policies: dict[str, Policy] = {}
         self._files: dict[str, Attachment] = {}
         self.files_root = files_root
 
@@ -494,6 +496,18 @@ class Dispatcher:
             data,
         )
 
+    def _reached(self, step: str, item: dict[str, Any], on: date) -> str | None:
+        """The key of the highest phase an item of a phase claim has reached (else None)."""
+        try:
+            phase = self.config.phase_by_step(step)
+        except KeyError:
+            return None
+        policy = self._policies.get(phase.policy)
+        if policy is None:
+            policy = self._policies[phase.policy] = self.config.policy(phase.policy)
+        found = reached_phase(policy, item["due_on"], item["balance_minor"], on)
+        return found.key if found is not None and found.offset_days > 0 else None
+
     def _compose(self, jobs: list[Job]) -> None:
         company = self.config.company
         branding = {
@@ -564,6 +578,7 @@ class Dispatcher:
                     "description": i["description"],
                     "due_on": i["due_on"],
                     "days_overdue": (job.occurrence_on - i["due_on"]).days,
+                    "phase": self._reached(job.step, i, job.occurrence_on),
                     "amount": Money.from_minor(i["amount_minor"], i["currency"]),
                     "balance": Money.from_minor(i["balance_minor"], i["currency"]),
                 }

@@ -28,7 +28,6 @@ from sqlalchemy import (
     Table,
     and_,
     case,
-    delete,
     exists,
     func,
     literal,
@@ -40,14 +39,13 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 
 from cobro.config import CobroConfig
-from cobro.domain.calendar import send_instant
 from cobro.domain.policy import DueWindow, due_windows
 from cobro.engine.accounts import release_paid_blocks
-from cobro.engine.outbox import insert_planned
+from cobro.engine.claims import plan_claims
 from cobro.engine.scheduled import plan_actions
 from cobro.engine.subscriptions import plan_subscriptions
 from cobro.store import tables as t
-from cobro.store.db import counted, insert_ignoring, like_literal, lock_company
+from cobro.store.db import like_literal, lock_company
 
 
 @dataclass(frozen=True)
@@ -55,9 +53,11 @@ class PlanResult:
     run_on: date
     planned: int  # outbox rows this run created
     items: int  # receivables those rows claim
-    windows: int
+    candidates: int  # debtors looked at
     unblocked: int = 0  # accounts released because their overdue debt was paid
     tasks: int = 0  # staff tasks created by scheduled actions
+    held: int = 0  # debtors whose next phase waits for its gap after the previous one
+    deferred: int = 0  # debtors left for the next day by the go-live ramp
 
 
 def assignment_fingerprint(config: CobroConfig) -> str:
@@ -207,93 +207,26 @@ def plan_day(
     lock_company(conn, company_id)
     refresh_policies(conn, config, company_id)
     unblocked = release_paid_blocks(conn, company_id, run_on, now)
-    covered_before = conn.execute(
-        select(t.companies.c.covered_through).where(t.companies.c.id == company_id)
-    ).scalar()
-    windows = windows_for(conn, config, company_id, run_on)
-    planned = items = 0
-    if windows:
-        due = _due_table()
-        due.drop(conn, checkfirst=True)
-        due.create(conn)
-        for part in window_chunks(windows):
-            conn.execute(
-                due.insert().from_select(
-                    ["receivable_id", "customer_id", "step", "repeat_no"],
-                    due_select(company_id, part),
-                )
-            )
-        at = send_instant(run_on, config.company.send_time, config.company.timezone)
-        o = t.outbox.c
-        rows = select(
-            literal(company_id),
-            due.c.customer_id,
-            due.c.step,
-            literal(run_on),
-            literal("planned"),
-            literal(at, t.UTCDateTime),
-            literal(at, t.UTCDateTime),
-            literal(run_id, Integer),
-            literal(now, t.UTCDateTime),
-        )
-        # The WHERE keeps SQLite from reading ON CONFLICT as a join constraint.
-        rows = rows.where(due.c.customer_id.is_not(None)).distinct()
-        insert_planned(conn, rows)
-        item_rows = (
-            select(
-                literal(company_id),
-                t.outbox.c.id,
-                due.c.receivable_id,
-                due.c.step,
-                due.c.repeat_no,
-            )
-            .select_from(due)
-            .join(
-                t.outbox,
-                and_(
-                    o.company_id == company_id,
-                    o.customer_id == due.c.customer_id,
-                    o.step == due.c.step,
-                    o.occurrence_on == run_on,
-                    o.status == "planned",
-                ),
-            )
-        )
-        res = counted(
-            conn,
-            insert_ignoring(conn, t.claim_items)
-            .from_select(
-                ["company_id", "outbox_id", "receivable_id", "step", "repeat_no"], item_rows
-            )
-            .on_conflict_do_nothing(index_elements=["receivable_id", "step", "repeat_no"]),
-        )
-        items = res
-        # A debtor whose every item was already claimed gets no empty message.
-        ci = t.claim_items.c
-        if run_id is not None:
-            conn.execute(
-                delete(t.outbox).where(
-                    o.run_id == run_id,
-                    ~exists().where(ci.outbox_id == o.id),
-                )
-            )
-            planned = conn.execute(
-                select(func.count()).select_from(t.outbox).where(o.run_id == run_id)
-            ).scalar_one()
-        # On failure the transaction's rollback removes the table (DDL is transactional).
-        due.drop(conn)
+    co = t.companies.c
+    company = conn.execute(
+        select(co.covered_through, co.go_live_on).where(co.id == company_id)
+    ).one()
+    covered_before, go_live_on = company.covered_through, company.go_live_on
+    if go_live_on is None:
+        go_live_on = run_on
+        conn.execute(update(t.companies).where(co.id == company_id).values(go_live_on=run_on))
+    claims = plan_claims(conn, config, company_id, run_on, covered_before, go_live_on, now, run_id)
     actions = plan_actions(conn, config, company_id, run_on, covered_before, now, run_id)
     subs = plan_subscriptions(conn, config, company_id, run_on, now, run_id)
-    covered = covered_before
-    if covered is None or covered < run_on:
-        conn.execute(
-            update(t.companies).where(t.companies.c.id == company_id).values(covered_through=run_on)
-        )
+    if covered_before is None or covered_before < run_on:
+        conn.execute(update(t.companies).where(co.id == company_id).values(covered_through=run_on))
     return PlanResult(
         run_on,
-        planned + actions.messages + subs.reminders,
-        items + actions.items,
-        len(windows),
+        claims.claims + actions.messages + subs.reminders,
+        claims.items + actions.items,
+        claims.candidates,
         unblocked,
         actions.tasks,
+        claims.held,
+        claims.deferred,
     )

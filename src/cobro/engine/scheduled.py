@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import Connection, Integer, String, and_, literal, select
+from sqlalchemy import Connection, Integer, String, and_, func, literal, select
+from sqlalchemy.sql.elements import ColumnElement
 
 from cobro.config import CobroConfig
 from cobro.domain.actions import ActionType, ScheduledAction, due_occurrence
@@ -39,6 +41,33 @@ def occurrences_for(
         if occ is not None:
             out.append((action, occ))
     return out
+
+
+def collection_steps(config: CobroConfig) -> list[str]:
+    """Steps that tell a debtor about their debt: policy phases and debt notices."""
+    steps = [ph.step_id for p in config.all_policies() for ph in p.phases]
+    steps += [a.step_id for a in config.scheduled_actions() if a.type is ActionType.DEBT_NOTICE]
+    return steps
+
+
+def _room_for_a_claim(
+    config: CobroConfig, company_id: int, customer_id: Any, run_on: date
+) -> ColumnElement[bool]:
+    """The debtor has had fewer than ``max_claims_per_debtor_per_day`` collection messages
+    planned for ``run_on``. A debt notice on the day of a phase claim is merged into the
+    claim (which lists every open item) when the limit is one."""
+    o = t.outbox.c
+    already = (
+        select(func.count())
+        .where(
+            o.company_id == company_id,
+            o.customer_id == customer_id,
+            o.occurrence_on == run_on,
+            o.step.in_(collection_steps(config)),
+        )
+        .scalar_subquery()
+    )
+    return already < config.company.max_claims_per_debtor_per_day
 
 
 def plan_actions(
@@ -109,6 +138,8 @@ def plan_actions(
             literal(run_id, Integer),
             literal(now, t.UTCDateTime),
         ).where(members.c.customer_id.is_not(None))
+        if action.type is ActionType.DEBT_NOTICE:
+            rows = rows.where(_room_for_a_claim(config, company_id, members.c.customer_id, run_on))
         res = insert_planned(conn, rows)
         messages += res
         if action.type is ActionType.DEBT_NOTICE:

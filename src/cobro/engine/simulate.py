@@ -1,8 +1,8 @@
 """Simulation: what each day of a period would send, to whom, on which channel, at what cost.
 
-It runs the planner's own selection for every day, assumes no payment
-arrives, and changes nothing: the work happens in a transaction that is
-rolled back.
+It runs the daily planner itself for every day, assumes every message is sent
+and no payment arrives, and changes nothing: the work happens in a transaction
+that is rolled back.
 """
 
 from __future__ import annotations
@@ -14,16 +14,14 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, func, or_, select
+from sqlalchemy import Connection, func, insert, or_, select
 
 from cobro.config import CobroConfig
-from cobro.domain.actions import ActionType
+from cobro.domain.calendar import send_instant
 from cobro.domain.model import Recipient
 from cobro.domain.money import Money
-from cobro.domain.policy import due_windows
-from cobro.engine.planner import due_select, earliest_open_due, refresh_policies, window_chunks
-from cobro.engine.scheduled import occurrences_for
-from cobro.engine.segments import members_select
+from cobro.engine.messages import message_spec, notice_spec
+from cobro.engine.planner import plan_day
 from cobro.store import tables as t
 
 
@@ -105,119 +103,95 @@ def _channel_and_cost(
     return "none", Decimal(0)
 
 
-def _actions_on(
-    conn: Connection,
-    config: CobroConfig,
-    company_id: int,
-    day: date,
-    covered: date | None,
-    reach: dict[int, dict[str, int]],
-    cost_each: Decimal,
-) -> list[SimulatedMessage]:
-    """The debt notices, messages and tasks that scheduled actions produce on ``day``."""
-    out = []
-    currency = config.company.currency
-    for action, occ in occurrences_for(config, day, covered):
-        notice = action.type is ActionType.DEBT_NOTICE
-        is_task = action.type is ActionType.TASK
-        query = members_select(
-            company_id, config.segment(action.segment), occ, currency, overdue_only=notice
-        )
-        for row in conn.execute(query):
-            roles = reach.get(row.customer_id, {})
-            debtor = roles.get(Recipient.DEBTOR.value, 0)
-            recipients = (
-                0
-                if is_task or not debtor
-                else sum(roles.get(r.value, 0) for r in action.recipients)
-            )
-            open_amount = Money.from_minor(int(row.open_minor), currency).amount
-            out.append(
-                SimulatedMessage(
-                    date=day,
-                    customer=row.external_id,
-                    step=action.step_id,
-                    phase_name=action.description,
-                    channel="task" if is_task else ("email" if debtor else "none"),
-                    recipients=recipients,
-                    items=0,
-                    totals={currency: open_amount} if notice else {},
-                    cost=cost_each * recipients,
-                )
-            )
-    return out
-
-
 def simulate(
     conn: Connection, config: CobroConfig, company_id: int, start: date, end: date
 ) -> Iterator[list[SimulatedMessage]]:
-    """Yield, for each day from ``start`` to ``end``, the messages a run would send.
+    """Yield, for each day from ``start`` to ``end``, the messages a run would send, then
+    the tasks it would create (``channel="task"``).
 
-    The caller passes a connection inside a transaction and rolls it back.
+    Each day is planned by the daily run's own planner (``plan_day``), so debtor-level
+    escalation, the go-live ramp, scheduled actions and subscription reminders are
+    exactly what the runs would do; every planned message is assumed sent and no payment
+    to arrive. The caller passes a connection inside a transaction and rolls it back.
     """
-    refresh_policies(conn, config, company_id)
-    covered = conn.execute(
-        select(t.companies.c.covered_through).where(t.companies.c.id == company_id)
-    ).scalar()
-    earliest = earliest_open_due(conn, company_id)
     reach = _reach(conn, company_id)
+    cu = t.customers.c
     names = {
         row.id: row.external_id
-        for row in conn.execute(
-            select(t.customers.c.id, t.customers.c.external_id).where(
-                t.customers.c.company_id == company_id
-            )
-        )
+        for row in conn.execute(select(cu.id, cu.external_id).where(cu.company_id == company_id))
     }
-    policies = config.all_policies()
-    cost_each = config.channels.email.cost
+    o, ci, r = t.outbox.c, t.claim_items.c, t.receivables.c
+    tk = t.tasks.c
     day = start
     while day <= end:
-        windows = []
-        if earliest is not None:
-            for policy in policies:
-                windows += due_windows(
-                    policy, day, covered, config.company.max_catch_up_days, earliest
-                )
-        found: dict[tuple[int, str], tuple[int, dict[str, Decimal]]] = {}
-        for part in window_chunks(windows):
-            due = due_select(company_id, part, with_amounts=True).subquery()
-            grouped = select(
-                due.c.customer_id,
-                due.c.step,
-                due.c.currency,
-                func.count().label("items"),
-                func.sum(due.c.balance_minor).label("total"),
-            ).group_by(due.c.customer_id, due.c.step, due.c.currency)
-            for row in conn.execute(grouped):
-                items, totals = found.get((row.customer_id, row.step), (0, {}))
-                amount = Money.from_minor(int(row.total), row.currency).amount
-                totals[row.currency] = totals.get(row.currency, Decimal(0)) + amount
-                found[(row.customer_id, row.step)] = (items + int(row.items), totals)
+        company = config.company
+        at = send_instant(day, company.send_time, company.timezone)
+        run_id = conn.execute(
+            insert(t.runs)
+            .values(company_id=company_id, run_on=day, as_of=at, started_at=at)
+            .returning(t.runs.c.id)
+        ).scalar_one()
+        plan_day(conn, config, company_id, day, at, run_id)
+        totals: dict[int, dict[str, Decimal]] = defaultdict(dict)
+        counts: dict[int, int] = defaultdict(int)
+        for row in conn.execute(
+            select(ci.outbox_id, r.currency, func.count().label("n"), func.sum(r.balance_minor))
+            .join(t.receivables, r.id == ci.receivable_id)
+            .join(t.outbox, o.id == ci.outbox_id)
+            .where(o.run_id == run_id)
+            .group_by(ci.outbox_id, r.currency)
+        ):
+            amount = Money.from_minor(int(row[3]), row.currency).amount
+            totals[row.outbox_id][row.currency] = amount
+            counts[row.outbox_id] += int(row.n)
         messages: list[SimulatedMessage] = []
-        for (customer_id, step), (items, totals) in sorted(found.items()):
-            phase = config.phase_by_step(step)
-            roles = reach.get(customer_id, {})
-            recipients = sum(roles.get(r.value, 0) for r in phase.recipients)
-            channel, cost = _channel_and_cost(config, phase.channels, roles, recipients)
+        for row in conn.execute(
+            select(o.id, o.customer_id, o.step).where(o.run_id == run_id).order_by(o.id)
+        ):
+            try:
+                spec = message_spec(config, row.step)
+            except KeyError:
+                continue
+            roles = reach.get(row.customer_id, {})
+            if Recipient.ADMIN in spec.recipients:
+                roles = {**roles, Recipient.ADMIN.value: 1}
+            recipients = sum(roles.get(x.value, 0) for x in spec.recipients)
+            channel, cost = _channel_and_cost(config, spec.channels, roles, recipients)
             if channel == "none":
                 recipients = 0
             messages.append(
                 SimulatedMessage(
                     date=day,
-                    customer=names[customer_id],
-                    step=step,
-                    phase_name=phase.name,
+                    customer=names.get(row.customer_id, ""),
+                    step=row.step.partition("/")[0] if notice_spec(config, row.step) else row.step,
+                    phase_name=spec.name,
                     channel=channel,
                     recipients=recipients,
-                    items=items,
-                    totals=dict(sorted(totals.items())),
+                    items=counts.get(row.id, 0),
+                    totals=dict(sorted(totals.get(row.id, {}).items())),
                     cost=cost,
                 )
             )
-        messages.extend(_actions_on(conn, config, company_id, day, covered, reach, cost_each))
+        for row in conn.execute(
+            select(tk.customer_id, tk.action_key).where(
+                tk.company_id == company_id, tk.created_on == day
+            )
+        ):
+            action = config.action(row.action_key)
+            messages.append(
+                SimulatedMessage(
+                    date=day,
+                    customer=names.get(row.customer_id, ""),
+                    step=action.step_id,
+                    phase_name=action.description,
+                    channel="task",
+                    recipients=0,
+                    items=0,
+                    totals={},
+                    cost=Decimal(0),
+                )
+            )
         yield messages
-        covered = day if covered is None or covered < day else covered
         day += timedelta(days=1)
 
 

@@ -69,6 +69,7 @@ companies = Table(
     Column("policy_fingerprint", String(64)),
     Column("notice_fingerprint", String(64)),  # subscription reminder settings ...
     Column("notice_settings_since", UTCDateTime),  # ... and since when they hold
+    Column("go_live_on", Date),  # the date of the first run (go-live ramp)
     Column("created_at", UTCDateTime, nullable=False),
 )
 
@@ -207,6 +208,24 @@ outbox = Table(
     UniqueConstraint("company_id", "customer_id", "step", "occurrence_on", name="uq_outbox_key"),
     Index(None, "company_id", "status", "next_attempt_at"),
     Index(None, "run_id"),
+)
+
+# Where each debtor stands in its policy: the phase last claimed, when, how many repeats;
+# ``review_on`` is the next day the debtor must be looked at even if no item changes.
+dunning_levels = Table(
+    "dunning_levels",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("policy", String(40), nullable=False),
+    Column("phase_key", String(40)),
+    Column("reached_on", Date),
+    Column("repeats", Integer, nullable=False, server_default="0"),
+    Column("review_on", Date),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("customer_id"),
+    Index(None, "company_id", "review_on"),
 )
 
 claim_items = Table(

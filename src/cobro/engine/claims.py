@@ -1,0 +1,393 @@
+"""Planning the day's claims, one per debtor at the debtor's phase (debtor-level escalation).
+
+Set-based around a small Python decision per debtor:
+
+1. **Candidates**: the debtors that may need a claim today. Those with an open item
+   whose due date plus a phase's offset falls in the days not planned yet (one
+   indexed range scan per phase), those whose ``review_on`` has come (a gap to the
+   next phase ended, a repeat is due, the go-live ramp deferred them), and on the
+   first run or after a long gap every debtor with open debt.
+2. **Their debt**, one aggregate query per policy: for each phase the oldest open
+   item big enough for it and whether an item reaches it exactly today.
+3. **The decision** (``cobro.domain.escalation.decide``, pure) against the debtor's
+   ``dunning_levels`` row, then the go-live ramp (at most ``go_live.max_claims_per_day``
+   claims a day during the first ``go_live.days`` days; the oldest debt first).
+4. **Writing**: one outbox row per debtor claimed (key: company, debtor, phase, date),
+   listing every open item of the debtor, and the debtors' new levels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal,
+    select,
+    union_all,
+    update,
+)
+
+from cobro.config import CobroConfig
+from cobro.domain.calendar import send_instant
+from cobro.domain.escalation import DebtSummary, Decision, Level, decide
+from cobro.domain.model import Policy
+from cobro.engine.outbox import insert_planned
+from cobro.store import tables as t
+from cobro.store.db import counted, insert_ignoring
+
+
+@dataclass(frozen=True)
+class ClaimsPlanned:
+    claims: int  # outbox rows written
+    items: int  # open items they list
+    candidates: int  # debtors looked at
+    held: int  # debtors whose next phase waits for its gap
+    deferred: int  # debtors left for tomorrow by the go-live ramp
+
+
+def _temp(name: str, *columns: Column[Any]) -> Table:
+    return Table(name, MetaData(), *columns, prefixes=["TEMPORARY"])
+
+
+def _candidates_table() -> Table:
+    return _temp("cobro_candidates", Column("customer_id", Integer, primary_key=True))
+
+
+def _claims_table() -> Table:
+    return _temp(
+        "cobro_claims",
+        Column("customer_id", Integer, primary_key=True),
+        Column("step", String(90), nullable=False),
+    )
+
+
+def full_scan(config: CobroConfig, run_on: date, covered: date | None) -> bool:
+    """Whether every debtor with open debt is looked at: the first run (go-live), or a run
+    after more than ``max_catch_up_days`` without one."""
+    return covered is None or (run_on - covered).days > config.company.max_catch_up_days
+
+
+def _crossing_select(company_id: int, policies: list[Policy], run_on: date, covered: date) -> Any:
+    """Debtors with an open item reaching one of their policy's phases on a day after
+    ``covered`` and up to ``run_on``: one range scan of the open-due index per phase."""
+    r, c = t.receivables.c, t.customers.c
+    first = min(covered, run_on - timedelta(days=1)) + timedelta(days=1)
+    parts = []
+    for policy in policies:
+        for ph in policy.phases:
+            lo = first - timedelta(days=ph.offset_days)
+            hi = run_on - timedelta(days=ph.offset_days)
+            parts.append(
+                select(
+                    r.customer_id.label("customer_id"), literal(policy.name).label("policy")
+                ).where(
+                    r.company_id == company_id,
+                    r.balance_minor > 0,
+                    r.balance_minor >= max(1, ph.min_balance_minor),
+                    r.due_on >= lo,
+                    r.due_on <= hi,
+                )
+            )
+    u = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("crossing")
+    return (
+        select(u.c.customer_id)
+        .join(t.customers, and_(c.id == u.c.customer_id, c.effective_policy == u.c.policy))
+        .distinct()
+    )
+
+
+def _fill_candidates(
+    conn: Connection,
+    config: CobroConfig,
+    company_id: int,
+    run_on: date,
+    covered: date | None,
+    cand: Table,
+) -> None:
+    r, lv = t.receivables.c, t.dunning_levels.c
+    sources: list[Any] = []
+    if full_scan(config, run_on, covered):
+        sources.append(
+            select(r.customer_id).where(r.company_id == company_id, r.balance_minor > 0).distinct()
+        )
+    else:
+        assert covered is not None
+        policies = config.all_policies()
+        for i in range(0, len(policies), 20):  # SQLite: at most 500 SELECTs in a UNION
+            sources.append(_crossing_select(company_id, policies[i : i + 20], run_on, covered))
+    sources.append(
+        select(lv.customer_id).where(lv.company_id == company_id, lv.review_on <= run_on)
+    )
+    for source in sources:
+        rows = source.subquery()
+        conn.execute(
+            insert_ignoring(conn, cand)
+            .from_select(["customer_id"], select(rows.c.customer_id).where(rows.c.customer_id > 0))
+            .on_conflict_do_nothing()
+        )
+
+
+def _debts(
+    conn: Connection, company_id: int, policy: Policy, run_on: date, cand: Table
+) -> dict[int, DebtSummary]:
+    """The debt of every candidate on ``policy``, as escalation needs it."""
+    r, c = t.receivables.c, t.customers.c
+    cols: list[Any] = [r.customer_id, func.min(r.due_on).label("oldest_open")]
+    for i, ph in enumerate(policy.phases):
+        big = r.balance_minor >= max(1, ph.min_balance_minor)
+        cols.append(func.min(case((big, r.due_on))).label(f"o{i}"))
+        today = run_on - timedelta(days=ph.offset_days)
+        cols.append(func.max(case((and_(big, r.due_on == today), 1), else_=0)).label(f"d{i}"))
+    q = (
+        select(*cols)
+        .select_from(cand)
+        .join(t.customers, and_(c.id == cand.c.customer_id, c.effective_policy == policy.name))
+        .join(t.receivables, r.customer_id == cand.c.customer_id)
+        .where(r.balance_minor > 0, c.company_id == company_id)
+        .group_by(r.customer_id)
+    )
+    n = len(policy.phases)
+    out = {}
+    for row in conn.execute(q):
+        m = row._mapping
+        out[row.customer_id] = DebtSummary(
+            tuple(m[f"o{i}"] for i in range(n)),
+            tuple(bool(m[f"d{i}"]) for i in range(n)),
+            m["oldest_open"],
+        )
+    return out
+
+
+def _levels(conn: Connection, cand: Table) -> dict[int, tuple[str, Level | None]]:
+    lv = t.dunning_levels.c
+    out: dict[int, tuple[str, Level | None]] = {}
+    for row in conn.execute(
+        select(lv.customer_id, lv.policy, lv.phase_key, lv.reached_on, lv.repeats).join(
+            cand, cand.c.customer_id == lv.customer_id
+        )
+    ):
+        level = (
+            Level(row.phase_key, row.reached_on, row.repeats)
+            if row.phase_key is not None and row.reached_on is not None
+            else None
+        )
+        out[row.customer_id] = (row.policy, level)
+    return out
+
+
+def _go_live_room(
+    conn: Connection, config: CobroConfig, company_id: int, run_on: date, go_live_on: date
+) -> int | None:
+    """How many more claims the go-live ramp allows today (None: no limit)."""
+    gl = config.company.go_live
+    if gl.max_claims_per_day is None or run_on >= go_live_on + timedelta(days=gl.days):
+        return None
+    o = t.outbox.c
+    steps = [ph.step_id for p in config.all_policies() for ph in p.phases]
+    done = conn.execute(
+        select(func.count()).where(
+            o.company_id == company_id, o.occurrence_on == run_on, o.step.in_(steps)
+        )
+    ).scalar_one()
+    return max(0, gl.max_claims_per_day - int(done))
+
+
+def plan_claims(
+    conn: Connection,
+    config: CobroConfig,
+    company_id: int,
+    run_on: date,
+    covered: date | None,
+    go_live_on: date,
+    now: datetime,
+    run_id: int | None,
+) -> ClaimsPlanned:
+    """Plan the claims of ``run_on`` inside the caller's transaction (see the module)."""
+    cand = _candidates_table()
+    cand.drop(conn, checkfirst=True)
+    cand.create(conn)
+    _fill_candidates(conn, config, company_id, run_on, covered, cand)
+    levels = _levels(conn, cand)
+    decided: list[tuple[int, str, Decision, DebtSummary]] = []
+    for policy in config.all_policies():
+        for customer_id, debt in _debts(conn, company_id, policy, run_on, cand).items():
+            stored = levels.get(customer_id)
+            level = stored[1] if stored is not None and stored[0] == policy.name else None
+            decided.append((customer_id, policy.name, decide(policy, level, debt, run_on), debt))
+    # Debtors with a level but no open debt any more: their episode is over.
+    gone = [cid for cid in levels if cid not in {d[0] for d in decided}]
+    room = _go_live_room(conn, config, company_id, run_on, go_live_on)
+    sending = [x for x in decided if x[2].send is not None]
+    deferred: set[int] = set()
+    if room is not None and len(sending) > room:
+        # The oldest debt first; the rest wait for tomorrow, where they stand now.
+        sending.sort(key=lambda x: (x[3].oldest_open or run_on, x[0]))
+        deferred = {x[0] for x in sending[room:]}
+        sending = sending[:room]
+    claims = _claims_table()
+    claims.drop(conn, checkfirst=True)
+    claims.create(conn)
+    if sending:
+        conn.execute(
+            claims.insert(),
+            [
+                {"customer_id": cid, "step": d.send.step_id}
+                for cid, _, d, _ in sending
+                if d.send is not None
+            ],
+        )
+    at = send_instant(run_on, config.company.send_time, config.company.timezone)
+    planned = insert_planned(
+        conn,
+        select(
+            literal(company_id),
+            claims.c.customer_id,
+            claims.c.step,
+            literal(run_on),
+            literal("planned"),
+            literal(at, t.UTCDateTime),
+            literal(at, t.UTCDateTime),
+            literal(run_id, Integer),
+            literal(now, t.UTCDateTime),
+        ).where(claims.c.customer_id.is_not(None)),
+    )
+    items = _claim_open_items(conn, company_id, run_on, claims)
+    _store_levels(conn, company_id, decided, deferred, gone, levels, run_on, now)
+    claims.drop(conn)
+    cand.drop(conn)
+    return ClaimsPlanned(
+        planned,
+        items,
+        len(decided),
+        sum(1 for x in decided if x[2].held),
+        len(deferred),
+    )
+
+
+def _claim_open_items(conn: Connection, company_id: int, run_on: date, claims: Table) -> int:
+    """Every open item of each claimed debtor goes in the claim (its statement).
+
+    ``repeat_no`` holds the claim's day (as an ordinal), so an item is listed once per
+    claim and day, as statements do."""
+    o, r = t.outbox.c, t.receivables.c
+    rows = (
+        select(
+            literal(company_id),
+            o.id,
+            r.id,
+            claims.c.step,
+            literal(run_on.toordinal(), Integer),
+        )
+        .select_from(claims)
+        .join(
+            t.outbox,
+            and_(
+                o.company_id == company_id,
+                o.customer_id == claims.c.customer_id,
+                o.step == claims.c.step,
+                o.occurrence_on == run_on,
+                o.status == "planned",
+            ),
+        )
+        .join(t.receivables, r.customer_id == claims.c.customer_id)
+        .where(r.balance_minor > 0)
+    )
+    return counted(
+        conn,
+        insert_ignoring(conn, t.claim_items)
+        .from_select(["company_id", "outbox_id", "receivable_id", "step", "repeat_no"], rows)
+        .on_conflict_do_nothing(index_elements=["receivable_id", "step", "repeat_no"]),
+    )
+
+
+def _store_levels(
+    conn: Connection,
+    company_id: int,
+    decided: list[tuple[int, str, Decision, DebtSummary]],
+    deferred: set[int],
+    gone: list[int],
+    stored: dict[int, tuple[str, Level | None]],
+    run_on: date,
+    now: datetime,
+) -> None:
+    """Write each candidate's level and next review day (only rows that change)."""
+    updates: list[dict[str, Any]] = []
+    inserts: list[dict[str, Any]] = []
+    for cid, policy, d, _debt in decided:
+        before = stored.get(cid)
+        level = before[1] if before is not None and before[0] == policy else None
+        review: date | None
+        if cid in deferred:
+            new_level, review = level, run_on + timedelta(days=1)
+        else:
+            new_level, review = d.level, d.review_on
+        row = {
+            "b_customer": cid,
+            "b_policy": policy,
+            "b_phase": new_level.phase_key if new_level else None,
+            "b_reached": new_level.reached_on if new_level else None,
+            "b_repeats": new_level.repeats if new_level else 0,
+            "b_review": review,
+            "b_now": now,
+        }
+        if before is None:
+            if new_level is not None or review is not None:
+                inserts.append(row)
+        else:
+            updates.append(row)
+    for cid in gone:
+        updates.append(
+            {
+                "b_customer": cid,
+                "b_policy": stored[cid][0],
+                "b_phase": None,
+                "b_reached": None,
+                "b_repeats": 0,
+                "b_review": None,
+                "b_now": now,
+            }
+        )
+    lv = t.dunning_levels.c
+    if updates:
+        conn.execute(
+            update(t.dunning_levels)
+            .where(lv.customer_id == bindparam("b_customer"))
+            .values(
+                policy=bindparam("b_policy"),
+                phase_key=bindparam("b_phase"),
+                reached_on=bindparam("b_reached"),
+                repeats=bindparam("b_repeats"),
+                review_on=bindparam("b_review"),
+                updated_at=bindparam("b_now"),
+            ),
+            updates,
+        )
+    if inserts:
+        conn.execute(
+            t.dunning_levels.insert(),
+            [
+                {
+                    "company_id": company_id,
+                    "customer_id": r["b_customer"],
+                    "policy": r["b_policy"],
+                    "phase_key": r["b_phase"],
+                    "reached_on": r["b_reached"],
+                    "repeats": r["b_repeats"],
+                    "review_on": r["b_review"],
+                    "updated_at": r["b_now"],
+                }
+                for r in inserts
+            ],
+        )
