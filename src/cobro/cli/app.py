@@ -246,7 +246,6 @@ def simulate(
     )
 
 
-
 @app.command()
 def history(
     ctx: typer.Context,
