@@ -1,15 +1,16 @@
-"""The planner's selection is indexed (SQLite only: its query plan can be inspected cheaply)."""
+"""The planner's selections are indexed (SQLite only: its query plan can be inspected cheaply)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection
 
-from cobro.domain.policy import DueWindow
-from cobro.engine import planner
+from cobro.domain.model import Policy
+from cobro.engine import claims, planner
 from cobro.workspace import Workspace
 
 from .support import d, load
@@ -52,9 +53,9 @@ def sqlite_ws(make_workspace: Callable[..., Workspace]) -> Workspace:
     return ws
 
 
-def query_plan(conn: Connection, windows: list[DueWindow], company_id: int) -> list[str]:
-    """SQLite's EXPLAIN QUERY PLAN of the planner's selection, with its real parameters."""
-    compiled = planner.due_select(company_id, windows).compile(dialect=conn.dialect)
+def query_plan(conn: Connection, statement: Any) -> list[str]:
+    """SQLite's EXPLAIN QUERY PLAN of a planner statement, with its real parameters."""
+    compiled = statement.compile(dialect=conn.dialect)
     params = tuple(
         v.isoformat() if isinstance(v, date) else v
         for v in (compiled.params[name] for name in compiled.positiontup or ())
@@ -63,42 +64,46 @@ def query_plan(conn: Connection, windows: list[DueWindow], company_id: int) -> l
     return [str(r[3]) for r in rows]
 
 
-def windows(ws: Workspace, conn: Connection) -> list[DueWindow]:
-    planner.refresh_policies(conn, ws.config, ws.company_id)
-    found = planner.windows_for(conn, ws.config, ws.company_id, RUN_ON)
-    assert found
-    return found
-
-
 def receivable_lookups(plan: list[str]) -> list[str]:
-    lookups = [step for step in plan if " receivables" in step]
+    lookups = [step for step in plan if " receivables" in step or " r " in step]
     assert lookups, plan
     return lookups
 
 
-def test_planning_uses_the_open_due_index(sqlite_ws: Workspace) -> None:
+def test_finding_the_debtors_of_the_day_uses_the_open_due_index(sqlite_ws: Workspace) -> None:
+    policies = sqlite_ws.config.all_policies()
+    assert any(ph.min_balance_minor > 0 for p in policies for ph in p.phases)
     with sqlite_ws.engine.begin() as conn:
-        found = windows(sqlite_ws, conn)
-        plain = [w for w in found if w.phase.min_balance_minor == 0]
-        whole = query_plan(conn, plain, sqlite_ws.company_id)
-        each = {w: query_plan(conn, [w], sqlite_ws.company_id) for w in plain}
-
+        planner.refresh_policies(conn, sqlite_ws.config, sqlite_ws.company_id)
+        covered = RUN_ON - timedelta(days=1)
+        whole = query_plan(
+            conn, claims._crossing_select(sqlite_ws.company_id, policies, RUN_ON, covered)
+        )
+        each = [
+            query_plan(
+                conn,
+                claims._crossing_select(
+                    sqlite_ws.company_id, [Policy(p.name, (ph,))], RUN_ON, covered
+                ),
+            )
+            for p in policies
+            for ph in p.phases
+        ]
     assert any("ix_receivables_open_due" in step for step in whole)
-    for step in receivable_lookups(whole):
-        assert "USING INDEX ix_receivables_open_due" in step, whole
-    for w, plan in each.items():
-        for step in receivable_lookups(plan):
-            assert "USING INDEX ix_receivables_open_due" in step, (w, plan)
-
-
-def test_planning_a_phase_with_a_minimum_balance_uses_the_open_due_index(
-    sqlite_ws: Workspace,
-) -> None:
-    with sqlite_ws.engine.begin() as conn:
-        found = [w for w in windows(sqlite_ws, conn) if w.phase.min_balance_minor > 0]
-        assert found, "the starter's phase 05 has a minimum balance"
-        plans = [query_plan(conn, [w], sqlite_ws.company_id) for w in found]
-
-    for plan in plans:
+    for plan in [whole, *each]:
         for step in receivable_lookups(plan):
             assert "USING INDEX ix_receivables_open_due" in step, plan
+
+
+def test_a_debtors_debt_is_read_through_the_customer_index(sqlite_ws: Workspace) -> None:
+    policy = sqlite_ws.config.policy("b2b")
+    with sqlite_ws.engine.begin() as conn:
+        cand = claims._candidates_table()
+        cand.create(conn)
+        conn.execute(cand.insert(), [{"customer_id": i} for i in range(1, 6)])
+        plan = query_plan(
+            conn,
+            claims._debt_select(sqlite_ws.company_id, policy, RUN_ON, cand),
+        )
+    steps = [step for step in plan if "receivables" in step]
+    assert steps and all("ix_receivables_customer_id" in step for step in steps), plan

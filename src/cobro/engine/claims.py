@@ -139,10 +139,9 @@ def _fill_candidates(
         )
 
 
-def _debts(
-    conn: Connection, company_id: int, policy: Policy, run_on: date, cand: Table
-) -> dict[int, DebtSummary]:
-    """The debt of every candidate on ``policy``, as escalation needs it."""
+def _debt_select(company_id: int, policy: Policy, run_on: date, cand: Table) -> Any:
+    """Per candidate on ``policy``: the oldest open item, and for each phase the oldest open
+    item big enough for it (``o<i>``) and whether one reaches it exactly today (``d<i>``)."""
     r, c = t.receivables.c, t.customers.c
     cols: list[Any] = [r.customer_id, func.min(r.due_on).label("oldest_open")]
     for i, ph in enumerate(policy.phases):
@@ -150,7 +149,7 @@ def _debts(
         cols.append(func.min(case((big, r.due_on))).label(f"o{i}"))
         today = run_on - timedelta(days=ph.offset_days)
         cols.append(func.max(case((and_(big, r.due_on == today), 1), else_=0)).label(f"d{i}"))
-    q = (
+    return (
         select(*cols)
         .select_from(cand)
         .join(t.customers, and_(c.id == cand.c.customer_id, c.effective_policy == policy.name))
@@ -158,9 +157,15 @@ def _debts(
         .where(r.balance_minor > 0, c.company_id == company_id)
         .group_by(r.customer_id)
     )
+
+
+def _debts(
+    conn: Connection, company_id: int, policy: Policy, run_on: date, cand: Table
+) -> dict[int, DebtSummary]:
+    """The debt of every candidate on ``policy``, as escalation needs it."""
     n = len(policy.phases)
     out = {}
-    for row in conn.execute(q):
+    for row in conn.execute(_debt_select(company_id, policy, run_on, cand)):
         m = row._mapping
         out[row.customer_id] = DebtSummary(
             tuple(m[f"o{i}"] for i in range(n)),

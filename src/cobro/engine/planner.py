@@ -1,12 +1,10 @@
 """The daily run's first half: everything due on a date becomes outbox rows, set-based.
 
-The domain (``cobro.domain.policy``) turns each policy into ranges of due
-dates; this module selects the matching open receivables with one indexed
-query per range, writes them to a temporary table, and from there inserts
-one outbox row per debtor and phase (``INSERT ... SELECT`` with ``ON
-CONFLICT DO NOTHING`` on the idempotency key) and one claim item per
-receivable. No Python loop over receivables; no clock read: the date and
-the instant are arguments.
+In one transaction, serialised per company: debtors' policies are re-resolved when the
+assignment rules changed, paid-up accounts are released, then the day's claims (one per
+debtor at its phase, ``cobro.engine.claims``), scheduled actions and subscription
+reminders are written to the outbox (``INSERT ... SELECT`` with ``ON CONFLICT DO
+NOTHING`` on the idempotency key). No clock read: the date and the instant are arguments.
 """
 
 from __future__ import annotations
@@ -15,31 +13,20 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
 
 from sqlalchemy import (
-    Column,
     Connection,
-    Index,
-    Integer,
-    MetaData,
-    Select,
-    String,
-    Table,
     and_,
     case,
-    exists,
     func,
     literal,
     or_,
     select,
-    union_all,
     update,
 )
 from sqlalchemy.sql.elements import ColumnElement
 
 from cobro.config import CobroConfig
-from cobro.domain.policy import DueWindow, due_windows
 from cobro.engine.accounts import release_paid_blocks
 from cobro.engine.claims import plan_claims
 from cobro.engine.scheduled import plan_actions
@@ -100,98 +87,6 @@ def refresh_policies(conn: Connection, config: CobroConfig, company_id: int) -> 
         update(t.companies).where(t.companies.c.id == company_id).values(policy_fingerprint=fp)
     )
     return True
-
-
-def earliest_open_due(conn: Connection, company_id: int) -> date | None:
-    r = t.receivables.c
-    value: date | None = conn.execute(
-        select(func.min(r.due_on)).where(r.company_id == company_id, r.balance_minor > 0)
-    ).scalar()
-    return value
-
-
-def windows_for(
-    conn: Connection, config: CobroConfig, company_id: int, run_on: date
-) -> list[DueWindow]:
-    covered = conn.execute(
-        select(t.companies.c.covered_through).where(t.companies.c.id == company_id)
-    ).scalar()
-    earliest = earliest_open_due(conn, company_id)
-    if earliest is None:
-        return []
-    out: list[DueWindow] = []
-    for policy in config.all_policies():
-        out.extend(due_windows(policy, run_on, covered, config.company.max_catch_up_days, earliest))
-    return out
-
-
-COMPOUND_LIMIT = 400  # SQLite refuses a UNION of more than 500 SELECTs
-
-
-def window_chunks(windows: list[DueWindow]) -> list[list[DueWindow]]:
-    """The windows in groups small enough for one compound SELECT."""
-    return [windows[i : i + COMPOUND_LIMIT] for i in range(0, len(windows), COMPOUND_LIMIT)]
-
-
-def due_select(
-    company_id: int, windows: list[DueWindow], *, with_amounts: bool = False
-) -> Select[Any]:
-    """Open receivables reaching a step: (receivable_id, customer_id, step, repeat_no).
-
-    One range scan of the open-due index per window, carrying the window's
-    policy as a constant; the debtors are joined once, over the union, to keep
-    those whose policy it is. ``with_amounts`` adds (balance_minor, currency)
-    and leaves out occurrences already claimed, for simulations.
-    """
-    r, c = t.receivables.c, t.customers.c
-    parts = []
-    for w in windows:
-        cols: list[Any] = [
-            r.id.label("receivable_id"),
-            r.customer_id.label("customer_id"),
-            literal(w.phase.step_id, String).label("step"),
-            literal(w.repeat_no, Integer).label("repeat_no"),
-            literal(w.phase.policy, String).label("policy"),
-        ]
-        if with_amounts:
-            cols += [r.balance_minor.label("balance_minor"), r.currency.label("currency")]
-        q = select(*cols).where(
-            r.company_id == company_id,
-            r.balance_minor > 0,  # the condition of the open-due index
-            r.balance_minor >= max(1, w.phase.min_balance_minor),
-            r.due_on >= w.due_from,
-            r.due_on <= w.due_to,
-        )
-        if with_amounts:
-            ci = t.claim_items.c
-            q = q.where(
-                ~exists().where(
-                    ci.receivable_id == r.id,
-                    ci.step == w.phase.step_id,
-                    ci.repeat_no == w.repeat_no,
-                )
-            )
-        parts.append(q)
-    u = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("due")
-    out = [u.c.receivable_id, u.c.customer_id, u.c.step, u.c.repeat_no]
-    if with_amounts:
-        out += [u.c.balance_minor, u.c.currency]
-    return select(*out).join(
-        t.customers, and_(c.id == u.c.customer_id, c.effective_policy == u.c.policy)
-    )
-
-
-def _due_table() -> Table:
-    return Table(
-        "cobro_due",
-        MetaData(),
-        Column("receivable_id", Integer, nullable=False),
-        Column("customer_id", Integer, nullable=False),
-        Column("step", String(90), nullable=False),
-        Column("repeat_no", Integer, nullable=False),
-        Index("ix_cobro_due_customer_step", "customer_id", "step"),
-        prefixes=["TEMPORARY"],
-    )
 
 
 def plan_day(
