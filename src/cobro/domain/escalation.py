@@ -15,8 +15,9 @@ not per invoice, from three things:
 The rules (``decide``):
 
 1. **Never down while the debt is unpaid.** The level stays while an item
-   that had reached it when it was sent is still open. When all of those are
-   paid, the episode ends and later debt starts again from the beginning.
+   that had reached it when it was sent is still open, or while any item is
+   overdue. When all of those are paid and nothing is overdue, the escalation
+   ends and later debt starts again from the beginning.
 2. **Step by step.** The next phase is the first one above the level that
    applies today (after-due phases apply from their day on; phases without
    catch-up only on their own day, and are skipped once it has passed). It is
@@ -89,15 +90,20 @@ def _index(policy: Policy, key: str) -> int | None:
     return None
 
 
-def still_standing(policy: Policy, level: Level | None, debt: DebtSummary) -> Level | None:
-    """``level``, or None when the debt that brought the debtor there is all paid."""
+def still_standing(
+    policy: Policy, level: Level | None, debt: DebtSummary, run_on: date
+) -> Level | None:
+    """``level``, or None once the escalation is over: every item that had reached the
+    level when it was sent is paid and nothing is overdue any more."""
     if level is None:
         return None
     i = _index(policy, level.phase_key)
     if i is None or debt.oldest_open is None:
         return None  # the phase left the policy, or nothing is open: start again
     reached_by = level.reached_on - timedelta(days=policy.phases[i].offset_days)
-    return level if debt.oldest_open <= reached_by else None
+    if debt.oldest_open <= reached_by or debt.oldest_open < run_on:
+        return level
+    return None
 
 
 def applies(phase: Phase, oldest: date | None, on_day: bool, run_on: date) -> bool:
@@ -110,7 +116,7 @@ def applies(phase: Phase, oldest: date | None, on_day: bool, run_on: date) -> bo
 def decide(policy: Policy, level: Level | None, debt: DebtSummary, run_on: date) -> Decision:
     """The debtor's claim on ``run_on`` (see the module's rules)."""
     phases = policy.phases
-    current = still_standing(policy, level, debt)
+    current = still_standing(policy, level, debt, run_on)
     if current is not None and run_on < current.reached_on:
         # A back-dated run: the debtor's level is already past this date.
         return Decision(None, 0, current, None)
