@@ -33,61 +33,18 @@ from sqlalchemy import Connection, String, Table, bindparam, func, insert, selec
 from cobro.domain.assignment import resolve_policy
 from cobro.domain.money import Money, currency_exponent
 from cobro.errors import ImportError_
+from cobro.intake.columns import (
+    ATTR_PREFIX,
+    COLUMNS,
+    CONTACT_ROLES,
+    CUSTOMER_KINDS,
+    KINDS,
+    RECEIVABLE_KINDS,
+)
 from cobro.store import tables as t
 from cobro.workspace import Workspace
 
-KINDS = ("customers", "contacts", "receivables", "payments")
 BATCH_SIZE = 1000
-
-CUSTOMER_KINDS = ("person", "business")
-RECEIVABLE_KINDS = ("invoice", "instalment")
-CONTACT_ROLES = ("billing", "primary", "sales_rep", "account_manager", "banking")
-ATTR_PREFIX = "attr_"
-
-# Columns each kind accepts, and whether the column is required.
-COLUMNS: dict[str, dict[str, bool]] = {
-    "customers": {
-        "external_id": True,
-        "name": True,
-        "kind": False,
-        "group": False,
-        "language": False,
-        "email": False,
-        "phone": False,
-        "tags": False,
-        "policy": False,
-    },
-    "contacts": {
-        "external_id": True,
-        "customer": True,
-        "name": True,
-        "email": False,
-        "phone": False,
-        "roles": False,
-        "language": False,
-    },
-    "receivables": {
-        "external_id": True,
-        "customer": True,
-        "kind": False,
-        "number": False,
-        "invoice": False,
-        "issued_on": False,
-        "due_on": True,
-        "currency": False,
-        "amount": True,
-        "balance": False,
-        "description": False,
-    },
-    "payments": {
-        "external_id": True,
-        "customer": True,
-        "receivable": False,
-        "paid_on": True,
-        "amount": True,
-        "currency": False,
-    },
-}
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _AMOUNT = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
