@@ -31,6 +31,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Connection, String, Table, bindparam, func, insert, select, update
 
 from cobro.domain.assignment import resolve_policy
+from cobro.config.schema import ImportMapping
 from cobro.domain.money import Money, currency_exponent
 from cobro.errors import ImportError_
 from cobro.intake.columns import (
@@ -40,14 +41,14 @@ from cobro.intake.columns import (
     CUSTOMER_KINDS,
     KINDS,
     RECEIVABLE_KINDS,
+    is_column,
 )
+from cobro.intake.formats import PLAIN, FormatProblem, Reading, read_amount, read_date
 from cobro.store import tables as t
 from cobro.workspace import Workspace
 
 BATCH_SIZE = 1000
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_AMOUNT = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
 _LIST_SEP = re.compile(r"[|,]")
 _MAX_DIGITS = 15  # digits before the point: amounts stay well inside a 64-bit integer
 
@@ -84,6 +85,8 @@ class ImportReport:
     updated: int
     unchanged: int
     rejected: list[RowProblem]
+    # Rows imported with a value left out (an unusable email or phone), and why.
+    warnings: list[RowProblem] = field(default_factory=list)
 
     @property
     def rejected_rows(self) -> int:
@@ -99,15 +102,24 @@ class ImportReport:
             "unchanged": self.unchanged,
             "rejected_rows": self.rejected_rows,
             "rejected": [p.to_json() for p in self.rejected],
+            "warnings": [p.to_json() for p in self.warnings],
         }
 
 
 # --------------------------------------------------------------------------- public API
 
 
-def import_file(ws: Workspace, kind: str, path: Path, now: datetime) -> ImportReport:
-    """Import ``path`` (``.csv``, ``.json`` or ``.jsonl``) as records of ``kind``."""
+def import_file(
+    ws: Workspace, kind: str, path: Path, now: datetime, mapping: ImportMapping | None = None
+) -> ImportReport:
+    """Import ``path`` (``.csv``, ``.json`` or ``.jsonl``) as records of ``kind``.
+
+    ``mapping`` names the file's columns and declares how it writes amounts and dates;
+    without a declared format a CSV file may also write them as the company's locale does.
+    """
     _check_kind(kind)
+    if mapping is not None and mapping.kind not in (None, kind):
+        raise ImportError_(f"the mapping is for {mapping.kind}, not {kind}")
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".json", ".jsonl"):
@@ -117,17 +129,21 @@ def import_file(ws: Workspace, kind: str, path: Path, now: datetime) -> ImportRe
         )
     text = _read_text(path)
     source = path.name
+    reading = _reading(ws, mapping, text_cells=suffix == ".csv")
     if suffix == ".csv":
         header, rows, problems = _parse_csv(path, text, source)
+        header, rows = _mapped(kind, mapping, header, rows, str(path))
         _check_columns(kind, header, str(path), required=True)
-        return _import(ws, kind, rows, now, source, problems)
+        return _import(ws, kind, rows, now, source, problems, reading=reading)
     if suffix == ".json":
         rows, problems = _parse_json_array(path, text, source)
     else:
         rows, problems = _parse_jsonl(text, source)
-    _check_columns(kind, _union_keys(rows), str(path), required=bool(rows))
+    columns, rows = _mapped(kind, mapping, _union_keys(rows), rows, str(path))
+    rows = list(rows)
+    _check_columns(kind, columns, str(path), required=bool(rows))
     unit = "record" if suffix == ".json" else "line"
-    return _import(ws, kind, rows, now, source, problems, unit)
+    return _import(ws, kind, rows, now, source, problems, unit, reading=reading)
 
 
 def import_records(
@@ -136,18 +152,69 @@ def import_records(
     records: Iterable[tuple[int, dict[str, str | None]]],
     now: datetime,
     source: str,
+    reading: Reading = PLAIN,
 ) -> ImportReport:
     """Import ``(line_number, row)`` pairs as records of ``kind``.
 
     The rows are checked for unknown or missing columns before anything is written;
-    ``source`` names them in the report (e.g. a file name).
+    ``source`` names them in the report (e.g. a file name). Amounts and dates are plain
+    (``1234.50``, ``2026-03-30``) unless ``reading`` says otherwise.
     """
     _check_kind(kind)
     rows: list[tuple[int, Mapping[str, object]]] = [
         (line, {_norm_key(k): v for k, v in rec.items()}) for line, rec in records
     ]
     _check_columns(kind, _union_keys(rows), source, required=bool(rows))
-    return _import(ws, kind, rows, now, source, [])
+    return _import(ws, kind, rows, now, source, [], reading=reading)
+
+
+# --------------------------------------------------------------------------- mappings and formats
+
+
+def _reading(ws: Workspace, mapping: ImportMapping | None, *, text_cells: bool) -> Reading:
+    """How a file's amounts and dates are read: as declared, else (for text files such as
+    CSV, whose cells are all text) also as the company's locale writes them."""
+    return Reading(
+        locale=ws.config.company.locale if text_cells else None,
+        decimal=mapping.decimal if mapping else None,
+        date_format=mapping.date_format if mapping else None,
+    )
+
+
+def _mapped(
+    kind: str,
+    mapping: ImportMapping | None,
+    columns: Sequence[str],
+    rows: Iterable[tuple[int, Mapping[str, object]]],
+    where: str,
+) -> tuple[list[str], Iterable[tuple[int, Mapping[str, object]]]]:
+    """The columns and rows of a file as Cobro names them.
+
+    A column the mapping names is read as its Cobro column; a column already named as
+    Cobro's is read as it is (unless the mapping reads that Cobro column from another);
+    with a mapping, every other column is left out.
+    """
+    if mapping is None or not mapping.columns:
+        return list(columns), rows
+    renames = {_norm_key(header): col for col, header in mapping.columns.items()}
+    missing = [h for h in mapping.columns.values() if _norm_key(h) not in columns]
+    if missing:
+        raise ImportError_(
+            f"{where}: the mapping reads column {', '.join(repr(m) for m in missing)} but the "
+            f"file has no such column; its columns are {', '.join(columns)}"
+        )
+    mapped = set(renames.values())
+    keep: dict[str, str] = {}
+    for name in columns:
+        if name in renames:
+            keep[name] = renames[name]
+        elif is_column(kind, name) and name not in mapped:
+            keep[name] = name
+
+    def rename(data: Mapping[str, object]) -> Mapping[str, object]:
+        return {keep[k]: v for k, v in data.items() if k in keep}
+
+    return list(keep.values()), ((line, rename(data)) for line, data in rows)
 
 
 # --------------------------------------------------------------------------- reading files
@@ -336,10 +403,12 @@ def _describe(value: object) -> str:
 class _Fields:
     """Reads and checks the cells of one row, collecting every problem found."""
 
-    def __init__(self, line: int, data: Mapping[str, object]) -> None:
+    def __init__(self, line: int, data: Mapping[str, object], reading: Reading = PLAIN) -> None:
         self.line = line
         self.data = data
+        self.reading = reading
         self.problems: list[tuple[str, str]] = []
+        self.warnings: list[tuple[str, str]] = []  # values left out; the row is kept
 
     def fail(self, col: str, problem: str) -> None:
         self.problems.append((col, problem))
@@ -418,26 +487,31 @@ class _Fields:
         if value is None:
             return None
         try:
-            if not _DATE.match(value):
-                raise ValueError(value)
-            return date.fromisoformat(value)
-        except ValueError:
-            self.fail(col, f"{value!r} is not a date (YYYY-MM-DD)")
+            return read_date(value, self.reading)
+        except FormatProblem as exc:
+            self.fail(col, str(exc))
             return None
 
     def decimal(
-        self, col: str, *, required: bool = False, positive: bool = False
+        self, col: str, *, required: bool = False, positive: bool = False, signed: bool = False
     ) -> Decimal | None:
+        """An amount; ``signed`` lets it be negative (the caller decides what that means)."""
         value = self.required(col) if required else self.raw(col)
         if value is None:
             return None
-        if not _AMOUNT.match(value):
-            self.fail(col, f"{value!r} is not an amount (digits and a '.' point, e.g. 1234.50)")
+        try:
+            amount = read_amount(value, self.reading)
+        except FormatProblem as exc:
+            self.fail(col, str(exc))
             return None
-        amount = Decimal(value)
         if amount.adjusted() >= _MAX_DIGITS:
             self.fail(col, f"{value} is too large")
             return None
+        if signed and positive and amount == 0:
+            self.fail(col, f"{value} must not be 0")
+            return None
+        if signed:
+            return amount
         if positive and amount <= 0:
             self.fail(col, f"{value} must be greater than 0")
             return None
@@ -492,6 +566,24 @@ class _Fields:
             self.fail(col, "is too long for an email address")
             return None
         return str(normalized)
+
+    def address(
+        self, col: str, read: Callable[[str], str | None], whose: str, v: dict[str, Any]
+    ) -> None:
+        """Read an email or phone cell into ``v``; an unusable one does not reject the row.
+
+        The address is then stored empty, the cell's text kept as ``invalid_<col>`` for
+        staff, and a warning names the row and field: the other channels still work.
+        """
+        v[f"invalid_{col}"] = None
+        raw = self.data.get(col)
+        before = len(self.problems)
+        v[col] = read(col)
+        if len(self.problems) == before or not isinstance(raw, str):
+            return  # valid, or not text at all (a list, a float): then the row is rejected
+        _, problem = self.problems.pop()
+        v[f"invalid_{col}"] = raw.strip()[: _max_len(t.customers, f"invalid_{col}")]
+        self.warnings.append((col, f"{problem}; {whose} is stored without it"))
 
     def language(self, col: str) -> str | None:
         value = self.raw(col)
@@ -554,6 +646,8 @@ class _Run:
     unit: str = "line"  # what the numbers count: lines, or records of a JSON array
     problems: list[RowProblem] = field(default_factory=list)
     first_line: dict[str, int] = field(default_factory=dict)
+    reading: Reading = PLAIN
+    warnings: list[RowProblem] = field(default_factory=list)
 
     @property
     def company_id(self) -> int:
@@ -570,6 +664,9 @@ class _Run:
     def reject(self, line: int, col: str, problem: str) -> None:
         self.problems.append(RowProblem(line, col, problem, self.source))
 
+    def warn(self, line: int, col: str, problem: str) -> None:
+        self.warnings.append(RowProblem(line, col, problem, self.source))
+
     def report(self) -> ImportReport:
         return ImportReport(
             kind=self.kind,
@@ -578,6 +675,7 @@ class _Run:
             updated=self.updated,
             unchanged=self.unchanged,
             rejected=sorted(self.problems, key=lambda p: p.line),
+            warnings=sorted(self.warnings, key=lambda p: p.line),
         )
 
 
@@ -589,10 +687,11 @@ def _import(
     source: str,
     problems: list[RowProblem],
     unit: str = "line",
+    reading: Reading = PLAIN,
 ) -> ImportReport:
     if now.tzinfo is None:
         raise ValueError("import needs an aware datetime for 'now'")
-    run = _Run(ws, kind, source, now, unit=unit, problems=list(problems))
+    run = _Run(ws, kind, source, now, unit=unit, problems=list(problems), reading=reading)
     parse, store = _HANDLERS[kind]
     batch: list[_Parsed] = []
 
@@ -603,7 +702,7 @@ def _import(
             batch.clear()
 
     for line, data in rows:
-        f = _Fields(line, data)
+        f = _Fields(line, data, reading)
         values = parse(f, run)
         ext = values.get("external_id")
         if isinstance(ext, str):
@@ -619,6 +718,8 @@ def _import(
             for col, problem in f.problems:
                 run.reject(line, col, problem)
             continue
+        for col, problem in f.warnings:
+            run.warn(line, col, problem)
         assert isinstance(ext, str)
         batch.append(_Parsed(line, ext, values, f))
         if len(batch) >= BATCH_SIZE:
@@ -699,6 +800,8 @@ _CUSTOMER_COLS = (
     "language",
     "email",
     "phone",
+    "invalid_email",
+    "invalid_phone",
     "tags",
     "attributes",
     "policy",
@@ -719,9 +822,9 @@ def _parse_customer(f: _Fields, run: _Run) -> dict[str, Any]:
     if f.has("language"):
         v["language"] = f.language("language")
     if f.has("email"):
-        v["email"] = f.email("email")
+        f.address("email", f.email, "the customer", v)
     if f.has("phone"):
-        v["phone"] = f.phone("phone", run.phone_region)
+        f.address("phone", lambda col: f.phone(col, run.phone_region), "the customer", v)
     if f.has("tags"):
         tags = ",".join(f.items("tags"))
         if len(tags) > _max_len(c, "tags"):
@@ -749,6 +852,8 @@ def _store_customers(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
         "language": None,
         "email": None,
         "phone": None,
+        "invalid_email": None,
+        "invalid_phone": None,
         "tags": "",
         "attributes": {},
         "policy": None,
@@ -800,7 +905,16 @@ def _store_customers(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
 
 # --------------------------------------------------------------------------- contacts
 
-_CONTACT_COLS = ("customer_id", "name", "email", "phone", "roles", "language")
+_CONTACT_COLS = (
+    "customer_id",
+    "name",
+    "email",
+    "phone",
+    "invalid_email",
+    "invalid_phone",
+    "roles",
+    "language",
+)
 
 
 def _parse_contact(f: _Fields, run: _Run) -> dict[str, Any]:
@@ -811,9 +925,9 @@ def _parse_contact(f: _Fields, run: _Run) -> dict[str, Any]:
         "name": f.text("name", _max_len(c, "name"), required=True),
     }
     if f.has("email"):
-        v["email"] = f.email("email")
+        f.address("email", f.email, "the contact", v)
     if f.has("phone"):
-        v["phone"] = f.phone("phone", run.phone_region)
+        f.address("phone", lambda col: f.phone(col, run.phone_region), "the contact", v)
     if f.has("roles"):
         roles = f.items("roles")
         bad = [r for r in roles if r not in CONTACT_ROLES]
@@ -833,7 +947,14 @@ def _parse_contact(f: _Fields, run: _Run) -> dict[str, Any]:
 def _store_contacts(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
     customer_ids = _customer_ids(conn, run, (p.values["customer"] for p in batch))
     existing = _existing(conn, run, t.contacts, batch)
-    defaults: dict[str, Any] = {"email": None, "phone": None, "roles": "", "language": None}
+    defaults: dict[str, Any] = {
+        "email": None,
+        "phone": None,
+        "invalid_email": None,
+        "invalid_phone": None,
+        "roles": "",
+        "language": None,
+    }
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     for p in batch:
@@ -846,7 +967,8 @@ def _store_contacts(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
         row: dict[str, Any] = {c: base.get(c) for c in _CONTACT_COLS}
         row.update({k: v for k, v in p.values.items() if k in row})
         row["customer_id"] = customer_ids[ref]
-        if not row["email"] and not row["phone"]:
+        given = ("email", "phone", "invalid_email", "invalid_phone")
+        if not any(row[c] for c in given):
             run.reject(p.line, "email", "a contact needs an email or a phone")
             continue
         if old is None:
