@@ -6,7 +6,8 @@ from __future__ import annotations
 KINDS = ("customers", "contacts", "receivables", "payments")
 
 CUSTOMER_KINDS = ("person", "business")
-RECEIVABLE_KINDS = ("invoice", "instalment", "credit_note")
+CREDIT_NOTE = "credit_note"
+RECEIVABLE_KINDS = ("invoice", "instalment", CREDIT_NOTE)
 CONTACT_ROLES = ("billing", "primary", "sales_rep", "account_manager", "banking")
 ATTR_PREFIX = "attr_"
 

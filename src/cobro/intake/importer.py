@@ -14,6 +14,7 @@ import csv
 import difflib
 import functools
 import io
+import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -28,16 +29,28 @@ import phonenumbers
 from babel import Locale, UnknownLocaleError
 from babel.numbers import is_currency
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Connection, String, Table, bindparam, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    String,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+    union_all,
+    update,
+)
 
-from cobro.domain.assignment import resolve_policy
 from cobro.config.schema import ImportMapping
+from cobro.domain.assignment import resolve_policy
 from cobro.domain.money import Money, currency_exponent
 from cobro.errors import ImportError_
+from cobro.evidence.chain import EvidenceEntry, append
 from cobro.intake.columns import (
     ATTR_PREFIX,
     COLUMNS,
     CONTACT_ROLES,
+    CREDIT_NOTE,
     CUSTOMER_KINDS,
     KINDS,
     RECEIVABLE_KINDS,
@@ -132,18 +145,17 @@ def import_file(
     reading = _reading(ws, mapping, text_cells=suffix == ".csv")
     if suffix == ".csv":
         header, rows, problems = _parse_csv(path, text, source)
-        header, rows = _mapped(kind, mapping, header, rows, str(path))
+        header, named = _mapped(kind, mapping, header, rows, str(path))
         _check_columns(kind, header, str(path), required=True)
-        return _import(ws, kind, rows, now, source, problems, reading=reading)
+        return _import(ws, kind, named, now, source, problems, reading=reading)
     if suffix == ".json":
         rows, problems = _parse_json_array(path, text, source)
     else:
         rows, problems = _parse_jsonl(text, source)
-    columns, rows = _mapped(kind, mapping, _union_keys(rows), rows, str(path))
-    rows = list(rows)
+    columns, named = _mapped(kind, mapping, _union_keys(rows), rows, str(path))
     _check_columns(kind, columns, str(path), required=bool(rows))
     unit = "record" if suffix == ".json" else "line"
-    return _import(ws, kind, rows, now, source, problems, unit, reading=reading)
+    return _import(ws, kind, named, now, source, problems, unit, reading=reading)
 
 
 def import_records(
@@ -1008,10 +1020,16 @@ def _parse_receivable(f: _Fields, run: _Run) -> dict[str, Any]:
         "external_id": f.text("external_id", _max_len(r, "external_id"), required=True),
         "customer": f.text("customer", _max_len(t.customers, "external_id"), required=True),
         "due_on": f.date("due_on", required=True),
-        "amount": f.decimal("amount", required=True, positive=True),
+        "amount": f.decimal("amount", required=True, positive=True, signed=True),
     }
     if f.has("kind"):
         v["kind"] = f.choice("kind", RECEIVABLE_KINDS, "invoice")
+    if v["amount"] is not None and v["amount"] < 0:
+        # A negative amount is a credit note, as accounting systems export them.
+        if f.raw("kind") is not None and v.get("kind") != CREDIT_NOTE:
+            f.fail("amount", f"{v['amount']} is negative: only a credit_note has a negative amount")
+        v["kind"] = CREDIT_NOTE
+        v["amount"] = -v["amount"]
     if f.has("number"):
         v["number"] = f.text("number", _max_len(r, "number"))
     if f.has("invoice"):
@@ -1023,19 +1041,27 @@ def _parse_receivable(f: _Fields, run: _Run) -> dict[str, Any]:
     if f.has("description"):
         v["description"] = f.text("description", _max_len(r, "description"))
     v["balance"] = f.decimal("balance")
+    if v.get("kind") == CREDIT_NOTE and v["balance"] is not None:
+        f.fail("balance", "a credit note has no balance: Cobro applies it to the debtor's items")
     return v
 
 
 def _store_receivables(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
     customer_ids = _customer_ids(conn, run, (p.values["customer"] for p in batch))
     existing = _existing(conn, run, t.receivables, batch, lock=True)
-    allocated: dict[int, int] = {}
+    allocated: dict[int, int] = {}  # paid or credited on each receivable; applied of a credit
     if existing:
-        a = t.allocations
+        a, ca = t.allocations, t.credit_applications
+        ids = [r["id"] for r in existing.values()]
+        taken = union_all(
+            select(a.c.receivable_id.label("rid"), a.c.amount_minor).where(
+                a.c.receivable_id.in_(ids)
+            ),
+            select(ca.c.receivable_id, ca.c.amount_minor).where(ca.c.receivable_id.in_(ids)),
+            select(ca.c.credit_note_id, ca.c.amount_minor).where(ca.c.credit_note_id.in_(ids)),
+        ).subquery()
         rows = conn.execute(
-            select(a.c.receivable_id, func.sum(a.c.amount_minor))
-            .where(a.c.receivable_id.in_([r["id"] for r in existing.values()]))
-            .group_by(a.c.receivable_id)
+            select(taken.c.rid, func.sum(taken.c.amount_minor)).group_by(taken.c.rid)
         )
         allocated = {int(rid): int(total or 0) for rid, total in rows}
     defaults: dict[str, Any] = {
@@ -1061,8 +1087,19 @@ def _store_receivables(conn: Connection, run: _Run, batch: list[_Parsed]) -> Non
         row["number"] = row["number"] or p.external_id
         paid = allocated.get(old["id"], 0) if old is not None else 0
         cur = row["currency"]
-        if row["invoice_number"] and row["kind"] != "instalment":
-            f.fail("invoice", "only an instalment refers to an invoice (set kind to instalment)")
+        credit = row["kind"] == CREDIT_NOTE
+        if old is not None and credit != (old["kind"] == CREDIT_NOTE):
+            f.fail(
+                "kind",
+                f"{p.external_id} is stored as {old['kind']}: an invoice and a credit note "
+                "are different documents, each with its own external_id",
+            )
+        if row["invoice_number"] and row["kind"] not in ("instalment", CREDIT_NOTE):
+            f.fail(
+                "invoice",
+                "only an instalment or a credit note refers to an invoice "
+                "(set kind to instalment or credit_note)",
+            )
         if row["issued_on"] and row["issued_on"] > row["due_on"]:
             f.fail("issued_on", f"{row['issued_on']} is after due_on {row['due_on']}")
         if old is not None and paid and cur != old["currency"]:
@@ -1084,7 +1121,18 @@ def _store_receivables(conn: Connection, run: _Run, batch: list[_Parsed]) -> Non
             )
         amount = _to_minor(f, "amount", p.values["amount"], cur)
         balance = _to_minor(f, "balance", p.values["balance"], cur)
-        if amount is not None:
+        if amount is not None and credit:
+            # Stored negative, with the credit not yet applied as a negative balance: the
+            # planner only claims positive balances, and sums of balances net the credit.
+            row["amount_minor"] = -amount
+            row["balance_minor"] = -(amount - paid)
+            if amount < paid:
+                f.fail(
+                    "amount",
+                    f"{_fmt(amount, cur)} is less than the {_fmt(paid, cur)} of this credit note "
+                    "already applied",
+                )
+        elif amount is not None:
             row["amount_minor"] = amount
             if balance is not None:
                 if balance > amount:
@@ -1115,6 +1163,79 @@ def _store_receivables(conn: Connection, run: _Run, batch: list[_Parsed]) -> Non
     _bulk_update(conn, t.receivables, (*_RECEIVABLE_COLS, "updated_at"), updates)
     run.inserted += len(inserts)
     run.updated += len(updates)
+    _apply_credits(conn, run, sorted(set(customer_ids.values())))
+
+
+def _apply_credits(conn: Connection, run: _Run, customer_ids: list[int]) -> None:
+    """Apply these customers' unapplied credit notes to their open receivables.
+
+    A credit note that names an invoice (``invoice`` column: its external_id or number, or
+    the invoice number of its instalments) goes to it first, then, like a payment, to the
+    customer's other open receivables in the same currency, oldest due first; a credit
+    note naming an invoice not imported yet waits for it. What is left stays on the credit
+    note. Runs after every receivables batch, so the order of the rows does not matter.
+    """
+    if not customer_ids:
+        return
+    r, ca = t.receivables.c, t.credit_applications
+    credits = conn.execute(
+        select(r.id, r.customer_id, r.currency, r.balance_minor, r.invoice_number)
+        .where(r.customer_id.in_(customer_ids), r.kind == CREDIT_NOTE, r.balance_minor < 0)
+        .order_by(r.due_on, r.id)
+        .with_for_update()
+    ).all()
+    if not credits:
+        return
+    refs = sorted({c.invoice_number for c in credits if c.invoice_number})
+    named = r.external_id.in_(refs) | r.number.in_(refs) | r.invoice_number.in_(refs)
+    items = conn.execute(
+        select(r.id, r.customer_id, r.currency, r.balance_minor, r.external_id, r.number)
+        .add_columns(r.invoice_number)
+        .where(
+            r.customer_id.in_(sorted({int(c.customer_id) for c in credits})),
+            r.kind != CREDIT_NOTE,
+            (r.balance_minor > 0) | named if refs else r.balance_minor > 0,
+        )
+        .order_by(r.due_on, r.id)
+        .with_for_update()
+    ).all()
+    balance = {int(i.id): int(i.balance_minor) for i in items}
+    applications: list[dict[str, Any]] = []
+    for c in credits:
+        mine = [i for i in items if i.customer_id == c.customer_id and i.currency == c.currency]
+        first: list[int] = []
+        if c.invoice_number:
+            ref = c.invoice_number
+            first = [int(i.id) for i in mine if ref in (i.external_id, i.number, i.invoice_number)]
+            if not first:
+                continue  # its invoice is not imported yet
+        left = -int(c.balance_minor)
+        for rid in [*first, *(int(i.id) for i in mine if int(i.id) not in first)]:
+            part = min(left, balance[rid])
+            if part > 0:
+                applications.append(
+                    {"credit_note_id": int(c.id), "receivable_id": rid, "amount_minor": part}
+                )
+                balance[rid] -= part
+                left -= part
+            if left == 0:
+                break
+        balance[int(c.id)] = -left
+    if not applications:
+        return
+    conn.execute(insert(ca), applications)
+    touched = {a["receivable_id"] for a in applications} | {
+        a["credit_note_id"] for a in applications
+    }
+    _bulk_update(
+        conn,
+        t.receivables,
+        ("balance_minor", "updated_at"),
+        [
+            {"id": rid, "balance_minor": balance[rid], "updated_at": run.now}
+            for rid in sorted(touched)
+        ],
+    )
 
 
 # --------------------------------------------------------------------------- payments
@@ -1128,10 +1249,18 @@ def _parse_payment(f: _Fields, run: _Run) -> dict[str, Any]:
         "receivable": f.text("receivable", _max_len(t.receivables, "external_id")),
         "paid_on": f.date("paid_on", required=True),
         "currency": f.currency("currency", run.currency),
+        "reverses": f.text("reverses", _max_len(p, "external_id")),
     }
-    v["amount_minor"] = _to_minor(
-        f, "amount", f.decimal("amount", required=True, positive=True), v["currency"]
-    )
+    if v["reverses"] is None:
+        amount = f.decimal("amount", required=True, positive=True)
+    else:
+        # A reversal returns a whole payment: its amount may be left empty or given with
+        # either sign, as bank statements write a returned debit.
+        amount = f.decimal("amount", positive=True, signed=True)
+        v["currency_given"] = f.raw("currency") is not None
+        if v["receivable"] is not None:
+            f.fail("receivable", "a reversal names only the payment it reverses (reverses)")
+    v["amount_minor"] = _to_minor(f, "amount", abs(amount) if amount else amount, v["currency"])
     return v
 
 
@@ -1173,10 +1302,17 @@ def _allocate(
 
 
 def _store_payments(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
-    pay, rec, cus = t.payments, t.receivables, t.customers
-    customer_ids = _customer_ids(conn, run, (p.values["customer"] for p in batch))
+    """Payments and reversals, in the order of the file (a reversal may follow its payment)."""
+    for reversals, rows in itertools.groupby(batch, key=lambda p: p.values["reverses"] is not None):
+        store = _store_reversals if reversals else _store_new_payments
+        store(conn, run, list(rows))
 
-    recorded = {
+
+def _recorded(conn: Connection, run: _Run, external_ids: Sequence[str]) -> dict[str, Any]:
+    """The payments (and reversals) already recorded under these external ids."""
+    pay, rec, cus = t.payments, t.receivables, t.customers
+    undone = pay.alias("undone")
+    return {
         r.external_id: r
         for r in conn.execute(
             select(
@@ -1186,15 +1322,20 @@ def _store_payments(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
                 pay.c.amount_minor,
                 cus.c.external_id.label("customer"),
                 rec.c.external_id.label("receivable"),
+                undone.c.external_id.label("reverses"),
             )
             .join(cus, cus.c.id == pay.c.customer_id)
             .outerjoin(rec, rec.c.id == pay.c.receivable_id)
-            .where(
-                pay.c.company_id == run.company_id,
-                pay.c.external_id.in_([p.external_id for p in batch]),
-            )
+            .outerjoin(undone, undone.c.id == pay.c.reverses_id)
+            .where(pay.c.company_id == run.company_id, pay.c.external_id.in_(external_ids))
         )
     }
+
+
+def _store_new_payments(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
+    pay, rec, cus = t.payments, t.receivables, t.customers
+    customer_ids = _customer_ids(conn, run, (p.values["customer"] for p in batch))
+    recorded = _recorded(conn, run, [p.external_id for p in batch])
 
     named_refs = sorted({p.values["receivable"] for p in batch if p.values["receivable"]})
     named: dict[str, Any] = {}
@@ -1244,6 +1385,7 @@ def _store_payments(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
                 (col, was, given)
                 for col, was, given in (
                     ("customer", old.customer, v["customer"]),
+                    ("reverses", old.reverses, None),
                     ("receivable", old.receivable, v["receivable"]),
                     ("paid_on", old.paid_on, v["paid_on"]),
                     ("currency", old.currency, cur),
@@ -1339,6 +1481,183 @@ def _store_payments(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
         ],
     )
     run.inserted += len(new_payments)
+
+
+def _store_reversals(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
+    """Undo payments (a returned direct debit): what they paid is owed again.
+
+    A reversal is stored as a payment with negative amounts that names the payment it
+    undoes; each allocation of that payment gets a negative twin, the receivables get
+    their balances back (never above their amount), and the reversal is appended to the
+    evidence chain. The planner sees the reopened balances: dunning resumes.
+    """
+    pay, alloc, rec, cus = t.payments, t.allocations, t.receivables, t.customers
+    recorded = _recorded(conn, run, [p.external_id for p in batch])
+    undone = pay.alias("undone")
+    reversal = pay.alias("reversal")
+    targets = {
+        r.external_id: r
+        for r in conn.execute(
+            select(
+                undone.c.id,
+                undone.c.external_id,
+                undone.c.customer_id,
+                undone.c.receivable_id,
+                undone.c.currency,
+                undone.c.amount_minor,
+                undone.c.unallocated_minor,
+                undone.c.reverses_id,
+                cus.c.external_id.label("customer"),
+                reversal.c.external_id.label("reversed_by"),
+            )
+            .join(cus, cus.c.id == undone.c.customer_id)
+            .outerjoin(reversal, reversal.c.reverses_id == undone.c.id)
+            .where(
+                undone.c.company_id == run.company_id,
+                undone.c.external_id.in_(sorted({p.values["reverses"] for p in batch})),
+            )
+            .with_for_update(of=undone)
+        )
+    }
+    paid: dict[int, list[tuple[int, int]]] = {}
+    for a in conn.execute(
+        select(alloc.c.payment_id, alloc.c.receivable_id, alloc.c.amount_minor)
+        .where(alloc.c.payment_id.in_([int(x.id) for x in targets.values()]))
+        .order_by(alloc.c.id)
+    ):
+        paid.setdefault(int(a.payment_id), []).append((int(a.receivable_id), int(a.amount_minor)))
+    receivables = {
+        int(r.id): r
+        for r in conn.execute(
+            select(rec.c.id, rec.c.external_id, rec.c.amount_minor, rec.c.balance_minor)
+            .where(rec.c.id.in_(sorted({rid for parts in paid.values() for rid, _ in parts})))
+            .with_for_update()
+        )
+    }
+    balance = {rid: int(r.balance_minor) for rid, r in receivables.items()}
+
+    reversals: list[dict[str, Any]] = []
+    reopened: list[list[tuple[int, int]]] = []
+    evidence: list[EvidenceEntry] = []
+    reversed_now: dict[str, str] = {}
+    for p in batch:
+        v = p.values
+        ref = v["reverses"]
+        target = targets.get(ref)
+        old = recorded.get(p.external_id)
+        if old is not None:
+            same = (
+                old.reverses == ref
+                and old.customer == v["customer"]
+                and old.paid_on == v["paid_on"]
+                and (not v["currency_given"] or old.currency == v["currency"])
+                and v["amount_minor"] in (None, -int(old.amount_minor))
+            )
+            if same:
+                run.unchanged += 1
+            else:
+                run.reject(
+                    p.line,
+                    "reverses",
+                    f"{p.external_id} was already recorded "
+                    + (f"as the reversal of {old.reverses}" if old.reverses else "as a payment")
+                    + f" (customer {old.customer}, on {old.paid_on}, "
+                    f"{_fmt(abs(int(old.amount_minor)), old.currency)}); "
+                    "a recorded payment cannot be changed",
+                )
+            continue
+        problem = None
+        if target is None:
+            problem = f"no payment with external_id {ref!r}"
+        elif target.customer != v["customer"]:
+            problem = f"payment {ref} is of customer {target.customer}, not {v['customer']}"
+        elif target.reverses_id is not None:
+            problem = f"{ref} is itself a reversal"
+        elif target.reversed_by or ref in reversed_now:
+            problem = (
+                f"payment {ref} was already reversed by {target.reversed_by or reversed_now[ref]}"
+            )
+        elif v["currency_given"] and v["currency"] != target.currency:
+            problem = f"payment {ref} is in {target.currency}, not {v['currency']}"
+        elif v["amount_minor"] not in (None, int(target.amount_minor)):
+            problem = (
+                f"a reversal returns the whole payment: {ref} was "
+                f"{_fmt(int(target.amount_minor), target.currency)}"
+            )
+        if problem is not None:
+            run.reject(p.line, "reverses", problem)
+            continue
+        assert target is not None
+        reversed_now[ref] = p.external_id
+        back: list[tuple[int, int]] = []
+        for rid, part in paid.get(int(target.id), []):
+            restored = min(part, int(receivables[rid].amount_minor) - balance[rid])
+            balance[rid] += restored
+            back.append((rid, part))
+        reopened.append(back)
+        reversals.append(
+            {
+                "company_id": run.company_id,
+                "customer_id": int(target.customer_id),
+                "external_id": p.external_id,
+                "receivable_id": target.receivable_id,
+                "paid_on": v["paid_on"],
+                "currency": target.currency,
+                "amount_minor": -int(target.amount_minor),
+                "unallocated_minor": -int(target.unallocated_minor),
+                "reverses_id": int(target.id),
+                "created_at": run.now,
+            }
+        )
+        evidence.append(
+            EvidenceEntry(
+                "payment.reversed",
+                f"payment:{int(target.id)}",
+                int(target.customer_id),
+                run.now,
+                {
+                    "payment": ref,
+                    "reversal": p.external_id,
+                    "returned_on": v["paid_on"].isoformat(),
+                    "amount": str(Money.from_minor(int(target.amount_minor), target.currency)),
+                    "reopened": [
+                        {
+                            "receivable": receivables[rid].external_id,
+                            "amount": _fmt(part, target.currency),
+                        }
+                        for rid, part in back
+                    ],
+                },
+            )
+        )
+
+    if reversals:
+        conn.execute(insert(pay), reversals)
+        ids = {
+            r.external_id: int(r.id)
+            for r in conn.execute(
+                select(pay.c.id, pay.c.external_id).where(
+                    pay.c.company_id == run.company_id,
+                    pay.c.external_id.in_([x["external_id"] for x in reversals]),
+                )
+            )
+        }
+        rows = [
+            {"payment_id": ids[x["external_id"]], "receivable_id": rid, "amount_minor": -part}
+            for x, back in zip(reversals, reopened, strict=True)
+            for rid, part in back
+        ]
+        if rows:
+            conn.execute(insert(alloc), rows)
+        touched = sorted({rid for back in reopened for rid, _ in back})
+        _bulk_update(
+            conn,
+            rec,
+            ("balance_minor", "updated_at"),
+            [{"id": rid, "balance_minor": balance[rid], "updated_at": run.now} for rid in touched],
+        )
+        append(conn, run.company_id, evidence)
+    run.inserted += len(reversals)
 
 
 _Parse = Callable[[_Fields, _Run], dict[str, Any]]
