@@ -52,10 +52,10 @@ from cobro.intake.columns import (
     CONTACT_ROLES,
     CREDIT_NOTE,
     CUSTOMER_KINDS,
-    KINDS,
     RECEIVABLE_KINDS,
     is_column,
 )
+from cobro.intake.columns import KINDS as KINDS  # re-exported: the import kinds
 from cobro.intake.formats import PLAIN, FormatProblem, Reading, read_amount, read_date
 from cobro.store import tables as t
 from cobro.workspace import Workspace
