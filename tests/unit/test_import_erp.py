@@ -102,7 +102,7 @@ def test_dates_are_read_in_the_locale_order_or_the_declared_format() -> None:
     assert read_date("30.03.2026", Reading(locale="de_DE")) == date(2026, 3, 30)
     assert read_date("2026-03-30", Reading(locale="en_US")) == date(2026, 3, 30)
     assert read_date("30-03-26", Reading(date_format="%d-%m-%y")) == date(2026, 3, 30)
-    with pytest.raises(FormatProblem, match="is not a date .*30/03/2026 as written in es_ES"):
+    with pytest.raises(FormatProblem, match=r"is not a date .*30/03/2026 as written in es_ES"):
         read_date("03/30/2026", Reading(locale="es_ES"))
     with pytest.raises(FormatProblem, match="the year '26' is ambiguous"):
         read_date("30/03/26", Reading(locale="es_ES"))
