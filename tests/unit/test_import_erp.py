@@ -13,11 +13,12 @@ from sqlalchemy import Table, select
 
 from cobro.config.loader import load_mapping
 from cobro.config.schema import ImportMapping
+from cobro.engine.runs import run_day
 from cobro.engine.tasks import statement, statement_totals
 from cobro.errors import ConfigError, ImportError_
 from cobro.evidence.chain import verify_chain
 from cobro.intake.formats import FormatProblem, Reading, read_amount, read_date
-from cobro.intake.importer import ImportReport, import_file
+from cobro.intake.importer import ImportReport, import_file, import_records
 from cobro.store import tables as t
 from cobro.workspace import Workspace
 
@@ -437,3 +438,35 @@ def test_a_reversal_that_cannot_apply_is_rejected(
     [rejected] = report.rejected
     assert rejected.field == "reverses" and problem in rejected.problem
     assert balances(workspace) == {"R1": 8000}
+
+
+def test_dunning_resumes_for_the_item_a_reversal_reopens(workspace: Workspace) -> None:
+    def records(kind: str, *rows: dict[str, str | None]) -> ImportReport:
+        return import_records(workspace, kind, list(enumerate(rows, 2)), NOW, "feed")
+
+    records(
+        "customers",
+        {"external_id": "B1", "name": "Norte", "kind": "business", "email": "a@norte.example"},
+    )
+    records(
+        "receivables",
+        {"external_id": "R1", "customer": "B1", "due_on": "2026-01-01", "amount": "500.00"},
+    )
+    records(
+        "payments",
+        {"external_id": "P1", "customer": "B1", "paid_on": "2025-12-30", "amount": "500.00"},
+    )
+    assert run_day(workspace, date(2026, 1, 8)).planned == 0  # phase 01 is due, but R1 is paid
+
+    reversal = {
+        "external_id": "RET1",
+        "customer": "B1",
+        "paid_on": "2026-01-09",
+        "amount": "",
+        "reverses": "P1",
+    }
+    assert records("payments", reversal).inserted == 1
+    assert run_day(workspace, date(2026, 1, 9)).planned == 0  # day 01 was covered while paid
+
+    report = run_day(workspace, date(2026, 1, 16))  # 15 days after due: phase 02
+    assert (report.planned, report.items) == (1, 1)
