@@ -470,3 +470,13 @@ def test_dunning_resumes_for_the_item_a_reversal_reopens(workspace: Workspace) -
 
     report = run_day(workspace, date(2026, 1, 16))  # 15 days after due: phase 02
     assert (report.planned, report.items) == (1, 1)
+
+
+def test_a_credit_note_takes_no_balance_from_the_file(workspace: Workspace, tmp_path: Path) -> None:
+    seed(workspace, tmp_path, "R1,C1,,,2026-03-01,100\n")
+    text = "external_id,customer,due_on,amount,balance\nCN1,C1,2026-03-02,-10,5\n"
+    report = run(workspace, "receivables", write(tmp_path, "cn.csv", text))
+
+    assert [(p.field, p.problem) for p in report.rejected] == [
+        ("balance", "a credit note has no balance: Cobro applies it to the debtor's items")
+    ]

@@ -1042,8 +1042,6 @@ def _parse_receivable(f: _Fields, run: _Run) -> dict[str, Any]:
     if f.has("description"):
         v["description"] = f.text("description", _max_len(r, "description"))
     v["balance"] = f.decimal("balance")
-    if v.get("kind") == CREDIT_NOTE and v["balance"] is not None:
-        f.fail("balance", "a credit note has no balance: Cobro applies it to the debtor's items")
     return v
 
 
@@ -1122,6 +1120,10 @@ def _store_receivables(conn: Connection, run: _Run, batch: list[_Parsed]) -> Non
             )
         amount = _to_minor(f, "amount", p.values["amount"], cur)
         balance = _to_minor(f, "balance", p.values["balance"], cur)
+        if credit and balance is not None:
+            f.fail(
+                "balance", "a credit note has no balance: Cobro applies it to the debtor's items"
+            )
         if amount is not None and credit:
             # Stored negative, with the credit not yet applied as a negative balance: the
             # planner only claims positive balances, and sums of balances net the credit.
