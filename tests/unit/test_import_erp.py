@@ -480,3 +480,23 @@ def test_a_credit_note_takes_no_balance_from_the_file(workspace: Workspace, tmp_
     assert [(p.field, p.problem) for p in report.rejected] == [
         ("balance", "a credit note has no balance: Cobro applies it to the debtor's items")
     ]
+
+
+def test_a_named_mapping_in_cobro_yaml_is_checked_with_its_line(make_workspace: Any) -> None:
+    with pytest.raises(ConfigError) as exc:
+        make_workspace(
+            replace={
+                "default_policy:": "imports:\n"
+                "  sage:\n"
+                "    kind: payments\n"
+                "    columns:\n"
+                "      due_on: Vencimiento\n"
+                "default_policy:"
+            }
+        )
+    [problem] = exc.value.problems
+    assert problem.field == "imports.sage.columns"
+    assert problem.problem.startswith(
+        "'due_on' is not a column of payments (did you mean 'paid_on'?)"
+    )
+    assert problem.line is not None and problem.line > 1
