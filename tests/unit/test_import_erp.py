@@ -500,3 +500,12 @@ def test_a_named_mapping_in_cobro_yaml_is_checked_with_its_line(make_workspace: 
         "'due_on' is not a column of payments (did you mean 'paid_on'?)"
     )
     assert problem.line is not None and problem.line > 1
+
+
+def test_a_payment_cannot_be_for_a_credit_note(workspace: Workspace, tmp_path: Path) -> None:
+    seed(workspace, tmp_path, "R1,C1,,,2026-03-01,100\nCN1,C1,credit_note,,2026-03-02,100\n")
+    report = pay(workspace, tmp_path, "p.csv", "P1,C1,CN1,2026-03-03,10,\n")
+
+    assert [(p.field, p.problem) for p in report.rejected] == [
+        ("receivable", "CN1 is a credit note: it is owed to the customer")
+    ]

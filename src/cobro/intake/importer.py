@@ -1279,6 +1279,7 @@ def _store_new_payments(conn: Connection, run: _Run, batch: list[_Parsed]) -> No
                     rec.c.external_id,
                     rec.c.customer_id,
                     rec.c.currency,
+                    rec.c.kind,
                     cus.c.external_id.label("customer"),
                 )
                 .join(cus, cus.c.id == rec.c.customer_id)
@@ -1358,6 +1359,8 @@ def _store_new_payments(conn: Connection, run: _Run, batch: list[_Parsed]) -> No
                 problem = f"{v['receivable']} belongs to customer {target.customer}, not {ref}"
             elif target.currency != cur:
                 problem = f"{v['receivable']} is in {target.currency} but the payment is in {cur}"
+            elif target.kind == CREDIT_NOTE:
+                problem = f"{v['receivable']} is a credit note: it is owed to the customer"
             if problem:
                 run.reject(p.line, "receivable", problem)
                 continue
