@@ -8,7 +8,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -30,6 +30,9 @@ from cobro.cli.events import contacts_app, event_app, push_app
 from cobro.cli.staff import account, segments_app, tasks_app
 from cobro.errors import CobroError, ConfigError
 from cobro.workspace import CONFIG_FILE, utcnow
+
+if TYPE_CHECKING:
+    from cobro.config.schema import CobroConfig, ImportMapping
 
 app = typer.Typer(
     help="Cobro: collections and payment notifications.",
@@ -97,6 +100,18 @@ def import_(
     kind: Annotated[str, typer.Argument(help="customers, contacts, receivables or payments")],
     file: Annotated[Path, typer.Argument(help="A CSV or JSON file.", exists=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    mapping: Annotated[
+        str | None,
+        typer.Option(
+            "--map", help="A mapping file (.yaml) or the name of one under imports: in cobro.yaml."
+        ),
+    ] = None,
+    decimal: Annotated[
+        str | None, typer.Option("--decimal", help="The file's decimal separator: ',' or '.'.")
+    ] = None,
+    date_format: Annotated[
+        str | None, typer.Option("--date-format", help="The file's dates, e.g. %d/%m/%Y.")
+    ] = None,
 ) -> None:
     """Upsert records by their external id; bad rows are reported, good rows kept."""
     from cobro.intake.importer import KINDS, import_file
@@ -105,7 +120,12 @@ def import_(
         fail(f"unknown kind {kind!r}; use one of: {', '.join(KINDS)}", 2)
     ws = open_ws(ctx)
     try:
-        report = import_file(ws, kind, file, utcnow())
+        chosen = _import_mapping(ws.config, mapping, decimal, date_format)
+        report = import_file(ws, kind, file, utcnow(), chosen)
+    except ConfigError as exc:
+        for p in exc.problems:
+            err.print(str(p), highlight=False, markup=False)
+        fail("the mapping is not valid; nothing was imported", 2)
     except CobroError as exc:
         fail(str(exc), 2)
     finally:
@@ -115,12 +135,52 @@ def import_(
     else:
         for problem in report.rejected:
             err.print(str(problem), highlight=False, markup=False)
+        for warning in report.warnings:
+            err.print(f"warning: {warning}", highlight=False, markup=False)
         out.print(
             f"{kind}: {report.inserted} inserted, {report.updated} updated, "
             f"{report.unchanged} unchanged, {report.rejected_rows} rejected"
+            + (f", {len(report.warnings)} warning(s)" if report.warnings else "")
         )
     if report.rejected:
         raise typer.Exit(1)
+
+
+def _import_mapping(
+    config: CobroConfig, name: str | None, decimal: str | None, date_format: str | None
+) -> ImportMapping | None:
+    """The mapping ``--map`` names (a file, or an entry of ``imports:``), with the formats
+    given on the command line taking precedence."""
+    from pydantic import ValidationError
+
+    from cobro.config.loader import load_mapping
+    from cobro.config.schema import ImportMapping
+
+    chosen: ImportMapping | None = None
+    if name is not None:
+        if Path(name).suffix.lower() in (".yaml", ".yml"):
+            chosen = load_mapping(Path(name))
+        elif name in config.imports:
+            chosen = config.imports[name]
+        else:
+            known = ", ".join(config.imports) or "none"
+            raise CobroError(
+                f"--map: no mapping {name!r} under imports: in {CONFIG_FILE} (defined: {known}); "
+                "a mapping file is named with its .yaml extension"
+            )
+    if decimal is None and date_format is None:
+        return chosen
+    given = {"decimal": decimal, "date_format": date_format}
+    data = {
+        **(chosen.model_dump() if chosen else {}),
+        **{k: v for k, v in given.items() if v is not None},
+    }
+    try:
+        return ImportMapping.model_validate(data)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        option = "--" + str(problem["loc"][0]).replace("_", "-")
+        raise CobroError(f"{option}: {problem['msg'].removeprefix('Value error, ')}") from None
 
 
 @app.command()

@@ -198,6 +198,8 @@ def account(
                     c.external_id,
                     c.name,
                     c.email,
+                    c.invalid_email,
+                    c.invalid_phone,
                     c.kind,
                     c.group_name,
                     c.effective_policy,
@@ -218,6 +220,8 @@ def account(
                 "customer": info.external_id,
                 "name": info.name,
                 "email": info.email,
+                "invalid_email": info.invalid_email,
+                "invalid_phone": info.invalid_phone,
                 "policy": info.effective_policy,
                 "blocked": info.blocked,
                 "date": day.isoformat(),
@@ -240,9 +244,15 @@ def account(
             }
         )
         return
+    unusable = [
+        f"unusable {what} on file: {value!r}"
+        for what, value in (("email", info.invalid_email), ("phone", info.invalid_phone))
+        if value
+    ]
     out.print(
         f"[bold]{escape(info.external_id)}[/] {escape(info.name)} · "
         f"{escape(info.email or 'no email')} · policy {info.effective_policy}"
+        + "".join(f" · [yellow]{escape(u)}[/]" for u in unusable)
         + (" · [red]BLOCKED[/]" if info.blocked else ""),
         highlight=False,
     )
@@ -251,6 +261,10 @@ def account(
         st.add_column(col)
     for x in lines:
         status = f"overdue {x.days_overdue} d" if x.days_overdue > 0 else "not due"
+        if x.kind == "credit_note":
+            status = "credit note" + (
+                f", {-x.balance.amount} not applied" if x.balance.amount < 0 else ", applied"
+            )
         add_row(st, x.number, x.due_on.isoformat(), str(x.amount), str(x.balance), status)
     for cur, total in totals.items():
         add_row(st, "", "", f"total {cur}", str(total), "")

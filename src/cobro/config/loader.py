@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from cobro.config.schema import CobroConfig
+from cobro.config.schema import CobroConfig, ImportMapping
 from cobro.errors import ConfigError, ConfigProblem
 
 Path_ = tuple[str | int, ...]
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class DuplicateKey(Exception):
@@ -51,6 +52,11 @@ def _line_for(loc: tuple[str | int, ...], lines: dict[Path_, int]) -> int | None
 
 def parse_config(text: str, filename: str = "cobro.yaml") -> CobroConfig:
     """Validate configuration text; raise ``ConfigError`` listing every problem."""
+    return _validated(CobroConfig, text, filename)
+
+
+def _validated(model: type[_M], text: str, filename: str) -> _M:
+    """``text`` parsed as YAML and validated as ``model``; problems as ``ConfigError``."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -72,12 +78,14 @@ def parse_config(text: str, filename: str = "cobro.yaml") -> CobroConfig:
     if not isinstance(data, dict):
         raise ConfigError([ConfigProblem(filename, 1, "", "the top level must be a mapping")])
     try:
-        return CobroConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             loc = tuple(
-                p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function"))
+                p
+                for p in err["loc"]
+                if not (isinstance(p, str) and (p.startswith("function") or p == "[key]"))
             )
             field = ".".join(str(p) for p in loc)
             msg = err["msg"].removeprefix("Value error, ")
@@ -92,6 +100,17 @@ def load_config(path: Path) -> CobroConfig:
     except FileNotFoundError:
         raise ConfigError([ConfigProblem(str(path), None, "", "file not found")]) from None
     return parse_config(text, str(path))
+
+
+def load_mapping(path: Path) -> ImportMapping:
+    """Read and validate an import mapping file (``cobro import ... --map FILE``)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([ConfigProblem(str(path), None, "", "file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigProblem(str(path), None, "", f"cannot be read: {exc}")]) from None
+    return _validated(ImportMapping, text, str(path))
 
 
 def field_lines(path: Path) -> dict[Path_, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from datetime import time
 from decimal import Decimal
@@ -11,7 +12,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from cobro.config.actions import ActionConfig, ConfigurableRecipient, SegmentConfig
 from cobro.config.notices import BankingNotices, SubscriptionNotices
@@ -21,6 +30,8 @@ from cobro.domain.assignment import Rule
 from cobro.domain.model import DeliveryMode, Phase, Policy, Recipient
 from cobro.domain.money import Money
 from cobro.domain.segments import Segment
+from cobro.intake.columns import COLUMNS, is_column
+from cobro.intake.formats import check_date_format
 
 _WHEN = re.compile(
     r"^\s*(?:(?P<n>\d+)\s+days?\s+(?P<dir>before|after)\s+due|on\s+due)\s*$", re.IGNORECASE
@@ -288,6 +299,61 @@ class AssignRule(_Strict):
     where: dict[Literal["kind", "group", "language", "tag"], str]
 
 
+def _import_column(name: str) -> str:
+    """A column of some import kind (checked against the mapping's kind afterwards)."""
+    if any(is_column(k, name) for k in COLUMNS):
+        return name
+    known = sorted({c for cols in COLUMNS.values() for c in cols})
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"{name!r} is not an import column{hint}; the columns are {', '.join(known)}")
+
+
+ImportColumn = Annotated[str, AfterValidator(_import_column)]
+
+
+class ImportMapping(_Strict):
+    """How to read a file whose columns or formats are not Cobro's (``imports:`` or ``--map``).
+
+    ``columns`` maps a Cobro column to the file's header for it; ``decimal`` and
+    ``date_format`` declare how the file writes amounts and dates.
+    """
+
+    kind: Literal["customers", "contacts", "receivables", "payments"] | None = None
+    columns: dict[ImportColumn, str] = {}
+    decimal: Literal[",", "."] | None = None
+    date_format: str | None = None
+
+    @field_validator("date_format")
+    @classmethod
+    def _date_format(cls, v: str | None) -> str | None:
+        return None if v is None else check_date_format(v)
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        kind = info.data.get("kind")
+        kinds = [kind] if kind else list(COLUMNS)
+        for col in v:
+            if not any(is_column(k, col) for k in kinds):
+                known = sorted({c for k in kinds for c in COLUMNS[k]})
+                close = difflib.get_close_matches(col, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(
+                    f"{col!r} is not a column of {kind or 'any kind'}{hint}; "
+                    f"the columns are {', '.join(known)}"
+                )
+        seen: dict[str, str] = {}
+        for col, header in v.items():
+            name = header.strip().lower()
+            if not name:
+                raise ValueError(f"{col}: the file's column name is empty")
+            if name in seen:
+                raise ValueError(f"{seen[name]!r} and {col!r} both read the column {header!r}")
+            seen[name] = col
+        return v
+
+
 class CobroConfig(_Strict):
     company: Company
     channels: Channels = Channels()
@@ -298,6 +364,7 @@ class CobroConfig(_Strict):
     actions: list[ActionConfig] = []
     subscriptions: SubscriptionNotices = SubscriptionNotices()
     banking: BankingNotices = BankingNotices()
+    imports: dict[str, ImportMapping] = {}
 
     @field_validator("policies")
     @classmethod
@@ -325,6 +392,9 @@ class CobroConfig(_Strict):
             if seg.policy is not None and seg.policy not in self.policies:
                 raise ValueError(f"segments.{name}.policy: {seg.policy!r} is not defined")
         self._channels_configured()
+        for name in self.imports:
+            if not _KEY.match(name):
+                raise ValueError(f"imports: name {name!r}: letters, digits, '-' and '_' only")
         keys: set[str] = set()
         for action in self.actions:
             if action.key in keys:

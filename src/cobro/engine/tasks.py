@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, exists, select, update
 
 from cobro.domain.money import Money, totals_by_currency
 from cobro.errors import CobroError
@@ -103,15 +103,24 @@ class StatementLine:
 
 
 def statement(conn: Connection, company_id: int, customer: str, on: date) -> list[StatementLine]:
-    """Every open item of a debtor on ``on``; ``days_overdue`` > 0 marks overdue ones."""
-    r, c = t.receivables.c, t.customers.c
+    """Every open item of a debtor on ``on``; ``days_overdue`` > 0 marks overdue ones.
+
+    Credit notes are listed too while they matter: with credit not applied yet (a
+    negative balance, which lowers the total) or applied to an item still open.
+    """
+    r, c, ca = t.receivables.c, t.customers.c, t.credit_applications.c
+    item = t.receivables.alias("item")
+    applied_to_open = exists().where(
+        ca.credit_note_id == r.id, item.c.id == ca.receivable_id, item.c.balance_minor > 0
+    )
     rows = conn.execute(
         select(r.number, r.kind, r.due_on, r.currency, r.amount_minor, r.balance_minor)
         .join(t.customers, c.id == r.customer_id)
         .where(
             r.company_id == company_id,
             c.external_id == customer,
-            r.balance_minor > 0,
+            (r.balance_minor > 0)
+            | ((r.kind == "credit_note") & ((r.balance_minor < 0) | applied_to_open)),
         )
         .order_by(r.due_on, r.id)
     )
@@ -122,7 +131,7 @@ def statement(conn: Connection, company_id: int, customer: str, on: date) -> lis
             row.due_on,
             Money.from_minor(row.amount_minor, row.currency),
             Money.from_minor(row.balance_minor, row.currency),
-            (on - row.due_on).days,
+            0 if row.kind == "credit_note" else (on - row.due_on).days,
         )
         for row in rows
     ]

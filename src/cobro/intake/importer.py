@@ -14,6 +14,7 @@ import csv
 import difflib
 import functools
 import io
+import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -28,69 +29,40 @@ import phonenumbers
 from babel import Locale, UnknownLocaleError
 from babel.numbers import is_currency
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Connection, String, Table, bindparam, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    String,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+    union_all,
+    update,
+)
 
+from cobro.config.schema import ImportMapping
 from cobro.domain.assignment import resolve_policy
 from cobro.domain.money import Money, currency_exponent
 from cobro.errors import ImportError_
+from cobro.evidence.chain import EvidenceEntry, append
+from cobro.intake.columns import (
+    ATTR_PREFIX,
+    COLUMNS,
+    CONTACT_ROLES,
+    CREDIT_NOTE,
+    CUSTOMER_KINDS,
+    RECEIVABLE_KINDS,
+    is_column,
+)
+from cobro.intake.columns import KINDS as KINDS  # re-exported: the import kinds
+from cobro.intake.credits import apply_credits
+from cobro.intake.formats import PLAIN, FormatProblem, Reading, read_amount, read_date
 from cobro.store import tables as t
 from cobro.workspace import Workspace
 
-KINDS = ("customers", "contacts", "receivables", "payments")
 BATCH_SIZE = 1000
 
-CUSTOMER_KINDS = ("person", "business")
-RECEIVABLE_KINDS = ("invoice", "instalment")
-CONTACT_ROLES = ("billing", "primary", "sales_rep", "account_manager", "banking")
-ATTR_PREFIX = "attr_"
-
-# Columns each kind accepts, and whether the column is required.
-COLUMNS: dict[str, dict[str, bool]] = {
-    "customers": {
-        "external_id": True,
-        "name": True,
-        "kind": False,
-        "group": False,
-        "language": False,
-        "email": False,
-        "phone": False,
-        "tags": False,
-        "policy": False,
-    },
-    "contacts": {
-        "external_id": True,
-        "customer": True,
-        "name": True,
-        "email": False,
-        "phone": False,
-        "roles": False,
-        "language": False,
-    },
-    "receivables": {
-        "external_id": True,
-        "customer": True,
-        "kind": False,
-        "number": False,
-        "invoice": False,
-        "issued_on": False,
-        "due_on": True,
-        "currency": False,
-        "amount": True,
-        "balance": False,
-        "description": False,
-    },
-    "payments": {
-        "external_id": True,
-        "customer": True,
-        "receivable": False,
-        "paid_on": True,
-        "amount": True,
-        "currency": False,
-    },
-}
-
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_AMOUNT = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
 _LIST_SEP = re.compile(r"[|,]")
 _MAX_DIGITS = 15  # digits before the point: amounts stay well inside a 64-bit integer
 
@@ -127,6 +99,8 @@ class ImportReport:
     updated: int
     unchanged: int
     rejected: list[RowProblem]
+    # Rows imported with a value left out (an unusable email or phone), and why.
+    warnings: list[RowProblem] = field(default_factory=list)
 
     @property
     def rejected_rows(self) -> int:
@@ -142,15 +116,24 @@ class ImportReport:
             "unchanged": self.unchanged,
             "rejected_rows": self.rejected_rows,
             "rejected": [p.to_json() for p in self.rejected],
+            "warnings": [p.to_json() for p in self.warnings],
         }
 
 
 # --------------------------------------------------------------------------- public API
 
 
-def import_file(ws: Workspace, kind: str, path: Path, now: datetime) -> ImportReport:
-    """Import ``path`` (``.csv``, ``.json`` or ``.jsonl``) as records of ``kind``."""
+def import_file(
+    ws: Workspace, kind: str, path: Path, now: datetime, mapping: ImportMapping | None = None
+) -> ImportReport:
+    """Import ``path`` (``.csv``, ``.json`` or ``.jsonl``) as records of ``kind``.
+
+    ``mapping`` names the file's columns and declares how it writes amounts and dates;
+    without a declared format a CSV file may also write them as the company's locale does.
+    """
     _check_kind(kind)
+    if mapping is not None and mapping.kind not in (None, kind):
+        raise ImportError_(f"the mapping is for {mapping.kind}, not {kind}")
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".json", ".jsonl"):
@@ -160,17 +143,20 @@ def import_file(ws: Workspace, kind: str, path: Path, now: datetime) -> ImportRe
         )
     text = _read_text(path)
     source = path.name
+    reading = _reading(ws, mapping, text_cells=suffix == ".csv")
     if suffix == ".csv":
         header, rows, problems = _parse_csv(path, text, source)
+        header, named = _mapped(kind, mapping, header, rows, str(path))
         _check_columns(kind, header, str(path), required=True)
-        return _import(ws, kind, rows, now, source, problems)
+        return _import(ws, kind, named, now, source, problems, reading=reading)
     if suffix == ".json":
         rows, problems = _parse_json_array(path, text, source)
     else:
         rows, problems = _parse_jsonl(text, source)
-    _check_columns(kind, _union_keys(rows), str(path), required=bool(rows))
+    columns, named = _mapped(kind, mapping, _union_keys(rows), rows, str(path))
+    _check_columns(kind, columns, str(path), required=bool(rows))
     unit = "record" if suffix == ".json" else "line"
-    return _import(ws, kind, rows, now, source, problems, unit)
+    return _import(ws, kind, named, now, source, problems, unit, reading=reading)
 
 
 def import_records(
@@ -179,18 +165,69 @@ def import_records(
     records: Iterable[tuple[int, dict[str, str | None]]],
     now: datetime,
     source: str,
+    reading: Reading = PLAIN,
 ) -> ImportReport:
     """Import ``(line_number, row)`` pairs as records of ``kind``.
 
     The rows are checked for unknown or missing columns before anything is written;
-    ``source`` names them in the report (e.g. a file name).
+    ``source`` names them in the report (e.g. a file name). Amounts and dates are plain
+    (``1234.50``, ``2026-03-30``) unless ``reading`` says otherwise.
     """
     _check_kind(kind)
     rows: list[tuple[int, Mapping[str, object]]] = [
         (line, {_norm_key(k): v for k, v in rec.items()}) for line, rec in records
     ]
     _check_columns(kind, _union_keys(rows), source, required=bool(rows))
-    return _import(ws, kind, rows, now, source, [])
+    return _import(ws, kind, rows, now, source, [], reading=reading)
+
+
+# --------------------------------------------------------------------------- mappings and formats
+
+
+def _reading(ws: Workspace, mapping: ImportMapping | None, *, text_cells: bool) -> Reading:
+    """How a file's amounts and dates are read: as declared, else (for text files such as
+    CSV, whose cells are all text) also as the company's locale writes them."""
+    return Reading(
+        locale=ws.config.company.locale if text_cells else None,
+        decimal=mapping.decimal if mapping else None,
+        date_format=mapping.date_format if mapping else None,
+    )
+
+
+def _mapped(
+    kind: str,
+    mapping: ImportMapping | None,
+    columns: Sequence[str],
+    rows: Iterable[tuple[int, Mapping[str, object]]],
+    where: str,
+) -> tuple[list[str], Iterable[tuple[int, Mapping[str, object]]]]:
+    """The columns and rows of a file as Cobro names them.
+
+    A column the mapping names is read as its Cobro column; a column already named as
+    Cobro's is read as it is (unless the mapping reads that Cobro column from another);
+    with a mapping, every other column is left out.
+    """
+    if mapping is None or not mapping.columns:
+        return list(columns), rows
+    renames = {_norm_key(header): col for col, header in mapping.columns.items()}
+    missing = [h for h in mapping.columns.values() if _norm_key(h) not in columns]
+    if missing:
+        raise ImportError_(
+            f"{where}: the mapping reads column {', '.join(repr(m) for m in missing)} but the "
+            f"file has no such column; its columns are {', '.join(columns)}"
+        )
+    mapped = set(renames.values())
+    keep: dict[str, str] = {}
+    for name in columns:
+        if name in renames:
+            keep[name] = renames[name]
+        elif is_column(kind, name) and name not in mapped:
+            keep[name] = name
+
+    def rename(data: Mapping[str, object]) -> Mapping[str, object]:
+        return {keep[k]: v for k, v in data.items() if k in keep}
+
+    return list(keep.values()), ((line, rename(data)) for line, data in rows)
 
 
 # --------------------------------------------------------------------------- reading files
@@ -379,10 +416,12 @@ def _describe(value: object) -> str:
 class _Fields:
     """Reads and checks the cells of one row, collecting every problem found."""
 
-    def __init__(self, line: int, data: Mapping[str, object]) -> None:
+    def __init__(self, line: int, data: Mapping[str, object], reading: Reading = PLAIN) -> None:
         self.line = line
         self.data = data
+        self.reading = reading
         self.problems: list[tuple[str, str]] = []
+        self.warnings: list[tuple[str, str]] = []  # values left out; the row is kept
 
     def fail(self, col: str, problem: str) -> None:
         self.problems.append((col, problem))
@@ -461,26 +500,31 @@ class _Fields:
         if value is None:
             return None
         try:
-            if not _DATE.match(value):
-                raise ValueError(value)
-            return date.fromisoformat(value)
-        except ValueError:
-            self.fail(col, f"{value!r} is not a date (YYYY-MM-DD)")
+            return read_date(value, self.reading)
+        except FormatProblem as exc:
+            self.fail(col, str(exc))
             return None
 
     def decimal(
-        self, col: str, *, required: bool = False, positive: bool = False
+        self, col: str, *, required: bool = False, positive: bool = False, signed: bool = False
     ) -> Decimal | None:
+        """An amount; ``signed`` lets it be negative (the caller decides what that means)."""
         value = self.required(col) if required else self.raw(col)
         if value is None:
             return None
-        if not _AMOUNT.match(value):
-            self.fail(col, f"{value!r} is not an amount (digits and a '.' point, e.g. 1234.50)")
+        try:
+            amount = read_amount(value, self.reading)
+        except FormatProblem as exc:
+            self.fail(col, str(exc))
             return None
-        amount = Decimal(value)
         if amount.adjusted() >= _MAX_DIGITS:
             self.fail(col, f"{value} is too large")
             return None
+        if signed and positive and amount == 0:
+            self.fail(col, f"{value} must not be 0")
+            return None
+        if signed:
+            return amount
         if positive and amount <= 0:
             self.fail(col, f"{value} must be greater than 0")
             return None
@@ -535,6 +579,24 @@ class _Fields:
             self.fail(col, "is too long for an email address")
             return None
         return str(normalized)
+
+    def address(
+        self, col: str, read: Callable[[str], str | None], whose: str, v: dict[str, Any]
+    ) -> None:
+        """Read an email or phone cell into ``v``; an unusable one does not reject the row.
+
+        The address is then stored empty, the cell's text kept as ``invalid_<col>`` for
+        staff, and a warning names the row and field: the other channels still work.
+        """
+        v[f"invalid_{col}"] = None
+        raw = self.data.get(col)
+        before = len(self.problems)
+        v[col] = read(col)
+        if len(self.problems) == before or not isinstance(raw, str):
+            return  # valid, or not text at all (a list, a float): then the row is rejected
+        _, problem = self.problems.pop()
+        v[f"invalid_{col}"] = raw.strip()[: _max_len(t.customers, f"invalid_{col}")]
+        self.warnings.append((col, f"{problem}; {whose} is stored without it"))
 
     def language(self, col: str) -> str | None:
         value = self.raw(col)
@@ -597,6 +659,8 @@ class _Run:
     unit: str = "line"  # what the numbers count: lines, or records of a JSON array
     problems: list[RowProblem] = field(default_factory=list)
     first_line: dict[str, int] = field(default_factory=dict)
+    reading: Reading = PLAIN
+    warnings: list[RowProblem] = field(default_factory=list)
 
     @property
     def company_id(self) -> int:
@@ -613,6 +677,9 @@ class _Run:
     def reject(self, line: int, col: str, problem: str) -> None:
         self.problems.append(RowProblem(line, col, problem, self.source))
 
+    def warn(self, line: int, col: str, problem: str) -> None:
+        self.warnings.append(RowProblem(line, col, problem, self.source))
+
     def report(self) -> ImportReport:
         return ImportReport(
             kind=self.kind,
@@ -621,6 +688,7 @@ class _Run:
             updated=self.updated,
             unchanged=self.unchanged,
             rejected=sorted(self.problems, key=lambda p: p.line),
+            warnings=sorted(self.warnings, key=lambda p: p.line),
         )
 
 
@@ -632,10 +700,11 @@ def _import(
     source: str,
     problems: list[RowProblem],
     unit: str = "line",
+    reading: Reading = PLAIN,
 ) -> ImportReport:
     if now.tzinfo is None:
         raise ValueError("import needs an aware datetime for 'now'")
-    run = _Run(ws, kind, source, now, unit=unit, problems=list(problems))
+    run = _Run(ws, kind, source, now, unit=unit, problems=list(problems), reading=reading)
     parse, store = _HANDLERS[kind]
     batch: list[_Parsed] = []
 
@@ -646,7 +715,7 @@ def _import(
             batch.clear()
 
     for line, data in rows:
-        f = _Fields(line, data)
+        f = _Fields(line, data, reading)
         values = parse(f, run)
         ext = values.get("external_id")
         if isinstance(ext, str):
@@ -662,6 +731,8 @@ def _import(
             for col, problem in f.problems:
                 run.reject(line, col, problem)
             continue
+        for col, problem in f.warnings:
+            run.warn(line, col, problem)
         assert isinstance(ext, str)
         batch.append(_Parsed(line, ext, values, f))
         if len(batch) >= BATCH_SIZE:
@@ -742,6 +813,8 @@ _CUSTOMER_COLS = (
     "language",
     "email",
     "phone",
+    "invalid_email",
+    "invalid_phone",
     "tags",
     "attributes",
     "policy",
@@ -762,9 +835,9 @@ def _parse_customer(f: _Fields, run: _Run) -> dict[str, Any]:
     if f.has("language"):
         v["language"] = f.language("language")
     if f.has("email"):
-        v["email"] = f.email("email")
+        f.address("email", f.email, "the customer", v)
     if f.has("phone"):
-        v["phone"] = f.phone("phone", run.phone_region)
+        f.address("phone", lambda col: f.phone(col, run.phone_region), "the customer", v)
     if f.has("tags"):
         tags = ",".join(f.items("tags"))
         if len(tags) > _max_len(c, "tags"):
@@ -792,6 +865,8 @@ def _store_customers(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
         "language": None,
         "email": None,
         "phone": None,
+        "invalid_email": None,
+        "invalid_phone": None,
         "tags": "",
         "attributes": {},
         "policy": None,
@@ -843,7 +918,16 @@ def _store_customers(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
 
 # --------------------------------------------------------------------------- contacts
 
-_CONTACT_COLS = ("customer_id", "name", "email", "phone", "roles", "language")
+_CONTACT_COLS = (
+    "customer_id",
+    "name",
+    "email",
+    "phone",
+    "invalid_email",
+    "invalid_phone",
+    "roles",
+    "language",
+)
 
 
 def _parse_contact(f: _Fields, run: _Run) -> dict[str, Any]:
@@ -854,9 +938,9 @@ def _parse_contact(f: _Fields, run: _Run) -> dict[str, Any]:
         "name": f.text("name", _max_len(c, "name"), required=True),
     }
     if f.has("email"):
-        v["email"] = f.email("email")
+        f.address("email", f.email, "the contact", v)
     if f.has("phone"):
-        v["phone"] = f.phone("phone", run.phone_region)
+        f.address("phone", lambda col: f.phone(col, run.phone_region), "the contact", v)
     if f.has("roles"):
         roles = f.items("roles")
         bad = [r for r in roles if r not in CONTACT_ROLES]
@@ -876,7 +960,14 @@ def _parse_contact(f: _Fields, run: _Run) -> dict[str, Any]:
 def _store_contacts(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
     customer_ids = _customer_ids(conn, run, (p.values["customer"] for p in batch))
     existing = _existing(conn, run, t.contacts, batch)
-    defaults: dict[str, Any] = {"email": None, "phone": None, "roles": "", "language": None}
+    defaults: dict[str, Any] = {
+        "email": None,
+        "phone": None,
+        "invalid_email": None,
+        "invalid_phone": None,
+        "roles": "",
+        "language": None,
+    }
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     for p in batch:
@@ -889,7 +980,8 @@ def _store_contacts(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
         row: dict[str, Any] = {c: base.get(c) for c in _CONTACT_COLS}
         row.update({k: v for k, v in p.values.items() if k in row})
         row["customer_id"] = customer_ids[ref]
-        if not row["email"] and not row["phone"]:
+        given = ("email", "phone", "invalid_email", "invalid_phone")
+        if not any(row[c] for c in given):
             run.reject(p.line, "email", "a contact needs an email or a phone")
             continue
         if old is None:
@@ -929,10 +1021,16 @@ def _parse_receivable(f: _Fields, run: _Run) -> dict[str, Any]:
         "external_id": f.text("external_id", _max_len(r, "external_id"), required=True),
         "customer": f.text("customer", _max_len(t.customers, "external_id"), required=True),
         "due_on": f.date("due_on", required=True),
-        "amount": f.decimal("amount", required=True, positive=True),
+        "amount": f.decimal("amount", required=True, positive=True, signed=True),
     }
     if f.has("kind"):
         v["kind"] = f.choice("kind", RECEIVABLE_KINDS, "invoice")
+    if v["amount"] is not None and v["amount"] < 0:
+        # A negative amount is a credit note, as accounting systems export them.
+        if f.raw("kind") is not None and v.get("kind") != CREDIT_NOTE:
+            f.fail("amount", f"{v['amount']} is negative: only a credit_note has a negative amount")
+        v["kind"] = CREDIT_NOTE
+        v["amount"] = -v["amount"]
     if f.has("number"):
         v["number"] = f.text("number", _max_len(r, "number"))
     if f.has("invoice"):
@@ -950,13 +1048,19 @@ def _parse_receivable(f: _Fields, run: _Run) -> dict[str, Any]:
 def _store_receivables(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
     customer_ids = _customer_ids(conn, run, (p.values["customer"] for p in batch))
     existing = _existing(conn, run, t.receivables, batch, lock=True)
-    allocated: dict[int, int] = {}
+    allocated: dict[int, int] = {}  # paid or credited on each receivable; applied of a credit
     if existing:
-        a = t.allocations
+        a, ca = t.allocations, t.credit_applications
+        ids = [r["id"] for r in existing.values()]
+        taken = union_all(
+            select(a.c.receivable_id.label("rid"), a.c.amount_minor).where(
+                a.c.receivable_id.in_(ids)
+            ),
+            select(ca.c.receivable_id, ca.c.amount_minor).where(ca.c.receivable_id.in_(ids)),
+            select(ca.c.credit_note_id, ca.c.amount_minor).where(ca.c.credit_note_id.in_(ids)),
+        ).subquery()
         rows = conn.execute(
-            select(a.c.receivable_id, func.sum(a.c.amount_minor))
-            .where(a.c.receivable_id.in_([r["id"] for r in existing.values()]))
-            .group_by(a.c.receivable_id)
+            select(taken.c.rid, func.sum(taken.c.amount_minor)).group_by(taken.c.rid)
         )
         allocated = {int(rid): int(total or 0) for rid, total in rows}
     defaults: dict[str, Any] = {
@@ -982,8 +1086,19 @@ def _store_receivables(conn: Connection, run: _Run, batch: list[_Parsed]) -> Non
         row["number"] = row["number"] or p.external_id
         paid = allocated.get(old["id"], 0) if old is not None else 0
         cur = row["currency"]
-        if row["invoice_number"] and row["kind"] != "instalment":
-            f.fail("invoice", "only an instalment refers to an invoice (set kind to instalment)")
+        credit = row["kind"] == CREDIT_NOTE
+        if old is not None and credit != (old["kind"] == CREDIT_NOTE):
+            f.fail(
+                "kind",
+                f"{p.external_id} is stored as {old['kind']}: an invoice and a credit note "
+                "are different documents, each with its own external_id",
+            )
+        if row["invoice_number"] and row["kind"] not in ("instalment", CREDIT_NOTE):
+            f.fail(
+                "invoice",
+                "only an instalment or a credit note refers to an invoice "
+                "(set kind to instalment or credit_note)",
+            )
         if row["issued_on"] and row["issued_on"] > row["due_on"]:
             f.fail("issued_on", f"{row['issued_on']} is after due_on {row['due_on']}")
         if old is not None and paid and cur != old["currency"]:
@@ -1005,7 +1120,22 @@ def _store_receivables(conn: Connection, run: _Run, batch: list[_Parsed]) -> Non
             )
         amount = _to_minor(f, "amount", p.values["amount"], cur)
         balance = _to_minor(f, "balance", p.values["balance"], cur)
-        if amount is not None:
+        if credit and balance is not None:
+            f.fail(
+                "balance", "a credit note has no balance: Cobro applies it to the debtor's items"
+            )
+        if amount is not None and credit:
+            # Stored negative, with the credit not yet applied as a negative balance: the
+            # planner only claims positive balances, and sums of balances net the credit.
+            row["amount_minor"] = -amount
+            row["balance_minor"] = -(amount - paid)
+            if amount < paid:
+                f.fail(
+                    "amount",
+                    f"{_fmt(amount, cur)} is less than the {_fmt(paid, cur)} of this credit note "
+                    "already applied",
+                )
+        elif amount is not None:
             row["amount_minor"] = amount
             if balance is not None:
                 if balance > amount:
@@ -1036,6 +1166,7 @@ def _store_receivables(conn: Connection, run: _Run, batch: list[_Parsed]) -> Non
     _bulk_update(conn, t.receivables, (*_RECEIVABLE_COLS, "updated_at"), updates)
     run.inserted += len(inserts)
     run.updated += len(updates)
+    apply_credits(conn, sorted(set(customer_ids.values())), run.now)
 
 
 # --------------------------------------------------------------------------- payments
@@ -1049,10 +1180,18 @@ def _parse_payment(f: _Fields, run: _Run) -> dict[str, Any]:
         "receivable": f.text("receivable", _max_len(t.receivables, "external_id")),
         "paid_on": f.date("paid_on", required=True),
         "currency": f.currency("currency", run.currency),
+        "reverses": f.text("reverses", _max_len(p, "external_id")),
     }
-    v["amount_minor"] = _to_minor(
-        f, "amount", f.decimal("amount", required=True, positive=True), v["currency"]
-    )
+    if v["reverses"] is None:
+        amount = f.decimal("amount", required=True, positive=True)
+    else:
+        # A reversal returns a whole payment: its amount may be left empty or given with
+        # either sign, as bank statements write a returned debit.
+        amount = f.decimal("amount", positive=True, signed=True)
+        v["currency_given"] = f.raw("currency") is not None
+        if v["receivable"] is not None:
+            f.fail("receivable", "a reversal names only the payment it reverses (reverses)")
+    v["amount_minor"] = _to_minor(f, "amount", abs(amount) if amount else amount, v["currency"])
     return v
 
 
@@ -1094,10 +1233,17 @@ def _allocate(
 
 
 def _store_payments(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
-    pay, rec, cus = t.payments, t.receivables, t.customers
-    customer_ids = _customer_ids(conn, run, (p.values["customer"] for p in batch))
+    """Payments and reversals, in the order of the file (a reversal may follow its payment)."""
+    for reversals, rows in itertools.groupby(batch, key=lambda p: p.values["reverses"] is not None):
+        store = _store_reversals if reversals else _store_new_payments
+        store(conn, run, list(rows))
 
-    recorded = {
+
+def _recorded(conn: Connection, run: _Run, external_ids: Sequence[str]) -> dict[str, Any]:
+    """The payments (and reversals) already recorded under these external ids."""
+    pay, rec, cus = t.payments, t.receivables, t.customers
+    undone = pay.alias("undone")
+    return {
         r.external_id: r
         for r in conn.execute(
             select(
@@ -1107,15 +1253,20 @@ def _store_payments(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
                 pay.c.amount_minor,
                 cus.c.external_id.label("customer"),
                 rec.c.external_id.label("receivable"),
+                undone.c.external_id.label("reverses"),
             )
             .join(cus, cus.c.id == pay.c.customer_id)
             .outerjoin(rec, rec.c.id == pay.c.receivable_id)
-            .where(
-                pay.c.company_id == run.company_id,
-                pay.c.external_id.in_([p.external_id for p in batch]),
-            )
+            .outerjoin(undone, undone.c.id == pay.c.reverses_id)
+            .where(pay.c.company_id == run.company_id, pay.c.external_id.in_(external_ids))
         )
     }
+
+
+def _store_new_payments(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
+    pay, rec, cus = t.payments, t.receivables, t.customers
+    customer_ids = _customer_ids(conn, run, (p.values["customer"] for p in batch))
+    recorded = _recorded(conn, run, [p.external_id for p in batch])
 
     named_refs = sorted({p.values["receivable"] for p in batch if p.values["receivable"]})
     named: dict[str, Any] = {}
@@ -1128,6 +1279,7 @@ def _store_payments(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
                     rec.c.external_id,
                     rec.c.customer_id,
                     rec.c.currency,
+                    rec.c.kind,
                     cus.c.external_id.label("customer"),
                 )
                 .join(cus, cus.c.id == rec.c.customer_id)
@@ -1165,6 +1317,7 @@ def _store_payments(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
                 (col, was, given)
                 for col, was, given in (
                     ("customer", old.customer, v["customer"]),
+                    ("reverses", old.reverses, None),
                     ("receivable", old.receivable, v["receivable"]),
                     ("paid_on", old.paid_on, v["paid_on"]),
                     ("currency", old.currency, cur),
@@ -1206,6 +1359,8 @@ def _store_payments(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
                 problem = f"{v['receivable']} belongs to customer {target.customer}, not {ref}"
             elif target.currency != cur:
                 problem = f"{v['receivable']} is in {target.currency} but the payment is in {cur}"
+            elif target.kind == CREDIT_NOTE:
+                problem = f"{v['receivable']} is a credit note: it is owed to the customer"
             if problem:
                 run.reject(p.line, "receivable", problem)
                 continue
@@ -1260,6 +1415,183 @@ def _store_payments(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
         ],
     )
     run.inserted += len(new_payments)
+
+
+def _store_reversals(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
+    """Undo payments (a returned direct debit): what they paid is owed again.
+
+    A reversal is stored as a payment with negative amounts that names the payment it
+    undoes; each allocation of that payment gets a negative twin, the receivables get
+    their balances back (never above their amount), and the reversal is appended to the
+    evidence chain. The planner sees the reopened balances: dunning resumes.
+    """
+    pay, alloc, rec, cus = t.payments, t.allocations, t.receivables, t.customers
+    recorded = _recorded(conn, run, [p.external_id for p in batch])
+    undone = pay.alias("undone")
+    reversal = pay.alias("reversal")
+    targets = {
+        r.external_id: r
+        for r in conn.execute(
+            select(
+                undone.c.id,
+                undone.c.external_id,
+                undone.c.customer_id,
+                undone.c.receivable_id,
+                undone.c.currency,
+                undone.c.amount_minor,
+                undone.c.unallocated_minor,
+                undone.c.reverses_id,
+                cus.c.external_id.label("customer"),
+                reversal.c.external_id.label("reversed_by"),
+            )
+            .join(cus, cus.c.id == undone.c.customer_id)
+            .outerjoin(reversal, reversal.c.reverses_id == undone.c.id)
+            .where(
+                undone.c.company_id == run.company_id,
+                undone.c.external_id.in_(sorted({p.values["reverses"] for p in batch})),
+            )
+            .with_for_update(of=undone)
+        )
+    }
+    paid: dict[int, list[tuple[int, int]]] = {}
+    for a in conn.execute(
+        select(alloc.c.payment_id, alloc.c.receivable_id, alloc.c.amount_minor)
+        .where(alloc.c.payment_id.in_([int(x.id) for x in targets.values()]))
+        .order_by(alloc.c.id)
+    ):
+        paid.setdefault(int(a.payment_id), []).append((int(a.receivable_id), int(a.amount_minor)))
+    receivables = {
+        int(r.id): r
+        for r in conn.execute(
+            select(rec.c.id, rec.c.external_id, rec.c.amount_minor, rec.c.balance_minor)
+            .where(rec.c.id.in_(sorted({rid for parts in paid.values() for rid, _ in parts})))
+            .with_for_update()
+        )
+    }
+    balance = {rid: int(r.balance_minor) for rid, r in receivables.items()}
+
+    reversals: list[dict[str, Any]] = []
+    reopened: list[list[tuple[int, int]]] = []
+    evidence: list[EvidenceEntry] = []
+    reversed_now: dict[str, str] = {}
+    for p in batch:
+        v = p.values
+        ref = v["reverses"]
+        target = targets.get(ref)
+        old = recorded.get(p.external_id)
+        if old is not None:
+            same = (
+                old.reverses == ref
+                and old.customer == v["customer"]
+                and old.paid_on == v["paid_on"]
+                and (not v["currency_given"] or old.currency == v["currency"])
+                and v["amount_minor"] in (None, -int(old.amount_minor))
+            )
+            if same:
+                run.unchanged += 1
+            else:
+                run.reject(
+                    p.line,
+                    "reverses",
+                    f"{p.external_id} was already recorded "
+                    + (f"as the reversal of {old.reverses}" if old.reverses else "as a payment")
+                    + f" (customer {old.customer}, on {old.paid_on}, "
+                    f"{_fmt(abs(int(old.amount_minor)), old.currency)}); "
+                    "a recorded payment cannot be changed",
+                )
+            continue
+        problem = None
+        if target is None:
+            problem = f"no payment with external_id {ref!r}"
+        elif target.customer != v["customer"]:
+            problem = f"payment {ref} is of customer {target.customer}, not {v['customer']}"
+        elif target.reverses_id is not None:
+            problem = f"{ref} is itself a reversal"
+        elif target.reversed_by or ref in reversed_now:
+            problem = (
+                f"payment {ref} was already reversed by {target.reversed_by or reversed_now[ref]}"
+            )
+        elif v["currency_given"] and v["currency"] != target.currency:
+            problem = f"payment {ref} is in {target.currency}, not {v['currency']}"
+        elif v["amount_minor"] not in (None, int(target.amount_minor)):
+            problem = (
+                f"a reversal returns the whole payment: {ref} was "
+                f"{_fmt(int(target.amount_minor), target.currency)}"
+            )
+        if problem is not None:
+            run.reject(p.line, "reverses", problem)
+            continue
+        assert target is not None
+        reversed_now[ref] = p.external_id
+        back: list[tuple[int, int]] = []
+        for rid, part in paid.get(int(target.id), []):
+            restored = min(part, int(receivables[rid].amount_minor) - balance[rid])
+            balance[rid] += restored
+            back.append((rid, part))
+        reopened.append(back)
+        reversals.append(
+            {
+                "company_id": run.company_id,
+                "customer_id": int(target.customer_id),
+                "external_id": p.external_id,
+                "receivable_id": target.receivable_id,
+                "paid_on": v["paid_on"],
+                "currency": target.currency,
+                "amount_minor": -int(target.amount_minor),
+                "unallocated_minor": -int(target.unallocated_minor),
+                "reverses_id": int(target.id),
+                "created_at": run.now,
+            }
+        )
+        evidence.append(
+            EvidenceEntry(
+                "payment.reversed",
+                f"payment:{int(target.id)}",
+                int(target.customer_id),
+                run.now,
+                {
+                    "payment": ref,
+                    "reversal": p.external_id,
+                    "returned_on": v["paid_on"].isoformat(),
+                    "amount": str(Money.from_minor(int(target.amount_minor), target.currency)),
+                    "reopened": [
+                        {
+                            "receivable": receivables[rid].external_id,
+                            "amount": _fmt(part, target.currency),
+                        }
+                        for rid, part in back
+                    ],
+                },
+            )
+        )
+
+    if reversals:
+        conn.execute(insert(pay), reversals)
+        ids = {
+            r.external_id: int(r.id)
+            for r in conn.execute(
+                select(pay.c.id, pay.c.external_id).where(
+                    pay.c.company_id == run.company_id,
+                    pay.c.external_id.in_([x["external_id"] for x in reversals]),
+                )
+            )
+        }
+        rows = [
+            {"payment_id": ids[x["external_id"]], "receivable_id": rid, "amount_minor": -part}
+            for x, back in zip(reversals, reopened, strict=True)
+            for rid, part in back
+        ]
+        if rows:
+            conn.execute(insert(alloc), rows)
+        touched = sorted({rid for back in reopened for rid, _ in back})
+        _bulk_update(
+            conn,
+            rec,
+            ("balance_minor", "updated_at"),
+            [{"id": rid, "balance_minor": balance[rid], "updated_at": run.now} for rid in touched],
+        )
+        append(conn, run.company_id, evidence)
+    run.inserted += len(reversals)
 
 
 _Parse = Callable[[_Fields, _Run], dict[str, Any]]

@@ -85,6 +85,8 @@ customers = Table(
     Column("language", String(10)),
     Column("email", String(320)),
     Column("phone", String(40)),
+    Column("invalid_email", String(320)),  # an address the import refused, kept for staff
+    Column("invalid_phone", String(100)),
     Column("tags", String(500), nullable=False, server_default=""),
     Column("attributes", JSON),
     Column("policy", String(40)),
@@ -112,6 +114,8 @@ contacts = Table(
     Column("name", String(300), nullable=False),
     Column("email", String(320)),
     Column("phone", String(40)),
+    Column("invalid_email", String(320)),
+    Column("invalid_phone", String(100)),
     Column("roles", String(200), nullable=False, server_default=""),
     Column("language", String(10)),
     Column("updated_at", UTCDateTime, nullable=False),
@@ -159,8 +163,11 @@ payments = Table(
     Column("currency", String(3), nullable=False),
     Column("amount_minor", BigInteger, nullable=False),
     Column("unallocated_minor", BigInteger, nullable=False),
+    # A reversal (returned direct debit) names the payment it undoes; its amounts are negative.
+    Column("reverses_id", ForeignKey("payments.id")),
     Column("created_at", UTCDateTime, nullable=False),
     UniqueConstraint("company_id", "external_id"),
+    UniqueConstraint("reverses_id"),
 )
 
 allocations = Table(
@@ -170,6 +177,18 @@ allocations = Table(
     Column("payment_id", ForeignKey("payments.id"), nullable=False),
     Column("receivable_id", ForeignKey("receivables.id"), nullable=False),
     Column("amount_minor", BigInteger, nullable=False),
+    Index(None, "receivable_id"),
+)
+
+# What each credit note (a receivable of kind credit_note) took off the debtor's receivables.
+credit_applications = Table(
+    "credit_applications",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("credit_note_id", ForeignKey("receivables.id"), nullable=False),
+    Column("receivable_id", ForeignKey("receivables.id"), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Index(None, "credit_note_id"),
     Index(None, "receivable_id"),
 )
 
