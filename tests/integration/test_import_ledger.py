@@ -50,10 +50,10 @@ def test_a_credit_note_and_a_reversal_move_balances_and_claims(ws: Workspace) ->
         },
     )
     assert balances(ws) == {"F-1": 10000, "F-2": 0, "AB-1": 0}
-    run_day(ws, d("2025-03-16"))  # 15 days after due: phase 02
+    run_day(ws, d("2025-03-16"))  # dunning resumes at the first overdue phase
 
     [row] = outbox(ws)
-    assert row.step == "b2b/02"
+    assert row.step == "b2b/01"
     with ws.engine.connect() as conn:
         assert verify_chain(conn, ws.company_id).ok
         kinds = conn.execute(select(t.evidence.c.kind).order_by(t.evidence.c.seq)).scalars()

@@ -468,7 +468,7 @@ def test_dunning_resumes_for_the_item_a_reversal_reopens(workspace: Workspace) -
     assert records("payments", reversal).inserted == 1
     assert run_day(workspace, date(2026, 1, 9)).planned == 0  # day 01 was covered while paid
 
-    report = run_day(workspace, date(2026, 1, 16))  # 15 days after due: phase 02
+    report = run_day(workspace, date(2026, 1, 16))  # 15 days after due: the first claim, 01
     assert (report.planned, report.items) == (1, 1)
 
 
