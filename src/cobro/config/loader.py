@@ -139,7 +139,7 @@ def _check_shape(text: str, filename: str) -> None:
             if depth > MAX_DEPTH:
                 raise _problem(
                     filename,
-                    event.start_mark.line + 1,
+                    event.start_mark.line + 1 if event.start_mark else None,
                     (),
                     f"nested more than {MAX_DEPTH} levels deep; refused",
                 )
