@@ -27,6 +27,7 @@ from cobro.cli.common import (
 )
 from cobro.cli.dispatch import dispatch
 from cobro.cli.events import contacts_app, event_app, push_app
+from cobro.cli.progress import QuietOption, progress_for
 from cobro.cli.staff import account, segments_app, tasks_app
 from cobro.errors import CobroError, ConfigError
 from cobro.workspace import CONFIG_FILE, utcnow
@@ -97,6 +98,7 @@ def import_(
     kind: Annotated[str, typer.Argument(help="customers, contacts, receivables or payments")],
     file: Annotated[Path, typer.Argument(help="A CSV or JSON file.", exists=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Upsert records by their external id; bad rows are reported, good rows kept."""
     from cobro.intake.importer import KINDS, import_file
@@ -105,7 +107,7 @@ def import_(
         fail(f"unknown kind {kind!r}; use one of: {', '.join(KINDS)}", 2)
     ws = open_ws(ctx)
     try:
-        report = import_file(ws, kind, file, utcnow())
+        report = import_file(ws, kind, file, utcnow(), progress_for(quiet, err))
     except CobroError as exc:
         fail(str(exc), 2)
     finally:
@@ -115,10 +117,11 @@ def import_(
     else:
         for problem in report.rejected:
             err.print(str(problem), highlight=False, markup=False)
-        out.print(
-            f"{kind}: {report.inserted} inserted, {report.updated} updated, "
-            f"{report.unchanged} unchanged, {report.rejected_rows} rejected"
-        )
+        if not quiet:
+            out.print(
+                f"{kind}: {report.inserted} inserted, {report.updated} updated, "
+                f"{report.unchanged} unchanged, {report.rejected_rows} rejected"
+            )
     if report.rejected:
         raise typer.Exit(1)
 
@@ -130,6 +133,7 @@ def run(
         str | None, typer.Option("--date", help="Date to run for (default: today).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Plan everything due on the date into the outbox, then send what is due."""
     from zoneinfo import ZoneInfo
@@ -143,7 +147,7 @@ def run(
         if run_on is None:
             as_of = utcnow()
             run_on = as_of.astimezone(ZoneInfo(ws.config.company.timezone)).date()
-        report = run_day(ws, run_on, as_of)
+        report = run_day(ws, run_on, as_of, progress=progress_for(quiet, err))
     except ConfigError as exc:
         for p in exc.problems:
             err.print(str(p), highlight=False, markup=False)
@@ -154,6 +158,10 @@ def run(
         ws.close()
     if as_json:
         print_json(report.to_json())
+        return
+    if quiet:  # problems only
+        for e in report.errors[:20]:
+            err.print(f"  {e}", highlight=False, markup=False)
         return
     out.print(
         f"{report.date}: planned {report.planned} message(s) covering {report.items} "
@@ -174,6 +182,7 @@ def simulate(
     start: Annotated[str, typer.Option("--from", help="First day (YYYY-MM-DD).")],
     end: Annotated[str, typer.Option("--to", help="Last day (YYYY-MM-DD).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print every message as JSON.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """What each day would send, to whom, on which channel and at what cost. Changes nothing."""
     from cobro.engine.simulate import simulate as run_simulation
@@ -190,11 +199,16 @@ def simulate(
         table.add_column(col)
     total_cost = Decimal(0)
     total_msgs = 0
+    progress = progress_for(quiet, err)
+    progress.start("simulate", (d2 - d1).days + 1)
     try:
         with ws.engine.connect() as conn:
             trans = conn.begin()
             try:
-                for messages in run_simulation(conn, ws.config, ws.company_id, d1, d2):
+                for done, messages in enumerate(
+                    run_simulation(conn, ws.config, ws.company_id, d1, d2), 1
+                ):
+                    progress.advance(done, f"{total_msgs + len(messages)} message(s)")
                     if not messages:
                         continue
                     day = messages[0].date
@@ -222,6 +236,7 @@ def simulate(
                 trans.rollback()
     finally:
         ws.close()
+    progress.finish(f"{total_msgs} message(s) over {(d2 - d1).days + 1} day(s)")
     if as_json:
         print_json(
             {

@@ -31,6 +31,7 @@ from cobro.domain.assignment import resolve_policy
 from cobro.domain.money import Money, currency_exponent
 from cobro.errors import ImportError_
 from cobro.intake import jsontext, readers
+from cobro.progress import SILENT, Progress
 from cobro.store import tables as t
 from cobro.workspace import Workspace
 
@@ -91,9 +92,6 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _AMOUNT = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
 _LIST_SEP = re.compile(r"[|,]")
 _MAX_DIGITS = 15  # digits before the point: amounts stay well inside a 64-bit integer
-
-# How far an import has gone: (lines or records done, in all).
-Progress = Callable[[int, int], None]
 
 
 # --------------------------------------------------------------------------- report
@@ -158,14 +156,14 @@ def import_file(
     kind: str,
     path: Path,
     now: datetime,
-    progress: Progress | None = None,
+    progress: Progress = SILENT,
 ) -> ImportReport:
     """Import ``path`` (``.csv``, ``.json`` or ``.jsonl``) as records of ``kind``.
 
     The file is read as a stream, twice at most: once to check it as a whole (UTF-8;
     for JSON, the columns every record uses), then row by row into batches, so
-    memory stays bounded whatever its size. ``progress(done, total)`` is called after
-    every batch, counting lines (records of a ``.json`` array).
+    memory stays bounded whatever its size. ``progress`` follows the phase ``import``
+    batch by batch, counting lines (records of a ``.json`` array).
     """
     _check_kind(kind)
     path = Path(path)
@@ -605,7 +603,7 @@ def _import(
     problems: list[RowProblem],
     unit: str = "line",
     *,
-    progress: Progress | None = None,
+    progress: Progress = SILENT,
     total: int = 0,
 ) -> ImportReport:
     if now.tzinfo is None:
@@ -614,14 +612,14 @@ def _import(
     parse, store = _HANDLERS[kind]
     batch: list[_Parsed] = []
     last = 0
+    progress.start("import", total or None)
 
     def flush() -> None:
         if batch:
             with ws.engine.begin() as conn, _planned_afresh(conn):
                 store(conn, run, batch)
             batch.clear()
-        if progress is not None:
-            progress(last, max(total, last))
+        progress.advance(last, f"{run.inserted} inserted, {run.updated} updated")
 
     for row in rows:
         if isinstance(row, RowProblem):
@@ -650,7 +648,12 @@ def _import(
         if len(batch) >= BATCH_SIZE:
             flush()
     flush()
-    return run.report()
+    report = run.report()
+    progress.finish(
+        f"{kind}: {report.inserted} inserted, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {report.rejected_rows} rejected"
+    )
+    return report
 
 
 @contextmanager
