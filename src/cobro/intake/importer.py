@@ -619,7 +619,11 @@ def _import(
             with ws.engine.begin() as conn, _planned_afresh(conn):
                 store(conn, run, batch)
             batch.clear()
-        progress.advance(last, f"{run.inserted} inserted, {run.updated} updated")
+        progress.advance(
+            last,
+            f"{run.inserted} inserted, {run.updated} updated, {run.unchanged} unchanged, "
+            f"{len(run.problems)} problem(s)",
+        )
 
     for row in rows:
         if isinstance(row, RowProblem):
