@@ -10,6 +10,7 @@ after a few thousand steps), only the tags of plain data (no ``!!python/...``,
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,8 +112,13 @@ class _Builder:
             raise _Refused(line, path, f"{shown!r} is not a valid {kind}") from None
 
 
+def _field(path: Sequence[object]) -> str:
+    """``company.name``; a key that is not printable text is shown quoted (``'a\\nb'``)."""
+    return ".".join(str(p) if str(p).isprintable() else repr(str(p)) for p in path)
+
+
 def _problem(filename: str, line: int | None, path: Path_, problem: str) -> ConfigError:
-    return ConfigError([ConfigProblem(filename, line, ".".join(str(p) for p in path), problem)])
+    return ConfigError([ConfigProblem(filename, line, _field(path), problem)])
 
 
 def _check_text(text: str, filename: str) -> None:
@@ -198,7 +204,7 @@ def parse_config(text: str, filename: str = "cobro.yaml") -> CobroConfig:
             loc = tuple(
                 p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function"))
             )
-            field = ".".join(str(p) for p in loc)
+            field = _field(loc)
             msg = err["msg"].removeprefix("Value error, ")
             problems.append(ConfigProblem(filename, _line_for(loc, lines), field, msg))
         raise ConfigError(problems) from None

@@ -13,7 +13,7 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -207,13 +207,19 @@ class EventResult:
         }
 
 
+def field_name(path: Sequence[object]) -> str:
+    """``details.note``; a key that is not printable text is shown quoted (``'a\\nb'``)."""
+    parts = [str(p) if str(p).isprintable() else repr(str(p)) for p in path]
+    return ".".join(parts) or "payload"
+
+
 def _payload_problems(data: dict[str, Any]) -> list[str]:
     """Nesting beyond ``MAX_DEPTH`` and NUL characters (which no database stores), by field."""
     problems: list[str] = []
     stack: list[tuple[object, tuple[str, ...]]] = [(data, ())]
     while stack:
         value, path = stack.pop()
-        where = ".".join(path) or "payload"
+        where = field_name(path)
         if len(path) > MAX_DEPTH:
             problems.append(f"{where}: nested more than {MAX_DEPTH} levels deep")
             continue
@@ -250,8 +256,7 @@ def parse_event(event_type: str, data: dict[str, Any]) -> _Event:
     except ValidationError as exc:
         raise EventError(
             [
-                f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: "
-                f"{e['msg'].removeprefix('Value error, ')}"
+                f"{field_name(e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
                 for e in exc.errors()
             ]
         ) from None
