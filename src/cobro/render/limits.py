@@ -6,9 +6,9 @@ expensive ones: ``"x" * 400000000``, a loop over ``lipsum`` or two nested
 refuses, before doing the work, every operation whose result would exceed
 ``MAX_OUTPUT`` characters (repetition, concatenation, padding, ``replace``, ``join``,
 ``format`` widths, ``lipsum``), and ``render_within`` renders a template as a stream,
-stopping once its output passes the size limit or its time passes the deadline (also
-checked on every ``range`` step, attribute lookup and call, so a silent loop stops
-too). Exceeding a limit raises ``LimitExceeded``.
+stopping once its output passes the size limit or the deadline of ``time_limit``
+passes (also checked on every ``range`` step, attribute lookup and call, so a silent
+loop stops too). Exceeding a limit raises ``LimitExceeded``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 from jinja2.utils import generate_lorem_ipsum
 
 MAX_OUTPUT = 1_000_000  # characters of one rendered part, and of any value built on the way
-MAX_SECONDS = 2.0  # of one rendered part
+MAX_SECONDS = 2.0  # of one message, all its parts
 MAX_LIPSUM = 20  # paragraphs
 
 
@@ -244,27 +245,37 @@ def _limited_filter(name: str, original: Any) -> Any:
     return limited
 
 
-def render_within(
-    template: Template,
-    context: dict[str, Any],
-    *,
-    seconds: float = MAX_SECONDS,
-    max_output: int = MAX_OUTPUT,
-    **extra: Any,
-) -> str:
-    """Render ``template`` as a stream, within ``max_output`` characters and ``seconds``."""
+@contextmanager
+def time_limit(seconds: float = MAX_SECONDS, max_output: int = MAX_OUTPUT) -> Iterator[None]:
+    """Every render inside shares one deadline, ``seconds`` from now."""
     token = _BUDGET.set(_Budget(time.monotonic() + seconds, seconds, max_output))
     try:
-        parts: list[str] = []
-        size = 0
-        for chunk in template.generate(context, **extra):
-            size += len(chunk)
-            _check_size(size)
-            _check_time()
-            parts.append(chunk)
-        return "".join(parts)
+        yield
     finally:
         _BUDGET.reset(token)
 
 
-__all__ = ["MAX_OUTPUT", "MAX_SECONDS", "LimitExceeded", "LimitedSandbox", "render_within"]
+def render_within(template: Template, context: dict[str, Any], **extra: Any) -> str:
+    """Render ``template`` as a stream, within the size limit and the current ``time_limit``
+    (or one of ``MAX_SECONDS`` of its own)."""
+    if _BUDGET.get() is None:
+        with time_limit():
+            return render_within(template, context, **extra)
+    parts: list[str] = []
+    size = 0
+    for chunk in template.generate(context, **extra):
+        size += len(chunk)
+        _check_size(size)
+        _check_time()
+        parts.append(chunk)
+    return "".join(parts)
+
+
+__all__ = [
+    "MAX_OUTPUT",
+    "MAX_SECONDS",
+    "LimitExceeded",
+    "LimitedSandbox",
+    "render_within",
+    "time_limit",
+]

@@ -37,7 +37,13 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from cobro.domain.money import Money
 from cobro.errors import TemplateError
 from cobro.render.labels import LABELS
-from cobro.render.limits import MAX_SECONDS, LimitedSandbox, LimitExceeded, render_within
+from cobro.render.limits import (
+    MAX_SECONDS,
+    LimitedSandbox,
+    LimitExceeded,
+    render_within,
+    time_limit,
+)
 
 
 @lru_cache(maxsize=65536)
@@ -108,7 +114,7 @@ class TemplateSet:
         self._html = _env(True, user_dir)
         self._text = _env(False, user_dir)
         self.default_language = default_language
-        self.max_seconds = max_seconds  # per part rendered
+        self.max_seconds = max_seconds  # per message rendered, all its parts
 
     def resolve(self, name: str, language: str) -> tuple[str, str]:
         """The file to use for ``name`` in ``language``, falling back to the default language."""
@@ -130,15 +136,15 @@ class TemplateSet:
         filename, lang = self.resolve(name, language)
         ctx = dict(context, language=lang, L=LABELS.get(lang, LABELS["en"]))
         try:
-            out = [
-                render_within(
-                    (self._html if part == "html" else self._text).get_template(filename),
-                    ctx,
-                    seconds=self.max_seconds,
-                    part=part,
-                )
-                for part in parts
-            ]
+            with time_limit(self.max_seconds):
+                out = [
+                    render_within(
+                        (self._html if part == "html" else self._text).get_template(filename),
+                        ctx,
+                        part=part,
+                    )
+                    for part in parts
+                ]
         except LimitExceeded as exc:
             raise TemplateError(f"template {filename}: {exc}") from exc
         except SecurityError as exc:
