@@ -241,6 +241,8 @@ class _JsonArray:
             except json.JSONDecodeError as exc:
                 if len(self.buf) - self.pos <= MAX_RECORD and self._more():
                     continue
+                if not self.eof and (exc.pos >= len(self.buf) - 1 or "Unterminated" in exc.msg):
+                    self._fail(self.pos, f"{exc.msg}, or a record over {MAX_RECORD} characters")
                 self._fail(exc.pos, exc.msg)
             except RecursionError:
                 found = end_of_value(self.buf, self.pos)
