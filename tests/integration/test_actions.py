@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+import documents
 from cobro.engine.runs import run_day
 from cobro.engine.segments import members
 from cobro.engine.simulate import simulate
@@ -81,7 +82,7 @@ def school(make_ws: Callable[..., Workspace]) -> Workspace:
     ws = make_ws(replace={starter_segments: "", "default_policy: consumer\n": SEGMENTS_AND_ACTIONS})
     (ws.root / "files").mkdir()
     # A small but real PDF, with bytes of every value so corruption would show.
-    (ws.root / "files" / "calendario.pdf").write_bytes(b"%PDF-1.4\n" + bytes(range(256)) * 40)
+    (ws.root / "files" / "calendario.pdf").write_bytes(documents.pdf(bytes(range(256)) * 40))
     student(ws, "A1", "Nivel5", tags="becado", campus="Norte")
     student(ws, "A2", "Nivel5")
     student(ws, "A3", "Nivel4", tags="becado", campus="Sur")
@@ -210,3 +211,42 @@ def test_a_missing_attachment_fails_the_message_with_the_reason(school: Workspac
     circulars = [r for r in outbox(school) if r.step == "action/circular"]
     assert {r.status for r in circulars} == {"failed"}
     assert all("calendario.pdf" in (r.reason or "") for r in circulars)
+
+
+def test_a_symlinked_attachment_leading_outside_the_workspace_is_not_sent(
+    school: Workspace, tmp_path: Path
+) -> None:
+    secret = tmp_path / "outside" / "payroll.pdf"
+    secret.parent.mkdir()
+    secret.write_bytes(documents.pdf(b"(salaries)"))
+    attachment = school.root / "files" / "calendario.pdf"
+    attachment.unlink()
+    attachment.symlink_to(secret)
+    run_day(school, date(2027, 3, 3))
+    circulars = [r for r in outbox(school) if r.step == "action/circular"]
+    assert circulars and {r.status for r in circulars} == {"failed"}
+    assert all("leads outside the workspace" in (r.reason or "") for r in circulars)
+    assert not [m for m in captured(school) if m["Subject"] == "Calendario escolar"]
+
+
+def test_html_behind_a_pdf_header_is_not_sent_as_a_pdf(school: Workspace) -> None:
+    (school.root / "files" / "calendario.pdf").write_bytes(
+        b"%PDF-1.4\n<html><body><script>location='https://evil.example'</script></body></html>"
+    )
+    run_day(school, date(2027, 3, 3))
+    circulars = [r for r in outbox(school) if r.step == "action/circular"]
+    assert circulars and {r.status for r in circulars} == {"failed"}
+    assert all("is not really a .pdf file" in (r.reason or "") for r in circulars)
+    assert not [m for m in captured(school) if m["Subject"] == "Calendario escolar"]
+
+
+def test_a_symlink_to_another_file_inside_the_workspace_is_attached(school: Workspace) -> None:
+    real = school.root / "files" / "2027" / "calendario-real.pdf"
+    real.parent.mkdir()
+    (school.root / "files" / "calendario.pdf").rename(real)
+    (school.root / "files" / "calendario.pdf").symlink_to(real)
+    run_day(school, date(2027, 3, 3))
+    circulars = [m for m in captured(school) if m["Subject"] == "Calendario escolar"]
+    assert len(circulars) == 2
+    [part] = list(circulars[0].iter_attachments())
+    assert part.get_content() == real.read_bytes()

@@ -585,3 +585,45 @@ def test_a_charge_time_without_time_zone_is_refused(gym: Workspace) -> None:
             at("2026-03-01"),
         )
     assert any(p.startswith("charged_at:") for p in exc.value.problems)
+
+
+def test_a_nul_in_an_event_text_is_refused_and_changes_nothing(gym: Workspace) -> None:
+    # PostgreSQL stores no NUL in text or JSON: the event is refused before it is written.
+    subscribe(gym, at("2026-03-01"), next_charge_on="2026-04-01")
+    with pytest.raises(EventError) as exc:
+        post_event(
+            gym,
+            "charge.succeeded",
+            {"id": "evt-nul", "subscription": "S1", "charge": "CH\x001", "amount": "39.90"},
+            at("2026-03-01"),
+        )
+    assert exc.value.problems == ["charge: contains a NUL character"]
+    with gym.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(t.charges)).scalar_one() == 0
+        assert (
+            conn.execute(
+                select(func.count())
+                .select_from(t.events)
+                .where(t.events.c.external_id == "evt-nul")
+            ).scalar_one()
+            == 0
+        )
+
+
+def test_an_event_nested_too_deeply_is_refused_and_changes_nothing(gym: Workspace) -> None:
+    details: dict[str, Any] = {}
+    node = details
+    for _ in range(40):
+        node["more"] = {}
+        node = node["more"]
+    with pytest.raises(EventError) as exc:
+        post_event(
+            gym,
+            "stop_payment.created",
+            {"id": "evt-deep", "customer": "M1", "details": details},
+            at("2026-03-01"),
+        )
+    assert len(exc.value.problems) == 1
+    assert exc.value.problems[0].endswith("nested more than 32 levels deep")
+    with gym.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(t.events)).scalar_one() == 0

@@ -27,6 +27,7 @@ from cobro.cli.common import (
 )
 from cobro.cli.dispatch import dispatch
 from cobro.cli.events import contacts_app, event_app, push_app
+from cobro.cli.progress import QuietOption, progress_for
 from cobro.cli.staff import account, segments_app, tasks_app
 from cobro.errors import CobroError, ConfigError
 from cobro.workspace import CONFIG_FILE, utcnow
@@ -112,6 +113,7 @@ def import_(
     date_format: Annotated[
         str | None, typer.Option("--date-format", help="The file's dates, e.g. %d/%m/%Y.")
     ] = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Upsert records by their external id; bad rows are reported, good rows kept."""
     from cobro.intake.importer import KINDS, import_file
@@ -121,7 +123,7 @@ def import_(
     ws = open_ws(ctx)
     try:
         chosen = _import_mapping(ws.config, mapping, decimal, date_format)
-        report = import_file(ws, kind, file, utcnow(), chosen)
+        report = import_file(ws, kind, file, utcnow(), chosen, progress_for(quiet, err))
     except ConfigError as exc:
         for p in exc.problems:
             err.print(str(p), highlight=False, markup=False)
@@ -137,11 +139,12 @@ def import_(
             err.print(str(problem), highlight=False, markup=False)
         for warning in report.warnings:
             err.print(f"warning: {warning}", highlight=False, markup=False)
-        out.print(
-            f"{kind}: {report.inserted} inserted, {report.updated} updated, "
-            f"{report.unchanged} unchanged, {report.rejected_rows} rejected"
-            + (f", {len(report.warnings)} warning(s)" if report.warnings else "")
-        )
+        if not quiet:
+            out.print(
+                f"{kind}: {report.inserted} inserted, {report.updated} updated, "
+                f"{report.unchanged} unchanged, {report.rejected_rows} rejected"
+                + (f", {len(report.warnings)} warning(s)" if report.warnings else "")
+            )
     if report.rejected:
         raise typer.Exit(1)
 
@@ -190,6 +193,7 @@ def run(
         str | None, typer.Option("--date", help="Date to run for (default: today).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Plan everything due on the date into the outbox, then send what is due."""
     from zoneinfo import ZoneInfo
@@ -203,7 +207,7 @@ def run(
         if run_on is None:
             as_of = utcnow()
             run_on = as_of.astimezone(ZoneInfo(ws.config.company.timezone)).date()
-        report = run_day(ws, run_on, as_of)
+        report = run_day(ws, run_on, as_of, progress=progress_for(quiet, err))
     except ConfigError as exc:
         for p in exc.problems:
             err.print(str(p), highlight=False, markup=False)
@@ -214,6 +218,10 @@ def run(
         ws.close()
     if as_json:
         print_json(report.to_json())
+        return
+    if quiet:  # problems only
+        for e in report.errors[:20]:
+            err.print(f"  {e}", highlight=False, markup=False)
         return
     out.print(
         f"{report.date}: planned {report.planned} message(s) covering {report.items} "
@@ -234,6 +242,7 @@ def simulate(
     start: Annotated[str, typer.Option("--from", help="First day (YYYY-MM-DD).")],
     end: Annotated[str, typer.Option("--to", help="Last day (YYYY-MM-DD).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print every message as JSON.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """What each day would send, to whom, on which channel and at what cost. Changes nothing."""
     from cobro.engine.simulate import simulate as run_simulation
@@ -250,11 +259,16 @@ def simulate(
         table.add_column(col)
     total_cost = Decimal(0)
     total_msgs = total_tasks = 0
+    progress = progress_for(quiet, err)
+    progress.start("simulate", (d2 - d1).days + 1)
     try:
         with ws.engine.connect() as conn:
             trans = conn.begin()
             try:
-                for found in run_simulation(conn, ws.config, ws.company_id, d1, d2):
+                for done, found in enumerate(
+                    run_simulation(conn, ws.config, ws.company_id, d1, d2), 1
+                ):
+                    progress.advance(done, f"{total_msgs + len(found)} message(s)")
                     if not found:
                         continue
                     day = found[0].date
@@ -287,6 +301,7 @@ def simulate(
                 trans.rollback()
     finally:
         ws.close()
+    progress.finish(f"{total_msgs} message(s) over {(d2 - d1).days + 1} day(s)")
     if as_json:
         print_json(
             {

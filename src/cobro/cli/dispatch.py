@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from cobro.cli.common import Options, by_channel, err, fail, open_ws, out, print_json
+from cobro.cli.progress import QuietOption, progress_for
 from cobro.engine.dispatch import DispatchReport
 from cobro.errors import CobroError, ConfigError
 
@@ -63,6 +64,7 @@ def dispatch(
         int, typer.Option("--poll-ms", min=10, max=60000, help="Wait after an idle pass.")
     ] = 200,
     as_json: Annotated[bool, typer.Option("--json", help="Print the totals as JSON.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Send what is due now: planned messages, event notices, retries.
 
@@ -80,7 +82,7 @@ def dispatch(
     procs: list[multiprocessing.process.BaseProcess] = []
     try:
         if not keep_watching:
-            total = dispatch_due(ws, utcnow())
+            total = dispatch_due(ws, utcnow(), progress=progress_for(quiet, err))
         else:
             stop = threading.Event()
             _stop_on_signals(stop)
@@ -91,7 +93,7 @@ def dispatch(
                 )
                 worker.start()
                 procs.append(worker)
-            if not as_json:
+            if not (as_json or quiet):
                 out.print(
                     f"watching the outbox with {workers} process(es); Ctrl-C stops",
                     markup=False,
@@ -100,7 +102,7 @@ def dispatch(
                 ws,
                 stop,
                 poll_ms / 1000,
-                None if as_json else _print_busy,
+                None if as_json or quiet else _print_busy,
             )
     except ConfigError as exc:
         for p in exc.problems:
@@ -129,6 +131,7 @@ def dispatch(
             }
         )
     else:
-        out.print(f"total: {_line(total)}", markup=False)
+        if not quiet:
+            out.print(f"total: {_line(total)}", markup=False)
         for e in total.errors[:20]:
             err.print(f"  {e}", highlight=False, markup=False)

@@ -14,6 +14,7 @@ from rich.table import Table
 from cobro.cli.common import add_row, err, fail, open_ws, out, print_json
 from cobro.config.notices import BANKING_TYPES
 from cobro.errors import CobroError, ConfigError
+from cobro.intake import jsontext
 from cobro.workspace import utcnow
 
 event_app = typer.Typer(help="Events from your systems: subscriptions, charges, banking.")
@@ -50,7 +51,9 @@ def event_post(
     except (OSError, UnicodeDecodeError) as exc:
         fail(f"--data: cannot be read as UTF-8 text: {exc}", 2)
     try:
-        payload = json.loads(text)
+        payload = jsontext.loads(text)
+    except jsontext.TooDeep as exc:
+        fail(f"--data: {exc}", 2)
     except json.JSONDecodeError as exc:
         fail(f"--data: not valid JSON: {exc}", 2)
     if not isinstance(payload, dict):

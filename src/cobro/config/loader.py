@@ -1,7 +1,16 @@
-"""Load ``cobro.yaml``; every problem is reported as ``file:line: field: problem``."""
+"""Load ``cobro.yaml``; every problem is reported as ``file:line: field: problem``.
+
+The file is read as plain data only, within limits: UTF-8 text without control
+characters, at most ``MAX_BYTES``, nested at most ``MAX_DEPTH`` levels, at most
+``MAX_VALUES`` values once aliases are expanded (a "billion laughs" file is refused
+after a few thousand steps), only the tags of plain data (no ``!!python/...``,
+``!!binary``, ``!!set``), and only text, numbers, booleans or dates as keys.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,31 +23,163 @@ from cobro.errors import ConfigError, ConfigProblem
 Path_ = tuple[str | int, ...]
 _M = TypeVar("_M", bound=BaseModel)
 
+MAX_BYTES = 1024 * 1024
+MAX_DEPTH = 32
+MAX_VALUES = 100_000
+
+_YAML = "tag:yaml.org,2002:"
+_SCALAR_TAGS = {_YAML + t for t in ("str", "int", "float", "bool", "null", "timestamp")}
+_MAP, _SEQ = _YAML + "map", _YAML + "seq"
+# What YAML itself refuses to read: C0 and C1 controls (tab and line breaks aside),
+# surrogates, U+FFFE and U+FFFF.
+_NOT_PRINTABLE = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
+_CONTROL_NAMES = {0: "NUL", 0x1B: "ESC", 0x7F: "DEL"}
+
 
 class DuplicateKey(Exception):
     def __init__(self, path: Path_, key: str, line: int) -> None:
         self.path, self.key, self.line = path, key, line
 
 
-def _to_python(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> Any:
-    """Build plain Python data from a YAML node, recording the line of every path."""
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
+class _Refused(Exception):
+    """A value that is not plain data within the limits; ``line`` and ``path`` say where."""
+
+    def __init__(self, line: int | None, path: Path_, problem: str) -> None:
+        self.line, self.path, self.problem = line, path, problem
+
+
+def _tag(tag: str) -> str:
+    return "!!" + tag.removeprefix(_YAML) if tag.startswith(_YAML) else tag
+
+
+class _Builder:
+    """Builds plain Python data from YAML nodes, counting values and watching for cycles."""
+
+    def __init__(self, lines: dict[Path_, int]) -> None:
+        self.lines = lines
+        self.values = 0
+        self.open: set[int] = set()  # the collections being built, for recursive anchors
+        self.constructor = yaml.SafeLoader("")
+
+    def build(self, node: yaml.Node, path: Path_) -> Any:
+        line = node.start_mark.line + 1
+        self.lines[path] = line
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise _Refused(
+                line, path, f"more than {MAX_VALUES} values once aliases are expanded; refused"
+            )
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node, path)
+        if id(node) in self.open:
+            raise _Refused(line, path, "an alias refers to the value that contains it")
+        expected = _MAP if isinstance(node, yaml.MappingNode) else _SEQ
+        if node.tag != expected:
+            raise _Refused(line, path, f"the tag {_tag(node.tag)} is not allowed (plain data only)")
+        self.open.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, path)
+            return [self.build(v, (*path, i)) for i, v in enumerate(node.value)]
+        finally:
+            self.open.discard(id(node))
+
+    def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
+            key_line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                kind = "a mapping" if isinstance(key_node, yaml.MappingNode) else "a list"
+                raise _Refused(key_line, path, f"{kind} cannot be used as a key")
+            self._scalar(key_node, path)  # its tag and value must be valid too
             key = key_node.value
             if key in out:
-                raise DuplicateKey(path, key, key_node.start_mark.line + 1)
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            out[key] = _to_python(value_node, (*path, key), lines)
+                raise DuplicateKey(path, key, key_line)
+            self.lines[(*path, key)] = key_line
+            out[key] = self.build(value_node, (*path, key))
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_python(v, (*path, i), lines) for i, v in enumerate(node.value)]
-    loader = yaml.SafeLoader("")
+
+    def _scalar(self, node: yaml.ScalarNode, path: Path_) -> Any:
+        line = node.start_mark.line + 1
+        if node.tag not in _SCALAR_TAGS:
+            raise _Refused(line, path, f"the tag {_tag(node.tag)} is not allowed (plain data only)")
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except Exception:  # ValueError, OverflowError, ConstructorError: a malformed value
+            kind = {"timestamp": "date"}.get(kind := node.tag.removeprefix(_YAML), kind)
+            shown = node.value if len(node.value) <= 40 else node.value[:40] + "…"
+            raise _Refused(line, path, f"{shown!r} is not a valid {kind}") from None
+
+
+def _field(path: Sequence[object]) -> str:
+    """``company.name``; a key that is not printable text is shown quoted (``'a\\nb'``)."""
+    return ".".join(str(p) if str(p).isprintable() else repr(str(p)) for p in path)
+
+
+def _problem(filename: str, line: int | None, path: Path_, problem: str) -> ConfigError:
+    return ConfigError([ConfigProblem(filename, line, _field(path), problem)])
+
+
+def _check_text(text: str, filename: str) -> None:
+    """Refuse control characters and oversized text before YAML sees them."""
+    bad = _NOT_PRINTABLE.search(text)
+    if bad is not None:
+        code = ord(bad.group())
+        name = _CONTROL_NAMES.get(code, "a control character")
+        line = text.count("\n", 0, bad.start()) + 1
+        raise _problem(
+            filename, line, (), f"contains U+{code:04X} ({name}); cobro.yaml must be plain text"
+        )
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_BYTES:
+        raise _problem(filename, None, (), f"is {size} bytes; the limit is {MAX_BYTES}")
+
+
+def _check_shape(text: str, filename: str) -> None:
+    """Walk the YAML events (no recursion) and refuse a file nested too deeply."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _problem(
+                    filename,
+                    event.start_mark.line + 1 if event.start_mark else None,
+                    (),
+                    f"nested more than {MAX_DEPTH} levels deep; refused",
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _compose(text: str, filename: str) -> yaml.Node | None:
+    _check_text(text, filename)
     try:
-        return loader.construct_object(node, deep=True)
-    finally:
-        loader.dispose()
+        _check_shape(text, filename)
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark else None
+        raise _problem(filename, line, (), f"not valid YAML: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise _problem(filename, None, (), f"not valid YAML: {exc}") from None
+
+
+def _data(text: str, filename: str, lines: dict[Path_, int]) -> Any:
+    """Plain data from YAML text, or ``ConfigError`` naming the first problem."""
+    root = _compose(text, filename)
+    if root is None:
+        raise _problem(filename, 1, (), "the file is empty")
+    try:
+        return _Builder(lines).build(root, ())
+    except DuplicateKey as dup:
+        raise _problem(
+            filename, dup.line, (*dup.path, dup.key), "is given twice; keep one"
+        ) from None
+    except _Refused as exc:
+        raise _problem(filename, exc.line, exc.path, exc.problem) from None
 
 
 def _line_for(loc: tuple[str | int, ...], lines: dict[Path_, int]) -> int | None:
@@ -56,25 +197,10 @@ def parse_config(text: str, filename: str = "cobro.yaml") -> CobroConfig:
 
 
 def _validated(model: type[_M], text: str, filename: str) -> _M:
-    """``text`` parsed as YAML and validated as ``model``; problems as ``ConfigError``."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = mark.line + 1 if mark else None
-        raise ConfigError(
-            [ConfigProblem(filename, line, "", f"not valid YAML: {exc.problem}")]
-        ) from None
-    if root is None:
-        raise ConfigError([ConfigProblem(filename, 1, "", "the file is empty")])
+    """``text`` read as plain YAML data (within limits) and validated as ``model``;
+    problems as ``ConfigError``."""
     lines: dict[Path_, int] = {}
-    try:
-        data = _to_python(root, (), lines)
-    except DuplicateKey as dup:
-        field = ".".join(str(p) for p in (*dup.path, dup.key))
-        raise ConfigError(
-            [ConfigProblem(filename, dup.line, field, "is given twice; keep one")]
-        ) from None
+    data = _data(text, filename, lines)
     if not isinstance(data, dict):
         raise ConfigError([ConfigProblem(filename, 1, "", "the top level must be a mapping")])
     try:
@@ -87,42 +213,47 @@ def _validated(model: type[_M], text: str, filename: str) -> _M:
                 for p in err["loc"]
                 if not (isinstance(p, str) and (p.startswith("function") or p == "[key]"))
             )
-            field = ".".join(str(p) for p in loc)
+            field = _field(loc)
             msg = err["msg"].removeprefix("Value error, ")
             problems.append(ConfigProblem(filename, _line_for(loc, lines), field, msg))
         raise ConfigError(problems) from None
 
 
-def load_config(path: Path) -> CobroConfig:
-    """Read and validate the configuration file at ``path``."""
+def read_config_text(path: Path) -> str:
+    """The text of a configuration file: at most ``MAX_BYTES`` of UTF-8."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as fh:
+            data = fh.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError([ConfigProblem(str(path), None, "", "file not found")]) from None
-    return parse_config(text, str(path))
+    except OSError as exc:
+        raise _problem(str(path), None, (), f"cannot be read: {exc.strerror or exc}") from None
+    if len(data) > MAX_BYTES:
+        raise _problem(str(path), None, (), f"is larger than {MAX_BYTES} bytes; refused")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise _problem(
+            str(path), line, (), "is not UTF-8 text; save it as UTF-8 (e.g. not Latin-1)"
+        ) from None
+
+
+def load_config(path: Path) -> CobroConfig:
+    """Read and validate the configuration file at ``path``."""
+    return parse_config(read_config_text(path), str(path))
 
 
 def load_mapping(path: Path) -> ImportMapping:
     """Read and validate an import mapping file (``cobro import ... --map FILE``)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([ConfigProblem(str(path), None, "", "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigProblem(str(path), None, "", f"cannot be read: {exc}")]) from None
-    return _validated(ImportMapping, text, str(path))
+    return _validated(ImportMapping, read_config_text(path), str(path))
 
 
 def field_lines(path: Path) -> dict[Path_, int]:
     """The line of every field of a (parseable) YAML file, by path."""
-    try:
-        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    except (OSError, yaml.YAMLError):
-        return {}
     lines: dict[Path_, int] = {}
-    if root is not None:
-        try:
-            _to_python(root, (), lines)
-        except DuplicateKey:
-            return {}
+    try:
+        _data(read_config_text(path), str(path), lines)
+    except ConfigError:
+        return {}
     return lines

@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -23,7 +24,7 @@ from typing import Any
 
 from babel import Locale, UnknownLocaleError
 from itsdangerous import URLSafeTimedSerializer
-from sqlalchemy import Connection, Engine, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, select, update
 
 from cobro.channels.base import Attachment, Channel, Outgoing
 from cobro.config import CobroConfig
@@ -200,8 +201,10 @@ class Dispatcher:
         config_file: str = "cobro.yaml",
         files_root: Path | None = None,
         channels_open: bool = False,
+        on_batch: Callable[[DispatchReport], None] | None = None,
     ) -> None:
         self.engine = engine
+        self.on_batch = on_batch  # told what each batch did (progress)
         self.channels_open = channels_open  # the caller starts and stops the channels
         self.config = config
         self.company_id = company_id
@@ -246,7 +249,10 @@ class Dispatcher:
                     break
                 await self._send(jobs)
                 with self.engine.begin() as conn:
-                    report.add(self._record(conn, jobs))
+                    batch = self._record(conn, jobs)
+                report.add(batch)
+                if self.on_batch is not None:
+                    self.on_batch(batch)
                 took = time.monotonic() - began
                 if took < BATCH_SECONDS / 2 and len(jobs) == limit:
                     limit = min(limit * 2, self.batch_size)
@@ -256,6 +262,22 @@ class Dispatcher:
             for channel in started:
                 await channel.stop()
         return report
+
+    def due_count(self) -> int:
+        """How many outbox rows are ready to be sent as of ``as_of``."""
+        o = t.outbox.c
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(t.outbox)
+                    .where(
+                        o.company_id == self.company_id,
+                        o.status.in_([OutboxStatus.PLANNED.value, OutboxStatus.SENDING.value]),
+                        o.next_attempt_at <= self.as_of,
+                    )
+                ).scalar_one()
+            )
 
     def _clock(self) -> datetime:
         """``as_of``, advanced by the real time this dispatcher has been running."""

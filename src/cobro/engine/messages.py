@@ -11,15 +11,9 @@ from cobro.config.actions import ATTACHMENT_TYPES, MAX_ATTACHMENT_BYTES
 from cobro.domain.actions import ActionType
 from cobro.domain.model import Recipient
 from cobro.errors import PermanentFailure
+from cobro.render import filetypes
 
 ACTION_PREFIX = "action/"
-MAGIC = {  # the first bytes each allowed type starts with
-    ".pdf": b"%PDF-",
-    ".doc": b"\xd0\xcf\x11\xe0",
-    ".docx": b"PK\x03\x04",
-    ".jpg": b"\xff\xd8\xff",
-    ".jpeg": b"\xff\xd8\xff",
-}
 
 
 @dataclass(frozen=True)
@@ -141,21 +135,36 @@ def message_spec(config: CobroConfig, step: str) -> MessageSpec:
 
 
 def load_attachment(root: Path | None, relative: str) -> Attachment:
-    """Read an attachment inside the workspace, checking its type and size."""
+    """Read an attachment inside the workspace, checking its type and size.
+
+    The path is resolved, symbolic links included, and must stay inside ``root``;
+    the content must really be of the type its extension names (``filetypes``).
+    """
     rel = PurePosixPath(relative)
     suffix = rel.suffix.lower()
     if rel.is_absolute() or ".." in rel.parts or suffix not in ATTACHMENT_TYPES:
         raise PermanentFailure(f"attachment {relative!r} is not an allowed file")
-    path = (root or Path(".")) / rel
+    base = (root or Path(".")).resolve()
     try:
+        path = (base / rel).resolve(strict=True)
+        if not path.is_relative_to(base):
+            raise PermanentFailure(
+                f"attachment {relative!r} leads outside the workspace (to {path}); refused"
+            )
+        if not path.is_file():
+            raise PermanentFailure(f"attachment {relative!r} is not a regular file")
         size = path.stat().st_size
         if size > MAX_ATTACHMENT_BYTES:
             raise PermanentFailure(
                 f"attachment {relative!r} is {size} bytes; the limit is {MAX_ATTACHMENT_BYTES}"
             )
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            data = fh.read(MAX_ATTACHMENT_BYTES + 1)
     except OSError as exc:
         raise PermanentFailure(f"attachment {relative!r} cannot be read: {exc}") from exc
-    if not data.startswith(MAGIC[suffix]):
-        raise PermanentFailure(f"attachment {relative!r} is not really a {suffix} file")
+    if len(data) > MAX_ATTACHMENT_BYTES:
+        raise PermanentFailure(f"attachment {relative!r} is larger than {MAX_ATTACHMENT_BYTES}")
+    why = filetypes.problem(suffix, data)
+    if why is not None:
+        raise PermanentFailure(f"attachment {relative!r} is not really a {suffix} file: {why}")
     return Attachment(rel.name, ATTACHMENT_TYPES[suffix], data)

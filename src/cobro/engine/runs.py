@@ -19,6 +19,7 @@ from cobro.channels.sms import SmsChannel
 from cobro.domain.calendar import send_instant
 from cobro.engine.dispatch import Dispatcher, DispatchReport
 from cobro.engine.planner import plan_day
+from cobro.progress import SILENT, Progress
 from cobro.render.templates import TemplateSet
 from cobro.store import tables as t
 from cobro.workspace import Workspace, utcnow
@@ -153,12 +154,35 @@ def dispatch_due(
     as_of: datetime,
     channels: dict[str, Channel] | None = None,
     templates: TemplateSet | None = None,
+    progress: Progress = SILENT,
 ) -> DispatchReport:
-    """Send every outbox row due by ``as_of``."""
+    """Send every outbox row due by ``as_of``; ``progress`` follows it batch by batch."""
     dispatcher = workspace_dispatcher(
         ws, as_of, channels or default_channels(ws, as_of), templates or templates_for(ws)
     )
-    return asyncio.run(dispatcher.run())
+    if progress is not SILENT:
+        so_far = DispatchReport()
+
+        def on_batch(batch: DispatchReport) -> None:
+            so_far.add(batch)
+            done = so_far.sent + so_far.failed + so_far.cancelled + so_far.retrying
+            progress.advance(done, dispatch_summary(so_far))
+
+        dispatcher.on_batch = on_batch
+        progress.start("send", dispatcher.due_count())
+    report = asyncio.run(dispatcher.run())
+    progress.finish(dispatch_summary(report))
+    return report
+
+
+def dispatch_summary(report: DispatchReport) -> str:
+    """``sent 120, failed 1, skipped 3; email 100, sms 20``."""
+    text = f"sent {report.sent}, failed {report.failed}, skipped {report.cancelled}"
+    if report.retrying:
+        text += f", retrying {report.retrying}"
+    if report.by_channel:
+        text += "; " + ", ".join(f"{ch} {n}" for ch, n in sorted(report.by_channel.items()))
+    return text
 
 
 def workspace_dispatcher(
@@ -189,11 +213,15 @@ def run_day(
     as_of: datetime | None = None,
     channels: dict[str, Channel] | None = None,
     templates: TemplateSet | None = None,
+    progress: Progress = SILENT,
 ) -> RunReport:
-    """Plan ``run_on`` and dispatch what is due by ``as_of`` (default: that day's send time)."""
+    """Plan ``run_on`` and dispatch what is due by ``as_of`` (default: that day's send time).
+
+    ``progress`` hears of two phases: ``plan``, then ``send`` batch by batch."""
     company = ws.config.company
     send_at = send_instant(run_on, company.send_time, company.timezone)
     as_of = as_of or send_at
+    progress.start("plan")
     with ws.engine.begin() as conn:
         run_id = conn.execute(
             insert(t.runs)
@@ -201,9 +229,10 @@ def run_day(
             .returning(t.runs.c.id)
         ).scalar_one()
         plan = plan_day(conn, ws.config, ws.company_id, run_on, as_of, run_id)
+    progress.finish(f"planned {plan.planned} message(s) covering {plan.items} receivable(s)")
     dispatched = DispatchReport()
     if as_of >= send_at:
-        dispatched = dispatch_due(ws, as_of, channels, templates)
+        dispatched = dispatch_due(ws, as_of, channels, templates, progress)
     with ws.engine.begin() as conn:
         conn.execute(
             update(t.runs)

@@ -13,7 +13,7 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -35,6 +35,7 @@ from cobro.domain.money import Money
 from cobro.domain.routing import ContactInfo, banking_recipients
 from cobro.domain.subscriptions import valid_cycle
 from cobro.errors import CobroError
+from cobro.intake.jsontext import MAX_DEPTH
 from cobro.store import tables as t
 from cobro.store.db import counted, insert_ignoring, lock_company
 from cobro.workspace import Workspace
@@ -206,8 +207,41 @@ class EventResult:
         }
 
 
+def field_name(path: Sequence[object]) -> str:
+    """``details.note``; a key that is not printable text is shown quoted (``'a\\nb'``)."""
+    parts = [str(p) if str(p).isprintable() else repr(str(p)) for p in path]
+    return ".".join(parts) or "payload"
+
+
+def _payload_problems(data: dict[str, Any]) -> list[str]:
+    """Nesting beyond ``MAX_DEPTH`` and NUL characters (which no database stores), by field."""
+    problems: list[str] = []
+    stack: list[tuple[object, tuple[str, ...]]] = [(data, ())]
+    while stack:
+        value, path = stack.pop()
+        where = field_name(path)
+        if len(path) > MAX_DEPTH:
+            problems.append(f"{where}: nested more than {MAX_DEPTH} levels deep")
+            continue
+        if isinstance(value, str):
+            if "\x00" in value:
+                problems.append(f"{where}: contains a NUL character")
+        elif isinstance(value, dict):
+            for key, child in value.items():
+                if "\x00" in str(key):
+                    problems.append(f"{where}: a key contains a NUL character")
+                    continue
+                stack.append((child, (*path, str(key))))
+        elif isinstance(value, list):
+            stack.extend((child, (*path, str(i))) for i, child in enumerate(value))
+    return sorted(problems)
+
+
 def parse_event(event_type: str, data: dict[str, Any]) -> _Event:
     """The validated event; ``EventError`` lists every problem with its field."""
+    problems = _payload_problems(data)
+    if problems:
+        raise EventError(problems)
     try:
         json.dumps(data, ensure_ascii=False).encode("utf-8")
     except (UnicodeEncodeError, TypeError, ValueError):
@@ -222,8 +256,7 @@ def parse_event(event_type: str, data: dict[str, Any]) -> _Event:
     except ValidationError as exc:
         raise EventError(
             [
-                f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: "
-                f"{e['msg'].removeprefix('Value error, ')}"
+                f"{field_name(e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
                 for e in exc.errors()
             ]
         ) from None

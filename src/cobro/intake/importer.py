@@ -10,12 +10,9 @@ rows updated in bulk, in one transaction per batch.
 
 from __future__ import annotations
 
-import csv
 import difflib
 import functools
-import io
 import itertools
-import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -46,6 +43,7 @@ from cobro.domain.assignment import resolve_policy
 from cobro.domain.money import Money, currency_exponent
 from cobro.errors import ImportError_
 from cobro.evidence.chain import EvidenceEntry, append
+from cobro.intake import jsontext, readers
 from cobro.intake.columns import (
     ATTR_PREFIX,
     COLUMNS,
@@ -58,6 +56,7 @@ from cobro.intake.columns import (
 from cobro.intake.columns import KINDS as KINDS  # re-exported: the import kinds
 from cobro.intake.credits import apply_credits
 from cobro.intake.formats import PLAIN, FormatProblem, Reading, read_amount, read_date
+from cobro.progress import SILENT, Progress
 from cobro.store import tables as t
 from cobro.workspace import Workspace
 
@@ -87,6 +86,10 @@ class RowProblem:
 
     def to_json(self) -> dict[str, Any]:
         return {"line": self.line, "field": self.field, "problem": self.problem}
+
+
+# A row as read from a file: its line and cells, or the problem that refused it alone.
+_Row = tuple[int, Mapping[str, object]] | RowProblem
 
 
 @dataclass(frozen=True)
@@ -124,12 +127,22 @@ class ImportReport:
 
 
 def import_file(
-    ws: Workspace, kind: str, path: Path, now: datetime, mapping: ImportMapping | None = None
+    ws: Workspace,
+    kind: str,
+    path: Path,
+    now: datetime,
+    mapping: ImportMapping | None = None,
+    progress: Progress = SILENT,
 ) -> ImportReport:
     """Import ``path`` (``.csv``, ``.json`` or ``.jsonl``) as records of ``kind``.
 
     ``mapping`` names the file's columns and declares how it writes amounts and dates;
     without a declared format a CSV file may also write them as the company's locale does.
+
+    The file is read as a stream, twice at most: once to check it as a whole (UTF-8;
+    for JSON, the columns every record uses), then row by row into batches, so
+    memory stays bounded whatever its size. ``progress`` follows the phase ``import``
+    batch by batch, counting lines (records of a ``.json`` array).
     """
     _check_kind(kind)
     if mapping is not None and mapping.kind not in (None, kind):
@@ -141,22 +154,32 @@ def import_file(
             f"{path}: unknown file format {path.suffix or '(no extension)'!r}; "
             "use .csv, .json (an array of objects) or .jsonl (one object per line)"
         )
-    text = _read_text(path)
+    lines = readers.check_utf8(path)
     source = path.name
     reading = _reading(ws, mapping, text_cells=suffix == ".csv")
     if suffix == ".csv":
-        header, rows, problems = _parse_csv(path, text, source)
+        header, rows = _csv_file(path, source)
         header, named = _mapped(kind, mapping, header, rows, str(path))
         _check_columns(kind, header, str(path), required=True)
-        return _import(ws, kind, named, now, source, problems, reading=reading)
-    if suffix == ".json":
-        rows, problems = _parse_json_array(path, text, source)
-    else:
-        rows, problems = _parse_jsonl(text, source)
-    columns, named = _mapped(kind, mapping, _union_keys(rows), rows, str(path))
-    _check_columns(kind, columns, str(path), required=bool(rows))
+        return _import(
+            ws, kind, named, now, source, [], reading=reading, progress=progress, total=lines
+        )
+    read = readers.json_array_values if suffix == ".json" else readers.jsonl_values
     unit = "record" if suffix == ".json" else "line"
-    return _import(ws, kind, named, now, source, problems, unit, reading=reading)
+    columns: dict[str, None] = {}
+    objects = total = 0
+    for number, value in read(path):
+        total = number
+        if isinstance(value, dict):
+            objects += 1
+            columns.update((_norm_key(k), None) for k in value)
+    found, named = _mapped(
+        kind, mapping, list(columns), _json_rows(read(path), source, unit), str(path)
+    )
+    _check_columns(kind, found, str(path), required=bool(objects))
+    return _import(
+        ws, kind, named, now, source, [], unit, reading=reading, progress=progress, total=total
+    )
 
 
 def import_records(
@@ -198,9 +221,9 @@ def _mapped(
     kind: str,
     mapping: ImportMapping | None,
     columns: Sequence[str],
-    rows: Iterable[tuple[int, Mapping[str, object]]],
+    rows: Iterable[_Row],
     where: str,
-) -> tuple[list[str], Iterable[tuple[int, Mapping[str, object]]]]:
+) -> tuple[list[str], Iterable[_Row]]:
     """The columns and rows of a file as Cobro names them.
 
     A column the mapping names is read as its Cobro column; a column already named as
@@ -227,7 +250,9 @@ def _mapped(
     def rename(data: Mapping[str, object]) -> Mapping[str, object]:
         return {keep[k]: v for k, v in data.items() if k in keep}
 
-    return list(keep.values()), ((line, rename(data)) for line, data in rows)
+    return list(keep.values()), (
+        row if isinstance(row, RowProblem) else (row[0], rename(row[1])) for row in rows
+    )
 
 
 # --------------------------------------------------------------------------- reading files
@@ -236,20 +261,6 @@ def _mapped(
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise ImportError_(f"unknown import kind {kind!r}: use one of {', '.join(KINDS)}")
-
-
-def _read_text(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ImportError_(f"{path}: cannot be read: {exc.strerror or exc}") from exc
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ImportError_(
-            f"{path}:{line}: the file is not UTF-8 text; export or save it as UTF-8"
-        ) from exc
 
 
 def _norm_key(key: str) -> str:
@@ -294,47 +305,39 @@ def _check_columns(kind: str, columns: Sequence[str], where: str, *, required: b
             )
 
 
-def _parse_csv(
-    path: Path, text: str, source: str
-) -> tuple[list[str], list[tuple[int, Mapping[str, object]]], list[RowProblem]]:
-    """The header and the rows of a CSV text, with each row's physical line number."""
-    first = next((ln for ln in text.splitlines() if ln.strip()), None)
-    if first is None:
+def _csv_file(path: Path, source: str) -> tuple[list[str], Iterator[_Row]]:
+    """The header of a CSV file, and its rows as a stream (each with its physical line)."""
+    delimiter = readers.csv_delimiter(path)
+    if delimiter is None:
         raise ImportError_(f"{path}: the file is empty; a header row is required")
-    delimiter = ";" if first.count(";") > first.count(",") else ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    rows: list[tuple[int, Mapping[str, object]]] = []
-    problems: list[RowProblem] = []
-    header: list[str] | None = None
-    last_line = 0
-    try:
-        for cells in reader:
-            line = last_line + 1
-            last_line = reader.line_num
-            if not any(c.strip() for c in cells):
-                continue  # blank line, or a row of empty cells
-            if header is None:
-                header = _csv_header(path, cells, line)
-                continue
-            if len(cells) > len(header) and not any(c.strip() for c in cells[len(header) :]):
-                cells = cells[: len(header)]
-            if len(cells) != len(header):
-                problems.append(
-                    RowProblem(
-                        line,
-                        "",
-                        f"the row has {len(cells)} fields but the header has {len(header)} "
-                        f"(separator {delimiter!r})",
-                        source,
-                    )
-                )
-                continue
-            rows.append((line, dict(zip(header, cells, strict=True))))
-    except csv.Error as exc:
-        raise ImportError_(f"{path}:{reader.line_num}: the CSV cannot be read: {exc}") from exc
-    if header is None:
-        raise ImportError_(f"{path}: the file has no header row naming its columns")
-    return header, rows, problems
+    records = readers.csv_rows(path, delimiter)
+    for line, cells in records:
+        if isinstance(cells, readers.Refused):
+            raise ImportError_(f"{path}:{line}: the header cannot be read: {cells}")
+        header = _csv_header(path, cells, line)
+        return header, _csv_body(records, header, delimiter, source)
+    raise ImportError_(f"{path}: the file has no header row naming its columns")
+
+
+def _csv_body(
+    records: Iterator[readers.Record], header: list[str], delimiter: str, source: str
+) -> Iterator[_Row]:
+    for line, cells in records:
+        if isinstance(cells, readers.Refused):
+            yield RowProblem(line, "", str(cells), source)
+            continue
+        if len(cells) > len(header) and not any(c.strip() for c in cells[len(header) :]):
+            cells = cells[: len(header)]
+        if len(cells) != len(header):
+            yield RowProblem(
+                line,
+                "",
+                f"the row has {len(cells)} fields but the header has {len(header)} "
+                f"(separator {delimiter!r})",
+                source,
+            )
+            continue
+        yield line, dict(zip(header, cells, strict=True))
 
 
 def _csv_header(path: Path, cells: list[str], line: int) -> list[str]:
@@ -352,47 +355,19 @@ def _csv_header(path: Path, cells: list[str], line: int) -> list[str]:
     return names
 
 
-def _parse_json_array(
-    path: Path, text: str, source: str
-) -> tuple[list[tuple[int, Mapping[str, object]]], list[RowProblem]]:
-    try:
-        # Numbers are kept as their text so that amounts are never floats.
-        data = json.loads(text, parse_float=str, parse_int=str, parse_constant=str)
-    except json.JSONDecodeError as exc:
-        raise ImportError_(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
-    if not isinstance(data, list):
-        raise ImportError_(
-            f"{path}: a .json file must hold an array of objects ([{{...}}, {{...}}]); "
-            "for one object per line name the file .jsonl"
-        )
-    rows: list[tuple[int, Mapping[str, object]]] = []
-    problems: list[RowProblem] = []
-    for number, item in enumerate(data, 1):
-        if isinstance(item, dict):
-            rows.append((number, {_norm_key(k): v for k, v in item.items()}))
+def _json_rows(records: Iterator[readers.Record], source: str, unit: str) -> Iterator[_Row]:
+    """The objects of a JSON file as rows; anything else is a problem of its line/record."""
+    for number, value in records:
+        if isinstance(value, readers.Refused):
+            yield RowProblem(number, "", str(value), source)
+        elif not isinstance(value, dict):
+            yield RowProblem(number, "", f"the {unit} is not a JSON object", source)
+        elif jsontext.depth(value) > jsontext.MAX_DEPTH:
+            yield RowProblem(
+                number, "", f"nested more than {jsontext.MAX_DEPTH} levels deep", source
+            )
         else:
-            problems.append(RowProblem(number, "", "the record is not a JSON object", source))
-    return rows, problems
-
-
-def _parse_jsonl(
-    text: str, source: str
-) -> tuple[list[tuple[int, Mapping[str, object]]], list[RowProblem]]:
-    rows: list[tuple[int, Mapping[str, object]]] = []
-    problems: list[RowProblem] = []
-    for number, raw in enumerate(text.split("\n"), 1):
-        if not raw.strip():
-            continue
-        try:
-            item = json.loads(raw, parse_float=str, parse_int=str, parse_constant=str)
-        except json.JSONDecodeError as exc:
-            problems.append(RowProblem(number, "", f"not valid JSON: {exc.msg}", source))
-            continue
-        if isinstance(item, dict):
-            rows.append((number, {_norm_key(k): v for k, v in item.items()}))
-        else:
-            problems.append(RowProblem(number, "", "the line is not a JSON object", source))
-    return rows, problems
+            yield number, {_norm_key(k): v for k, v in value.items()}
 
 
 # --------------------------------------------------------------------------- validating cells
@@ -695,26 +670,41 @@ class _Run:
 def _import(
     ws: Workspace,
     kind: str,
-    rows: Iterable[tuple[int, Mapping[str, object]]],
+    rows: Iterable[_Row],
     now: datetime,
     source: str,
     problems: list[RowProblem],
     unit: str = "line",
     reading: Reading = PLAIN,
+    *,
+    progress: Progress = SILENT,
+    total: int = 0,
 ) -> ImportReport:
     if now.tzinfo is None:
         raise ValueError("import needs an aware datetime for 'now'")
     run = _Run(ws, kind, source, now, unit=unit, problems=list(problems), reading=reading)
     parse, store = _HANDLERS[kind]
     batch: list[_Parsed] = []
+    last = 0
+    progress.start("import", total or None)
 
     def flush() -> None:
         if batch:
             with ws.engine.begin() as conn, _planned_afresh(conn):
                 store(conn, run, batch)
             batch.clear()
+        progress.advance(
+            last,
+            f"{run.inserted} inserted, {run.updated} updated, {run.unchanged} unchanged, "
+            f"{len(run.problems)} problem(s)",
+        )
 
-    for line, data in rows:
+    for row in rows:
+        if isinstance(row, RowProblem):
+            run.problems.append(row)
+            continue
+        line, data = row
+        last = line
         f = _Fields(line, data, reading)
         values = parse(f, run)
         ext = values.get("external_id")
@@ -738,7 +728,12 @@ def _import(
         if len(batch) >= BATCH_SIZE:
             flush()
     flush()
-    return run.report()
+    report = run.report()
+    progress.finish(
+        f"{kind}: {report.inserted} inserted, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {report.rejected_rows} rejected"
+    )
+    return report
 
 
 @contextmanager

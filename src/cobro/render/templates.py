@@ -37,6 +37,13 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from cobro.domain.money import Money
 from cobro.errors import TemplateError
 from cobro.render.labels import LABELS
+from cobro.render.limits import (
+    MAX_SECONDS,
+    LimitedSandbox,
+    LimitExceeded,
+    render_within,
+    time_limit,
+)
 
 
 @lru_cache(maxsize=65536)
@@ -69,7 +76,7 @@ def _env(autoescape: bool, user_dir: Path | None) -> ImmutableSandboxedEnvironme
     if user_dir is not None:
         loaders.append(FileSystemLoader(str(user_dir)))
     loaders.append(PackageLoader("cobro.render", "templates"))
-    env = ImmutableSandboxedEnvironment(
+    env = LimitedSandbox(
         loader=ChoiceLoader(loaders),
         autoescape=autoescape,
         undefined=StrictUndefined,
@@ -98,10 +105,16 @@ class Rendered:
 class TemplateSet:
     """The templates of one workspace, compiled once and cached."""
 
-    def __init__(self, user_dir: Path | None = None, default_language: str = "en") -> None:
+    def __init__(
+        self,
+        user_dir: Path | None = None,
+        default_language: str = "en",
+        max_seconds: float = MAX_SECONDS,
+    ) -> None:
         self._html = _env(True, user_dir)
         self._text = _env(False, user_dir)
         self.default_language = default_language
+        self.max_seconds = max_seconds  # per message rendered, all its parts
 
     def resolve(self, name: str, language: str) -> tuple[str, str]:
         """The file to use for ``name`` in ``language``, falling back to the default language."""
@@ -123,12 +136,17 @@ class TemplateSet:
         filename, lang = self.resolve(name, language)
         ctx = dict(context, language=lang, L=LABELS.get(lang, LABELS["en"]))
         try:
-            out = [
-                (self._html if part == "html" else self._text)
-                .get_template(filename)
-                .render(ctx, part=part)
-                for part in parts
-            ]
+            with time_limit(self.max_seconds):
+                out = [
+                    render_within(
+                        (self._html if part == "html" else self._text).get_template(filename),
+                        ctx,
+                        part=part,
+                    )
+                    for part in parts
+                ]
+        except LimitExceeded as exc:
+            raise TemplateError(f"template {filename}: {exc}") from exc
         except SecurityError as exc:
             raise TemplateError(f"template {filename}: unsafe operation refused: {exc}") from exc
         except JinjaTemplateError as exc:
