@@ -307,10 +307,24 @@ def test_receipt_email_has_a_pdf_with_the_amount_date_and_company(
 # --------------------------------------------------------------------------- admin
 
 
+def pay(ws: Workspace, now: datetime, sub: str, charge: str, **extra: Any) -> None:
+    event(
+        ws,
+        "charge.succeeded",
+        now,
+        id=f"paid-{charge}",
+        subscription=sub,
+        charge=charge,
+        amount="39.90",
+        **extra,
+    )
+
+
 def test_admin_is_told_of_new_subscribers_cancellations_and_expiries(
     gym: Workspace, smtp_server: SmtpServer
 ) -> None:
     subscribe(gym, at("2026-03-01"))
+    pay(gym, at("2026-03-01"), "S1", "CH1")
     subscribe(
         gym,
         at("2026-03-01"),
@@ -320,6 +334,7 @@ def test_admin_is_told_of_new_subscribers_cancellations_and_expiries(
         ends_on="2026-03-10",
         cycle="30 days",
     )
+    pay(gym, at("2026-03-01"), "S2", "CH2")
     event(
         gym,
         "subscription.cancel_requested",
@@ -340,6 +355,35 @@ def test_admin_is_told_of_new_subscribers_cancellations_and_expiries(
             conn.execute(select(t.subscriptions.c.external_id, t.subscriptions.c.status)).all()
         )
     assert status == {"S1": "cancel_requested", "S2": "expired"}
+
+
+def test_a_new_subscriber_is_announced_when_the_first_charge_succeeds_not_before(
+    gym: Workspace, smtp_server: SmtpServer
+) -> None:
+    subscribe(gym, at("2026-03-01"), next_charge_on="2026-04-01")
+    assert subjects(smtp_server, "admin@gym.example") == []  # signed up, nothing bought yet
+    failed = event(
+        gym,
+        "charge.failed",
+        at("2026-03-01", "10:01"),
+        id="f1",
+        subscription="S1",
+        charge="CH1",
+        amount="39.90",
+        reason="card_declined",
+    )
+    assert "failed first purchase" in " ".join(failed.notes)
+    assert subjects(smtp_server, "admin@gym.example") == []  # the first charge failed
+    pay(gym, at("2026-03-02"), "S1", "CH2")  # paid on a second attempt: bought now
+    pay(gym, at("2026-04-01"), "S1", "CH3")  # a renewal is no new subscriber
+    [notice] = mails(smtp_server, "admin@gym.example")
+    assert notice["Subject"] == "Nuevo suscriptor: Lucía Gómez · Mensual Oro"
+    body = notice.get_body(("plain",)).get_content()
+    assert "ha comprado por primera vez la tarifa Mensual Oro y ha pagado 39,90\xa0€" in body
+    assert [m["Subject"].split(":")[1].strip() for m in mails(smtp_server, "lucia@example.com")] == [
+        "recibo de su pago de 39,90 €",
+        "recibo de su pago de 39,90 €",
+    ]
 
 
 def test_each_admin_notice_can_be_switched_off(
@@ -366,21 +410,21 @@ def test_without_a_sender_address_nothing_is_sent_and_the_error_is_clear(
     }
     ws = make_ws(replace=no_sender)
     load(ws, "customers", {"external_id": "M1", "name": "L", "email": "lucia@example.com"})
-    subscribe_result = post_event(
+    post_event(
         ws,
         "subscription.created",
         {"id": "e", "customer": "M1", "subscription": "S1", "plan": "P", "price": "10"},
         at("2026-03-01"),
     )
-    assert subscribe_result.notes == [
-        "admin notice 'new_subscriber' not sent: subscriptions.admin.email is not configured"
-    ]
-    post_event(
+    paid = post_event(
         ws,
         "charge.succeeded",
         {"id": "c", "subscription": "S1", "charge": "C1", "amount": "10"},
         at("2026-03-01"),
     )
+    assert paid.notes == [
+        "admin notice 'new_subscriber' not sent: subscriptions.admin.email is not configured"
+    ]
     with pytest.raises(SenderNotConfigured, match=r"company\.sender\.email"):
         dispatch_due(ws, at("2026-03-01"))
     assert smtp_server.received == []
