@@ -252,13 +252,16 @@ def test_unpaid_reminder_for_a_failed_renewal(gym: Workspace, smtp_server: SmtpS
         subscription="S1",
         charge="CH2",
         amount="39.90",
-        reason="card expired",
+        reason="expired_card",
     )
     assert result.notices == ["unpaid/CH2"]
     msg = mails(smtp_server, "lucia@example.com")[-1]
     assert msg["Subject"] == "Distribuciones Demo S.L.: no hemos podido cobrar su suscripción"
     text = msg.get_body(("plain",)).get_content()
-    assert "card expired" in text and "Pagar ahora" in text
+    assert "de su suscripción Mensual Oro. La tarjeta ha caducado." in text
+    assert "Pagar ahora" in text
+    html = msg.get_body(("html",)).get_content()
+    assert "expired_card" not in text and "expired_card" not in html  # a sentence, not a code
 
 
 def test_no_unpaid_reminder_for_a_failed_first_purchase(
@@ -380,7 +383,9 @@ def test_a_new_subscriber_is_announced_when_the_first_charge_succeeds_not_before
     assert notice["Subject"] == "Nuevo suscriptor: Lucía Gómez · Mensual Oro"
     body = notice.get_body(("plain",)).get_content()
     assert "ha comprado por primera vez la tarifa Mensual Oro y ha pagado 39,90\xa0€" in body
-    assert [m["Subject"].split(":")[1].strip() for m in mails(smtp_server, "lucia@example.com")] == [
+    assert [
+        m["Subject"].split(":")[1].strip() for m in mails(smtp_server, "lucia@example.com")
+    ] == [
         "recibo de su pago de 39,90 €",
         "recibo de su pago de 39,90 €",
     ]

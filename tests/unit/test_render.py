@@ -171,3 +171,77 @@ def test_non_ascii_names_subjects_and_bodies_survive_the_round_trip() -> None:
     assert part.get_filename() == "recibo año.pdf"
     assert part.get_content() == b"%PDF-1.4" + bytes(range(256))
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+
+
+def unpaid(reason: str | None, locale: str) -> dict[str, Any]:
+    from cobro.engine.notices import notice_context
+
+    notice = notice_context(
+        {
+            "event": "unpaid",
+            "charge": "CH2",
+            "amount": "39.90",
+            "currency": "EUR",
+            "reason": reason,
+            "subscription": {
+                "subscription": "S1",
+                "plan": "Oro",
+                "kind": "plan",
+                "price": "39.90",
+                "currency": "EUR",
+                "cycle": "monthly",
+            },
+        }
+    )
+    return context(locale, notice=notice, mode="message", items=[], totals=[])
+
+
+@pytest.mark.parametrize(
+    ("code", "es", "en"),
+    [
+        ("card_declined", "Su banco ha rechazado el pago.", "Your bank declined the payment."),
+        ("insufficient_funds", "no tenía saldo suficiente", "did not have enough funds"),
+        ("expired_card", "La tarjeta ha caducado.", "The card has expired."),
+        ("incorrect_cvc", "código de seguridad (CVC)", "security code (CVC)"),
+        ("processing_error", "Un problema temporal", "A temporary problem"),
+        ("do_not_honor", "allí le pueden indicar el motivo", "it can tell you why"),
+        ("stolen_card", "Su banco ha rechazado el pago.", "Your bank declined the payment."),
+        ("lost_card", "Su banco ha rechazado el pago.", "Your bank declined the payment."),
+        ("authentication_required", "pidió confirmar el pago", "asked you to confirm"),
+        ("card_declined/insufficient_funds", "saldo suficiente", "enough funds"),
+        ("Expired-Card", "La tarjeta ha caducado.", "The card has expired."),
+        ("weird_gateway_code_42", "No se ha podido completar el pago.", "could not be completed"),
+    ],
+)
+def test_a_member_reads_a_sentence_for_a_decline_code_never_the_code(
+    code: str, es: str, en: str
+) -> None:
+    for lang, locale, sentence in (("es", "es_ES", es), ("en", "en_US", en)):
+        r = TemplateSet().render("unpaid_subscription", lang, unpaid(code, locale))
+        assert sentence in r.text and sentence.replace("'", "&#39;") in r.html
+        assert code not in r.text and code not in r.html
+
+
+def test_an_unpaid_notice_without_a_reason_gives_none() -> None:
+    r = TemplateSet().render("unpaid_subscription", "en", unpaid(None, "en_US"))
+    assert "for your subscription Oro.\n" in r.text
+
+
+def test_a_workspace_template_showing_the_reason_shows_the_sentence_and_staff_the_code(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "unpaid_subscription.es.j2").write_text(  # as `cobro init` wrote it before
+        '{% extends "_layout.j2" %}{% block subject %}Impago{% endblock %}'
+        "{% block claim %}No pudimos cobrar ({{ notice.reason }}).{% endblock %}",
+        encoding="utf-8",
+    )
+    (tmp_path / "staff.es.j2").write_text(
+        '{% extends "_layout.j2" %}{% block subject %}Impago{% endblock %}'
+        "{% block claim %}Código: {{ notice.reason_code }}{% endblock %}",
+        encoding="utf-8",
+    )
+    member = TemplateSet(tmp_path).render("unpaid_subscription", "es", unpaid("lost_card", "es_ES"))
+    assert "No pudimos cobrar (Su banco ha rechazado el pago.)." in member.text
+    assert "lost_card" not in member.text
+    staff = TemplateSet(tmp_path).render("staff", "es", unpaid("lost_card", "es_ES"))
+    assert "Código: lost_card" in staff.text
