@@ -31,7 +31,7 @@ def context(locale: str, **over: Any) -> dict[str, Any]:
         "locale": locale,
         "company": {"name": "ACME", "color": "#112233", "logo_url": None, "footer": None},
         "customer": {"name": "Cliente <b>uno</b>", "external_id": "C1"},
-        "recipient": {"name": "Cliente <b>uno</b>", "internal": False},
+        "recipient": {"name": "Cliente <b>uno</b>", "internal": False, "staff_copy": False},
         "phase": {"key": "01", "name": "x"},
         "mode": "full",
         "items": [item],
@@ -245,3 +245,74 @@ def test_a_workspace_template_showing_the_reason_shows_the_sentence_and_staff_th
     assert "lost_card" not in member.text
     staff = TemplateSet(tmp_path).render("staff", "es", unpaid("lost_card", "es_ES"))
     assert "Código: lost_card" in staff.text
+
+
+def staff_copy(locale: str, **over: Any) -> dict[str, Any]:
+    rep = {"name": "Rita Rep", "internal": True, "staff_copy": True}
+    return context(locale, recipient=rep, pay_url=None, crm_url="https://crm.example/C1", **over)
+
+
+def debtor_paragraph(name: str, lang: str, locale: str) -> str:
+    """The first paragraph the debtor reads (after the greeting)."""
+    return TemplateSet().render(name, lang, context(locale)).text.split("\n\n")[2]
+
+
+@pytest.mark.parametrize("name", ["b2b_00", "b2b_01", "b2b_02", "b2b_03", "b2b_04", "b2b_05"])
+@pytest.mark.parametrize(
+    ("lang", "locale", "todo"), [("en", "en_US", "What to do:"), ("es", "es_ES", "Qué hacer:")]
+)
+def test_a_staff_copy_of_each_phase_says_what_the_debtor_was_told_and_what_to_do(
+    name: str, lang: str, locale: str, todo: str
+) -> None:
+    r = TemplateSet().render(name, lang, staff_copy(locale))
+    debtor = TemplateSet().render(name, lang, context(locale))
+    assert r.subject.endswith(f"Cliente <b>uno</b>: {debtor.subject}")
+    assert r.subject.startswith(("Staff copy · ", "Copia interna · "))
+    assert todo in r.text and todo in r.html
+    assert debtor_paragraph(name, lang, locale) not in r.text  # not written to the debtor
+    assert "Dear" not in r.text and "Estimado" not in r.text
+    assert "https://crm.example/C1" in r.text and "pay.example" not in r.text
+
+
+def test_the_staff_copy_of_the_last_notice_reads_to_staff_not_to_the_debtor() -> None:
+    r = TemplateSet().render("b2b_05", "en", staff_copy("en_US", mode="link"))
+    assert r.subject == "Staff copy · Cliente <b>uno</b>: LAST NOTICE – ACME: account blocked"
+    assert "Your account has been blocked" not in r.text
+    assert "Sent to the customer on January 8, 2026 (x): “LAST NOTICE – ACME: account blocked”" in (
+        r.text
+    )
+    assert "What to do: do not accept or ship new orders for this customer" in r.text
+    r = TemplateSet().render("b2b_04", "es", staff_copy("es_ES", mode="link"))
+    assert "pagarlos en el enlace siguiente" not in r.text
+    assert "Se ha comunicado al cliente que su deuda vencida ha sido declarada" in r.text
+
+
+def test_a_workspace_template_without_an_internal_block_quotes_what_the_debtor_was_told(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "b2b_05.en.j2").write_text(  # as `cobro init` wrote it before staff copies
+        '{% extends "_layout.j2" %}{% block subject %}Blocked{% endblock %}'
+        "{% block claim %}Your account is blocked, on hold.\n\nPay now.{% endblock %}",
+        encoding="utf-8",
+    )
+    r = TemplateSet(tmp_path).render("b2b_05", "en", staff_copy("en_US"))
+    assert "What the customer was told:\n\n> Your account is blocked, on hold.\n>\n> Pay now." in (
+        r.text
+    )
+    assert "<blockquote" in r.html and "Your account is blocked, on hold.<br>" in r.html
+    debtor = TemplateSet(tmp_path).render("b2b_05", "en", context("en_US"))
+    assert "Your account is blocked, on hold." in debtor.text and "\n> " not in debtor.text
+
+
+def test_a_workspace_layout_that_knows_nothing_of_staff_copies_still_renders(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "_layout.j2").write_text(  # an older layout: recipient.internal only
+        '{% if part == "subject" %}{% block subject %}{% endblock %}'
+        "{% else %}{% if recipient.internal %}Internal: {{ customer.name }}{% endif %}"
+        "{% block claim %}{% endblock %}{% endif %}",
+        encoding="utf-8",
+    )
+    r = TemplateSet(tmp_path).render("b2b_05", "en", staff_copy("en_US"))
+    assert r.subject == "LAST NOTICE – ACME: account blocked"
+    assert r.text.startswith("Internal: Cliente <b>uno</b>")

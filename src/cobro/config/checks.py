@@ -40,7 +40,7 @@ def sample_context(config: CobroConfig, locale: str) -> dict[str, object]:
             "footer": config.company.branding.footer,
         },
         "customer": {"name": "Sample Customer", "external_id": "C-1"},
-        "recipient": {"name": "Sample Customer", "internal": False},
+        "recipient": {"name": "Sample Customer", "internal": False, "staff_copy": False},
         "phase": {"key": "00", "name": "Sample"},
         "mode": "full",
         "items": [item],
@@ -71,9 +71,12 @@ def sample_context(config: CobroConfig, locale: str) -> dict[str, object]:
 def _render_both(
     templates: TemplateSet, name: str, language: str, context: dict[str, object]
 ) -> None:
-    """Render the email parts and the short SMS/push line of a template."""
+    """Render the email parts and the short SMS/push line of a template, and the email
+    as a staff copy (the sales rep's or account manager's)."""
     templates.render(name, language, context)
     templates.render_short(name, language, context)
+    staff = {"name": "Sample Rep", "internal": True, "staff_copy": True}
+    templates.render(name, language, {**context, "recipient": staff, "pay_url": None})
 
 
 def _channel_problems(config: CobroConfig, root: Path, cfg_file: Path) -> list[ConfigProblem]:

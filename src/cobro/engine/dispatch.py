@@ -595,7 +595,11 @@ class Dispatcher:
                         "name": job.customer_name,
                         "external_id": job.customer_external_id,
                     },
-                    "recipient": {"name": person.name, "internal": person.internal},
+                    "recipient": {
+                        "name": person.name,
+                        "internal": person.internal,
+                        "staff_copy": person.internal and person.role is not main,
+                    },
                     "phase": {"key": spec.key, "name": spec.name},
                     "mode": spec.mode,
                     "items": items,

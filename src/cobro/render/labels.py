@@ -21,6 +21,12 @@ LABELS: dict[str, dict[str, str]] = {
         "crm": "Open the account in the CRM",
         "greeting": "Dear",
         "internal": "Internal notice about customer",
+        "copy_subject": "Staff copy",
+        "copy_intro": "Copy for staff (not sent to the customer) about customer",
+        "copy_sent": "Sent to the customer on",
+        "copy_told": "What the customer was told:",
+        "lq": "\u201c",
+        "rq": "\u201d",
     },
     "es": {
         "number": "Documento",
@@ -38,6 +44,12 @@ LABELS: dict[str, dict[str, str]] = {
         "crm": "Abrir la cuenta en el CRM",
         "greeting": "Estimado/a",
         "internal": "Aviso interno sobre el cliente",
+        "copy_subject": "Copia interna",
+        "copy_intro": "Copia interna (no enviada al cliente) sobre el cliente",
+        "copy_sent": "Enviado al cliente el",
+        "copy_told": "Lo que se ha dicho al cliente:",
+        "lq": "\u00ab",
+        "rq": "\u00bb",
     },
 }
 
