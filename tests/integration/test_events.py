@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time
+from importlib import resources
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,7 +21,7 @@ from cobro.store import tables as t
 from cobro.workspace import Workspace
 
 from .conftest import SmtpServer
-from .support import load
+from .support import html, load
 
 MADRID = ZoneInfo("Europe/Madrid")
 ADMIN_LINE = "    email: administracion@demo.example\n"
@@ -305,6 +306,69 @@ def test_receipt_email_has_a_pdf_with_the_amount_date_and_company(
     assert "March 5, 2026" in text
     assert "Distribuciones Demo S.L." in text
     assert "John Smith" in text
+
+
+def png(width: int = 6, height: int = 3) -> bytes:
+    """A real PNG image, red, ``width`` x ``height`` pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    rows = b"".join(b"\x00" + b"\xc8\x1e\x1e" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_the_workspace_logo_and_receipt_template_reach_the_email_and_its_pdf(
+    make_ws: Callable[..., Workspace], smtp_server: SmtpServer
+) -> None:
+    logo_line = "    logo_url: https://demo.example/logo.png\n"
+    ws = make_ws(
+        replace={**smtp_server.replace, logo_line: logo_line + "    logo_file: logo.png\n"}
+    )
+    (ws.root / "logo.png").write_bytes(png())
+    (ws.root / "templates").mkdir()
+    bundled = (resources.files("cobro") / "render" / "templates" / "receipt_pdf.j2").read_text(
+        encoding="utf-8"
+    )
+    (ws.root / "templates" / "receipt_pdf.j2").write_text(
+        bundled.replace("<p>{{ L.paid }}</p>", "<p>Gracias por entrenar con nosotros</p>"),
+        encoding="utf-8",
+    )
+    load(ws, "customers", {"external_id": "M1", "name": "Lucía", "email": "lucia@example.com"})
+    subscribe(ws, at("2026-03-01"))
+    event(
+        ws,
+        "charge.succeeded",
+        at("2026-03-01"),
+        id="c",
+        subscription="S1",
+        charge="CH1",
+        amount="39.90",
+    )
+
+    [got] = [r for r in smtp_server.received if r.rcpt_tos == ("lucia@example.com",)]
+    msg = got.message
+    assert msg.get_content_type() == "multipart/mixed"
+    related, attached = msg.iter_parts()
+    assert related.get_content_type() == "multipart/related"
+    alternative, image = related.iter_parts()
+    assert alternative.get_content_type() == "multipart/alternative"
+    assert (image.get_content_type(), image["Content-ID"]) == ("image/png", "<logo@cobro>")
+    assert image.get_content() == png()
+    assert '<img src="cid:logo@cobro"' in html(msg)
+    assert b"demo.example/logo.png" not in got.data  # nothing for the mail client to fetch
+    pdf = PdfReader(io.BytesIO(attached.get_content()))
+    assert "Gracias por entrenar con nosotros" in pdf.pages[0].extract_text()
+    assert len(pdf.pages[0].images) == 1
 
 
 # --------------------------------------------------------------------------- admin

@@ -12,7 +12,7 @@ import pytest
 
 from cobro.domain.money import Money
 from cobro.errors import PermanentFailure, TemplateError
-from cobro.render.mime import Envelope, FilePart, build_email
+from cobro.render.mime import Envelope, FilePart, InlinePart, build_email
 from cobro.render.templates import TemplateSet
 
 
@@ -316,3 +316,34 @@ def test_a_workspace_layout_that_knows_nothing_of_staff_copies_still_renders(
     r = TemplateSet(tmp_path).render("b2b_05", "en", staff_copy("en_US"))
     assert r.subject == "LAST NOTICE – ACME: account blocked"
     assert r.text.startswith("Internal: Cliente <b>uno</b>")
+
+
+def test_an_inline_logo_makes_the_email_multipart_related_with_its_content_id() -> None:
+    logo = InlinePart("logo@cobro", "logo.png", "image/png", b"\x89PNG\r\n\x1a\nfake")
+    raw = build_email(envelope(), "Hola", "text", '<img src="cid:logo@cobro">', inline=[logo])
+    msg = message_from_bytes(raw, policy=default)
+    assert msg.get_content_type() == "multipart/related"
+    alternative, image = msg.iter_parts()
+    assert [p.get_content_type() for p in alternative.iter_parts()] == ["text/plain", "text/html"]
+    assert image["Content-ID"] == "<logo@cobro>"
+    assert image.get_content_disposition() == "inline"
+    assert image.get_content() == logo.data
+    body = msg.get_body(("html",))
+    assert body is not None and 'src="cid:logo@cobro"' in body.get_content()
+
+
+def test_an_inline_logo_and_an_attachment_nest_related_inside_mixed() -> None:
+    logo = InlinePart("logo@cobro", "logo.png", "image/png", b"\x89PNG\r\n\x1a\nfake")
+    pdf = FilePart("recibo.pdf", "application/pdf", b"%PDF-1.7")
+    msg = message_from_bytes(
+        build_email(envelope(), "s", "t", "<p>h</p>", [pdf], inline=[logo]), policy=default
+    )
+    assert msg.get_content_type() == "multipart/mixed"
+    related, attached = msg.iter_parts()
+    assert related.get_content_type() == "multipart/related"
+    assert [p.get_content_type() for p in related.iter_parts()] == [
+        "multipart/alternative",
+        "image/png",
+    ]
+    assert [a.get_filename() for a in msg.iter_attachments()] == ["recibo.pdf"]
+    assert attached.get_content() == b"%PDF-1.7"

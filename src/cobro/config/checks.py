@@ -13,7 +13,13 @@ from cobro.config.loader import field_lines
 from cobro.domain.money import Money
 from cobro.engine.messages import load_attachment
 from cobro.engine.notices import EMPTY
-from cobro.errors import ConfigError, ConfigProblem, PermanentFailure, TemplateError
+from cobro.errors import (
+    ConfigError,
+    ConfigProblem,
+    PermanentFailure,
+    TemplateError,
+    WorkspaceError,
+)
 from cobro.render.labels import LANGUAGES
 from cobro.render.templates import TemplateSet
 
@@ -36,7 +42,9 @@ def sample_context(config: CobroConfig, locale: str) -> dict[str, object]:
         "company": {
             "name": config.company.name,
             "color": config.company.branding.color,
-            "logo_url": config.company.branding.logo_url,
+            "logo_url": "cid:logo@cobro"
+            if config.company.branding.logo_file
+            else config.company.branding.logo_url,
             "footer": config.company.branding.footer,
         },
         "customer": {"name": "Sample Customer", "external_id": "C-1"},
@@ -110,6 +118,50 @@ def _channel_problems(config: CobroConfig, root: Path, cfg_file: Path) -> list[C
                     f"no usable VAPID private key ({exc}); `cobro push keys` makes one",
                 )
             )
+    return problems
+
+
+def _branding_problems(
+    config: CobroConfig, root: Path, cfg_file: Path, templates: TemplateSet
+) -> list[ConfigProblem]:
+    """A logo file that is missing or not an image; a receipt PDF template that fails."""
+    from cobro.render.logo import load_logo
+    from cobro.render.receipt import receipt_html
+
+    lines = field_lines(cfg_file)
+    problems = []
+    logo = None
+    logo_file = config.company.branding.logo_file
+    if logo_file:
+        where = ("company", "branding", "logo_file")
+        try:
+            logo = load_logo(root, logo_file)
+        except WorkspaceError as exc:
+            problems.append(
+                ConfigProblem(str(cfg_file), lines.get(where), ".".join(where), str(exc))
+            )
+    sample = sample_context(config, config.company.locale)["notice"]
+    assert isinstance(sample, dict)
+    for lang in LANGUAGES:
+        try:
+            receipt_html(
+                config.company,
+                "Sample",
+                "C-1",
+                sample,
+                lang,
+                config.company.locale,
+                templates=templates,
+                logo=logo,
+            )
+        except TemplateError as exc:
+            receipts = ("subscriptions", "receipts")
+            problems.append(
+                ConfigProblem(
+                    str(cfg_file), lines.get(receipts), ".".join(receipts), f"receipt PDF: {exc}"
+                )
+            )
+            break
     return problems
 
 
@@ -202,4 +254,5 @@ def check_workspace(root: Path) -> list[ConfigProblem]:
                     )
                 )
     problems.extend(_channel_problems(config, root, cfg_file))
+    problems.extend(_branding_problems(config, root, cfg_file, templates))
     return problems

@@ -43,6 +43,7 @@ from cobro.errors import (
     TemporaryFailure,
 )
 from cobro.evidence.chain import EvidenceEntry, append
+from cobro.render.logo import LOGO_CID, workspace_logo
 from cobro.render.templates import TemplateSet
 from cobro.store import tables as t
 
@@ -219,6 +220,7 @@ class Dispatcher:
         self._specs: dict[str, MessageSpec] = {}
         self._files: dict[str, Attachment] = {}
         self.files_root = files_root
+        self._logo = workspace_logo(files_root, config.company.branding.logo_file)
 
     async def run(self) -> DispatchReport:
         """Dispatch every ready row, a batch at a time: claim, render, send, record.
@@ -485,6 +487,8 @@ class Dispatcher:
             notice,
             language,
             locale,
+            templates=self.templates,
+            logo=self._logo,
         )
         return Attachment(
             f"recibo-{notice['charge']}.pdf"
@@ -499,7 +503,7 @@ class Dispatcher:
         branding = {
             "name": company.name,
             "color": company.branding.color,
-            "logo_url": company.branding.logo_url,
+            "logo_url": self._logo.src_email if self._logo else company.branding.logo_url,
             "footer": company.branding.footer,
         }
         for job in jobs:
@@ -648,11 +652,12 @@ class Dispatcher:
                 full = full or self.templates.render(spec.template, language, context)
                 rendered = full
                 files = attachments
+                inline = (self._logo.inline(),) if self._logo and LOGO_CID in full.html else ()
                 if spec.receipt_pdf:
                     files = (*attachments, self._receipt(job, notice, language, locale))
             else:
                 short = short or self.templates.render_short(spec.template, language, context)
-                rendered, files = short, ()
+                rendered, files, inline = short, (), ()
             outs = []
             for address, meta in found:
                 digest = hashlib.sha256(address.lower().encode()).hexdigest()[:12]
@@ -671,6 +676,7 @@ class Dispatcher:
                         attachments=files,
                         meta=meta,
                         url=context["pay_url"],
+                        inline=inline,
                     )
                 )
             options.append((channel, outs))

@@ -26,6 +26,7 @@ from jinja2 import (
     FileSystemLoader,
     PackageLoader,
     StrictUndefined,
+    Template,
     TemplateNotFound,
     pass_context,
 )
@@ -104,6 +105,13 @@ class TemplateSet:
         self._html = _env(True, user_dir)
         self._text = _env(False, user_dir)
         self.default_language = default_language
+
+    def page(self, filename: str) -> Template:
+        """The HTML page template ``filename`` (a PDF's), the workspace's if it has one."""
+        try:
+            return self._html.get_template(filename)
+        except JinjaTemplateError as exc:
+            raise TemplateError(f"template {filename}: {exc}") from exc
 
     def resolve(self, name: str, language: str) -> tuple[str, str]:
         """The file to use for ``name`` in ``language``, falling back to the default language."""
