@@ -297,3 +297,37 @@ def test_staff_read_action_descriptions_and_task_times_in_company_time(ws: Path)
     assert description.split()[0] in account.split("action/statement", 1)[1]
     shown = cobro(ws, "history", "--customer", "B1").stdout
     assert "action/statement" in shown and "Statement of" in shown
+
+
+def test_check_reports_a_missing_or_non_image_logo_file_with_its_line(ws: Path) -> None:
+    cfg = ws / "cobro.yaml"
+    text = cfg.read_text(encoding="utf-8").replace(
+        "    logo_url: https://demo.example/logo.png\n",
+        "    logo_url: https://demo.example/logo.png\n    logo_file: brand/logo.png\n",
+    )
+    cfg.write_text(text, encoding="utf-8")
+    line = next(i for i, s in enumerate(text.splitlines(), 1) if "logo_file:" in s)
+    where = f"{cfg.resolve()}:{line}: company.branding.logo_file: logo 'brand/logo.png'"
+
+    missing = cobro(ws, "check", ok=False)
+    assert f"{where} cannot be read" in missing.stderr
+
+    (ws / "brand").mkdir()
+    (ws / "brand" / "logo.png").write_bytes(b"<svg xmlns='http://www.w3.org/2000/svg'/>")
+    not_png = cobro(ws, "check", ok=False)
+    assert f"{where} is not an image of its type (png)" in not_png.stderr
+
+    (ws / "brand" / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32)
+    assert "OK" in cobro(ws, "check").stdout
+
+    cfg.write_text(text.replace("brand/logo.png", "../logo.svg"), encoding="utf-8")
+    outside = cobro(ws, "check", ok=False)
+    assert f":{line}: company.branding.logo_file: " in outside.stderr
+    assert "inside the workspace" in outside.stderr
+
+
+def test_check_reports_a_workspace_receipt_template_that_fails(ws: Path) -> None:
+    (ws / "templates" / "receipt_pdf.j2").write_text("<p>{{ notice.chrage }}</p>")
+    proc = cobro(ws, "check", ok=False)
+    assert "subscriptions.receipts: receipt PDF: receipt_pdf.j2:" in proc.stderr
+    assert "chrage" in proc.stderr
