@@ -269,3 +269,66 @@ def test_check_reports_sms_without_its_token_and_push_without_its_key(ws: Path) 
     cobro(ws, "push", "keys")
     proc = cobro(ws, "check", ok=False)
     assert "channels.push" not in proc.stderr and "GYM_TWILIO_TOKEN" in proc.stderr
+
+
+def test_staff_read_action_descriptions_and_task_times_in_company_time(ws: Path) -> None:
+    cobro(ws, "import", "customers", "customers.csv")
+    cobro(ws, "import", "receivables", "receivables.csv")
+    write(
+        ws / "big.csv",
+        "external_id,customer,number,due_on,currency,amount\nR9,B1,F-9,2026-03-15,EUR,9000\n",
+    )
+    cobro(ws, "import", "receivables", "big.csv")
+    cobro(ws, "run", "--date", "2026-04-05")  # the task: due 2 days later at 13:00, Madrid
+    cobro(ws, "run", "--date", "2026-04-13")  # B1's next phase, so none falls on the 20th
+    cobro(ws, "run", "--date", "2026-04-20")  # the statement of account (action "statement")
+
+    [task] = json.loads(cobro(ws, "tasks", "list", "--json").stdout)
+    assert task["due_at"] == "2026-04-07T13:00:00+02:00"  # company time, offset explicit
+    assert "2026-04-07 13:00" in cobro(ws, "tasks", "list").stdout
+    account = cobro(ws, "account", "B1", "--date", "2026-04-20").stdout
+    assert "2026-04-07 13:00" in account and "11:00" not in account
+    as_json = json.loads(cobro(ws, "account", "B1", "--date", "2026-04-20", "--json").stdout)
+    assert [x["due_at"] for x in as_json["tasks"]] == ["2026-04-07T13:00:00+02:00"]
+
+    description = "Statement of account on the 20th and the last day of the month"
+    claims = json.loads(cobro(ws, "history", "--customer", "B1", "--json").stdout)
+    assert [c["phase_name"] for c in claims if c["phase"] == "action/statement"] == [description]
+    assert account.count("action/statement") == 1
+    assert description.split()[0] in account.split("action/statement", 1)[1]
+    shown = cobro(ws, "history", "--customer", "B1").stdout
+    assert "action/statement" in shown and "Statement of" in shown
+
+
+def test_check_reports_a_missing_or_non_image_logo_file_with_its_line(ws: Path) -> None:
+    cfg = ws / "cobro.yaml"
+    text = cfg.read_text(encoding="utf-8").replace(
+        "    logo_url: https://demo.example/logo.png\n",
+        "    logo_url: https://demo.example/logo.png\n    logo_file: brand/logo.png\n",
+    )
+    cfg.write_text(text, encoding="utf-8")
+    line = next(i for i, s in enumerate(text.splitlines(), 1) if "logo_file:" in s)
+    where = f"{cfg.resolve()}:{line}: company.branding.logo_file: logo 'brand/logo.png'"
+
+    missing = cobro(ws, "check", ok=False)
+    assert f"{where} cannot be read" in missing.stderr
+
+    (ws / "brand").mkdir()
+    (ws / "brand" / "logo.png").write_bytes(b"<svg xmlns='http://www.w3.org/2000/svg'/>")
+    not_png = cobro(ws, "check", ok=False)
+    assert f"{where} is not an image of its type (png)" in not_png.stderr
+
+    (ws / "brand" / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32)
+    assert "OK" in cobro(ws, "check").stdout
+
+    cfg.write_text(text.replace("brand/logo.png", "../logo.svg"), encoding="utf-8")
+    outside = cobro(ws, "check", ok=False)
+    assert f":{line}: company.branding.logo_file: " in outside.stderr
+    assert "inside the workspace" in outside.stderr
+
+
+def test_check_reports_a_workspace_receipt_template_that_fails(ws: Path) -> None:
+    (ws / "templates" / "receipt_pdf.j2").write_text("<p>{{ notice.chrage }}</p>")
+    proc = cobro(ws, "check", ok=False)
+    assert "subscriptions.receipts: receipt PDF: receipt_pdf.j2:" in proc.stderr
+    assert "chrage" in proc.stderr

@@ -79,9 +79,9 @@ def test_subscription_events_send_admin_notice_and_receipt_once(
         "price": "39.90",
         "next_charge_on": "2026-04-01",
     }
-    assert post(ws, "subscription.created", created, "2026-03-01T10:00:00+01:00")["sent"] == 1
+    assert post(ws, "subscription.created", created, "2026-03-01T10:00:00+01:00")["sent"] == 0
     charge = {"id": "e2", "subscription": "S1", "charge": "CH1", "amount": "39.90"}
-    assert post(ws, "charge.succeeded", charge, "2026-03-01T10:05:00+01:00")["sent"] == 1
+    assert post(ws, "charge.succeeded", charge, "2026-03-01T10:05:00+01:00")["sent"] == 2
     again = post(ws, "charge.succeeded", charge, "2026-03-01T10:06:00+01:00")
     assert again["duplicate"] and again["sent"] == 0
     assert [(m["To"].addresses[0].addr_spec, m["Subject"]) for m in handler.messages] == [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time
+from importlib import resources
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,7 +21,7 @@ from cobro.store import tables as t
 from cobro.workspace import Workspace
 
 from .conftest import SmtpServer
-from .support import load
+from .support import html, load
 
 MADRID = ZoneInfo("Europe/Madrid")
 ADMIN_LINE = "    email: administracion@demo.example\n"
@@ -252,13 +253,16 @@ def test_unpaid_reminder_for_a_failed_renewal(gym: Workspace, smtp_server: SmtpS
         subscription="S1",
         charge="CH2",
         amount="39.90",
-        reason="card expired",
+        reason="expired_card",
     )
     assert result.notices == ["unpaid/CH2"]
     msg = mails(smtp_server, "lucia@example.com")[-1]
     assert msg["Subject"] == "Distribuciones Demo S.L.: no hemos podido cobrar su suscripción"
     text = msg.get_body(("plain",)).get_content()
-    assert "card expired" in text and "Pagar ahora" in text
+    assert "de su suscripción Mensual Oro. La tarjeta ha caducado." in text
+    assert "Pagar ahora" in text
+    html = msg.get_body(("html",)).get_content()
+    assert "expired_card" not in text and "expired_card" not in html  # a sentence, not a code
 
 
 def test_no_unpaid_reminder_for_a_failed_first_purchase(
@@ -304,13 +308,90 @@ def test_receipt_email_has_a_pdf_with_the_amount_date_and_company(
     assert "John Smith" in text
 
 
+def png(width: int = 6, height: int = 3) -> bytes:
+    """A real PNG image, red, ``width`` x ``height`` pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    rows = b"".join(b"\x00" + b"\xc8\x1e\x1e" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_the_workspace_logo_and_receipt_template_reach_the_email_and_its_pdf(
+    make_ws: Callable[..., Workspace], smtp_server: SmtpServer
+) -> None:
+    logo_line = "    logo_url: https://demo.example/logo.png\n"
+    ws = make_ws(
+        replace={**smtp_server.replace, logo_line: logo_line + "    logo_file: logo.png\n"}
+    )
+    (ws.root / "logo.png").write_bytes(png())
+    (ws.root / "templates").mkdir()
+    bundled = (resources.files("cobro") / "render" / "templates" / "receipt_pdf.j2").read_text(
+        encoding="utf-8"
+    )
+    (ws.root / "templates" / "receipt_pdf.j2").write_text(
+        bundled.replace("<p>{{ L.paid }}</p>", "<p>Gracias por entrenar con nosotros</p>"),
+        encoding="utf-8",
+    )
+    load(ws, "customers", {"external_id": "M1", "name": "Lucía", "email": "lucia@example.com"})
+    subscribe(ws, at("2026-03-01"))
+    event(
+        ws,
+        "charge.succeeded",
+        at("2026-03-01"),
+        id="c",
+        subscription="S1",
+        charge="CH1",
+        amount="39.90",
+    )
+
+    [got] = [r for r in smtp_server.received if r.rcpt_tos == ("lucia@example.com",)]
+    msg = got.message
+    assert msg.get_content_type() == "multipart/mixed"
+    related, attached = msg.iter_parts()
+    assert related.get_content_type() == "multipart/related"
+    alternative, image = related.iter_parts()
+    assert alternative.get_content_type() == "multipart/alternative"
+    assert (image.get_content_type(), image["Content-ID"]) == ("image/png", "<logo@cobro>")
+    assert image.get_content() == png()
+    assert '<img src="cid:logo@cobro"' in html(msg)
+    assert b"demo.example/logo.png" not in got.data  # nothing for the mail client to fetch
+    pdf = PdfReader(io.BytesIO(attached.get_content()))
+    assert "Gracias por entrenar con nosotros" in pdf.pages[0].extract_text()
+    assert len(pdf.pages[0].images) == 1
+
+
 # --------------------------------------------------------------------------- admin
+
+
+def pay(ws: Workspace, now: datetime, sub: str, charge: str, **extra: Any) -> None:
+    event(
+        ws,
+        "charge.succeeded",
+        now,
+        id=f"paid-{charge}",
+        subscription=sub,
+        charge=charge,
+        amount="39.90",
+        **extra,
+    )
 
 
 def test_admin_is_told_of_new_subscribers_cancellations_and_expiries(
     gym: Workspace, smtp_server: SmtpServer
 ) -> None:
     subscribe(gym, at("2026-03-01"))
+    pay(gym, at("2026-03-01"), "S1", "CH1")
     subscribe(
         gym,
         at("2026-03-01"),
@@ -320,6 +401,7 @@ def test_admin_is_told_of_new_subscribers_cancellations_and_expiries(
         ends_on="2026-03-10",
         cycle="30 days",
     )
+    pay(gym, at("2026-03-01"), "S2", "CH2")
     event(
         gym,
         "subscription.cancel_requested",
@@ -340,6 +422,37 @@ def test_admin_is_told_of_new_subscribers_cancellations_and_expiries(
             conn.execute(select(t.subscriptions.c.external_id, t.subscriptions.c.status)).all()
         )
     assert status == {"S1": "cancel_requested", "S2": "expired"}
+
+
+def test_a_new_subscriber_is_announced_when_the_first_charge_succeeds_not_before(
+    gym: Workspace, smtp_server: SmtpServer
+) -> None:
+    subscribe(gym, at("2026-03-01"), next_charge_on="2026-04-01")
+    assert subjects(smtp_server, "admin@gym.example") == []  # signed up, nothing bought yet
+    failed = event(
+        gym,
+        "charge.failed",
+        at("2026-03-01", "10:01"),
+        id="f1",
+        subscription="S1",
+        charge="CH1",
+        amount="39.90",
+        reason="card_declined",
+    )
+    assert "failed first purchase" in " ".join(failed.notes)
+    assert subjects(smtp_server, "admin@gym.example") == []  # the first charge failed
+    pay(gym, at("2026-03-02"), "S1", "CH2")  # paid on a second attempt: bought now
+    pay(gym, at("2026-04-01"), "S1", "CH3")  # a renewal is no new subscriber
+    [notice] = mails(smtp_server, "admin@gym.example")
+    assert notice["Subject"] == "Nuevo suscriptor: Lucía Gómez · Mensual Oro"
+    body = notice.get_body(("plain",)).get_content()
+    assert "ha comprado por primera vez la tarifa Mensual Oro y ha pagado 39,90\xa0€" in body
+    assert [
+        m["Subject"].split(":")[1].strip() for m in mails(smtp_server, "lucia@example.com")
+    ] == [
+        "recibo de su pago de 39,90 €",
+        "recibo de su pago de 39,90 €",
+    ]
 
 
 def test_each_admin_notice_can_be_switched_off(
@@ -366,21 +479,21 @@ def test_without_a_sender_address_nothing_is_sent_and_the_error_is_clear(
     }
     ws = make_ws(replace=no_sender)
     load(ws, "customers", {"external_id": "M1", "name": "L", "email": "lucia@example.com"})
-    subscribe_result = post_event(
+    post_event(
         ws,
         "subscription.created",
         {"id": "e", "customer": "M1", "subscription": "S1", "plan": "P", "price": "10"},
         at("2026-03-01"),
     )
-    assert subscribe_result.notes == [
-        "admin notice 'new_subscriber' not sent: subscriptions.admin.email is not configured"
-    ]
-    post_event(
+    paid = post_event(
         ws,
         "charge.succeeded",
         {"id": "c", "subscription": "S1", "charge": "C1", "amount": "10"},
         at("2026-03-01"),
     )
+    assert paid.notes == [
+        "admin notice 'new_subscriber' not sent: subscriptions.admin.email is not configured"
+    ]
     with pytest.raises(SenderNotConfigured, match=r"company\.sender\.email"):
         dispatch_due(ws, at("2026-03-01"))
     assert smtp_server.received == []

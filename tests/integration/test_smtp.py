@@ -422,3 +422,52 @@ def test_a_kept_open_connection_closed_by_the_server_is_reopened_at_once() -> No
 
     asyncio.run(scenario())
     assert sink.count == 2
+
+
+def test_staff_copies_of_the_last_phases_tell_staff_what_the_debtor_was_told_and_what_to_do(
+    smtp_ws: Workspace, smtp_server: SmtpServer
+) -> None:
+    with_sales_rep(smtp_ws)
+    load(
+        smtp_ws,
+        "contacts",
+        {
+            "external_id": "K-2",
+            "customer": "C1",
+            "name": "Marta Manager",
+            "email": "marta@demo.example",
+            "roles": "account_manager",
+        },
+    )
+    # Every phase of the starter b2b policy on its day: 00, 01, 02, 03, 04 and 05.
+    for day in ("03-03", "03-17", "03-25", "04-09", "04-24", "05-09"):
+        run_day(smtp_ws, d(f"2025-{day}"))
+
+    by_to: dict[str, list[Any]] = {}
+    for got in smtp_server.received:
+        by_to.setdefault(got.rcpt_tos[0], []).append(got.message)
+    debtor_05, rep_05, manager_05 = (
+        by_to[a][-1] for a in ("ap@acme.example", "rita@demo.example", "marta@demo.example")
+    )
+    manager_04 = by_to["marta@demo.example"][-2]
+    assert "Su cuenta ha sido bloqueada" in plain(debtor_05)
+    assert debtor_05["Subject"] == "ÚLTIMO AVISO – Distribuciones Demo S.L.: cuenta bloqueada"
+    for copy in (rep_05, manager_05):
+        assert copy["Subject"] == (
+            "Copia interna · Acme Industrial: ÚLTIMO AVISO – Distribuciones Demo S.L.: "
+            "cuenta bloqueada"
+        )
+        text = plain(copy)
+        assert (
+            "Copia interna (no enviada al cliente) sobre el cliente Acme Industrial (C1)." in text
+        )
+        assert "Enviado al cliente el 9 de mayo de 2025" in text
+        assert "Se ha enviado al cliente el último aviso: su cuenta está bloqueada" in text
+        assert "Qué hacer: no acepte ni envíe nuevos pedidos" in text
+        assert "Su cuenta ha sido bloqueada" not in text and "Estimado/a" not in text
+        assert "Qué hacer: no acepte" in html(copy)
+        assert "https://crm.demo.example/accounts/C1" in text
+        assert "pagos.demo.example" not in text + html(copy)  # no pay link for staff
+    text_04 = plain(manager_04)
+    assert "declarada a nuestra aseguradora de crédito" in text_04 and "Qué hacer:" in text_04
+    assert "puede consultar el detalle" not in text_04.lower()

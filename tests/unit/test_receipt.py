@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +12,11 @@ from pypdf import PdfReader
 
 from cobro.config import parse_config
 from cobro.engine.notices import notice_context
+from cobro.errors import TemplateError
 from cobro.render.labels import cycle_label
-from cobro.render.receipt import _fonts, _html_class, receipt_pdf, receipt_ua_css
+from cobro.render.logo import load_logo
+from cobro.render.receipt import _fonts, _html_class, receipt_html, receipt_pdf, receipt_ua_css
+from cobro.render.templates import TemplateSet
 
 STARTER = (resources.files("cobro") / "starter" / "cobro.yaml").read_text(encoding="utf-8")
 UA = (resources.files("weasyprint") / "css" / "html5_ua.css").read_text(encoding="utf-8")
@@ -143,3 +147,81 @@ def test_receipt_stylesheet_drops_form_fields_and_keeps_footnotes() -> None:
     assert "ref-7" in stock and "ref-7" not in ours
     for text in (stock, ours):
         assert "Paid1" in text and "1. by card" in text
+
+
+def png(width: int = 6, height: int = 3) -> bytes:
+    """A real PNG image, red, ``width`` x ``height`` pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    rows = b"".join(b"\x00" + b"\xc8\x1e\x1e" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def images(data: bytes) -> int:
+    return sum(len(page.images) for page in PdfReader(io.BytesIO(data)).pages)
+
+
+def test_an_edited_workspace_receipt_template_is_the_one_used(tmp_path: Path) -> None:
+    bundled = (resources.files("cobro") / "render" / "templates" / "receipt_pdf.j2").read_text(
+        encoding="utf-8"
+    )
+    (tmp_path / "receipt_pdf.j2").write_text(
+        bundled.replace("<p>{{ L.paid }}</p>", "<p>Gracias por entrenar con nosotros</p>"),
+        encoding="utf-8",
+    )
+    company = parse_config(STARTER).company
+    edited = receipt_pdf(
+        company, "Ana", "C1", charge("monthly"), "es", "es_ES", templates=TemplateSet(tmp_path)
+    )
+    assert "Gracias por entrenar con nosotros" in pdf_text(edited)
+    assert "Pago recibido" not in pdf_text(edited)
+    plain = receipt_pdf(company, "Ana", "C1", charge("monthly"), "es", "es_ES")
+    assert "Pago recibido. Gracias." in pdf_text(plain)  # without a workspace: the bundled one
+
+
+def test_a_failing_workspace_receipt_template_is_a_template_error(tmp_path: Path) -> None:
+    (tmp_path / "receipt_pdf.j2").write_text("<p>{{ notice.charge.upper() / 2 }}</p>")
+    with pytest.raises(TemplateError, match=r"receipt_pdf\.j2: TypeError"):
+        receipt_html(
+            parse_config(STARTER).company,
+            "Ana",
+            "C1",
+            charge(None),
+            "en",
+            "en_US",
+            templates=TemplateSet(tmp_path),
+        )
+
+
+def test_the_workspace_logo_file_is_drawn_in_the_receipt_without_any_fetch(tmp_path: Path) -> None:
+    (tmp_path / "logo.png").write_bytes(png())
+    company = parse_config(STARTER).company  # its logo_url is remote: never drawn in a PDF
+    logo = load_logo(tmp_path, "logo.png")
+    with_logo = receipt_pdf(company, "Ana", "C1", charge("monthly"), "en", "en_US", logo=logo)
+    assert images(with_logo) == 1
+    assert images(receipt_pdf(company, "Ana", "C1", charge("monthly"), "en", "en_US")) == 0
+
+
+def test_a_receipt_template_naming_a_file_or_remote_url_loads_nothing(tmp_path: Path) -> None:
+    (tmp_path / "logo.png").write_bytes(png())
+    (tmp_path / "receipt_pdf.j2").write_text(
+        f'<p>{{{{ notice.charge }}}}</p><img src="{(tmp_path / "logo.png").as_uri()}">'
+        '<img src="http://127.0.0.1:9/logo.png">',
+        encoding="utf-8",
+    )
+    company = parse_config(STARTER).company
+    data = receipt_pdf(
+        company, "Ana", "C1", charge(None), "en", "en_US", templates=TemplateSet(tmp_path)
+    )
+    assert "CH-9" in pdf_text(data) and images(data) == 0

@@ -12,7 +12,7 @@ import pytest
 
 from cobro.domain.money import Money
 from cobro.errors import PermanentFailure, TemplateError
-from cobro.render.mime import Envelope, FilePart, build_email
+from cobro.render.mime import Envelope, FilePart, InlinePart, build_email
 from cobro.render.templates import TemplateSet
 
 
@@ -31,7 +31,7 @@ def context(locale: str, **over: Any) -> dict[str, Any]:
         "locale": locale,
         "company": {"name": "ACME", "color": "#112233", "logo_url": None, "footer": None},
         "customer": {"name": "Cliente <b>uno</b>", "external_id": "C1"},
-        "recipient": {"name": "Cliente <b>uno</b>", "internal": False},
+        "recipient": {"name": "Cliente <b>uno</b>", "internal": False, "staff_copy": False},
         "phase": {"key": "01", "name": "x"},
         "mode": "full",
         "items": [item],
@@ -171,3 +171,179 @@ def test_non_ascii_names_subjects_and_bodies_survive_the_round_trip() -> None:
     assert part.get_filename() == "recibo año.pdf"
     assert part.get_content() == b"%PDF-1.4" + bytes(range(256))
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+
+
+def unpaid(reason: str | None, locale: str) -> dict[str, Any]:
+    from cobro.engine.notices import notice_context
+
+    notice = notice_context(
+        {
+            "event": "unpaid",
+            "charge": "CH2",
+            "amount": "39.90",
+            "currency": "EUR",
+            "reason": reason,
+            "subscription": {
+                "subscription": "S1",
+                "plan": "Oro",
+                "kind": "plan",
+                "price": "39.90",
+                "currency": "EUR",
+                "cycle": "monthly",
+            },
+        }
+    )
+    return context(locale, notice=notice, mode="message", items=[], totals=[])
+
+
+@pytest.mark.parametrize(
+    ("code", "es", "en"),
+    [
+        ("card_declined", "Su banco ha rechazado el pago.", "Your bank declined the payment."),
+        ("insufficient_funds", "no tenía saldo suficiente", "did not have enough funds"),
+        ("expired_card", "La tarjeta ha caducado.", "The card has expired."),
+        ("incorrect_cvc", "código de seguridad (CVC)", "security code (CVC)"),
+        ("processing_error", "Un problema temporal", "A temporary problem"),
+        ("do_not_honor", "allí le pueden indicar el motivo", "it can tell you why"),
+        ("stolen_card", "Su banco ha rechazado el pago.", "Your bank declined the payment."),
+        ("lost_card", "Su banco ha rechazado el pago.", "Your bank declined the payment."),
+        ("authentication_required", "pidió confirmar el pago", "asked you to confirm"),
+        ("card_declined/insufficient_funds", "saldo suficiente", "enough funds"),
+        ("Expired-Card", "La tarjeta ha caducado.", "The card has expired."),
+        ("weird_gateway_code_42", "No se ha podido completar el pago.", "could not be completed"),
+    ],
+)
+def test_a_member_reads_a_sentence_for_a_decline_code_never_the_code(
+    code: str, es: str, en: str
+) -> None:
+    for lang, locale, sentence in (("es", "es_ES", es), ("en", "en_US", en)):
+        r = TemplateSet().render("unpaid_subscription", lang, unpaid(code, locale))
+        assert sentence in r.text and sentence.replace("'", "&#39;") in r.html
+        assert code not in r.text and code not in r.html
+
+
+def test_an_unpaid_notice_without_a_reason_gives_none() -> None:
+    r = TemplateSet().render("unpaid_subscription", "en", unpaid(None, "en_US"))
+    assert "for your subscription Oro.\n" in r.text
+
+
+def test_a_workspace_template_showing_the_reason_shows_the_sentence_and_staff_the_code(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "unpaid_subscription.es.j2").write_text(  # as `cobro init` wrote it before
+        '{% extends "_layout.j2" %}{% block subject %}Impago{% endblock %}'
+        "{% block claim %}No pudimos cobrar ({{ notice.reason }}).{% endblock %}",
+        encoding="utf-8",
+    )
+    (tmp_path / "staff.es.j2").write_text(
+        '{% extends "_layout.j2" %}{% block subject %}Impago{% endblock %}'
+        "{% block claim %}Código: {{ notice.reason_code }}{% endblock %}",
+        encoding="utf-8",
+    )
+    member = TemplateSet(tmp_path).render("unpaid_subscription", "es", unpaid("lost_card", "es_ES"))
+    assert "No pudimos cobrar (Su banco ha rechazado el pago.)." in member.text
+    assert "lost_card" not in member.text
+    staff = TemplateSet(tmp_path).render("staff", "es", unpaid("lost_card", "es_ES"))
+    assert "Código: lost_card" in staff.text
+
+
+def staff_copy(locale: str, **over: Any) -> dict[str, Any]:
+    rep = {"name": "Rita Rep", "internal": True, "staff_copy": True}
+    return context(locale, recipient=rep, pay_url=None, crm_url="https://crm.example/C1", **over)
+
+
+def debtor_paragraph(name: str, lang: str, locale: str) -> str:
+    """The first paragraph the debtor reads (after the greeting)."""
+    return TemplateSet().render(name, lang, context(locale)).text.split("\n\n")[2]
+
+
+@pytest.mark.parametrize("name", ["b2b_00", "b2b_01", "b2b_02", "b2b_03", "b2b_04", "b2b_05"])
+@pytest.mark.parametrize(
+    ("lang", "locale", "todo"), [("en", "en_US", "What to do:"), ("es", "es_ES", "Qué hacer:")]
+)
+def test_a_staff_copy_of_each_phase_says_what_the_debtor_was_told_and_what_to_do(
+    name: str, lang: str, locale: str, todo: str
+) -> None:
+    r = TemplateSet().render(name, lang, staff_copy(locale))
+    debtor = TemplateSet().render(name, lang, context(locale))
+    assert r.subject.endswith(f"Cliente <b>uno</b>: {debtor.subject}")
+    assert r.subject.startswith(("Staff copy · ", "Copia interna · "))
+    assert todo in r.text and todo in r.html
+    assert debtor_paragraph(name, lang, locale) not in r.text  # not written to the debtor
+    assert "Dear" not in r.text and "Estimado" not in r.text
+    assert "https://crm.example/C1" in r.text and "pay.example" not in r.text
+
+
+def test_the_staff_copy_of_the_last_notice_reads_to_staff_not_to_the_debtor() -> None:
+    r = TemplateSet().render("b2b_05", "en", staff_copy("en_US", mode="link"))
+    assert r.subject == "Staff copy · Cliente <b>uno</b>: LAST NOTICE – ACME: account blocked"
+    assert "Your account has been blocked" not in r.text
+    assert "Sent to the customer on January 8, 2026 (x): “LAST NOTICE – ACME: account blocked”" in (
+        r.text
+    )
+    assert "What to do: do not accept or ship new orders for this customer" in r.text
+    r = TemplateSet().render("b2b_04", "es", staff_copy("es_ES", mode="link"))
+    assert "pagarlos en el enlace siguiente" not in r.text
+    assert "Se ha comunicado al cliente que su deuda vencida ha sido declarada" in r.text
+
+
+def test_a_workspace_template_without_an_internal_block_quotes_what_the_debtor_was_told(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "b2b_05.en.j2").write_text(  # as `cobro init` wrote it before staff copies
+        '{% extends "_layout.j2" %}{% block subject %}Blocked{% endblock %}'
+        "{% block claim %}Your account is blocked, on hold.\n\nPay now.{% endblock %}",
+        encoding="utf-8",
+    )
+    r = TemplateSet(tmp_path).render("b2b_05", "en", staff_copy("en_US"))
+    assert "What the customer was told:\n\n> Your account is blocked, on hold.\n>\n> Pay now." in (
+        r.text
+    )
+    assert "<blockquote" in r.html and "Your account is blocked, on hold.<br>" in r.html
+    debtor = TemplateSet(tmp_path).render("b2b_05", "en", context("en_US"))
+    assert "Your account is blocked, on hold." in debtor.text and "\n> " not in debtor.text
+
+
+def test_a_workspace_layout_that_knows_nothing_of_staff_copies_still_renders(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "_layout.j2").write_text(  # an older layout: recipient.internal only
+        '{% if part == "subject" %}{% block subject %}{% endblock %}'
+        "{% else %}{% if recipient.internal %}Internal: {{ customer.name }}{% endif %}"
+        "{% block claim %}{% endblock %}{% endif %}",
+        encoding="utf-8",
+    )
+    r = TemplateSet(tmp_path).render("b2b_05", "en", staff_copy("en_US"))
+    assert r.subject == "LAST NOTICE – ACME: account blocked"
+    assert r.text.startswith("Internal: Cliente <b>uno</b>")
+
+
+def test_an_inline_logo_makes_the_email_multipart_related_with_its_content_id() -> None:
+    logo = InlinePart("logo@cobro", "logo.png", "image/png", b"\x89PNG\r\n\x1a\nfake")
+    raw = build_email(envelope(), "Hola", "text", '<img src="cid:logo@cobro">', inline=[logo])
+    msg = message_from_bytes(raw, policy=default)
+    assert msg.get_content_type() == "multipart/related"
+    alternative, image = msg.iter_parts()
+    assert [p.get_content_type() for p in alternative.iter_parts()] == ["text/plain", "text/html"]
+    assert image["Content-ID"] == "<logo@cobro>"
+    assert image.get_content_disposition() == "inline"
+    assert image.get_content() == logo.data
+    body = msg.get_body(("html",))
+    assert body is not None and 'src="cid:logo@cobro"' in body.get_content()
+
+
+def test_an_inline_logo_and_an_attachment_nest_related_inside_mixed() -> None:
+    logo = InlinePart("logo@cobro", "logo.png", "image/png", b"\x89PNG\r\n\x1a\nfake")
+    pdf = FilePart("recibo.pdf", "application/pdf", b"%PDF-1.7")
+    msg = message_from_bytes(
+        build_email(envelope(), "s", "t", "<p>h</p>", [pdf], inline=[logo]), policy=default
+    )
+    assert msg.get_content_type() == "multipart/mixed"
+    related, attached = msg.iter_parts()
+    assert related.get_content_type() == "multipart/related"
+    assert [p.get_content_type() for p in related.iter_parts()] == [
+        "multipart/alternative",
+        "image/png",
+    ]
+    assert [a.get_filename() for a in msg.iter_attachments()] == ["recibo.pdf"]
+    assert attached.get_content() == b"%PDF-1.7"

@@ -15,6 +15,16 @@ class Attachment:
 
 
 @dataclass(frozen=True)
+class InlineImage:
+    """An image an email's HTML shows in place (the logo), as ``cid:CONTENT_ID``."""
+
+    content_id: str
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Outgoing:
     """One rendered message for one recipient, ready for a channel."""
 
@@ -30,6 +40,7 @@ class Outgoing:
     # Channel-specific data about the address (a push subscription's keys...).
     meta: dict[str, str] = field(default_factory=dict)
     url: str | None = None  # where a short message (SMS, push) leads: the pay link
+    inline: tuple[InlineImage, ...] = ()  # email: images the HTML shows (the logo)
 
 
 class Channel(Protocol):

@@ -14,7 +14,7 @@ import aiosmtplib
 
 from cobro.channels.base import Outgoing
 from cobro.errors import PermanentFailure, TemporaryFailure
-from cobro.render.mime import Envelope, FilePart, build_email
+from cobro.render.mime import Envelope, FilePart, InlinePart, build_email
 
 
 class MailTransport(Protocol):
@@ -175,7 +175,12 @@ class EmailChannel:
             date=self.clock,
         )
         files = [FilePart(a.filename, a.content_type, a.data) for a in message.attachments]
-        return build_email(env, message.subject, message.text, message.html, files, message.headers)
+        inline = [
+            InlinePart(i.content_id, i.filename, i.content_type, i.data) for i in message.inline
+        ]
+        return build_email(
+            env, message.subject, message.text, message.html, files, message.headers, inline
+        )
 
     async def send(self, message: Outgoing) -> str:
         data = self.build(message)

@@ -18,6 +18,11 @@ segments_app = typer.Typer(help="Named, reusable filters over debtors.", no_args
 tasks_app = typer.Typer(help="Staff tasks created by scheduled actions.", no_args_is_help=True)
 
 
+def local_time(at: datetime, tz: ZoneInfo) -> str:
+    """An instant as staff read it: date and time in the company's time zone."""
+    return at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+
 def _today(ws: Workspace, on: str | None) -> Any:
     return (
         parse_date(on, "--date") or utcnow().astimezone(ZoneInfo(ws.config.company.timezone)).date()
@@ -140,7 +145,7 @@ def tasks_list(
     finally:
         ws.close()
     if as_json:
-        print_json([x.to_json() for x in found])
+        print_json([x.to_json(tz) for x in found])
         return
     table = Table(title=f"{len(found)} task(s)")
     for col in ("id", "due", "customer", "message", "status"):
@@ -149,7 +154,7 @@ def tasks_list(
         add_row(
             table,
             str(x.id),
-            x.due_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+            local_time(x.due_at, tz),
             f"{x.customer} {x.customer_name}",
             x.message,
             x.status,
@@ -211,6 +216,7 @@ def account(
             lines = statement(conn, ws.company_id, customer, day)
             claims = claim_history(conn, ws.config, ws.company_id, customer)
             tasks = list_tasks(conn, ws.company_id, customer=customer)
+        tz = ZoneInfo(ws.config.company.timezone)
     finally:
         ws.close()
     totals = statement_totals(lines)
@@ -240,7 +246,7 @@ def account(
                 ],
                 "totals": {k: str(v.amount) for k, v in totals.items()},
                 "claims": [cl.to_json() for cl in claims],
-                "tasks": [task.to_json() for task in tasks],
+                "tasks": [task.to_json(tz) for task in tasks],
             }
         )
         return
@@ -276,7 +282,7 @@ def account(
         add_row(
             ct,
             cl.occurrence_on.isoformat(),
-            f"{cl.step} {cl.phase_name}",
+            cl.step if cl.phase_name == cl.step else f"{cl.step} {cl.phase_name}",
             cl.status,
             str(len(cl.items)),
         )
@@ -285,5 +291,5 @@ def account(
     for col in ("id", "due", "message", "status"):
         tt.add_column(col)
     for task in tasks:
-        add_row(tt, str(task.id), task.due_at.isoformat(), task.message, task.status)
+        add_row(tt, str(task.id), local_time(task.due_at, tz), task.message, task.status)
     out.print(tt)

@@ -13,7 +13,13 @@ from cobro.config.loader import field_lines
 from cobro.domain.money import Money
 from cobro.engine.messages import load_attachment
 from cobro.engine.notices import EMPTY
-from cobro.errors import ConfigError, ConfigProblem, PermanentFailure, TemplateError
+from cobro.errors import (
+    ConfigError,
+    ConfigProblem,
+    PermanentFailure,
+    TemplateError,
+    WorkspaceError,
+)
 from cobro.render.labels import LANGUAGES
 from cobro.render.templates import TemplateSet
 
@@ -36,11 +42,13 @@ def sample_context(config: CobroConfig, locale: str) -> dict[str, object]:
         "company": {
             "name": config.company.name,
             "color": config.company.branding.color,
-            "logo_url": config.company.branding.logo_url,
+            "logo_url": "cid:logo@cobro"
+            if config.company.branding.logo_file
+            else config.company.branding.logo_url,
             "footer": config.company.branding.footer,
         },
         "customer": {"name": "Sample Customer", "external_id": "C-1"},
-        "recipient": {"name": "Sample Customer", "internal": False},
+        "recipient": {"name": "Sample Customer", "internal": False, "staff_copy": False},
         "phase": {"key": "00", "name": "Sample"},
         "mode": "full",
         "items": [item],
@@ -71,9 +79,12 @@ def sample_context(config: CobroConfig, locale: str) -> dict[str, object]:
 def _render_both(
     templates: TemplateSet, name: str, language: str, context: dict[str, object]
 ) -> None:
-    """Render the email parts and the short SMS/push line of a template."""
+    """Render the email parts and the short SMS/push line of a template, and the email
+    as a staff copy (the sales rep's or account manager's)."""
     templates.render(name, language, context)
     templates.render_short(name, language, context)
+    staff = {"name": "Sample Rep", "internal": True, "staff_copy": True}
+    templates.render(name, language, {**context, "recipient": staff, "pay_url": None})
 
 
 def _channel_problems(config: CobroConfig, root: Path, cfg_file: Path) -> list[ConfigProblem]:
@@ -107,6 +118,50 @@ def _channel_problems(config: CobroConfig, root: Path, cfg_file: Path) -> list[C
                     f"no usable VAPID private key ({exc}); `cobro push keys` makes one",
                 )
             )
+    return problems
+
+
+def _branding_problems(
+    config: CobroConfig, root: Path, cfg_file: Path, templates: TemplateSet
+) -> list[ConfigProblem]:
+    """A logo file that is missing or not an image; a receipt PDF template that fails."""
+    from cobro.render.logo import load_logo
+    from cobro.render.receipt import receipt_html
+
+    lines = field_lines(cfg_file)
+    problems = []
+    logo = None
+    logo_file = config.company.branding.logo_file
+    if logo_file:
+        where = ("company", "branding", "logo_file")
+        try:
+            logo = load_logo(root, logo_file)
+        except WorkspaceError as exc:
+            problems.append(
+                ConfigProblem(str(cfg_file), lines.get(where), ".".join(where), str(exc))
+            )
+    sample = sample_context(config, config.company.locale)["notice"]
+    assert isinstance(sample, dict)
+    for lang in LANGUAGES:
+        try:
+            receipt_html(
+                config.company,
+                "Sample",
+                "C-1",
+                sample,
+                lang,
+                config.company.locale,
+                templates=templates,
+                logo=logo,
+            )
+        except TemplateError as exc:
+            receipts = ("subscriptions", "receipts")
+            problems.append(
+                ConfigProblem(
+                    str(cfg_file), lines.get(receipts), ".".join(receipts), f"receipt PDF: {exc}"
+                )
+            )
+            break
     return problems
 
 
@@ -199,4 +254,5 @@ def check_workspace(root: Path) -> list[ConfigProblem]:
                     )
                 )
     problems.extend(_channel_problems(config, root, cfg_file))
+    problems.extend(_branding_problems(config, root, cfg_file, templates))
     return problems

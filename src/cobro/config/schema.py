@@ -7,6 +7,7 @@ import re
 from datetime import time
 from decimal import Decimal
 from functools import cached_property
+from pathlib import PurePosixPath
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -73,10 +74,31 @@ class Sender(_Strict):
             raise ValueError(f"not a valid sender address: {exc}") from exc
 
 
+LOGO_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif")
+
+
+def check_logo_path(relative: str) -> str:
+    """``relative`` if it can name a logo: a PNG, JPEG or GIF path inside the workspace."""
+    p = PurePosixPath(relative)
+    if p.is_absolute() or ".." in p.parts or not p.name:
+        raise ValueError("the logo is a file inside the workspace, e.g. logo.png")
+    if p.suffix.lower() not in LOGO_SUFFIXES:
+        raise ValueError(f"a logo is a .png, .jpg or .gif file, not {p.suffix or relative!r}")
+    return relative
+
+
 class Branding(_Strict):
     logo_url: str | None = None
+    logo_file: str | None = Field(
+        default=None, description="a PNG, JPEG or GIF inside the workspace, embedded in messages"
+    )
     color: str = "#1f4e79"
     footer: str | None = None
+
+    @field_validator("logo_file")
+    @classmethod
+    def _logo_file(cls, v: str | None) -> str | None:
+        return v if v is None else check_logo_path(v)
 
     @field_validator("color")
     @classmethod

@@ -45,6 +45,7 @@ from cobro.errors import (
     TemporaryFailure,
 )
 from cobro.evidence.chain import EvidenceEntry, append
+from cobro.render.logo import LOGO_CID, workspace_logo
 from cobro.render.templates import TemplateSet
 from cobro.store import tables as t
 
@@ -224,6 +225,7 @@ class Dispatcher:
         self._policies: dict[str, Policy] = {}
         self._files: dict[str, Attachment] = {}
         self.files_root = files_root
+        self._logo = workspace_logo(files_root, config.company.branding.logo_file)
 
     async def run(self) -> DispatchReport:
         """Dispatch every ready row, a batch at a time: claim, render, send, record.
@@ -509,6 +511,8 @@ class Dispatcher:
             notice,
             language,
             locale,
+            templates=self.templates,
+            logo=self._logo,
         )
         return Attachment(
             f"recibo-{notice['charge']}.pdf"
@@ -535,7 +539,7 @@ class Dispatcher:
         branding = {
             "name": company.name,
             "color": company.branding.color,
-            "logo_url": company.branding.logo_url,
+            "logo_url": self._logo.src_email if self._logo else company.branding.logo_url,
             "footer": company.branding.footer,
         }
         for job in jobs:
@@ -632,7 +636,11 @@ class Dispatcher:
                         "name": job.customer_name,
                         "external_id": job.customer_external_id,
                     },
-                    "recipient": {"name": person.name, "internal": person.internal},
+                    "recipient": {
+                        "name": person.name,
+                        "internal": person.internal,
+                        "staff_copy": person.internal and person.role is not main,
+                    },
                     "phase": {"key": spec.key, "name": spec.name},
                     "mode": spec.mode,
                     "items": items,
@@ -681,11 +689,12 @@ class Dispatcher:
                 full = full or self.templates.render(spec.template, language, context)
                 rendered = full
                 files = attachments
+                inline = (self._logo.inline(),) if self._logo and LOGO_CID in full.html else ()
                 if spec.receipt_pdf:
                     files = (*attachments, self._receipt(job, notice, language, locale))
             else:
                 short = short or self.templates.render_short(spec.template, language, context)
-                rendered, files = short, ()
+                rendered, files, inline = short, (), ()
             outs = []
             for address, meta in found:
                 digest = hashlib.sha256(address.lower().encode()).hexdigest()[:12]
@@ -704,6 +713,7 @@ class Dispatcher:
                         attachments=files,
                         meta=meta,
                         url=context["pay_url"],
+                        inline=inline,
                     )
                 )
             options.append((channel, outs))

@@ -22,7 +22,8 @@ EMPTY: dict[str, Any] = {
     "charge": None,
     "amount": None,
     "charged_at": None,
-    "reason": None,
+    "reason": None,  # why a charge failed: the provider's code; templates get a sentence
+    "reason_code": None,  # the provider's code itself, for staff
     "type": None,
     "details": {},
     "why": None,
@@ -67,7 +68,7 @@ def notice_context(payload: dict[str, Any], subscription: Any = None) -> dict[st
     if payload.get("charged_at"):
         out["charged_at"] = datetime.fromisoformat(payload["charged_at"])
     out["charge"] = payload.get("charge")
-    out["reason"] = payload.get("reason")
+    out["reason"] = out["reason_code"] = payload.get("reason")
     if payload.get("contacts") is not None:
         out["type"] = payload.get("event")
         out["details"] = dict(payload.get("details") or {})

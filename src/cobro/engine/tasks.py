@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from typing import Any
 
 from sqlalchemy import Connection, exists, select, update
@@ -25,17 +25,18 @@ class Task:
     status: str
     done_at: datetime | None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, tz: tzinfo) -> dict[str, Any]:
+        """The task as JSON, its times in ``tz`` (the company's) with their UTC offset."""
         return {
             "id": self.id,
             "customer": self.customer,
             "customer_name": self.customer_name,
             "action": self.action,
             "created_on": self.created_on.isoformat(),
-            "due_at": self.due_at.isoformat(),
+            "due_at": self.due_at.astimezone(tz).isoformat(),
             "message": self.message,
             "status": self.status,
-            "done_at": self.done_at.isoformat() if self.done_at else None,
+            "done_at": self.done_at.astimezone(tz).isoformat() if self.done_at else None,
         }
 
 

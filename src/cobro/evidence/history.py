@@ -11,7 +11,17 @@ from sqlalchemy import Connection, select
 
 from cobro.config import CobroConfig
 from cobro.domain.money import Money
+from cobro.engine.messages import message_spec
 from cobro.store import tables as t
+
+
+def step_name(config: CobroConfig, step: str) -> str:
+    """What a person reads for an outbox step: the phase's name, the scheduled action's
+    description, the kind of notice; the step itself once it is no longer configured."""
+    try:
+        return message_spec(config, step).name
+    except KeyError:
+        return step
 
 
 @dataclass(frozen=True)
@@ -111,10 +121,7 @@ def claim_history(
         q = q.where(o.occurrence_on <= until)
     claims: dict[int, Claim] = {}
     for row in conn.execute(q):
-        try:
-            name = config.phase_by_step(row.step).name
-        except KeyError:
-            name = row.step
+        name = step_name(config, row.step)
         claims[row.id] = Claim(
             row.id,
             row.occurrence_on,

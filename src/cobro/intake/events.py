@@ -348,7 +348,7 @@ def _sub_payload(sub: Row[Any]) -> dict[str, Any]:
     }
 
 
-def _admin(ctx: _Ctx, sub: Row[Any], what: str) -> None:
+def _admin(ctx: _Ctx, sub: Row[Any], what: str, **extra: Any) -> None:
     admin = ctx.ws.config.subscriptions.admin
     if not getattr(admin, what):
         ctx.result.notes.append(f"admin notice '{what}' is switched off")
@@ -362,7 +362,7 @@ def _admin(ctx: _Ctx, sub: Row[Any], what: str) -> None:
         sub.customer_id,
         f"admin/{what}",
         str(sub.id),
-        {"event": what, "subscription": _sub_payload(sub), "at": ctx.at.isoformat()},
+        {"event": what, "subscription": _sub_payload(sub), "at": ctx.at.isoformat(), **extra},
     )
 
 
@@ -409,7 +409,8 @@ def on_subscription_created(ctx: _Ctx, e: SubscriptionCreated) -> None:
             updated_at=ctx.now,
         )
     )
-    _admin(ctx, _subscription(ctx, e.subscription), "new_subscriber")
+    # The admin hears of a new subscriber when the first charge succeeds (see
+    # on_charge_succeeded): a subscription whose first charge fails was never bought.
 
 
 def on_cycle_changed(ctx: _Ctx, e: CycleChanged) -> None:
@@ -475,13 +476,22 @@ def _charge(ctx: _Ctx, e: ChargeEvent, status: str) -> tuple[Row[Any], Money, bo
 
 
 def on_charge_succeeded(ctx: _Ctx, e: ChargeEvent) -> None:
-    sub, amount, _first = _charge(ctx, e, "succeeded")
+    sub, amount, first = _charge(ctx, e, "succeeded")
     values: dict[str, Any] = {"paid_charges": sub.paid_charges + 1}
     if sub.status == "unpaid":
         values["status"] = "active"
     if e.next_charge_on is not None:
         values.update(next_charge_on=e.next_charge_on, charge_known_at=ctx.at)
     sub = _set(ctx, sub.id, **values)
+    if first:  # bought for the first time: now, not when the subscription was created
+        _admin(
+            ctx,
+            sub,
+            "new_subscriber",
+            charge=e.charge,
+            amount=str(amount.amount),
+            currency=amount.currency,
+        )
     if not ctx.ws.config.subscriptions.receipts.enabled:
         ctx.result.notes.append("receipts are switched off")
         return

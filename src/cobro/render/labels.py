@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 LABELS: dict[str, dict[str, str]] = {
     "en": {
         "number": "Document",
@@ -20,6 +22,12 @@ LABELS: dict[str, dict[str, str]] = {
         "crm": "Open the account in the CRM",
         "greeting": "Dear",
         "internal": "Internal notice about customer",
+        "copy_subject": "Staff copy",
+        "copy_intro": "Copy for staff (not sent to the customer) about customer",
+        "copy_sent": "Sent to the customer on",
+        "copy_told": "What the customer was told:",
+        "lq": "\u201c",
+        "rq": "\u201d",
     },
     "es": {
         "number": "Documento",
@@ -38,6 +46,12 @@ LABELS: dict[str, dict[str, str]] = {
         "crm": "Abrir la cuenta en el CRM",
         "greeting": "Estimado/a",
         "internal": "Aviso interno sobre el cliente",
+        "copy_subject": "Copia interna",
+        "copy_intro": "Copia interna (no enviada al cliente) sobre el cliente",
+        "copy_sent": "Enviado al cliente el",
+        "copy_told": "Lo que se ha dicho al cliente:",
+        "lq": "\u00ab",
+        "rq": "\u00bb",
     },
 }
 
@@ -94,3 +108,107 @@ def cycle_label(cycle: str, language: str) -> str:
         n = int(count)
         return words["1 days"] if n == 1 else words["days"].format(n=n)
     return words.get(cycle, cycle)
+
+
+#: A payment provider's decline code (Stripe's names, which most gateways share) -> the
+#: kind of reason a member is told. Lost, stolen and fraud codes are told as a plain
+#: decline, as card networks ask.
+DECLINE_KINDS: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "card_declined",
+            "generic_decline",
+            "lost_card",
+            "stolen_card",
+            "pickup_card",
+            "fraudulent",
+            "merchant_blacklist",
+            "restricted_card",
+            "security_violation",
+            "no_action_taken",
+            "revocation_of_authorization",
+            "revocation_of_all_authorizations",
+            "stop_payment_order",
+            "duplicate_transaction",
+            "invalid_amount",
+            "testmode_decline",
+            "new_account_information_available",
+        ),
+        "declined",
+    ),
+    **dict.fromkeys(
+        ("do_not_honor", "call_issuer", "not_permitted", "transaction_not_allowed"),
+        "ask_bank",
+    ),
+    **dict.fromkeys(("invalid_account", "account_closed"), "ask_bank"),
+    "insufficient_funds": "funds",
+    "expired_card": "expired",
+    **dict.fromkeys(("incorrect_cvc", "invalid_cvc"), "cvc"),
+    **dict.fromkeys(("incorrect_number", "invalid_number"), "number"),
+    **dict.fromkeys(("invalid_expiry_month", "invalid_expiry_year"), "expiry"),
+    **dict.fromkeys(
+        (
+            "processing_error",
+            "try_again_later",
+            "issuer_not_available",
+            "reenter_transaction",
+            "approve_with_id",
+        ),
+        "temporary",
+    ),
+    **dict.fromkeys(
+        ("authentication_required", "offline_pin_required", "online_pin_required"),
+        "authentication",
+    ),
+    **dict.fromkeys(("incorrect_pin", "pin_try_exceeded"), "pin"),
+    **dict.fromkeys(("card_velocity_exceeded", "withdrawal_count_limit_exceeded"), "limit"),
+    **dict.fromkeys(("card_not_supported", "currency_not_supported"), "not_supported"),
+}
+
+DECLINE_REASONS: dict[str, dict[str, str]] = {
+    "en": {
+        "declined": "Your bank declined the payment.",
+        "ask_bank": "Your bank declined the payment; it can tell you why.",
+        "funds": "The card did not have enough funds.",
+        "expired": "The card has expired.",
+        "cvc": "The card's security code (CVC) was not correct.",
+        "number": "The card number was not correct.",
+        "expiry": "The card's expiry date was not correct.",
+        "temporary": "A temporary problem stopped the payment; trying again should work.",
+        "authentication": "Your bank asked you to confirm the payment and it was not confirmed.",
+        "pin": "The card's PIN was not correct.",
+        "limit": "The card has reached its spending limit.",
+        "not_supported": "The card cannot be used for this payment.",
+        "unknown": "The payment could not be completed.",
+    },
+    "es": {
+        "declined": "Su banco ha rechazado el pago.",
+        "ask_bank": "Su banco ha rechazado el pago; allí le pueden indicar el motivo.",
+        "funds": "La tarjeta no tenía saldo suficiente.",
+        "expired": "La tarjeta ha caducado.",
+        "cvc": "El código de seguridad (CVC) de la tarjeta no era correcto.",
+        "number": "El número de la tarjeta no era correcto.",
+        "expiry": "La fecha de caducidad de la tarjeta no era correcta.",
+        "temporary": "Un problema temporal impidió el pago; debería funcionar al reintentarlo.",
+        "authentication": "Su banco pidió confirmar el pago y no llegó a confirmarse.",
+        "pin": "El PIN de la tarjeta no era correcto.",
+        "limit": "La tarjeta ha alcanzado su límite de gasto.",
+        "not_supported": "La tarjeta no admite este pago.",
+        "unknown": "No se ha podido completar el pago.",
+    },
+}
+
+
+def decline_reason(code: str, language: str) -> str:
+    """The sentence a member reads for a provider's decline ``code`` (``card_declined``,
+    ``insufficient_funds``...), in ``language``; any code not known gets a general
+    sentence, never the code itself. ``card_declined/insufficient_funds`` reads as its
+    most specific part."""
+    words = DECLINE_REASONS.get(language, DECLINE_REASONS["en"])
+    kinds = [
+        DECLINE_KINDS[part]
+        for part in re.split(r"[^a-z0-9_]+", code.strip().lower().replace("-", "_"))
+        if part in DECLINE_KINDS
+    ]
+    specific = [k for k in kinds if k != "declined"]
+    return words[(specific or kinds or ["unknown"])[0]]

@@ -63,6 +63,16 @@ class FilePart:
     data: bytes
 
 
+@dataclass(frozen=True)
+class InlinePart:
+    """An image the HTML shows in place, as ``<img src="cid:CONTENT_ID">``."""
+
+    content_id: str
+    filename: str
+    content_type: str
+    data: bytes
+
+
 def _address(name: str, addr: str) -> str:
     return formataddr((_one_line(name), checked_address(addr)), charset="utf-8")
 
@@ -91,6 +101,11 @@ def _filename(name: str) -> str:
     return "filename*=utf-8''" + quote(name, safe="")  # RFC 2231
 
 
+def _content_id(value: str) -> str:
+    """A Content-ID is a bare ``id@domain``: anything else is left out."""
+    return "".join(ch for ch in value if ch.isascii() and (ch.isalnum() or ch in ".-_@"))
+
+
 def build_email(
     env: Envelope,
     subject: str,
@@ -98,8 +113,14 @@ def build_email(
     html: str,
     attachments: Sequence[FilePart] = (),
     headers: dict[str, str] | None = None,
+    inline: Sequence[InlinePart] = (),
 ) -> bytes:
-    """An RFC 5322 message ready for SMTP, as bytes with CRLF line ends."""
+    """An RFC 5322 message ready for SMTP, as bytes with CRLF line ends.
+
+    With ``inline`` images the text and HTML alternatives go in a ``multipart/related``
+    part together with the images (RFC 2387), inside ``multipart/mixed`` when there are
+    attachments too.
+    """
     alt = "=_alt_" + secrets.token_hex(12)
     lines = [
         f"From: {_address(env.sender_name, env.sender_email)}",
@@ -133,16 +154,34 @@ def build_email(
             b"",
         ]
     )
+    body_type = f'multipart/alternative; boundary="{alt}"'
+    body = alternative
+    if inline:
+        rel = "=_rel_" + secrets.token_hex(12)
+        related = [f"--{rel}".encode(), f"Content-Type: {body_type}".encode(), b"", alternative]
+        for image in inline:
+            related += [
+                f"--{rel}".encode(),
+                f"Content-Type: {_one_line(image.content_type)}".encode(),
+                b"Content-Transfer-Encoding: base64",
+                f"Content-ID: <{_content_id(image.content_id)}>".encode(),
+                f"Content-Disposition: inline; {_filename(image.filename)}".encode(),
+                b"",
+                _b64(image.data),
+            ]
+        related += [f"--{rel}--".encode(), b""]
+        body_type = f'multipart/related; type="multipart/alternative"; boundary="{rel}"'
+        body = b"\r\n".join(related)
     if not attachments:
-        lines.append(f'Content-Type: multipart/alternative; boundary="{alt}"')
-        return "\r\n".join(lines).encode("ascii") + b"\r\n\r\n" + alternative
+        lines.append(f"Content-Type: {body_type}")
+        return "\r\n".join(lines).encode("ascii") + b"\r\n\r\n" + body
     mixed = "=_mix_" + secrets.token_hex(12)
     lines.append(f'Content-Type: multipart/mixed; boundary="{mixed}"')
     parts = [
         f"--{mixed}".encode(),
-        f'Content-Type: multipart/alternative; boundary="{alt}"'.encode(),
+        f"Content-Type: {body_type}".encode(),
         b"",
-        alternative,
+        body,
     ]
     for a in attachments:
         parts += [

@@ -1,5 +1,9 @@
 """PDF receipts: a sandboxed HTML template rendered to PDF by WeasyPrint.
 
+The template is ``receipt_pdf.j2``, the workspace's own when it has one. Rendering
+fetches nothing: the workspace logo is embedded as a ``data:`` URI and any other URL a
+template names is refused.
+
 Receipts are rendered with WeasyPrint's own HTML user-agent stylesheet less what a
 receipt never uses: form fields, page-margin boxes and WeasyPrint's side notes
 (``position: note()``), whose rules WeasyPrint weighs for every element. Every element
@@ -20,7 +24,8 @@ from jinja2 import TemplateError as JinjaTemplateError
 from cobro.config.schema import Company
 from cobro.errors import TemplateError
 from cobro.render.labels import RECEIPT_LABELS, cycle_label
-from cobro.render.templates import page_environment
+from cobro.render.logo import Logo
+from cobro.render.templates import TemplateSet, page_environment
 
 
 @lru_cache(maxsize=1)
@@ -84,9 +89,12 @@ def _html_class() -> type[Any]:
     return ReceiptHTML
 
 
+RECEIPT_TEMPLATE = "receipt_pdf.j2"
+
+
 @lru_cache(maxsize=1)
-def _template() -> Template:
-    return page_environment().get_template("receipt_pdf.j2")
+def _bundled_template() -> Template:
+    return page_environment().get_template(RECEIPT_TEMPLATE)
 
 
 def receipt_html(
@@ -96,19 +104,27 @@ def receipt_html(
     notice: dict[str, Any],
     language: str,
     locale: str,
+    *,
+    templates: TemplateSet | None = None,
+    logo: Logo | None = None,
 ) -> str:
+    """The receipt as HTML, from the workspace's ``receipt_pdf.j2`` when ``templates``
+    has one (else the bundled one), with ``logo`` (the workspace's logo file) drawn."""
+    if logo is not None:
+        logo_url: str | None = logo.src_pdf
+    else:  # only an inline logo is drawn: rendering fetches nothing from the network
+        url = company.branding.logo_url or ""
+        logo_url = url if url.startswith("data:image/") else None
     try:
-        return _template().render(
+        template = templates.page(RECEIPT_TEMPLATE) if templates else _bundled_template()
+        return template.render(
             locale=locale,
             language=language,
             L=RECEIPT_LABELS.get(language, RECEIPT_LABELS["en"]),
             company={
                 "name": company.name,
                 "color": company.branding.color,
-                # Rendering fetches nothing from the network: only an inline logo is drawn.
-                "logo_url": logo
-                if (logo := company.branding.logo_url or "").startswith("data:image/")
-                else None,
+                "logo_url": logo_url,
                 "footer": company.branding.footer,
             },
             customer={"name": customer_name, "external_id": customer_id},
@@ -116,7 +132,20 @@ def receipt_html(
             cycle=cycle_label(notice["cycle"], language) if notice.get("cycle") else None,
         )
     except JinjaTemplateError as exc:
-        raise TemplateError(f"receipt_pdf.j2: {exc}") from exc
+        raise TemplateError(f"{RECEIPT_TEMPLATE}: {exc}") from exc
+    except TemplateError:
+        raise
+    except Exception as exc:  # e.g. a filter given None in an edited template
+        raise TemplateError(f"{RECEIPT_TEMPLATE}: {type(exc).__name__}: {exc}") from exc
+
+
+@lru_cache(maxsize=1)
+def data_only_fetcher() -> Any:
+    """WeasyPrint's URL fetcher for receipts: ``data:`` URIs only. Anything else a
+    template names (``https:``, ``file:``) is refused, so rendering never fetches."""
+    from weasyprint.urls import URLFetcher
+
+    return URLFetcher(allowed_protocols=("data",))
 
 
 def receipt_pdf(
@@ -126,8 +155,22 @@ def receipt_pdf(
     notice: dict[str, Any],
     language: str,
     locale: str,
+    *,
+    templates: TemplateSet | None = None,
+    logo: Logo | None = None,
 ) -> bytes:
-    """The PDF receipt of a successful charge."""
-    html = receipt_html(company, customer_name, customer_id, notice, language, locale)
-    data: bytes = _html_class()(string=html).write_pdf(font_config=_fonts())
+    """The PDF receipt of a successful charge (see :func:`receipt_html`)."""
+    html = receipt_html(
+        company,
+        customer_name,
+        customer_id,
+        notice,
+        language,
+        locale,
+        templates=templates,
+        logo=logo,
+    )
+    data: bytes = _html_class()(string=html, url_fetcher=data_only_fetcher()).write_pdf(
+        font_config=_fonts()
+    )
     return data

@@ -4,7 +4,9 @@ A template ``NAME.LANG.j2`` extends ``_layout.j2`` and fills the blocks
 ``subject`` and ``claim``, and may fill ``short``: the one line an SMS or a
 push notification carries (by default the subject and the total). The
 workspace's ``templates/`` directory overrides the bundled templates file by
-file. Templates run in Jinja's immutable
+file. A failed charge's ``notice.reason`` reaches templates as a sentence in the
+message's language (``notice.reason_code`` keeps the provider's code, for staff
+templates). Templates run in Jinja's immutable
 sandbox with strict undefined variables; HTML output is autoescaped.
 """
 
@@ -24,6 +26,7 @@ from jinja2 import (
     FileSystemLoader,
     PackageLoader,
     StrictUndefined,
+    Template,
     TemplateNotFound,
     pass_context,
 )
@@ -36,7 +39,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from cobro.domain.money import Money
 from cobro.errors import TemplateError
-from cobro.render.labels import LABELS
+from cobro.render.labels import LABELS, decline_reason
 from cobro.render.limits import (
     MAX_SECONDS,
     LimitedSandbox,
@@ -116,6 +119,13 @@ class TemplateSet:
         self.default_language = default_language
         self.max_seconds = max_seconds  # per message rendered, all its parts
 
+    def page(self, filename: str) -> Template:
+        """The HTML page template ``filename`` (a PDF's), the workspace's if it has one."""
+        try:
+            return self._html.get_template(filename)
+        except JinjaTemplateError as exc:
+            raise TemplateError(f"template {filename}: {exc}") from exc
+
     def resolve(self, name: str, language: str) -> tuple[str, str]:
         """The file to use for ``name`` in ``language``, falling back to the default language."""
         for lang in dict.fromkeys((language, self.default_language, "en")):
@@ -135,6 +145,14 @@ class TemplateSet:
         """The file used and each part of ``parts`` rendered (``html`` autoescaped)."""
         filename, lang = self.resolve(name, language)
         ctx = dict(context, language=lang, L=LABELS.get(lang, LABELS["en"]))
+        notice = context.get("notice")
+        if isinstance(notice, dict) and notice.get("reason"):
+            # A member reads a sentence, never a provider's code (it stays in reason_code).
+            ctx["notice"] = {
+                **notice,
+                "reason": decline_reason(str(notice["reason"]), lang),
+                "reason_code": notice.get("reason_code", notice["reason"]),
+            }
         try:
             with time_limit(self.max_seconds):
                 out = [
