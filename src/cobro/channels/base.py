@@ -32,16 +32,35 @@ class Outgoing:
     url: str | None = None  # where a short message (SMS, push) leads: the pay link
 
 
+class Handovers:
+    """The exact bytes each message was handed to its provider as, kept until taken.
+
+    A channel keeps them just before handing a message over; the dispatcher takes them
+    when it records the delivery, so that the message as sent is kept as evidence.
+    """
+
+    def __init__(self) -> None:
+        self._data: dict[tuple[str, str], bytes] = {}
+
+    def keep(self, message: Outgoing, data: bytes) -> None:
+        self._data[message.message_id, message.address] = data
+
+    def take(self, message: Outgoing) -> bytes | None:
+        return self._data.pop((message.message_id, message.address), None)
+
+
 class Channel(Protocol):
     """A channel sends an ``Outgoing`` and returns the provider's id for it.
 
     ``send`` raises ``TemporaryFailure`` when a later retry may succeed and
     ``PermanentFailure`` when it will not (``AddressGone`` when the address
     itself is gone for good). ``start``/``stop`` open and close connections
-    around a batch.
+    around a batch. ``handovers.take(message)`` gives the bytes the last ``send`` of
+    ``message`` handed to the provider (once; None when it got that far).
     """
 
     name: ClassVar[str]
+    handovers: Handovers
 
     def cost_of(self, message: Outgoing) -> Decimal:
         """What sending ``message`` costs, in the company's accounting unit."""

@@ -43,6 +43,7 @@ from cobro.errors import (
     TemporaryFailure,
 )
 from cobro.evidence.chain import EvidenceEntry, append
+from cobro.evidence.messages import keep_message
 from cobro.render.templates import TemplateSet
 from cobro.store import tables as t
 
@@ -715,6 +716,7 @@ class Dispatcher:
     ) -> None:
         """One delivery attempt to one address, as a row and as evidence."""
         body_hash = hashlib.sha256((msg.subject + msg.text).encode()).hexdigest()
+        kept = keep_message(self.channels[channel].handovers.take(msg))  # as sent
         deliveries.append(
             {
                 "company_id": self.company_id,
@@ -730,6 +732,7 @@ class Dispatcher:
                 "cost": cost,
                 "body_sha256": body_hash,
                 "at": self.as_of,
+                **kept.columns(),
             }
         )
         evidence.append(
@@ -749,6 +752,8 @@ class Dispatcher:
                     "subject": msg.subject,
                     "body_sha256": body_hash,
                     "error": None if ok else detail[:300],
+                    "attempt": job.attempts,
+                    "message_sha256": kept.sha256,
                 },
             )
         )

@@ -19,6 +19,7 @@ from cobro.channels.sms import SmsChannel
 from cobro.domain.calendar import send_instant
 from cobro.engine.dispatch import Dispatcher, DispatchReport
 from cobro.engine.planner import plan_day
+from cobro.evidence.checkpoint import Checkpoint, checkpoint_head
 from cobro.render.templates import TemplateSet
 from cobro.store import tables as t
 from cobro.workspace import Workspace, utcnow
@@ -158,7 +159,14 @@ def dispatch_due(
     dispatcher = workspace_dispatcher(
         ws, as_of, channels or default_channels(ws, as_of), templates or templates_for(ws)
     )
-    return asyncio.run(dispatcher.run())
+    report = asyncio.run(dispatcher.run())
+    checkpoint(ws, as_of)
+    return report
+
+
+def checkpoint(ws: Workspace, at: datetime) -> Checkpoint | None:
+    """Sign the evidence chain's head as of ``at`` (when it moved since the last one)."""
+    return checkpoint_head(ws.engine, ws.company_id, ws.config.company.id, ws.root, at)
 
 
 def workspace_dispatcher(
@@ -216,6 +224,7 @@ def run_day(
                 finished_at=as_of,
             )
         )
+    checkpoint(ws, as_of)  # the plan's own evidence (accounts released) when nothing was sent
     return RunReport(
         date=run_on,
         as_of=as_of,
@@ -276,6 +285,8 @@ async def _watch(
                 ws, now, channels, templates, channels_open=True
             ).run()
             total.add(report)
+            if report.sent + report.failed + report.retrying:
+                checkpoint(ws, now)
             if on_pass is not None:
                 on_pass(report, time.monotonic() - began)
             if not report.sent + report.failed + report.cancelled + report.retrying:
