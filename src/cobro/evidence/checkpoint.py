@@ -195,9 +195,7 @@ def _append_line(path: Path, point: Checkpoint) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+            f.write(line)  # one append per line: concurrent writers do not interleave
     except OSError as exc:
         raise EvidenceKeyError(
             f"{path}: the evidence checkpoint of entry {point.seq} cannot be written ({exc})"
