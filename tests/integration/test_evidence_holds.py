@@ -8,6 +8,7 @@ import json
 import stat
 import subprocess
 import zlib
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Row, delete, select, update
@@ -362,3 +363,24 @@ def test_an_evidence_export_holds_the_debtors_entries_messages_checkpoint_and_re
     assert json.loads((pack / "verify.json").read_text())["ok"] is True
     history = json.loads((pack / "history.json").read_text())
     assert [c["customer"] for c in history] == ["C1"]
+
+
+def test_init_makes_the_evidence_key_readable_by_its_owner_only(tmp_path: Path) -> None:
+    root = tmp_path / "new"
+
+    run_cobro(root, "init", str(root), ok=True)
+
+    assert stat.S_IMODE((root / KEY_FILE).stat().st_mode) == 0o600
+    assert (root / KEY_FILE).read_text().startswith("-----BEGIN PRIVATE KEY-----")
+
+
+def test_checkpoints_without_their_key_cannot_pass_for_verified(
+    smtp_ws: Workspace, smtp_server: SmtpServer
+) -> None:
+    two_claims(smtp_ws)
+    (smtp_ws.root / KEY_FILE).unlink()
+
+    report = verify(smtp_ws)
+
+    assert not report.ok
+    assert any("signatures cannot be checked" in p for p in report.problems)
