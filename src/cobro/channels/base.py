@@ -55,12 +55,11 @@ class Channel(Protocol):
     ``send`` raises ``TemporaryFailure`` when a later retry may succeed and
     ``PermanentFailure`` when it will not (``AddressGone`` when the address
     itself is gone for good). ``start``/``stop`` open and close connections
-    around a batch. ``handovers.take(message)`` gives the bytes the last ``send`` of
-    ``message`` handed to the provider (once; None when it got that far).
+    around a batch. A channel that keeps what it hands over has a ``handovers``
+    attribute (see ``handed_over``).
     """
 
     name: ClassVar[str]
-    handovers: Handovers
 
     def cost_of(self, message: Outgoing) -> Decimal:
         """What sending ``message`` costs, in the company's accounting unit."""
@@ -71,3 +70,10 @@ class Channel(Protocol):
     async def send(self, message: Outgoing) -> str: ...
 
     async def stop(self) -> None: ...
+
+
+def handed_over(channel: Channel, message: Outgoing) -> bytes | None:
+    """The bytes the last ``send`` of ``message`` handed to the provider, once; None when
+    it did not get that far or the channel keeps no ``handovers``."""
+    handovers = getattr(channel, "handovers", None)
+    return handovers.take(message) if isinstance(handovers, Handovers) else None

@@ -25,7 +25,7 @@ from babel import Locale, UnknownLocaleError
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import Connection, Engine, bindparam, insert, or_, select, update
 
-from cobro.channels.base import Attachment, Channel, Outgoing
+from cobro.channels.base import Attachment, Channel, Outgoing, handed_over
 from cobro.config import CobroConfig
 from cobro.domain.model import OutboxStatus, Recipient
 from cobro.domain.money import Money, totals_by_currency
@@ -716,7 +716,7 @@ class Dispatcher:
     ) -> None:
         """One delivery attempt to one address, as a row and as evidence."""
         body_hash = hashlib.sha256((msg.subject + msg.text).encode()).hexdigest()
-        kept = keep_message(self.channels[channel].handovers.take(msg))  # as sent
+        kept = keep_message(handed_over(self.channels[channel], msg))  # as sent
         deliveries.append(
             {
                 "company_id": self.company_id,
