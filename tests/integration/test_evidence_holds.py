@@ -384,3 +384,14 @@ def test_checkpoints_without_their_key_cannot_pass_for_verified(
 
     assert not report.ok
     assert any("signatures cannot be checked" in p for p in report.problems)
+
+
+def test_the_kept_message_is_the_caught_eml_file_byte_for_byte(ws: Workspace) -> None:
+    two_claims(ws)  # the starter workspace catches mail in mail/
+
+    files = {p.name: p.read_bytes() for p in ws.mail_dir.rglob("*.eml")}
+
+    assert len(files) == 2
+    for row in deliveries(ws):
+        name = row.message_id.strip("<>").split("@")[0] + ".eml"
+        assert unpack(row.message_zlib) == files[name]
