@@ -7,6 +7,7 @@ CobroError
 ├── CurrencyMismatch        arithmetic across two currencies
 ├── ImportError_            an import file cannot be read at all (row problems are data)
 ├── TemplateError           a template is missing, unsafe or fails to render
+├── EvidenceKeyError        the evidence signing key or checkpoint file cannot be used
 └── ChannelError            a channel could not deliver a message
     ├── TemporaryFailure    worth retrying later (connection refused, 4xx reply)
     └── PermanentFailure    retrying will not help (5xx reply, bad address)
@@ -63,6 +64,10 @@ class ImportError_(CobroError):
 
 class TemplateError(CobroError):
     """A template is missing, unsafe, or fails to render."""
+
+
+class EvidenceKeyError(CobroError):
+    """The key that signs evidence checkpoints, or their file, cannot be read or written."""
 
 
 class ChannelError(CobroError):

@@ -6,6 +6,7 @@ Twilio and the push service are local HTTP servers speaking their real protocols
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from sqlalchemy import select
 
 from cobro.channels.push import new_vapid_keys
 from cobro.engine.runs import dispatch_due, run_day
+from cobro.evidence.messages import unpack
 from cobro.intake.events import EventError, post_event
 from cobro.store import tables as t
 from cobro.workspace import Workspace
@@ -410,3 +412,53 @@ def test_a_policy_phase_by_sms_carries_the_total_and_the_pay_link(
     assert link.startswith("https://pagos.demo.example/portal/")
     [mail] = mails_to(smtp_server, "bea@example.com")  # no phone: the next channel
     assert "120,50" in mail.get_body(("plain",)).get_content()
+
+
+# --------------------------------------------------------------------------- as sent
+# The message as sent is kept for every channel, covered by its delivery's evidence entry.
+
+
+def kept(ws: Workspace, channel: str) -> tuple[bytes, str, str]:
+    """(message kept, its row's SHA-256, the SHA-256 in its evidence entry) of the one
+    delivery on ``channel``."""
+    d, ev = t.deliveries.c, t.evidence.c
+    with ws.engine.connect() as conn:
+        (row,) = conn.execute(
+            select(d.message_zlib, d.message_sha256).where(d.channel == channel)
+        ).all()
+        entries = [
+            json.loads(p)
+            for p in conn.execute(select(ev.payload).where(ev.kind == "delivery")).scalars()
+        ]
+    (entry,) = [e for e in entries if e["channel"] == channel]
+    return unpack(row.message_zlib), row.message_sha256, entry["message_sha256"]
+
+
+def test_the_sms_kept_is_the_text_twilio_received(
+    gym_with: Callable[..., Workspace], twilio: FakeTwilio, smtp_server: SmtpServer
+) -> None:
+    ws = gym_with("sms, email", tw=twilio)
+    subscribe(ws)
+    remind(ws)
+
+    [sms] = twilio.messages
+    data, row_digest, entry_digest = kept(ws, "sms")
+    assert data == sms["body"].encode()
+    assert row_digest == entry_digest == hashlib.sha256(data).hexdigest()
+
+
+def test_the_push_payload_kept_is_what_the_browser_decrypts(
+    gym_with: Callable[..., Workspace],
+    twilio: FakeTwilio,
+    push_service: FakePushService,
+    smtp_server: SmtpServer,
+) -> None:
+    ws = gym_with("push, sms, email", tw=twilio, push=True)
+    phone = browser(ws, push_service)
+    subscribe(ws)
+    remind(ws)
+
+    [received] = push_service.received
+    data, row_digest, entry_digest = kept(ws, "push")
+    assert data == phone.decrypt(received)
+    assert row_digest == entry_digest == hashlib.sha256(data).hexdigest()

@@ -43,13 +43,31 @@ class Outgoing:
     inline: tuple[InlineImage, ...] = ()  # email: images the HTML shows (the logo)
 
 
+class Handovers:
+    """The exact bytes each message was handed to its provider as, kept until taken.
+
+    A channel keeps them just before handing a message over; the dispatcher takes them
+    when it records the delivery, so that the message as sent is kept as evidence.
+    """
+
+    def __init__(self) -> None:
+        self._data: dict[tuple[str, str], bytes] = {}
+
+    def keep(self, message: Outgoing, data: bytes) -> None:
+        self._data[message.message_id, message.address] = data
+
+    def take(self, message: Outgoing) -> bytes | None:
+        return self._data.pop((message.message_id, message.address), None)
+
+
 class Channel(Protocol):
     """A channel sends an ``Outgoing`` and returns the provider's id for it.
 
     ``send`` raises ``TemporaryFailure`` when a later retry may succeed and
     ``PermanentFailure`` when it will not (``AddressGone`` when the address
     itself is gone for good). ``start``/``stop`` open and close connections
-    around a batch.
+    around a batch. A channel that keeps what it hands over has a ``handovers``
+    attribute (see ``handed_over``).
     """
 
     name: ClassVar[str]
@@ -63,3 +81,10 @@ class Channel(Protocol):
     async def send(self, message: Outgoing) -> str: ...
 
     async def stop(self) -> None: ...
+
+
+def handed_over(channel: Channel, message: Outgoing) -> bytes | None:
+    """The bytes the last ``send`` of ``message`` handed to the provider, once; None when
+    it did not get that far or the channel keeps no ``handovers``."""
+    handovers = getattr(channel, "handovers", None)
+    return handovers.take(message) if isinstance(handovers, Handovers) else None

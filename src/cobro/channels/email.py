@@ -12,7 +12,7 @@ from typing import ClassVar, Protocol
 
 import aiosmtplib
 
-from cobro.channels.base import Outgoing
+from cobro.channels.base import Handovers, Outgoing
 from cobro.errors import PermanentFailure, TemporaryFailure
 from cobro.render.mime import Envelope, FilePart, InlinePart, build_email
 
@@ -154,6 +154,7 @@ class EmailChannel:
         self.reply_to = reply_to
         self.cost = cost
         self.clock = clock
+        self.handovers = Handovers()
 
     def cost_of(self, message: Outgoing) -> Decimal:
         return self.cost
@@ -184,5 +185,6 @@ class EmailChannel:
 
     async def send(self, message: Outgoing) -> str:
         data = self.build(message)
+        self.handovers.keep(message, data)
         name = message.message_id.strip("<>").split("@")[0]
         return await self.transport.deliver(self.sender_email, message.address, data, name)

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid
 from pywebpush import WebPushException, webpush_async
 
-from cobro.channels.base import Outgoing
+from cobro.channels.base import Handovers, Outgoing
 from cobro.errors import AddressGone, PermanentFailure, TemporaryFailure
 
 # Push services accept 4096 bytes of encrypted record; keep the clear payload well below.
@@ -106,6 +106,7 @@ class PushChannel:
             except Exception as exc:  # py_vapid raises several types for a bad key
                 self.key_problem = f"the VAPID private key cannot be read: {exc}"
         self._session: aiohttp.ClientSession | None = None
+        self.handovers = Handovers()
 
     def cost_of(self, message: Outgoing) -> Decimal:
         return self.cost
@@ -127,10 +128,12 @@ class PushChannel:
             raise AddressGone("the push subscription has no keys")
         if self._session is None:
             await self.start()
+        data = payload(message)
+        self.handovers.keep(message, data)  # the clear payload, before encryption
         try:
             response = await webpush_async(
                 {"endpoint": message.address, "keys": {"p256dh": p256dh, "auth": auth}},
-                payload(message).decode(),
+                data.decode(),
                 vapid_private_key=self._vapid,
                 vapid_claims={"sub": self.subject},  # a new dict: aud and exp are added to it
                 ttl=self.ttl_s,

@@ -13,7 +13,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from cobro.channels.base import Outgoing
+from cobro.channels.base import Handovers, Outgoing
 from cobro.errors import PermanentFailure, TemporaryFailure
 
 TWILIO_ROOT = "https://api.twilio.com"
@@ -168,6 +168,7 @@ class SmsChannel:
         self.token_source = token_source
         self._http: _TwilioHttp | None = None
         self._client: Client | None = None
+        self.handovers = Handovers()
 
     def body(self, message: Outgoing) -> str:
         return fit_sms(message.text, message.url, self.max_segments, self.smart_encoding)
@@ -198,6 +199,7 @@ class SmsChannel:
             args["from_"] = self.sender
         if self.status_callback:
             args["status_callback"] = self.status_callback
+        self.handovers.keep(message, args["body"].encode())
         try:
             sent = await self._client.messages.create_async(**args)
         except TwilioRestException as exc:

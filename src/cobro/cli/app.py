@@ -74,7 +74,13 @@ def init(
     for entry in bundled.iterdir():
         if entry.name.endswith(".j2") and not (tdir / entry.name).exists():
             (tdir / entry.name).write_text(entry.read_text(encoding="utf-8"), encoding="utf-8")
-    out.print(f"Created workspace [bold]{directory}[/]: {CONFIG_FILE}, templates/")
+    from cobro.evidence.checkpoint import KEY_FILE, evidence_key
+
+    try:
+        evidence_key(directory, create=True)  # signs evidence checkpoints; kept out of the DB
+    except CobroError as exc:
+        fail(str(exc), 2)
+    out.print(f"Created workspace [bold]{directory}[/]: {CONFIG_FILE}, templates/, {KEY_FILE}")
     out.print("Next: edit cobro.yaml, then `cobro check`, `cobro import ...`, `cobro run`.")
 
 
@@ -330,10 +336,17 @@ def history(
     since: Annotated[str | None, typer.Option("--since", help="From this date.")] = None,
     until: Annotated[str | None, typer.Option("--until", help="Up to this date.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    show_message: Annotated[
+        int | None,
+        typer.Option("--show-message", help="Print delivery ID's message exactly as sent."),
+    ] = None,
 ) -> None:
     """Every claim and delivery: when, phase, channel, recipient, status, receivables."""
     from cobro.evidence.history import claim_history
 
+    if show_message is not None:
+        _show_message(ctx, show_message, customer)
+        return
     ws = open_ws(ctx)
     try:
         with ws.engine.connect() as conn:
@@ -360,7 +373,7 @@ def history(
         table.add_column(col)
     for c in claims:
         recips = "\n".join(
-            f"{d.channel} → {d.recipient} ({d.role}) {d.status}" for d in c.deliveries
+            f"#{d.id} {d.channel} → {d.recipient} ({d.role}) {d.status}" for d in c.deliveries
         )
         items = ", ".join(
             f"{i.number} {i.balance_at_send or i.balance_now}" for i in c.items[:6]
@@ -378,6 +391,35 @@ def history(
     out.print(table)
 
 
+def _show_message(ctx: typer.Context, delivery_id: int, customer: str | None) -> None:
+    """Write a delivery's kept message to stdout, byte for byte."""
+    import hashlib
+    import sys
+
+    from cobro.evidence.export import message_as_sent
+
+    ws = open_ws(ctx)
+    try:
+        with ws.engine.connect() as conn:
+            kept = message_as_sent(conn, ws.company_id, delivery_id)
+    finally:
+        ws.close()
+    if kept is None or (customer is not None and kept.customer != customer):
+        fail(
+            f"--show-message: delivery {delivery_id} has no kept message"
+            + (f" for {customer}" if customer else ""),
+            2,
+        )
+    if hashlib.sha256(kept.data).hexdigest() != kept.sha256:
+        err.print(
+            f"warning: delivery {delivery_id}: the kept message does not match its SHA-256",
+            highlight=False,
+            markup=False,
+        )
+    sys.stdout.buffer.write(kept.data)
+    sys.stdout.buffer.flush()
+
+
 app.add_typer(segments_app, name="segments")
 app.add_typer(event_app, name="event")
 app.add_typer(contacts_app, name="contacts")
@@ -391,19 +433,78 @@ app.add_typer(evidence_app, name="evidence")
 
 
 @evidence_app.command("verify")
-def evidence_verify(ctx: typer.Context) -> None:
-    """Recompute the hash chain of every claim and delivery."""
-    from cobro.evidence.chain import verify_chain
+def evidence_verify(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Recompute the hash chain, check its signed checkpoints, and check every claim,
+    claimed item and delivery against it. Exit 1 names each record that does not hold."""
+    from cobro.evidence.verify import verify_evidence
 
     ws = open_ws(ctx)
     try:
         with ws.engine.connect() as conn:
-            report = verify_chain(conn, ws.company_id)
+            report = verify_evidence(conn, ws.company_id, ws.config.company.id, ws.root)
+    except CobroError as exc:
+        fail(str(exc), 2)
     finally:
         ws.close()
+    if as_json:
+        print_json(report.to_json())
+        if not report.ok:
+            raise typer.Exit(1)
+        return
+    for warning in report.warnings:
+        err.print(f"warning: {warning}", highlight=False, markup=False, soft_wrap=True)
+    for problem in [*report.problems, *map(str, report.records)]:
+        err.print(problem, highlight=False, markup=False, soft_wrap=True)
     if not report.ok:
-        fail(f"evidence chain broken at entry {report.first_bad_seq}: {report.problem}", 1)
-    out.print(f"{report.entries} entries, chain intact, head {report.head}")
+        fail(f"evidence does not hold: {len(report.problems) + len(report.records)} problem(s)")
+    point = report.checkpoint
+    signed = f"; signed checkpoint at entry {point.seq} ({point.at.isoformat()})" if point else ""
+    out.print(
+        f"{report.last_seq} entries, chain intact, head {report.chain.head}{signed}; "
+        "claims and deliveries match it",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+@evidence_app.command("export")
+def evidence_export(
+    ctx: typer.Context,
+    customer: Annotated[str, typer.Option("--customer", help="The debtor (external id).")],
+    directory: Annotated[Path, typer.Option("--out", help="Directory to write the pack to.")],
+) -> None:
+    """One debtor's evidence pack: chain entries, messages as sent, checkpoint, verify report."""
+    from sqlalchemy import select
+
+    from cobro.evidence.export import export_pack
+    from cobro.store import tables as t
+
+    ws = open_ws(ctx)
+    try:
+        with ws.engine.connect() as conn:
+            cu = t.customers.c
+            cid = conn.execute(
+                select(cu.id).where(cu.company_id == ws.company_id, cu.external_id == customer)
+            ).scalar()
+            if cid is None:
+                fail(f"--customer: no debtor {customer!r}", 2)
+            pack = export_pack(
+                conn, ws.config, ws.company_id, ws.root, int(cid), customer, directory
+            )
+    except (CobroError, OSError) as exc:
+        fail(f"{directory}: {exc}", 2)
+    finally:
+        ws.close()
+    out.print(
+        f"{pack.directory}: {pack.entries} evidence entries, {pack.messages} message(s) as sent, "
+        + ("evidence holds" if pack.verify.ok else "evidence does NOT hold (see verify.json)"),
+        markup=False,
+    )
+    if not pack.verify.ok:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -26,7 +26,7 @@ from babel import Locale, UnknownLocaleError
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, select, update
 
-from cobro.channels.base import Attachment, Channel, Outgoing
+from cobro.channels.base import Attachment, Channel, Outgoing, handed_over
 from cobro.config import CobroConfig
 from cobro.domain.escalation import reached_phase
 from cobro.domain.model import OutboxStatus, Policy, Recipient
@@ -45,6 +45,7 @@ from cobro.errors import (
     TemporaryFailure,
 )
 from cobro.evidence.chain import EvidenceEntry, append
+from cobro.evidence.messages import keep_message
 from cobro.render.logo import LOGO_CID, workspace_logo
 from cobro.render.templates import TemplateSet
 from cobro.store import tables as t
@@ -762,6 +763,7 @@ class Dispatcher:
     ) -> None:
         """One delivery attempt to one address, as a row and as evidence."""
         body_hash = hashlib.sha256((msg.subject + msg.text).encode()).hexdigest()
+        kept = keep_message(handed_over(self.channels[channel], msg))  # as sent
         deliveries.append(
             {
                 "company_id": self.company_id,
@@ -777,6 +779,7 @@ class Dispatcher:
                 "cost": cost,
                 "body_sha256": body_hash,
                 "at": self.as_of,
+                **kept.columns(),
             }
         )
         evidence.append(
@@ -796,6 +799,8 @@ class Dispatcher:
                     "subject": msg.subject,
                     "body_sha256": body_hash,
                     "error": None if ok else detail[:300],
+                    "attempt": job.attempts,
+                    "message_sha256": kept.sha256,
                 },
             )
         )

@@ -19,6 +19,7 @@ from cobro.channels.sms import SmsChannel
 from cobro.domain.calendar import send_instant
 from cobro.engine.dispatch import Dispatcher, DispatchReport
 from cobro.engine.planner import plan_day
+from cobro.evidence.checkpoint import Checkpoint, checkpoint_head
 from cobro.progress import SILENT, Progress
 from cobro.render.templates import TemplateSet
 from cobro.store import tables as t
@@ -171,6 +172,7 @@ def dispatch_due(
         dispatcher.on_batch = on_batch
         progress.start("send", dispatcher.due_count())
     report = asyncio.run(dispatcher.run())
+    checkpoint(ws, as_of)
     progress.finish(dispatch_summary(report))
     return report
 
@@ -183,6 +185,11 @@ def dispatch_summary(report: DispatchReport) -> str:
     if report.by_channel:
         text += "; " + ", ".join(f"{ch} {n}" for ch, n in sorted(report.by_channel.items()))
     return text
+
+
+def checkpoint(ws: Workspace, at: datetime) -> Checkpoint | None:
+    """Sign the evidence chain's head as of ``at`` (when it moved since the last one)."""
+    return checkpoint_head(ws.engine, ws.company_id, ws.config.company.id, ws.root, at)
 
 
 def workspace_dispatcher(
@@ -245,6 +252,7 @@ def run_day(
                 finished_at=as_of,
             )
         )
+    checkpoint(ws, as_of)  # the plan's own evidence (accounts released) when nothing was sent
     return RunReport(
         date=run_on,
         as_of=as_of,
@@ -305,6 +313,8 @@ async def _watch(
                 ws, now, channels, templates, channels_open=True
             ).run()
             total.add(report)
+            if report.sent + report.failed + report.retrying:
+                checkpoint(ws, now)
             if on_pass is not None:
                 on_pass(report, time.monotonic() - began)
             if not report.sent + report.failed + report.cancelled + report.retrying:

@@ -43,6 +43,8 @@ class DeliveryRecord:
     status: str
     message_id: str | None
     error: str | None
+    id: int | None = None  # the deliveries row: `history --show-message ID` prints it
+    message_sha256: str | None = None  # of the message as sent, when it was kept
 
 
 @dataclass
@@ -91,6 +93,8 @@ class Claim:
                     "status": d.status,
                     "message_id": d.message_id,
                     "error": d.error,
+                    "id": d.id,
+                    "message_sha256": d.message_sha256,
                 }
                 for d in self.deliveries
             ],
@@ -168,7 +172,7 @@ def claim_history(
             )
         for dl in conn.execute(
             select(d.outbox_id, d.at, d.channel, d.recipient, d.recipient_role, d.status)
-            .add_columns(d.message_id, d.error)
+            .add_columns(d.message_id, d.error, d.id, d.message_sha256)
             .where(d.outbox_id.in_(chunk))
             .order_by(d.id)
         ):
@@ -181,6 +185,8 @@ def claim_history(
                     dl.status,
                     dl.message_id,
                     dl.error,
+                    dl.id,
+                    dl.message_sha256,
                 )
             )
     for oid, claim in claims.items():

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -278,6 +279,10 @@ deliveries = Table(
     Column("cost", Numeric(12, 6), nullable=False, server_default="0"),
     Column("body_sha256", String(64)),
     Column("at", UTCDateTime, nullable=False),
+    # The message exactly as handed to the channel (RFC 5322 bytes, SMS text, push JSON),
+    # zlib-compressed, and the SHA-256 of the uncompressed bytes (also in its evidence entry).
+    Column("message_zlib", LargeBinary),
+    Column("message_sha256", String(64)),
     Index(None, "outbox_id"),
 )
 
@@ -296,6 +301,20 @@ evidence = Table(
     Column("hash", String(64), nullable=False),
     UniqueConstraint("company_id", "seq"),
     Index(None, "customer_id"),
+)
+
+# Signed chain heads; each is also appended to the workspace's evidence/checkpoints.jsonl.
+evidence_checkpoints = Table(
+    "evidence_checkpoints",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("head", String(64), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("public_key", String(64), nullable=False),
+    Column("signature", String(128), nullable=False),
+    UniqueConstraint("company_id", "seq"),
 )
 
 tasks = Table(
