@@ -19,7 +19,8 @@ LEASE = timedelta(minutes=10)
 
 
 def _started(pid: int) -> str | None:
-    """The start time of process ``pid`` in clock ticks since boot (Linux), else None."""
+    """The start time of process ``pid`` in clock ticks since boot (Linux); None when there
+    is no such process, or it has ended (a zombie waiting for its parent)."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
             stat = f.read()
@@ -27,7 +28,9 @@ def _started(pid: int) -> str | None:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after its end.
     fields = stat.rpartition(")")[2].split()
-    return fields[19] if len(fields) > 19 else None
+    if len(fields) <= 19 or fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
 
 
 @cache
