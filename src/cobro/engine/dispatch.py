@@ -297,10 +297,12 @@ class Ledger:
                     held = await asyncio.to_thread(self._write, [a for a, _ in batch])
                 except Exception as exc:
                     for _, done in batch:
-                        done.set_exception(exc)
+                        if not done.done():  # its sender may have been cancelled meanwhile
+                            done.set_exception(exc)
                     continue
                 for a, done in batch:
-                    done.set_result(a.job.outbox_id in held)
+                    if not done.done():
+                        done.set_result(a.job.outbox_id in held)
         finally:
             self._writer = None
 
@@ -905,7 +907,15 @@ class Dispatcher:
                     return  # reached, or worth retrying on this channel later
             # every channel refused for good or is down: the outcome says why, per channel
 
-        await asyncio.gather(*(route(job, r) for job in jobs for r in job.outgoing))
+        # A failure that stops the batch (the database gone for good) stops every message
+        # of it: none is sent that could not be recorded.
+        try:
+            async with asyncio.TaskGroup() as group:
+                for job in jobs:
+                    for r in job.outgoing:
+                        group.create_task(route(job, r))
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None
 
     def _held(self, conn: Connection, jobs: list[Job]) -> set[int]:
         """The rows of ``jobs`` this dispatcher still holds (locked until commit)."""
