@@ -47,6 +47,7 @@ from cobro.engine.accounts import block_accounts
 from cobro.engine.leases import LEASE, holder_gone, holder_name
 from cobro.engine.messages import MessageSpec, load_attachment, message_spec
 from cobro.engine.notices import UNREACHABLE, main_role, notice_context, upcoming_cancel_reason
+from cobro.engine.sending import Breaker, Ledger, backoff
 from cobro.engine.subscriptions import UPCOMING
 from cobro.errors import (
     AddressGone,
@@ -68,43 +69,11 @@ from cobro.workspace import utcnow
 MAIN_ROLES = frozenset({Recipient.DEBTOR.value, "admin", "contact"})
 FIRST_BATCH = 8  # rows claimed at first; the size then follows how long batches take
 BATCH_SECONDS = 0.5  # what one batch (claim, render, send, record) should take at most
-FIRST_WAIT = timedelta(minutes=5)
 PARALLEL = 8  # messages on the wire at once on a channel that does not say (SMS, push)
 FAILED_TASK = "delivery_failed"  # tasks.action_key of a claim that failed for good
 # Outcome kinds that leave a recipient to a later attempt: a refusal worth retrying, the
 # channel not answering, and "not started before the pass deadline".
 RETRY_KINDS = frozenset({"temporary", "down", "later"})
-
-
-def backoff(failing_for: timedelta, cap: timedelta) -> timedelta:
-    """Wait before the next attempt of a row failing for ``failing_for``: as long as it has
-    failed so far (5 min, 5, 10, 20, 40...), at most ``cap``."""
-    return min(max(failing_for, FIRST_WAIT), cap)
-
-
-@dataclass
-class Breaker:
-    """A channel's circuit breaker: after ``limit`` failed connections in a row, the channel
-    is not tried for ``pause_s`` seconds; then one more failure stops it again."""
-
-    limit: int
-    pause_s: float
-    failures: int = 0
-    open_until: float = 0.0
-    reason: str = ""
-
-    def is_open(self, now: float) -> bool:
-        return now < self.open_until
-
-    def succeeded(self) -> None:
-        self.failures = 0
-
-    def failed(self, reason: str, now: float) -> None:
-        self.failures += 1
-        self.reason = reason
-        if self.failures >= self.limit:
-            self.open_until = now + self.pause_s
-            self.failures = self.limit - 1
 
 
 def require_sender(config: CobroConfig, config_file: str = "cobro.yaml") -> None:
@@ -266,45 +235,6 @@ class Attempted:
     channel: str
     msg: Outgoing
     outcome: str
-
-
-class Ledger:
-    """Records attempted messages as soon as they are known, many in one transaction.
-
-    ``note`` returns once the message is recorded (True) or found to belong to a row
-    this dispatcher no longer holds (False). While one transaction is being written
-    (in a thread, so that other connections keep sending), the messages that arrive
-    wait for the next one: each connection has at most one message unrecorded.
-    """
-
-    def __init__(self, write: Callable[[list[Attempted]], set[int]]) -> None:
-        self._write = write
-        self._waiting: list[tuple[Attempted, asyncio.Future[bool]]] = []
-        self._writer: asyncio.Task[None] | None = None
-
-    async def note(self, attempted: Attempted) -> bool:
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiting.append((attempted, done))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._drain())
-        return await done
-
-    async def _drain(self) -> None:
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting, []
-                try:
-                    held = await asyncio.to_thread(self._write, [a for a, _ in batch])
-                except Exception as exc:
-                    for _, done in batch:
-                        if not done.done():  # its sender may have been cancelled meanwhile
-                            done.set_exception(exc)
-                    continue
-                for a, done in batch:
-                    if not done.done():
-                        done.set_result(a.job.outbox_id in held)
-        finally:
-            self._writer = None
 
 
 class Dispatcher:
@@ -860,7 +790,7 @@ class Dispatcher:
         return found
 
     async def _send(self, jobs: list[Job]) -> None:
-        ledger = Ledger(self._write_deliveries)
+        ledger: Ledger[Attempted] = Ledger(self._write_deliveries, lambda a: a.job.outbox_id)
         deadline_s = self.settings.connection_deadline_s
 
         async def attempt(channel: str, msg: Outgoing) -> str:

@@ -18,8 +18,9 @@ from cobro.channels.email import CaptureTransport, EmailChannel, SmtpSettings, S
 from cobro.channels.push import PushChannel, read_private_key
 from cobro.channels.sms import SmsChannel
 from cobro.domain.calendar import send_instant
-from cobro.engine.dispatch import Breaker, Dispatcher, DispatchReport
+from cobro.engine.dispatch import Dispatcher, DispatchReport
 from cobro.engine.planner import plan_day
+from cobro.engine.sending import Breaker
 from cobro.render.templates import TemplateSet
 from cobro.store import tables as t
 from cobro.store.db import connection_lost, retrying
