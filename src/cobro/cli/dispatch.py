@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from sqlalchemy.exc import DBAPIError
 
 from cobro.cli.common import (
     Options,
@@ -125,6 +126,9 @@ def dispatch(
         fail("configuration error; messages stay in the outbox until it is fixed", 2)
     except CobroError as exc:
         fail(str(exc), 2)
+    except DBAPIError as exc:  # still unreachable after the retries
+        first = str(exc.orig or exc).strip().splitlines()
+        fail(f"database unavailable: {first[0] if first else type(exc).__name__}", 1)
     finally:
         for child in procs:
             if child.pid is not None and child.is_alive():
