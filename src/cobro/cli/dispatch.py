@@ -147,6 +147,15 @@ def dispatch(
                 "by_channel": dict(sorted(total.by_channel.items())),
                 "cost": str(total.cost),
                 "errors": total.errors,
+                "failures": [
+                    {
+                        "outbox_id": f.outbox_id,
+                        "customer": f.customer,
+                        "customer_name": f.customer_name,
+                        "reason": f.reason,
+                    }
+                    for f in total.failures
+                ],
             }
         )
     else:
