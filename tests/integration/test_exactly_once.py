@@ -372,7 +372,7 @@ def test_a_550_fails_that_claim_names_its_debtor_opens_a_task_and_requeue_sends_
     assert "C1 Debtor C1" in report.errors[0] and "550" in report.errors[0]
     with ws.engine.connect() as conn:
         (task,) = list_tasks(conn, ws.company_id)
-    assert task.customer == "C1" and task.action == "delivery_failed"
+    assert task.customer == "C1" and task.action == f"delivery_failed/{found_id(ws, 'C1')}"
     assert "550" in task.message and "cobro requeue" in task.message
 
     # Requeued before the cause is fixed, it fails again; once fixed, it goes out once.
@@ -411,6 +411,11 @@ def test_a_550_on_email_moves_the_message_to_the_next_channel_of_the_phase(
         "sent",
     )
     assert "550" in (email.error or "")
+
+
+def found_id(ws: Workspace, customer: str) -> int:
+    (row,) = [r for r in outbox(ws) if r.customer == customer]
+    return int(row.id)
 
 
 # --------------------------------------------------------------------------- tarpit

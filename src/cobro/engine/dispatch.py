@@ -70,7 +70,7 @@ MAIN_ROLES = frozenset({Recipient.DEBTOR.value, "admin", "contact"})
 FIRST_BATCH = 8  # rows claimed at first; the size then follows how long batches take
 BATCH_SECONDS = 0.5  # what one batch (claim, render, send, record) should take at most
 PARALLEL = 8  # messages on the wire at once on a channel that does not say (SMS, push)
-FAILED_TASK = "delivery_failed"  # tasks.action_key of a claim that failed for good
+FAILED_TASK = "delivery_failed"  # tasks.action_key of a claim that failed for good: + /id
 # Outcome kinds that leave a recipient to a later attempt: a refusal worth retrying, the
 # channel not answering, and "not started before the pass deadline".
 RETRY_KINDS = frozenset({"temporary", "down", "later"})
@@ -224,6 +224,7 @@ class Job:
     failure: str | None = None  # why the row cannot be sent at all
     cancel: str | None = None  # why the row need not be sent any more
     permanent: bool = False
+    lost: bool = False  # another dispatcher took the row over: send nothing more of it
 
 
 @dataclass(frozen=True)
@@ -823,10 +824,15 @@ class Dispatcher:
 
         async def one(job: Job, person: Person, channel: str, msg: Outgoing) -> str:
             async with self._slot(channel):
-                outcome = job.outcome[(channel, msg.address)] = await attempt(channel, msg)
+                if job.lost:
+                    outcome = "later:the row was taken over by another dispatcher"
+                else:
+                    outcome = await attempt(channel, msg)
+                job.outcome[(channel, msg.address)] = outcome
                 kind = outcome.partition(":")[0]
                 if kind not in ("down", "later"):  # it was tried: record it before going on
-                    await ledger.note(Attempted(job, person, channel, msg, outcome))
+                    held = await ledger.note(Attempted(job, person, channel, msg, outcome))
+                    job.lost = job.lost or not held
             return kind
 
         async def route(job: Job, r: Route) -> None:
@@ -1091,7 +1097,7 @@ class Dispatcher:
                     {
                         "company_id": self.company_id,
                         "customer_id": job.customer_id,
-                        "action_key": FAILED_TASK,
+                        "action_key": f"{FAILED_TASK}/{job.outbox_id}",
                         "created_on": now.date(),
                         "due_at": now,
                         "message": (
@@ -1121,7 +1127,8 @@ class Dispatcher:
                 outbox_updates,
             )
         if tasks:
-            # One task per debtor and day: a second failed claim adds nothing new to do.
+            # One task per claim and day: a claim requeued and failing again the same day
+            # keeps its open task.
             report.tasks = sum(
                 int(
                     conn.execute(
