@@ -297,7 +297,7 @@ class Dispatch(_Strict):
         default=72, description="temporary failures are retried this long before a claim fails"
     )
     retry_max_wait_minutes: Annotated[int, Field(ge=5, le=1440)] = 60
-    connection_deadline_s: Annotated[float, Field(gt=0, le=600)] = Field(
+    connection_deadline_s: Annotated[float, Field(gt=0, le=300)] = Field(
         default=60, description="longest one message may hold a connection, whatever the server"
     )
     pass_deadline_s: Annotated[float, Field(gt=0, le=86400)] = Field(
