@@ -850,7 +850,7 @@ class Dispatcher:
                 for job in jobs:
                     for r in job.outgoing:
                         group.create_task(route(job, r))
-        except ExceptionGroup as failed:
+        except BaseExceptionGroup as failed:
             raise failed.exceptions[0] from None
 
     def _held(self, conn: Connection, jobs: list[Job]) -> set[int]:
