@@ -431,13 +431,18 @@ class Tarpit:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.closed = False
+        self.acceptor = threading.Thread(target=self._accept, daemon=True)
+        self.acceptor.start()
 
     def _accept(self) -> None:
         while True:
             try:
                 conn, _ = self.listener.accept()
             except OSError:
+                return
+            if self.closed:
+                conn.close()
                 return
             if self.stalled:
                 self.held.append(conn)
@@ -459,6 +464,13 @@ class Tarpit:
                     s.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
+        # Wake the accepting thread before the socket goes: a closed descriptor may be
+        # reused by the next test's server while a thread still waits on it.
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.acceptor.join(10)
+        assert not self.acceptor.is_alive()
         self.listener.close()
         for conn in self.held:
             conn.close()
