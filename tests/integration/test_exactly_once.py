@@ -507,6 +507,41 @@ def test_a_server_that_never_answers_cannot_stall_the_pass_and_the_mail_goes_out
         tarpit.close()
 
 
+def test_the_pass_deadline_leaves_the_messages_not_started_for_the_next_pass(
+    make_ws: Callable[..., Workspace], server: tuple[Counting, int]
+) -> None:
+    handler, port = server
+    tarpit = Tarpit(port)
+    try:
+        ws = make_ws(
+            replace={
+                **smtp_to(
+                    tarpit.port,
+                    "dispatch:\n  connection_deadline_s: 1\n  pass_deadline_s: 0.5\n"
+                    "  breaker_failures: 1000\n",  # so that only the deadline stops it
+                ),
+            }
+        )
+        debtors(ws, 40, DAY + timedelta(days=7))
+        began = time.monotonic()
+        report = run_day(ws, DAY)
+        took = time.monotonic() - began
+
+        assert took < 6, took  # not 10 rounds of 4 connections waiting 1 s each
+        # Only the first batch was claimed before the deadline; nothing failed for good.
+        assert (report.sent, report.failed) == (0, 0) and 0 < report.retrying < 40
+        assert statuses(ws) == {"planned": 40}
+        left = [row for row in outbox(ws) if row.failing_since is None]
+        assert len(left) >= 40 - CONNECTIONS  # never tried: due again at once, not failing
+
+        tarpit.stalled = False
+        again = dispatch_due(ws, max(row.next_attempt_at for row in outbox(ws)))
+        assert again.sent == 40
+        assert duplicates(handler.received) == 0 and len(handler.received) == 40
+    finally:
+        tarpit.close()
+
+
 # --------------------------------------------------------------------------- database
 
 
