@@ -10,6 +10,7 @@ CobroError
 ├── EvidenceKeyError        the evidence signing key or checkpoint file cannot be used
 └── ChannelError            a channel could not deliver a message
     ├── TemporaryFailure    worth retrying later (connection refused, 4xx reply)
+    │   └── ChannelDown     the channel itself does not answer (no connection, 421)
     └── PermanentFailure    retrying will not help (5xx reply, bad address)
 """
 
@@ -76,6 +77,11 @@ class ChannelError(CobroError):
 
 class TemporaryFailure(ChannelError):
     """Delivery failed in a way that may succeed later."""
+
+
+class ChannelDown(TemporaryFailure):
+    """The channel itself cannot be reached (connection refused or timed out, SMTP 421):
+    every message on it would fail the same way for now."""
 
 
 class PermanentFailure(ChannelError):

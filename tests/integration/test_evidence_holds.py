@@ -8,6 +8,7 @@ import json
 import stat
 import subprocess
 import zlib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,10 @@ def two_claims(ws: Workspace) -> None:
     business(ws, "C1", "ap@one.example")
     business(ws, "C2", "ap@two.example")
     invoice(ws, "F-1", "C1", d("2025-03-10"), "100.00")
-    invoice(ws, "G-1", "C2", d("2025-03-10"), "70.00")
-    assert run_day(ws, DAY).sent == 2
+    invoice(ws, "G-1", "C2", d("2025-03-11"), "70.00")
+    # One claim a day, so the second claim's delivery and claim are entries 3 and 4.
+    assert run_day(ws, DAY).sent == 1
+    assert run_day(ws, DAY + timedelta(days=1)).sent == 1
 
 
 def verify(ws: Workspace) -> VerifyReport:
@@ -89,8 +92,9 @@ def test_an_untouched_history_verifies_against_its_signed_checkpoint(
     assert report.checkpoint.head == report.chain.head
     key = smtp_ws.root / KEY_FILE
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    (line,) = (smtp_ws.root / CHECKPOINT_FILE).read_text().splitlines()
-    assert Checkpoint.from_json(json.loads(line)) == report.checkpoint
+    lines = (smtp_ws.root / CHECKPOINT_FILE).read_text().splitlines()
+    assert len(lines) == 2  # one checkpoint per run
+    assert Checkpoint.from_json(json.loads(lines[-1])) == report.checkpoint
     proc = cobro(smtp_ws, "evidence", "verify", ok=True)
     assert "4 entries, chain intact" in proc.stdout
     assert "signed checkpoint at entry 4" in proc.stdout

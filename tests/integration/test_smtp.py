@@ -12,7 +12,7 @@ import pytest
 from cobro.engine.runs import dispatch_due, email_channel, run_day
 from cobro.errors import SenderNotConfigured
 from cobro.evidence.history import claim_history
-from cobro.workspace import Workspace
+from cobro.workspace import Workspace, utcnow
 
 from .conftest import STARTER_CONFIG, SmtpServer, top_level_block
 from .support import (
@@ -242,12 +242,22 @@ def test_retry_sends_only_to_the_recipients_not_yet_reached(
         ("ap@acme.example",),
         ("rita@demo.example",),
     ]
-    assert [(x.attempt, x.recipient, x.status) for x in deliveries(smtp_ws)] == [
+    # Each delivery is recorded as soon as the server answers: in the order they finished.
+    assert sorted((x.attempt, x.recipient, x.status) for x in deliveries(smtp_ws)) == [
         (1, "ap@acme.example", "sent"),
         (1, "rita@demo.example", "failed"),
         (2, "rita@demo.example", "sent"),
     ]
     assert outbox(smtp_ws)[0].status == "sent"
+
+
+# Temporary failures retried for two hours (instead of three days).
+SHORT_RETRY = {"default_policy: consumer": "dispatch:\n  retry_hours: 2\ndefault_policy: consumer"}
+
+
+@pytest.fixture
+def short_retry_ws(make_ws: Callable[..., Workspace], smtp_server: SmtpServer) -> Workspace:
+    return make_ws(replace={**smtp_server.replace, **SHORT_RETRY})
 
 
 def retry_until_settled(ws: Workspace) -> list[str]:
@@ -262,36 +272,38 @@ def retry_until_settled(ws: Workspace) -> list[str]:
     raise AssertionError(f"still retrying after 10 dispatches: {seen}")
 
 
-def test_temporary_failures_give_up_after_the_last_attempt(
-    smtp_ws: Workspace, smtp_server: SmtpServer
+def test_temporary_failures_are_retried_with_growing_waits_for_the_retry_time_then_fail(
+    short_retry_ws: Workspace, smtp_server: SmtpServer
 ) -> None:
-    one_claim(smtp_ws)
+    one_claim(short_retry_ws, "Acme Industrial")
     smtp_server.handler.refuse("ap@acme.example", "451 4.3.0 try later")  # every time
-    run_day(smtp_ws, DAY)
+    run_day(short_retry_ws, DAY)
 
-    retry_until_settled(smtp_ws)
+    retry_until_settled(short_retry_ws)
 
-    (row,) = outbox(smtp_ws)
+    (row,) = outbox(short_retry_ws)
     assert row.status == "failed" and "451" in (row.reason or "")
-    attempts = deliveries(smtp_ws)
-    assert row.attempts == 5 and [x.attempt for x in attempts] == [1, 2, 3, 4, 5]
+    assert "still failing after 2 h" in (row.reason or "")
+    attempts = deliveries(short_retry_ws)
+    assert [x.attempt for x in attempts] == [1, 2, 3, 4, 5, 6, 7]
     assert {x.status for x in attempts} == {"failed"}
     waits = [b.at - a.at for a, b in itertools.pairwise(attempts)]
-    assert waits == [timedelta(minutes=m) for m in (5, 10, 20, 40)]
+    # As long as it has failed so far, at least 5 minutes, at most an hour.
+    assert waits == [timedelta(minutes=m) for m in (5, 5, 10, 20, 40, 60)]
     assert smtp_server.received == []
 
 
 def test_claim_that_reached_the_debtor_is_sent_even_if_an_internal_recipient_kept_failing(
-    smtp_ws: Workspace, smtp_server: SmtpServer
+    short_retry_ws: Workspace, smtp_server: SmtpServer
 ) -> None:
-    with_sales_rep(smtp_ws)
+    with_sales_rep(short_retry_ws)
     smtp_server.handler.refuse("rita@demo.example", "451 4.3.0 mailbox busy")  # every time
-    run_day(smtp_ws, AFTER)
+    run_day(short_retry_ws, AFTER)
 
-    retry_until_settled(smtp_ws)
+    retry_until_settled(short_retry_ws)
 
     assert [m.rcpt_tos for m in smtp_server.received] == [("ap@acme.example",)]
-    (row,) = outbox(smtp_ws)
+    (row,) = outbox(short_retry_ws)
     # The same situation with a permanent refusal of the rep is recorded as sent.
     assert row.status == "sent"
 
@@ -332,12 +344,14 @@ def test_dispatch_killed_while_sending_is_resumed_after_its_lease_with_the_same_
         )
 
     (row,) = outbox(smtp_ws)
-    assert row.status == "sending" and row.next_attempt_at > at
+    assert row.status == "sending" and row.lease_until > utcnow()
     assert deliveries(smtp_ws) == []
-    # Another dispatch before the lease expires leaves it alone...
-    assert dispatch_due(smtp_ws, as_of=at + timedelta(minutes=5)).sent == 0
+    # Another dispatch while the lease runs (on the real clock) leaves it alone, whatever
+    # dated instant it acts on...
+    assert dispatch_due(smtp_ws, as_of=at + timedelta(days=5)).sent == 0
     # ...and after it, sends it again under the same Message-ID, so the copy can be told apart.
-    assert dispatch_due(smtp_ws, as_of=row.next_attempt_at).sent == 1
+    after_lease = row.lease_until + timedelta(seconds=1)
+    assert dispatch_due(smtp_ws, as_of=at, clock=lambda: after_lease).sent == 1
     first, second = smtp_server.received
     assert first.message["Message-ID"] == second.message["Message-ID"]
     (row,) = outbox(smtp_ws)

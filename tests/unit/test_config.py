@@ -158,3 +158,36 @@ def test_a_phase_may_list_sms_and_push_in_order_of_preference() -> None:
     )
     phase = parse_config(text).policy("b2b").phases[0]
     assert phase.channels == ("sms", "email")
+
+
+def test_smtp_port_host_and_timeout_out_of_range_are_refused_with_their_lines() -> None:
+    text = (
+        STARTER.replace("port: 587", "port: 99999")
+        .replace("host: capture ", "host: mail server.example ")
+        .replace("      connections: 4\n", "      connections: 4\n      timeout_s: 0\n")
+    )
+    found = problems(text)
+    assert any(
+        p.startswith(f"cobro.yaml:{line_of(text, 'port: 99999')}: channels.email.smtp.port")
+        and "65535" in p
+        for p in found
+    ), found
+    assert any(
+        p.startswith(f"cobro.yaml:{line_of(text, 'mail server.example')}: channels.email.smtp.host")
+        for p in found
+    ), found
+    assert any(
+        p.startswith(f"cobro.yaml:{line_of(text, 'timeout_s: 0')}: channels.email.smtp.timeout_s")
+        for p in found
+    ), found
+
+
+def test_dispatch_retry_time_and_deadlines_are_checked() -> None:
+    text = STARTER.replace(
+        "default_policy: consumer",
+        "dispatch:\n  retry_hours: 0\n  connection_deadline_s: 5\ndefault_policy: consumer",
+    )
+    (p,) = problems(text)
+    assert p.startswith(f"cobro.yaml:{line_of(text, 'retry_hours: 0')}: dispatch.retry_hours")
+    fine = parse_config(text.replace("retry_hours: 0", "retry_hours: 24"))
+    assert fine.dispatch.retry_hours == 24 and fine.dispatch.connection_deadline_s == 5

@@ -13,7 +13,7 @@ from typing import ClassVar, Protocol
 import aiosmtplib
 
 from cobro.channels.base import Handovers, Outgoing
-from cobro.errors import PermanentFailure, TemporaryFailure
+from cobro.errors import ChannelDown, PermanentFailure, TemporaryFailure
 from cobro.render.mime import Envelope, FilePart, InlinePart, build_email
 
 
@@ -111,16 +111,25 @@ class SmtpTransport:
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [e.code for e in exc.recipients]
             err = f"recipient refused: {'; '.join(str(e) for e in exc.recipients)}"
+            if codes and all(c == 421 for c in codes):
+                client.close()
+                raise ChannelDown(err) from exc
             if codes and all(400 <= c < 500 for c in codes):
                 raise TemporaryFailure(err) from exc
             raise PermanentFailure(err) from exc
         except aiosmtplib.SMTPResponseException as exc:
+            if exc.code == 421:  # the server is closing the connection: it takes nothing now
+                client.close()
+                raise ChannelDown(f"SMTP {exc.code} {exc.message}") from exc
             if 400 <= exc.code < 500:
                 raise TemporaryFailure(f"SMTP {exc.code} {exc.message}") from exc
             raise PermanentFailure(f"SMTP {exc.code} {exc.message}") from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             client.close()
-            raise TemporaryFailure(f"SMTP connection to {self.settings.host}: {exc}") from exc
+            raise ChannelDown(f"SMTP connection to {self.settings.host}: {exc}") from exc
+        except asyncio.CancelledError:
+            client.close()  # stopped mid-conversation (a deadline): the connection is unusable
+            raise
         finally:
             self._free.put_nowait(client)
 
@@ -158,6 +167,12 @@ class EmailChannel:
 
     def cost_of(self, message: Outgoing) -> Decimal:
         return self.cost
+
+    @property
+    def parallel(self) -> int:
+        """How many messages may be on the wire at once: one per SMTP connection."""
+        settings = getattr(self.transport, "settings", None)
+        return settings.connections if isinstance(settings, SmtpSettings) else 4
 
     async def start(self) -> None:
         await self.transport.start()

@@ -25,7 +25,7 @@ from cobro.cli.common import (
     parse_date,
     print_json,
 )
-from cobro.cli.dispatch import dispatch
+from cobro.cli.dispatch import dispatch, requeue
 from cobro.cli.events import contacts_app, event_app, push_app
 from cobro.cli.progress import QuietOption, progress_for
 from cobro.cli.staff import account, segments_app, tasks_app
@@ -427,6 +427,7 @@ app.add_typer(push_app, name="push")
 app.add_typer(tasks_app, name="tasks")
 app.command(name="account")(account)
 app.command(name="dispatch")(dispatch)
+app.command(name="requeue")(requeue)
 
 evidence_app = typer.Typer(help="The tamper-evident history.", no_args_is_help=True)
 app.add_typer(evidence_app, name="evidence")

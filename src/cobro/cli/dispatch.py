@@ -1,4 +1,5 @@
-"""``cobro dispatch``: send what is due now, or keep sending as events arrive."""
+"""``cobro dispatch``: send what is due now, or keep sending as events arrive;
+``cobro requeue``: send claims that failed for good again."""
 
 from __future__ import annotations
 
@@ -10,8 +11,20 @@ from types import FrameType
 from typing import Annotated
 
 import typer
+from rich.table import Table
+from sqlalchemy.exc import DBAPIError
 
-from cobro.cli.common import Options, by_channel, err, fail, open_ws, out, print_json
+from cobro.cli.common import (
+    Options,
+    add_row,
+    by_channel,
+    err,
+    fail,
+    open_ws,
+    out,
+    parse_date,
+    print_json,
+)
 from cobro.cli.progress import QuietOption, progress_for
 from cobro.engine.dispatch import DispatchReport
 from cobro.errors import CobroError, ConfigError
@@ -27,6 +40,10 @@ def _line(report: DispatchReport) -> str:
 def _print_busy(report: DispatchReport, _seconds: float) -> None:
     if report.sent + report.failed + report.cancelled + report.retrying:
         out.print(_line(report), markup=False)
+
+
+def _print_error(message: str) -> None:
+    err.print(message, highlight=False, markup=False)
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -46,7 +63,7 @@ def _worker(root: Path, db: str | None, poll_s: float) -> None:
     _stop_on_signals(stop)
     ws = open_workspace(root, db)
     try:
-        watch(ws, stop, poll_s)
+        watch(ws, stop, poll_s, on_error=_print_error)
     finally:
         ws.close()
 
@@ -103,6 +120,7 @@ def dispatch(
                 stop,
                 poll_ms / 1000,
                 None if as_json or quiet else _print_busy,
+                _print_error,
             )
     except ConfigError as exc:
         for p in exc.problems:
@@ -110,6 +128,9 @@ def dispatch(
         fail("configuration error; messages stay in the outbox until it is fixed", 2)
     except CobroError as exc:
         fail(str(exc), 2)
+    except DBAPIError as exc:  # still unreachable after the retries
+        first = str(exc.orig or exc).strip().splitlines()
+        fail(f"database unavailable: {first[0] if first else type(exc).__name__}", 1)
     finally:
         for child in procs:
             if child.pid is not None and child.is_alive():
@@ -128,6 +149,15 @@ def dispatch(
                 "by_channel": dict(sorted(total.by_channel.items())),
                 "cost": str(total.cost),
                 "errors": total.errors,
+                "failures": [
+                    {
+                        "outbox_id": f.outbox_id,
+                        "customer": f.customer,
+                        "customer_name": f.customer_name,
+                        "reason": f.reason,
+                    }
+                    for f in total.failures
+                ],
             }
         )
     else:
@@ -135,3 +165,61 @@ def dispatch(
             out.print(f"total: {_line(total)}", markup=False)
         for e in total.errors[:20]:
             err.print(f"  {e}", highlight=False, markup=False)
+
+
+def requeue(
+    ctx: typer.Context,
+    claim: Annotated[int | None, typer.Option("--claim", help="The claim's outbox id.")] = None,
+    debtor: Annotated[
+        str | None, typer.Option("--debtor", help="The debtor's external id.")
+    ] = None,
+    on: Annotated[
+        str | None, typer.Option("--date", help="The claims of this day (YYYY-MM-DD).")
+    ] = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Claims whose reason contains this text.")
+    ] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every failed claim.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the failed claims matching; change nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the claims as JSON.")] = False,
+) -> None:
+    """Send again the claims that failed for good, once their cause is fixed.
+
+    Choose them by claim, debtor, date or reason (several filters: all must match), or
+    --all. They are sent by the next `cobro dispatch` or run, to the recipients that
+    have not received them yet.
+    """
+    from cobro.engine.requeue import failed_claims
+    from cobro.engine.requeue import requeue as requeue_claims
+    from cobro.workspace import utcnow
+
+    day = parse_date(on, "--date")
+    if not every and claim is None and debtor is None and day is None and not reason:
+        fail("say which failed claims: --claim, --debtor, --date, --reason or --all", 2)
+    ws = open_ws(ctx)
+    try:
+        with ws.engine.begin() as conn:
+            found = failed_claims(
+                conn, ws.company_id, claim=claim, debtor=debtor, on=day, reason=reason
+            )
+            done = 0 if dry_run else requeue_claims(conn, ws.company_id, found, utcnow())
+    finally:
+        ws.close()
+    if as_json:
+        print_json({"requeued": done, "claims": [x.to_json() for x in found]})
+        return
+    if found:
+        table = Table("claim", "debtor", "name", "step", "date", "reason")
+        for x in found:
+            add_row(
+                table, x.outbox_id, x.customer, x.customer_name, x.step, x.occurrence_on, x.reason
+            )
+        out.print(table)
+    out.print(
+        f"{len(found)} failed claim(s) match; none changed (--dry-run)"
+        if dry_run
+        else f"requeued {done} claim(s); `cobro dispatch` sends them",
+        markup=False,
+    )

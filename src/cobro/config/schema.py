@@ -40,6 +40,10 @@ _WHEN = re.compile(
 # First segments of outbox steps that are not policy phases.
 RESERVED_STEP_PREFIXES = frozenset({"action", "receipt", "unpaid", "upcoming", "admin", "banking"})
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+_HOST = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+_IPV6 = re.compile(r"\[?[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\]?")
 
 
 class _Strict(BaseModel):
@@ -171,7 +175,7 @@ class Smtp(_Strict):
     """Where email goes. ``host: capture`` writes each message to the workspace's mail/."""
 
     host: str = "capture"
-    port: int = 587
+    port: Annotated[int, Field(ge=1, le=65535)] = 587
     username: str | None = None
     password_env: str | None = Field(
         default=None, description="name of the environment variable holding the password"
@@ -179,7 +183,15 @@ class Smtp(_Strict):
     starttls: bool = False
     tls: bool = False
     connections: Annotated[int, Field(ge=1, le=64)] = 4
-    timeout_s: float = 30.0
+    timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        v = v.strip()
+        if v == "capture" or _HOST.fullmatch(v) or _IPV6.fullmatch(v):
+            return v
+        raise ValueError(f"{v!r} is not a host name or IP address (or 'capture')")
 
 
 class EmailChannel(_Strict):
@@ -376,9 +388,29 @@ class ImportMapping(_Strict):
         return v
 
 
+class Dispatch(_Strict):
+    """How sending copes with faults: retries, deadlines and the circuit breaker."""
+
+    retry_hours: Annotated[float, Field(gt=0, le=720)] = Field(
+        default=72, description="temporary failures are retried this long before a claim fails"
+    )
+    retry_max_wait_minutes: Annotated[int, Field(ge=5, le=1440)] = 60
+    connection_deadline_s: Annotated[float, Field(gt=0, le=300)] = Field(
+        default=60, description="longest one message may hold a connection, whatever the server"
+    )
+    pass_deadline_s: Annotated[float, Field(gt=0, le=86400)] = Field(
+        default=1800, description="no message is started after this long; the rest waits"
+    )
+    breaker_failures: Annotated[int, Field(ge=1, le=1000)] = Field(
+        default=4, description="failed connections in a row that stop a channel for a while"
+    )
+    breaker_pause_s: Annotated[float, Field(gt=0, le=3600)] = 30
+
+
 class CobroConfig(_Strict):
     company: Company
     channels: Channels = Channels()
+    dispatch: Dispatch = Dispatch()
     policies: dict[str, PolicyConfig] = Field(min_length=1)
     assign: list[AssignRule] = []
     default_policy: str

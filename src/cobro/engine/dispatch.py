@@ -1,12 +1,23 @@
 """The daily run's second half: outbox rows become delivered messages.
 
-Rows are claimed in batches (``planned -> sending`` with a lease), their
-items re-read so that anything paid since planning is left out (a row whose
-items are all paid is cancelled), rendered, sent concurrently over the
-channel, and the outcome recorded in one transaction per batch together
-with the evidence chain. A crash leaves rows in ``sending`` whose lease
-expires; the next dispatch retries them with the same Message-ID, and
-recipients who already have a delivery are not sent to again.
+Rows are claimed in batches (``planned -> sending`` with a lease on the real
+clock, signed by this process), their items re-read so that anything paid since
+planning is left out (a row whose items are all paid is cancelled), rendered, and
+sent concurrently over the channel. Each message's delivery is recorded, with its
+evidence, as soon as the server has answered, and before its connection takes
+the next message; a row's outcome is recorded once its messages are done. Both
+writes happen only while this dispatcher still holds the row.
+
+A crash leaves rows in ``sending``: another dispatcher takes them over when the
+lease expires, or at once when the holder was a process of the same host that is
+gone. Recipients who already have a delivery are not sent to again, so a crash
+resends at most one message per connection, under the same Message-ID.
+
+Temporary failures are retried, with waits growing up to a cap, for
+``dispatch.retry_hours``; a claim that fails for good names its debtor and
+reason, and opens a staff task. A channel whose connections keep failing is
+left alone for a while (the circuit breaker) and its messages go on the next
+channel of the phase, or wait for the next pass.
 """
 
 from __future__ import annotations
@@ -14,17 +25,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
 from itsdangerous import URLSafeTimedSerializer
-from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, or_, select, update
 
 from cobro.channels.base import Attachment, Channel, Outgoing, handed_over
 from cobro.config import CobroConfig
@@ -32,11 +45,14 @@ from cobro.domain.escalation import reached_phase
 from cobro.domain.model import OutboxStatus, Policy, Recipient
 from cobro.domain.money import Money, totals_by_currency
 from cobro.engine.accounts import block_accounts
+from cobro.engine.leases import LEASE, holder_gone, holder_name
 from cobro.engine.messages import MessageSpec, load_attachment, message_spec
 from cobro.engine.notices import UNREACHABLE, main_role, notice_context, upcoming_cancel_reason
+from cobro.engine.sending import Breaker, Ledger, backoff
 from cobro.engine.subscriptions import UPCOMING
 from cobro.errors import (
     AddressGone,
+    ChannelDown,
     CobroError,
     ConfigProblem,
     PermanentFailure,
@@ -49,18 +65,18 @@ from cobro.evidence.messages import keep_message
 from cobro.render.logo import LOGO_CID, workspace_logo
 from cobro.render.templates import TemplateSet
 from cobro.store import tables as t
+from cobro.store.db import insert_ignoring, retrying
+from cobro.workspace import utcnow
 
-LEASE = timedelta(minutes=10)
 # Whom a message is for; reaching only internal copies (sales rep...) does not make it sent.
 MAIN_ROLES = frozenset({Recipient.DEBTOR.value, "admin", "contact"})
-MAX_ATTEMPTS = 5
 FIRST_BATCH = 8  # rows claimed at first; the size then follows how long batches take
 BATCH_SECONDS = 0.5  # what one batch (claim, render, send, record) should take at most
-
-
-def backoff(attempt: int) -> timedelta:
-    """Wait before retry number ``attempt``: 5 min, 10, 20, 40..., at most 6 h."""
-    return min(timedelta(minutes=5 * 2 ** max(attempt - 1, 0)), timedelta(hours=6))
+PARALLEL = 8  # messages on the wire at once on a channel that does not say (SMS, push)
+FAILED_TASK = "delivery_failed"  # tasks.action_key of a claim that failed for good: + /id
+# Outcome kinds that leave a recipient to a later attempt: a refusal worth retrying, the
+# channel not answering, and "not started before the pass deadline".
+RETRY_KINDS = frozenset({"temporary", "down", "later"})
 
 
 def require_sender(config: CobroConfig, config_file: str = "cobro.yaml") -> None:
@@ -84,6 +100,24 @@ def portal_token(secret: str, company: str, customer: str, outbox_id: int) -> st
     return s.dumps({"co": company, "cu": customer, "ob": outbox_id})
 
 
+@dataclass(frozen=True)
+class Failure:
+    """A claim that failed for good: which, for whom, and why."""
+
+    outbox_id: int
+    customer: str  # the debtor's external id
+    customer_name: str
+    step: str
+    occurrence_on: date
+    reason: str
+
+    def __str__(self) -> str:
+        return (
+            f"outbox {self.outbox_id} ({self.customer} {self.customer_name}, {self.step} of "
+            f"{self.occurrence_on.isoformat()}): {self.reason}"
+        )
+
+
 @dataclass
 class DispatchReport:
     sent: int = 0
@@ -92,8 +126,11 @@ class DispatchReport:
     retrying: int = 0
     deliveries: int = 0
     blocked: int = 0
+    tasks: int = 0  # staff tasks opened for claims that failed for good
+    lost: int = 0  # rows another dispatcher took over before this one finished them
     cost: Decimal = Decimal(0)
     errors: list[str] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
     by_channel: Counter[str] = field(default_factory=Counter)  # deliveries per channel
 
     def add(self, other: DispatchReport) -> None:
@@ -103,8 +140,11 @@ class DispatchReport:
         self.retrying += other.retrying
         self.deliveries += other.deliveries
         self.blocked += other.blocked
+        self.tasks += other.tasks
+        self.lost += other.lost
         self.cost += other.cost
         self.errors.extend(other.errors)
+        self.failures.extend(other.failures)
         self.by_channel.update(other.by_channel)
 
 
@@ -171,7 +211,8 @@ class Job:
     customer_language: str | None
     step: str
     occurrence_on: date
-    attempts: int
+    attempts: int  # this claim's number: the token recording checks
+    failing_since: datetime | None = None
     payload: dict[str, Any] = field(default_factory=dict)
     subscription: Any = None  # upcoming-charge reminders: the subscription as it is now
     spec: MessageSpec | None = None
@@ -181,14 +222,33 @@ class Job:
     reached_before: bool = False  # an earlier attempt reached a main recipient
     outgoing: list[Route] = field(default_factory=list)
     # (channel, address) -> 'ok:id' | 'temporary:error' | 'permanent:error' | 'gone:error'
+    # | 'down:why' (channel not answering) | 'later:why' (not started in this pass)
     outcome: dict[tuple[str, str], str] = field(default_factory=dict)
     failure: str | None = None  # why the row cannot be sent at all
     cancel: str | None = None  # why the row need not be sent any more
     permanent: bool = False
+    lost: bool = False  # another dispatcher took the row over: send nothing more of it
+
+
+@dataclass(frozen=True)
+class Attempted:
+    """One message the channel has answered for, to be recorded."""
+
+    job: Job
+    person: Person
+    channel: str
+    msg: Outgoing
+    outcome: str
 
 
 class Dispatcher:
-    """Dispatches one company's ready outbox rows as of an instant."""
+    """Dispatches one company's outbox rows due by an instant.
+
+    ``as_of`` (the dated instant a run acts on) only decides what is due and stamps
+    what is recorded; leases are measured on ``clock``, the real clock. ``breakers``
+    may be shared between passes (``watch``); ``orphans`` names holders of earlier
+    passes of this process that stopped half-way (their rows are taken over at once).
+    """
 
     def __init__(
         self,
@@ -204,9 +264,19 @@ class Dispatcher:
         files_root: Path | None = None,
         channels_open: bool = False,
         on_batch: Callable[[DispatchReport], None] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        breakers: dict[str, Breaker] | None = None,
+        orphans: frozenset[str] = frozenset(),
     ) -> None:
         self.engine = engine
         self.on_batch = on_batch  # told what each batch did (progress)
+        self.clock = clock
+        self.settings = config.dispatch
+        self.breakers = breakers if breakers is not None else {}
+        self.orphans = orphans
+        # Unique per dispatcher: two dispatchers of one process never pass for each other.
+        self.holder = f"{holder_name()}/{uuid.uuid4().hex[:8]}"
+        self._slots: dict[str, asyncio.Semaphore] = {}
         self.channels_open = channels_open  # the caller starts and stops the channels
         self.config = config
         self.company_id = company_id
@@ -221,7 +291,7 @@ class Dispatcher:
         )
         self._company_lang = Locale.parse(config.company.locale).language
         self._locales: dict[str, tuple[str, str]] = {}
-        self._started = time.monotonic()
+        self._deadline = time.monotonic() + self.settings.pass_deadline_s
         self._specs: dict[str, MessageSpec] = {}
         self._policies: dict[str, Policy] = {}
         self._files: dict[str, Attachment] = {}
@@ -245,14 +315,14 @@ class Dispatcher:
             # while they are slow (receipts with a PDF each), so that the first message of
             # a batch never waits long for the last one to be rendered.
             limit = min(FIRST_BATCH, self.batch_size)
-            while True:
+            self._deadline = time.monotonic() + self.settings.pass_deadline_s
+            while time.monotonic() < self._deadline:
                 began = time.monotonic()
-                jobs = self._prepare(limit)
+                jobs = retrying(partial(self._prepare, limit))
                 if not jobs:
                     break
                 await self._send(jobs)
-                with self.engine.begin() as conn:
-                    batch = self._record(conn, jobs)
+                batch = retrying(partial(self._record_batch, jobs))
                 report.add(batch)
                 if self.on_batch is not None:
                     self.on_batch(batch)
@@ -282,9 +352,9 @@ class Dispatcher:
                 ).scalar_one()
             )
 
-    def _clock(self) -> datetime:
-        """``as_of``, advanced by the real time this dispatcher has been running."""
-        return self.as_of + timedelta(seconds=time.monotonic() - self._started)
+    def _record_batch(self, jobs: list[Job]) -> DispatchReport:
+        with self.engine.begin() as conn:
+            return self._record(conn, jobs)
 
     def _prepare(self, limit: int) -> list[Job]:
         """Claim the next batch, load what it needs and render it (no sending)."""
@@ -297,8 +367,29 @@ class Dispatcher:
 
     # -- claim and load -------------------------------------------------------
 
+    def _gone_holders(self, conn: Connection, now: datetime) -> list[str]:
+        """Holders of leased rows that are known to have stopped: processes of this host
+        that no longer run, and this process's own failed passes."""
+        o = t.outbox.c
+        holders = conn.execute(
+            select(o.holder)
+            .where(
+                o.company_id == self.company_id,
+                o.status == OutboxStatus.SENDING.value,
+                o.lease_until > now,
+                o.holder.is_not(None),
+            )
+            .distinct()
+        ).scalars()
+        return [h for h in holders if h in self.orphans or holder_gone(h)]
+
     def _claim(self, conn: Connection, limit: int) -> list[Job]:
         o, c = t.outbox.c, t.customers.c
+        now = self.clock()
+        free = or_(o.lease_until.is_(None), o.lease_until <= now)
+        gone = self._gone_holders(conn, now)
+        if gone:
+            free = or_(free, o.holder.in_(gone))
         q = (
             select(
                 o.id,
@@ -306,6 +397,7 @@ class Dispatcher:
                 o.step,
                 o.occurrence_on,
                 o.attempts,
+                o.failing_since,
                 o.payload,
                 c.external_id,
                 c.name,
@@ -314,8 +406,15 @@ class Dispatcher:
             .join(t.customers, c.id == o.customer_id)
             .where(
                 o.company_id == self.company_id,
-                o.status.in_([OutboxStatus.PLANNED.value, OutboxStatus.SENDING.value]),
-                o.next_attempt_at <= self.as_of,
+                or_(
+                    and_(
+                        o.status == OutboxStatus.PLANNED.value,
+                        o.next_attempt_at <= self.as_of,
+                    ),
+                    # Another dispatcher's row: only when its lease (real clock) is over, or
+                    # its holder is gone.
+                    and_(o.status == OutboxStatus.SENDING.value, free),
+                ),
             )
             .order_by(o.next_attempt_at, o.id)
             .limit(limit)
@@ -331,9 +430,8 @@ class Dispatcher:
             .values(
                 status=OutboxStatus.SENDING.value,
                 attempts=o.attempts + 1,
-                # The lease runs from the dispatcher's own clock (as_of plus the time
-                # spent so far), so a batch claimed late in a long run is not re-claimed.
-                next_attempt_at=self._clock() + LEASE,
+                lease_until=now + LEASE,
+                holder=self.holder,
             )
         )
         return [
@@ -346,6 +444,7 @@ class Dispatcher:
                 step=r.step,
                 occurrence_on=r.occurrence_on,
                 attempts=r.attempts + 1,
+                failing_since=r.failing_since,
                 payload=r.payload or {},
             )
             for r in rows
@@ -722,30 +821,140 @@ class Dispatcher:
 
     # -- send -------------------------------------------------------------------
 
+    def _breaker(self, channel: str) -> Breaker:
+        found = self.breakers.get(channel)
+        if found is None:
+            found = self.breakers[channel] = Breaker(
+                self.settings.breaker_failures, self.settings.breaker_pause_s
+            )
+        return found
+
+    def _slot(self, channel: str) -> asyncio.Semaphore:
+        """At most one message per connection is on the wire or waiting to be recorded."""
+        found = self._slots.get(channel)
+        if found is None:
+            width = getattr(self.channels[channel], "parallel", PARALLEL)
+            found = self._slots[channel] = asyncio.Semaphore(width)
+        return found
+
     async def _send(self, jobs: list[Job]) -> None:
-        async def one(job: Job, channel: str, msg: Outgoing) -> str:
-            key = (channel, msg.address)
+        ledger: Ledger[Attempted] = Ledger(self._write_deliveries, lambda a: a.job.outbox_id)
+        deadline_s = self.settings.connection_deadline_s
+
+        async def attempt(channel: str, msg: Outgoing) -> str:
+            breaker = self._breaker(channel)
+            now = time.monotonic()
+            if now >= self._deadline:
+                return "later:not started before the pass deadline"
+            if breaker.is_open(now):
+                return f"down:{channel} is not answering ({breaker.reason})"
             try:
-                job.outcome[key] = "ok:" + await self.channels[channel].send(msg)
+                async with asyncio.timeout(deadline_s):
+                    provider_id = await self.channels[channel].send(msg)
+            except TimeoutError:
+                why = f"no answer from {channel} within {deadline_s:g} s"
+                breaker.failed(why, time.monotonic())
+                return f"temporary:{why}"
             except AddressGone as exc:
-                job.outcome[key] = f"gone:{exc}"
+                return f"gone:{exc}"
             except PermanentFailure as exc:
-                job.outcome[key] = f"permanent:{exc}"
+                return f"permanent:{exc}"
+            except ChannelDown as exc:
+                breaker.failed(str(exc), time.monotonic())
+                return f"temporary:{exc}"
             except TemporaryFailure as exc:
-                job.outcome[key] = f"temporary:{exc}"
+                return f"temporary:{exc}"
             except Exception as exc:  # one bad message must never stop the batch
-                job.outcome[key] = f"permanent:{type(exc).__name__}: {exc}"
-            return job.outcome[key].partition(":")[0]
+                return f"permanent:{type(exc).__name__}: {exc}"
+            breaker.succeeded()
+            return "ok:" + provider_id
+
+        async def one(job: Job, person: Person, channel: str, msg: Outgoing) -> str:
+            async with self._slot(channel):
+                if job.lost:
+                    outcome = "later:the row was taken over by another dispatcher"
+                else:
+                    outcome = await attempt(channel, msg)
+                job.outcome[(channel, msg.address)] = outcome
+                kind = outcome.partition(":")[0]
+                if kind not in ("down", "later"):  # it was tried: record it before going on
+                    held = await ledger.note(Attempted(job, person, channel, msg, outcome))
+                    job.lost = job.lost or not held
+            return kind
 
         async def route(job: Job, r: Route) -> None:
             for channel, outs in r.options:
                 r.tried.extend((channel, m) for m in outs)
-                kinds = await asyncio.gather(*(one(job, channel, m) for m in outs))
-                if "ok" in kinds or "temporary" in kinds:
+                kinds = await asyncio.gather(*(one(job, r.person, channel, m) for m in outs))
+                if {"ok", "temporary", "later"} & set(kinds):
                     return  # reached, or worth retrying on this channel later
-            # every channel refused for good: the outcome says why, per channel
+            # every channel refused for good or is down: the outcome says why, per channel
 
-        await asyncio.gather(*(route(job, r) for job in jobs for r in job.outgoing))
+        # A failure that stops the batch (the database gone for good) stops every message
+        # of it: none is sent that could not be recorded.
+        try:
+            async with asyncio.TaskGroup() as group:
+                for job in jobs:
+                    for r in job.outgoing:
+                        group.create_task(route(job, r))
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+
+    def _held(self, conn: Connection, jobs: list[Job]) -> set[int]:
+        """The rows of ``jobs`` this dispatcher still holds (locked until commit)."""
+        o = t.outbox.c
+        tokens = {j.outbox_id: j.attempts for j in jobs}
+        rows = conn.execute(
+            select(o.id, o.attempts)
+            .where(
+                o.id.in_(tokens),
+                o.status == OutboxStatus.SENDING.value,
+                o.holder == self.holder,
+            )
+            .with_for_update()
+        )
+        return {r.id for r in rows if tokens[r.id] == r.attempts}
+
+    def _write_deliveries(self, attempted: list[Attempted]) -> set[int]:
+        """Record the deliveries of rows still held, and extend those rows' leases; returns
+        the ids of the rows still held. One transaction (retried if the connection drops)."""
+
+        def work() -> set[int]:
+            with self.engine.begin() as conn:
+                held = self._held(conn, list({a.job.outbox_id: a.job for a in attempted}.values()))
+                if not held:
+                    return held
+                o = t.outbox.c
+                conn.execute(
+                    update(t.outbox).where(o.id.in_(held)).values(lease_until=self.clock() + LEASE)
+                )
+                deliveries: list[dict[str, Any]] = []
+                evidence: list[EvidenceEntry] = []
+                gone: list[dict[str, Any]] = []
+                for a in attempted:
+                    if a.job.outbox_id not in held:
+                        continue
+                    kind, _, detail = a.outcome.partition(":")
+                    ok = kind == "ok"
+                    cost = self.channels[a.channel].cost_of(a.msg) if ok else Decimal(0)
+                    self._delivery(
+                        a.job, a.person, a.channel, a.msg, ok, detail, cost, deliveries, evidence
+                    )
+                    if kind == "gone" and "id" in a.msg.meta:
+                        gone.append({"b_id": int(a.msg.meta["id"]), "b_reason": detail[:300]})
+                conn.execute(insert(t.deliveries), deliveries)
+                if gone:
+                    ps = t.push_subscriptions.c
+                    conn.execute(
+                        update(t.push_subscriptions)
+                        .where(ps.id == bindparam("b_id"), ps.company_id == self.company_id)
+                        .values(gone_at=self.as_of, gone_reason=bindparam("b_reason")),
+                        gone,
+                    )
+                append(conn, self.company_id, evidence)
+                return held
+
+        return retrying(work)
 
     # -- record -----------------------------------------------------------------
 
@@ -806,71 +1015,94 @@ class Dispatcher:
         )
 
     def _record(self, conn: Connection, jobs: list[Job]) -> DispatchReport:
+        """Each row's outcome, for the rows still held: sent, cancelled, failed (with a
+        staff task) or planned again; the claim's evidence and the accounts it blocks."""
         report = DispatchReport()
-        deliveries: list[dict[str, Any]] = []
         evidence: list[EvidenceEntry] = []
         now = self.as_of
+        settings = self.settings
+        retry_for = timedelta(hours=settings.retry_hours)
+        max_wait = timedelta(minutes=settings.retry_max_wait_minutes)
         o = t.outbox.c
         to_block: dict[int, str] = {}
         outbox_updates: list[dict[str, Any]] = []
-        gone: list[dict[str, Any]] = []
+        tasks: list[dict[str, Any]] = []
+        held = self._held(conn, jobs)
+        kept = []
         for job in jobs:
-            temporary = False
+            if job.outbox_id not in held:
+                report.lost += 1
+                report.errors.append(
+                    f"outbox {job.outbox_id}: taken over by another dispatcher before "
+                    "its outcome was recorded"
+                )
+            else:
+                kept.append(job)
+        for job in kept:
+            temporary = False  # some recipient is worth another attempt
+            failing = False  # ... because something failed (not just left for later)
             reached = False
             for r in job.outgoing:
-                person, r_ok, r_temporary = r.person, False, False
+                person, r_ok, r_retry, r_failing = r.person, False, False, False
                 for channel, msg in r.tried:
-                    outcome = job.outcome.get((channel, msg.address), "temporary:not sent")
-                    kind, _, detail = outcome.partition(":")
+                    outcome = job.outcome.get((channel, msg.address), "later:not sent")
+                    kind = outcome.partition(":")[0]
                     ok = kind == "ok"
                     r_ok = r_ok or ok
-                    r_temporary = r_temporary or kind == "temporary"
-                    if kind == "gone" and "id" in msg.meta:
-                        gone.append({"b_id": int(msg.meta["id"]), "b_reason": detail[:300]})
-                    cost = self.channels[channel].cost_of(msg) if ok else Decimal(0)
-                    self._delivery(
-                        job, person, channel, msg, ok, detail, cost, deliveries, evidence
-                    )
+                    r_retry = r_retry or kind in RETRY_KINDS
+                    r_failing = r_failing or kind in ("temporary", "down")
                     if ok:
+                        cost = self.channels[channel].cost_of(msg)
                         report.deliveries += 1
                         report.by_channel[channel] += 1
                         report.cost += cost
                 # a person reached on one channel is not retried because another failed
-                temporary = temporary or (r_temporary and not r_ok)
+                temporary = temporary or (r_retry and not r_ok)
+                failing = failing or (r_failing and not r_ok)
                 reached = reached or (r_ok and person.role in MAIN_ROLES)
+            failing_since = (job.failing_since or now) if failing else job.failing_since
+            expired = failing and now - (failing_since or now) >= retry_for
             status: OutboxStatus
             reason: str | None = None
             if job.cancel:
                 status, reason = OutboxStatus.CANCELLED, job.cancel
-            elif temporary and job.attempts < MAX_ATTEMPTS:
+            elif temporary and not expired:
                 status = OutboxStatus.PLANNED
             elif job.failure and not (reached or job.reached_before):
                 status, reason = OutboxStatus.FAILED, job.failure
             elif reached or job.reached_before:
                 # The message reached its main recipient (the debtor, the admin, the
                 # banking contacts); recipients still failing are named in the reason.
-                failing = [
+                failing_to = [
                     f"{ch} {addr}: {v.partition(':')[2]}"
                     for (ch, addr), v in job.outcome.items()
                     if not v.startswith("ok:")
                 ]
                 status = OutboxStatus.SENT
-                reason = "; ".join(failing)[:500] or job.failure
+                reason = "; ".join(failing_to)[:500] or job.failure
             else:
                 status = OutboxStatus.FAILED
                 reason = "; ".join(
                     v.partition(":")[2] for v in job.outcome.values() if not v.startswith("ok:")
                 )[:500] or (job.failure or "not delivered")
+                if expired:
+                    reason = f"still failing after {settings.retry_hours:g} h: {reason}"[:500]
             retry = status is OutboxStatus.PLANNED
             report.retrying += retry
+            if retry and failing:
+                next_at = now + backoff(now - (failing_since or now), max_wait)
+            elif retry:
+                next_at = now  # only left for the next pass: due at once
+            else:
+                next_at = now
             outbox_updates.append(
                 {
                     "b_id": job.outbox_id,
-                    "b_attempts": job.attempts,
                     "b_status": status.value,
                     "b_reason": reason[:500] if reason else None,
-                    "b_next": now + backoff(job.attempts) if retry else now,
+                    "b_next": next_at,
                     "b_finished": None if retry else now,
+                    "b_since": failing_since if retry else None,
                 }
             )
             if status is OutboxStatus.SENT:
@@ -901,32 +1133,66 @@ class Dispatcher:
                     )
                 )
             elif status is OutboxStatus.FAILED:
+                failure = Failure(
+                    job.outbox_id,
+                    job.customer_external_id,
+                    job.customer_name,
+                    job.step,
+                    job.occurrence_on,
+                    reason or "not delivered",
+                )
                 report.failed += 1
-                report.errors.append(f"outbox {job.outbox_id}: {reason}")
+                report.failures.append(failure)
+                report.errors.append(str(failure))
+                tasks.append(
+                    {
+                        "company_id": self.company_id,
+                        "customer_id": job.customer_id,
+                        "action_key": f"{FAILED_TASK}/{job.outbox_id}",
+                        "created_on": now.date(),
+                        "due_at": now,
+                        "message": (
+                            f"Not delivered: {job.step} of {job.occurrence_on.isoformat()} "
+                            f"(outbox {job.outbox_id}): {failure.reason}. Once the cause is "
+                            f"fixed, `cobro requeue --claim {job.outbox_id}` sends it again."
+                        )[:2000],
+                        "status": "open",
+                        "created_at": now,
+                    }
+                )
             elif status is OutboxStatus.CANCELLED:
                 report.cancelled += 1
-        conn.execute(
-            update(t.outbox)
-            # Only rows still held by this claim: a row re-claimed elsewhere keeps its state.
-            .where(
-                o.id == bindparam("b_id"),
-                o.status == OutboxStatus.SENDING.value,
-                o.attempts == bindparam("b_attempts"),
+        if outbox_updates:
+            conn.execute(
+                update(t.outbox)
+                .where(o.id == bindparam("b_id"))
+                .values(
+                    status=bindparam("b_status"),
+                    reason=bindparam("b_reason"),
+                    next_attempt_at=bindparam("b_next"),
+                    finished_at=bindparam("b_finished"),
+                    failing_since=bindparam("b_since"),
+                    lease_until=None,
+                    holder=None,
+                ),
+                outbox_updates,
             )
-            .values(
-                status=bindparam("b_status"),
-                reason=bindparam("b_reason"),
-                next_attempt_at=bindparam("b_next"),
-                finished_at=bindparam("b_finished"),
-            ),
-            outbox_updates,
-        )
-        if deliveries:
-            conn.execute(insert(t.deliveries), deliveries)
+        if tasks:
+            # One task per claim and day: a claim requeued and failing again the same day
+            # keeps its open task.
+            report.tasks = sum(
+                int(
+                    conn.execute(
+                        insert_ignoring(conn, t.tasks).values(task).on_conflict_do_nothing()
+                    ).rowcount
+                    or 0
+                )
+                for task in tasks
+            )
         ci = t.claim_items.c
         snapshot = [
             {"b_id": i["receivable_id"], "b_out": j.outbox_id, "b_bal": i["balance_minor"]}
-            for j in jobs
+            for j in kept
             for i in j.items
         ]
         if snapshot:
@@ -935,14 +1201,6 @@ class Dispatcher:
                 .where(ci.outbox_id == bindparam("b_out"), ci.receivable_id == bindparam("b_id"))
                 .values(balance_minor=bindparam("b_bal")),
                 snapshot,
-            )
-        if gone:
-            ps = t.push_subscriptions.c
-            conn.execute(
-                update(t.push_subscriptions)
-                .where(ps.id == bindparam("b_id"), ps.company_id == self.company_id)
-                .values(gone_at=now, gone_reason=bindparam("b_reason")),
-                gone,
             )
         append(conn, self.company_id, evidence)
         report.blocked = block_accounts(conn, self.company_id, set(to_block), to_block, now)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import insert, update
 
@@ -19,10 +20,12 @@ from cobro.channels.sms import SmsChannel
 from cobro.domain.calendar import send_instant
 from cobro.engine.dispatch import Dispatcher, DispatchReport
 from cobro.engine.planner import plan_day
+from cobro.engine.sending import Breaker
 from cobro.evidence.checkpoint import Checkpoint, checkpoint_head
 from cobro.progress import SILENT, Progress
 from cobro.render.templates import TemplateSet
 from cobro.store import tables as t
+from cobro.store.db import connection_lost, retrying
 from cobro.workspace import Workspace, utcnow
 
 
@@ -43,12 +46,18 @@ class RunReport:
     tasks: int
     cost: str
     errors: tuple[str, ...]
+    # Claims that failed for good: (outbox id, debtor's external id, debtor's name, reason).
+    failures: tuple[tuple[int, str, str, str], ...] = ()
 
     def to_json(self) -> dict[str, object]:
         d = asdict(self)
         d["date"] = self.date.isoformat()
         d["as_of"] = self.as_of.isoformat()
         d["errors"] = list(self.errors)
+        d["failures"] = [
+            {"outbox_id": i, "customer": c, "customer_name": n, "reason": r}
+            for i, c, n, r in self.failures
+        ]
         return d
 
 
@@ -156,10 +165,16 @@ def dispatch_due(
     channels: dict[str, Channel] | None = None,
     templates: TemplateSet | None = None,
     progress: Progress = SILENT,
+    clock: Callable[[], datetime] = utcnow,
 ) -> DispatchReport:
-    """Send every outbox row due by ``as_of``; ``progress`` follows it batch by batch."""
+    """Send every outbox row due by ``as_of``; leases are measured on ``clock``;
+    ``progress`` follows it batch by batch."""
     dispatcher = workspace_dispatcher(
-        ws, as_of, channels or default_channels(ws, as_of), templates or templates_for(ws)
+        ws,
+        as_of,
+        channels or default_channels(ws, as_of),
+        templates or templates_for(ws),
+        clock=clock,
     )
     if progress is not SILENT:
         so_far = DispatchReport()
@@ -198,6 +213,9 @@ def workspace_dispatcher(
     channels: dict[str, Channel],
     templates: TemplateSet,
     channels_open: bool = False,
+    clock: Callable[[], datetime] = utcnow,
+    breakers: dict[str, Breaker] | None = None,
+    orphans: frozenset[str] = frozenset(),
 ) -> Dispatcher:
     """A dispatcher for the workspace's company as of ``as_of``."""
     return Dispatcher(
@@ -211,6 +229,9 @@ def workspace_dispatcher(
         config_file=str(ws.root / "cobro.yaml"),
         files_root=ws.root,
         channels_open=channels_open,
+        clock=clock,
+        breakers=breakers,
+        orphans=orphans,
     )
 
 
@@ -221,37 +242,47 @@ def run_day(
     channels: dict[str, Channel] | None = None,
     templates: TemplateSet | None = None,
     progress: Progress = SILENT,
+    clock: Callable[[], datetime] = utcnow,
 ) -> RunReport:
     """Plan ``run_on`` and dispatch what is due by ``as_of`` (default: that day's send time).
 
+    Each step is one transaction, tried again if the database connection drops.
     ``progress`` hears of two phases: ``plan``, then ``send`` batch by batch."""
     company = ws.config.company
     send_at = send_instant(run_on, company.send_time, company.timezone)
     as_of = as_of or send_at
     progress.start("plan")
-    with ws.engine.begin() as conn:
-        run_id = conn.execute(
-            insert(t.runs)
-            .values(company_id=ws.company_id, run_on=run_on, as_of=as_of, started_at=as_of)
-            .returning(t.runs.c.id)
-        ).scalar_one()
-        plan = plan_day(conn, ws.config, ws.company_id, run_on, as_of, run_id)
+
+    def planned() -> tuple[int, Any]:
+        with ws.engine.begin() as conn:
+            run_id = conn.execute(
+                insert(t.runs)
+                .values(company_id=ws.company_id, run_on=run_on, as_of=as_of, started_at=as_of)
+                .returning(t.runs.c.id)
+            ).scalar_one()
+            return run_id, plan_day(conn, ws.config, ws.company_id, run_on, as_of, run_id)
+
+    run_id, plan = retrying(planned)
     progress.finish(f"planned {plan.planned} message(s) covering {plan.items} receivable(s)")
     dispatched = DispatchReport()
     if as_of >= send_at:
-        dispatched = dispatch_due(ws, as_of, channels, templates, progress)
-    with ws.engine.begin() as conn:
-        conn.execute(
-            update(t.runs)
-            .where(t.runs.c.id == run_id)
-            .values(
-                planned=plan.planned,
-                sent=dispatched.sent,
-                failed=dispatched.failed,
-                skipped=dispatched.cancelled,
-                finished_at=as_of,
+        dispatched = dispatch_due(ws, as_of, channels, templates, progress, clock)
+
+    def finished() -> None:
+        with ws.engine.begin() as conn:
+            conn.execute(
+                update(t.runs)
+                .where(t.runs.c.id == run_id)
+                .values(
+                    planned=plan.planned,
+                    sent=dispatched.sent,
+                    failed=dispatched.failed,
+                    skipped=dispatched.cancelled,
+                    finished_at=as_of,
+                )
             )
-        )
+
+    retrying(finished)
     checkpoint(ws, as_of)  # the plan's own evidence (accounts released) when nothing was sent
     return RunReport(
         date=run_on,
@@ -269,6 +300,9 @@ def run_day(
         tasks=plan.tasks,
         cost=str(dispatched.cost),
         errors=tuple(dispatched.errors),
+        failures=tuple(
+            (f.outbox_id, f.customer, f.customer_name, f.reason) for f in dispatched.failures
+        ),
     )
 
 
@@ -277,13 +311,19 @@ def watch(
     stop: threading.Event,
     poll_s: float = 0.2,
     on_pass: Callable[[DispatchReport, float], None] | None = None,
+    on_error: Callable[[str], None] | None = None,
+    clock: Callable[[], datetime] = utcnow,
 ) -> DispatchReport:
     """Send what is due, again and again, until ``stop`` is set: event notices go out as
     they arrive. Several watchers (processes or hosts) may share one database; each row
-    is claimed by one of them. Channels (SMTP connections...) stay open between passes.
-    Waits ``poll_s`` after a pass that found nothing; ``on_pass`` gets each pass's report
-    and how long it took."""
-    return asyncio.run(_watch(ws, stop, poll_s, on_pass))
+    is claimed by one of them. Channels (SMTP connections...) and their circuit breakers
+    stay open between passes. Waits ``poll_s`` after a pass that found nothing;
+    ``on_pass`` gets each pass's report and how long it took.
+
+    A pass stopped by the database (connection dropped, server restarting) is told to
+    ``on_error`` and the watch goes on after a wait that doubles up to 5 s; the rows that
+    pass held are taken over by the next one."""
+    return asyncio.run(_watch(ws, stop, poll_s, on_pass, on_error, clock))
 
 
 async def _watch(
@@ -291,33 +331,61 @@ async def _watch(
     stop: threading.Event,
     poll_s: float,
     on_pass: Callable[[DispatchReport, float], None] | None,
+    on_error: Callable[[str], None] | None,
+    clock: Callable[[], datetime],
 ) -> DispatchReport:
     total = DispatchReport()
     templates = templates_for(ws)
-    channels = default_channels(ws, utcnow())
+    channels = default_channels(ws, clock())
     email = channels["email"]
     loop = asyncio.get_running_loop()
     started: list[Channel] = []
+    breakers: dict[str, Breaker] = {}
+    orphans: set[str] = set()
+    wait_s = 0.0
     try:
         for channel in channels.values():
             await channel.start()
             started.append(channel)
         while not stop.is_set():
-            now = utcnow()
+            now = clock()
             if isinstance(email, EmailChannel):
                 email.clock = now  # the Date header
                 if isinstance(email.transport, CaptureTransport):
                     email.transport.directory = ws.mail_dir / now.date().isoformat()
             began = time.monotonic()
-            report = await workspace_dispatcher(
-                ws, now, channels, templates, channels_open=True
-            ).run()
+            dispatcher = workspace_dispatcher(
+                ws,
+                now,
+                channels,
+                templates,
+                channels_open=True,
+                clock=clock,
+                breakers=breakers,
+                orphans=frozenset(orphans),
+            )
+            try:
+                report = await dispatcher.run()
+            except Exception as exc:
+                if not connection_lost(exc):
+                    raise
+                orphans.add(dispatcher.holder)
+                wait_s = min(max(wait_s * 2, 0.1), 5.0)
+                if on_error is not None:
+                    on_error(
+                        f"database unavailable ({type(exc).__name__}); trying again in {wait_s:g} s"
+                    )
+                await loop.run_in_executor(None, stop.wait, wait_s)
+                continue
+            wait_s = 0.0
             total.add(report)
             if report.sent + report.failed + report.retrying:
                 checkpoint(ws, now)
             if on_pass is not None:
                 on_pass(report, time.monotonic() - began)
-            if not report.sent + report.failed + report.cancelled + report.retrying:
+            busy = report.sent + report.failed + report.cancelled + report.retrying
+            if not busy or report.retrying == busy:
+                # nothing done, or only rows waiting for a channel: do not spin
                 await loop.run_in_executor(None, stop.wait, poll_s)
     finally:
         for channel in started:

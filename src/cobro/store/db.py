@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, Executable, Table, create_engine, event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 
@@ -58,6 +61,40 @@ def counted(conn: Connection, statement: Executable) -> int:
     """Execute ``statement`` and return how many rows it wrote (INSERT ... SELECT too)."""
     result = conn.execute(statement.execution_options(preserve_rowcount=True))
     return max(int(result.rowcount), 0)
+
+
+T = TypeVar("T")
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """True for errors a new connection may cure: a dropped or refused connection, a
+    server restarting, a busy SQLite file."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (OperationalError, InterfaceError))
+
+
+def retrying(
+    work: Callable[[], T],
+    *,
+    tries: int = 8,
+    first_wait_s: float = 0.05,
+    max_wait_s: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """``work()``, again after a lost connection (waits doubling from ``first_wait_s`` up to
+    ``max_wait_s``), at most ``tries`` times. ``work`` must be one whole transaction, so that
+    running it again after a failure is safe."""
+    wait = first_wait_s
+    for attempt in range(1, tries + 1):
+        try:
+            return work()
+        except Exception as exc:
+            if attempt == tries or not connection_lost(exc):
+                raise
+        sleep(wait)
+        wait = min(wait * 2, max_wait_s)
+    raise AssertionError("unreachable")
 
 
 def normalise_url(url: str) -> str:

@@ -225,6 +225,11 @@ outbox = Table(
     Column("payload", JSON),  # what an event-driven notice needs (charge, recipients, ...)
     Column("created_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
+    # While ``sending``: which process holds the row, and until when (real clock).
+    Column("lease_until", UTCDateTime),
+    Column("holder", String(120)),
+    # The first temporary failure of a row still being retried (the retry budget runs from it).
+    Column("failing_since", UTCDateTime),
     UniqueConstraint("company_id", "customer_id", "step", "occurrence_on", name="uq_outbox_key"),
     Index(None, "company_id", "status", "next_attempt_at"),
     Index(None, "run_id"),

@@ -1,0 +1,66 @@
+"""Who holds an outbox row while it is being sent, and whether that holder still lives.
+
+A dispatcher claims rows with a lease measured on the real clock (never on the
+dated instant a run acts on) and signs them with its holder name: host, process
+id and the process's start time. Another dispatcher takes a ``sending`` row over
+only when the lease has expired, or at once when the holder is a process of the
+same host that no longer exists (killed, crashed): what it had on the wire is then
+sent again under the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+from functools import cache
+
+LEASE = timedelta(minutes=10)
+
+
+def _started(pid: int) -> str | None:
+    """The start time of process ``pid`` in clock ticks since boot (Linux); None when there
+    is no such process, or it has ended (a zombie waiting for its parent)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its end.
+    fields = stat.rpartition(")")[2].split()
+    if len(fields) <= 19 or fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
+
+
+@cache
+def _host() -> str:
+    return socket.gethostname()[:60]
+
+
+def holder_name() -> str:
+    """This process, as written in ``outbox.holder``: ``host/pid/start`` (a dispatcher
+    adds ``/`` and a name of its own)."""
+    pid = os.getpid()
+    return f"{_host()}/{pid}/{_started(pid) or '-'}"
+
+
+def holder_gone(holder: str) -> bool:
+    """True when ``holder`` is a process of this host that is no longer running.
+
+    A holder on another host, or one whose liveness cannot be told, is not gone: its
+    lease decides.
+    """
+    host, pid_text, start, *_ = [*holder.split("/"), "", ""]
+    if host != _host() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if start not in ("", "-"):
+        return _started(pid) != start  # no such process, or the pid was reused
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
