@@ -11,13 +11,14 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, insert, select, update
-
-from cobro.config import CobroConfig, load_config
 from cobro.errors import WorkspaceError
-from cobro.store import tables as t
-from cobro.store.db import make_engine, migrate
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
+
+    from cobro.config import CobroConfig
 
 CONFIG_FILE = "cobro.yaml"
 SECRET_FILE = ".cobro-secret"
@@ -69,6 +70,10 @@ def _secret(root: Path) -> str:
 
 def ensure_company(conn: Connection, config: CobroConfig, now: datetime) -> int:
     """The id of the configured company, created on first use."""
+    from sqlalchemy import insert, select, update
+
+    from cobro.store import tables as t
+
     slug = config.company.id
     row = conn.execute(select(t.companies.c.id).where(t.companies.c.slug == slug)).first()
     if row:
@@ -86,6 +91,9 @@ def ensure_company(conn: Connection, config: CobroConfig, now: datetime) -> int:
 
 def open_workspace(root: Path | str, db_url: str | None = None) -> Workspace:
     """Open the workspace at ``root``: validate config, migrate, find the company."""
+    from cobro.config import load_config
+    from cobro.store.db import make_engine, migrate
+
     root = Path(root).resolve()
     cfg_path = root / CONFIG_FILE
     if not cfg_path.exists():

@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -16,7 +16,9 @@ from rich.table import Table
 from rich.text import Text
 
 from cobro.errors import CobroError, ConfigError
-from cobro.workspace import Workspace, open_workspace
+
+if TYPE_CHECKING:
+    from cobro.workspace import Workspace
 
 out = Console()
 err = Console(stderr=True)
@@ -43,6 +45,8 @@ def parse_date(value: str | None, name: str) -> date | None:
 
 
 def open_ws(ctx: typer.Context) -> Workspace:
+    from cobro.workspace import open_workspace
+
     opts: Options = ctx.obj
     try:
         return open_workspace(opts.workspace, opts.db)

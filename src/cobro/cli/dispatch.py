@@ -7,13 +7,15 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cobro.cli.common import Options, by_channel, err, fail, open_ws, out, print_json
-from cobro.engine.dispatch import DispatchReport
 from cobro.errors import CobroError, ConfigError
+
+if TYPE_CHECKING:
+    from cobro.engine.dispatch import DispatchReport
 
 
 def _line(report: DispatchReport) -> str:

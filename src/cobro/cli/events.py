@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from cobro.cli.common import add_row, err, fail, open_ws, out, print_json
-from cobro.config.notices import BANKING_TYPES
+from cobro.domain.model import BANKING_TYPES
 from cobro.errors import CobroError, ConfigError
 from cobro.workspace import utcnow
 
