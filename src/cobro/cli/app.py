@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from collections import Counter
 from datetime import date, datetime
 from decimal import Decimal
@@ -12,9 +13,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cobro.cli.common import (
+    BAD_INPUT,
     Options,
     add_row,
     by_channel,
@@ -24,12 +27,13 @@ from cobro.cli.common import (
     out,
     parse_date,
     print_json,
+    report_not_sent,
 )
 from cobro.cli.dispatch import dispatch
 from cobro.cli.events import contacts_app, event_app, push_app
 from cobro.cli.staff import account, segments_app, tasks_app
 from cobro.errors import CobroError, ConfigError
-from cobro.workspace import CONFIG_FILE, utcnow
+from cobro.workspace import CONFIG_FILE, utcnow, write_gitignore
 
 app = typer.Typer(
     help="Cobro: collections and payment notifications.",
@@ -57,20 +61,27 @@ def main_options(
 def init(
     directory: Annotated[Path, typer.Argument(help="Directory of the new workspace.")],
 ) -> None:
-    """Create a workspace: a commented cobro.yaml and editable templates."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Create a workspace: a commented cobro.yaml, editable templates and a .gitignore."""
     target = directory / CONFIG_FILE
     if target.exists():
         fail(f"{target} already exists; nothing was changed", 2)
-    starter = resources.files("cobro") / "starter" / CONFIG_FILE
-    target.write_text(starter.read_text(encoding="utf-8"), encoding="utf-8")
-    tdir = directory / "templates"
-    tdir.mkdir(exist_ok=True)
-    bundled = resources.files("cobro") / "render" / "templates"
-    for entry in bundled.iterdir():
-        if entry.name.endswith(".j2") and not (tdir / entry.name).exists():
-            (tdir / entry.name).write_text(entry.read_text(encoding="utf-8"), encoding="utf-8")
-    out.print(f"Created workspace [bold]{directory}[/]: {CONFIG_FILE}, templates/")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        starter = resources.files("cobro") / "starter" / CONFIG_FILE
+        target.write_text(starter.read_text(encoding="utf-8"), encoding="utf-8")
+        tdir = directory / "templates"
+        tdir.mkdir(exist_ok=True)
+        bundled = resources.files("cobro") / "render" / "templates"
+        for entry in bundled.iterdir():
+            if entry.name.endswith(".j2") and not (tdir / entry.name).exists():
+                (tdir / entry.name).write_text(entry.read_text(encoding="utf-8"), encoding="utf-8")
+        write_gitignore(directory)
+    except OSError as exc:
+        fail(f"{exc.filename or directory}: cannot create the workspace: {exc.strerror}", 2)
+    out.print(
+        f"Created workspace [bold]{escape(str(directory))}[/]: {CONFIG_FILE}, templates/, "
+        ".gitignore"
+    )
     out.print("Next: edit cobro.yaml, then `cobro check`, `cobro import ...`, `cobro run`.")
 
 
@@ -149,11 +160,12 @@ def run(
             err.print(str(p), highlight=False, markup=False)
         fail("configuration error; messages stay in the outbox until it is fixed", 2)
     except CobroError as exc:
-        fail(str(exc))
+        fail(str(exc), BAD_INPUT)
     finally:
         ws.close()
     if as_json:
         print_json(report.to_json())
+        report_not_sent([], report.failed, report.retrying)
         return
     out.print(
         f"{report.date}: planned {report.planned} message(s) covering {report.items} "
@@ -164,8 +176,7 @@ def run(
         + (f"; accounts blocked {report.blocked}" if report.blocked else "")
         + (f"; accounts released {report.unblocked}" if report.unblocked else "")
     )
-    for e in report.errors[:20]:
-        err.print(f"  {e}", highlight=False, markup=False)
+    report_not_sent(report.errors, report.failed, report.retrying)
 
 
 @app.command()
@@ -344,5 +355,28 @@ def demo(
         fail(str(exc))
 
 
+def _user_error(exc: Exception) -> str | None:
+    """The one-line reason of an error that is the user's or the environment's to fix
+    (a file, the database), or None for a fault of Cobro's, whose traceback is shown."""
+    if isinstance(exc, CobroError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+    if "sqlalchemy" in sys.modules:
+        from sqlalchemy.exc import InterfaceError, OperationalError
+
+        if isinstance(exc, OperationalError | InterfaceError):
+            cause = exc.orig if exc.orig is not None else exc
+            return "database: " + " ".join(str(cause).split())
+    return None
+
+
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as exc:
+        reason = _user_error(exc)
+        if reason is None:
+            raise
+        err.print(f"[bold red]error:[/] {escape(reason)}", highlight=False)
+        sys.exit(BAD_INPUT)

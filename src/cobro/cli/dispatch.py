@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cobro.cli.common import Options, by_channel, err, fail, open_ws, out, print_json
+from cobro.cli.common import (
+    Options,
+    by_channel,
+    err,
+    fail,
+    open_ws,
+    out,
+    print_json,
+    report_not_sent,
+)
 from cobro.errors import CobroError, ConfigError
 
 if TYPE_CHECKING:
@@ -28,6 +37,8 @@ def _line(report: DispatchReport) -> str:
 def _print_busy(report: DispatchReport, _seconds: float) -> None:
     if report.sent + report.failed + report.cancelled + report.retrying:
         out.print(_line(report), markup=False)
+    for line in report.errors:
+        err.print(f"  {line}", highlight=False, markup=False)
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -132,5 +143,6 @@ def dispatch(
         )
     else:
         out.print(f"total: {_line(total)}", markup=False)
-        for e in total.errors[:20]:
-            err.print(f"  {e}", highlight=False, markup=False)
+    if keep_watching:  # a service stopped on request; its failures were printed as they came
+        return
+    report_not_sent([] if as_json else total.errors, total.failed, total.retrying)

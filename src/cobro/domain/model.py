@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-
 # Banking notifications (seed 000), by type; contacts are assigned to each.
 BANKING_TYPES = (
     "stop_payment",

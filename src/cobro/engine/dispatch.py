@@ -850,7 +850,10 @@ class Dispatcher:
                 )
             elif status is OutboxStatus.FAILED:
                 report.failed += 1
-                report.errors.append(f"outbox {job.outbox_id}: {reason}")
+                report.errors.append(
+                    f"{job.customer_external_id} {job.customer_name}: {job.step} of "
+                    f"{job.occurrence_on} not sent: {reason} (outbox {job.outbox_id})"
+                )
             elif status is OutboxStatus.CANCELLED:
                 report.cancelled += 1
         conn.execute(
