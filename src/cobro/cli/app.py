@@ -86,8 +86,13 @@ def init(
 
 
 @app.command()
-def check(ctx: typer.Context) -> None:
+def check(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the problems as JSON.")] = False,
+) -> None:
     """Validate cobro.yaml and its templates; every problem as file:line: field: problem."""
+    from dataclasses import asdict
+
     from cobro.config.checks import check_workspace
 
     opts: Options = ctx.obj
@@ -95,6 +100,11 @@ def check(ctx: typer.Context) -> None:
     if not (root / CONFIG_FILE).exists():
         fail(f"no {CONFIG_FILE} in {root}", 2)
     problems = check_workspace(root)
+    if as_json:
+        print_json({"file": str(root / CONFIG_FILE), "problems": [asdict(p) for p in problems]})
+        if problems:
+            raise typer.Exit(BAD_INPUT)
+        return
     for p in problems:
         err.print(str(p), highlight=False, markup=False)
     if problems:
@@ -254,11 +264,16 @@ def history(
     customer: Annotated[
         str | None, typer.Option("--customer", help="Only this debtor (external id).")
     ] = None,
-    since: Annotated[str | None, typer.Option("--since", help="From this date.")] = None,
-    until: Annotated[str | None, typer.Option("--until", help="Up to this date.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Sent on this date or later (company time).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Sent on this date or earlier (company time).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """Every claim and delivery: when, phase, channel, recipient, status, receivables."""
+    """Every claim and delivery: planned and sent dates, phase, channel, recipient, status,
+    receivables. --since/--until select by the day a claim went out."""
     from cobro.evidence.history import claim_history
 
     ws = open_ws(ctx)
@@ -283,7 +298,15 @@ def history(
         )
         return
     table = Table(title="Claim history")
-    for col in ("date", "customer", "phase", "status", "channel → recipient", "receivables"):
+    for col in (
+        "planned",
+        "sent",
+        "customer",
+        "phase",
+        "status",
+        "channel → recipient",
+        "receivables",
+    ):
         table.add_column(col)
     for c in claims:
         recips = "\n".join(
@@ -296,6 +319,7 @@ def history(
         add_row(
             table,
             c.occurrence_on.isoformat(),
+            c.sent_on.isoformat() if c.sent_on else "—",
             c.customer,
             f"{c.step} {c.phase_name}",
             status,
@@ -318,8 +342,13 @@ app.add_typer(evidence_app, name="evidence")
 
 
 @evidence_app.command("verify")
-def evidence_verify(ctx: typer.Context) -> None:
+def evidence_verify(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
     """Recompute the hash chain of every claim and delivery."""
+    from dataclasses import asdict
+
     from cobro.evidence.chain import verify_chain
 
     ws = open_ws(ctx)
@@ -328,6 +357,11 @@ def evidence_verify(ctx: typer.Context) -> None:
             report = verify_chain(conn, ws.company_id)
     finally:
         ws.close()
+    if as_json:
+        print_json(asdict(report))
+        if not report.ok:
+            raise typer.Exit(1)
+        return
     if not report.ok:
         fail(f"evidence chain broken at entry {report.first_bad_seq}: {report.problem}", 1)
     out.print(f"{report.entries} entries, chain intact, head {report.head}")

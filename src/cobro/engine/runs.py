@@ -9,19 +9,22 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import insert, update
 
 from cobro.channels.base import Channel
 from cobro.channels.email import CaptureTransport, EmailChannel, SmtpSettings, SmtpTransport
-from cobro.channels.push import PushChannel, read_private_key
-from cobro.channels.sms import SmsChannel
 from cobro.domain.calendar import send_instant
 from cobro.engine.dispatch import Dispatcher, DispatchReport
 from cobro.engine.planner import plan_day
 from cobro.render.templates import TemplateSet
 from cobro.store import tables as t
 from cobro.workspace import Workspace, utcnow
+
+if TYPE_CHECKING:  # imported when configured: their HTTP libraries are slow to load
+    from cobro.channels.push import PushChannel
+    from cobro.channels.sms import SmsChannel
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ def sms_channel(ws: Workspace) -> SmsChannel | None:
     cfg = ws.config.channels.sms
     if cfg is None:
         return None
+    from cobro.channels.sms import SmsChannel
+
     return SmsChannel(
         cfg.account_sid,
         os.environ.get(cfg.auth_token_env),
@@ -106,6 +111,8 @@ def push_channel(ws: Workspace) -> PushChannel | None:
     cfg = ws.config.channels.push
     if cfg is None:
         return None
+    from cobro.channels.push import PushChannel, read_private_key
+
     key, problem = None, ""
     try:
         key = read_private_key(cfg.private_key_env, ws.root / cfg.private_key_file)
