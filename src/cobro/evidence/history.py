@@ -46,7 +46,7 @@ class Claim:
     phase_name: str
     status: str
     reason: str | None
-    sent_at: datetime | None = None  # when its first message went out
+    sent_at: datetime | None = None  # when its first message went out (was accepted)
     sent_on: date | None = None  # that instant's date, company time
     items: list[ClaimedItem] = field(default_factory=list)
     deliveries: list[DeliveryRecord] = field(default_factory=list)
@@ -107,14 +107,15 @@ def claim_history(
     """Every claim of the company (or of one debtor), oldest first.
 
     ``since`` and ``until`` (company dates, both included) select claims by the day
-    their first message went out; a claim with no delivery (failed, cancelled) by the
-    day it was settled, and one still waiting by its planned date.
+    their first message went out (a delivery the provider accepted); a claim that sent
+    nothing by the day it was settled (failed, cancelled), one still waiting or being
+    retried by its planned date.
     """
     o, c, d = t.outbox.c, t.customers.c, t.deliveries.c
     tz = ZoneInfo(config.company.timezone)
     first = (
         select(d.outbox_id, func.min(d.at).label("sent_at"))
-        .where(d.company_id == company_id)
+        .where(d.company_id == company_id, d.status != "failed")  # refused: not sent
         .group_by(d.outbox_id)
         .subquery()
     )
