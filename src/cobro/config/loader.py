@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import types
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -92,6 +91,8 @@ def _keys_at(path: Path_) -> list[str]:
 def _unknown_keys(problems: list[tuple[Path_, str, str]]) -> list[tuple[Path_, str]]:
     """Problems with an unknown key reworded with the nearest valid key; a required key
     that was misspelt is then one problem (the misspelling), not two."""
+    import difflib
+
     missing = {loc for loc, kind, _ in problems if kind == "missing"}
     suggested: set[Path_] = set()
     reworded: list[tuple[Path_, str]] = []
