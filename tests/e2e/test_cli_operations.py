@@ -103,13 +103,29 @@ def test_a_run_whose_messages_are_all_retrying_exits_1_and_so_does_dispatch(ws: 
     assert "2 to be retried" in again.stderr
 
 
-def test_a_configuration_error_at_run_time_exits_2(ws: Path) -> None:
+def test_an_event_whose_notices_cannot_go_out_is_recorded_and_exits_1(ws: Path) -> None:
+    set_smtp(ws, "127.0.0.1", closed_port())
+    event = {"id": "e1", "customer": "B1", "subscription": "S1", "plan": "Oro", "price": "20"}
+    args = ("event", "post", "subscription.created", "--data", "-", "--json")
+    proc = run_cobro(ws, *args, stdin=json.dumps(event), ok=False, env=WIDTH_80)
+    assert proc.returncode == 1, proc.stderr
+    assert json.loads(proc.stdout)["sent"] == 0 and "to be retried" in proc.stderr
+    again = run_cobro(ws, *args, stdin=json.dumps(event), env=WIDTH_80)  # recorded: duplicate
+    assert json.loads(again.stdout)["duplicate"] is True
+
+
+def test_an_invalid_or_incomplete_configuration_stops_a_run_with_exit_2(ws: Path) -> None:
     cfg = ws / "cobro.yaml"
-    cfg.write_text(
-        cfg.read_text(encoding="utf-8").replace("email: cobros@demo.example", "email: nope"),
-        encoding="utf-8",
-    )
+    good = cfg.read_text(encoding="utf-8")
+    cfg.write_text(good.replace("email: cobros@demo.example", "email: nope"), encoding="utf-8")
     assert cobro(ws, "run", "--date", "2026-02-22", ok=False).returncode == 2
+
+    no_sender = good.replace(
+        "    email: cobros@demo.example\n    name: Cobros Distribuciones Demo\n", ""
+    )
+    cfg.write_text(no_sender.replace("  sender:", "  # sender:"), encoding="utf-8")
+    proc = cobro(ws, "run", "--date", "2026-02-22", ok=False)
+    assert proc.returncode == 2 and "messages stay in the outbox" in proc.stderr
 
 
 # -- no traceback for a user's mistake ------------------------------------------------

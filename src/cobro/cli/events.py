@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cobro.cli.common import add_row, err, fail, open_ws, out, print_json
+from cobro.cli.common import add_row, err, fail, open_ws, out, print_json, report_not_sent
 from cobro.domain.model import BANKING_TYPES
 from cobro.errors import CobroError, ConfigError
 from cobro.workspace import utcnow
@@ -59,9 +59,10 @@ def event_post(
     ws = open_ws(ctx)
     try:
         result = post_event(ws, event_type, payload, now)
-        sent = 0
+        dispatched = None
         if result.notices and not no_send:
-            sent = dispatch_due(ws, now).sent
+            dispatched = dispatch_due(ws, now)
+        sent = dispatched.sent if dispatched else 0
     except EventError as exc:
         for problem in exc.problems:
             err.print(problem, highlight=False, markup=False)
@@ -76,11 +77,15 @@ def event_post(
         ws.close()
     if as_json:
         print_json({**result.to_json(), "sent": sent})
-        return
-    what = "duplicate, ignored" if result.duplicate else f"{len(result.notices)} notice(s)"
-    out.print(f"{event_type} {result.event_id}: {what}; sent {sent}", highlight=False, markup=False)
-    for note in result.notes:
-        out.print(f"  {note}", highlight=False, markup=False)
+    else:
+        what = "duplicate, ignored" if result.duplicate else f"{len(result.notices)} notice(s)"
+        out.print(
+            f"{event_type} {result.event_id}: {what}; sent {sent}", highlight=False, markup=False
+        )
+        for note in result.notes:
+            out.print(f"  {note}", highlight=False, markup=False)
+    if dispatched is not None:  # the event is recorded; exit 1 if what it caused is not sent
+        report_not_sent(dispatched.errors, dispatched.failed, dispatched.retrying)
 
 
 @contacts_app.command("assign")
