@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import stat
 import subprocess
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -163,6 +165,13 @@ def test_a_missing_workspace_or_file_is_one_line_exit_2(ws: Path, tmp_path: Path
     (tmp_path / "a-file").write_text("", encoding="utf-8")
     line = one_line_error(cobro(tmp_path, "init", str(tmp_path / "a-file" / "ws"), ok=False))
     assert "cannot create the workspace" in line
+
+
+def test_a_database_from_a_newer_cobro_is_one_line_exit_2(ws: Path) -> None:
+    with closing(sqlite3.connect(ws / "cobro.db")) as db, db:
+        db.execute("UPDATE alembic_version SET version_num = '9999'")
+    line = one_line_error(cobro(ws, "contacts", "list", ok=False))
+    assert "schema cannot be brought up to date" in line and "9999" in line
 
 
 # -- piped output ---------------------------------------------------------------------

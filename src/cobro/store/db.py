@@ -215,6 +215,7 @@ def migrate(engine: Engine) -> None:
         return
     from alembic import command
     from alembic.config import Config
+    from alembic.util import CommandError
 
     cfg = Config()
     cfg.set_main_option("script_location", "cobro.store:migrations")
@@ -222,4 +223,9 @@ def migrate(engine: Engine) -> None:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        try:
+            command.upgrade(cfg, "head")
+        except CommandError as exc:  # e.g. a database made by a newer Cobro
+            raise DatabaseUnavailable(
+                f"the database schema cannot be brought up to date: {exc}"
+            ) from exc
