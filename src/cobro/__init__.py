@@ -5,11 +5,15 @@ The public Python API::
     ws = cobro.open_workspace("path/to/workspace")
     cobro.import_file(ws, "receivables", Path("receivables.csv"), now)
     report = cobro.run_day(ws, date(2026, 3, 1))
+
+Each name is imported on first use (PEP 562), so that ``import cobro`` and the
+``cobro`` command start without loading the database, rendering and channel
+libraries a command may not need.
 """
 
 from __future__ import annotations
 
-import importlib
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -28,40 +32,24 @@ if TYPE_CHECKING:
     from cobro.intake.importer import import_file, import_records
     from cobro.workspace import Workspace, open_workspace
 
-# Where each name of the public API lives. They are imported on first use, so that
-# importing one part of Cobro (``cobro.intake.importer`` for an import) does not load
-# every other (the channels' HTTP clients, the PDF renderer).
-_HOME = {
+_WHERE = {
+    "CobroError": "cobro.errors",
+    "ConfigError": "cobro.errors",
+    "CurrencyMismatch": "cobro.errors",
     "Money": "cobro.domain.money",
+    "PermanentFailure": "cobro.errors",
     "RunReport": "cobro.engine.runs",
+    "SenderNotConfigured": "cobro.errors",
+    "TemplateError": "cobro.errors",
+    "TemporaryFailure": "cobro.errors",
+    "Workspace": "cobro.workspace",
+    "WorkspaceError": "cobro.errors",
     "dispatch_due": "cobro.engine.runs",
-    "run_day": "cobro.engine.runs",
     "import_file": "cobro.intake.importer",
     "import_records": "cobro.intake.importer",
-    "Workspace": "cobro.workspace",
     "open_workspace": "cobro.workspace",
-    **dict.fromkeys(
-        (
-            "CobroError",
-            "ConfigError",
-            "CurrencyMismatch",
-            "PermanentFailure",
-            "SenderNotConfigured",
-            "TemplateError",
-            "TemporaryFailure",
-            "WorkspaceError",
-        ),
-        "cobro.errors",
-    ),
+    "run_day": "cobro.engine.runs",
 }
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module 'cobro' has no attribute {name!r}")
-    return getattr(importlib.import_module(home), name)
-
 
 __all__ = [
     "CobroError",
@@ -81,3 +69,16 @@ __all__ = [
     "open_workspace",
     "run_day",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cobro' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -2,6 +2,7 @@
 
 CobroError
 ├── WorkspaceError          no workspace, or one that cannot be opened
+│   └── DatabaseUnavailable a database URL that is not usable, or a database not reached
 ├── ConfigError             cobro.yaml is invalid (carries every problem found)
 │   └── SenderNotConfigured no valid sender address: nothing may be sent
 ├── CurrencyMismatch        arithmetic across two currencies
@@ -25,6 +26,10 @@ class CobroError(Exception):
 
 class WorkspaceError(CobroError):
     """The workspace directory is missing or cannot be used."""
+
+
+class DatabaseUnavailable(WorkspaceError):
+    """The database URL is not usable, or the database cannot be reached or opened."""
 
 
 @dataclass(frozen=True)

@@ -11,16 +11,19 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, insert, select, update
-
-from cobro.config import CobroConfig, load_config
 from cobro.errors import WorkspaceError
-from cobro.store import tables as t
-from cobro.store.db import make_engine, migrate
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
+
+    from cobro.config import CobroConfig
 
 CONFIG_FILE = "cobro.yaml"
 SECRET_FILE = ".cobro-secret"
+# What `cobro init` keeps out of git: secrets, keys, personal data, caught mail.
+IGNORED = (".cobro-secret", ".cobro-evidence-key", "vapid_private.pem", "cobro.db*", "mail/")
 
 
 def utcnow() -> datetime:
@@ -62,13 +65,38 @@ def _secret(root: Path) -> str:
         return env
     path = root / SECRET_FILE
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(32), encoding="utf-8")
-        path.chmod(0o600)
+        write_private(path, secrets.token_urlsafe(32))
     return path.read_text(encoding="utf-8").strip()
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file readable by its owner only, from the moment it exists."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def write_gitignore(root: Path) -> None:
+    """A ``.gitignore`` that keeps the workspace's secrets, key, database and caught mail
+    out of git; an existing one gets the entries it lacks."""
+    path = root / ".gitignore"
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    missing = [entry for entry in IGNORED if entry not in text.splitlines()]
+    if not missing:
+        return
+    if not text:
+        text = "# cobro: secrets, keys, personal data and caught mail stay out of git\n"
+    elif not text.endswith("\n"):
+        text += "\n"
+    path.write_text(text + "".join(f"{entry}\n" for entry in missing), encoding="utf-8")
 
 
 def ensure_company(conn: Connection, config: CobroConfig, now: datetime) -> int:
     """The id of the configured company, created on first use."""
+    from sqlalchemy import insert, select, update
+
+    from cobro.store import tables as t
+
     slug = config.company.id
     row = conn.execute(select(t.companies.c.id).where(t.companies.c.slug == slug)).first()
     if row:
@@ -86,6 +114,9 @@ def ensure_company(conn: Connection, config: CobroConfig, now: datetime) -> int:
 
 def open_workspace(root: Path | str, db_url: str | None = None) -> Workspace:
     """Open the workspace at ``root``: validate config, migrate, find the company."""
+    from cobro.config import load_config
+    from cobro.store.db import make_engine, migrate, reaching
+
     root = Path(root).resolve()
     cfg_path = root / CONFIG_FILE
     if not cfg_path.exists():
@@ -93,8 +124,14 @@ def open_workspace(root: Path | str, db_url: str | None = None) -> Workspace:
             f"no {CONFIG_FILE} in {root}: run 'cobro init {root}' or pass --workspace DIR"
         )
     config = load_config(cfg_path)
-    engine = make_engine(database_url(root, db_url))
-    migrate(engine)
-    with engine.begin() as conn:
-        company_id = ensure_company(conn, config, utcnow())
+    url = database_url(root, db_url)
+    engine = make_engine(url)
+    try:
+        with reaching(url):
+            migrate(engine)
+            with engine.begin() as conn:
+                company_id = ensure_company(conn, config, utcnow())
+    except BaseException:
+        engine.dispose()
+        raise
     return Workspace(root, config, engine, company_id, _secret(root))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from collections import Counter
 from datetime import date, datetime
 from decimal import Decimal
@@ -12,9 +13,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cobro.cli.common import (
+    BAD_INPUT,
     Options,
     add_row,
     by_channel,
@@ -24,13 +27,14 @@ from cobro.cli.common import (
     out,
     parse_date,
     print_json,
+    report_not_sent,
 )
 from cobro.cli.dispatch import dispatch, requeue
 from cobro.cli.events import contacts_app, event_app, push_app
 from cobro.cli.progress import QuietOption, progress_for
 from cobro.cli.staff import account, segments_app, tasks_app
 from cobro.errors import CobroError, ConfigError
-from cobro.workspace import CONFIG_FILE, utcnow
+from cobro.workspace import CONFIG_FILE, utcnow, write_gitignore
 
 if TYPE_CHECKING:
     from cobro.config.schema import CobroConfig, ImportMapping
@@ -61,32 +65,44 @@ def main_options(
 def init(
     directory: Annotated[Path, typer.Argument(help="Directory of the new workspace.")],
 ) -> None:
-    """Create a workspace: a commented cobro.yaml and editable templates."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Create a workspace: a commented cobro.yaml, editable templates and a .gitignore."""
     target = directory / CONFIG_FILE
     if target.exists():
         fail(f"{target} already exists; nothing was changed", 2)
-    starter = resources.files("cobro") / "starter" / CONFIG_FILE
-    target.write_text(starter.read_text(encoding="utf-8"), encoding="utf-8")
-    tdir = directory / "templates"
-    tdir.mkdir(exist_ok=True)
-    bundled = resources.files("cobro") / "render" / "templates"
-    for entry in bundled.iterdir():
-        if entry.name.endswith(".j2") and not (tdir / entry.name).exists():
-            (tdir / entry.name).write_text(entry.read_text(encoding="utf-8"), encoding="utf-8")
     from cobro.evidence.checkpoint import KEY_FILE, evidence_key
 
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        starter = resources.files("cobro") / "starter" / CONFIG_FILE
+        target.write_text(starter.read_text(encoding="utf-8"), encoding="utf-8")
+        tdir = directory / "templates"
+        tdir.mkdir(exist_ok=True)
+        bundled = resources.files("cobro") / "render" / "templates"
+        for entry in bundled.iterdir():
+            if entry.name.endswith(".j2") and not (tdir / entry.name).exists():
+                (tdir / entry.name).write_text(entry.read_text(encoding="utf-8"), encoding="utf-8")
+        write_gitignore(directory)
+    except OSError as exc:
+        fail(f"{exc.filename or directory}: cannot create the workspace: {exc.strerror}", 2)
     try:
         evidence_key(directory, create=True)  # signs evidence checkpoints; kept out of the DB
     except CobroError as exc:
         fail(str(exc), 2)
-    out.print(f"Created workspace [bold]{directory}[/]: {CONFIG_FILE}, templates/, {KEY_FILE}")
+    out.print(
+        f"Created workspace [bold]{escape(str(directory))}[/]: {CONFIG_FILE}, templates/, "
+        f"{KEY_FILE}, .gitignore"
+    )
     out.print("Next: edit cobro.yaml, then `cobro check`, `cobro import ...`, `cobro run`.")
 
 
 @app.command()
-def check(ctx: typer.Context) -> None:
+def check(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the problems as JSON.")] = False,
+) -> None:
     """Validate cobro.yaml and its templates; every problem as file:line: field: problem."""
+    from dataclasses import asdict
+
     from cobro.config.checks import check_workspace
 
     opts: Options = ctx.obj
@@ -94,6 +110,11 @@ def check(ctx: typer.Context) -> None:
     if not (root / CONFIG_FILE).exists():
         fail(f"no {CONFIG_FILE} in {root}", 2)
     problems = check_workspace(root)
+    if as_json:
+        print_json({"file": str(root / CONFIG_FILE), "problems": [asdict(p) for p in problems]})
+        if problems:
+            raise typer.Exit(BAD_INPUT)
+        return
     for p in problems:
         err.print(str(p), highlight=False, markup=False)
     if problems:
@@ -219,11 +240,12 @@ def run(
             err.print(str(p), highlight=False, markup=False)
         fail("configuration error; messages stay in the outbox until it is fixed", 2)
     except CobroError as exc:
-        fail(str(exc))
+        fail(str(exc), BAD_INPUT)
     finally:
         ws.close()
     if as_json:
         print_json(report.to_json())
+        report_not_sent([], report.failed, report.retrying)
         return
     if quiet:  # problems only
         for e in report.errors[:20]:
@@ -238,8 +260,7 @@ def run(
         + (f"; accounts blocked {report.blocked}" if report.blocked else "")
         + (f"; accounts released {report.unblocked}" if report.unblocked else "")
     )
-    for e in report.errors[:20]:
-        err.print(f"  {e}", highlight=False, markup=False)
+    report_not_sent(report.errors, report.failed, report.retrying)
 
 
 @app.command()
@@ -333,15 +354,20 @@ def history(
     customer: Annotated[
         str | None, typer.Option("--customer", help="Only this debtor (external id).")
     ] = None,
-    since: Annotated[str | None, typer.Option("--since", help="From this date.")] = None,
-    until: Annotated[str | None, typer.Option("--until", help="Up to this date.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Sent on this date or later (company time).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Sent on this date or earlier (company time).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
     show_message: Annotated[
         int | None,
         typer.Option("--show-message", help="Print delivery ID's message exactly as sent."),
     ] = None,
 ) -> None:
-    """Every claim and delivery: when, phase, channel, recipient, status, receivables."""
+    """Every claim and delivery: planned and sent dates, phase, channel, recipient, status,
+    receivables. --since/--until select by the day a claim went out."""
     from cobro.evidence.history import claim_history
 
     if show_message is not None:
@@ -369,7 +395,15 @@ def history(
         )
         return
     table = Table(title="Claim history")
-    for col in ("date", "customer", "phase", "status", "channel → recipient", "receivables"):
+    for col in (
+        "planned",
+        "sent",
+        "customer",
+        "phase",
+        "status",
+        "channel → recipient",
+        "receivables",
+    ):
         table.add_column(col)
     for c in claims:
         recips = "\n".join(
@@ -382,6 +416,7 @@ def history(
         add_row(
             table,
             c.occurrence_on.isoformat(),
+            c.sent_on.isoformat() if c.sent_on else "—",
             c.customer,
             f"{c.step} {c.phase_name}",
             status,
@@ -530,5 +565,28 @@ def demo(
         fail(str(exc))
 
 
+def _user_error(exc: Exception) -> str | None:
+    """The one-line reason of an error that is the user's or the environment's to fix
+    (a file, the database), or None for a fault of Cobro's, whose traceback is shown."""
+    if isinstance(exc, CobroError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+    if "sqlalchemy" in sys.modules:
+        from sqlalchemy.exc import InterfaceError, OperationalError
+
+        if isinstance(exc, OperationalError | InterfaceError):
+            cause = exc.orig if exc.orig is not None else exc
+            return "database: " + " ".join(str(cause).split())
+    return None
+
+
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as exc:
+        reason = _user_error(exc)
+        if reason is None:
+            raise
+        err.print(f"[bold red]error:[/] {escape(reason)}", highlight=False)
+        sys.exit(BAD_INPUT)

@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -16,10 +16,27 @@ from rich.table import Table
 from rich.text import Text
 
 from cobro.errors import CobroError, ConfigError
-from cobro.workspace import Workspace, open_workspace
 
-out = Console()
-err = Console(stderr=True)
+if TYPE_CHECKING:
+    from cobro.workspace import Workspace
+
+
+def _console(stderr: bool) -> Console:
+    """A console for a terminal, or, when the stream is piped or redirected, one that
+    never wraps or cuts a line (a key, a path, an error stays whole for the reader)."""
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, soft_wrap=True, width=100_000)
+
+
+out = _console(stderr=False)
+err = _console(stderr=True)
+
+
+# Exit codes (README, "Exit codes"): 0 when everything due was sent.
+NOT_SENT = 1  # messages that were due failed or are still being retried
+BAD_INPUT = 2  # bad input, configuration, workspace or database: nothing was done
 
 
 @dataclass
@@ -43,6 +60,8 @@ def parse_date(value: str | None, name: str) -> date | None:
 
 
 def open_ws(ctx: typer.Context) -> Workspace:
+    from cobro.workspace import open_workspace
+
     opts: Options = ctx.obj
     try:
         return open_workspace(opts.workspace, opts.db)
@@ -61,6 +80,18 @@ def add_row(table: Table, *values: object) -> None:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=None, default=str) + "\n")
+
+
+def report_not_sent(errors: list[str] | tuple[str, ...], failed: int, retrying: int) -> None:
+    """Print each failure (it names the debtor) and exit with ``NOT_SENT`` when something
+    due was not sent; return when everything was."""
+    for line in errors:
+        err.print(f"  {line}", highlight=False, markup=False)
+    if failed or retrying:
+        parts = [f"{failed} failed"] if failed else []
+        parts += [f"{retrying} to be retried (`cobro dispatch` sends them)"] if retrying else []
+        err.print(f"not sent: {', '.join(parts)}", highlight=False, markup=False)
+        raise typer.Exit(NOT_SENT)
 
 
 def by_channel(counts: dict[str, int]) -> str:

@@ -8,11 +8,10 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
-from sqlalchemy.exc import DBAPIError
 
 from cobro.cli.common import (
     Options,
@@ -24,10 +23,13 @@ from cobro.cli.common import (
     out,
     parse_date,
     print_json,
+    report_not_sent,
 )
 from cobro.cli.progress import QuietOption, progress_for
-from cobro.engine.dispatch import DispatchReport
 from cobro.errors import CobroError, ConfigError
+
+if TYPE_CHECKING:
+    from cobro.engine.dispatch import DispatchReport
 
 
 def _line(report: DispatchReport) -> str:
@@ -40,6 +42,8 @@ def _line(report: DispatchReport) -> str:
 def _print_busy(report: DispatchReport, _seconds: float) -> None:
     if report.sent + report.failed + report.cancelled + report.retrying:
         out.print(_line(report), markup=False)
+    for line in report.errors:
+        err.print(f"  {line}", highlight=False, markup=False)
 
 
 def _print_error(message: str) -> None:
@@ -89,6 +93,8 @@ def dispatch(
     through the Python API) go out within moments; several --workers share the work,
     each message claimed by one. A stop finishes the batch in hand first.
     """
+    from sqlalchemy.exc import DBAPIError
+
     from cobro.engine.runs import dispatch_due, watch
     from cobro.workspace import utcnow
 
@@ -163,8 +169,9 @@ def dispatch(
     else:
         if not quiet:
             out.print(f"total: {_line(total)}", markup=False)
-        for e in total.errors[:20]:
-            err.print(f"  {e}", highlight=False, markup=False)
+    if keep_watching:  # a service stopped on request; its failures were printed as they came
+        return
+    report_not_sent([] if as_json else total.errors, total.failed, total.retrying)
 
 
 def requeue(

@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cobro.cli.common import add_row, err, fail, open_ws, out, print_json
-from cobro.config.notices import BANKING_TYPES
+from cobro.cli.common import add_row, err, fail, open_ws, out, print_json, report_not_sent
+from cobro.domain.model import BANKING_TYPES
 from cobro.errors import CobroError, ConfigError
 from cobro.intake import jsontext
 from cobro.workspace import utcnow
@@ -62,9 +62,10 @@ def event_post(
     ws = open_ws(ctx)
     try:
         result = post_event(ws, event_type, payload, now)
-        sent = 0
+        dispatched = None
         if result.notices and not no_send:
-            sent = dispatch_due(ws, now).sent
+            dispatched = dispatch_due(ws, now)
+        sent = dispatched.sent if dispatched else 0
     except EventError as exc:
         for problem in exc.problems:
             err.print(problem, highlight=False, markup=False)
@@ -79,11 +80,15 @@ def event_post(
         ws.close()
     if as_json:
         print_json({**result.to_json(), "sent": sent})
-        return
-    what = "duplicate, ignored" if result.duplicate else f"{len(result.notices)} notice(s)"
-    out.print(f"{event_type} {result.event_id}: {what}; sent {sent}", highlight=False, markup=False)
-    for note in result.notes:
-        out.print(f"  {note}", highlight=False, markup=False)
+    else:
+        what = "duplicate, ignored" if result.duplicate else f"{len(result.notices)} notice(s)"
+        out.print(
+            f"{event_type} {result.event_id}: {what}; sent {sent}", highlight=False, markup=False
+        )
+        for note in result.notes:
+            out.print(f"  {note}", highlight=False, markup=False)
+    if dispatched is not None:  # the event is recorded; exit 1 if what it caused is not sent
+        report_not_sent(dispatched.errors, dispatched.failed, dispatched.retrying)
 
 
 @contacts_app.command("assign")
@@ -91,6 +96,7 @@ def contacts_assign(
     ctx: typer.Context,
     notice_type: Annotated[str, typer.Argument(metavar="TYPE", help=", ".join(BANKING_TYPES))],
     contacts: Annotated[list[str], typer.Argument(metavar="CONTACT...", help="Contact ids")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Assign contacts (with the banking role) to a banking notification."""
     from cobro.engine.banking import assign
@@ -103,6 +109,9 @@ def contacts_assign(
         fail(str(exc), 2)
     finally:
         ws.close()
+    if as_json:
+        print_json({"type": notice_type, "assigned": n})
+        return
     out.print(f"{notice_type}: {n} contact(s) assigned", markup=False)
 
 
@@ -112,6 +121,7 @@ def contacts_unassign(
     notice_type: Annotated[str, typer.Argument(metavar="TYPE")],
     contacts: Annotated[list[str], typer.Argument(metavar="CONTACT...")],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Remove contacts from a banking notification (asks for confirmation)."""
     from cobro.engine.banking import unassign
@@ -129,6 +139,9 @@ def contacts_unassign(
         fail(str(exc), 2)
     finally:
         ws.close()
+    if as_json:
+        print_json({"type": notice_type, "removed": n})
+        return
     out.print(f"{notice_type}: {n} contact(s) removed", markup=False)
 
 
@@ -177,6 +190,7 @@ push_app = typer.Typer(help="Web Push: the VAPID key pair members' browsers subs
 def push_keys(
     ctx: typer.Context,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing key.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Make the VAPID key pair (or show the public key of the one there is).
 
@@ -193,18 +207,31 @@ def push_keys(
         cfg = ws.config.channels.push
         name = cfg.private_key_file if cfg else "vapid_private.pem"
         path = ws.root / name
-        if path.exists() and not force:
+        created = force or not path.exists()
+        if not created:
             try:
                 public = public_key_of(path.read_text())
             except ValueError as exc:
                 fail(f"{path}: {exc}", 2)
-            out.print(f"{path} exists; its public key (applicationServerKey):", markup=False)
         else:
             pem, public = new_vapid_keys()
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as fh:
                 fh.write(pem)
+        if as_json:
+            print_json(
+                {
+                    "private_key_file": str(path),
+                    "created": created,
+                    "public_key": public,
+                    "configured": cfg is not None,
+                }
+            )
+            return
+        if created:
             out.print(f"wrote {path}; public key (applicationServerKey):", markup=False)
+        else:
+            out.print(f"{path} exists; its public key (applicationServerKey):", markup=False)
         out.print(public, markup=False, highlight=False)
         if cfg is None:
             err.print("channels.push is not configured in cobro.yaml yet", markup=False)

@@ -164,7 +164,9 @@ def tasks_list(
 
 @tasks_app.command("done")
 def tasks_done(
-    ctx: typer.Context, task_id: Annotated[int, typer.Argument(help="Task id.")]
+    ctx: typer.Context,
+    task_id: Annotated[int, typer.Argument(help="Task id.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Mark a task as done."""
     from cobro.engine.tasks import complete_task
@@ -177,6 +179,9 @@ def tasks_done(
         fail(str(exc), 1)
     finally:
         ws.close()
+    if as_json:
+        print_json(task.to_json(ZoneInfo(ws.config.company.timezone)))
+        return
     out.print(f"task {task.id} done: {task.customer} — {task.message}", markup=False)
 
 

@@ -10,9 +10,10 @@ after a few thousand steps), only the tags of plain data (no ``!!python/...``,
 from __future__ import annotations
 
 import re
+import types
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -191,6 +192,72 @@ def _line_for(loc: tuple[str | int, ...], lines: dict[Path_, int]) -> int | None
     return lines.get(())
 
 
+def _unwrap(tp: Any) -> Any:
+    """``Annotated[X, ...]`` and ``X | None`` -> ``X``."""
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+        elif origin in (Union, types.UnionType):
+            members = [a for a in get_args(tp) if a is not type(None)]
+            if len(members) != 1:
+                return tp
+            tp = members[0]
+        else:
+            return tp
+
+
+def _keys_at(path: Path_, root: type[BaseModel] = CobroConfig) -> list[str]:
+    """The keys the schema accepts in the mapping at ``path`` (empty when not a model)."""
+    tp: Any = root
+    for part in path:
+        tp = _unwrap(tp)
+        origin = get_origin(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = tp.model_fields.get(str(part))
+            if field is None:
+                return []
+            tp = field.annotation
+        elif origin is dict:
+            tp = get_args(tp)[1]
+        elif origin in (list, tuple):
+            tp = get_args(tp)[0]
+        else:
+            return []
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [f.alias or name for name, f in tp.model_fields.items()]
+    return []
+
+
+def _unknown_keys(
+    problems: list[tuple[Path_, str, str]], root: type[BaseModel] = CobroConfig
+) -> list[tuple[Path_, str]]:
+    """Problems with an unknown key reworded with the nearest valid key; a required key
+    that was misspelt is then one problem (the misspelling), not two."""
+    import difflib
+
+    missing = {loc for loc, kind, _ in problems if kind == "missing"}
+    suggested: set[Path_] = set()
+    reworded: list[tuple[Path_, str]] = []
+    for loc, kind, msg in problems:
+        if kind != "extra_forbidden" or not loc:
+            reworded.append((loc, msg))
+            continue
+        parent, key = loc[:-1], str(loc[-1])
+        valid = _keys_at(parent, root)
+        close = difflib.get_close_matches(key, valid, n=1)
+        if close:
+            suggested.add((*parent, close[0]))
+            msg = f"unknown key; did you mean `{close[0]}`?"
+        elif valid:
+            msg = f"unknown key; the keys here are: {', '.join(sorted(valid))}"
+        else:
+            msg = "unknown key"
+        reworded.append((loc, msg))
+    return [(loc, msg) for loc, msg in reworded if not (loc in missing and loc in suggested)]
+
+
 def parse_config(text: str, filename: str = "cobro.yaml") -> CobroConfig:
     """Validate configuration text; raise ``ConfigError`` listing every problem."""
     return _validated(CobroConfig, text, filename)
@@ -206,16 +273,18 @@ def _validated(model: type[_M], text: str, filename: str) -> _M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = []
+        found: list[tuple[Path_, str, str]] = []
         for err in exc.errors():
             loc = tuple(
                 p
                 for p in err["loc"]
                 if not (isinstance(p, str) and (p.startswith("function") or p == "[key]"))
             )
-            field = _field(loc)
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.append(ConfigProblem(filename, _line_for(loc, lines), field, msg))
+            found.append((loc, err["type"], err["msg"].removeprefix("Value error, ")))
+        problems = [
+            ConfigProblem(filename, _line_for(loc, lines), _field(loc), msg)
+            for loc, msg in _unknown_keys(found, model)
+        ]
         raise ConfigError(problems) from None
 
 

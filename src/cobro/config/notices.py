@@ -9,6 +9,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cobro.config.types import ClockTime
+from cobro.domain.model import BANKING_TYPES as BANKING_TYPES  # re-exported
 
 
 class _Strict(BaseModel):
@@ -62,12 +63,6 @@ class SubscriptionNotices(_Strict):
     receipts: Receipts = Receipts()
 
 
-BANKING_TYPES = (
-    "stop_payment",
-    "bulk_stop_payment",
-    "direct_deposit_change",
-    "direct_deposit_reversal",
-)
 BankingType = Literal[
     "stop_payment", "bulk_stop_payment", "direct_deposit_change", "direct_deposit_reversal"
 ]

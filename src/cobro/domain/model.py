@@ -5,6 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+# Banking notifications (seed 000), by type; contacts are assigned to each.
+BANKING_TYPES = (
+    "stop_payment",
+    "bulk_stop_payment",
+    "direct_deposit_change",
+    "direct_deposit_reversal",
+)
+
 
 class DeliveryMode(StrEnum):
     """How much of the debt a claim shows (seed 004)."""

@@ -113,8 +113,8 @@ class Failure:
 
     def __str__(self) -> str:
         return (
-            f"outbox {self.outbox_id} ({self.customer} {self.customer_name}, {self.step} of "
-            f"{self.occurrence_on.isoformat()}): {self.reason}"
+            f"{self.customer} {self.customer_name}: {self.step} of "
+            f"{self.occurrence_on.isoformat()} not sent: {self.reason} (outbox {self.outbox_id})"
         )
 
 

@@ -9,14 +9,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, update
 
 from cobro.channels.base import Channel
 from cobro.channels.email import CaptureTransport, EmailChannel, SmtpSettings, SmtpTransport
-from cobro.channels.push import PushChannel, read_private_key
-from cobro.channels.sms import SmsChannel
 from cobro.domain.calendar import send_instant
 from cobro.engine.dispatch import Dispatcher, DispatchReport
 from cobro.engine.planner import plan_day
@@ -27,6 +25,10 @@ from cobro.render.templates import TemplateSet
 from cobro.store import tables as t
 from cobro.store.db import connection_lost, retrying
 from cobro.workspace import Workspace, utcnow
+
+if TYPE_CHECKING:  # imported when configured: their HTTP libraries are slow to load
+    from cobro.channels.push import PushChannel
+    from cobro.channels.sms import SmsChannel
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,8 @@ def sms_channel(ws: Workspace) -> SmsChannel | None:
     cfg = ws.config.channels.sms
     if cfg is None:
         return None
+    from cobro.channels.sms import SmsChannel
+
     return SmsChannel(
         cfg.account_sid,
         os.environ.get(cfg.auth_token_env),
@@ -117,6 +121,8 @@ def push_channel(ws: Workspace) -> PushChannel | None:
     cfg = ws.config.channels.push
     if cfg is None:
         return None
+    from cobro.channels.push import PushChannel, read_private_key
+
     key, problem = None, ""
     try:
         key = read_private_key(cfg.private_key_env, ws.root / cfg.private_key_file)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, and_, func, or_, select
 
 from cobro.config import CobroConfig
 from cobro.domain.money import Money
@@ -57,6 +58,8 @@ class Claim:
     phase_name: str
     status: str
     reason: str | None
+    sent_at: datetime | None = None  # when its first message went out (was accepted)
+    sent_on: date | None = None  # that instant's date, company time
     items: list[ClaimedItem] = field(default_factory=list)
     deliveries: list[DeliveryRecord] = field(default_factory=list)
 
@@ -64,6 +67,8 @@ class Claim:
         return {
             "outbox_id": self.outbox_id,
             "date": self.occurrence_on.isoformat(),
+            "sent_on": self.sent_on.isoformat() if self.sent_on else None,
+            "sent_at": self.sent_at.isoformat() if self.sent_at else None,
             "customer": self.customer,
             "customer_name": self.customer_name,
             "phase": self.step,
@@ -101,6 +106,10 @@ class Claim:
         }
 
 
+def _midnight(day: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+
+
 def claim_history(
     conn: Connection,
     config: CobroConfig,
@@ -109,20 +118,38 @@ def claim_history(
     since: date | None = None,
     until: date | None = None,
 ) -> list[Claim]:
-    """Every claim of the company (or of one debtor), oldest first."""
-    o, c = t.outbox.c, t.customers.c
+    """Every claim of the company (or of one debtor), oldest first.
+
+    ``since`` and ``until`` (company dates, both included) select claims by the day
+    their first message went out (a delivery the provider accepted); a claim that sent
+    nothing by the day it was settled (failed, cancelled), one still waiting or being
+    retried by its planned date.
+    """
+    o, c, d = t.outbox.c, t.customers.c, t.deliveries.c
+    tz = ZoneInfo(config.company.timezone)
+    first = (
+        select(d.outbox_id, func.min(d.at).label("sent_at"))
+        .where(d.company_id == company_id, d.status != "failed")  # refused: not sent
+        .group_by(d.outbox_id)
+        .subquery()
+    )
+    settled = func.coalesce(first.c.sent_at, o.finished_at)
     q = (
         select(o.id, o.occurrence_on, o.step, o.status, o.reason, c.external_id, c.name)
+        .add_columns(first.c.sent_at)
         .join(t.customers, c.id == o.customer_id)
+        .outerjoin(first, first.c.outbox_id == o.id)
         .where(o.company_id == company_id)
         .order_by(o.occurrence_on, o.id)
     )
     if customer_external_id is not None:
         q = q.where(c.external_id == customer_external_id)
     if since is not None:
-        q = q.where(o.occurrence_on >= since)
+        start = _midnight(since, tz)
+        q = q.where(or_(settled >= start, and_(settled.is_(None), o.occurrence_on >= since)))
     if until is not None:
-        q = q.where(o.occurrence_on <= until)
+        end = _midnight(until + timedelta(days=1), tz)
+        q = q.where(or_(settled < end, and_(settled.is_(None), o.occurrence_on <= until)))
     claims: dict[int, Claim] = {}
     for row in conn.execute(q):
         name = step_name(config, row.step)
@@ -135,6 +162,8 @@ def claim_history(
             name,
             row.status,
             row.reason,
+            row.sent_at,
+            row.sent_at.astimezone(tz).date() if row.sent_at else None,
         )
     if not claims:
         return []

@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
+import os
+import re
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Connection, Engine, Executable, Table, create_engine, event, select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Executable,
+    Table,
+    create_engine,
+    event,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from cobro.errors import DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+SUPPORTED_URLS = "sqlite:///PATH or postgresql://USER@HOST/DATABASE"
+CONNECT_TIMEOUT_S = 10  # PostgreSQL, unless the URL sets connect_timeout
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
@@ -31,9 +52,13 @@ def insert_ignoring(conn: Connection, table: Table) -> postgresql.Insert | sqlit
     """An INSERT that can skip rows violating a unique key (``on_conflict_do_nothing``)."""
     dialect = conn.dialect.name
     if dialect == "postgresql":
-        return postgresql.insert(table)
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
     if dialect == "sqlite":
-        return sqlite.insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
     raise NotImplementedError(f"database {dialect!r} is not supported")
 
 
@@ -97,18 +122,67 @@ def retrying(
     raise AssertionError("unreachable")
 
 
+def shown_url(url: str) -> str:
+    """``url`` as it may be printed: its password, if any, masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return re.sub(r"(?<=://)[^@/]*@", "***@", url)
+
+
 def normalise_url(url: str) -> str:
-    """Use psycopg 3 for plain ``postgresql://`` URLs."""
-    u = make_url(url)
-    if u.drivername in ("postgresql", "postgres"):
+    """Use psycopg 3 for plain ``postgresql://`` URLs; refuse a URL Cobro cannot use."""
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        raise DatabaseUnavailable(
+            f"database URL {shown_url(url)!r} is not a URL; use {SUPPORTED_URLS}"
+        ) from None
+    backend, _, driver = u.drivername.partition("+")
+    if backend in ("postgresql", "postgres") and driver in ("", "psycopg"):
         u = u.set(drivername="postgresql+psycopg")
+    elif not (backend == "sqlite" and driver in ("", "pysqlite")):
+        raise DatabaseUnavailable(
+            f"database URL {shown_url(url)!r}: Cobro does not run on {u.drivername!r}; "
+            f"use {SUPPORTED_URLS}"
+        )
     return u.render_as_string(hide_password=False)
 
 
+def _create_private_file(database: str | None) -> None:
+    """Create a SQLite database file that does not exist yet readable by its owner only
+    (an empty file is an empty database; SQLite gives its -wal and -shm files the same
+    permissions)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        fd = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise DatabaseUnavailable(
+            f"cannot create the database file {Path(database).resolve()}: {exc.strerror}"
+        ) from None
+    os.close(fd)
+
+
+@contextmanager
+def reaching(url: str) -> Iterator[None]:
+    """Report a database that cannot be reached or opened as ``DatabaseUnavailable``,
+    on one line, the URL's password masked."""
+    try:
+        yield
+    except DBAPIError as exc:
+        reason = " ".join(str(exc.orig if exc.orig is not None else exc).split())
+        raise DatabaseUnavailable(f"cannot open the database {shown_url(url)}: {reason}") from exc
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for ``url`` with Cobro's connection settings."""
+    """An engine for ``url`` with Cobro's connection settings; a SQLite file is created
+    readable by its owner only."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
+        _create_private_file(make_url(url).database)
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         # Let SQLAlchemy issue BEGIN so write transactions take the lock up front.
@@ -120,19 +194,73 @@ def make_engine(url: str) -> Engine:
 
         return engine
     # Plans made while a table was small must not stick: no server-side prepared statements.
-    return create_engine(url, pool_pre_ping=True, connect_args={"prepare_threshold": None})
+    connect_args: dict[str, Any] = {"prepare_threshold": None}
+    if "connect_timeout" not in make_url(url).query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
 _MIGRATING = threading.Lock()  # Alembic's upgrade keeps process-wide state
 _MIGRATION_LOCK_KEY = 0x636F62726F  # "cobro": one migration at a time across processes
 
 
+_REVISION = re.compile(r"""^revision\b[^=\n]*=\s*["']([^"']+)["']""", re.MULTILINE)
+_DOWN_REVISION = re.compile(
+    r"""^down_revision\b[^=\n]*=\s*(?:["']([^"']+)["']|None\s*$)""", re.MULTILINE
+)
+
+
+@cache
+def head_revision() -> str | None:
+    """The newest migration, read from the files of ``migrations/versions`` without
+    loading Alembic; None when they are not a plain chain (then Alembic decides)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for entry in (resources.files("cobro.store") / "migrations" / "versions").iterdir():
+        if not entry.name.endswith(".py") or entry.name.startswith("__"):
+            continue
+        source = entry.read_text(encoding="utf-8")
+        revision, parent = _REVISION.search(source), _DOWN_REVISION.search(source)
+        if revision is None or parent is None:
+            return None
+        revisions.add(revision[1])
+        if parent[1]:
+            parents.add(parent[1])
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _at_head(engine: Engine) -> bool:
+    head = head_revision()
+    if head is None:
+        return False
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return False
+        found = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    return found == [head]
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (safe from several threads or processes)."""
+    """Bring the schema to the newest revision (safe from several threads or processes).
+
+    A database already at the newest revision is left alone without loading Alembic,
+    which keeps every command's start-up short."""
+    if _at_head(engine):
+        return
+    from alembic import command
+    from alembic.config import Config
+    from alembic.util import CommandError
+
     cfg = Config()
     cfg.set_main_option("script_location", "cobro.store:migrations")
     with _MIGRATING, engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        try:
+            command.upgrade(cfg, "head")
+        except CommandError as exc:  # e.g. a database made by a newer Cobro
+            raise DatabaseUnavailable(
+                f"the database schema cannot be brought up to date: {exc}"
+            ) from exc

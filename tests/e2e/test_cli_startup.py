@@ -1,0 +1,65 @@
+"""A command imports only what it uses: the PDF, SMS, push and HTTP libraries (about a
+second of start-up between them) are loaded by the commands that send or render with them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .cli import ENV, run_cobro
+
+HEAVY = ("weasyprint", "twilio", "pywebpush", "py_vapid", "aiohttp", "httpx", "requests")
+# Runs the command as `python -m cobro` does, then lists every top-level module loaded.
+PROBE = """
+import json, runpy, sys
+sys.argv = ["cobro", *sys.argv[1:]]
+try:
+    runpy.run_module("cobro", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+sys.stderr.write("\\nMODULES " + json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
+"""
+
+
+def loaded(ws: Path, *args: str) -> set[str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, "--workspace", str(ws), *args],
+        capture_output=True,
+        text=True,
+        env={**ENV, "HOME": str(ws)},
+        cwd=ws,
+        timeout=120,
+    )
+    marker = proc.stderr.rpartition("\nMODULES ")
+    assert marker[1], proc.stderr
+    return set(json.loads(marker[2]))
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    root = tmp_path / "acme"
+    run_cobro(tmp_path, "init", str(root))
+    run_cobro(root, "contacts", "list")  # the database exists and is migrated
+    return root
+
+
+def test_help_loads_neither_the_database_nor_any_channel_or_pdf_library(ws: Path) -> None:
+    modules = loaded(ws, "--help")
+    assert "typer" in modules  # the probe did run the command
+    assert not modules & {*HEAVY, "sqlalchemy", "alembic", "pydantic", "jinja2"}
+
+
+def test_listing_contacts_loads_no_channel_pdf_or_migration_library(ws: Path) -> None:
+    modules = loaded(ws, "contacts", "list")
+    assert "sqlalchemy" in modules
+    assert not modules & {*HEAVY, "alembic"}  # a database already migrated is left alone
+
+
+def test_an_email_only_run_loads_no_sms_push_or_pdf_library(ws: Path) -> None:
+    modules = loaded(ws, "run", "--date", "2026-02-22")
+    assert "aiosmtplib" in modules
+    assert not modules & set(HEAVY)
