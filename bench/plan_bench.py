@@ -8,11 +8,11 @@ Steps:
    the benchmark date, planned through the day before it, each debtor at the
    dunning level daily runs would have left it.
 2. Each measurement runs in a fresh process on a fresh copy of that database:
-   * ``baseline``: raw SQL on the sqlite3 / psycopg connection doing what the
-     plan's result needs without its per-debtor decisions: the debtors with an
-     item reaching a phase today or a review due (one range scan per phase and
-     the review index), their debt aggregated per policy, one claim row per such
-     debtor and every open item of theirs written to scratch tables, committed;
+   * ``baseline``: on the raw sqlite3 / psycopg connection, what the plan's
+     result needs without its per-debtor decisions: the planner's own queries as
+     compiled (the debtors with an item reaching a phase today or a review due,
+     their debt aggregated per policy), then one claim row per such debtor and
+     every open item of theirs written to scratch tables, committed;
    * ``plan``: ``plan_day`` for the benchmark date in one transaction, commit
      included.
    Baseline and plan alternate ``--repeats`` times; the medians are reported.
@@ -29,7 +29,7 @@ import argparse
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -108,45 +108,32 @@ def worker_plan(root: Path, url: str) -> dict[str, Any]:
     }
 
 
-def _crossing_sql(ws: Any, mark: str) -> tuple[str, list[Any]]:
-    """Debtors with an open item reaching a phase on the benchmark date: one range scan of
-    the partial index ix_receivables_open_due per phase (``balance_minor > 0`` literally)."""
-    one = (
-        "SELECT r.customer_id FROM receivables r JOIN customers c ON c.id = r.customer_id "
-        f"WHERE r.company_id = {mark} AND r.balance_minor > 0 AND r.balance_minor >= {mark} "
-        f"AND r.due_on >= {mark} AND r.due_on <= {mark} AND c.effective_policy = {mark}"
-    )
-    sqlite = ws.engine.dialect.name == "sqlite"
-    parts, params = [], []
-    for policy in ws.config.all_policies():
-        for ph in policy.phases:
-            day = BENCH_DATE - timedelta(days=ph.offset_days)
-            value: Any = day.isoformat() if sqlite else day
-            parts.append(one)
-            params += [ws.company_id, max(1, ph.min_balance_minor), value, value, policy.name]
-    return " UNION ".join(parts), params
+def _compiled(ws: Any, statement: Any) -> tuple[str, Any]:
+    """A planner statement as driver SQL and parameters, exactly as compiled."""
+    compiled = statement.compile(dialect=ws.engine.dialect)
+    if ws.engine.dialect.name == "sqlite":
+        # qmark placeholders; dates as SQLAlchemy stores them in SQLite (ISO text).
+        values = [compiled.params[name] for name in compiled.positiontup or []]
+        return str(compiled), [v.isoformat() if isinstance(v, date) else v for v in values]
+    return str(compiled), compiled.params  # psycopg: %(name)s placeholders
 
 
-def _debt_sql(ws: Any, policy: Any, mark: str) -> tuple[str, list[Any]]:
-    """The candidates' debt on ``policy``: the oldest open item per phase, and whether one
-    reaches the phase today; the columns the planner's decision reads."""
-    sqlite = ws.engine.dialect.name == "sqlite"
-    cols, params = ["r.customer_id", "MIN(r.due_on)"], []
-    for ph in policy.phases:
-        day = BENCH_DATE - timedelta(days=ph.offset_days)
-        big = max(1, ph.min_balance_minor)
-        cols.append(f"MIN(CASE WHEN r.balance_minor >= {mark} THEN r.due_on END)")
-        cols.append(
-            f"MAX(CASE WHEN r.balance_minor >= {mark} AND r.due_on = {mark} THEN 1 ELSE 0 END)"
-        )
-        params += [big, big, day.isoformat() if sqlite else day]
-    sql = (
-        f"SELECT {', '.join(cols)} FROM b_cand k "
-        "JOIN customers c ON c.id = k.customer_id AND c.effective_policy = "
-        f"{mark} JOIN receivables r ON r.customer_id = k.customer_id "
-        "WHERE r.balance_minor > 0 GROUP BY r.customer_id"
-    )
-    return sql, [*params, policy.name]
+def _crossing_sql(ws: Any) -> tuple[str, Any]:
+    """The planner's own selection of the debtors an item of which reaches a phase on
+    the benchmark date (one range scan of ix_receivables_open_due per phase)."""
+    from cobro.engine.claims import _crossing_select
+
+    covered = BENCH_DATE - timedelta(days=1)
+    policies = ws.config.all_policies()
+    return _compiled(ws, _crossing_select(ws.company_id, policies, BENCH_DATE, covered))
+
+
+def _debt_sql(ws: Any, policy: Any) -> tuple[str, Any]:
+    """The planner's own aggregation of the candidates' debt on ``policy`` (over the
+    temporary table ``cobro_candidates``)."""
+    from cobro.engine.claims import _candidates_table, _debt_select
+
+    return _compiled(ws, _debt_select(ws.company_id, policy, BENCH_DATE, _candidates_table()))
 
 
 def worker_baseline(root: Path, url: str) -> dict[str, Any]:
@@ -160,7 +147,7 @@ def worker_baseline(root: Path, url: str) -> dict[str, Any]:
     ignore = "INSERT OR IGNORE INTO" if sqlite else "INSERT INTO"
     conflict = "" if sqlite else " ON CONFLICT DO NOTHING"
     try:
-        crossing, cparams = _crossing_sql(ws, mark)
+        crossing, cparams = _crossing_sql(ws)
         raw = ws.engine.raw_connection()
         try:
             drv = raw.driver_connection
@@ -172,16 +159,18 @@ def worker_baseline(root: Path, url: str) -> dict[str, Any]:
             with Timer() as tm:
                 if sqlite:
                     cur.execute("BEGIN IMMEDIATE")
-                cur.execute("CREATE TEMPORARY TABLE b_cand (customer_id INTEGER PRIMARY KEY)")
-                cur.execute(f"{ignore} b_cand {crossing}{conflict}", cparams)
                 cur.execute(
-                    f"{ignore} b_cand SELECT customer_id FROM dunning_levels "
+                    "CREATE TEMPORARY TABLE cobro_candidates (customer_id INTEGER PRIMARY KEY)"
+                )
+                cur.execute(f"{ignore} cobro_candidates {crossing}{conflict}", cparams)
+                cur.execute(
+                    f"{ignore} cobro_candidates SELECT customer_id FROM dunning_levels "
                     f"WHERE company_id = {mark} AND review_on <= {mark}{conflict}",
                     [ws.company_id, today],
                 )
                 debts = []
                 for policy in ws.config.all_policies():
-                    sql, params = _debt_sql(ws, policy, mark)
+                    sql, params = _debt_sql(ws, policy)
                     cur.execute(sql, params)
                     debts += [(row[0], policy.name) for row in cur.fetchall()]
                 cur.executemany(f"INSERT INTO {SCRATCH} VALUES ({mark}, {mark})", debts)
@@ -190,7 +179,7 @@ def worker_baseline(root: Path, url: str) -> dict[str, Any]:
                     "JOIN receivables r ON r.customer_id = s.customer_id WHERE r.balance_minor > 0"
                 )
                 items = cur.rowcount
-                cur.execute("DROP TABLE b_cand")
+                cur.execute("DROP TABLE cobro_candidates")
                 drv.commit()
             cur.close()
         finally:

@@ -140,15 +140,19 @@ def _fill_candidates(
 
 
 def _debt_select(company_id: int, policy: Policy, run_on: date, cand: Table) -> Any:
-    """Per candidate on ``policy``: the oldest open item, and for each phase the oldest open
-    item big enough for it (``o<i>``) and whether one reaches it exactly today (``d<i>``)."""
+    """Per candidate on ``policy``: the oldest open item at least as big as each minimum
+    balance the phases ask for (``m<minor units>``; ``m1`` is the oldest open item), and
+    for each phase sent only on its own day whether an item reaches it today (``d<i>``)."""
     r, c = t.receivables.c, t.customers.c
-    cols: list[Any] = [r.customer_id, func.min(r.due_on).label("oldest_open")]
+    cols: list[Any] = [r.customer_id]
+    for least in _minimums(policy):
+        cols.append(func.min(case((r.balance_minor >= least, r.due_on))).label(f"m{least}"))
     for i, ph in enumerate(policy.phases):
-        big = r.balance_minor >= max(1, ph.min_balance_minor)
-        cols.append(func.min(case((big, r.due_on))).label(f"o{i}"))
-        today = run_on - timedelta(days=ph.offset_days)
-        cols.append(func.max(case((and_(big, r.due_on == today), 1), else_=0)).label(f"d{i}"))
+        if not ph.catch_up:
+            big = r.balance_minor >= max(1, ph.min_balance_minor)
+            today = run_on - timedelta(days=ph.offset_days)
+            hit = func.max(case((and_(big, r.due_on == today), 1), else_=0))
+            cols.append(hit.label(f"d{i}"))
     return (
         select(*cols)
         .select_from(cand)
@@ -159,36 +163,45 @@ def _debt_select(company_id: int, policy: Policy, run_on: date, cand: Table) -> 
     )
 
 
+def _minimums(policy: Policy) -> list[int]:
+    """The distinct minimum balances of the policy's phases (1: any open item)."""
+    return sorted({1, *(max(1, ph.min_balance_minor) for ph in policy.phases)})
+
+
 def _debts(
     conn: Connection, company_id: int, policy: Policy, run_on: date, cand: Table
 ) -> dict[int, DebtSummary]:
     """The debt of every candidate on ``policy``, as escalation needs it."""
-    n = len(policy.phases)
+    least = [f"m{max(1, ph.min_balance_minor)}" for ph in policy.phases]
+    day = [f"d{i}" if not ph.catch_up else None for i, ph in enumerate(policy.phases)]
     out = {}
     for row in conn.execute(_debt_select(company_id, policy, run_on, cand)):
         m = row._mapping
         out[row.customer_id] = DebtSummary(
-            tuple(m[f"o{i}"] for i in range(n)),
-            tuple(bool(m[f"d{i}"]) for i in range(n)),
-            m["oldest_open"],
+            tuple(m[k] for k in least),
+            tuple(bool(m[k]) if k else False for k in day),
+            m["m1"],
         )
     return out
 
 
-def _levels(conn: Connection, cand: Table) -> dict[int, tuple[str, Level | None]]:
+def _levels(
+    conn: Connection, cand: Table
+) -> dict[int, tuple[str, Level | None, date | None]]:
+    """The stored (policy, level, review day) of every candidate that has one."""
     lv = t.dunning_levels.c
-    out: dict[int, tuple[str, Level | None]] = {}
+    out: dict[int, tuple[str, Level | None, date | None]] = {}
     for row in conn.execute(
-        select(lv.customer_id, lv.policy, lv.phase_key, lv.reached_on, lv.repeats).join(
-            cand, cand.c.customer_id == lv.customer_id
-        )
+        select(
+            lv.customer_id, lv.policy, lv.phase_key, lv.reached_on, lv.repeats, lv.review_on
+        ).join(cand, cand.c.customer_id == lv.customer_id)
     ):
         level = (
             Level(row.phase_key, row.reached_on, row.repeats)
             if row.phase_key is not None and row.reached_on is not None
             else None
         )
-        out[row.customer_id] = (row.policy, level)
+        out[row.customer_id] = (row.policy, level, row.review_on)
     return out
 
 
@@ -232,7 +245,8 @@ def plan_claims(
             level = stored[1] if stored is not None and stored[0] == policy.name else None
             decided.append((customer_id, policy.name, decide(policy, level, debt, run_on), debt))
     # Debtors with a level but no open debt any more: their episode is over.
-    gone = [cid for cid in levels if cid not in {d[0] for d in decided}]
+    looked_at = {d[0] for d in decided}
+    gone = [cid for cid in levels if cid not in looked_at]
     room = _go_live_room(conn, config, company_id, run_on, go_live_on)
     sending = [x for x in decided if x[2].send is not None]
     deferred: set[int] = set()
@@ -323,7 +337,7 @@ def _store_levels(
     decided: list[tuple[int, str, Decision, DebtSummary]],
     deferred: set[int],
     gone: list[int],
-    stored: dict[int, tuple[str, Level | None]],
+    stored: dict[int, tuple[str, Level | None, date | None]],
     run_on: date,
     now: datetime,
 ) -> None:
@@ -350,9 +364,11 @@ def _store_levels(
         if before is None:
             if new_level is not None or review is not None:
                 inserts.append(row)
-        else:
+        elif (before[0], before[1], before[2]) != (policy, new_level, review):
             updates.append(row)
     for cid in gone:
+        if stored[cid][1] is None and stored[cid][2] is None:
+            continue
         updates.append(
             {
                 "b_customer": cid,
