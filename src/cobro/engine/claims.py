@@ -185,9 +185,7 @@ def _debts(
     return out
 
 
-def _levels(
-    conn: Connection, cand: Table
-) -> dict[int, tuple[str, Level | None, date | None]]:
+def _levels(conn: Connection, cand: Table) -> dict[int, tuple[str, Level | None, date | None]]:
     """The stored (policy, level, review day) of every candidate that has one."""
     lv = t.dunning_levels.c
     out: dict[int, tuple[str, Level | None, date | None]] = {}
