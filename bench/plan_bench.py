@@ -110,7 +110,9 @@ def worker_plan(root: Path, url: str) -> dict[str, Any]:
 
 def _compiled(ws: Any, statement: Any) -> tuple[str, Any]:
     """A planner statement as driver SQL and parameters, exactly as compiled."""
-    compiled = statement.compile(dialect=ws.engine.dialect)
+    compiled = statement.compile(
+        dialect=ws.engine.dialect, compile_kwargs={"render_postcompile": True}
+    )
     if ws.engine.dialect.name == "sqlite":
         # qmark placeholders; dates as SQLAlchemy stores them in SQLite (ISO text).
         values = [compiled.params[name] for name in compiled.positiontup or []]

@@ -55,7 +55,7 @@ def sqlite_ws(make_workspace: Callable[..., Workspace]) -> Workspace:
 
 def query_plan(conn: Connection, statement: Any) -> list[str]:
     """SQLite's EXPLAIN QUERY PLAN of a planner statement, with its real parameters."""
-    compiled = statement.compile(dialect=conn.dialect)
+    compiled = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
     params = tuple(
         v.isoformat() if isinstance(v, date) else v
         for v in (compiled.params[name] for name in compiled.positiontup or ())

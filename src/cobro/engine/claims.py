@@ -32,6 +32,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    exists,
     func,
     literal,
     select,
@@ -81,25 +82,37 @@ def full_scan(config: CobroConfig, run_on: date, covered: date | None) -> bool:
 
 def _crossing_select(company_id: int, policies: list[Policy], run_on: date, covered: date) -> Any:
     """Debtors with an open item reaching one of their policy's phases on a day after
-    ``covered`` and up to ``run_on``: one range scan of the open-due index per phase."""
-    r, c = t.receivables.c, t.customers.c
+    ``covered`` and up to ``run_on``: one range scan of the open-due index per phase.
+
+    An item reaching an after-due phase no higher than the one its debtor already stands
+    at changes nothing (it is overdue, so the level stands, and it reaches no higher
+    phase): those debtors are left out, with one look-up of their level each."""
+    r, c, lv = t.receivables.c, t.customers.c, t.dunning_levels.c
     first = min(covered, run_on - timedelta(days=1)) + timedelta(days=1)
     parts = []
     for policy in policies:
-        for ph in policy.phases:
+        keys = [ph.key for ph in policy.phases]
+        for j, ph in enumerate(policy.phases):
             lo = first - timedelta(days=ph.offset_days)
             hi = run_on - timedelta(days=ph.offset_days)
-            parts.append(
-                select(
-                    r.customer_id.label("customer_id"), literal(policy.name).label("policy")
-                ).where(
-                    r.company_id == company_id,
-                    r.balance_minor > 0,
-                    r.balance_minor >= max(1, ph.min_balance_minor),
-                    r.due_on >= lo,
-                    r.due_on <= hi,
-                )
+            q = select(
+                r.customer_id.label("customer_id"), literal(policy.name).label("policy")
+            ).where(
+                r.company_id == company_id,
+                r.balance_minor > 0,
+                r.balance_minor >= max(1, ph.min_balance_minor),
+                r.due_on >= lo,
+                r.due_on <= hi,
             )
+            if ph.offset_days > 0:
+                q = q.where(
+                    ~exists().where(
+                        lv.customer_id == r.customer_id,
+                        lv.policy == policy.name,
+                        lv.phase_key.in_(keys[j:]),
+                    )
+                )
+            parts.append(q)
     u = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("crossing")
     return (
         select(u.c.customer_id)
@@ -172,15 +185,17 @@ def _debts(
     conn: Connection, company_id: int, policy: Policy, run_on: date, cand: Table
 ) -> dict[int, DebtSummary]:
     """The debt of every candidate on ``policy``, as escalation needs it."""
-    least = [f"m{max(1, ph.min_balance_minor)}" for ph in policy.phases]
-    day = [f"d{i}" if not ph.catch_up else None for i, ph in enumerate(policy.phases)]
+    query = _debt_select(company_id, policy, run_on, cand)
+    at = {col.name: i for i, col in enumerate(query.selected_columns)}
+    least = [at[f"m{max(1, ph.min_balance_minor)}"] for ph in policy.phases]
+    day = [at.get(f"d{i}") for i in range(len(policy.phases))]
+    oldest = at["m1"]
     out = {}
-    for row in conn.execute(_debt_select(company_id, policy, run_on, cand)):
-        m = row._mapping
-        out[row.customer_id] = DebtSummary(
-            tuple(m[k] for k in least),
-            tuple(bool(m[k]) if k else False for k in day),
-            m["m1"],
+    for row in conn.execute(query):
+        out[row[0]] = DebtSummary(
+            tuple(row[k] for k in least),
+            tuple(False if k is None else bool(row[k]) for k in day),
+            row[oldest],
         )
     return out
 
