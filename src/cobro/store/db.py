@@ -254,13 +254,31 @@ def migrate(engine: Engine) -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", "cobro.store:migrations")
-    with _MIGRATING, engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
-        cfg.attributes["connection"] = conn
+    with _MIGRATING, engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite migrations rebuild tables (batch mode) that other tables reference;
+            # foreign keys are checked once at the end instead. The pragma only takes
+            # effect outside a transaction, hence on the driver connection before BEGIN.
+            conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
         try:
-            command.upgrade(cfg, "head")
-        except CommandError as exc:  # e.g. a database made by a newer Cobro
-            raise DatabaseUnavailable(
-                f"the database schema cannot be brought up to date: {exc}"
-            ) from exc
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY}
+                    )
+                cfg.attributes["connection"] = conn
+                try:
+                    command.upgrade(cfg, "head")
+                except CommandError as exc:  # e.g. a database made by a newer Cobro
+                    raise DatabaseUnavailable(
+                        f"the database schema cannot be brought up to date: {exc}"
+                    ) from exc
+                if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
+                    raise DatabaseUnavailable(
+                        "the database schema cannot be brought up to date: a migration "
+                        "left rows whose references do not hold; nothing was changed"
+                    )
+        finally:
+            if sqlite:
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
