@@ -349,6 +349,7 @@ async def _watch(
     breakers: dict[str, Breaker] = {}
     orphans: set[str] = set()
     wait_s = 0.0
+    unsigned = False  # deliveries recorded since the last checkpoint
     try:
         for channel in channels.values():
             await channel.start()
@@ -372,6 +373,11 @@ async def _watch(
             )
             try:
                 report = await dispatcher.run()
+                total.add(report)
+                unsigned = unsigned or bool(report.sent + report.failed + report.retrying)
+                if unsigned:
+                    checkpoint(ws, now)
+                    unsigned = False
             except Exception as exc:
                 if not connection_lost(exc):
                     raise
@@ -384,9 +390,6 @@ async def _watch(
                 await loop.run_in_executor(None, stop.wait, wait_s)
                 continue
             wait_s = 0.0
-            total.add(report)
-            if report.sent + report.failed + report.retrying:
-                checkpoint(ws, now)
             if on_pass is not None:
                 on_pass(report, time.monotonic() - began)
             busy = report.sent + report.failed + report.cancelled + report.retrying
