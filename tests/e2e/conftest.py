@@ -5,10 +5,11 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -34,15 +35,24 @@ class Inbox:
             return self.changed.wait_for(lambda: len(self.messages) >= n, timeout)
 
 
-@pytest.fixture
-def inbox() -> Iterator[tuple[Inbox, int]]:
+H = TypeVar("H")
+
+
+@contextmanager
+def smtp_server(handler: H) -> Iterator[tuple[H, int]]:
+    """An aiosmtpd server with ``handler`` on a free port of 127.0.0.1, while in use."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
-    handler = Inbox()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:
         yield handler, port
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def inbox() -> Iterator[tuple[Inbox, int]]:
+    with smtp_server(Inbox()) as served:
+        yield served

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from .cli import run_cobro
+from .conftest import smtp_server
 
 
 class Refusing:
@@ -37,16 +36,8 @@ class Refusing:
 
 @pytest.fixture
 def refusing() -> Iterator[tuple[Refusing, int]]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    handler = Refusing()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
+    with smtp_server(Refusing()) as served:
+        yield served
 
 
 def workspace(tmp_path: Path, port: int) -> Path:
