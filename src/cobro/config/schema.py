@@ -407,10 +407,61 @@ class Dispatch(_Strict):
     breaker_pause_s: Annotated[float, Field(gt=0, le=3600)] = 30
 
 
+class BankDetails(_Strict):
+    """Where a debtor can pay by transfer; shown on the portal and the statement."""
+
+    holder: str
+    iban: str
+    bic: str | None = None
+    bank: str | None = None
+
+    @field_validator("iban")
+    @classmethod
+    def _iban(cls, v: str) -> str:
+        compact = re.sub(r"\s+", "", v).upper()
+        if not re.fullmatch(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{10,30}", compact):
+            raise ValueError("not an IBAN (two letters, two digits, then 10-30 letters/digits)")
+        rearranged = compact[4:] + compact[:4]
+        if int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 != 1:
+            raise ValueError("the IBAN's check digits are wrong")
+        return " ".join(compact[i : i + 4] for i in range(0, len(compact), 4))
+
+
+PAY_URL_FIELDS = ("reference", "amount", "currency", "customer")
+
+
+class Portal(_Strict):
+    """What a debtor can do on the page their link opens."""
+
+    pay_url: str | None = Field(
+        default=None,
+        description="the payment page, with {reference}, {amount}, {currency}, {customer}",
+    )
+    bank: BankDetails | None = None
+    promise_max_days: Annotated[int, Field(ge=1, le=365)] = 30
+    promise_grace_days: Annotated[int, Field(ge=0, le=60)] = 3
+    disputes: bool = True
+    dispute_attachment_max_kb: Annotated[int, Field(ge=0, le=20480)] = 5120
+
+    @field_validator("pay_url")
+    @classmethod
+    def _pay_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not re.match(r"https?://[^/\s]+", v):
+            raise ValueError("the payment page is an http(s) URL")
+        for name in re.findall(r"\{([^{}]*)\}", v):
+            if name not in PAY_URL_FIELDS:
+                known = ", ".join("{" + f + "}" for f in PAY_URL_FIELDS)
+                raise ValueError(f"unknown field {{{name}}}; use {known}")
+        return v
+
+
 class CobroConfig(_Strict):
     company: Company
     channels: Channels = Channels()
     dispatch: Dispatch = Dispatch()
+    portal: Portal = Portal()
     policies: dict[str, PolicyConfig] = Field(min_length=1)
     assign: list[AssignRule] = []
     default_policy: str

@@ -424,3 +424,79 @@ banking_assignments = Table(
     Column("assigned_at", UTCDateTime, nullable=False),
     UniqueConstraint("company_id", "notice_type", "contact_id"),
 )
+
+# What a debtor did with a claim's portal link: ``opened`` (a GET of the page, weak: mail
+# scanners open links too) or ``read`` (the explicit "I have read it" button, a POST).
+claim_views = Table(
+    "claim_views",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("outbox_id", ForeignKey("outbox.id"), nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("ip", String(64)),
+    Column("user_agent", String(500)),
+    Index(None, "outbox_id"),
+    Index(None, "customer_id"),
+)
+
+# An item the debtor (on the portal) or staff (a call) disputes: left out of every claim
+# while ``open``; ``accepted`` or ``rejected`` by staff.
+disputes = Table(
+    "disputes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("receivable_id", ForeignKey("receivables.id"), nullable=False),
+    Column("outbox_id", ForeignKey("outbox.id")),  # the claim whose link it came from
+    Column("source", String(10), nullable=False),  # portal | staff
+    Column("reason", String(2000), nullable=False),
+    Column("attachment_name", String(200)),
+    Column("attachment_type", String(100)),
+    Column("attachment_zlib", LargeBinary),
+    Column("attachment_sha256", String(64)),
+    Column("status", String(10), nullable=False, server_default="open"),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("ip", String(64)),
+    Column("user_agent", String(500)),
+    Column("resolved_at", UTCDateTime),
+    Column("resolution", String(2000)),
+    Index(None, "company_id", "status"),
+    Index(None, "receivable_id"),
+)
+
+# A promise to pay some items by a date: they are paused until ``promised_on`` plus
+# ``grace_days``; unpaid then, the promise is ``broken`` and dunning resumes.
+promises = Table(
+    "promises",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("outbox_id", ForeignKey("outbox.id")),
+    Column("source", String(10), nullable=False),  # portal | staff
+    Column("promised_on", Date, nullable=False),
+    Column("grace_days", Integer, nullable=False),
+    Column("note", String(2000)),
+    Column("status", String(10), nullable=False, server_default="open"),  # open|kept|broken
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("ip", String(64)),
+    Column("user_agent", String(500)),
+    Column("settled_at", UTCDateTime),
+    Index(None, "company_id", "status", "promised_on"),
+    Index(None, "customer_id"),
+)
+
+promise_items = Table(
+    "promise_items",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("promise_id", ForeignKey("promises.id"), nullable=False),
+    Column("receivable_id", ForeignKey("receivables.id"), nullable=False),
+    Column("balance_minor", BigInteger, nullable=False),  # the balance promised
+    UniqueConstraint("promise_id", "receivable_id"),
+    Index(None, "receivable_id"),
+)
