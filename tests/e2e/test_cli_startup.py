@@ -12,7 +12,18 @@ import pytest
 
 from .cli import ENV, run_cobro
 
-HEAVY = ("weasyprint", "twilio", "pywebpush", "py_vapid", "aiohttp", "httpx", "requests")
+HEAVY = (
+    "weasyprint",
+    "twilio",
+    "pywebpush",
+    "py_vapid",
+    "aiohttp",
+    "httpx",
+    "requests",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+)
 # Runs the command as `python -m cobro` does, then lists every top-level module loaded.
 PROBE = """
 import json, runpy, sys
@@ -21,11 +32,17 @@ try:
     runpy.run_module("cobro", run_name="__main__", alter_sys=True)
 except SystemExit:
     pass
-sys.stderr.write("\\nMODULES " + json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
+sys.stderr.write("\\nMODULES " + json.dumps(sorted(sys.modules)))
 """
 
 
 def loaded(ws: Path, *args: str) -> set[str]:
+    """The top-level packages the command loaded."""
+    return {name.split(".")[0] for name in loaded_modules(ws, *args)}
+
+
+def loaded_modules(ws: Path, *args: str) -> set[str]:
+    """Every module the command loaded."""
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, "--workspace", str(ws), *args],
         capture_output=True,
@@ -57,6 +74,12 @@ def test_listing_contacts_loads_no_channel_pdf_or_migration_library(ws: Path) ->
     modules = loaded(ws, "contacts", "list")
     assert "sqlalchemy" in modules
     assert not modules & {*HEAVY, "alembic"}  # a database already migrated is left alone
+
+
+def test_a_command_on_sqlite_does_not_load_the_postgresql_dialect(ws: Path) -> None:
+    modules = loaded_modules(ws, "contacts", "list")
+    assert "sqlalchemy.dialects.sqlite" in modules
+    assert not {m for m in modules if m.startswith("sqlalchemy.dialects.postgresql")}
 
 
 def test_an_email_only_run_loads_no_sms_push_or_pdf_library(ws: Path) -> None:

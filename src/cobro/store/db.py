@@ -193,6 +193,9 @@ def make_engine(url: str) -> Engine:
             dbapi_conn.isolation_level = None
 
         return engine
+    from cobro.store.tables import postgres_predicates
+
+    postgres_predicates()
     # Plans made while a table was small must not stick: no server-side prepared statements.
     connect_args: dict[str, Any] = {"prepare_threshold": None}
     if "connect_timeout" not in make_url(url).query:
