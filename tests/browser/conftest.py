@@ -1,0 +1,124 @@
+"""A real browser for the web pages: Playwright driving Debian's chromium, and
+``cobro serve`` running in its own process.
+
+Chromium is the Debian package (``apt install chromium``; ``make`` installs it when it runs
+as root): ``playwright install`` downloads browsers, which this project does not do. With
+``CI=true`` a missing chromium fails the run instead of skipping these tests. Screenshots
+are kept in ``test-artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e.cli import COBRO, ENV
+
+CHROMIUM = Path(os.environ.get("COBRO_TEST_CHROMIUM", "/usr/bin/chromium"))
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+# Without these, chromium reaches out to Google's services at start (refused offline).
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WIDTHS = {"phone": 390, "desktop": 1280}
+
+
+def _need_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    message = (
+        f"no chromium at {CHROMIUM}: install Debian's package (`apt install chromium`) "
+        "or set COBRO_TEST_CHROMIUM"
+    )
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    _need_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def screenshot(page: Any, name: str) -> Path:
+    """Keep a full-page screenshot as a test artifact; its path."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Served:
+    """``cobro serve`` on a workspace, in its own process."""
+
+    url: str
+    process: subprocess.Popen[str]
+    log: list[str]
+
+
+def serve(ws: Path, env: dict[str, str] | None = None) -> Served:
+    """Start ``cobro serve`` for ``ws`` and return once it accepts requests (uvicorn says
+    so on standard error)."""
+    port = free_port()
+    process = subprocess.Popen(
+        [*COBRO, "--workspace", str(ws), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**ENV, "HOME": str(ws), "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})},
+        cwd=ws,
+    )
+    assert process.stderr is not None
+    seen: list[str] = []
+    for line in process.stderr:
+        seen.append(line)
+        if "Uvicorn running on" in line or "Application startup complete" in line:
+            break
+    else:
+        process.wait(30)
+        raise AssertionError("cobro serve did not start:\n" + "".join(seen))
+    # Keep reading its log, so that a full pipe never stops the server.
+    threading.Thread(target=seen.extend, args=(process.stderr,), daemon=True).start()
+    return Served(f"http://127.0.0.1:{port}", process, seen)
+
+
+def stop(served: Served) -> None:
+    served.process.send_signal(signal.SIGINT)
+    try:
+        served.process.wait(30)
+    except subprocess.TimeoutExpired:
+        served.process.kill()
+        served.process.wait(30)
