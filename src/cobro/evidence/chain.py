@@ -1,14 +1,17 @@
 """Tamper-evident history: every claim sent and every delivery, chained by SHA-256.
 
-Entry ``n`` stores ``hash_n = sha256(hash_{n-1} || sha256(canonical(entry_n)))`` (both
-digests in lower-case hex); changing, removing or reordering any stored entry breaks
-every hash after it, which ``verify_chain`` reports. Hashing the entry's digest rather
-than its text lets a debtor's evidence pack carry the links of other debtors' entries
-(their digest and hash, not their content), so that a third party can recompute the
-chain from the debtor's first entry to a signed checkpoint.
+Entry ``n`` stores ``hash_n = sha256(hash_{n-1} + " " + debtor_n + " " + digest_n)``:
+``digest_n`` is the SHA-256 of the entry's canonical text and ``debtor_n`` its
+``customer_id`` in decimal (``-`` for none), all digests in lower-case hex. Changing,
+removing or reordering any stored entry breaks every hash after it, which
+``verify_chain`` reports. Hashing the entry's digest rather than its text lets a
+debtor's evidence pack carry the links of other debtors' entries (their debtor number,
+digest and hash, not their content), so that a third party can recompute the chain from
+the debtor's first entry to a signed checkpoint, and see that no entry of the debtor's
+was left out.
 
-Chains written before that carry entries of the older form ``sha256(hash_{n-1} ||
-canonical(entry_n))`` (form 1); they still verify, entry by entry.
+Chains written before that carry entries of the older form ``sha256(hash_{n-1} +
+canonical_n)`` (form 1); they still verify, entry by entry.
 """
 
 from __future__ import annotations
@@ -58,14 +61,16 @@ def digest(body: str) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def chain_hash(prev: str, body: str) -> str:
-    """The hash of an entry whose canonical text is ``body``, after ``prev``."""
-    return link_hash(prev, digest(body))
+def chain_hash(prev: str, body: str, customer_id: int | None) -> str:
+    """The hash of an entry of ``customer_id`` whose canonical text is ``body``, after
+    ``prev``."""
+    return link_hash(prev, customer_id, digest(body))
 
 
-def link_hash(prev: str, entry_digest: str) -> str:
-    """The hash of an entry from the previous hash and the entry's digest alone."""
-    return hashlib.sha256((prev + entry_digest).encode()).hexdigest()
+def link_hash(prev: str, customer_id: int | None, entry_digest: str) -> str:
+    """The hash of an entry from the previous hash, its debtor and its digest alone."""
+    debtor = "-" if customer_id is None else str(customer_id)
+    return hashlib.sha256(f"{prev} {debtor} {entry_digest}".encode()).hexdigest()
 
 
 def legacy_hash(prev: str, body: str) -> str:
@@ -73,10 +78,11 @@ def legacy_hash(prev: str, body: str) -> str:
     return hashlib.sha256((prev + body).encode()).hexdigest()
 
 
-def entry_form(prev: str, body: str, stored: str) -> int | None:
-    """2 when ``stored`` is the hash of ``body`` after ``prev``, 1 when it is its older
-    form, None when it is neither (the entry was changed)."""
-    if chain_hash(prev, body) == stored:
+def entry_form(prev: str, body: str, customer_id: int | None, stored: str) -> int | None:
+    """2 when ``stored`` is the hash of ``body`` (an entry of ``customer_id``) after
+    ``prev``, 1 when it is its older form, None when it is neither (the entry was
+    changed)."""
+    if chain_hash(prev, body, customer_id) == stored:
         return 2
     if legacy_hash(prev, body) == stored:
         return 1
@@ -97,7 +103,7 @@ def append(conn: Connection, company_id: int, entries: list[EvidenceEntry]) -> N
     for entry in entries:
         seq += 1
         body = canonical(seq, entry)
-        h = chain_hash(prev, body)
+        h = chain_hash(prev, body, entry.customer_id)
         rows.append(
             {
                 "company_id": company_id,
@@ -163,7 +169,7 @@ def _holds(prev: str, n: int, row: Any) -> bool:
     except ValueError:
         return False
     entry = EvidenceEntry(row.kind, row.ref, row.customer_id, row.at, payload)
-    return entry_form(prev, canonical(n, entry), str(row.hash)) is not None
+    return entry_form(prev, canonical(n, entry), row.customer_id, str(row.hash)) is not None
 
 
 def _moved(conn: Connection, company_id: int, n: int, prev_hash: str) -> str:
