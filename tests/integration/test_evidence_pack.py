@@ -8,6 +8,7 @@ import copy
 import hashlib
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,15 @@ def public_key(ws: Workspace) -> str:
 # --------------------------------------------------------------------------- helpers
 
 
+def docs_snippet() -> dict[str, Any]:
+    """The Python snippet of docs/evidence.md, run as written."""
+    doc = (Path(__file__).parents[2] / "docs" / "evidence.md").read_text(encoding="utf-8")
+    (code,) = re.findall(r"```python\n(.*?)```", doc, re.S)
+    names: dict[str, Any] = {}
+    exec(code, names)
+    return names
+
+
 def export_json(ws: Workspace, debtor: str = "C1") -> dict[str, Any]:
     out = ws.root / f"pack-{debtor}.json"
     proc = cobro(ws, "evidence", "export", debtor, "--out", str(out), ok=True)
@@ -174,6 +184,10 @@ def test_the_json_pack_holds_the_debtors_whole_record(ws: Workspace) -> None:
     # The export signed the head: the answers come after the run's checkpoint.
     assert pack["checkpoint"]["seq"] == pack["chain"]["entries"] == pack["entries"][-1]["seq"] + 1
     assert check_pack(pack, public_key(ws)) == pack["checkpoint"]["seq"]
+    point, signed = docs_snippet()["check"](pack)  # the docs' own snippet agrees
+    Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key(ws))).verify(
+        bytes.fromhex(point["signature"]), signed
+    )
 
 
 def test_an_independent_check_of_the_json_pack_fails_once_it_is_tampered_with(
