@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import Connection, delete, select, update
 
+from cobro.evidence.chain import EvidenceEntry, append
 from cobro.evidence.verify import VerifyReport, verify_evidence
 from cobro.store import tables as t
 from cobro.workspace import Workspace
@@ -315,3 +316,31 @@ def test_swapped_chain_entries_are_named_as_reordered(ws: Workspace) -> None:
         f"not entry {opened - 1} (entries were reordered); the entry is claim.read "
         f"outbox:{a.claim}, debtor C1"
     ) in stderr
+
+
+def test_a_broken_promise_holds_by_its_last_entry_and_an_undone_break_is_named(
+    ws: Workspace,
+) -> None:
+    a = answered(ws)
+    at = datetime(2025, 3, 17, 8, 0, tzinfo=UTC)
+    with ws.engine.begin() as conn:
+        append(
+            conn,
+            ws.company_id,
+            [EvidenceEntry("promise.broken", f"promise:{a.promise}", a.c1, at, {"unpaid": "F-1"})],
+        )
+        conn.execute(update(P).where(P.c.id == a.promise).values(status="broken", settled_at=at))
+    assert verify(ws).ok
+
+    with ws.engine.begin() as conn:
+        conn.execute(update(P).where(P.c.id == a.promise).values(status="open"))
+        broken = seq(conn, "promise.broken", f"promise:{a.promise}")
+
+    (problem,) = verify(ws).records
+    assert (problem.table, problem.id, problem.field, problem.seq) == (
+        "promises",
+        a.promise,
+        "status",
+        broken,
+    )
+    assert "is 'open', the evidence says 'broken'" in problem.detail

@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pypdf import PdfReader
 from sqlalchemy import select, update
 
+from cobro.evidence.chain import EvidenceEntry, append
 from cobro.store import tables as t
 from cobro.workspace import Workspace
 
@@ -253,7 +255,19 @@ def test_an_independent_check_of_the_json_pack_fails_once_it_is_tampered_with(
 def test_the_pdf_pack_shows_the_claim_as_sent_the_open_the_read_the_dispute_and_the_promise(
     ws: Workspace,
 ) -> None:
-    answered(ws)
+    a = answered(ws)
+    broken_at = datetime(2025, 3, 17, 8, 0, tzinfo=UTC)
+    with ws.engine.begin() as conn:
+        append(
+            conn,
+            ws.company_id,
+            [EvidenceEntry("promise.broken", f"promise:{a.promise}", a.c1, broken_at, {})],
+        )
+        conn.execute(
+            update(t.promises)
+            .where(t.promises.c.id == a.promise)
+            .values(status="broken", settled_at=broken_at)
+        )
     out = ws.root / "pack-C1.pdf"
 
     proc = cobro(ws, "evidence", "export", "C1", "--out", str(out), ok=True)
@@ -276,6 +290,7 @@ def test_the_pdf_pack_shows_the_claim_as_sent_the_open_the_read_the_dispute_and_
         assert "".join(client.user_agent.split()) in flat
     assert "".join(REASON.split()) in flat  # escaped in HTML, shown as written
     assert "Promesa de pago" in text and PROMISED_ON.isoformat() in text
+    assert "Promesa cerrada: broken" in text
     assert "P-1" in text  # the payment
     assert "Dos Logística" not in text  # nothing of the other debtor
     for entry in pack["entries"]:

@@ -68,6 +68,9 @@ PACK_LABELS: dict[str, dict[str, str]] = {
         "at": "Instant",
         "hash": "Hash",
         "portal": "debtor, on the portal",
+        "account.blocked": "Account blocked",
+        "account.unblocked": "Account released",
+        "payment.reversed": "Payment reversed",
         "staff": "staff",
     },
     "es": {
@@ -135,6 +138,9 @@ PACK_LABELS: dict[str, dict[str, str]] = {
         "at": "Instante",
         "hash": "Hash",
         "portal": "el deudor, en el portal",
+        "account.blocked": "Cuenta bloqueada",
+        "account.unblocked": "Cuenta desbloqueada",
+        "payment.reversed": "Pago devuelto",
         "staff": "personal de la empresa",
     },
 }

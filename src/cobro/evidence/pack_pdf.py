@@ -32,6 +32,8 @@ from cobro.render.templates import TemplateSet, page_environment
 
 TEMPLATE = "evidence_pdf.j2"
 KINDS = {"opened": 3, "read": 4}  # order of events at the same instant
+# Entry kinds the record shows from their rows; any other is shown as the chain holds it.
+SHOWN = ("delivery", "claim.", "dispute.", "promise.")
 
 
 @dataclass
@@ -118,6 +120,7 @@ class _View:
         self.tz = ZoneInfo(config.company.timezone)
         self.locale = config.company.locale
         self.L = labels
+        self.bodies = {e["seq"]: _body(e["canonical"]) for e in pack["entries"]}
 
     def instant(self, text: str | None) -> str:
         if not text:
@@ -137,10 +140,8 @@ class _View:
     def annex(self) -> list[dict[str, Any]]:
         rows = []
         for e in self.pack["entries"]:
-            body = json.loads(e["canonical"])
-            rows.append(
-                {"seq": e["seq"], "kind": body["kind"], "at": self.instant(body["at"]), **e}
-            )
+            body = self.bodies[e["seq"]]
+            rows.append({**e, "kind": body.get("kind"), "at": self.instant(body.get("at"))})
         return rows
 
     def events(self) -> list[dict[str, Any]]:
@@ -155,6 +156,9 @@ class _View:
             events += self._promise(promise)
         for payment in self.pack["payments"]:
             events.append(self._payment(payment))
+        for body in self.bodies.values():
+            if not body["kind"].startswith(SHOWN):
+                events.append(self._other(body))
         events.sort(key=lambda e: (e.at, e.rank))
         return [
             {
@@ -285,18 +289,34 @@ class _View:
                 heads=("item", "due", "promised"),
             )
         ]
-        if promise["settled_at"]:
-            entries = promise["status_entries"]
+        for seq in promise["status_entries"]:  # kept, broken: as the chain records them
+            body = self.bodies.get(seq)
+            if body is None:
+                continue
+            status = body["payload"].get("status") or str(body["kind"]).partition(".")[2]
             events.append(
                 Event(
-                    self._at(promise["settled_at"]),
+                    self._at(body["at"]),
                     8,
                     "promise_settled",
-                    f"{L['promise_settled']}: {promise['status']}",
-                    entries[-1] if entries else None,
+                    f"{L['promise_settled']}: {status}",
+                    seq,
+                    _fields(body["payload"], skip=("status",)),
                 )
             )
         return events
+
+    def _other(self, body: dict[str, Any]) -> Event:
+        """An entry the record shows as it is (an account blocked, a payment reversed)."""
+        kind = str(body.get("kind"))
+        return Event(
+            self._at(str(body.get("at"))),
+            10,
+            "other",
+            f"{self.L.get(kind, kind)} ({body.get('ref')})",
+            body.get("seq"),
+            _fields(body.get("payload")),
+        )
 
     def _payment(self, payment: dict[str, Any]) -> Event:
         L = self.L
@@ -314,6 +334,25 @@ class _View:
             note=L["not_in_chain"],
             day_only=True,
         )
+
+
+def _body(text: str) -> dict[str, Any]:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _fields(payload: Any, skip: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """An entry's payload as (key, value) lines, nested values as compact JSON."""
+    if not isinstance(payload, dict):
+        return [("payload", str(payload))]
+    return [
+        (k, v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str))
+        for k, v in sorted(payload.items())
+        if k not in skip and v is not None
+    ]
 
 
 def _readable(channel: str, message: dict[str, Any]) -> str:
