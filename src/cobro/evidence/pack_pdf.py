@@ -368,7 +368,10 @@ def _readable(channel: str, message: dict[str, Any]) -> str:
                 if msg[name] is not None
             )
             body = msg.get_body(("plain",))
-            text = str(body.get_content()) if body is not None else message["text"]
+            try:
+                text = str(body.get_content()) if body is not None else message["text"]
+            except (LookupError, ValueError):  # an unknown charset or a broken part
+                text = message["text"]
             return f"{head}\n\n{text.strip()}"
     if channel == "push":
         try:
