@@ -14,10 +14,19 @@ from sqlalchemy import delete, select, update
 
 from cobro.engine.dispatch import Dispatcher
 from cobro.engine.runs import email_channel, run_day, templates_for
-from cobro.evidence.chain import ChainReport, verify_chain
+from cobro.evidence.chain import (
+    GENESIS,
+    ChainReport,
+    EvidenceEntry,
+    canonical,
+    legacy_hash,
+    verify_chain,
+)
+from cobro.evidence.checkpoint import CHECKPOINT_FILE
 from cobro.store import tables as t
 from cobro.workspace import Workspace
 
+from .answered import cobro
 from .support import business, captured, d, invoice, local, outbox, rendezvous
 
 DAY = d("2025-03-03")
@@ -141,3 +150,40 @@ def test_concurrent_dispatchers_keep_one_evidence_chain(
     assert chain.ok and chain.entries == 40
     # Nothing is left to send later (a batch lost by a crash would be retried after its lease).
     assert run_day(ws, DAY, as_of=as_of + timedelta(hours=1)).sent == 0
+
+
+def test_a_chain_written_in_the_older_form_still_verifies_and_goes_on_in_the_new_one(
+    ws: Workspace,
+) -> None:
+    """Entries written before the chain hashed digests: hash = sha256(prev + canonical)."""
+    two_claims(ws)
+    run_day(ws, DAY)
+    ev = t.evidence.c
+    with ws.engine.begin() as conn:
+        prev = GENESIS
+        for e in conn.execute(select(t.evidence).order_by(ev.seq)).all():
+            entry = EvidenceEntry(e.kind, e.ref, e.customer_id, e.at, json.loads(e.payload))
+            h = legacy_hash(prev, canonical(e.seq, entry))
+            conn.execute(update(t.evidence).where(ev.id == e.id).values(prev_hash=prev, hash=h))
+            prev = h
+        conn.execute(delete(t.evidence_checkpoints))  # those signed the new form's hashes
+    (ws.root / CHECKPOINT_FILE).unlink()
+    assert verify(ws).ok
+    business(ws, "C3", "ap@three.example")
+    invoice(ws, "H-1", "C3", d("2025-03-11"), "10.00")
+
+    assert run_day(ws, DAY + timedelta(days=1)).sent == 1
+
+    assert verify(ws).ok and verify(ws).entries == 6
+    out = ws.root / "c1.json"
+    cobro(ws, "evidence", "export", "C1", "--out", str(out), ok=True)
+    pack = json.loads(out.read_text())
+    assert [e["form"] for e in pack["entries"]] == [1, 1]  # C1 was claimed first
+    old = [x for x in pack["links"] if x["seq"] <= 4]
+    new = [x for x in pack["links"] if x["seq"] > 4]
+    assert old and all(x["form"] == 1 and "digest" not in x for x in old)
+    assert [x["seq"] for x in new] == [5, 6] and all("digest" in x for x in new)
+    with ws.engine.begin() as conn:
+        conn.execute(update(t.evidence).where(ev.seq == 2).values(ref="outbox:99"))
+    edited = verify(ws)
+    assert not edited.ok and edited.first_bad_seq == 2

@@ -263,7 +263,7 @@ def test_a_rewritten_chain_is_caught_by_its_signed_checkpoint(
             if payload.get("recipient") == "ap@one.example":
                 payload["recipient"] = "x@y.example"
             entry = EvidenceEntry(e.kind, e.ref, e.customer_id, e.at, payload)
-            h = chain_hash(prev, canonical(e.seq, entry))
+            h = chain_hash(prev, canonical(e.seq, entry), e.customer_id)
             conn.execute(
                 update(t.evidence)
                 .where(ev.id == e.id)
@@ -356,7 +356,8 @@ def test_an_evidence_export_holds_the_debtors_entries_messages_checkpoint_and_re
     entries = json.loads((pack / "entries.json").read_text())
     assert len(entries) == 2 and entries[1]["seq"] == entries[0]["seq"] + 1  # one claim
     for e in entries:  # each entry's hash can be recomputed from the pack alone
-        assert chain_hash(e["prev_hash"], e["canonical"]) == e["hash"]
+        customer_id = json.loads(e["canonical"])["customer_id"]
+        assert chain_hash(e["prev_hash"], e["canonical"], customer_id) == e["hash"]
     (message,) = (pack / "messages").iterdir()
     (got,) = [r for r in smtp_server.received if r.rcpt_tos == ("ap@one.example",)]
     assert message.read_bytes() == got.data and message.suffix == ".eml"

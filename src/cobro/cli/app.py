@@ -474,7 +474,8 @@ def evidence_verify(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Recompute the hash chain, check its signed checkpoints, and check every claim,
-    claimed item and delivery against it. Exit 1 names each record that does not hold."""
+    claimed item, delivery, view, dispute and promise against it. Exit 1 names each record
+    that does not hold."""
     from cobro.evidence.verify import verify_evidence
 
     ws = open_ws(ctx)
@@ -500,7 +501,7 @@ def evidence_verify(
     signed = f"; signed checkpoint at entry {point.seq} ({point.at.isoformat()})" if point else ""
     out.print(
         f"{report.last_seq} entries, chain intact, head {report.chain.head}{signed}; "
-        "claims and deliveries match it",
+        "claims, deliveries, views, disputes and promises match it",
         markup=False,
         soft_wrap=True,
     )
@@ -509,34 +510,59 @@ def evidence_verify(
 @evidence_app.command("export")
 def evidence_export(
     ctx: typer.Context,
-    customer: Annotated[str, typer.Option("--customer", help="The debtor (external id).")],
-    directory: Annotated[Path, typer.Option("--out", help="Directory to write the pack to.")],
+    debtor: Annotated[
+        str | None, typer.Argument(metavar="CUSTOMER", help="The debtor (external id).")
+    ] = None,
+    target: Annotated[
+        Path | None,
+        typer.Option("--out", help="FILE.json, FILE.pdf, or a directory (any other name)."),
+    ] = None,
+    customer: Annotated[
+        str | None, typer.Option("--customer", help="The debtor, as the argument (older form).")
+    ] = None,
 ) -> None:
-    """One debtor's evidence pack: chain entries, messages as sent, checkpoint, verify report."""
+    """One debtor's evidence pack: a self-contained JSON file a third party can check, a PDF
+    document (cover, chronological record, annex of hashes), or a directory of files."""
     from sqlalchemy import select
 
-    from cobro.evidence.export import export_pack
+    from cobro.engine.runs import templates_for
+    from cobro.evidence.export import export
     from cobro.store import tables as t
 
+    if debtor is not None and customer is not None and debtor != customer:
+        fail(f"CUSTOMER {debtor!r} and --customer {customer!r} name different debtors", 2)
+    who = debtor if debtor is not None else customer
+    if who is None:
+        fail("name the debtor: cobro evidence export CUSTOMER --out FILE.pdf|FILE.json|DIR", 2)
+    if target is None:
+        fail("--out: where to write the pack (FILE.pdf, FILE.json or a directory)", 2)
     ws = open_ws(ctx)
     try:
         with ws.engine.connect() as conn:
             cu = t.customers.c
             cid = conn.execute(
-                select(cu.id).where(cu.company_id == ws.company_id, cu.external_id == customer)
+                select(cu.id).where(cu.company_id == ws.company_id, cu.external_id == who)
             ).scalar()
-            if cid is None:
-                fail(f"--customer: no debtor {customer!r}", 2)
-            pack = export_pack(
-                conn, ws.config, ws.company_id, ws.root, int(cid), customer, directory
-            )
+        if cid is None:
+            fail(f"CUSTOMER: no debtor {who!r}", 2)
+        pack = export(
+            ws.engine,
+            ws.config,
+            ws.company_id,
+            ws.root,
+            int(cid),
+            target,
+            utcnow(),
+            templates=templates_for(ws),
+        )
     except (CobroError, OSError) as exc:
-        fail(f"{directory}: {exc}", 2)
+        fail(f"{target}: {exc}", 2)
     finally:
         ws.close()
+    report = "verify.json" if pack.kind == "directory" else "its verify section"
     out.print(
-        f"{pack.directory}: {pack.entries} evidence entries, {pack.messages} message(s) as sent, "
-        + ("evidence holds" if pack.verify.ok else "evidence does NOT hold (see verify.json)"),
+        f"{pack.path}: {pack.entries} evidence entries, {pack.messages} message(s) as sent, "
+        + ("evidence holds" if pack.verify.ok else f"evidence does NOT hold (see {report})"),
         markup=False,
     )
     if not pack.verify.ok:

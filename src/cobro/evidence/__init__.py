@@ -1,1 +1,2 @@
-"""Evidence: the hash chain over claims and deliveries, and the claim history."""
+"""Evidence: the hash chain over claims, deliveries and answers, its checks, the history
+and the per-debtor evidence pack."""

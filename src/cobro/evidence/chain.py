@@ -1,8 +1,17 @@
 """Tamper-evident history: every claim sent and every delivery, chained by SHA-256.
 
-Entry ``n`` stores ``hash_n = sha256(hash_{n-1} || canonical(entry_n))``; changing,
+Entry ``n`` stores ``hash_n = sha256(hash_{n-1} + " " + debtor_n + " " + digest_n)``:
+``digest_n`` is the SHA-256 of the entry's canonical text and ``debtor_n`` its
+``customer_id`` in decimal (``-`` for none), all digests in lower-case hex. Changing,
 removing or reordering any stored entry breaks every hash after it, which
-``verify_chain`` reports.
+``verify_chain`` reports. Hashing the entry's digest rather than its text lets a
+debtor's evidence pack carry the links of other debtors' entries (their debtor number,
+digest and hash, not their content), so that a third party can recompute the chain from
+the debtor's first entry to a signed checkpoint, and see that no entry of the debtor's
+was left out.
+
+Chains written before that carry entries of the older form ``sha256(hash_{n-1} +
+canonical_n)`` (form 1); they still verify, entry by entry.
 """
 
 from __future__ import annotations
@@ -47,8 +56,37 @@ def canonical(seq: int, entry: EvidenceEntry) -> str:
     )
 
 
-def chain_hash(prev: str, body: str) -> str:
+def digest(body: str) -> str:
+    """The SHA-256 of an entry's canonical text, in hex."""
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def chain_hash(prev: str, body: str, customer_id: int | None) -> str:
+    """The hash of an entry of ``customer_id`` whose canonical text is ``body``, after
+    ``prev``."""
+    return link_hash(prev, customer_id, digest(body))
+
+
+def link_hash(prev: str, customer_id: int | None, entry_digest: str) -> str:
+    """The hash of an entry from the previous hash, its debtor and its digest alone."""
+    debtor = "-" if customer_id is None else str(customer_id)
+    return hashlib.sha256(f"{prev} {debtor} {entry_digest}".encode()).hexdigest()
+
+
+def legacy_hash(prev: str, body: str) -> str:
+    """Form 1, written before the digest form: the text itself after the previous hash."""
     return hashlib.sha256((prev + body).encode()).hexdigest()
+
+
+def entry_form(prev: str, body: str, customer_id: int | None, stored: str) -> int | None:
+    """2 when ``stored`` is the hash of ``body`` (an entry of ``customer_id``) after
+    ``prev``, 1 when it is its older form, None when it is neither (the entry was
+    changed)."""
+    if chain_hash(prev, body, customer_id) == stored:
+        return 2
+    if legacy_hash(prev, body) == stored:
+        return 1
+    return None
 
 
 def append(conn: Connection, company_id: int, entries: list[EvidenceEntry]) -> None:
@@ -65,7 +103,7 @@ def append(conn: Connection, company_id: int, entries: list[EvidenceEntry]) -> N
     for entry in entries:
         seq += 1
         body = canonical(seq, entry)
-        h = chain_hash(prev, body)
+        h = chain_hash(prev, body, entry.customer_id)
         rows.append(
             {
                 "company_id": company_id,
@@ -93,7 +131,8 @@ class ChainReport:
 
 
 def verify_chain(conn: Connection, company_id: int) -> ChainReport:
-    """Recompute every hash of the company's chain, streaming."""
+    """Recompute every hash of the company's chain, streaming; the first entry that does
+    not hold is named with its kind, what it is about and its debtor."""
     e = t.evidence.c
     prev = GENESIS
     n = 0
@@ -102,15 +141,54 @@ def verify_chain(conn: Connection, company_id: int) -> ChainReport:
         .where(e.company_id == company_id)
         .order_by(e.seq)
     )
-    for row in result:
-        n += 1
-        if row.seq != n:
-            return ChainReport(n, False, int(row.seq), f"entry {n} is missing", prev)
-        if row.prev_hash != prev:
-            return ChainReport(n, False, n, "link to the previous entry is broken", prev)
-        entry = EvidenceEntry(row.kind, row.ref, row.customer_id, row.at, json.loads(row.payload))
-        h = chain_hash(prev, canonical(n, entry))
-        if h != row.hash:
-            return ChainReport(n, False, n, "entry content does not match its hash", prev)
-        prev = h
-    return ChainReport(n, True, None, None, prev)
+    problem: tuple[int, Any, str] | None = None
+    with result:
+        for row in result:
+            n += 1
+            if row.seq != n:
+                problem = (int(row.seq), None, f"entry {n} is missing")
+                break
+            if row.prev_hash != prev:
+                problem = (n, row, _moved(conn, company_id, n, str(row.prev_hash)))
+                break
+            if not _holds(prev, n, row):
+                problem = (n, row, "entry content does not match its hash (it was edited)")
+                break
+            prev = str(row.hash)
+    if problem is None:
+        return ChainReport(n, True, None, None, prev)
+    seq, row, text = problem
+    if row is not None:
+        text = f"{text}; the entry is {row.kind} {row.ref}{_debtor(conn, row.customer_id)}"
+    return ChainReport(n, False, seq, text, prev)
+
+
+def _holds(prev: str, n: int, row: Any) -> bool:
+    try:
+        payload = json.loads(row.payload)
+    except ValueError:
+        return False
+    entry = EvidenceEntry(row.kind, row.ref, row.customer_id, row.at, payload)
+    return entry_form(prev, canonical(n, entry), row.customer_id, str(row.hash)) is not None
+
+
+def _moved(conn: Connection, company_id: int, n: int, prev_hash: str) -> str:
+    """Why entry ``n`` does not follow entry ``n - 1``: which entry it did follow."""
+    e = t.evidence.c
+    follows = conn.execute(
+        select(e.seq).where(e.company_id == company_id, e.hash == prev_hash).limit(1)
+    ).scalar()
+    if follows is None:
+        return "link to the previous entry is broken (the entry it followed is gone or changed)"
+    return (
+        f"link to the previous entry is broken: it followed entry {follows}, not entry "
+        f"{n - 1} (entries were reordered)"
+    )
+
+
+def _debtor(conn: Connection, customer_id: int | None) -> str:
+    if customer_id is None:
+        return ""
+    c = t.customers.c
+    name = conn.execute(select(c.external_id).where(c.id == customer_id)).scalar()
+    return f", debtor {name if name is not None else f'#{customer_id}'}"

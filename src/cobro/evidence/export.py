@@ -1,119 +1,120 @@
-"""An evidence pack for one debtor: chain entries, messages as sent, checkpoint, report.
+"""``cobro evidence export``: one debtor's evidence pack as a JSON file, a PDF or a directory.
 
-The pack is a directory a third party can check without Cobro: every entry carries its
-``prev_hash`` and ``hash`` (``hash = sha256(prev_hash + canonical(entry))``), every
-message file's SHA-256 is the ``message_sha256`` of its delivery entry, and the
-checkpoint is signed with the Ed25519 public key it names.
+Before writing, the evidence is verified; when it holds and its last entries come after
+the last signed checkpoint, the head is signed now, so that the pack's checkpoint covers
+everything it shows. The JSON pack (``pack.py``) is one self-contained file a third party
+can check without Cobro; the PDF (``pack_pdf.py``) is the same record as a document. The
+directory form keeps the files of earlier releases: ``entries.json`` (every entry with
+``prev_hash`` and ``hash``), ``messages/`` (each file's SHA-256 is the ``message_sha256``
+of its delivery entry), ``history.json``, ``checkpoint.json`` and ``verify.json``, plus
+``pack.json``.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Engine
 
 from cobro.config import CobroConfig
-from cobro.evidence.chain import EvidenceEntry, canonical
+from cobro.evidence.checkpoint import checkpoint_head
 from cobro.evidence.history import claim_history
-from cobro.evidence.messages import SUFFIXES, unpack
+from cobro.evidence.messages import SUFFIXES, KeptDelivery, message_as_sent
+from cobro.evidence.pack import build_pack
 from cobro.evidence.verify import VerifyReport, verify_evidence
-from cobro.store import tables as t
+from cobro.render.templates import TemplateSet
 
-
-@dataclass(frozen=True)
-class KeptDelivery:
-    """A delivery's message as sent."""
-
-    id: int
-    outbox_id: int
-    customer: str
-    channel: str
-    sha256: str | None
-    data: bytes
-
-
-def message_as_sent(conn: Connection, company_id: int, delivery_id: int) -> KeptDelivery | None:
-    """The message a delivery row keeps, or None (no such delivery, or nothing kept)."""
-    d, o, c = t.deliveries.c, t.outbox.c, t.customers.c
-    row = conn.execute(
-        select(d.id, d.outbox_id, d.channel, d.message_sha256, d.message_zlib, c.external_id)
-        .join(t.outbox, o.id == d.outbox_id)
-        .join(t.customers, c.id == o.customer_id)
-        .where(d.company_id == company_id, d.id == delivery_id)
-    ).first()
-    if row is None or row.message_zlib is None:
-        return None
-    return KeptDelivery(
-        int(row.id),
-        int(row.outbox_id),
-        str(row.external_id),
-        str(row.channel),
-        row.message_sha256,
-        unpack(row.message_zlib),
-    )
+__all__ = ["ExportReport", "KeptDelivery", "export", "message_as_sent"]
 
 
 @dataclass(frozen=True)
 class ExportReport:
-    directory: Path
-    entries: int
-    messages: int
+    path: Path
+    kind: str  # "json", "pdf" or "directory"
+    entries: int  # the debtor's chain entries
+    messages: int  # messages as sent in the pack
     verify: VerifyReport
 
 
-def export_pack(
-    conn: Connection,
+def export(
+    engine: Engine,
     config: CobroConfig,
     company_id: int,
     root: Path,
     customer_id: int,
-    customer: str,
-    directory: Path,
+    out: Path,
+    now: datetime,
+    *,
+    templates: TemplateSet | None = None,
 ) -> ExportReport:
-    """Write ``customer``'s evidence pack into ``directory`` (created; files replaced)."""
+    """Write ``customer_id``'s pack to ``out``: a ``.json`` or ``.pdf`` file, else a
+    directory (created; its files replaced)."""
+    report = _verified(engine, config, company_id, root, customer_id, now)
+    with engine.connect() as conn:
+        pack = build_pack(conn, config, company_id, customer_id, report, now)
+        suffix = out.suffix.lower()
+        if suffix in (".json", ".pdf"):
+            kind = suffix[1:]
+            if kind == "json":
+                _write_json(out, pack)
+            else:
+                from cobro.evidence.pack_pdf import pack_pdf
+
+                out.write_bytes(pack_pdf(pack, config, templates=templates))
+        else:
+            kind = "directory"
+            _write_directory(conn, config, company_id, pack, out)
+    messages = sum(1 for c in pack["claims"] for d in c["deliveries"] if d["message"])
+    return ExportReport(out, kind, len(pack["entries"]), messages, report)
+
+
+def _verified(
+    engine: Engine,
+    config: CobroConfig,
+    company_id: int,
+    root: Path,
+    customer_id: int,
+    now: datetime,
+) -> VerifyReport:
+    """The verify report (records limited to the debtor), after signing the head when the
+    evidence holds and its last entries are not yet covered by a checkpoint."""
+    company = config.company.id
+    with engine.connect() as conn:
+        report = verify_evidence(conn, company_id, company, root, customer_id)
+    covered = report.checkpoint.seq if report.checkpoint else 0
+    signed = report.ok and report.last_seq > covered
+    if signed and checkpoint_head(engine, company_id, company, root, now) is not None:
+        with engine.connect() as conn:
+            report = verify_evidence(conn, company_id, company, root, customer_id)
+    return report
+
+
+def _write_directory(
+    conn: Any, config: CobroConfig, company_id: int, pack: dict[str, Any], directory: Path
+) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    e = t.evidence.c
-    entries: list[dict[str, Any]] = []
-    for row in conn.execute(
-        select(e.seq, e.kind, e.ref, e.customer_id, e.at, e.payload, e.prev_hash, e.hash)
-        .where(e.company_id == company_id, e.customer_id == customer_id)
-        .order_by(e.seq)
-    ):
-        entry = EvidenceEntry(row.kind, row.ref, row.customer_id, row.at, json.loads(row.payload))
-        entries.append(
-            {
-                "seq": int(row.seq),
-                "canonical": canonical(int(row.seq), entry),
-                "prev_hash": row.prev_hash,
-                "hash": row.hash,
-            }
-        )
-    _write_json(directory / "entries.json", entries)
-    claims = claim_history(conn, config, company_id, customer)
+    _write_json(
+        directory / "entries.json",
+        [{k: e[k] for k in ("seq", "canonical", "prev_hash", "hash")} for e in pack["entries"]],
+    )
+    claims = claim_history(conn, config, company_id, pack["debtor"]["external_id"])
     _write_json(directory / "history.json", [c.to_json() for c in claims])
     messages = directory / "messages"
-    written = 0
     for claim in claims:
         for delivery in claim.deliveries:
-            if delivery.id is None:
-                continue
-            kept = message_as_sent(conn, company_id, delivery.id)
+            kept = message_as_sent(conn, company_id, delivery.id) if delivery.id else None
             if kept is None:
                 continue
             messages.mkdir(exist_ok=True)
             name = f"{kept.id}-{kept.channel}{SUFFIXES.get(kept.channel, '.bin')}"
             (messages / name).write_bytes(kept.data)
-            written += 1
-    report = verify_evidence(conn, company_id, config.company.id, root, customer_id)
-    _write_json(
-        directory / "checkpoint.json",
-        report.checkpoint.to_json() if report.checkpoint else None,
-    )
-    _write_json(directory / "verify.json", report.to_json())
-    return ExportReport(directory, len(entries), written, report)
+    _write_json(directory / "checkpoint.json", pack["checkpoint"])
+    _write_json(directory / "verify.json", pack["verify"])
+    _write_json(directory / "pack.json", pack)
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -7,6 +7,10 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Connection, select
+
+from cobro.store import tables as t
+
 # How each channel's message is stored in an export, and what it is.
 SUFFIXES = {"email": ".eml", "sms": ".txt", "push": ".json"}
 MEDIA_TYPES = {
@@ -40,3 +44,36 @@ def keep_message(data: bytes | None) -> KeptMessage:
 def unpack(compressed: bytes) -> bytes:
     """The message bytes kept in a delivery row."""
     return zlib.decompress(compressed)
+
+
+@dataclass(frozen=True)
+class KeptDelivery:
+    """A delivery's message as sent."""
+
+    id: int
+    outbox_id: int
+    customer: str
+    channel: str
+    sha256: str | None
+    data: bytes
+
+
+def message_as_sent(conn: Connection, company_id: int, delivery_id: int) -> KeptDelivery | None:
+    """The message a delivery row keeps, or None (no such delivery, or nothing kept)."""
+    d, o, c = t.deliveries.c, t.outbox.c, t.customers.c
+    row = conn.execute(
+        select(d.id, d.outbox_id, d.channel, d.message_sha256, d.message_zlib, c.external_id)
+        .join(t.outbox, o.id == d.outbox_id)
+        .join(t.customers, c.id == o.customer_id)
+        .where(d.company_id == company_id, d.id == delivery_id)
+    ).first()
+    if row is None or row.message_zlib is None:
+        return None
+    return KeptDelivery(
+        int(row.id),
+        int(row.outbox_id),
+        str(row.external_id),
+        str(row.channel),
+        row.message_sha256,
+        unpack(row.message_zlib),
+    )

@@ -14,7 +14,7 @@ import hashlib
 import json
 import zlib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -86,18 +86,28 @@ def _entries(
         yield row.kind, int(ref), _Entry(int(row.seq), row.customer_id, row.at, payload)
 
 
+def debtor_names(
+    conn: Connection, company_id: int, customer_id: int | None = None
+) -> Callable[[int | None], str]:
+    """Debtor id -> external id (``#id`` for one that is gone), for naming records."""
+    cu = t.customers.c
+    q = select(cu.id, cu.external_id).where(cu.company_id == company_id)
+    if customer_id is not None:
+        q = q.where(cu.id == customer_id)
+    debtors = {int(r.id): str(r.external_id) for r in conn.execute(q)}
+
+    def who(cid: int | None) -> str:
+        return debtors.get(cid, f"#{cid}") if cid is not None else "?"
+
+    return who
+
+
 def check_records(
     conn: Connection, company_id: int, customer_id: int | None = None
 ) -> list[RecordProblem]:
     """Every difference between claims, claim items and deliveries and their evidence."""
-    cu, o, d = t.customers.c, t.outbox.c, t.deliveries.c
-    debtor_q = select(cu.id, cu.external_id).where(cu.company_id == company_id)
-    if customer_id is not None:
-        debtor_q = debtor_q.where(cu.id == customer_id)
-    debtors = {int(r.id): str(r.external_id) for r in conn.execute(debtor_q)}
-
-    def who(cid: int | None) -> str:
-        return debtors.get(cid, f"#{cid}") if cid is not None else "?"
+    o, d = t.outbox.c, t.deliveries.c
+    who = debtor_names(conn, company_id, customer_id)
 
     claims: dict[int, _Entry] = {}
     sent_to: dict[tuple[int, str, str], list[_Entry]] = defaultdict(list)

@@ -1,4 +1,5 @@
-"""``cobro evidence verify``: the chain, its signed checkpoints and the records it covers."""
+"""``cobro evidence verify``: the chain, its signed checkpoints and the records it covers
+(claims, claimed items, deliveries, views, disputes and promises)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from cobro.evidence.answers import check_answers
 from cobro.evidence.chain import ChainReport, verify_chain
 from cobro.evidence.checkpoint import (
     CHECKPOINT_FILE,
@@ -18,7 +20,7 @@ from cobro.evidence.checkpoint import (
     public_hex,
     stored_checkpoints,
 )
-from cobro.evidence.records import RecordProblem, check_records
+from cobro.evidence.records import RecordProblem, check_records, debtor_names
 from cobro.store import tables as t
 
 
@@ -75,6 +77,8 @@ def verify_evidence(
         report.problems.append(f"entry {chain.first_bad_seq}: {chain.problem}")
     _check_checkpoints(conn, company_id, company, root, report)
     report.records = check_records(conn, company_id, customer_id)
+    who = debtor_names(conn, company_id, customer_id)
+    report.records += check_answers(conn, company_id, who, customer_id)
     return report
 
 
