@@ -63,6 +63,7 @@ from cobro.errors import (
 from cobro.evidence.chain import EvidenceEntry, append
 from cobro.evidence.messages import keep_message
 from cobro.render.logo import LOGO_CID, workspace_logo
+from cobro.render.statement import Statement, load_statement
 from cobro.render.templates import TemplateSet
 from cobro.store import tables as t
 from cobro.store.db import insert_ignoring, retrying
@@ -215,6 +216,8 @@ class Job:
     failing_since: datetime | None = None
     payload: dict[str, Any] = field(default_factory=dict)
     subscription: Any = None  # upcoming-charge reminders: the subscription as it is now
+    statement: Statement | None = None  # attach_statement: the debtor's open items now
+    statement_files: dict[str, Attachment] = field(default_factory=dict)  # per language
     spec: MessageSpec | None = None
     items: list[dict[str, Any]] = field(default_factory=list)
     people: list[Person] = field(default_factory=list)
@@ -559,6 +562,10 @@ class Dispatcher:
                 for j in upcoming[sub.id]:
                     j.subscription = sub
         for job in jobs:
+            if self._wants_statement(job.step):
+                job.statement = load_statement(
+                    conn, self.company_id, job.customer_id, job.occurrence_on
+                )
             job.people = list(people.get(job.customer_id, []))
             if admin:
                 job.people.append(
@@ -592,6 +599,37 @@ class Dispatcher:
         if spec is None:
             spec = self._specs[step] = message_spec(self.config, step)
         return spec
+
+    def _wants_statement(self, step: str) -> bool:
+        try:
+            return self._spec(step).statement_pdf
+        except KeyError:
+            return False
+
+    def _statement(self, job: Job, person: Person) -> Attachment:
+        """The debtor's statement of account on the claim's date, as a PDF in ``person``'s
+        language (rendered once per language and claim)."""
+        from cobro.render.receipt import html_pdf
+        from cobro.render.statement import statement_filename, statement_html, statement_language
+
+        assert job.statement is not None
+        language, locale = statement_language(self.config, person.language or job.customer_language)
+        found = job.statement_files.get(language)
+        if found is None:
+            html = statement_html(
+                self.config,
+                job.statement,
+                language,
+                locale,
+                templates=self.templates,
+                logo=self._logo,
+            )
+            found = job.statement_files[language] = Attachment(
+                statement_filename(job.customer_external_id, job.occurrence_on, language),
+                "application/pdf",
+                html_pdf(html),
+            )
+        return found
 
     def _attachments(self, spec: MessageSpec) -> tuple[Attachment, ...]:
         if spec.attachment is None:
@@ -760,7 +798,7 @@ class Dispatcher:
                     job.outgoing.clear()
                     break
                 except CobroError as exc:
-                    job.failure = f"receipt PDF: {exc}"
+                    job.failure = f"{'statement' if spec.statement_pdf else 'receipt'} PDF: {exc}"
                     job.permanent = True
                     job.outgoing.clear()
                     break
@@ -792,6 +830,8 @@ class Dispatcher:
                 inline = (self._logo.inline(),) if self._logo and LOGO_CID in full.html else ()
                 if spec.receipt_pdf:
                     files = (*attachments, self._receipt(job, notice, language, locale))
+                if spec.statement_pdf and job.statement is not None:
+                    files = (*files, self._statement(job, person))
             else:
                 short = short or self.templates.render_short(spec.template, language, context)
                 rendered, files, inline = short, (), ()

@@ -31,6 +31,7 @@ class MessageSpec:
     attachment: str | None = None
     block_account: bool = False
     receipt_pdf: bool = False  # attach the PDF receipt of the charge
+    statement_pdf: bool = False  # attach the debtor's statement of account (email)
     upcoming: bool = False  # re-check the subscription's charge date at sending
     # Channels for the debtor, in order of preference; internal copies go by email.
     channels: tuple[str, ...] = ("email",)
@@ -119,6 +120,7 @@ def message_spec(config: CobroConfig, step: str) -> MessageSpec:
             title=action.title,
             text=action.text,
             attachment=action.attachment,
+            statement_pdf=action.attach_statement,
         )
     phase = config.phase_by_step(step)
     return MessageSpec(
@@ -131,6 +133,7 @@ def message_spec(config: CobroConfig, step: str) -> MessageSpec:
         needs_overdue=False,
         block_account=phase.block_account,
         channels=phase.channels,
+        statement_pdf=phase.attach_statement,
     )
 
 
