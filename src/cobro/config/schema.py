@@ -38,7 +38,9 @@ _WHEN = re.compile(
     r"^\s*(?:(?P<n>\d+)\s+days?\s+(?P<dir>before|after)\s+due|on\s+due)\s*$", re.IGNORECASE
 )
 # First segments of outbox steps that are not policy phases.
-RESERVED_STEP_PREFIXES = frozenset({"action", "receipt", "unpaid", "upcoming", "admin", "banking"})
+RESERVED_STEP_PREFIXES = frozenset(
+    {"action", "receipt", "unpaid", "upcoming", "admin", "banking", "resend"}
+)
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _HOST = re.compile(
     r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
