@@ -14,15 +14,17 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import event, select
 
-from cobro.engine.resend import ResendError, resend_claim
+from cobro.engine.resend import ResendError, resend_claim, resend_outcome
 from cobro.engine.runs import dispatch_due, dispatch_rows, run_day
 from cobro.evidence.history import claim_history
 from cobro.evidence.verify import verify_evidence
 from cobro.store import tables as t
 from cobro.workspace import Workspace, open_workspace
+from fakes.twilio import FakeTwilio
 
 from .conftest import RecordingHandler, SmtpServer, _free_port
 from .support import business, d, deliveries, invoice, load, outbox, parse
+from .test_channels import EMAIL_COST, PHONE, channels_yaml
 
 DAY = d("2025-03-10")  # phase 01 of b2b for F-1, due 2025-03-03: debtor and sales rep
 LATER = datetime(2025, 3, 12, 15, 30, tzinfo=UTC)
@@ -111,6 +113,19 @@ def test_a_resend_sends_the_message_as_kept_again_as_new_deliveries_of_a_resend(
     }
     assert all(x.resend_of is None for x in by_id[claim].deliveries)
     evidence_ok(ws)
+    # The pay link resent is the one signed when the claim was first rendered: it
+    # stops working link_max_age_days (30) after that, which the outcome tells.
+    with ws.engine.connect() as conn:
+        outcome = resend_outcome(conn, ws.config, ws.company_id, ws.secret, claim, row)
+    signed = outcome.link_signed_at
+    assert signed is not None and abs(signed - datetime.now(UTC)) < timedelta(minutes=5)
+    assert outcome.link_expired(ws.config, signed + timedelta(days=29)) is None
+    assert outcome.link_expired(ws.config, signed + timedelta(days=31)) == signed + timedelta(
+        days=30
+    )
+    assert [(x["recipient"], x["status"]) for x in outcome.deliveries] == [
+        (x.recipient, "sent") for x in sorted(resent.values(), key=lambda x: x.id)
+    ]
     with ws.engine.connect() as conn:
         kinds = [
             (e.kind, e.ref)
@@ -279,4 +294,42 @@ def test_a_crash_mid_resend_leaves_one_outbox_row_that_the_next_dispatch_finishe
     else:  # arrived but never acknowledged: sent again under the same Message-ID
         assert len({str(parse(r.data)["Message-ID"]) for r in got}) == 1
     assert split(got[0].data)[1] == split(first.data)[1]
+    evidence_ok(ws)
+
+
+@pytest.fixture
+def sms_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTwilio]:
+    with FakeTwilio() as tw:
+        monkeypatch.setenv("TWILIO_AUTH_TOKEN", tw.auth_token)
+        yield tw
+
+
+def test_a_claim_sent_by_sms_is_resent_as_the_same_text(
+    make_ws: Callable[..., Workspace], sms_api: FakeTwilio, smtp_server: SmtpServer
+) -> None:
+    twilio = sms_api
+    ws = make_ws(
+        replace={
+            **smtp_server.replace,
+            EMAIL_COST: channels_yaml(twilio, False),
+            "        template: reminder_due\n": "        template: reminder_due\n"
+            "        channels: [sms, email]\n",
+        }
+    )
+    load(ws, "customers", {"external_id": "P1", "name": "Ana", "kind": "person", "phone": PHONE})
+    invoice(ws, "F1", "P1", d("2026-05-10"), "120.50")
+    run_day(ws, d("2026-05-10"))
+    [sms] = twilio.messages
+    (row,) = outbox(ws)
+
+    resend(ws, row.id)
+    resend(ws, row.id, to="699 000 111")  # a national number: read in the company's country
+    with pytest.raises(ResendError, match="was not sent to the debtor by email"):
+        resend(ws, row.id, to="ana@example.com")
+
+    assert [(m["to"], m["body"]) for m in twilio.messages[1:]] == [
+        (PHONE, sms["body"]),
+        ("+34699000111", sms["body"]),
+    ]
+    assert smtp_server.received == []
     evidence_ok(ws)

@@ -266,7 +266,7 @@ def resend(
             row = resend_claim(conn, ws.config, ws.company_id, claim, to=to, at=now)
         dispatch_rows(ws, frozenset({row}), now)
         with ws.engine.connect() as conn:
-            outcome = resend_outcome(conn, ws.company_id, claim, row)
+            outcome = resend_outcome(conn, ws.config, ws.company_id, ws.secret, claim, row)
     except ResendError as exc:
         fail(str(exc), 2)
     except ConfigError as exc:

@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.parser import BytesHeaderParser
+from email.parser import BytesHeaderParser, BytesParser
 from email.policy import default as default_policy
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import phonenumbers
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import Connection, func, select
 
 from cobro.channels.base import Outgoing
@@ -287,6 +289,29 @@ def _json_title(data: bytes) -> str:
         return ""
 
 
+def pay_link_signed_at(
+    data: bytes, channel: str, config: CobroConfig, secret: str
+) -> datetime | None:
+    """When the pay link in a message as sent was signed (its age is checked against
+    ``company.link_max_age_days`` when it is opened); None when it has none."""
+    if channel == "email":
+        part = BytesParser(policy=default_policy).parsebytes(data).get_body(("plain",))
+        text = str(part.get_content()) if part is not None else ""
+    else:
+        text = data.decode("utf-8", "replace")
+    base = re.escape(config.company.portal_url.rstrip("/"))
+    found = re.search(base + r"/([A-Za-z0-9_.-]+)", text)
+    if found is None:
+        return None
+    try:
+        _, signed = URLSafeTimedSerializer(secret, salt="cobro.portal").loads(
+            found.group(1), return_timestamp=True
+        )
+    except BadSignature:
+        return None
+    return signed if isinstance(signed, datetime) else None
+
+
 @dataclass(frozen=True)
 class ResendOutcome:
     """What became of a resend: its row's status and its deliveries."""
@@ -296,14 +321,14 @@ class ResendOutcome:
     status: str
     reason: str | None
     deliveries: list[dict[str, Any]]
-    first_sent_at: datetime | None  # when the claim itself first went out
+    link_signed_at: datetime | None  # of the pay link in the messages resent, if any
 
     def link_expired(self, config: CobroConfig, now: datetime) -> datetime | None:
-        """When a pay link in the message (signed when the claim first went out) stopped
-        working, if it has; None while it still works."""
-        if self.first_sent_at is None:
+        """When the pay link in the messages resent stopped working, if it has (it was
+        signed when the claim was first rendered); None while it works or there is none."""
+        if self.link_signed_at is None:
             return None
-        expires = self.first_sent_at + timedelta(days=config.company.link_max_age_days)
+        expires = self.link_signed_at + timedelta(days=config.company.link_max_age_days)
         return expires if expires <= now else None
 
     def to_json(self) -> dict[str, Any]:
@@ -316,7 +341,14 @@ class ResendOutcome:
         }
 
 
-def resend_outcome(conn: Connection, company_id: int, claim: int, resend: int) -> ResendOutcome:
+def resend_outcome(
+    conn: Connection,
+    config: CobroConfig,
+    company_id: int,
+    secret: str,
+    claim: int,
+    resend: int,
+) -> ResendOutcome:
     """The outcome of the resend row ``resend`` of ``claim``, with its deliveries."""
     o, d = t.outbox.c, t.deliveries.c
     row = conn.execute(
@@ -339,9 +371,10 @@ def resend_outcome(conn: Connection, company_id: int, claim: int, resend: int) -
             .order_by(d.id)
         )
     ]
-    first = conn.execute(
-        select(func.min(d.at)).where(
-            d.outbox_id == claim, d.company_id == company_id, d.status == "sent"
-        )
-    ).scalar_one()
-    return ResendOutcome(claim, resend, row.status, row.reason, done, first)
+    kept = originals_by_id(conn, company_id, sorted(set(repeats.values())))
+    signed = [
+        at
+        for x in kept.values()
+        if (at := pay_link_signed_at(x.data, x.channel, config, secret)) is not None
+    ]
+    return ResendOutcome(claim, resend, row.status, row.reason, done, min(signed, default=None))
