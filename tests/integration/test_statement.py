@@ -327,3 +327,46 @@ def test_a_phase_without_attach_statement_sends_no_pdf(
     run_day(smtp_ws, d("2025-03-10"))
     (got,) = smtp_server.received
     assert list(parse(got.data).iter_attachments()) == []
+
+
+NOTICE = """default_policy: consumer
+actions:
+  - key: statement
+    description: Statement of account on the 20th
+    type: debt_notice
+    days: [20]
+    segment: overdue_30
+    attach_statement: true
+"""
+
+
+def test_a_debt_notice_with_attach_statement_carries_the_statement_pdf(
+    make_ws: Callable[..., Workspace], smtp_server: SmtpServer
+) -> None:
+    ws = make_ws(replace={**smtp_server.replace, "default_policy: consumer\n": NOTICE})
+    load(
+        ws,
+        "customers",
+        {"external_id": "A1", "name": "Ana", "kind": "person", "email": "ana@example.com"},
+    )
+    for ext, due in (("C1", "2027-01-10"), ("C2", "2027-03-10")):
+        load(
+            ws,
+            "receivables",
+            {"external_id": ext, "customer": "A1", "number": ext, "due_on": due, "amount": "120"},
+        )
+    for day in range(15, 21):
+        run_day(ws, date(2027, 2, day))
+
+    (notice,) = [
+        r for r in smtp_server.received if parse(r.data)["X-Cobro-Claim"].endswith("/statement")
+    ]
+    (pdf,) = list(parse(notice.data).iter_attachments())
+    assert pdf.get_filename() == "estado-de-cuenta-A1-2027-02-20.pdf"
+    text = pdf_text(pdf.get_content())
+    assert "A fecha de 20 de febrero de 2027" in text
+    assert "C1" in text and "41 Vencido" in text and "C2" in text and "Por vencer" in text
+    assert "Total pendiente (EUR) 240,00 €" in text
+    # The claims of the policy on the other days carry no statement.
+    others = [r for r in smtp_server.received if r is not notice]
+    assert others and all(not list(parse(r.data).iter_attachments()) for r in others)

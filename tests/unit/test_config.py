@@ -221,11 +221,7 @@ def test_attach_statement_goes_with_email_phases_that_show_the_debt() -> None:
 
 
 def test_attach_statement_goes_with_debt_notices_only() -> None:
-    notice = STARTER.replace(
-        "    segment: overdue_30\n    hide_pay_link: false\n",
-        "    segment: overdue_30\n    hide_pay_link: false\n    attach_statement: true\n",
-    )
-    assert parse_config(notice).action("statement").attach_statement
+    assert parse_config(STARTER).action("statement").attach_statement  # a debt notice
     task = STARTER.replace(
         '    due_time: "13:00"\n', '    due_time: "13:00"\n    attach_statement: true\n'
     )
