@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from .cli import run_cobro
-from .conftest import Inbox
+from .conftest import Inbox, smtp_server
+from .test_cli_requeue import Refusing
 
 
 def workspace(tmp_path: Path, port: int, name: str = "acme", company: str = "demo") -> Path:
@@ -118,3 +122,26 @@ def test_resend_to_another_address_and_bad_input_refused_with_exit_2(
     db = f"sqlite:///{ws / 'cobro.db'}"
     proc = run_cobro(other, "--db", db, "resend", cid, ok=False)
     assert proc.returncode == 2 and f"no claim {cid}" in proc.stderr
+
+
+@pytest.fixture
+def refusing_server() -> Iterator[tuple[Refusing, int]]:
+    with smtp_server(Refusing()) as served:
+        yield served
+
+
+def test_a_resend_refused_by_the_server_exits_1_with_the_reason(
+    tmp_path: Path, refusing_server: tuple[Refusing, int]
+) -> None:
+    handler, port = refusing_server
+    ws = workspace(tmp_path, port)
+    run_cobro(ws, "run", "--date", "2026-02-22")
+    (claim,) = json.loads(run_cobro(ws, "history", "--json").stdout)
+    handler.refused.add("pagos@norte.example")
+
+    proc = run_cobro(ws, "resend", str(claim["outbox_id"]), ok=False)
+    assert proc.returncode == 1, proc.stderr
+    assert "failed" in proc.stdout and "550" in proc.stderr and "no such user" in proc.stderr
+    history = json.loads(run_cobro(ws, "history", "--json").stdout)
+    (resend,) = [c for c in history if c["resend_of"] == claim["outbox_id"]]
+    assert resend["status"] == "failed"
