@@ -332,3 +332,22 @@ def test_check_reports_a_workspace_receipt_template_that_fails(ws: Path) -> None
     proc = cobro(ws, "check", ok=False)
     assert "subscriptions.receipts: receipt PDF: receipt_pdf.j2:" in proc.stderr
     assert "chrage" in proc.stderr
+
+
+def test_check_reports_a_workspace_statement_template_that_fails_where_it_is_used(
+    ws: Path,
+) -> None:
+    (ws / "templates" / "statement_pdf.j2").write_text("<p>{{ customer.nmae }}</p>")
+    cfg = ws / "cobro.yaml"
+    text = cfg.read_text(encoding="utf-8")
+    line = next(
+        i for i, x in enumerate(text.splitlines(), 1) if x.strip().startswith("attach_statement:")
+    )
+    proc = cobro(ws, "check", ok=False)
+    assert f"cobro.yaml:{line}: actions.0.attach_statement: statement PDF:" in proc.stderr
+    assert "nmae" in proc.stderr
+
+    # No phase or notice attaches it: the portal's download still uses the template.
+    cfg.write_text(text.replace("attach_statement: true", "attach_statement: false"), "utf-8")
+    proc = cobro(ws, "check", ok=False)
+    assert "portal: statement PDF: statement_pdf.j2:" in proc.stderr and "nmae" in proc.stderr

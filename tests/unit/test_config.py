@@ -191,3 +191,40 @@ def test_dispatch_retry_time_and_deadlines_are_checked() -> None:
     assert p.startswith(f"cobro.yaml:{line_of(text, 'retry_hours: 0')}: dispatch.retry_hours")
     fine = parse_config(text.replace("retry_hours: 0", "retry_hours: 24"))
     assert fine.dispatch.retry_hours == 24 and fine.dispatch.connection_deadline_s == 5
+
+
+def test_attach_statement_goes_with_email_phases_that_show_the_debt() -> None:
+    attached = STARTER.replace(
+        "        template: b2b_01\n        mode: full\n",
+        "        template: b2b_01\n        mode: full\n        attach_statement: true\n",
+    )
+    config = parse_config(attached)
+    assert config.policy("b2b").phases[1].attach_statement
+    assert not config.policy("b2b").phases[0].attach_statement
+
+    link = STARTER.replace(
+        "        template: b2b_04\n        mode: link\n",
+        "        template: b2b_04\n        mode: link\n        attach_statement: true\n",
+    )
+    (found,) = problems(link)
+    assert f"cobro.yaml:{line_of(link, 'template: b2b_04') - 3}: policies.b2b.phases.4" in found
+    assert "attach_statement does not go with mode: link" in found
+
+    no_email = STARTER.replace(
+        "        template: reminder_due\n        mode: full\n",
+        "        template: reminder_due\n        mode: full\n        channels: [push]\n"
+        "        attach_statement: true\n",
+    ).replace("\npolicies:\n", "\n  push:\n    subject: mailto:a@demo.example\n\npolicies:\n")
+    assert any(
+        "attach_statement needs email among the phase's channels" in p for p in problems(no_email)
+    )
+
+
+def test_attach_statement_goes_with_debt_notices_only() -> None:
+    assert parse_config(STARTER).action("statement").attach_statement  # a debt notice
+    task = STARTER.replace(
+        '    due_time: "13:00"\n', '    due_time: "13:00"\n    attach_statement: true\n'
+    )
+    (found,) = problems(task)
+    assert "actions.1: attach_statement goes with debt notices (type: debt_notice)" in found
+    assert "not with a task" in found

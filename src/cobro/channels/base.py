@@ -41,6 +41,10 @@ class Outgoing:
     meta: dict[str, str] = field(default_factory=dict)
     url: str | None = None  # where a short message (SMS, push) leads: the pay link
     inline: tuple[InlineImage, ...] = ()  # email: images the HTML shows (the logo)
+    # A resend: the message bytes to hand over as they are (email: the RFC 5322 message
+    # first sent, readdressed; SMS: its text; push: its JSON), and the delivery it repeats.
+    raw: bytes | None = None
+    resend_of: int | None = None
 
 
 class Handovers:

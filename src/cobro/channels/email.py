@@ -199,7 +199,7 @@ class EmailChannel:
         )
 
     async def send(self, message: Outgoing) -> str:
-        data = self.build(message)
+        data = message.raw if message.raw is not None else self.build(message)
         self.handovers.keep(message, data)
         name = message.message_id.strip("<>").split("@")[0]
         return await self.transport.deliver(self.sender_email, message.address, data, name)

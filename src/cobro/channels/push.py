@@ -61,7 +61,10 @@ def read_private_key(env_name: str, path: Path) -> str:
 
 
 def payload(message: Outgoing) -> bytes:
-    """The JSON a service worker shows: title, body, the link to open and a tag."""
+    """The JSON a service worker shows: title, body, the link to open and a tag (a resend:
+    the JSON first sent, as it was)."""
+    if message.raw is not None:
+        return message.raw
     body = message.text.strip()
     data: dict[str, Any] = {
         "title": message.subject,

@@ -171,6 +171,8 @@ class SmsChannel:
         self.handovers = Handovers()
 
     def body(self, message: Outgoing) -> str:
+        if message.raw is not None:  # a resend: the text first sent, as it was
+            return message.raw.decode("utf-8")
         return fit_sms(message.text, message.url, self.max_segments, self.smart_encoding)
 
     def cost_of(self, message: Outgoing) -> Decimal:

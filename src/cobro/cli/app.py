@@ -29,7 +29,7 @@ from cobro.cli.common import (
     print_json,
     report_not_sent,
 )
-from cobro.cli.dispatch import dispatch, requeue
+from cobro.cli.dispatch import dispatch, requeue, resend
 from cobro.cli.events import contacts_app, event_app, push_app
 from cobro.cli.progress import QuietOption, progress_for
 from cobro.cli.staff import account, segments_app, tasks_app
@@ -407,7 +407,9 @@ def history(
         table.add_column(col)
     for c in claims:
         recips = "\n".join(
-            f"#{d.id} {d.channel} → {d.recipient} ({d.role}) {d.status}" for d in c.deliveries
+            f"#{d.id} {d.channel} → {d.recipient} ({d.role}) {d.status}"
+            + (f", resend of #{d.resend_of}" if d.resend_of is not None else "")
+            for d in c.deliveries
         )
         items = ", ".join(
             f"{i.number} {i.balance_at_send or i.balance_now}" for i in c.items[:6]
@@ -463,6 +465,7 @@ app.add_typer(tasks_app, name="tasks")
 app.command(name="account")(account)
 app.command(name="dispatch")(dispatch)
 app.command(name="requeue")(requeue)
+app.command(name="resend")(resend)
 
 evidence_app = typer.Typer(help="The tamper-evident history.", no_args_is_help=True)
 app.add_typer(evidence_app, name="evidence")

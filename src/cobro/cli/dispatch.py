@@ -1,5 +1,6 @@
 """``cobro dispatch``: send what is due now, or keep sending as events arrive;
-``cobro requeue``: send claims that failed for good again."""
+``cobro requeue``: send claims that failed for good again; ``cobro resend``: send a claim's
+message again, as it was sent."""
 
 from __future__ import annotations
 
@@ -230,3 +231,77 @@ def requeue(
         else f"requeued {done} claim(s); `cobro dispatch` sends them",
         markup=False,
     )
+
+
+def resend(
+    ctx: typer.Context,
+    claim: Annotated[
+        int, typer.Argument(help="The claim's number (outbox id in `cobro history`).")
+    ],
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to", help="Only to this email address or phone number (the debtor's message)."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+) -> None:
+    """Send a claim's message again, exactly as it was sent, as a new delivery.
+
+    Without --to it goes to every recipient the claim reached; with --to only to that
+    address (an email address or a phone number), as the debtor's message of that
+    channel. The resend goes through the outbox like every message and is recorded, with
+    its evidence, as a resend of the original delivery (`cobro history` shows it).
+    """
+    from sqlalchemy.exc import DBAPIError
+
+    from cobro.engine.resend import ResendError, resend_claim, resend_outcome
+    from cobro.engine.runs import dispatch_rows
+    from cobro.workspace import utcnow
+
+    ws = open_ws(ctx)
+    now = utcnow()
+    try:
+        with ws.engine.begin() as conn:
+            row = resend_claim(conn, ws.config, ws.company_id, claim, to=to, at=now)
+        dispatch_rows(ws, frozenset({row}), now)
+        with ws.engine.connect() as conn:
+            outcome = resend_outcome(conn, ws.config, ws.company_id, ws.secret, claim, row)
+    except ResendError as exc:
+        fail(str(exc), 2)
+    except ConfigError as exc:
+        for p in exc.problems:
+            err.print(str(p), highlight=False, markup=False)
+        fail(f"configuration error; the resend of claim {claim} waits in the outbox", 2)
+    except CobroError as exc:
+        fail(str(exc), 2)
+    except DBAPIError as exc:
+        first = str(exc.orig or exc).strip().splitlines()
+        fail(f"database unavailable: {first[0] if first else type(exc).__name__}", 1)
+    finally:
+        ws.close()
+    expired = outcome.link_expired(ws.config, now)
+    if as_json:
+        print_json({**outcome.to_json(), "link_expired_at": expired})
+    else:
+        for d in outcome.deliveries:
+            line = f"#{d['id']} {d['channel']} → {d['recipient']} {d['status']}"
+            if d["resend_of"] is not None:
+                line += f" (resend of delivery #{d['resend_of']})"
+            if d["error"]:
+                line += f": {d['error']}"
+            out.print(line, markup=False, highlight=False)
+        out.print(f"claim {claim}: resend {outcome.resend} {outcome.status}", markup=False)
+    if expired is not None:
+        err.print(
+            f"note: the message is resent as it was sent; a pay link in it expired on "
+            f"{expired.date().isoformat()} (company.link_max_age_days: "
+            f"{ws.config.company.link_max_age_days})",
+            highlight=False,
+            markup=False,
+        )
+    if outcome.status != "sent":
+        failed = outcome.status == "failed"
+        why = outcome.reason or "not delivered yet; `cobro dispatch` retries it"
+        errors = [] if as_json else [f"resend {outcome.resend}: {why}"]
+        report_not_sent(errors, int(failed), int(not failed))

@@ -86,6 +86,7 @@ class ActionConfig(_Strict):
     text: str | None = None
     attachment: str | None = None
     hide_pay_link: bool = False
+    attach_statement: bool = False
     recipients: list[ConfigurableRecipient] = [Recipient.DEBTOR]
     message: str | None = None
     due_day: MonthDayField | None = None
@@ -129,4 +130,9 @@ class ActionConfig(_Strict):
                 raise ValueError("a message needs a template, or a title (its subject) and a text")
             if self.type is ActionType.DEBT_NOTICE and self.attachment:
                 raise ValueError("attachments go with messages, not debt notices")
+        if self.attach_statement and self.type is not ActionType.DEBT_NOTICE:
+            raise ValueError(
+                "attach_statement goes with debt notices (type: debt_notice), "
+                f"not with a {self.type.value}"
+            )
         return self

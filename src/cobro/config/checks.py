@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from babel import Locale
 
@@ -22,6 +23,9 @@ from cobro.errors import (
 )
 from cobro.render.labels import LANGUAGES
 from cobro.render.templates import TemplateSet
+
+if TYPE_CHECKING:
+    from cobro.render.logo import Logo
 
 SAMPLE_DATE = date(2026, 1, 15)
 
@@ -124,7 +128,8 @@ def _channel_problems(config: CobroConfig, root: Path, cfg_file: Path) -> list[C
 def _branding_problems(
     config: CobroConfig, root: Path, cfg_file: Path, templates: TemplateSet
 ) -> list[ConfigProblem]:
-    """A logo file that is missing or not an image; a receipt PDF template that fails."""
+    """A logo file that is missing or not an image; a receipt or statement PDF template
+    that fails."""
     from cobro.render.logo import load_logo
     from cobro.render.receipt import receipt_html
 
@@ -162,7 +167,47 @@ def _branding_problems(
                 )
             )
             break
+    problems.extend(_statement_problems(config, cfg_file, templates, logo))
     return problems
+
+
+def _statement_problems(
+    config: CobroConfig, cfg_file: Path, templates: TemplateSet, logo: Logo | None
+) -> list[ConfigProblem]:
+    """A statement PDF template (``statement_pdf.j2``) that fails, reported at the first
+    phase or debt notice that attaches statements (else at ``portal``, whose page offers
+    the statement for download)."""
+    from cobro.render.statement import sample_statement, statement_html, statement_language
+
+    where: tuple[str | int, ...] = ("portal",)
+    users = [
+        ("policies", name, "phases", index, "attach_statement")
+        for name, policy_cfg in config.policies.items()
+        for index, phase in enumerate(policy_cfg.phases)
+        if phase.attach_statement
+    ] + [
+        ("actions", index, "attach_statement")
+        for index, action in enumerate(config.actions)
+        if action.attach_statement
+    ]
+    if users:
+        where = users[0]
+    sample = sample_statement(config, SAMPLE_DATE)
+    for lang in LANGUAGES:
+        language, locale = statement_language(config, lang)
+        try:
+            statement_html(config, sample, language, locale, templates=templates, logo=logo)
+        except TemplateError as exc:
+            lines = field_lines(cfg_file)
+            return [
+                ConfigProblem(
+                    str(cfg_file),
+                    lines.get(where),
+                    ".".join(str(p) for p in where),
+                    f"statement PDF: {exc}",
+                )
+            ]
+    return []
 
 
 def check_workspace(root: Path) -> list[ConfigProblem]:

@@ -38,7 +38,9 @@ _WHEN = re.compile(
     r"^\s*(?:(?P<n>\d+)\s+days?\s+(?P<dir>before|after)\s+due|on\s+due)\s*$", re.IGNORECASE
 )
 # First segments of outbox steps that are not policy phases.
-RESERVED_STEP_PREFIXES = frozenset({"action", "receipt", "unpaid", "upcoming", "admin", "banking"})
+RESERVED_STEP_PREFIXES = frozenset(
+    {"action", "receipt", "unpaid", "upcoming", "admin", "banking", "resend"}
+)
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _HOST = re.compile(
     r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
@@ -294,12 +296,29 @@ class PhaseConfig(_Strict):
     catch_up: bool | None = None
     block_account: bool = False
     min_gap_days: Annotated[int, Field(ge=1, le=365)] | None = None
+    attach_statement: bool = Field(
+        default=False, description="the email carries the debtor's statement of account as a PDF"
+    )
 
     @field_validator("when")
     @classmethod
     def _when(cls, v: str) -> str:
         parse_when(v)
         return v
+
+    @model_validator(mode="after")
+    def _statement(self) -> PhaseConfig:
+        if self.attach_statement and "email" not in self.channels:
+            raise ValueError(
+                "attach_statement needs email among the phase's channels: "
+                "SMS and push carry no attachment"
+            )
+        if self.attach_statement and self.mode is DeliveryMode.LINK:
+            raise ValueError(
+                "attach_statement does not go with mode: link (a link-only claim leaves "
+                "the debt out of the message; the statement would put it back)"
+            )
+        return self
 
     @property
     def offset_days(self) -> int:
@@ -438,6 +457,9 @@ class Portal(_Strict):
         description="the payment page, with {reference}, {amount}, {currency}, {customer}",
     )
     bank: BankDetails | None = None
+    pay_instructions: str | None = Field(
+        default=None, description="how to pay, in words: printed on statements below the bank"
+    )
     promise_max_days: Annotated[int, Field(ge=1, le=365)] = 30
     promise_grace_days: Annotated[int, Field(ge=0, le=60)] = 3
     disputes: bool = True
@@ -547,6 +569,7 @@ class CobroConfig(_Strict):
                 catch_up=ph.catch_up if ph.catch_up is not None else ph.offset_days > 0,
                 block_account=ph.block_account,
                 min_gap_days=ph.min_gap_days,
+                attach_statement=ph.attach_statement,
             )
             for ph in sorted(pc.phases, key=lambda p: p.offset_days)
         )
@@ -603,6 +626,7 @@ class CobroConfig(_Strict):
                     text=a.text,
                     attachment=a.attachment,
                     hide_pay_link=a.hide_pay_link,
+                    attach_statement=a.attach_statement,
                     recipients=tuple(a.recipients),
                     task_message=a.message,
                     due_day=a.due_day,

@@ -28,6 +28,7 @@ class ScheduledAction:
     text: str | None = None
     attachment: str | None = None
     hide_pay_link: bool = False
+    attach_statement: bool = False  # debt notices: the statement of account as a PDF
     recipients: tuple[Recipient, ...] = (Recipient.DEBTOR,)
     task_message: str | None = None
     due_day: MonthDay | None = None

@@ -68,6 +68,7 @@ class Phase:
     catch_up: bool = True
     block_account: bool = False  # sending this phase blocks the account until paid
     min_gap_days: int | None = None  # days after the previous phase; default: their distance
+    attach_statement: bool = False  # the email carries the statement of account (PDF)
 
     @property
     def step_id(self) -> str:

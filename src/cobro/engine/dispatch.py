@@ -46,8 +46,9 @@ from cobro.domain.model import OutboxStatus, Policy, Recipient
 from cobro.domain.money import Money, totals_by_currency
 from cobro.engine.accounts import block_accounts
 from cobro.engine.leases import LEASE, holder_gone, holder_name
-from cobro.engine.messages import MessageSpec, load_attachment, message_spec
+from cobro.engine.messages import RESEND_PREFIX, MessageSpec, load_attachment, message_spec
 from cobro.engine.notices import UNREACHABLE, main_role, notice_context, upcoming_cancel_reason
+from cobro.engine.resend import Original, originals_by_id, resent_message, targets
 from cobro.engine.sending import Breaker, Ledger, backoff
 from cobro.engine.subscriptions import UPCOMING
 from cobro.errors import (
@@ -63,6 +64,7 @@ from cobro.errors import (
 from cobro.evidence.chain import EvidenceEntry, append
 from cobro.evidence.messages import keep_message
 from cobro.render.logo import LOGO_CID, workspace_logo
+from cobro.render.statement import Statement, load_statement
 from cobro.render.templates import TemplateSet
 from cobro.store import tables as t
 from cobro.store.db import insert_ignoring, retrying
@@ -215,6 +217,9 @@ class Job:
     failing_since: datetime | None = None
     payload: dict[str, Any] = field(default_factory=dict)
     subscription: Any = None  # upcoming-charge reminders: the subscription as it is now
+    statement: Statement | None = None  # attach_statement: the debtor's open items now
+    statement_files: dict[str, Attachment] = field(default_factory=dict)  # per language
+    originals: dict[int, Original] = field(default_factory=dict)  # a resend's, by delivery
     spec: MessageSpec | None = None
     items: list[dict[str, Any]] = field(default_factory=list)
     people: list[Person] = field(default_factory=list)
@@ -267,6 +272,7 @@ class Dispatcher:
         clock: Callable[[], datetime] = utcnow,
         breakers: dict[str, Breaker] | None = None,
         orphans: frozenset[str] = frozenset(),
+        only: frozenset[int] | None = None,
     ) -> None:
         self.engine = engine
         self.on_batch = on_batch  # told what each batch did (progress)
@@ -274,6 +280,7 @@ class Dispatcher:
         self.settings = config.dispatch
         self.breakers = breakers if breakers is not None else {}
         self.orphans = orphans
+        self.only = only  # dispatch only these outbox rows (a resend sent at once)
         # Unique per dispatcher: two dispatchers of one process never pass for each other.
         self.holder = f"{holder_name()}/{uuid.uuid4().hex[:8]}"
         self._slots: dict[str, asyncio.Semaphore] = {}
@@ -420,6 +427,8 @@ class Dispatcher:
             .limit(limit)
             .with_for_update(skip_locked=True, of=t.outbox)
         )
+        if self.only is not None:
+            q = q.where(o.id.in_(self.only))
         rows = conn.execute(q).all()
         if not rows:
             return []
@@ -558,7 +567,20 @@ class Dispatcher:
             ):
                 for j in upcoming[sub.id]:
                     j.subscription = sub
+        resends = [j for j in jobs if j.step.startswith(RESEND_PREFIX)]
+        if resends:
+            kept = originals_by_id(
+                conn, self.company_id, [x.delivery for j in resends for x in targets(j.payload)]
+            )
+            for j in resends:
+                j.originals = {
+                    x.delivery: kept[x.delivery] for x in targets(j.payload) if x.delivery in kept
+                }
         for job in jobs:
+            if self._wants_statement(job.step):
+                job.statement = load_statement(
+                    conn, self.company_id, job.customer_id, job.occurrence_on
+                )
             job.people = list(people.get(job.customer_id, []))
             if admin:
                 job.people.append(
@@ -592,6 +614,37 @@ class Dispatcher:
         if spec is None:
             spec = self._specs[step] = message_spec(self.config, step)
         return spec
+
+    def _wants_statement(self, step: str) -> bool:
+        try:
+            return self._spec(step).statement_pdf
+        except KeyError:
+            return False
+
+    def _statement(self, job: Job, person: Person) -> Attachment:
+        """The debtor's statement of account on the claim's date, as a PDF in ``person``'s
+        language (rendered once per language and claim)."""
+        from cobro.render.receipt import html_pdf
+        from cobro.render.statement import statement_filename, statement_html, statement_language
+
+        assert job.statement is not None
+        language, locale = statement_language(self.config, person.language or job.customer_language)
+        found = job.statement_files.get(language)
+        if found is None:
+            html = statement_html(
+                self.config,
+                job.statement,
+                language,
+                locale,
+                templates=self.templates,
+                logo=self._logo,
+            )
+            found = job.statement_files[language] = Attachment(
+                statement_filename(job.customer_external_id, job.occurrence_on, language),
+                "application/pdf",
+                html_pdf(html),
+            )
+        return found
 
     def _attachments(self, spec: MessageSpec) -> tuple[Attachment, ...]:
         if spec.attachment is None:
@@ -648,6 +701,9 @@ class Dispatcher:
             except KeyError:
                 job.failure = f"{job.step} is no longer configured"
                 job.permanent = True
+                continue
+            if spec.resend:
+                self._compose_resend(job)
                 continue
             open_items = [i for i in job.items if i["balance_minor"] > 0]
             if job.reached_before:
@@ -760,11 +816,56 @@ class Dispatcher:
                     job.outgoing.clear()
                     break
                 except CobroError as exc:
-                    job.failure = f"receipt PDF: {exc}"
+                    job.failure = f"{'statement' if spec.statement_pdf else 'receipt'} PDF: {exc}"
                     job.permanent = True
                     job.outgoing.clear()
                     break
                 job.outgoing.append(route)
+
+    def _compose_resend(self, job: Job) -> None:
+        """A resend row: each original message, as kept, to its target (those a crashed
+        attempt already reached are left out)."""
+        for target in targets(job.payload):
+            original = job.originals.get(target.delivery)
+            if original is None:
+                job.failure = f"delivery {target.delivery} has no message kept as sent"
+                job.permanent = True
+                job.outgoing.clear()
+                return
+            if target.address.lower() in job.already_sent_to:
+                continue
+            if target.channel not in self.channels:
+                job.failure = f"{target.channel} is not set up: the resend cannot go"
+                job.permanent = True
+                continue
+            meta = self._push_keys(job, target.address) if target.channel == "push" else {}
+            msg = resent_message(
+                original,
+                target,
+                outbox_id=job.outbox_id,
+                company=self.config.company.id,
+                sender_domain=self.sender_domain,
+                at=self.as_of,
+                meta=meta,
+            )
+            role = Recipient(target.role)
+            person = Person(
+                role,
+                "",
+                target.address if target.channel == "email" else None,
+                None,
+                role not in (Recipient.DEBTOR, Recipient.CONTACT),
+            )
+            job.outgoing.append(Route(person, [(target.channel, [msg])]))
+
+    def _push_keys(self, job: Job, endpoint: str) -> dict[str, str]:
+        """The keys of the debtor's push subscription at ``endpoint`` (none once it is gone:
+        the push channel then records the address as gone)."""
+        for person in job.people:
+            for target in person.push:
+                if target.endpoint == endpoint:
+                    return {"p256dh": target.p256dh, "auth": target.auth, "id": str(target.id)}
+        return {}
 
     def _route(
         self,
@@ -792,6 +893,8 @@ class Dispatcher:
                 inline = (self._logo.inline(),) if self._logo and LOGO_CID in full.html else ()
                 if spec.receipt_pdf:
                     files = (*attachments, self._receipt(job, notice, language, locale))
+                if spec.statement_pdf and job.statement is not None:
+                    files = (*files, self._statement(job, person))
             else:
                 short = short or self.templates.render_short(spec.template, language, context)
                 rendered, files, inline = short, (), ()
@@ -972,6 +1075,9 @@ class Dispatcher:
     ) -> None:
         """One delivery attempt to one address, as a row and as evidence."""
         body_hash = hashlib.sha256((msg.subject + msg.text).encode()).hexdigest()
+        original = job.originals.get(msg.resend_of) if msg.resend_of is not None else None
+        if original is not None and original.body_sha256:
+            body_hash = original.body_sha256  # the same message as the delivery it repeats
         kept = keep_message(handed_over(self.channels[channel], msg))  # as sent
         deliveries.append(
             {
@@ -1010,6 +1116,7 @@ class Dispatcher:
                     "error": None if ok else detail[:300],
                     "attempt": job.attempts,
                     "message_sha256": kept.sha256,
+                    **({"resend_of": msg.resend_of} if msg.resend_of is not None else {}),
                 },
             )
         )
@@ -1059,7 +1166,9 @@ class Dispatcher:
                 # a person reached on one channel is not retried because another failed
                 temporary = temporary or (r_retry and not r_ok)
                 failing = failing or (r_failing and not r_ok)
-                reached = reached or (r_ok and person.role in MAIN_ROLES)
+                # (a resend is sent once it reached anyone it repeats a message to)
+                resend = job.spec is not None and job.spec.resend
+                reached = reached or (r_ok and (person.role in MAIN_ROLES or resend))
             failing_since = (job.failing_since or now) if failing else job.failing_since
             expired = failing and now - (failing_since or now) >= retry_for
             status: OutboxStatus
@@ -1129,6 +1238,11 @@ class Dispatcher:
                                 }
                                 for i in items
                             ],
+                            **(
+                                {"resend_of": job.payload.get("resend_of")}
+                                if job.spec is not None and job.spec.resend
+                                else {}
+                            ),
                         },
                     )
                 )

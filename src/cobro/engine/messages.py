@@ -14,6 +14,7 @@ from cobro.errors import PermanentFailure
 from cobro.render import filetypes
 
 ACTION_PREFIX = "action/"
+RESEND_PREFIX = "resend/"  # resend/<claim>/<n>: the n-th resend of a claim's message
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class MessageSpec:
     attachment: str | None = None
     block_account: bool = False
     receipt_pdf: bool = False  # attach the PDF receipt of the charge
+    statement_pdf: bool = False  # attach the debtor's statement of account (email)
+    resend: bool = False  # the kept messages of an earlier claim, sent again as they were
     upcoming: bool = False  # re-check the subscription's charge date at sending
     # Channels for the debtor, in order of preference; internal copies go by email.
     channels: tuple[str, ...] = ("email",)
@@ -100,10 +103,24 @@ def notice_spec(config: CobroConfig, step: str) -> MessageSpec | None:
 
 
 def message_spec(config: CobroConfig, step: str) -> MessageSpec:
-    """The spec of ``step``: ``policy/phase``, ``action/KEY`` or a notice (``KeyError``: none)."""
+    """The spec of ``step``: ``policy/phase``, ``action/KEY``, a notice or a resend
+    (``KeyError``: none)."""
     event_notice = notice_spec(config, step)
     if event_notice is not None:
         return event_notice
+    if step.startswith(RESEND_PREFIX):
+        claim = step.removeprefix(RESEND_PREFIX).partition("/")[0]
+        return MessageSpec(
+            key="resend",
+            name=f"Resend of claim {claim}",
+            template="",
+            mode="message",
+            recipients=(),
+            needs_items=False,
+            needs_overdue=False,
+            hide_pay_link=True,
+            resend=True,
+        )
     if step.startswith(ACTION_PREFIX):
         action = config.action(step.removeprefix(ACTION_PREFIX))
         notice = action.type is ActionType.DEBT_NOTICE
@@ -119,6 +136,7 @@ def message_spec(config: CobroConfig, step: str) -> MessageSpec:
             title=action.title,
             text=action.text,
             attachment=action.attachment,
+            statement_pdf=action.attach_statement,
         )
     phase = config.phase_by_step(step)
     return MessageSpec(
@@ -131,6 +149,7 @@ def message_spec(config: CobroConfig, step: str) -> MessageSpec:
         needs_overdue=False,
         block_account=phase.block_account,
         channels=phase.channels,
+        statement_pdf=phase.attach_statement,
     )
 
 

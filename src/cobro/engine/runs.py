@@ -222,8 +222,10 @@ def workspace_dispatcher(
     clock: Callable[[], datetime] = utcnow,
     breakers: dict[str, Breaker] | None = None,
     orphans: frozenset[str] = frozenset(),
+    only: frozenset[int] | None = None,
 ) -> Dispatcher:
-    """A dispatcher for the workspace's company as of ``as_of``."""
+    """A dispatcher for the workspace's company as of ``as_of`` (of the rows ``only``,
+    when given)."""
     return Dispatcher(
         ws.engine,
         ws.config,
@@ -238,7 +240,30 @@ def workspace_dispatcher(
         clock=clock,
         breakers=breakers,
         orphans=orphans,
+        only=only,
     )
+
+
+def dispatch_rows(
+    ws: Workspace,
+    ids: frozenset[int],
+    as_of: datetime,
+    channels: dict[str, Channel] | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> DispatchReport:
+    """Send the outbox rows ``ids`` that are due by ``as_of``, and nothing else (a resend
+    asked for by hand goes at once, not with whatever else is due)."""
+    dispatcher = workspace_dispatcher(
+        ws,
+        as_of,
+        channels or default_channels(ws, as_of),
+        templates_for(ws),
+        clock=clock,
+        only=ids,
+    )
+    report = asyncio.run(dispatcher.run())
+    checkpoint(ws, as_of)
+    return report
 
 
 def run_day(

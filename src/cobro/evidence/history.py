@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -12,7 +12,8 @@ from sqlalchemy import Connection, and_, func, or_, select
 
 from cobro.config import CobroConfig
 from cobro.domain.money import Money
-from cobro.engine.messages import message_spec
+from cobro.engine.messages import RESEND_PREFIX, message_spec
+from cobro.engine.resend import targets
 from cobro.store import tables as t
 
 
@@ -46,6 +47,7 @@ class DeliveryRecord:
     error: str | None
     id: int | None = None  # the deliveries row: `history --show-message ID` prints it
     message_sha256: str | None = None  # of the message as sent, when it was kept
+    resend_of: int | None = None  # a resend: the delivery whose message it sent again
 
 
 @dataclass
@@ -62,6 +64,8 @@ class Claim:
     sent_on: date | None = None  # that instant's date, company time
     items: list[ClaimedItem] = field(default_factory=list)
     deliveries: list[DeliveryRecord] = field(default_factory=list)
+    resend_of: int | None = None  # a resend (``cobro resend``): the claim it repeats
+    resend_targets: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,6 +79,7 @@ class Claim:
             "phase_name": self.phase_name,
             "status": self.status,
             "reason": self.reason,
+            "resend_of": self.resend_of,
             "items": [
                 {
                     "number": i.number,
@@ -100,6 +105,7 @@ class Claim:
                     "error": d.error,
                     "id": d.id,
                     "message_sha256": d.message_sha256,
+                    "resend_of": d.resend_of,
                 }
                 for d in self.deliveries
             ],
@@ -136,7 +142,7 @@ def claim_history(
     settled = func.coalesce(first.c.sent_at, o.finished_at)
     q = (
         select(o.id, o.occurrence_on, o.step, o.status, o.reason, c.external_id, c.name)
-        .add_columns(first.c.sent_at)
+        .add_columns(first.c.sent_at, o.payload)
         .join(t.customers, c.id == o.customer_id)
         .outerjoin(first, first.c.outbox_id == o.id)
         .where(o.company_id == company_id)
@@ -165,6 +171,12 @@ def claim_history(
             row.sent_at,
             row.sent_at.astimezone(tz).date() if row.sent_at else None,
         )
+        if row.step.startswith(RESEND_PREFIX):
+            claim = claims[row.id]
+            claim.resend_of = (row.payload or {}).get("resend_of")
+            claim.resend_targets = {
+                (x.channel, x.address.lower()): x.delivery for x in targets(row.payload)
+            }
     if not claims:
         return []
     ids = list(claims)
@@ -220,5 +232,10 @@ def claim_history(
             )
     for oid, claim in claims.items():
         claim.items = items.get(oid, [])
-        claim.deliveries = deliveries.get(oid, [])
+        claim.deliveries = [
+            replace(x, resend_of=claim.resend_targets.get((x.channel, x.recipient.lower())))
+            if claim.resend_targets
+            else x
+            for x in deliveries.get(oid, [])
+        ]
     return list(claims.values())

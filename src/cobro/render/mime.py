@@ -194,3 +194,48 @@ def build_email(
         ]
     parts += [f"--{mixed}--".encode(), b""]
     return "\r\n".join(lines).encode("ascii") + b"\r\n\r\n" + b"\r\n".join(parts)
+
+
+def readdress(
+    data: bytes,
+    *,
+    date: datetime,
+    message_id: str,
+    to: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    """``data`` (a message as sent) to be sent again: a new ``Date`` and ``Message-ID``, a
+    new ``To`` (the bare address ``to``) when given, the fields of ``headers`` set (added
+    when absent); every other header and the whole body byte for byte as they were.
+
+    The message must have a header block ending in an empty line (CRLF CRLF)."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        raise ValueError("not a message: no blank line after its header")
+    new = {"Date": format_datetime(date), "Message-ID": _one_line(message_id)}
+    if to is not None:
+        new["To"] = checked_address(to)
+    for name, value in (headers or {}).items():
+        if name.replace("-", "").isalnum() and name.isascii():
+            new[name] = _header_text(value)
+    wanted = {name.lower(): name for name in new}
+    fields: list[list[bytes]] = []
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1].append(line)  # a folded field's continuation
+        else:
+            fields.append([line])
+    out: list[bytes] = []
+    done: set[str] = set()
+    for field_lines in fields:
+        key = field_lines[0].partition(b":")[0].strip().decode("ascii", "replace").lower()
+        if key not in wanted:
+            out.extend(field_lines)
+        elif key not in done:
+            name = wanted[key]
+            out.append(f"{name}: {new[name]}".encode("ascii"))
+            done.add(key)
+    for key, name in wanted.items():
+        if key not in done:  # absent from the message: added at the end of its header
+            out.append(f"{name}: {new[name]}".encode("ascii"))
+    return b"\r\n".join(out) + sep + body

@@ -170,6 +170,13 @@ def receipt_pdf(
         templates=templates,
         logo=logo,
     )
+    return html_pdf(html)
+
+
+def html_pdf(html: str) -> bytes:
+    """``html`` (a Cobro PDF page: a receipt, a statement) as PDF bytes, with the trimmed
+    user-agent stylesheet, the process's font configuration and nothing fetched but
+    ``data:`` URIs."""
     data: bytes = _html_class()(string=html, url_fetcher=data_only_fetcher()).write_pdf(
         font_config=_fonts()
     )
