@@ -52,3 +52,11 @@ def docx() -> bytes:
             'wordprocessingml/2006/main"><w:body/></w:document>',
         )
     return buffer.getvalue()
+
+
+def png() -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 8), (30, 30, 200)).save(buffer, "PNG")
+    return buffer.getvalue()

@@ -69,6 +69,19 @@ def _link(state: WebState, token: str, lang: str | None) -> PortalLink:
         raise _Refused(exc.reason, 410 if exc.reason == "expired" else 404, lang) from None
 
 
+async def _known_link(state: WebState, token: str, lang: str | None) -> PortalLink:
+    """The link of a form's URL, refused (404) before its form is read when it names no
+    claim of this company's debtor, like the page."""
+    link = _link(state, token, lang)
+
+    def known() -> None:
+        with state.ws.engine.connect() as conn:
+            _debtor(conn, state, link, lang)
+
+    await run_in_threadpool(known)
+    return link
+
+
 def _debtor(conn: Connection, state: WebState, link: PortalLink, lang: str | None) -> Debtor:
     debtor = find_debtor(conn, state.ws.company_id, link)
     if debtor is None:
@@ -153,7 +166,7 @@ async def confirm_read(
 ) -> Response:
     """The debtor's explicit "I have read this message": recorded as ``read``, with the
     request's address and user agent."""
-    link = _link(state, token, lang)
+    link = await _known_link(state, token, lang)
     await _form(request, state, token, lang)
     client = client_of(request)
 
@@ -178,7 +191,7 @@ async def _upload(form: FormData, limit: int) -> Upload | None:
 async def dispute(request: Request, token: str, state: State, lang: str | None = None) -> Response:
     """Dispute one of the debtor's open items, with a reason and an optional PDF or image;
     a staff task is opened and the item is left out of claims while the dispute is open."""
-    link = _link(state, token, lang)
+    link = await _known_link(state, token, lang)
     settings = state.ws.config.portal
     if not settings.disputes:
         raise _Refused("disputes_off", 403, lang, portal_path(request, token))
@@ -237,7 +250,7 @@ async def dispute(request: Request, token: str, state: State, lang: str | None =
 async def promise(request: Request, token: str, state: State, lang: str | None = None) -> Response:
     """Promise to pay one or more open items by a date, at most ``portal.promise_max_days``
     ahead; they are paused until that date plus ``portal.promise_grace_days``."""
-    link = _link(state, token, lang)
+    link = await _known_link(state, token, lang)
     settings = state.ws.config.portal
     form = await _form(request, state, token, lang)
     client = client_of(request)
