@@ -17,22 +17,24 @@ portal_app = typer.Typer(
 )
 
 
-def _can_listen(host: str, port: int) -> str | None:
-    """None when ``host:port`` can be listened on, else why not (one line)."""
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host:port``, or a one-line error naming the option."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        return f"--host {host!r}: {exc.strerror}"
+        fail(f"--host {host!r}: {exc.strerror}", 2)
     family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return f"--port {port}: another program is listening on {host}:{port}"
-            return f"--host {host} --port {port}: {exc.strerror}"
-    return None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            fail(f"--port {port}: another program is listening on {host}:{port}", 2)
+        fail(f"--host {host} --port {port}: {exc.strerror}", 2)
+    return sock
 
 
 def serve(
@@ -50,9 +52,6 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the debtor portal (the page each claim's link opens) until Ctrl-C."""
-    problem = _can_listen(host, port)
-    if problem:
-        fail(problem, 2)
     import uvicorn
 
     from cobro.web.app import create_app
@@ -60,21 +59,24 @@ def serve(
     ws = open_ws(ctx)
     try:
         app = create_app(ws)
-        out.print(
-            f"Serving {ws.config.company.name} on http://{host}:{port}/ "
-            f"(links: {ws.config.company.portal_url.rstrip('/')}/TOKEN). Ctrl-C stops.",
-            markup=False,
-            highlight=False,
-        )
-        uvicorn.run(
+        sock = _listen(host, port)
+        config = uvicorn.Config(
             app,
-            host=host,
-            port=port,
             access_log=access_log,
             log_level="warning",
             server_header=False,
             proxy_headers=True,  # X-Forwarded-For / -Proto from a proxy on this machine
         )
+        shown = f"[{host}]" if ":" in host else host
+        # Said once the socket listens: a script may connect as soon as it reads this line.
+        out.print(
+            f"Serving {ws.config.company.name} on http://{shown}:{port}/ "
+            f"(links: {ws.config.company.portal_url.rstrip('/')}/TOKEN). Ctrl-C stops.",
+            markup=False,
+            highlight=False,
+        )
+        out.file.flush()
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
         ws.close()
 
