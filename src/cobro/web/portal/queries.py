@@ -9,9 +9,11 @@ from datetime import date, datetime
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default as default_policy
+from functools import cache, lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Subquery, func, select
+from sqlalchemy import Connection, Select, bindparam, func, select
 
 from cobro.config import CobroConfig
 from cobro.config.schema import RESERVED_STEP_PREFIXES
@@ -35,6 +37,8 @@ class Debtor:
     name: str
     language: str | None
     outbox_id: int
+    step: str  # the claim's outbox step (``b2b/01``) and planned date
+    occurrence_on: date
 
 
 @dataclass(frozen=True)
@@ -86,23 +90,43 @@ class DebtorPage:
         return [i for i in self.items if i.status not in ("disputed", "promised")]
 
 
+# Statements are built once, on first use, with their values as bound parameters: the
+# page runs them on every request.
+
+
+@cache
+def _debtor_query() -> Select[Any]:
+    o, c = t.outbox.c, t.customers.c
+    return (
+        select(c.id, c.external_id, c.name, c.language, o.step, o.occurrence_on)
+        .join(t.outbox, o.customer_id == c.id)
+        .where(
+            o.id == bindparam("outbox"),
+            o.company_id == bindparam("company"),
+            c.company_id == bindparam("company"),
+            c.external_id == bindparam("customer"),
+        )
+    )
+
+
 def find_debtor(conn: Connection, company_id: int, link: PortalLink) -> Debtor | None:
     """The debtor and claim ``link`` names, or None when this company has no such claim
     of that debtor (a link shows one debtor's data only)."""
-    o, c = t.outbox.c, t.customers.c
     row = conn.execute(
-        select(c.id, c.external_id, c.name, c.language)
-        .join(t.outbox, o.customer_id == c.id)
-        .where(
-            o.id == link.outbox_id,
-            o.company_id == company_id,
-            c.company_id == company_id,
-            c.external_id == link.customer,
-        )
+        _debtor_query(),
+        {"outbox": link.outbox_id, "company": company_id, "customer": link.customer},
     ).first()
     if row is None:
         return None
-    return Debtor(int(row.id), str(row.external_id), str(row.name), row.language, link.outbox_id)
+    return Debtor(
+        int(row.id),
+        str(row.external_id),
+        str(row.name),
+        row.language,
+        link.outbox_id,
+        str(row.step),
+        row.occurrence_on,
+    )
 
 
 def is_claim(config: CobroConfig, step: str) -> bool:
@@ -114,19 +138,11 @@ def is_claim(config: CobroConfig, step: str) -> bool:
         return step.split("/", 1)[0] not in RESERVED_STEP_PREFIXES
 
 
-def _first_sent(company_id: int) -> Subquery:
-    d = t.deliveries.c
-    return (
-        select(d.outbox_id, func.min(d.at).label("sent_at"))
-        .where(d.company_id == company_id, d.status == "sent")
-        .group_by(d.outbox_id)
-        .subquery()
-    )
-
-
-def _message_text(channel: str, data: bytes) -> tuple[str | None, str | None]:
+@lru_cache(maxsize=512)
+def _message_text(channel: str, compressed: bytes) -> tuple[str | None, str | None]:
     """(subject, text) of a kept message: an email's text/plain part, an SMS's text, a push
-    notification's title and body."""
+    notification's title and body. Kept messages never change: parsed once per process."""
+    data = unpack(compressed)
     if channel == "email":
         msg = BytesParser(policy=default_policy).parsebytes(data)
         assert isinstance(msg, EmailMessage)
@@ -142,52 +158,57 @@ def _message_text(channel: str, data: bytes) -> tuple[str | None, str | None]:
     return None, data.decode("utf-8", errors="replace")
 
 
-def claim_text(conn: Connection, config: CobroConfig, company_id: int, debtor: Debtor) -> ClaimText:
-    """The claim of the link: its phase, the day it went out and the text the debtor was
-    sent (the kept message of its first delivery to the debtor, never a staff copy)."""
-    o, d = t.outbox.c, t.deliveries.c
-    row = conn.execute(select(o.step, o.occurrence_on).where(o.id == debtor.outbox_id)).one()
-    tz = ZoneInfo(config.company.timezone)
-    kept = conn.execute(
+@cache
+def _delivery_query() -> Select[Any]:
+    d = t.deliveries.c
+    return (
         select(d.channel, d.at, d.message_zlib)
         .where(
-            d.outbox_id == debtor.outbox_id,
-            d.company_id == company_id,
+            d.outbox_id == bindparam("outbox"),
+            d.company_id == bindparam("company"),
             d.recipient_role == Recipient.DEBTOR.value,
             d.status == "sent",
         )
         .order_by(d.id)
         .limit(1)
+    )
+
+
+def claim_text(conn: Connection, config: CobroConfig, company_id: int, debtor: Debtor) -> ClaimText:
+    """The claim of the link: its phase, the day it went out and the text the debtor was
+    sent (the kept message of its first delivery to the debtor, never a staff copy)."""
+    kept = conn.execute(
+        _delivery_query(), {"outbox": debtor.outbox_id, "company": company_id}
     ).first()
     subject = text = channel = None
-    sent_on = row.occurrence_on
+    sent_on = debtor.occurrence_on
     if kept is not None:
         channel = str(kept.channel)
-        sent_on = kept.at.astimezone(tz).date()
+        sent_on = kept.at.astimezone(ZoneInfo(config.company.timezone)).date()
         if kept.message_zlib is not None:
-            subject, text = _message_text(channel, unpack(kept.message_zlib))
-    return ClaimText(row.step, step_name(config, row.step), sent_on, channel, subject, text)
+            subject, text = _message_text(channel, bytes(kept.message_zlib))
+    return ClaimText(debtor.step, step_name(config, debtor.step), sent_on, channel, subject, text)
 
 
-def open_items(conn: Connection, company_id: int, customer_id: int, today: date) -> list[OpenItem]:
-    """Every open item of the debtor (oldest due first), with its dispute or promise."""
+@cache
+def _item_queries() -> tuple[Select[Any], Select[Any], Select[Any]]:
+    """The debtor's open disputes, open promises and open items."""
     r, ds, p, pi = t.receivables.c, t.disputes.c, t.promises.c, t.promise_items.c
-    disputed = set(
-        conn.execute(
-            select(ds.receivable_id).where(
-                ds.company_id == company_id, ds.customer_id == customer_id, ds.status == "open"
-            )
-        ).scalars()
+    disputed = select(ds.receivable_id).where(
+        ds.company_id == bindparam("company"),
+        ds.customer_id == bindparam("customer"),
+        ds.status == "open",
     )
-    promised: dict[int, date] = {}
-    for rid, on in conn.execute(
+    promised = (
         select(pi.receivable_id, p.promised_on)
         .join(t.promises, p.id == pi.promise_id)
-        .where(p.company_id == company_id, p.customer_id == customer_id, p.status == "open")
-    ):
-        promised[int(rid)] = max(on, promised.get(int(rid), on))
-    items: list[OpenItem] = []
-    for row in conn.execute(
+        .where(
+            p.company_id == bindparam("company"),
+            p.customer_id == bindparam("customer"),
+            p.status == "open",
+        )
+    )
+    items = (
         select(
             r.id,
             r.number,
@@ -198,9 +219,26 @@ def open_items(conn: Connection, company_id: int, customer_id: int, today: date)
             r.amount_minor,
             r.balance_minor,
         )
-        .where(r.company_id == company_id, r.customer_id == customer_id, r.balance_minor > 0)
+        .where(
+            r.company_id == bindparam("company"),
+            r.customer_id == bindparam("customer"),
+            r.balance_minor > 0,
+        )
         .order_by(r.due_on, r.number, r.id)
-    ):
+    )
+    return disputed, promised, items
+
+
+def open_items(conn: Connection, company_id: int, customer_id: int, today: date) -> list[OpenItem]:
+    """Every open item of the debtor (oldest due first), with its dispute or promise."""
+    disputed_q, promised_q, items_q = _item_queries()
+    params = {"company": company_id, "customer": customer_id}
+    disputed = set(conn.execute(disputed_q, params).scalars())
+    promised: dict[int, date] = {}
+    for rid, on in conn.execute(promised_q, params):
+        promised[int(rid)] = max(on, promised.get(int(rid), on))
+    items: list[OpenItem] = []
+    for row in conn.execute(items_q, params):
         rid = int(row.id)
         late = (today - row.due_on).days
         if rid in disputed:
@@ -226,25 +264,34 @@ def open_items(conn: Connection, company_id: int, customer_id: int, today: date)
     return items
 
 
+@cache
+def _earlier_query() -> Select[Any]:
+    """The debtor's other claims with the instant each first went out, newest first."""
+    o, d = t.outbox.c, t.deliveries.c
+    sent_at = func.min(d.at).label("sent_at")
+    return (
+        select(o.step, sent_at)
+        .join(t.deliveries, d.outbox_id == o.id)
+        .where(
+            o.company_id == bindparam("company"),
+            o.customer_id == bindparam("customer"),
+            o.id != bindparam("outbox"),
+            d.status == "sent",
+        )
+        .group_by(o.id, o.step)
+        .order_by(sent_at.desc(), o.id.desc())
+    )
+
+
 def earlier_claims(
     conn: Connection, config: CobroConfig, company_id: int, debtor: Debtor, before: date
 ) -> list[EarlierClaim]:
     """The debtor's other claims that went out before ``before`` (company time), newest
     first."""
-    o = t.outbox.c
-    first = _first_sent(company_id)
     tz = ZoneInfo(config.company.timezone)
     found: list[EarlierClaim] = []
-    for row in conn.execute(
-        select(o.step, first.c.sent_at)
-        .join(first, first.c.outbox_id == o.id)
-        .where(
-            o.company_id == company_id,
-            o.customer_id == debtor.id,
-            o.id != debtor.outbox_id,
-        )
-        .order_by(first.c.sent_at.desc(), o.id.desc())
-    ):
+    params = {"company": company_id, "customer": debtor.id, "outbox": debtor.outbox_id}
+    for row in conn.execute(_earlier_query(), params):
         sent_on = row.sent_at.astimezone(tz).date()
         if sent_on > before or not is_claim(config, row.step):
             continue
