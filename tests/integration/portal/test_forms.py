@@ -354,3 +354,39 @@ def test_the_pages_forms_work_in_english_too(portal: Portal) -> None:
 
     assert response.status_code == 422
     assert "Please choose at least one of your open items." in response.text
+
+
+# --------------------------------------------------------------------------- sizes
+
+
+def test_a_form_larger_than_a_form_can_be_is_refused_unread(portal: Portal) -> None:
+    browser = portal.browser()
+    csrf = browser.csrf(portal.token)
+    padding = "x" * 70_000
+
+    read = browser.post(f"/portal/{portal.token}/read", data={"csrf": csrf, "pad": padding})
+    promised = browser.post(
+        f"/portal/{portal.token}/promises",
+        data={"csrf": csrf, "item": str(receivable_id(portal.ws, "F-1")), "note": padding},
+    )
+
+    assert read.status_code == promised.status_code == 413
+    assert "No se ha podido leer este formulario" in read.text
+    nothing_recorded(portal)
+
+
+def test_a_form_sent_without_its_length_is_refused(portal: Portal) -> None:
+    browser = portal.browser()
+    csrf = browser.csrf(portal.token)
+
+    async def chunks() -> Any:
+        yield f"csrf={csrf}".encode()
+
+    response = browser.post(
+        f"/portal/{portal.token}/read",
+        content=chunks(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+
+    assert response.status_code == 411
+    nothing_recorded(portal)

@@ -91,6 +91,10 @@ PORTAL_LABELS: dict[str, dict[str, str]] = {
             "This form could not be accepted: it was not sent from this page, or the page "
             "has been open in another window since. Please go back to the page and try again."
         ),
+        "bad_form": (
+            "This form could not be read (it is too large, or it was not sent by a "
+            "browser). Please go back to the page and try again."
+        ),
         "back": "Back to the page",
         "not_found": "There is nothing here.",
         "disputes_off": "Disputes are not taken on this page.",
@@ -183,6 +187,10 @@ PORTAL_LABELS: dict[str, dict[str, str]] = {
             "No se ha podido aceptar este formulario: no se envió desde esta página, o la "
             "página se ha abierto después en otra ventana. Vuelva a la página e inténtelo de "
             "nuevo."
+        ),
+        "bad_form": (
+            "No se ha podido leer este formulario (es demasiado grande, o no lo ha enviado "
+            "un navegador). Vuelva a la página e inténtelo de nuevo."
         ),
         "back": "Volver a la página",
         "not_found": "Aquí no hay nada.",

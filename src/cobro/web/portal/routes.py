@@ -36,7 +36,7 @@ from cobro.web.portal.view import debtor_page as render_page
 
 router = APIRouter(prefix="/portal")
 
-FORM_OVERHEAD = 64 * 1024  # what a dispute's fields and multipart framing may add to its file
+FORM_OVERHEAD = 64 * 1024  # what a form's fields (and a dispute's multipart framing) may take
 T = TypeVar("T")
 
 
@@ -98,9 +98,27 @@ def _in_transaction(state: WebState, work: Callable[[Connection], T]) -> T:
         return work(conn)
 
 
+def _declared_length(request: Request, token: str, lang: str | None) -> int:
+    """The body's declared length. Browsers always declare it; a body without one (chunked)
+    is refused, so that no form is ever read past the length checked here (the server
+    reads no more than a request declares)."""
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit():
+        raise _Refused("bad_form", 411, lang, portal_path(request, token))
+    return int(declared)
+
+
 async def _form(
-    request: Request, state: WebState, token: str, lang: str | None, max_files: int = 0
+    request: Request,
+    state: WebState,
+    token: str,
+    lang: str | None,
+    max_files: int = 0,
+    max_length: int = FORM_OVERHEAD,
 ) -> FormData:
+    """The form of a POST, once its length and its form token are right."""
+    if _declared_length(request, token, lang) > max_length:
+        raise _Refused("bad_form", 413, lang, portal_path(request, token))
     form = await request.form(max_files=max_files, max_fields=200)
     try:
         check_form(state.ws.secret, request, form, token)
@@ -196,11 +214,10 @@ async def dispute(request: Request, token: str, state: State, lang: str | None =
     if not settings.disputes:
         raise _Refused("disputes_off", 403, lang, portal_path(request, token))
     limit = settings.dispute_attachment_max_kb * 1024
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + FORM_OVERHEAD:
-        form, upload, too_big = FormData(), None, True  # not read: refused as too large
+    if _declared_length(request, token, lang) > limit + FORM_OVERHEAD:
+        form, upload, too_big = FormData(), None, True  # not read: the file is too large
     else:
-        form = await _form(request, state, token, lang, max_files=1)
+        form = await _form(request, state, token, lang, 1, limit + FORM_OVERHEAD)
         upload, too_big = await _upload(form, limit), False
     client = client_of(request)
 
