@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from starlette.datastructures import MutableHeaders
+from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 NO_STORE_PREFIXES = ("/portal/",)  # pages with a debtor's data, their URL a secret
@@ -53,9 +54,12 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         no_store = str(scope["path"]).startswith(NO_STORE_PREFIXES)
+        started = False
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = MutableHeaders(scope=message)
                 for name, value in self.headers.items():
                     headers[name] = value
@@ -63,4 +67,12 @@ class SecurityHeaders:
                     headers["Cache-Control"] = "no-store"
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            # A fault of Cobro's: a plain 500 with these headers too, never a traceback;
+            # the exception goes on to the server's log.
+            if not started:
+                fault = PlainTextResponse("Internal Server Error\n", status_code=500)
+                await fault(scope, receive, send_with_headers)
+            raise

@@ -6,6 +6,8 @@ import html
 import re
 from urllib.parse import parse_qs, urlsplit
 
+from sqlalchemy import text as sa_text
+
 import documents
 from cobro.engine.runs import run_day
 from cobro.store import tables as t
@@ -205,3 +207,25 @@ def test_the_company_colour_and_logo_file_are_served(make_portal: MakePortal) ->
 def test_healthz_answers_ok(portal: Portal) -> None:
     response = portal.browser().get("/healthz")
     assert (response.status_code, response.text) == (200, "ok\n")
+
+
+def test_a_fault_is_a_plain_500_with_the_security_headers_and_no_traceback(
+    portal: Portal,
+) -> None:
+    import anyio
+    import httpx
+
+    with portal.ws.engine.begin() as conn:
+        conn.execute(sa_text("DROP TABLE claim_views"))  # every page open now fails
+
+    async def get() -> httpx.Response:
+        transport = httpx.ASGITransport(app=portal.app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://portal.test") as c:
+            return await c.get(f"/portal/{portal.token}")
+
+    response = anyio.run(get)
+
+    assert response.status_code == 500
+    assert response.text == "Internal Server Error\n"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["cache-control"] == "no-store"
