@@ -141,3 +141,32 @@ def test_serve_help_is_quick_to_load() -> None:
     assert proc.returncode == 0 and "--port" in proc.stdout
     loaded = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines()}
     assert not loaded & {"uvicorn", "fastapi", "starlette", "sqlalchemy", "jinja2"}
+
+
+def test_the_demo_ends_with_a_link_that_opens_a_debtors_page(tmp_path: Path) -> None:
+    import re
+
+    import anyio
+
+    from cobro.web.app import create_app
+    from cobro.workspace import open_workspace
+
+    root = tmp_path / "demo"
+    proc = run_cobro(tmp_path, "demo", str(root), "--days", "30", "--debtors", "20")
+    found = re.search(
+        r"open http://127\.0\.0\.1:8000(/portal/\S+) \((\w+)'s latest claim", proc.stdout
+    )
+    assert found, proc.stdout
+    ws = open_workspace(root)
+    try:
+
+        async def get() -> httpx.Response:
+            transport = httpx.ASGITransport(app=create_app(ws))
+            async with httpx.AsyncClient(transport=transport, base_url="http://x.test") as c:
+                return await c.get(found.group(1))
+
+        page = anyio.run(get)
+    finally:
+        ws.close()
+    assert page.status_code == 200
+    assert f"({found.group(2)})" in page.text
