@@ -33,6 +33,7 @@ from cobro.cli.dispatch import dispatch, requeue, resend
 from cobro.cli.events import contacts_app, event_app, push_app
 from cobro.cli.progress import QuietOption, progress_for
 from cobro.cli.staff import account, segments_app, tasks_app
+from cobro.cli.web import portal_app, serve
 from cobro.errors import CobroError, ConfigError
 from cobro.workspace import CONFIG_FILE, utcnow, write_gitignore
 
@@ -466,6 +467,8 @@ app.command(name="account")(account)
 app.command(name="dispatch")(dispatch)
 app.command(name="requeue")(requeue)
 app.command(name="resend")(resend)
+app.command(name="serve")(serve)
+app.add_typer(portal_app, name="portal")
 
 evidence_app = typer.Typer(help="The tamper-evident history.", no_args_is_help=True)
 app.add_typer(evidence_app, name="evidence")

@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy import func, select
@@ -373,7 +374,38 @@ def run_demo(root: Path, start: date, days: int, debtors: int, console: Console)
     console.print(f"Caught emails: [bold]{root / 'mail'}[/] (one .eml per message, by day)")
     console.print(f"History: [bold]cobro -w {root} history[/] (or --customer B0001, --json)")
     console.print(f"Evidence: [bold]cobro -w {root} evidence verify[/]")
+    _portal_hint(ws, root, console)
     ws.close()
+
+
+def _portal_hint(ws: Workspace, root: Path, console: Console) -> None:
+    """How to open the portal page of the debtor claimed last: a fresh link to it."""
+    from cobro.engine.links import link_url, make_token
+    from cobro.web.portal.queries import latest_claim
+    from cobro.workspace import utcnow
+
+    o, c = t.outbox.c, t.customers.c
+    with ws.engine.connect() as conn:
+        customer = conn.execute(
+            select(c.external_id)
+            .join(t.outbox, o.customer_id == c.id)
+            .where(o.company_id == ws.company_id, o.status == "sent", o.step.like("b2b/%"))
+            .order_by(o.occurrence_on.desc(), o.id.desc())
+            .limit(1)
+        ).scalar()
+        found = latest_claim(conn, ws.config, ws.company_id, customer) if customer else None
+    if customer is None or found is None:
+        return
+    customer = str(customer)
+    token = make_token(ws.secret, ws.config.company.id, customer, found.id, utcnow())
+    console.print(
+        f"Portal: [bold]cobro -w {root} serve[/], then open "
+        f"{link_url('http://127.0.0.1:8000/portal', token)} ({escape(customer)}'s latest claim; "
+        f"[bold]cobro -w {root} portal link {escape(customer)} "
+        "--base http://127.0.0.1:8000/portal[/] "
+        "makes another)",
+        soft_wrap=True,
+    )
 
 
 def _compact(phases: Counter[str]) -> str:

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
-from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, or_, select, update
 
 from cobro.channels.base import Attachment, Channel, Outgoing, handed_over
@@ -46,6 +45,7 @@ from cobro.domain.model import OutboxStatus, Policy, Recipient
 from cobro.domain.money import Money, totals_by_currency
 from cobro.engine.accounts import block_accounts
 from cobro.engine.leases import LEASE, holder_gone, holder_name
+from cobro.engine.links import link_url, make_token
 from cobro.engine.messages import RESEND_PREFIX, MessageSpec, load_attachment, message_spec
 from cobro.engine.notices import UNREACHABLE, main_role, notice_context, upcoming_cancel_reason
 from cobro.engine.resend import Original, originals_by_id, resent_message, targets
@@ -94,12 +94,6 @@ def require_sender(config: CobroConfig, config_file: str = "cobro.yaml") -> None
                 )
             ]
         )
-
-
-def portal_token(secret: str, company: str, customer: str, outbox_id: int) -> str:
-    """A signed token for the pay link; the portal checks its age."""
-    s = URLSafeTimedSerializer(secret, salt="cobro.portal")
-    return s.dumps({"co": company, "cu": customer, "ob": outbox_id})
 
 
 @dataclass(frozen=True)
@@ -767,9 +761,12 @@ class Dispatcher:
                 for i in open_items
             ]
             totals = list(totals_by_currency([i["balance"] for i in items]).values())
-            pay_url = (
-                f"{company.portal_url.rstrip('/')}/"
-                f"{portal_token(self.secret, company.id, job.customer_external_id, job.outbox_id)}"
+            # Stamped with the run's instant: a link's age counts from the claim it came with.
+            pay_url = link_url(
+                company.portal_url,
+                make_token(
+                    self.secret, company.id, job.customer_external_id, job.outbox_id, self.as_of
+                ),
             )
             crm_url = (
                 f"{company.crm_url.rstrip('/')}/{job.customer_external_id}"

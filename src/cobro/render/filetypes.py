@@ -6,7 +6,7 @@ structure each format must have:
 
 - PDF: the ``%PDF-`` header, ``startxref`` near the end pointing at a cross-reference
   table or stream, and ``%%EOF``;
-- JPEG: decoded in full by Pillow (already installed with WeasyPrint);
+- JPEG and PNG: decoded in full by Pillow (already installed with WeasyPrint);
 - ``.docx``: a ZIP container holding ``[Content_Types].xml`` that declares a Word
   document, and ``word/document.xml``;
 - ``.doc``: an OLE2 compound file whose header is consistent and which holds a
@@ -50,8 +50,35 @@ def jpeg_problem(data: bytes) -> str | None:
             if width * height > MAX_IMAGE_PIXELS:
                 return f"the image is {width}×{height} pixels; the limit is {MAX_IMAGE_PIXELS}"
             image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        OSError,
+        SyntaxError,
+        ValueError,
+    ) as exc:
         return f"it does not decode as a JPEG image ({exc})"
+    return None
+
+
+def png_problem(data: bytes) -> str | None:
+    """Why ``data`` is not a PNG image (decoded in full by Pillow), or None."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                return f"the image is {width}×{height} pixels; the limit is {MAX_IMAGE_PIXELS}"
+            image.load()
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        OSError,
+        SyntaxError,
+        ValueError,
+    ) as exc:
+        return f"it does not decode as a PNG image ({exc})"
     return None
 
 

@@ -1,0 +1,130 @@
+"""``cobro serve``: the web application (the debtor portal) on the workspace;
+``cobro portal link``: a fresh signed link to a debtor's latest claim."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+
+from cobro.cli.common import fail, open_ws, out, print_json
+
+portal_app = typer.Typer(
+    help="The debtor portal: the page a claim's link opens.", no_args_is_help=True
+)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host:port``, or a one-line error naming the option."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        fail(f"--host {host!r}: {exc.strerror}", 2)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            fail(f"--port {port}: another program is listening on {host}:{port}", 2)
+        fail(f"--host {host} --port {port}: {exc.strerror}", 2)
+    return sock
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")
+    ] = 8000,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="Log every request (its URL holds the link's token; off by default).",
+        ),
+    ] = False,
+) -> None:
+    """Serve the debtor portal (the page each claim's link opens) until Ctrl-C."""
+    import uvicorn
+
+    from cobro.web.app import create_app
+
+    ws = open_ws(ctx)
+    try:
+        app = create_app(ws)
+        sock = _listen(host, port)
+        config = uvicorn.Config(
+            app,
+            access_log=access_log,
+            log_level="warning",
+            server_header=False,
+            proxy_headers=True,  # X-Forwarded-For / -Proto from a proxy on this machine
+        )
+        shown = f"[{host}]" if ":" in host else host
+        # Said once the socket listens: a script may connect as soon as it reads this line.
+        out.print(
+            f"Serving {ws.config.company.name} on http://{shown}:{port}/ "
+            f"(links: {ws.config.company.portal_url.rstrip('/')}/TOKEN). Ctrl-C stops.",
+            markup=False,
+            highlight=False,
+        )
+        out.file.flush()
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        ws.close()
+
+
+@portal_app.command("link")
+def portal_link(
+    ctx: typer.Context,
+    customer: Annotated[str, typer.Argument(help="The debtor (external id).")],
+    base: Annotated[
+        str | None,
+        typer.Option("--base", help="Base URL of the portal (default: company.portal_url)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the link as JSON.")] = False,
+) -> None:
+    """A fresh signed link to the page of the debtor's latest claim sent (for staff to
+    hand over, e.g. when the one in the message has expired)."""
+    from cobro.engine.links import link_url, make_token
+    from cobro.evidence.history import step_name
+    from cobro.web.portal.queries import latest_claim
+    from cobro.workspace import utcnow
+
+    if base is not None and not base.startswith(("http://", "https://")):
+        fail(f"--base: {base!r} is not an http(s) URL", 2)
+    ws = open_ws(ctx)
+    try:
+        with ws.engine.connect() as conn:
+            found = latest_claim(conn, ws.config, ws.company_id, customer)
+    finally:
+        ws.close()
+    if found is None:
+        fail(f"{customer}: no such debtor, or no claim has been sent to them yet", 2)
+    company = ws.config.company
+    now = utcnow()
+    url = link_url(
+        base or company.portal_url, make_token(ws.secret, company.id, customer, found.id, now)
+    )
+    expires = (now + timedelta(days=company.link_max_age_days)).replace(microsecond=0)
+    if as_json:
+        print_json(
+            {
+                "customer": customer,
+                "claim": found.id,
+                "phase": found.step,
+                "phase_name": step_name(ws.config, found.step),
+                "date": found.occurrence_on.isoformat(),
+                "url": url,
+                "expires_at": expires.isoformat(),
+            }
+        )
+        return
+    out.print(url, markup=False, highlight=False, soft_wrap=True)

@@ -1,0 +1,53 @@
+"""The web application: one FastAPI app per workspace, one router per area (the debtor
+portal today; the staff dashboard and the API later), pages rendered on the server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from fastapi import FastAPI, Request
+from starlette.exceptions import HTTPException
+from starlette.responses import PlainTextResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from cobro.web import brand
+from cobro.web.deps import WebState
+from cobro.web.pages import Pages
+from cobro.web.portal import routes as portal
+from cobro.web.security import SecurityHeaders, content_security_policy
+from cobro.workspace import Workspace, utcnow
+
+
+def create_app(ws: Workspace, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+    """The application serving ``ws``; ``clock`` (aware UTC) is the time its routes use."""
+    app = FastAPI(
+        title="Cobro",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.cobro = WebState(ws, clock, Pages())
+    app.add_middleware(
+        SecurityHeaders,
+        csp=content_security_policy([ws.config.company.branding.logo_url]),
+    )
+    app.mount("/static", StaticFiles(packages=[("cobro.web", "static")]), name="static")
+    app.include_router(brand.router)
+    app.include_router(portal.router)
+    portal.install_handlers(app)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> PlainTextResponse:
+        return PlainTextResponse("ok\n")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        words = {404: "Not found", 405: "Method not allowed"}
+        return PlainTextResponse(
+            f"{words.get(exc.status_code, 'Error')}\n",
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    return app

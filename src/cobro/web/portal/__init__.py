@@ -1,0 +1,1 @@
+"""The debtor portal: the page a claim's signed link opens, and what a debtor can do there."""

@@ -1,0 +1,312 @@
+"""The portal's routes: the page of a link (a GET records ``opened``), and its forms: confirm
+reading (the only way a ``read`` is recorded), dispute an item, promise to pay.
+
+Every route reads the link first: a malformed, altered or foreign token, or one for no
+claim of this company, gets a plain 404 page and an expired one a 410, with no data and
+nothing recorded. Every POST carries the form token of its page (``cobro.web.csrf``):
+without it, 403 and nothing recorded. A refused form shows the page again (422); an
+accepted one redirects to the page, which confirms it (post/redirect/get).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from fastapi import APIRouter, FastAPI, Request
+from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+from starlette.responses import RedirectResponse, Response
+
+from cobro.engine.links import LinkRefused, PortalLink, read_token
+from cobro.engine.responses import ResponseError, add_promise, open_dispute, record_view
+from cobro.web.csrf import (
+    FormRefused,
+    browser_key,
+    check_form,
+    keep_browser_key,
+    new_browser_key,
+)
+from cobro.web.deps import State, WebState, client_of
+from cobro.web.portal.forms import DisputeForm, PromiseForm, Upload, read_dispute, read_promise
+from cobro.web.portal.queries import Debtor, DebtorPage, debtor_page, find_debtor
+from cobro.web.portal.view import DONE, Outcome, page_words, portal_path, refused_page
+from cobro.web.portal.view import debtor_page as render_page
+
+router = APIRouter(prefix="/portal")
+
+FORM_OVERHEAD = 64 * 1024  # what a form's fields (and a dispute's multipart framing) may take
+T = TypeVar("T")
+
+
+class _Refused(Exception):
+    """A refusal shown as the plain page: reason, status, and the page to go back to."""
+
+    def __init__(self, reason: str, status: int, lang: str | None, back: str | None = None):
+        super().__init__(reason)
+        self.reason, self.status, self.lang, self.back = reason, status, lang, back
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Show the portal's refusals as pages (registered by the app factory)."""
+
+    async def refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, _Refused)
+        state: WebState = request.app.state.cobro
+        return refused_page(state, exc.reason, exc.lang, exc.status, exc.back)
+
+    app.add_exception_handler(_Refused, refused)
+
+
+def _link(state: WebState, token: str, lang: str | None) -> PortalLink:
+    company = state.ws.config.company
+    try:
+        return read_token(
+            state.ws.secret, token, company.id, state.now(), company.link_max_age_days
+        )
+    except LinkRefused as exc:
+        raise _Refused(exc.reason, 410 if exc.reason == "expired" else 404, lang) from None
+
+
+async def _known_link(state: WebState, token: str, lang: str | None) -> PortalLink:
+    """The link of a form's URL, refused (404) before its form is read when it names no
+    claim of this company's debtor, like the page."""
+    link = _link(state, token, lang)
+
+    def known() -> None:
+        with state.ws.engine.connect() as conn:
+            _debtor(conn, state, link, lang)
+
+    await run_in_threadpool(known)
+    return link
+
+
+def _debtor(conn: Connection, state: WebState, link: PortalLink, lang: str | None) -> Debtor:
+    debtor = find_debtor(conn, state.ws.company_id, link)
+    if debtor is None:
+        raise _Refused("invalid", 404, lang)
+    return debtor
+
+
+def _page(conn: Connection, state: WebState, debtor: Debtor) -> DebtorPage:
+    return debtor_page(conn, state.ws.config, state.ws.company_id, debtor, state.today())
+
+
+def _in_transaction(state: WebState, work: Callable[[Connection], T]) -> T:
+    with state.ws.engine.begin() as conn:
+        return work(conn)
+
+
+def _declared_length(request: Request, token: str, lang: str | None) -> int:
+    """The body's declared length. Browsers always declare it; a body without one (chunked)
+    is refused, so that no form is ever read past the length checked here (the server
+    reads no more than a request declares)."""
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit():
+        raise _Refused("bad_form", 411, lang, portal_path(request, token))
+    return int(declared)
+
+
+async def _form(
+    request: Request,
+    state: WebState,
+    token: str,
+    lang: str | None,
+    max_files: int = 0,
+    max_length: int = FORM_OVERHEAD,
+) -> FormData:
+    """The form of a POST, once its length and its form token are right."""
+    if _declared_length(request, token, lang) > max_length:
+        raise _Refused("bad_form", 413, lang, portal_path(request, token))
+    form = await request.form(max_files=max_files, max_fields=200)
+    try:
+        check_form(state.ws.secret, request, form, token)
+    except FormRefused:
+        raise _Refused("forbidden", 403, lang, portal_path(request, token)) from None
+    return form
+
+
+def _form_again(
+    state: WebState,
+    request: Request,
+    token: str,
+    found: DebtorPage,
+    lang: str | None,
+    outcome: Outcome,
+) -> Response:
+    """The page again, with the refused form, its values and what is wrong (422)."""
+    browser = browser_key(request) or new_browser_key()
+    response = render_page(state, request, token, found, browser, lang, outcome, status=422)
+    keep_browser_key(response, request, browser)
+    return response
+
+
+def _again(request: Request, token: str, lang: str | None, done: str) -> RedirectResponse:
+    query = f"?done={done}" + (f"&lang={lang}" if lang in ("es", "en") else "")
+    return RedirectResponse(portal_path(request, token) + query, status_code=303)
+
+
+@router.get("/{token}", name="portal_page")
+def page(
+    request: Request, token: str, state: State, lang: str | None = None, done: str | None = None
+) -> Response:
+    """The debtor's page. Opening it is recorded as ``opened`` (weak: mail scanners open
+    links too), except on the way back from one of its forms."""
+    link = _link(state, token, lang)
+    client = client_of(request)
+
+    def work(conn: Connection) -> DebtorPage:
+        debtor = _debtor(conn, state, link, lang)
+        if done is None:
+            record_view(
+                conn,
+                state.ws.company_id,
+                debtor.id,
+                debtor.outbox_id,
+                "opened",
+                state.now(),
+                client,
+            )
+        return _page(conn, state, debtor)
+
+    found = _in_transaction(state, work)
+    browser = browser_key(request) or new_browser_key()
+    outcome = Outcome(done=done if done in DONE else None)
+    response = render_page(state, request, token, found, browser, lang, outcome)
+    keep_browser_key(response, request, browser)
+    return response
+
+
+@router.post("/{token}/read", name="portal_read")
+async def confirm_read(
+    request: Request, token: str, state: State, lang: str | None = None
+) -> Response:
+    """The debtor's explicit "I have read this message": recorded as ``read``, with the
+    request's address and user agent."""
+    link = await _known_link(state, token, lang)
+    await _form(request, state, token, lang)
+    client = client_of(request)
+
+    def work(conn: Connection) -> None:
+        debtor = _debtor(conn, state, link, lang)
+        record_view(
+            conn, state.ws.company_id, debtor.id, debtor.outbox_id, "read", state.now(), client
+        )
+
+    await run_in_threadpool(_in_transaction, state, work)
+    return _again(request, token, lang, "read")
+
+
+async def _upload(form: FormData, limit: int) -> Upload | None:
+    file = form.get("attachment")
+    if not isinstance(file, UploadFile) or not file.filename:
+        return None
+    return Upload(file.filename, await file.read(limit + 1))
+
+
+@router.post("/{token}/disputes", name="portal_dispute")
+async def dispute(request: Request, token: str, state: State, lang: str | None = None) -> Response:
+    """Dispute one of the debtor's open items, with a reason and an optional PDF or image;
+    a staff task is opened and the item is left out of claims while the dispute is open."""
+    link = await _known_link(state, token, lang)
+    settings = state.ws.config.portal
+    if not settings.disputes:
+        raise _Refused("disputes_off", 403, lang, portal_path(request, token))
+    limit = settings.dispute_attachment_max_kb * 1024
+    if _declared_length(request, token, lang) > limit + FORM_OVERHEAD:
+        form, upload, too_big = FormData(), None, True  # not read: the file is too large
+    else:
+        form = await _form(request, state, token, lang, 1, limit + FORM_OVERHEAD)
+        upload, too_big = await _upload(form, limit), False
+    client = client_of(request)
+
+    def work(conn: Connection) -> tuple[DebtorPage, DisputeForm] | None:
+        debtor = _debtor(conn, state, link, lang)
+        found = _page(conn, state, debtor)
+        said = page_words(state, found, lang)
+        asked = read_dispute(
+            form,
+            upload,
+            {i.id for i in found.disputable()},
+            settings.dispute_attachment_max_kb,
+            said,
+        )
+        if too_big:
+            asked.problems = [said["err_big"].format(kb=settings.dispute_attachment_max_kb)]
+        if asked.problems:
+            return found, asked
+        assert asked.item is not None
+        try:
+            with conn.begin_nested():
+                open_dispute(
+                    conn,
+                    state.ws.company_id,
+                    debtor.id,
+                    asked.item,
+                    asked.reason,
+                    state.now(),
+                    source="portal",
+                    client=client,
+                    outbox_id=debtor.outbox_id,
+                    attachment=asked.attachment,
+                )
+        except ResponseError as exc:  # e.g. disputed meanwhile from another window
+            asked.problems.append(said["err_refused"].format(why=exc))
+            return found, asked
+        return None
+
+    refused = await run_in_threadpool(_in_transaction, state, work)
+    if refused is None:
+        return _again(request, token, lang, "dispute")
+    found, asked = refused
+    return _form_again(state, request, token, found, lang, Outcome(dispute=asked))
+
+
+@router.post("/{token}/promises", name="portal_promise")
+async def promise(request: Request, token: str, state: State, lang: str | None = None) -> Response:
+    """Promise to pay one or more open items by a date, at most ``portal.promise_max_days``
+    ahead; they are paused until that date plus ``portal.promise_grace_days``."""
+    link = await _known_link(state, token, lang)
+    settings = state.ws.config.portal
+    form = await _form(request, state, token, lang)
+    client = client_of(request)
+
+    def work(conn: Connection) -> tuple[DebtorPage, PromiseForm] | None:
+        debtor = _debtor(conn, state, link, lang)
+        found = _page(conn, state, debtor)
+        today = state.today()
+        said = page_words(state, found, lang)
+        asked = read_promise(
+            form, {i.id for i in found.promisable()}, today, settings.promise_max_days, said
+        )
+        if asked.problems:
+            return found, asked
+        assert asked.promised_on is not None
+        try:
+            with conn.begin_nested():
+                add_promise(
+                    conn,
+                    state.ws.company_id,
+                    debtor.id,
+                    asked.items,
+                    asked.promised_on,
+                    settings.promise_grace_days,
+                    state.now(),
+                    today=today,
+                    max_days=settings.promise_max_days,
+                    source="portal",
+                    client=client,
+                    outbox_id=debtor.outbox_id,
+                    note=asked.note,
+                )
+        except ResponseError as exc:
+            asked.problems.append(said["err_refused"].format(why=exc))
+            return found, asked
+        return None
+
+    refused = await run_in_threadpool(_in_transaction, state, work)
+    if refused is None:
+        return _again(request, token, lang, "promise")
+    found, asked = refused
+    return _form_again(state, request, token, found, lang, Outcome(promise=asked))

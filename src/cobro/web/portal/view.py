@@ -1,0 +1,122 @@
+"""The portal's pages put together: the debtor's page (with a form's problems when one was
+refused) and the plain page shown for a link that cannot be opened."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from cobro.web.csrf import form_token
+from cobro.web.deps import WebState
+from cobro.web.pages import reader_language
+from cobro.web.portal.forms import DisputeForm, PromiseForm
+from cobro.web.portal.labels import LANGUAGES, words
+from cobro.web.portal.payment import pay_buttons, reference
+from cobro.web.portal.queries import DebtorPage
+
+DONE = ("read", "dispute", "promise")
+
+
+@dataclass
+class Outcome:
+    """What the page says about the last thing the debtor did, or the form to show again."""
+
+    done: str | None = None
+    dispute: DisputeForm | None = None
+    promise: PromiseForm | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def portal_path(request: Request, token: str) -> str:
+    return f"{request.scope.get('root_path', '')}/portal/{token}"
+
+
+def _company(state: WebState) -> dict[str, Any]:
+    company = state.ws.config.company
+    branding = company.branding
+    logo = "/brand/logo" if branding.logo_file else branding.logo_url
+    return {"name": company.name, "logo": logo, "footer": branding.footer}
+
+
+def _asked(lang: str | None) -> str | None:
+    return lang if lang in LANGUAGES else None
+
+
+def page_words(state: WebState, page: DebtorPage, lang: str | None) -> dict[str, str]:
+    """The portal's words in the language ``page`` is shown in."""
+    config = state.ws.config
+    language, _ = reader_language(
+        config.company.locale, LANGUAGES, _asked(lang), page.debtor.language
+    )
+    return words(language)
+
+
+def debtor_page(
+    state: WebState,
+    request: Request,
+    token: str,
+    page: DebtorPage,
+    browser: str,
+    lang: str | None,
+    outcome: Outcome,
+    status: int = 200,
+) -> HTMLResponse:
+    """The page of ``token``'s debtor in their language (or the one ``lang`` asks for)."""
+    config = state.ws.config
+    portal = config.portal
+    language, locale = reader_language(
+        config.company.locale, LANGUAGES, _asked(lang), page.debtor.language
+    )
+    today = state.today()
+    ref = reference(page.debtor.external_id, page.debtor.outbox_id)
+    path = portal_path(request, token)
+    context = {
+        "L": words(language),
+        "language": language,
+        "languages": [code for code in LANGUAGES if code != language],
+        "asked": _asked(lang),
+        "locale": locale,
+        "tz": ZoneInfo(config.company.timezone),
+        "company": _company(state),
+        "page": page,
+        "path": path,
+        "csrf": form_token(state.ws.secret, browser, token),
+        "reference": ref,
+        "buttons": pay_buttons(portal.pay_url, ref, page.debtor.external_id, page.payable),
+        "bank": portal.bank,
+        "disputes": portal.disputes,
+        "max_kb": portal.dispute_attachment_max_kb,
+        "min_date": today.isoformat(),
+        "max_date": (today + timedelta(days=portal.promise_max_days)).isoformat(),
+        "max_days": portal.promise_max_days,
+        "outcome": outcome,
+        # The statement PDF's route (/portal/{token}/statement.pdf) is not served yet: when
+        # it is, set this to f"{path}/statement.pdf" and the page offers the download.
+        "statement_url": None,
+    }
+    return state.pages.render("portal/page.j2", context, status)
+
+
+def refused_page(
+    state: WebState, reason: str, lang: str | None, status: int, path: str | None = None
+) -> HTMLResponse:
+    """A plain page with no debtor's data: why the link or form cannot be honoured."""
+    company = state.ws.config.company
+    language, locale = reader_language(company.locale, LANGUAGES, _asked(lang))
+    contact = company.reply_to or (company.sender.email if company.sender else None)
+    context = {
+        "L": words(language),
+        "language": language,
+        "locale": locale,
+        "reason": reason,
+        # An expired link was ours: who to ask for a new one may be said.
+        "company": company.name if reason == "expired" else None,
+        "contact": contact if reason == "expired" else None,
+        "back": path,
+    }
+    return state.pages.render("portal/refused.j2", context, status)

@@ -1,0 +1,1 @@
+"""The debtor portal through its HTTP routes, on every database."""
