@@ -27,7 +27,8 @@ def assert_refused(
     hidden = DEBTOR_DATA if company_named else (*DEBTOR_DATA, "Distribuciones")
     before = evidence_kinds(portal.ws)
     browser = portal.browser()
-    for method, path in (("GET", url), *(("POST", f"{url}/{f}") for f in FORMS)):
+    pages = (("GET", url), ("GET", f"{url}/statement.pdf"))
+    for method, path in (*pages, *(("POST", f"{url}/{f}") for f in FORMS)):
         response = browser.request(method, path, data={"csrf": "x", "reason": "r"})
         assert response.status_code == status, (method, path, response.text)
         assert response.headers["content-type"].startswith("text/html")

@@ -229,3 +229,37 @@ def test_a_fault_is_a_plain_500_with_the_security_headers_and_no_traceback(
     assert response.text == "Internal Server Error\n"
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["cache-control"] == "no-store"
+
+
+def pdf_text(data: bytes) -> str:
+    from io import BytesIO
+
+    from pypdf import PdfReader
+
+    return " ".join(page.extract_text() for page in PdfReader(BytesIO(data)).pages)
+
+
+def test_the_statement_pdf_lists_the_debtors_open_items_in_the_pages_language(
+    portal: Portal,
+) -> None:
+    browser = portal.browser()
+    page = browser.get(f"/portal/{portal.token}").text
+    assert f'href="/portal/{portal.token}/statement.pdf"' in page
+
+    spanish = browser.get(f"/portal/{portal.token}/statement.pdf")
+    assert spanish.status_code == 200
+    assert spanish.headers["content-type"] == "application/pdf"
+    assert (
+        spanish.headers["content-disposition"]
+        == 'attachment; filename="estado-de-cuenta-C1-2025-03-04.pdf"'
+    )
+    text = pdf_text(spanish.content)
+    assert "Estado de cuenta" in text and "Acme Industrial" in text
+    assert all(number in text for number in ("F-1", "F-2", "F-3"))
+    assert "G-1" not in text and "Other Co" not in text  # another debtor's item
+
+    english_page = browser.get(f"/portal/{portal.token}?lang=en").text
+    assert f'href="/portal/{portal.token}/statement.pdf?lang=en"' in english_page
+    english = browser.get(f"/portal/{portal.token}/statement.pdf?lang=en")
+    assert "Statement of account" in pdf_text(english.content)
+    assert "statement-C1-2025-03-04.pdf" in english.headers["content-disposition"]

@@ -31,7 +31,14 @@ from cobro.web.csrf import (
 from cobro.web.deps import State, WebState, client_of
 from cobro.web.portal.forms import DisputeForm, PromiseForm, Upload, read_dispute, read_promise
 from cobro.web.portal.queries import Debtor, DebtorPage, debtor_page, find_debtor
-from cobro.web.portal.view import DONE, Outcome, page_words, portal_path, refused_page
+from cobro.web.portal.view import (
+    DONE,
+    Outcome,
+    page_language,
+    page_words,
+    portal_path,
+    refused_page,
+)
 from cobro.web.portal.view import debtor_page as render_page
 
 router = APIRouter(prefix="/portal")
@@ -176,6 +183,33 @@ def page(
     response = render_page(state, request, token, found, browser, lang, outcome)
     keep_browser_key(response, request, browser)
     return response
+
+
+@router.get("/{token}/statement.pdf", name="portal_statement")
+def statement(request: Request, token: str, state: State, lang: str | None = None) -> Response:
+    """The debtor's statement of account as a PDF, in the page's language, as of today."""
+    from cobro.render.statement import statement_filename, statement_pdf
+
+    link = _link(state, token, lang)
+    today = state.today()
+    with state.ws.engine.connect() as conn:
+        debtor = _debtor(conn, state, link, lang)
+        language = page_language(state, debtor.language, lang)
+        pdf = statement_pdf(
+            conn,
+            state.ws.config,
+            state.ws.company_id,
+            debtor.id,
+            language=language,
+            on=today,
+            root=state.ws.root,
+        )
+    name = statement_filename(debtor.external_id, today, language)
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 @router.post("/{token}/read", name="portal_read")

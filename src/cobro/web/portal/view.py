@@ -47,13 +47,18 @@ def _asked(lang: str | None) -> str | None:
     return lang if lang in LANGUAGES else None
 
 
+def page_language(state: WebState, debtor_language: str | None, lang: str | None) -> str:
+    """The language a debtor's page is shown in: the one ``lang`` asks for, else the
+    debtor's, else the company's."""
+    language, _ = reader_language(
+        state.ws.config.company.locale, LANGUAGES, _asked(lang), debtor_language
+    )
+    return language
+
+
 def page_words(state: WebState, page: DebtorPage, lang: str | None) -> dict[str, str]:
     """The portal's words in the language ``page`` is shown in."""
-    config = state.ws.config
-    language, _ = reader_language(
-        config.company.locale, LANGUAGES, _asked(lang), page.debtor.language
-    )
-    return words(language)
+    return words(page_language(state, page.debtor.language, lang))
 
 
 def debtor_page(
@@ -95,9 +100,7 @@ def debtor_page(
         "max_date": (today + timedelta(days=portal.promise_max_days)).isoformat(),
         "max_days": portal.promise_max_days,
         "outcome": outcome,
-        # The statement PDF's route (/portal/{token}/statement.pdf) is not served yet: when
-        # it is, set this to f"{path}/statement.pdf" and the page offers the download.
-        "statement_url": None,
+        "statement_url": f"{path}/statement.pdf" + (f"?lang={lang}" if _asked(lang) else ""),
     }
     return state.pages.render("portal/page.j2", context, status)
 
