@@ -1,4 +1,5 @@
-"""Claim history: every outbox row with its receivables and deliveries, for people and JSON."""
+"""Claim history: every outbox row with its receivables, deliveries and what followed (opens,
+reads, disputes, promises, payments: ``cobro.evidence.timeline``), for people and JSON."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy import Connection, and_, func, or_, select
 from cobro.config import CobroConfig
 from cobro.domain.money import Money
 from cobro.engine.messages import message_spec
+from cobro.evidence.timeline import ClaimEvent, claim_events
 from cobro.store import tables as t
 
 
@@ -33,6 +35,7 @@ class ClaimedItem:
     amount: Money
     balance_at_send: Money | None
     balance_now: Money
+    receivable_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,9 @@ class Claim:
     sent_on: date | None = None  # that instant's date, company time
     items: list[ClaimedItem] = field(default_factory=list)
     deliveries: list[DeliveryRecord] = field(default_factory=list)
+    customer_id: int = 0
+    # Deliveries, opens, reads, disputes, promises and payments, in time order.
+    events: list[ClaimEvent] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -103,6 +109,7 @@ class Claim:
                 }
                 for d in self.deliveries
             ],
+            "events": [e.to_json() for e in self.events],
         }
 
 
@@ -136,7 +143,7 @@ def claim_history(
     settled = func.coalesce(first.c.sent_at, o.finished_at)
     q = (
         select(o.id, o.occurrence_on, o.step, o.status, o.reason, c.external_id, c.name)
-        .add_columns(first.c.sent_at)
+        .add_columns(first.c.sent_at, c.id.label("cid"))
         .join(t.customers, c.id == o.customer_id)
         .outerjoin(first, first.c.outbox_id == o.id)
         .where(o.company_id == company_id)
@@ -164,6 +171,7 @@ def claim_history(
             row.reason,
             row.sent_at,
             row.sent_at.astimezone(tz).date() if row.sent_at else None,
+            customer_id=row.cid,
         )
     if not claims:
         return []
@@ -175,6 +183,7 @@ def claim_history(
         for item in conn.execute(
             select(
                 ci.outbox_id,
+                ci.receivable_id,
                 ci.balance_minor,
                 r.number,
                 r.kind,
@@ -197,6 +206,7 @@ def claim_history(
                     if item.balance_minor is None
                     else Money.from_minor(item.balance_minor, item.currency),
                     Money.from_minor(item.now_minor, item.currency),
+                    item.receivable_id,
                 )
             )
         for dl in conn.execute(
@@ -221,4 +231,6 @@ def claim_history(
     for oid, claim in claims.items():
         claim.items = items.get(oid, [])
         claim.deliveries = deliveries.get(oid, [])
+    for oid, found in claim_events(conn, tz, claims).items():
+        claims[oid].events = found
     return list(claims.values())
