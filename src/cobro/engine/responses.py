@@ -104,6 +104,14 @@ def _open_items(
     }
     missing = sorted(set(ids) - set(found))
     if missing:
+        closed = conn.execute(
+            select(r.number).where(
+                r.company_id == company_id, r.customer_id == customer_id, r.id.in_(missing)
+            )
+        ).scalars()
+        names = list(closed)
+        if len(names) == len(missing):
+            raise ResponseError(f"item {', '.join(names)} is not open (nothing is owed on it)")
         raise ResponseError(f"not an open item of this debtor: {', '.join(map(str, missing))}")
     return found
 
