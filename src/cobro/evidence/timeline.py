@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -43,7 +43,8 @@ KINDS = (
 @dataclass(frozen=True)
 class ClaimEvent:
     """One thing that happened to a claim. A payment has a day, not an instant: ``at`` is
-    the start of that day in company time and ``day_only`` is set."""
+    the start of that day in company time (it comes first among that day's events) and
+    ``day_only`` is set."""
 
     at: datetime
     kind: str
@@ -53,9 +54,8 @@ class ClaimEvent:
 
     @property
     def order(self) -> tuple[datetime, int]:
-        """Sort key: a payment's day after everything else of that day."""
-        at = self.at + timedelta(days=1, microseconds=-1) if self.day_only else self.at
-        return at, KINDS.index(self.kind)
+        """Sort key: the instant (a payment's day: before everything else of that day)."""
+        return self.at, KINDS.index(self.kind)
 
     def when(self, tz: ZoneInfo) -> str:
         local = self.at.astimezone(tz)
