@@ -125,7 +125,7 @@ def test_a_promise_taken_by_phone_pauses_its_items_until_the_grace_then_breaks(
     assert [c[0] for c in claims(ws, "B2")] == ["b2b/01"]  # others are claimed as usual
     cobro(ws, "run", "--date", day(8))  # the last day of the grace
     assert claims(ws, "B1") == []
-    cobro(ws, "run", "--date", day(9))
+    assert "promises broken 1" in cobro(ws, "run", "--date", day(9)).stdout
     assert claims(ws, "B1") == [("b2b/01", ["F-001", "F-002"])]  # one claim
     assert as_json(ws, "promises", "list", "--open") == []
     [broken] = as_json(ws, "promises", "list", "--customer", "B1")

@@ -260,6 +260,8 @@ def run(
         + (by_channel(report.by_channel) if set(report.by_channel) - {"email"} else "")
         + (f"; accounts blocked {report.blocked}" if report.blocked else "")
         + (f"; accounts released {report.unblocked}" if report.unblocked else "")
+        + (f"; promises kept {report.promises_kept}" if report.promises_kept else "")
+        + (f"; promises broken {report.promises_broken}" if report.promises_broken else "")
     )
     report_not_sent(report.errors, report.failed, report.retrying)
 
