@@ -45,10 +45,10 @@ class PlanResult:
     candidates: int  # debtors looked at
     unblocked: int = 0  # accounts released because their overdue debt was paid
     tasks: int = 0  # staff tasks created by scheduled actions
-    promises_kept: int = 0  # promises to pay settled as kept by this run ...
-    promises_broken: int = 0  # ... and as broken (their items are claimed again)
     held: int = 0  # debtors whose next phase waits for its gap after the previous one
     deferred: int = 0  # debtors left for the next day by the go-live ramp
+    promises_kept: int = 0  # promises to pay settled as kept by this run ...
+    promises_broken: int = 0  # ... and as broken (their items are claimed again)
 
 
 def assignment_fingerprint(config: CobroConfig) -> str:
@@ -134,6 +134,6 @@ def plan_day(
         actions.tasks,
         claims.held,
         claims.deferred,
-        len(settled.kept),
-        len(settled.broken),
+        promises_kept=len(settled.kept),
+        promises_broken=len(settled.broken),
     )
