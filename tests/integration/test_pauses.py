@@ -14,6 +14,7 @@ from cobro.domain.escalation import reached_phase
 from cobro.engine.responses import add_promise, open_dispute, resolve_dispute
 from cobro.engine.runs import dispatch_due, run_day
 from cobro.engine.simulate import simulate
+from cobro.evidence.verify import verify_evidence
 from cobro.store import tables as t
 from cobro.workspace import Workspace
 
@@ -176,6 +177,9 @@ def test_an_item_disputed_after_planning_is_left_out_when_the_claim_goes_out(
     assert [i["number"] for i in sent["items"]] == ["F-2"]  # type: ignore[index]
     assert rows["C2"].status == "cancelled"
     assert rows["C2"].reason == "disputed or promised before sending"
+    with ws.engine.connect() as conn:  # what the claim lists agrees with its evidence
+        report = verify_evidence(conn, ws.company_id, ws.config.company.id, ws.root)
+    assert report.ok, report.to_json()
 
 
 # -- promises ---------------------------------------------------------------------------
