@@ -157,7 +157,7 @@ def _fill_candidates(
 
 
 def _debt_select(
-    company_id: int, policy: Policy, run_on: date, cand: Table, paused: Table | None
+    company_id: int, policy: Policy, run_on: date, cand: Table, paused: Table | None = None
 ) -> Any:
     """Per candidate on ``policy``: the oldest open item at least as big as each minimum
     balance the phases ask for (``m<minor units>``; ``m1`` is the oldest open item), and
