@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
@@ -13,9 +13,6 @@ from rich.table import Table
 from cobro.cli.common import add_row, fail, open_ws, out, parse_date, print_json
 from cobro.errors import CobroError
 from cobro.workspace import Workspace, utcnow
-
-if TYPE_CHECKING:
-    from cobro.engine.response_lists import Dispute, Promise
 
 segments_app = typer.Typer(help="Named, reusable filters over debtors.", no_args_is_help=True)
 tasks_app = typer.Typer(help="Staff tasks created by scheduled actions.", no_args_is_help=True)
@@ -188,22 +185,6 @@ def tasks_done(
     out.print(f"task {task.id} done: {task.customer} — {task.message}", markup=False)
 
 
-def pause_status(disputes: list[Dispute], promises: list[Promise]) -> dict[str, str]:
-    """Item number -> why dunning leaves it alone: "disputed", "dispute accepted",
-    "promised for DATE" (open disputes and promises, accepted disputes)."""
-    found: dict[str, str] = {}
-    for p in promises:
-        if p.status == "open":
-            for i in p.items:
-                found[i.number] = f"promised for {p.promised_on.isoformat()}"
-    for d in disputes:
-        if d.status == "open":
-            found[d.item] = "disputed"
-        elif d.status == "accepted":
-            found[d.item] = "dispute accepted"
-    return found
-
-
 def account(
     ctx: typer.Context,
     customer: Annotated[str, typer.Argument(help="The debtor's external id.")],
@@ -215,7 +196,7 @@ def account(
     disputes, promises to pay and tasks."""
     from sqlalchemy import select
 
-    from cobro.engine.response_lists import list_disputes, list_promises
+    from cobro.engine.response_lists import list_disputes, list_promises, pause_status
     from cobro.engine.tasks import list_tasks, statement, statement_totals
     from cobro.evidence.history import claim_history
     from cobro.store import tables as t

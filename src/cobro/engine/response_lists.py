@@ -249,3 +249,19 @@ def promisable_items(conn: Connection, company_id: int, customer_id: int) -> lis
             .order_by(r.due_on, r.id)
         ).scalars()
     )
+
+
+def pause_status(disputes: list[Dispute], promises: list[Promise]) -> dict[str, str]:
+    """Item number -> why dunning leaves it alone: "disputed", "dispute accepted",
+    "promised for DATE" (open disputes and promises, accepted disputes)."""
+    found: dict[str, str] = {}
+    for p in promises:
+        if p.status == "open":
+            for i in p.items:
+                found[i.number] = f"promised for {p.promised_on.isoformat()}"
+    for d in disputes:
+        if d.status == "open":
+            found[d.item] = "disputed"
+        elif d.status == "accepted":
+            found[d.item] = "dispute accepted"
+    return found
