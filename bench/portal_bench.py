@@ -61,8 +61,8 @@ def build(items: int) -> tuple[Path, str]:
         "external_id,customer,number,due_on,currency,amount\n" + "\n".join(rows) + "\n",
         encoding="utf-8",
     )
-    cobro(OUT, "import", "customers", "customers.csv")
-    cobro(OUT, "import", "receivables", "receivables.csv")
+    cobro(OUT, "import", "customers", str(OUT / "customers.csv"))
+    cobro(OUT, "import", "receivables", str(OUT / "receivables.csv"))
     cobro(OUT, "run", "--date", today.isoformat(), "--quiet")
     link = json.loads(cobro(OUT, "portal", "link", "P1", "--json"))
     return OUT, str(link["url"])

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from cobro.domain.model import Policy
 from cobro.engine import claims, planner
+from cobro.engine.pauses import paused_table
+from cobro.engine.responses import open_dispute
+from cobro.store import tables as t
 from cobro.workspace import Workspace
 
 from .support import d, load
 
 RUN_ON = d("2025-03-03")
+NOW = datetime(2025, 3, 2, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -95,15 +99,27 @@ def test_finding_the_debtors_of_the_day_uses_the_open_due_index(sqlite_ws: Works
             assert "USING INDEX ix_receivables_open_due" in step, plan
 
 
-def test_a_debtors_debt_is_read_through_the_customer_index(sqlite_ws: Workspace) -> None:
+@pytest.mark.parametrize("paused", [False, True])
+def test_a_debtors_debt_is_read_through_the_customer_index(
+    sqlite_ws: Workspace, paused: bool
+) -> None:
     policy = sqlite_ws.config.policy("b2b")
     with sqlite_ws.engine.begin() as conn:
         cand = claims._candidates_table()
         cand.create(conn)
         conn.execute(cand.insert(), [{"customer_id": i} for i in range(1, 6)])
+        left_out = None
+        if paused:  # some items disputed: left out through the small temporary table
+            c1 = conn.execute(select(t.customers.c.id).limit(1)).scalar_one()
+            first = conn.execute(
+                select(t.receivables.c.id).where(t.receivables.c.customer_id == c1)
+            ).scalar()
+            open_dispute(conn, sqlite_ws.company_id, c1, first, "no", NOW, source="staff")
+            left_out = paused_table(conn, sqlite_ws.company_id)
+            assert left_out is not None
         plan = query_plan(
             conn,
-            claims._debt_select(sqlite_ws.company_id, policy, RUN_ON, cand),
+            claims._debt_select(sqlite_ws.company_id, policy, RUN_ON, cand, left_out),
         )
     steps = [step for step in plan if "receivables" in step]
     assert steps and all("ix_receivables_customer_id" in step for step in steps), plan

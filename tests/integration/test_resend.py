@@ -14,6 +14,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import event, select
 
+from cobro.domain.calendar import send_instant
 from cobro.engine.resend import ResendError, resend_claim, resend_outcome
 from cobro.engine.runs import dispatch_due, dispatch_rows, run_day
 from cobro.evidence.history import claim_history
@@ -113,12 +114,14 @@ def test_a_resend_sends_the_message_as_kept_again_as_new_deliveries_of_a_resend(
     }
     assert all(x.resend_of is None for x in by_id[claim].deliveries)
     evidence_ok(ws)
-    # The pay link resent is the one signed when the claim was first rendered: it
-    # stops working link_max_age_days (30) after that, which the outcome tells.
+    # The pay link resent is the one issued when the claim was first sent (stamped with
+    # the run's send instant): it stops working link_max_age_days (30) after that, which
+    # the outcome tells.
     with ws.engine.connect() as conn:
         outcome = resend_outcome(conn, ws.config, ws.company_id, ws.secret, claim, row)
     signed = outcome.link_signed_at
-    assert signed is not None and abs(signed - datetime.now(UTC)) < timedelta(minutes=5)
+    company = ws.config.company
+    assert signed == send_instant(DAY, company.send_time, company.timezone)
     assert outcome.link_expired(ws.config, signed + timedelta(days=29)) is None
     assert outcome.link_expired(ws.config, signed + timedelta(days=31)) == signed + timedelta(
         days=30

@@ -118,6 +118,28 @@ def test_reminders_without_catch_up_are_only_sent_on_their_day():
     assert run_days(CONSUMER, items, days) == [(DAY + timedelta(days=5), "after", 0)]
 
 
+def test_a_paused_item_holds_the_level_and_its_debtor_is_looked_at_again_the_next_day():
+    level = Level("01", DAY - timedelta(days=3))
+    paused = summarize(B2B, [], DAY, paused=[(DAY - timedelta(days=20), 50_000)])
+    d = decide(B2B, level, paused, DAY)
+    assert d.send is None and d.level == level  # not back at the beginning
+    assert d.review_on == DAY + timedelta(days=1)  # a pause can end any day
+    # Once the pause ends, the next phase goes out: one step, from where it stood.
+    resumed = summarize(B2B, [(DAY - timedelta(days=40), 50_000)], DAY + timedelta(days=20))
+    after = decide(B2B, level, resumed, DAY + timedelta(days=20))
+    assert after.send is not None and after.send.key == "02"
+
+
+def test_a_phase_is_not_repeated_for_a_debtor_whose_only_debt_that_reached_it_is_paused():
+    level = Level("after", DAY, 0)  # consumer "after" repeats every 10 days
+    young = (DAY + timedelta(days=20), 8_000)  # not due yet, not paused
+    old = (DAY - timedelta(days=5), 8_000)
+    on = DAY + timedelta(days=10)
+    assert decide(CONSUMER, level, summarize(CONSUMER, [young, old], on), on).send is not None
+    held = decide(CONSUMER, level, summarize(CONSUMER, [young], on, paused=[old]), on)
+    assert held.send is None and held.level == level
+
+
 def test_each_item_shows_the_highest_phase_it_reached():
     assert reached_phase(B2B, DAY - timedelta(days=31), 100, DAY).key == "03"  # type: ignore[union-attr]
     assert reached_phase(B2B, DAY - timedelta(days=70), 100, DAY).key == "04"  # type: ignore[union-attr]

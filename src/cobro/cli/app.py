@@ -32,6 +32,7 @@ from cobro.cli.common import (
 from cobro.cli.dispatch import dispatch, requeue, resend
 from cobro.cli.events import contacts_app, event_app, push_app
 from cobro.cli.progress import QuietOption, progress_for
+from cobro.cli.responses import disputes_app, promises_app
 from cobro.cli.staff import account, segments_app, tasks_app
 from cobro.cli.web import portal_app, serve
 from cobro.errors import CobroError, ConfigError
@@ -260,6 +261,8 @@ def run(
         + (by_channel(report.by_channel) if set(report.by_channel) - {"email"} else "")
         + (f"; accounts blocked {report.blocked}" if report.blocked else "")
         + (f"; accounts released {report.unblocked}" if report.unblocked else "")
+        + (f"; promises kept {report.promises_kept}" if report.promises_kept else "")
+        + (f"; promises broken {report.promises_broken}" if report.promises_broken else "")
     )
     report_not_sent(report.errors, report.failed, report.retrying)
 
@@ -367,8 +370,11 @@ def history(
         typer.Option("--show-message", help="Print delivery ID's message exactly as sent."),
     ] = None,
 ) -> None:
-    """Every claim and delivery: planned and sent dates, phase, channel, recipient, status,
-    receivables. --since/--until select by the day a claim went out."""
+    """Every claim: planned and sent dates, phase, status, receivables, and what followed in
+    time order (deliveries, link opened, reading confirmed, disputes, promises, payments).
+    --since/--until select by the day a claim went out."""
+    from zoneinfo import ZoneInfo
+
     from cobro.evidence.history import claim_history
 
     if show_message is not None:
@@ -385,6 +391,7 @@ def history(
                 parse_date(since, "--since"),
                 parse_date(until, "--until"),
             )
+        tz = ZoneInfo(ws.config.company.timezone)
     finally:
         ws.close()
     if as_json:
@@ -402,16 +409,12 @@ def history(
         "customer",
         "phase",
         "status",
-        "channel → recipient",
+        "events",
         "receivables",
     ):
         table.add_column(col)
     for c in claims:
-        recips = "\n".join(
-            f"#{d.id} {d.channel} → {d.recipient} ({d.role}) {d.status}"
-            + (f", resend of #{d.resend_of}" if d.resend_of is not None else "")
-            for d in c.deliveries
-        )
+        events = "\n".join(f"{e.when(tz)} {e.text}" for e in c.events)
         items = ", ".join(
             f"{i.number} {i.balance_at_send or i.balance_now}" for i in c.items[:6]
         ) + (f" +{len(c.items) - 6}" if len(c.items) > 6 else "")
@@ -423,7 +426,7 @@ def history(
             c.customer,
             f"{c.step} {c.phase_name}",
             status,
-            recips or "—",
+            events or "—",
             items,
         )
     out.print(table)
@@ -463,6 +466,8 @@ app.add_typer(event_app, name="event")
 app.add_typer(contacts_app, name="contacts")
 app.add_typer(push_app, name="push")
 app.add_typer(tasks_app, name="tasks")
+app.add_typer(disputes_app, name="disputes")
+app.add_typer(promises_app, name="promises")
 app.command(name="account")(account)
 app.command(name="dispatch")(dispatch)
 app.command(name="requeue")(requeue)

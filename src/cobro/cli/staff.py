@@ -191,9 +191,12 @@ def account(
     on: Annotated[str | None, typer.Option("--date", help="Statement date.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """A debtor's account: statement of open items, claims and tasks."""
+    """A debtor's account: statement of open items (overdue, disputed, promised), claims with
+    what followed each one (deliveries, opens, reads, disputes, promises, payments),
+    disputes, promises to pay and tasks."""
     from sqlalchemy import select
 
+    from cobro.engine.response_lists import list_disputes, list_promises, pause_status
     from cobro.engine.tasks import list_tasks, statement, statement_totals
     from cobro.evidence.history import claim_history
     from cobro.store import tables as t
@@ -221,10 +224,13 @@ def account(
             lines = statement(conn, ws.company_id, customer, day)
             claims = claim_history(conn, ws.config, ws.company_id, customer)
             tasks = list_tasks(conn, ws.company_id, customer=customer)
+            disputes = list_disputes(conn, ws.company_id, customer=customer)
+            promises = list_promises(conn, ws.company_id, customer=customer)
         tz = ZoneInfo(ws.config.company.timezone)
     finally:
         ws.close()
     totals = statement_totals(lines)
+    paused = pause_status(disputes, promises)
     if as_json:
         print_json(
             {
@@ -246,11 +252,14 @@ def account(
                         "balance": str(x.balance.amount),
                         "days_overdue": max(x.days_overdue, 0),
                         "overdue": x.days_overdue > 0,
+                        "paused": paused.get(x.number),
                     }
                     for x in lines
                 ],
                 "totals": {k: str(v.amount) for k, v in totals.items()},
                 "claims": [cl.to_json() for cl in claims],
+                "disputes": [x.to_json(tz) for x in disputes],
+                "promises": [x.to_json(tz) for x in promises],
                 "tasks": [task.to_json(tz) for task in tasks],
             }
         )
@@ -276,12 +285,14 @@ def account(
             status = "credit note" + (
                 f", {-x.balance.amount} not applied" if x.balance.amount < 0 else ", applied"
             )
+        if x.number in paused:
+            status += f", {paused[x.number]}"
         add_row(st, x.number, x.due_on.isoformat(), str(x.amount), str(x.balance), status)
     for cur, total in totals.items():
         add_row(st, "", "", f"total {cur}", str(total), "")
     out.print(st)
     ct = Table(title=f"Claims ({len(claims)})")
-    for col in ("date", "phase", "status", "items"):
+    for col in ("date", "phase", "status", "items", "events"):
         ct.add_column(col)
     for cl in claims:
         add_row(
@@ -290,8 +301,39 @@ def account(
             cl.step if cl.phase_name == cl.step else f"{cl.step} {cl.phase_name}",
             cl.status,
             str(len(cl.items)),
+            "\n".join(f"{e.when(tz)} {e.text}" for e in cl.events),
         )
     out.print(ct)
+    if disputes:
+        dt = Table(title=f"Disputes ({len(disputes)})")
+        for col in ("id", "opened", "item", "reason", "source", "status"):
+            dt.add_column(col)
+        for d in disputes:
+            add_row(
+                dt,
+                d.id,
+                local_time(d.opened_at, tz),
+                d.item,
+                d.reason,
+                d.source,
+                d.status + (f": {d.resolution}" if d.resolution else ""),
+            )
+        out.print(dt)
+    if promises:
+        pt = Table(title=f"Promises to pay ({len(promises)})")
+        for col in ("id", "made", "items", "promised", "paused until", "status"):
+            pt.add_column(col)
+        for p in promises:
+            add_row(
+                pt,
+                p.id,
+                local_time(p.created_at, tz),
+                ", ".join(i.number for i in p.items),
+                p.promised_on.isoformat(),
+                p.paused_until.isoformat(),
+                p.status,
+            )
+        out.print(pt)
     tt = Table(title=f"Tasks ({len(tasks)})")
     for col in ("id", "due", "message", "status"):
         tt.add_column(col)

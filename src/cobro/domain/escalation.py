@@ -29,13 +29,22 @@ The rules (``decide``):
    repeats every K days (up to ``max_repeats``); a debtor whose next step is
    held for its gap gets nothing that day.
 
+4. **Paused items wait.** An item with an open dispute or an open promise to pay
+   is left out of the phases (nothing is sent about it) but still holds the level:
+   while it is open the debtor is not back at the beginning, so when its pause ends
+   dunning resumes from where the debtor stood, one step (one claim) at a time. A
+   debtor whose only debt that reached its phase is paused gets no repeat of it.
+
 The decision also says when to look at the debtor again (``review_on``): the
-day the gap to the next phase ends, or the next repeat. Pure: no clock, no I/O.
+day the gap to the next phase ends, or the next repeat; the next day while some
+item is paused (a promise may break, a dispute be rejected, any day). Pure: no
+clock, no I/O.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 from cobro.domain.model import Phase, Policy
@@ -57,12 +66,14 @@ class DebtSummary:
     ``oldest[i]``: the earliest due date of an open item with at least phase i's
     minimum balance (None: none). ``on_day[i]``: an open item with that balance
     reaches phase i exactly on the run date. ``oldest_open``: the earliest due date
-    of any open item.
+    of any open item. All three leave paused items out (an open dispute or promise);
+    ``paused_oldest`` is the earliest due date of a paused open item (None: none).
     """
 
     oldest: tuple[date | None, ...]
     on_day: tuple[bool, ...]
     oldest_open: date | None
+    paused_oldest: date | None = None
 
 
 @dataclass(frozen=True)
@@ -98,23 +109,36 @@ def still_standing(
     if level is None:
         return None
     i = _index(policy, level.phase_key)
-    if i is None or debt.oldest_open is None:
+    oldest = min((d for d in (debt.oldest_open, debt.paused_oldest) if d is not None), default=None)
+    if i is None or oldest is None:
         return None  # the phase left the policy, or nothing is open: start again
     reached_by = level.reached_on - timedelta(days=policy.phases[i].offset_days)
-    if debt.oldest_open <= reached_by or debt.oldest_open < run_on:
+    if oldest <= reached_by or oldest < run_on:
         return level
     return None
 
 
+def _reached(phase: Phase, oldest: date | None, run_on: date) -> bool:
+    return oldest is not None and (run_on - oldest).days >= phase.offset_days
+
+
 def applies(phase: Phase, oldest: date | None, on_day: bool, run_on: date) -> bool:
     """Whether ``phase`` can be sent on ``run_on`` to a debtor with this debt."""
-    if oldest is None or (run_on - oldest).days < phase.offset_days:
-        return False
-    return phase.catch_up or on_day
+    return _reached(phase, oldest, run_on) and (phase.catch_up or on_day)
 
 
 def decide(policy: Policy, level: Level | None, debt: DebtSummary, run_on: date) -> Decision:
     """The debtor's claim on ``run_on`` (see the module's rules)."""
+    found = _decide(policy, level, debt, run_on)
+    if debt.paused_oldest is None:
+        return found
+    tomorrow = run_on + timedelta(days=1)
+    if found.review_on is None or found.review_on > tomorrow:
+        return replace(found, review_on=tomorrow)
+    return found
+
+
+def _decide(policy: Policy, level: Level | None, debt: DebtSummary, run_on: date) -> Decision:
     phases = policy.phases
     current = still_standing(policy, level, debt, run_on)
     if current is not None and run_on < current.reached_on:
@@ -137,12 +161,15 @@ def decide(policy: Policy, level: Level | None, debt: DebtSummary, run_on: date)
         nxt = Level(ph.key, run_on, 0)
         return Decision(ph, 0, nxt, next_review(policy, j, nxt))
     if cur is not None and current is not None and cur.repeat_every_days:
+        i = _index(policy, cur.key)
+        assert i is not None
+        if debt.paused_oldest is not None and not _reached(cur, debt.oldest[i], run_on):
+            # Only paused items have reached the phase: no repeat while they wait.
+            return Decision(None, 0, current, None)
         within = cur.max_repeats is None or current.repeats < cur.max_repeats
         due = current.reached_on + timedelta(days=cur.repeat_every_days)
         if within and run_on >= due:
             nxt = Level(cur.key, run_on, current.repeats + 1)
-            i = _index(policy, cur.key)
-            assert i is not None
             return Decision(cur, nxt.repeats, nxt, next_review(policy, i, nxt))
         if within:
             return Decision(None, 0, current, due)
@@ -169,9 +196,15 @@ def reached_phase(policy: Policy, due_on: date, balance_minor: int, on: date) ->
     return found
 
 
-def summarize(policy: Policy, items: list[tuple[date, int]], run_on: date) -> DebtSummary:
-    """The ``DebtSummary`` of open items given as (due date, balance in minor units); the
-    planner computes the same in SQL."""
+def summarize(
+    policy: Policy,
+    items: list[tuple[date, int]],
+    run_on: date,
+    paused: Sequence[tuple[date, int]] = (),
+) -> DebtSummary:
+    """The ``DebtSummary`` of open items given as (due date, balance in minor units), and of
+    ``paused`` ones; the planner computes the same in SQL."""
+    paused_open = [due for due, bal in paused if bal > 0]
     open_items = [(due, bal) for due, bal in items if bal > 0]
     oldest: list[date | None] = []
     on_day: list[bool] = []
@@ -180,5 +213,8 @@ def summarize(policy: Policy, items: list[tuple[date, int]], run_on: date) -> De
         oldest.append(min(big) if big else None)
         on_day.append(run_on - timedelta(days=ph.offset_days) in big)
     return DebtSummary(
-        tuple(oldest), tuple(on_day), min((due for due, _ in open_items), default=None)
+        tuple(oldest),
+        tuple(on_day),
+        min((due for due, _ in open_items), default=None),
+        min(paused_open, default=None),
     )

@@ -8,17 +8,20 @@ Set-based around a small Python decision per debtor:
    next phase ended, a repeat is due, the go-live ramp deferred them), and on the
    first run or after a long gap every debtor with open debt.
 2. **Their debt**, one aggregate query per policy: for each phase the oldest open
-   item big enough for it and whether an item reaches it exactly today.
+   item big enough for it and whether an item reaches it exactly today. Items that
+   are disputed or promised (``cobro.engine.pauses``) are left out of it, and of the
+   claims; the oldest paused item of each debtor still holds its level.
 3. **The decision** (``cobro.domain.escalation.decide``, pure) against the debtor's
    ``dunning_levels`` row, then the go-live ramp (at most ``go_live.max_claims_per_day``
    claims a day during the first ``go_live.days`` days; the oldest debt first).
 4. **Writing**: one outbox row per debtor claimed (key: company, debtor, phase, date),
-   listing every open item of the debtor, and the debtors' new levels.
+   listing every open item of the debtor that is not paused, and the debtors' new
+   levels.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -45,6 +48,7 @@ from cobro.domain.calendar import send_instant
 from cobro.domain.escalation import DebtSummary, Decision, Level, decide
 from cobro.domain.model import Policy
 from cobro.engine.outbox import insert_planned
+from cobro.engine.pauses import not_left_out
 from cobro.store import tables as t
 from cobro.store.db import counted, insert_ignoring
 
@@ -152,10 +156,13 @@ def _fill_candidates(
         )
 
 
-def _debt_select(company_id: int, policy: Policy, run_on: date, cand: Table) -> Any:
+def _debt_select(
+    company_id: int, policy: Policy, run_on: date, cand: Table, paused: Table | None = None
+) -> Any:
     """Per candidate on ``policy``: the oldest open item at least as big as each minimum
     balance the phases ask for (``m<minor units>``; ``m1`` is the oldest open item), and
-    for each phase sent only on its own day whether an item reaches it today (``d<i>``)."""
+    for each phase sent only on its own day whether an item reaches it today (``d<i>``);
+    paused items left out."""
     r, c = t.receivables.c, t.customers.c
     cols: list[Any] = [r.customer_id]
     for least in _minimums(policy):
@@ -166,7 +173,7 @@ def _debt_select(company_id: int, policy: Policy, run_on: date, cand: Table) -> 
             today = run_on - timedelta(days=ph.offset_days)
             hit = func.max(case((and_(big, r.due_on == today), 1), else_=0))
             cols.append(hit.label(f"d{i}"))
-    return (
+    q = (
         select(*cols)
         .select_from(cand)
         .join(t.customers, and_(c.id == cand.c.customer_id, c.effective_policy == policy.name))
@@ -174,6 +181,8 @@ def _debt_select(company_id: int, policy: Policy, run_on: date, cand: Table) -> 
         .where(r.balance_minor > 0, c.company_id == company_id)
         .group_by(r.customer_id)
     )
+    keep = not_left_out(r.id, paused)
+    return q if keep is None else q.where(keep)
 
 
 def _minimums(policy: Policy) -> list[int]:
@@ -182,10 +191,17 @@ def _minimums(policy: Policy) -> list[int]:
 
 
 def _debts(
-    conn: Connection, company_id: int, policy: Policy, run_on: date, cand: Table
+    conn: Connection,
+    company_id: int,
+    policy: Policy,
+    run_on: date,
+    cand: Table,
+    paused: Table | None,
+    resting: dict[int, tuple[str, date]],
 ) -> dict[int, DebtSummary]:
-    """The debt of every candidate on ``policy``, as escalation needs it."""
-    query = _debt_select(company_id, policy, run_on, cand)
+    """The debt of every candidate on ``policy``, as escalation needs it; ``resting``
+    (debtor -> policy, oldest paused item) adds the candidates' paused items."""
+    query = _debt_select(company_id, policy, run_on, cand, paused)
     at = {col.name: i for i, col in enumerate(query.selected_columns)}
     least = [at[f"m{max(1, ph.min_balance_minor)}"] for ph in policy.phases]
     day = [at.get(f"d{i}") for i in range(len(policy.phases))]
@@ -197,7 +213,29 @@ def _debts(
             tuple(False if k is None else bool(row[k]) for k in day),
             row[oldest],
         )
+    n = len(policy.phases)
+    for cid, (name, due) in resting.items():
+        if name == policy.name:
+            debt = out.get(cid) or DebtSummary((None,) * n, (False,) * n, None)
+            out[cid] = replace(debt, paused_oldest=due)
     return out
+
+
+def _resting(conn: Connection, cand: Table, paused: Table | None) -> dict[int, tuple[str, date]]:
+    """Candidates with paused items: debtor -> (policy, earliest due date of them)."""
+    if paused is None:
+        return {}
+    r, c = t.receivables.c, t.customers.c
+    rows = conn.execute(
+        select(paused.c.customer_id, c.effective_policy, func.min(r.due_on))
+        .select_from(paused)
+        .join(cand, cand.c.customer_id == paused.c.customer_id)
+        .join(t.customers, c.id == paused.c.customer_id)
+        .join(t.receivables, r.id == paused.c.receivable_id)
+        .where(paused.c.void.is_(False))
+        .group_by(paused.c.customer_id, c.effective_policy)
+    )
+    return {int(row[0]): (str(row[1]), row[2]) for row in rows}
 
 
 def _levels(conn: Connection, cand: Table) -> dict[int, tuple[str, Level | None, date | None]]:
@@ -244,16 +282,20 @@ def plan_claims(
     go_live_on: date,
     now: datetime,
     run_id: int | None,
+    paused: Table | None = None,
 ) -> ClaimsPlanned:
-    """Plan the claims of ``run_on`` inside the caller's transaction (see the module)."""
+    """Plan the claims of ``run_on`` inside the caller's transaction (see the module);
+    ``paused``: the items left out (``cobro.engine.pauses.paused_table``)."""
     cand = _candidates_table()
     cand.drop(conn, checkfirst=True)
     cand.create(conn)
     _fill_candidates(conn, config, company_id, run_on, covered, cand)
     levels = _levels(conn, cand)
+    resting = _resting(conn, cand, paused)
     decided: list[tuple[int, str, Decision, DebtSummary]] = []
     for policy in config.all_policies():
-        for customer_id, debt in _debts(conn, company_id, policy, run_on, cand).items():
+        debts = _debts(conn, company_id, policy, run_on, cand, paused, resting)
+        for customer_id, debt in debts.items():
             stored = levels.get(customer_id)
             level = stored[1] if stored is not None and stored[0] == policy.name else None
             decided.append((customer_id, policy.name, decide(policy, level, debt, run_on), debt))
@@ -295,7 +337,7 @@ def plan_claims(
             literal(now, t.UTCDateTime),
         ).where(claims.c.customer_id.is_not(None)),
     )
-    items = _claim_open_items(conn, company_id, run_on, claims)
+    items = _claim_open_items(conn, company_id, run_on, claims, paused)
     _store_levels(conn, company_id, decided, deferred, gone, levels, run_on, now)
     claims.drop(conn)
     cand.drop(conn)
@@ -308,8 +350,11 @@ def plan_claims(
     )
 
 
-def _claim_open_items(conn: Connection, company_id: int, run_on: date, claims: Table) -> int:
-    """Every open item of each claimed debtor goes in the claim (its statement).
+def _claim_open_items(
+    conn: Connection, company_id: int, run_on: date, claims: Table, paused: Table | None
+) -> int:
+    """Every open item of each claimed debtor that is not paused goes in the claim (its
+    statement).
 
     ``repeat_no`` holds the claim's day (as an ordinal), so an item is listed once per
     claim and day, as statements do."""
@@ -336,6 +381,9 @@ def _claim_open_items(conn: Connection, company_id: int, run_on: date, claims: T
         .join(t.receivables, r.customer_id == claims.c.customer_id)
         .where(r.balance_minor > 0)
     )
+    keep = not_left_out(r.id, paused)
+    if keep is not None:
+        rows = rows.where(keep)
     return counted(
         conn,
         insert_ignoring(conn, t.claim_items)

@@ -2,7 +2,8 @@
 
 Rows are claimed in batches (``planned -> sending`` with a lease on the real
 clock, signed by this process), their items re-read so that anything paid since
-planning is left out (a row whose items are all paid is cancelled), rendered, and
+planning is left out, and so is anything disputed or promised since (a row with nothing
+left to claim is cancelled), rendered, and
 sent concurrently over the channel. Each message's delivery is recorded, with its
 evidence, as soon as the server has answered, and before its connection takes
 the next message; a row's outcome is recorded once its messages are done. Both
@@ -36,7 +37,18 @@ from pathlib import Path
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
-from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from cobro.channels.base import Attachment, Channel, Outgoing, handed_over
 from cobro.config import CobroConfig
@@ -48,6 +60,7 @@ from cobro.engine.leases import LEASE, holder_gone, holder_name
 from cobro.engine.links import link_url, make_token
 from cobro.engine.messages import RESEND_PREFIX, MessageSpec, load_attachment, message_spec
 from cobro.engine.notices import UNREACHABLE, main_role, notice_context, upcoming_cancel_reason
+from cobro.engine.pauses import paused_items
 from cobro.engine.resend import Original, originals_by_id, resent_message, targets
 from cobro.engine.sending import Breaker, Ledger, backoff
 from cobro.engine.subscriptions import UPCOMING
@@ -219,6 +232,7 @@ class Job:
     people: list[Person] = field(default_factory=list)
     already_sent_to: set[str] = field(default_factory=set)
     reached_before: bool = False  # an earlier attempt reached a main recipient
+    left_out: set[int] = field(default_factory=set)  # items disputed or promised: not listed
     outgoing: list[Route] = field(default_factory=list)
     # (channel, address) -> 'ok:id' | 'temporary:error' | 'permanent:error' | 'gone:error'
     # | 'down:why' (channel not answering) | 'later:why' (not started in this pass)
@@ -528,6 +542,7 @@ class Dispatcher:
                     people[contact.customer_id].append(
                         Person(role, contact.name, contact.email, contact.language, True)
                     )
+        self._leave_out_paused(conn, jobs)
         d = t.deliveries.c
         for done in conn.execute(
             select(d.outbox_id, d.recipient, d.recipient_role).where(
@@ -537,6 +552,9 @@ class Dispatcher:
             job = by_id[done.outbox_id]
             job.already_sent_to.add(done.recipient.lower())
             job.reached_before = job.reached_before or done.recipient_role in MAIN_ROLES
+        for job in jobs:
+            if job.reached_before:
+                job.left_out.clear()  # already told with them: the other copies match
         admin = self.config.subscriptions.admin.email
         named = {cid for j in jobs for cid in j.payload.get("contacts", [])}
         contacts = {}
@@ -585,6 +603,16 @@ class Dispatcher:
             job.people.extend(
                 contacts[cid] for cid in job.payload.get("contacts", []) if cid in contacts
             )
+
+    def _leave_out_paused(self, conn: Connection, jobs: list[Job]) -> None:
+        """Mark the items disputed or promised since planning (``cobro.engine.pauses``)."""
+        ids = sorted({i["receivable_id"] for j in jobs for i in j.items if i["balance_minor"] > 0})
+        paused: set[int] = set()
+        for at in range(0, len(ids), 5000):
+            paused.update(paused_items(conn, self.company_id, ids[at : at + 5000]))
+        if paused:
+            for job in jobs:
+                job.left_out = {i["receivable_id"] for i in job.items} & paused
 
     # -- decide and render ------------------------------------------------------
 
@@ -699,20 +727,28 @@ class Dispatcher:
             if spec.resend:
                 self._compose_resend(job)
                 continue
-            open_items = [i for i in job.items if i["balance_minor"] > 0]
+            open_items = [
+                i
+                for i in job.items
+                if i["balance_minor"] > 0 and i["receivable_id"] not in job.left_out
+            ]
             if job.reached_before:
                 # The debtor (or admin, contacts) already has it: only the copies that
                 # failed earlier are retried, whatever was paid since.
                 open_items = open_items or job.items
             elif spec.needs_items and not open_items:
-                job.cancel = "paid before sending"
+                job.cancel = (
+                    "disputed or promised before sending" if job.left_out else "paid before sending"
+                )
                 continue
             if (
                 spec.needs_overdue
                 and not job.reached_before
                 and not any(i["due_on"] < job.occurrence_on for i in open_items)
             ):
-                job.cancel = "no overdue debt left"
+                job.cancel = "no overdue debt left" + (
+                    " that is not disputed or promised" if job.left_out else ""
+                )
                 continue
             if spec.upcoming and not job.reached_before:
                 why = upcoming_cancel_reason(job.subscription, job.occurrence_on)
@@ -1215,7 +1251,11 @@ class Dispatcher:
                 report.sent += 1
                 if job.spec is not None and job.spec.block_account:
                     to_block[job.customer_id] = job.step
-                items = [i for i in job.items if i["balance_minor"] > 0]
+                items = [
+                    i
+                    for i in job.items
+                    if i["balance_minor"] > 0 and i["receivable_id"] not in job.left_out
+                ]
                 evidence.append(
                     EvidenceEntry(
                         "claim.sent",
@@ -1305,7 +1345,16 @@ class Dispatcher:
             {"b_id": i["receivable_id"], "b_out": j.outbox_id, "b_bal": i["balance_minor"]}
             for j in kept
             for i in j.items
+            if i["receivable_id"] not in j.left_out
         ]
+        unlisted = [{"b_id": rid, "b_out": j.outbox_id} for j in kept for rid in sorted(j.left_out)]
+        if unlisted:  # disputed or promised since planning: not in the claim after all
+            conn.execute(
+                delete(t.claim_items).where(
+                    ci.outbox_id == bindparam("b_out"), ci.receivable_id == bindparam("b_id")
+                ),
+                unlisted,
+            )
         if snapshot:
             conn.execute(
                 update(t.claim_items)

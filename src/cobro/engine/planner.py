@@ -1,7 +1,8 @@
 """The daily run's first half: everything due on a date becomes outbox rows, set-based.
 
 In one transaction, serialised per company: debtors' policies are re-resolved when the
-assignment rules changed, paid-up accounts are released, then the day's claims (one per
+assignment rules changed, paid-up accounts are released, promises to pay are settled
+(kept or broken, ``cobro.engine.pauses``), then the day's claims (one per
 debtor at its phase, ``cobro.engine.claims``), scheduled actions and subscription
 reminders are written to the outbox (``INSERT ... SELECT`` with ``ON CONFLICT DO
 NOTHING`` on the idempotency key). No clock read: the date and the instant are arguments.
@@ -29,6 +30,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from cobro.config import CobroConfig
 from cobro.engine.accounts import release_paid_blocks
 from cobro.engine.claims import plan_claims
+from cobro.engine.pauses import paused_table, settle_promises
 from cobro.engine.scheduled import plan_actions
 from cobro.engine.subscriptions import plan_subscriptions
 from cobro.store import tables as t
@@ -45,6 +47,8 @@ class PlanResult:
     tasks: int = 0  # staff tasks created by scheduled actions
     held: int = 0  # debtors whose next phase waits for its gap after the previous one
     deferred: int = 0  # debtors left for the next day by the go-live ramp
+    promises_kept: int = 0  # promises to pay settled as kept by this run ...
+    promises_broken: int = 0  # ... and as broken (their items are claimed again)
 
 
 def assignment_fingerprint(config: CobroConfig) -> str:
@@ -110,8 +114,14 @@ def plan_day(
     if go_live_on is None:
         go_live_on = run_on
         conn.execute(update(t.companies).where(co.id == company_id).values(go_live_on=run_on))
-    claims = plan_claims(conn, config, company_id, run_on, covered_before, go_live_on, now, run_id)
-    actions = plan_actions(conn, config, company_id, run_on, covered_before, now, run_id)
+    settled = settle_promises(conn, company_id, run_on, now)
+    paused = paused_table(conn, company_id)  # disputed or promised: left out of the claims
+    claims = plan_claims(
+        conn, config, company_id, run_on, covered_before, go_live_on, now, run_id, paused
+    )
+    actions = plan_actions(conn, config, company_id, run_on, covered_before, now, run_id, paused)
+    if paused is not None:
+        paused.drop(conn)
     subs = plan_subscriptions(conn, config, company_id, run_on, now, run_id)
     if covered_before is None or covered_before < run_on:
         conn.execute(update(t.companies).where(co.id == company_id).values(covered_through=run_on))
@@ -124,4 +134,6 @@ def plan_day(
         actions.tasks,
         claims.held,
         claims.deferred,
+        promises_kept=len(settled.kept),
+        promises_broken=len(settled.broken),
     )

@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import Connection, insert, select, update
 
+from cobro.engine.pauses import PAUSING
 from cobro.errors import CobroError
 from cobro.evidence.chain import EvidenceEntry, append
 from cobro.store import tables as t
@@ -103,6 +104,14 @@ def _open_items(
     }
     missing = sorted(set(ids) - set(found))
     if missing:
+        closed = conn.execute(
+            select(r.number).where(
+                r.company_id == company_id, r.customer_id == customer_id, r.id.in_(missing)
+            )
+        ).scalars()
+        names = list(closed)
+        if len(names) == len(missing):
+            raise ResponseError(f"item {', '.join(names)} is not open (nothing is owed on it)")
         raise ResponseError(f"not an open item of this debtor: {', '.join(map(str, missing))}")
     return found
 
@@ -134,10 +143,13 @@ def open_dispute(
         raise ResponseError("a dispute needs a reason")
     number = _open_items(conn, company_id, customer_id, [receivable_id])[receivable_id][0]
     d = t.disputes.c
-    if conn.execute(
-        select(d.id).where(d.receivable_id == receivable_id, d.status == "open")
-    ).first():
+    before = conn.execute(
+        select(d.status).where(d.receivable_id == receivable_id, d.status.in_(PAUSING))
+    ).scalar()
+    if before == "open":
         raise ResponseError(f"item {number} is already disputed")
+    if before == "accepted":
+        raise ResponseError(f"item {number} was disputed and the dispute accepted")
     digest = hashlib.sha256(attachment.data).hexdigest() if attachment else None
     dispute_id = int(
         conn.execute(
@@ -205,7 +217,8 @@ def resolve_dispute(
     note: str | None,
     at: datetime,
 ) -> None:
-    """Accept or reject an open dispute; a rejected item is claimed again."""
+    """Accept or reject an open dispute: a rejected item is claimed again; an accepted one
+    is void (the company issues a credit note) and stays out of every claim."""
     d = t.disputes.c
     row = conn.execute(
         select(d.customer_id, d.status).where(d.company_id == company_id, d.id == dispute_id)
@@ -260,7 +273,18 @@ def add_promise(
     if promised_on > today + timedelta(days=max_days):
         raise ResponseError(f"a promise is for at most {max_days} days ahead")
     items = _open_items(conn, company_id, customer_id, receivable_ids)
-    p = t.promises.c
+    p, pi = t.promises.c, t.promise_items.c
+    promised = conn.execute(
+        select(pi.receivable_id, p.promised_on)
+        .join(t.promises, p.id == pi.promise_id)
+        .where(pi.receivable_id.in_(list(items)), p.status == "open")
+        .order_by(pi.receivable_id)
+    ).first()
+    if promised is not None:
+        raise ResponseError(
+            f"item {items[promised.receivable_id][0]} is already promised "
+            f"for {promised.promised_on.isoformat()}"
+        )
     promise_id = int(
         conn.execute(
             insert(t.promises)

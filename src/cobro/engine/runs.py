@@ -50,6 +50,8 @@ class RunReport:
     errors: tuple[str, ...]
     # Claims that failed for good: (outbox id, debtor's external id, debtor's name, reason).
     failures: tuple[tuple[int, str, str, str], ...] = ()
+    promises_kept: int = 0  # promises to pay settled by this run's plan
+    promises_broken: int = 0
 
     def to_json(self) -> dict[str, object]:
         d = asdict(self)
@@ -334,6 +336,8 @@ def run_day(
         failures=tuple(
             (f.outbox_id, f.customer, f.customer_name, f.reason) for f in dispatched.failures
         ),
+        promises_kept=plan.promises_kept,
+        promises_broken=plan.promises_broken,
     )
 
 

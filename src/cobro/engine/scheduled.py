@@ -2,7 +2,8 @@
 
 A debt notice or a message becomes one outbox row per debtor of the segment
 (key: company, debtor, ``action/KEY``, send day); a debt notice also claims
-every open receivable of the debtor (its statement). A task becomes one row
+every open receivable of the debtor (its statement) but the disputed or promised
+ones (``cobro.engine.pauses``). A task becomes one row
 in ``tasks`` per debtor and send day. Unique keys make repeated runs harmless.
 """
 
@@ -12,13 +13,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Integer, String, and_, func, literal, select
+from sqlalchemy import Connection, Integer, String, Table, and_, func, literal, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from cobro.config import CobroConfig
 from cobro.domain.actions import ActionType, ScheduledAction, due_occurrence
 from cobro.domain.calendar import send_instant
 from cobro.engine.outbox import insert_planned
+from cobro.engine.pauses import not_left_out
 from cobro.engine.segments import members_select
 from cobro.store import tables as t
 from cobro.store.db import counted, insert_ignoring
@@ -78,6 +80,7 @@ def plan_actions(
     covered: date | None,
     now: datetime,
     run_id: int | None,
+    paused: Table | None = None,
 ) -> ActionsPlanned:
     """Write the outbox rows and tasks of every action due on ``run_on``."""
     messages = items = tasks = 0
@@ -165,6 +168,9 @@ def plan_actions(
                 )
                 .where(r.company_id == company_id, r.balance_minor > 0)
             )
+            keep = not_left_out(r.id, paused)
+            if keep is not None:
+                statement = statement.where(keep)
             res = counted(
                 conn,
                 insert_ignoring(conn, t.claim_items)

@@ -2,7 +2,10 @@
 
 It runs the daily planner itself for every day, assumes every message is sent
 and no payment arrives, and changes nothing: the work happens in a transaction
-that is rolled back.
+that is rolled back. Disputed and promised items are left out as the runs leave them
+out (``cobro.engine.pauses``): nobody resolves a dispute during the period, and, since
+nothing is paid, a promise breaks at the first simulated day after its grace and its
+items are claimed again from then on.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Claim history: every outbox row with its receivables and deliveries, for people and JSON."""
+"""Claim history: every outbox row with its receivables, deliveries and what followed (opens,
+reads, disputes, promises, payments: ``cobro.evidence.timeline``), for people and JSON."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from cobro.config import CobroConfig
 from cobro.domain.money import Money
 from cobro.engine.messages import RESEND_PREFIX, message_spec
 from cobro.engine.resend import targets
+from cobro.evidence.timeline import ClaimEvent, claim_events
 from cobro.store import tables as t
 
 
@@ -34,6 +36,7 @@ class ClaimedItem:
     amount: Money
     balance_at_send: Money | None
     balance_now: Money
+    receivable_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,9 @@ class Claim:
     deliveries: list[DeliveryRecord] = field(default_factory=list)
     resend_of: int | None = None  # a resend (``cobro resend``): the claim it repeats
     resend_targets: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
+    customer_id: int = 0
+    # Deliveries, opens, reads, disputes, promises and payments, in time order.
+    events: list[ClaimEvent] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -109,6 +115,7 @@ class Claim:
                 }
                 for d in self.deliveries
             ],
+            "events": [e.to_json() for e in self.events],
         }
 
 
@@ -142,7 +149,7 @@ def claim_history(
     settled = func.coalesce(first.c.sent_at, o.finished_at)
     q = (
         select(o.id, o.occurrence_on, o.step, o.status, o.reason, c.external_id, c.name)
-        .add_columns(first.c.sent_at, o.payload)
+        .add_columns(first.c.sent_at, o.payload, c.id.label("cid"))
         .join(t.customers, c.id == o.customer_id)
         .outerjoin(first, first.c.outbox_id == o.id)
         .where(o.company_id == company_id)
@@ -170,6 +177,7 @@ def claim_history(
             row.reason,
             row.sent_at,
             row.sent_at.astimezone(tz).date() if row.sent_at else None,
+            customer_id=row.cid,
         )
         if row.step.startswith(RESEND_PREFIX):
             claim = claims[row.id]
@@ -187,6 +195,7 @@ def claim_history(
         for item in conn.execute(
             select(
                 ci.outbox_id,
+                ci.receivable_id,
                 ci.balance_minor,
                 r.number,
                 r.kind,
@@ -209,6 +218,7 @@ def claim_history(
                     if item.balance_minor is None
                     else Money.from_minor(item.balance_minor, item.currency),
                     Money.from_minor(item.now_minor, item.currency),
+                    item.receivable_id,
                 )
             )
         for dl in conn.execute(
@@ -238,4 +248,6 @@ def claim_history(
             else x
             for x in deliveries.get(oid, [])
         ]
+    for oid, found in claim_events(conn, tz, claims).items():
+        claims[oid].events = found
     return list(claims.values())
