@@ -23,6 +23,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -77,13 +78,15 @@ def free_port() -> int:
 def serve(ws: Path, port: int) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [*COBRO, "--workspace", str(ws), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if "Uvicorn running on" in line or "Application startup complete" in line:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("Serving "):  # printed once the socket listens
+            # Keep reading its output, so that a full pipe never stops the server.
+            threading.Thread(target=proc.stdout.read, daemon=True).start()
             return proc
     raise SystemExit("cobro serve did not start")
 

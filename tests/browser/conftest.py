@@ -90,28 +90,28 @@ class Served:
 
 
 def serve(ws: Path, env: dict[str, str] | None = None) -> Served:
-    """Start ``cobro serve`` for ``ws`` and return once it accepts requests (uvicorn says
-    so on standard error)."""
+    """Start ``cobro serve`` for ``ws`` and return once it accepts requests (it says so
+    on standard output)."""
     port = free_port()
     process = subprocess.Popen(
         [*COBRO, "--workspace", str(ws), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
         env={**ENV, "HOME": str(ws), "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})},
         cwd=ws,
     )
-    assert process.stderr is not None
+    assert process.stdout is not None
     seen: list[str] = []
-    for line in process.stderr:
+    for line in process.stdout:
         seen.append(line)
-        if "Uvicorn running on" in line or "Application startup complete" in line:
+        if line.startswith("Serving "):  # printed once the socket listens
             break
     else:
         process.wait(30)
         raise AssertionError("cobro serve did not start:\n" + "".join(seen))
     # Keep reading its log, so that a full pipe never stops the server.
-    threading.Thread(target=seen.extend, args=(process.stderr,), daemon=True).start()
+    threading.Thread(target=seen.extend, args=(process.stdout,), daemon=True).start()
     return Served(f"http://127.0.0.1:{port}", process, seen)
 
 

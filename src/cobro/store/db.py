@@ -48,6 +48,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
     cur.close()
 
 
+def _sqlite_query_only(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+    dbapi_conn.execute("PRAGMA query_only=ON")
+
+
 def insert_ignoring(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
     """An INSERT that can skip rows violating a unique key (``on_conflict_do_nothing``)."""
     dialect = conn.dialect.name
@@ -177,25 +181,29 @@ def reaching(url: str) -> Iterator[None]:
         raise DatabaseUnavailable(f"cannot open the database {shown_url(url)}: {reason}") from exc
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, reads_only: bool = False) -> Engine:
     """An engine for ``url`` with Cobro's connection settings; a SQLite file is created
-    readable by its owner only."""
+    readable by its owner only. On SQLite every transaction takes the write lock up front
+    (``BEGIN IMMEDIATE``), except on an engine made ``reads_only``: its transactions read a
+    snapshot beside the writers (WAL) and cannot write, which is what concurrent web
+    requests need."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         _create_private_file(make_url(url).database)
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
-        # Let SQLAlchemy issue BEGIN so write transactions take the lock up front.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        if reads_only:
+            event.listen(engine, "connect", _sqlite_query_only)
+            event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        else:
+            # Let SQLAlchemy issue BEGIN so write transactions take the lock up front.
+            event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
 
         @event.listens_for(engine, "connect")
         def _no_pysqlite_begin(dbapi_conn: Any, _rec: ConnectionPoolEntry) -> None:
             dbapi_conn.isolation_level = None
 
         return engine
-    from cobro.store.tables import postgres_predicates
-
-    postgres_predicates()
     # Plans made while a table was small must not stick: no server-side prepared statements.
     connect_args: dict[str, Any] = {"prepare_threshold": None}
     if "connect_timeout" not in make_url(url).query:

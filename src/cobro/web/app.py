@@ -7,16 +7,27 @@ from collections.abc import Callable
 from datetime import datetime
 
 from fastapi import FastAPI, Request
+from sqlalchemy import Engine
 from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from cobro.store.db import make_engine
 from cobro.web import brand
 from cobro.web.deps import WebState
 from cobro.web.pages import Pages
 from cobro.web.portal import routes as portal
 from cobro.web.security import SecurityHeaders, content_security_policy
 from cobro.workspace import Workspace, utcnow
+
+
+def reading_engine(ws: Workspace) -> Engine:
+    """An engine for the pages that only read: on SQLite a second one whose transactions
+    do not take the write lock (readers then never wait for each other or for a run);
+    elsewhere the workspace's own."""
+    if ws.engine.dialect.name != "sqlite":
+        return ws.engine
+    return make_engine(ws.engine.url.render_as_string(hide_password=False), reads_only=True)
 
 
 def create_app(ws: Workspace, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
@@ -27,7 +38,7 @@ def create_app(ws: Workspace, *, clock: Callable[[], datetime] = utcnow) -> Fast
         redoc_url=None,
         openapi_url=None,
     )
-    app.state.cobro = WebState(ws, clock, Pages())
+    app.state.cobro = WebState(ws, clock, Pages(), reading_engine(ws))
     app.add_middleware(
         SecurityHeaders,
         csp=content_security_policy([ws.config.company.branding.logo_url]),

@@ -9,6 +9,7 @@ from typing import Annotated, cast
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request
+from sqlalchemy import Engine
 
 from cobro.engine.responses import Client
 from cobro.web.pages import Pages
@@ -18,11 +19,12 @@ from cobro.workspace import Workspace
 @dataclass(frozen=True)
 class WebState:
     """One workspace served: its database, configuration and secret, the clock the routes
-    read (tests set it) and the compiled pages."""
+    read (tests set it), the compiled pages, and an engine for reading."""
 
     ws: Workspace
     clock: Callable[[], datetime]
     pages: Pages
+    reader: Engine  # for pages that only read: on SQLite, beside the writers (WAL)
 
     def now(self) -> datetime:
         return self.clock()

@@ -10,9 +10,8 @@ from typing import Any
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency
-from jinja2 import PackageLoader, StrictUndefined, pass_context
+from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from starlette.responses import HTMLResponse
 
 from cobro.domain.money import Money
@@ -66,12 +65,15 @@ def reader_language(
 
 
 class Pages:
-    """The web templates (``cobro/web/templates``), compiled once, sandboxed, autoescaped."""
+    """The web templates (``cobro/web/templates``), compiled once, autoescaped. They are
+    Cobro's own files, not a user's (those are rendered sandboxed, ``cobro.render``), so
+    they are neither sandboxed nor checked for changes on disk."""
 
     def __init__(self) -> None:
-        env = ImmutableSandboxedEnvironment(
+        env = Environment(
             loader=PackageLoader("cobro.web", "templates"),
             autoescape=True,
+            auto_reload=False,
             undefined=StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import text as sa_text
@@ -81,18 +82,25 @@ def test_the_page_speaks_the_debtors_language_and_switches_on_request(portal: Po
     assert "He leído este mensaje" in back
 
 
-def test_opening_the_page_records_an_opened_view_and_never_a_read(portal: Portal) -> None:
-    browser = portal.browser(ip="198.51.100.20", user_agent="MailScanner/2.0")
-    browser.get(f"/portal/{portal.token}")
-    browser.get(f"/portal/{portal.token}")
+def test_opening_the_page_records_an_opened_view_once_an_hour_per_browser_and_never_a_read(
+    portal: Portal,
+) -> None:
+    scanner = portal.browser(ip="198.51.100.20", user_agent="MailScanner/2.0")
+    scanner.get(f"/portal/{portal.token}")
+    scanner.get(f"/portal/{portal.token}")  # reloaded: not opened again
+    phone = portal.browser(ip="198.51.100.21", user_agent="Phone/1.0")
+    phone.get(f"/portal/{portal.token}")  # another browser
+    portal.clock.now += timedelta(minutes=61)
+    scanner.get(f"/portal/{portal.token}")  # an hour later
 
     views = rows(portal.ws, t.claim_views)
     assert [(v.kind, v.ip, v.user_agent) for v in views] == [
         ("opened", "198.51.100.20", "MailScanner/2.0"),
+        ("opened", "198.51.100.21", "Phone/1.0"),
         ("opened", "198.51.100.20", "MailScanner/2.0"),
     ]
     assert all(v.outbox_id == outbox_id(portal.ws, "C1") for v in views)
-    assert evidence_kinds(portal.ws).count("claim.opened") == 2
+    assert evidence_kinds(portal.ws).count("claim.opened") == 3
     assert "claim.read" not in evidence_kinds(portal.ws)
 
 

@@ -21,6 +21,7 @@ from cobro.domain.model import Recipient
 from cobro.domain.money import Money, totals_by_currency
 from cobro.engine.links import PortalLink
 from cobro.engine.messages import message_spec
+from cobro.engine.responses import Client
 from cobro.evidence.history import step_name
 from cobro.evidence.messages import unpack
 from cobro.store import tables as t
@@ -327,6 +328,28 @@ def latest_claim(
         if is_claim(config, row.step):
             return SentClaim(int(row.id), str(row.step), row.occurrence_on)
     return None
+
+
+def opened_since(conn: Connection, debtor: Debtor, client: Client, since: datetime) -> bool:
+    """Whether this claim's page was recorded as opened by the same address and browser
+    since ``since``."""
+    v = t.claim_views.c
+    return (
+        conn.execute(
+            select(v.id)
+            .where(
+                v.outbox_id == debtor.outbox_id,
+                v.kind == "opened",
+                v.at >= since,
+                v.ip.is_(None) if client.ip is None else v.ip == client.ip,
+                v.user_agent.is_(None)
+                if client.user_agent is None
+                else v.user_agent == client.user_agent[:500],
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
 
 
 def last_read(conn: Connection, debtor: Debtor) -> datetime | None:

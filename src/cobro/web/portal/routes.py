@@ -11,6 +11,7 @@ accepted one redirects to the page, which confirms it (post/redirect/get).
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TypeVar
 
 from fastapi import APIRouter, FastAPI, Request
@@ -30,7 +31,7 @@ from cobro.web.csrf import (
 )
 from cobro.web.deps import State, WebState, client_of
 from cobro.web.portal.forms import DisputeForm, PromiseForm, Upload, read_dispute, read_promise
-from cobro.web.portal.queries import Debtor, DebtorPage, debtor_page, find_debtor
+from cobro.web.portal.queries import Debtor, DebtorPage, debtor_page, find_debtor, opened_since
 from cobro.web.portal.view import (
     DONE,
     Outcome,
@@ -43,6 +44,7 @@ from cobro.web.portal.view import debtor_page as render_page
 
 router = APIRouter(prefix="/portal")
 
+OPENED_AGAIN = timedelta(hours=1)  # the same browser opening the page again is recorded after
 FORM_OVERHEAD = 64 * 1024  # what a form's fields (and a dispute's multipart framing) may take
 T = TypeVar("T")
 
@@ -82,7 +84,7 @@ async def _known_link(state: WebState, token: str, lang: str | None) -> PortalLi
     link = _link(state, token, lang)
 
     def known() -> None:
-        with state.ws.engine.connect() as conn:
+        with state.reader.connect() as conn:
             _debtor(conn, state, link, lang)
 
     await run_in_threadpool(known)
@@ -159,25 +161,22 @@ def page(
     request: Request, token: str, state: State, lang: str | None = None, done: str | None = None
 ) -> Response:
     """The debtor's page. Opening it is recorded as ``opened`` (weak: mail scanners open
-    links too), except on the way back from one of its forms."""
+    links too), except on the way back from one of its forms, and once an hour at most for
+    the same claim, address and browser (a page reloaded is not opened again)."""
     link = _link(state, token, lang)
     client = client_of(request)
-
-    def work(conn: Connection) -> DebtorPage:
+    now = state.now()
+    with state.reader.connect() as conn:
         debtor = _debtor(conn, state, link, lang)
-        if done is None:
-            record_view(
-                conn,
-                state.ws.company_id,
-                debtor.id,
-                debtor.outbox_id,
-                "opened",
-                state.now(),
-                client,
-            )
-        return _page(conn, state, debtor)
-
-    found = _in_transaction(state, work)
+        found = _page(conn, state, debtor)
+        record = done is None and not opened_since(conn, debtor, client, now - OPENED_AGAIN)
+    if record:
+        _in_transaction(
+            state,
+            lambda conn: record_view(
+                conn, state.ws.company_id, debtor.id, debtor.outbox_id, "opened", now, client
+            ),
+        )
     browser = browser_key(request) or new_browser_key()
     outcome = Outcome(done=done if done in DONE else None)
     response = render_page(state, request, token, found, browser, lang, outcome)
@@ -192,7 +191,7 @@ def statement(request: Request, token: str, state: State, lang: str | None = Non
 
     link = _link(state, token, lang)
     today = state.today()
-    with state.ws.engine.connect() as conn:
+    with state.reader.connect() as conn:
         debtor = _debtor(conn, state, link, lang)
         language = page_language(state, debtor.language, lang)
         pdf = statement_pdf(
