@@ -104,7 +104,7 @@ def wrk(url: str, connections: int, seconds: int) -> dict[str, float]:
     found: dict[str, float] = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])}  # type: ignore[index]
     units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
     for pct in ("50", "99"):
-        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)$", out, re.M)
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
         assert m, out
         found[f"p{pct}_ms"] = float(m[1]) * units[m[2]]
     return found
