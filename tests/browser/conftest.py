@@ -53,8 +53,10 @@ def _need_chromium() -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium, for the tests of one module: Playwright's synchronous API runs an event
+    loop in this thread while it is open, so it is closed before other tests run theirs."""
     _need_chromium()
     from playwright.sync_api import sync_playwright
 
