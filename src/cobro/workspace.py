@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 CONFIG_FILE = "cobro.yaml"
 SECRET_FILE = ".cobro-secret"
+# A directory holding this file is a server root: each of its subdirectories with a
+# cobro.yaml is one company, and all of them share one database (docs/companies.md).
+SERVER_FILE = "cobro-server.yaml"
 # What `cobro init` keeps out of git: secrets, keys, personal data, caught mail.
 IGNORED = (".cobro-secret", ".cobro-evidence-key", "vapid_private.pem", "cobro.db*", "mail/")
 
@@ -53,10 +56,32 @@ class Workspace:
         self.engine.dispose()
 
 
+def server_root(root: Path) -> Path | None:
+    """The server root ``root`` is a company of (its parent holds ``cobro-server.yaml``),
+    or ``root`` itself when it is one; else None (a workspace on its own)."""
+    for candidate in (root, root.parent):
+        if (candidate / SERVER_FILE).is_file():
+            return candidate
+    return None
+
+
+def _server_database(server: Path) -> str | None:
+    """The ``database:`` URL of a server root's ``cobro-server.yaml``, if it names one."""
+    from cobro.config.loader import read_server_file
+
+    return read_server_file(server / SERVER_FILE).database
+
+
 def database_url(root: Path, override: str | None = None) -> str:
-    """``--db``, then ``COBRO_DATABASE_URL``, then ``cobro.db`` in the workspace."""
+    """``--db``, then ``COBRO_DATABASE_URL``, then, for a company of a server root, the
+    root's ``database:`` or its ``cobro.db``; else ``cobro.db`` in the workspace."""
     url = override or os.environ.get("COBRO_DATABASE_URL")
-    return url or f"sqlite:///{(root / 'cobro.db').resolve()}"
+    if url:
+        return url
+    server = server_root(root)
+    if server is not None:
+        return _server_database(server) or f"sqlite:///{(server / 'cobro.db').resolve()}"
+    return f"sqlite:///{(root / 'cobro.db').resolve()}"
 
 
 def _secret(root: Path) -> str:
@@ -112,18 +137,23 @@ def ensure_company(conn: Connection, config: CobroConfig, now: datetime) -> int:
     return int(pk[0])
 
 
-def open_workspace(root: Path | str, db_url: str | None = None) -> Workspace:
-    """Open the workspace at ``root``: validate config, migrate, find the company."""
+def _config(root: Path) -> CobroConfig:
     from cobro.config import load_config
-    from cobro.store.db import make_engine, migrate, reaching
 
-    root = Path(root).resolve()
     cfg_path = root / CONFIG_FILE
     if not cfg_path.exists():
         raise WorkspaceError(
             f"no {CONFIG_FILE} in {root}: run 'cobro init {root}' or pass --workspace DIR"
         )
-    config = load_config(cfg_path)
+    return load_config(cfg_path)
+
+
+def open_workspace(root: Path | str, db_url: str | None = None) -> Workspace:
+    """Open the workspace at ``root``: validate config, migrate, find the company."""
+    from cobro.store.db import make_engine, migrate, reaching
+
+    root = Path(root).resolve()
+    config = _config(root)
     url = database_url(root, db_url)
     engine = make_engine(url)
     try:
@@ -135,3 +165,50 @@ def open_workspace(root: Path | str, db_url: str | None = None) -> Workspace:
         engine.dispose()
         raise
     return Workspace(root, config, engine, company_id, _secret(root))
+
+
+def company_dirs(server: Path) -> list[Path]:
+    """The companies of a server root: its subdirectories holding a cobro.yaml, by name."""
+    return sorted(
+        child for child in server.iterdir() if child.is_dir() and (child / CONFIG_FILE).is_file()
+    )
+
+
+def open_companies(root: Path | str, db_url: str | None = None) -> list[Workspace]:
+    """Every company ``root`` serves: the companies of a server root, sharing one engine,
+    or the one workspace at ``root``. Two companies with the same ``company.id`` are
+    refused: they would share every record."""
+    from cobro.store.db import make_engine, migrate, reaching
+
+    root = Path(root).resolve()
+    if not (root / SERVER_FILE).is_file():
+        return [open_workspace(root, db_url)]
+    dirs = company_dirs(root)
+    if not dirs:
+        raise WorkspaceError(
+            f"{root / SERVER_FILE}: no company yet: add one with 'cobro companies add SLUG'"
+        )
+    configs = [_config(d) for d in dirs]
+    seen: dict[str, Path] = {}
+    for d, config in zip(dirs, configs, strict=True):
+        slug = config.company.id
+        if slug in seen:
+            raise WorkspaceError(
+                f"{d / CONFIG_FILE}: company.id {slug!r} is also the id of "
+                f"{seen[slug] / CONFIG_FILE}; each company needs its own id"
+            )
+        seen[slug] = d
+    url = database_url(root, db_url)
+    engine = make_engine(url)
+    try:
+        with reaching(url):
+            migrate(engine)
+            with engine.begin() as conn:
+                ids = [ensure_company(conn, config, utcnow()) for config in configs]
+    except BaseException:
+        engine.dispose()
+        raise
+    return [
+        Workspace(d, config, engine, company_id, _secret(d))
+        for d, config, company_id in zip(dirs, configs, ids, strict=True)
+    ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import sys
 from collections import Counter
@@ -16,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cobro.cli.api import companies_app, keys_app
 from cobro.cli.common import (
     BAD_INPUT,
     Options,
@@ -63,11 +66,9 @@ def main_options(
     ctx.obj = Options(workspace, db)
 
 
-@app.command()
-def init(
-    directory: Annotated[Path, typer.Argument(help="Directory of the new workspace.")],
-) -> None:
-    """Create a workspace: a commented cobro.yaml, editable templates and a .gitignore."""
+def create_workspace(directory: Path, slug: str | None = None, name: str | None = None) -> None:
+    """A new workspace at ``directory`` from the starter (with ``company.id`` and
+    ``company.name`` set when given); one-line errors."""
     target = directory / CONFIG_FILE
     if target.exists():
         fail(f"{target} already exists; nothing was changed", 2)
@@ -76,7 +77,13 @@ def init(
     try:
         directory.mkdir(parents=True, exist_ok=True)
         starter = resources.files("cobro") / "starter" / CONFIG_FILE
-        target.write_text(starter.read_text(encoding="utf-8"), encoding="utf-8")
+        text = starter.read_text(encoding="utf-8")
+        if slug is not None:
+            text = re.sub(r"(?m)^(  id: )demo(\s)", lambda m: m[1] + slug + m[2], text, count=1)
+        if name is not None:
+            quoted = json.dumps(name, ensure_ascii=False)
+            text = re.sub(r"(?m)^(  name: ).*$", lambda m: m[1] + quoted, text, count=1)
+        target.write_text(text, encoding="utf-8")
         tdir = directory / "templates"
         tdir.mkdir(exist_ok=True)
         bundled = resources.files("cobro") / "render" / "templates"
@@ -94,6 +101,14 @@ def init(
         f"Created workspace [bold]{escape(str(directory))}[/]: {CONFIG_FILE}, templates/, "
         f"{KEY_FILE}, .gitignore"
     )
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Directory of the new workspace.")],
+) -> None:
+    """Create a workspace: a commented cobro.yaml, editable templates and a .gitignore."""
+    create_workspace(directory)
     out.print("Next: edit cobro.yaml, then `cobro check`, `cobro import ...`, `cobro run`.")
 
 
@@ -474,6 +489,8 @@ app.command(name="requeue")(requeue)
 app.command(name="resend")(resend)
 app.command(name="serve")(serve)
 app.add_typer(portal_app, name="portal")
+app.add_typer(keys_app, name="keys")
+app.add_typer(companies_app, name="companies")
 
 evidence_app = typer.Typer(help="The tamper-evident history.", no_args_is_help=True)
 app.add_typer(evidence_app, name="evidence")

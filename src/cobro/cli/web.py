@@ -6,11 +6,14 @@ from __future__ import annotations
 import errno
 import socket
 from datetime import timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cobro.cli.common import fail, open_ws, out, print_json
+from cobro.cli.common import Options, err, fail, open_ws, out, print_json
+
+if TYPE_CHECKING:
+    from cobro.workspace import Workspace
 
 portal_app = typer.Typer(
     help="The debtor portal: the page a claim's link opens.", no_args_is_help=True
@@ -37,6 +40,23 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def open_companies_or_fail(ctx: typer.Context) -> list[Workspace]:
+    """The companies the workspace option names (one, or a server root's), or a one-line
+    error."""
+    from cobro.errors import CobroError, ConfigError
+    from cobro.workspace import open_companies
+
+    opts: Options = ctx.obj
+    try:
+        return open_companies(opts.workspace, opts.db)
+    except ConfigError as exc:
+        for p in exc.problems:
+            err.print(str(p), highlight=False, markup=False)
+        fail(f"{len(exc.problems)} configuration problem(s); nothing was done", 2)
+    except CobroError as exc:
+        fail(str(exc), 2)
+
+
 def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
@@ -51,14 +71,16 @@ def serve(
         ),
     ] = False,
 ) -> None:
-    """Serve the debtor portal (the page each claim's link opens) until Ctrl-C."""
+    """Serve the debtor portal (the page each claim's link opens) and the REST API
+    (/api/v1) until Ctrl-C: for the workspace, or every company of a server root."""
     import uvicorn
 
     from cobro.web.app import create_app
 
-    ws = open_ws(ctx)
+    served = open_companies_or_fail(ctx)
+    ws = served[0]
     try:
-        app = create_app(ws)
+        app = create_app(served)
         sock = _listen(host, port)
         config = uvicorn.Config(
             app,
@@ -69,16 +91,19 @@ def serve(
         )
         shown = f"[{host}]" if ":" in host else host
         # Said once the socket listens: a script may connect as soon as it reads this line.
+        names = ", ".join(w.config.company.name for w in served)
         out.print(
-            f"Serving {ws.config.company.name} on http://{shown}:{port}/ "
-            f"(links: {ws.config.company.portal_url.rstrip('/')}/TOKEN). Ctrl-C stops.",
+            f"Serving {names} on http://{shown}:{port}/ "
+            f"(links: {ws.config.company.portal_url.rstrip('/')}/TOKEN; "
+            f"API: http://{shown}:{port}/api/v1/docs). Ctrl-C stops.",
             markup=False,
             highlight=False,
         )
         out.file.flush()
         uvicorn.Server(config).run(sockets=[sock])
     finally:
-        ws.close()
+        for each in served:
+            each.close()
 
 
 @portal_app.command("link")

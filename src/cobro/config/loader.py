@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from cobro.config.schema import CobroConfig, ImportMapping
+from cobro.config.schema import CobroConfig, ImportMapping, ServerSettings
 from cobro.errors import ConfigError, ConfigProblem
 
 Path_ = tuple[str | int, ...]
@@ -316,6 +316,16 @@ def load_config(path: Path) -> CobroConfig:
 def load_mapping(path: Path) -> ImportMapping:
     """Read and validate an import mapping file (``cobro import ... --map FILE``)."""
     return _validated(ImportMapping, read_config_text(path), str(path))
+
+
+def read_server_file(path: Path) -> ServerSettings:
+    """Read and validate a server root's ``cobro-server.yaml`` (it may be empty)."""
+    text = read_config_text(path)
+    if not text.strip() or all(
+        not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()
+    ):
+        return ServerSettings()
+    return _validated(ServerSettings, text, str(path))
 
 
 def field_lines(path: Path) -> dict[Path_, int]:

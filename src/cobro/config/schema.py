@@ -642,3 +642,11 @@ class CobroConfig(_Strict):
     def phase_by_step(self, step_id: str) -> Phase:
         """The phase stored as ``policy/key`` on outbox rows (``KeyError`` if unknown)."""
         return self._phases_by_step[step_id]
+
+
+class ServerSettings(_Strict):
+    """``cobro-server.yaml`` at a server root: what its companies share."""
+
+    # The database every company of the root is kept in (``--db`` and
+    # ``COBRO_DATABASE_URL`` override it); by default ``cobro.db`` at the root.
+    database: str | None = None

@@ -71,6 +71,19 @@ def link_url(base: str, token: str) -> str:
     return f"{base.rstrip('/')}/{token}"
 
 
+def token_company(token: str) -> str | None:
+    """The company a token says it is for, read WITHOUT checking its signature: only to
+    choose whose secret checks it (``read_token``)."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    try:
+        _, payload = URLSafeTimedSerializer("", salt=SALT).loads_unsafe(token)
+    except Exception:  # a malformed token names no company
+        return None
+    company = payload.get("co") if isinstance(payload, dict) else None
+    return company if isinstance(company, str) else None
+
+
 def read_token(
     secret: str, token: str, company: str, now: datetime, max_age_days: int
 ) -> PortalLink:

@@ -517,3 +517,36 @@ def postgres_predicates() -> None:
             where = _POSTGRES_WHERE.get(str(index.name))
             if where is not None and index.dialect_options["postgresql"]["where"] is None:
                 index.dialect_kwargs["postgresql_where"] = text(where)
+
+
+# Keys the REST API accepts, per company: only a digest of the secret part is kept.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("prefix", String(16), nullable=False, unique=True),  # public: names the key
+    Column("digest", String(64), nullable=False),  # sha256 of the whole key
+    Column("name", String(100), nullable=False),
+    Column("role", String(20), nullable=False),  # admin | collector | read-only
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+    Column("last_used_at", UTCDateTime),
+    Index(None, "company_id", "name"),
+)
+
+# What a creating POST with an ``Idempotency-Key`` answered, to answer a retry the same.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("request", String(64), nullable=False),  # sha256 of method, path and body
+    Column("status", Integer),  # None while the first request is being answered
+    Column("body", LargeBinary),
+    Column("content_type", String(100)),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("company_id", "key"),
+    Index(None, "created_at"),
+)

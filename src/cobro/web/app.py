@@ -1,9 +1,10 @@
-"""The web application: one FastAPI app per workspace, one router per area (the debtor
-portal today; the staff dashboard and the API later), pages rendered on the server."""
+"""The web application: one FastAPI app serving one or several companies, one router per
+area (the debtor portal, the REST API under ``/api/v1``, the staff dashboard), pages
+rendered on the server."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from fastapi import FastAPI, Request
@@ -14,7 +15,7 @@ from starlette.staticfiles import StaticFiles
 
 from cobro.store.db import make_engine
 from cobro.web import brand
-from cobro.web.deps import WebState
+from cobro.web.deps import Site, WebState
 from cobro.web.pages import Pages
 from cobro.web.portal import routes as portal
 from cobro.web.security import SecurityHeaders, content_security_policy
@@ -30,19 +31,36 @@ def reading_engine(ws: Workspace) -> Engine:
     return make_engine(ws.engine.url.render_as_string(hide_password=False), reads_only=True)
 
 
-def create_app(ws: Workspace, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
-    """The application serving ``ws``; ``clock`` (aware UTC) is the time its routes use."""
+def create_app(
+    companies: Workspace | Sequence[Workspace], *, clock: Callable[[], datetime] = utcnow
+) -> FastAPI:
+    """The application serving ``companies`` (one workspace, or the companies of a server
+    root, which share one database); ``clock`` (aware UTC) is the time its routes use."""
+    served = [companies] if isinstance(companies, Workspace) else list(companies)
+    if not served:
+        raise ValueError("no company to serve")
+    pages = Pages()
+    readers: dict[int, Engine] = {}
+    states: dict[str, WebState] = {}
+    for ws in served:
+        reader = readers.get(id(ws.engine))
+        if reader is None:
+            reader = readers[id(ws.engine)] = reading_engine(ws)
+        states[ws.config.company.id] = WebState(ws, clock, pages, reader)
     app = FastAPI(
         title="Cobro",
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
     )
-    app.state.cobro = WebState(ws, clock, Pages(), reading_engine(ws))
+    app.state.cobro = Site(states)
     app.add_middleware(
         SecurityHeaders,
-        csp=content_security_policy([ws.config.company.branding.logo_url]),
+        csp=content_security_policy([ws.config.company.branding.logo_url for ws in served]),
     )
+    from cobro.web.api import PREFIX, create_api
+
+    app.mount(PREFIX, create_api(app.state.cobro))
     app.mount("/static", StaticFiles(packages=[("cobro.web", "static")]), name="static")
     app.include_router(brand.router)
     app.include_router(portal.router)

@@ -34,8 +34,37 @@ class WebState:
         return self.now().astimezone(ZoneInfo(self.ws.config.company.timezone)).date()
 
 
+@dataclass(frozen=True)
+class Site:
+    """Every company one server serves, by slug (``company.id``). Each route finds its
+    company from what the request carries (a link's token, an API key, a path) and never
+    reaches another's."""
+
+    companies: dict[str, WebState]
+
+    @property
+    def default(self) -> WebState:
+        """The first company: what a page with no company of its own (a refused link)
+        borrows its language and look from; it shows none of its data."""
+        return next(iter(self.companies.values()))
+
+    def company(self, slug: str | None) -> WebState | None:
+        return self.companies.get(slug) if slug is not None else None
+
+
+def site_of(request: Request) -> Site:
+    return cast(Site, request.app.state.cobro)
+
+
 def web_state(request: Request) -> WebState:
-    return cast(WebState, request.app.state.cobro)
+    """The company a portal or brand route is for: the one its link's token names (or,
+    for the brand files, its path), else the first (a link refused anyway)."""
+    from cobro.engine.links import token_company
+
+    site = site_of(request)
+    params = request.path_params
+    slug = token_company(params["token"]) if "token" in params else params.get("company")
+    return site.company(slug) or site.default
 
 
 def client_of(request: Request) -> Client:

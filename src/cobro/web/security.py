@@ -8,7 +8,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-NO_STORE_PREFIXES = ("/portal/",)  # pages with a debtor's data, their URL a secret
+NO_STORE_PREFIXES = ("/portal/", "/api/")  # a debtor's data; a portal URL is a secret
 
 
 def content_security_policy(image_urls: list[str | None]) -> str:
@@ -62,7 +62,8 @@ class SecurityHeaders:
                 started = True
                 headers = MutableHeaders(scope=message)
                 for name, value in self.headers.items():
-                    headers[name] = value
+                    if name not in headers:  # a page may set its own (the API docs' CSP)
+                        headers[name] = value
                 if no_store:
                     headers["Cache-Control"] = "no-store"
             await send(message)

@@ -203,10 +203,10 @@ def test_the_company_colour_and_logo_file_are_served(make_portal: MakePortal) ->
     browser = portal.browser()
 
     page = browser.get(f"/portal/{portal.token}").text
-    logo = browser.get("/brand/logo")
-    style = browser.get("/brand/style.css")
+    logo = browser.get("/brand/demo/logo")
+    style = browser.get("/brand/demo/style.css")
 
-    assert 'src="/brand/logo"' in page
+    assert 'src="/brand/demo/logo"' in page
     assert logo.status_code == 200 and logo.headers["content-type"] == "image/png"
     assert logo.content == documents.png()
     assert style.text.strip() == ":root { --brand: #aa3300; }"

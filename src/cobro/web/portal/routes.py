@@ -29,7 +29,7 @@ from cobro.web.csrf import (
     keep_browser_key,
     new_browser_key,
 )
-from cobro.web.deps import State, WebState, client_of
+from cobro.web.deps import State, WebState, client_of, web_state
 from cobro.web.portal.forms import DisputeForm, PromiseForm, Upload, read_dispute, read_promise
 from cobro.web.portal.queries import Debtor, DebtorPage, debtor_page, find_debtor, opened_since
 from cobro.web.portal.view import (
@@ -62,7 +62,7 @@ def install_handlers(app: FastAPI) -> None:
 
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, _Refused)
-        state: WebState = request.app.state.cobro
+        state = web_state(request)
         return refused_page(state, exc.reason, exc.lang, exc.status, exc.back)
 
     app.add_exception_handler(_Refused, refused)

@@ -36,10 +36,15 @@ def portal_path(request: Request, token: str) -> str:
     return f"{request.scope.get('root_path', '')}/portal/{token}"
 
 
+def brand_path(state: WebState) -> str:
+    """Where the company's brand files (style sheet, logo) are served."""
+    return f"/brand/{state.ws.config.company.id}"
+
+
 def _company(state: WebState) -> dict[str, Any]:
     company = state.ws.config.company
     branding = company.branding
-    logo = "/brand/logo" if branding.logo_file else branding.logo_url
+    logo = f"{brand_path(state)}/logo" if branding.logo_file else branding.logo_url
     return {"name": company.name, "logo": logo, "footer": branding.footer}
 
 
@@ -88,6 +93,7 @@ def debtor_page(
         "locale": locale,
         "tz": ZoneInfo(config.company.timezone),
         "company": _company(state),
+        "brand": brand_path(state),
         "page": page,
         "path": path,
         "csrf": form_token(state.ws.secret, browser, token),
@@ -119,6 +125,7 @@ def refused_page(
         "reason": reason,
         # An expired link was ours: who to ask for a new one may be said.
         "company": company.name if reason == "expired" else None,
+        "brand": brand_path(state) if reason == "expired" else None,
         "contact": contact if reason == "expired" else None,
         "back": path,
     }

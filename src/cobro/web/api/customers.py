@@ -1,0 +1,151 @@
+"""``/customers``: the company's debtors."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime, BaseModel, Field
+from sqlalchemy import Row, select
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
+
+from cobro.store import tables as t
+from cobro.web.api.auth import Collector, Reader
+from cobro.web.api.idempotency import IdempotentRoute
+from cobro.web.api.intake import (
+    MAX_BATCH,
+    BatchReport,
+    batch_report,
+    created_status,
+    take,
+    take_one,
+)
+from cobro.web.api.models import Strict
+from cobro.web.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from cobro.web.api.problems import not_found
+
+router = APIRouter(prefix="/customers", tags=["customers"], route_class=IdempotentRoute)
+
+ExternalId = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class CustomerIn(Strict):
+    """A debtor, created or (same ``external_id``) updated."""
+
+    external_id: ExternalId
+    name: str = Field(min_length=1, max_length=300)
+    kind: Literal["person", "business"] | None = None
+    group: str | None = Field(default=None, max_length=100)
+    language: str | None = Field(default=None, max_length=10, examples=["es"])
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=40, examples=["+34600000000"])
+    tags: list[Annotated[str, Field(max_length=50)]] | None = Field(default=None, max_length=20)
+    policy: str | None = Field(default=None, max_length=40)
+    attributes: dict[str, str | int | bool] | None = Field(
+        default=None, description="Custom attributes (the CSV's attr_NAME columns)."
+    )
+
+
+class Customer(BaseModel):
+    external_id: str
+    name: str
+    kind: str
+    group: str | None
+    language: str | None
+    email: str | None
+    phone: str | None
+    tags: list[str]
+    policy: str | None = Field(description="The policy in force (assigned or given).")
+    blocked: bool
+    attributes: dict[str, Any]
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class CustomerBatch(Strict):
+    rows: list[CustomerIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+def customer_out(r: Row[Any]) -> Customer:
+    return Customer(
+        external_id=r.external_id,
+        name=r.name,
+        kind=r.kind,
+        group=r.group_name,
+        language=r.language,
+        email=r.email,
+        phone=r.phone,
+        tags=[tag for tag in r.tags.split(",") if tag] if r.tags else [],
+        policy=r.effective_policy,
+        blocked=bool(r.blocked),
+        attributes=dict(r.attributes or {}),
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+    )
+
+
+@router.get("", response_model=Page[Customer], summary="List debtors")
+def list_customers(
+    who: Reader,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    blocked: bool | None = None,
+    policy: Annotated[str | None, Query(max_length=40)] = None,
+    updated_since: AwareDatetime | None = None,
+) -> Page[Customer]:
+    c = t.customers.c
+    after = decode_cursor(cursor, (int,))
+    query = select(t.customers).where(c.company_id == who.company_id)
+    if after:
+        query = query.where(c.id > after[0])
+    if blocked is not None:
+        query = query.where(c.blocked == blocked)
+    if policy is not None:
+        query = query.where(c.effective_policy == policy)
+    if updated_since is not None:
+        query = query.where(c.updated_at >= updated_since)
+    with who.state.reader.connect() as conn:
+        rows = list(conn.execute(query.order_by(c.id).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page[Customer](
+        data=[customer_out(r) for r in rows],
+        next_cursor=encode_cursor([rows[-1].id]) if more else None,
+    )
+
+
+def find_customer(who: Reader, external_id: str) -> Row[Any]:
+    c = t.customers.c
+    with who.state.reader.connect() as conn:
+        row = conn.execute(
+            select(t.customers).where(c.company_id == who.company_id, c.external_id == external_id)
+        ).first()
+    if row is None:
+        raise not_found("customer with this external_id")
+    return row
+
+
+@router.get("/{external_id}", response_model=Customer, summary="One debtor")
+def get_customer(who: Reader, external_id: str) -> Customer:
+    return customer_out(find_customer(who, external_id))
+
+
+@router.post(
+    "",
+    response_model=Customer,
+    status_code=201,
+    summary="Create or update a debtor",
+    responses={200: {"model": Customer, "description": "An existing debtor, updated"}},
+)
+async def put_customer(who: Collector, body: CustomerIn) -> JSONResponse:
+    report = await take_one(who, "customers", body)
+    row = await run_in_threadpool(find_customer, who, body.external_id)
+    return JSONResponse(
+        customer_out(row).model_dump(mode="json"), status_code=created_status(report)
+    )
+
+
+@router.post("/batch", response_model=BatchReport, summary="Create or update many debtors")
+async def put_customers(who: Collector, body: CustomerBatch) -> BatchReport:
+    return batch_report(await take(who, "customers", body.rows))
