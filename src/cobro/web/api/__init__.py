@@ -7,7 +7,17 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.responses import HTMLResponse, Response
 
-from cobro.web.api import customers, problems
+from cobro.web.api import (
+    banking,
+    charges,
+    contacts,
+    customers,
+    events,
+    payments,
+    problems,
+    receivables,
+    subscriptions,
+)
 from cobro.web.api.auth import FailedAuth
 from cobro.web.deps import Site
 
@@ -56,6 +66,16 @@ def create_api(site: Site) -> FastAPI:
     api.state.failed_auth = FailedAuth()
     problems.install(api)
     api.include_router(customers.router)
+    for router in (
+        contacts.router,
+        banking.router,
+        receivables.router,
+        payments.router,
+        subscriptions.router,
+        charges.router,
+        events.router,
+    ):
+        api.include_router(router)
 
     @api.get("/docs", include_in_schema=False)
     def docs() -> Response:

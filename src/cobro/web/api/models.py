@@ -25,3 +25,19 @@ class Strict(BaseModel):
 class Money(BaseModel):
     amount: Amount
     currency: str = Field(description="ISO 4217 code", examples=["EUR"])
+
+
+# A decimal amount given as text ("1234.50", "-50.00"): never a JSON number, which a
+# client's JSON library may have rounded through a binary float. Checked like a CSV cell.
+DecimalText = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=40,
+        json_schema_extra={"format": "decimal"},
+        examples=["1234.50"],
+    ),
+]
+
+# The company's own id of one of its records.
+ExternalId = Annotated[str, Field(min_length=1, max_length=100)]
