@@ -118,15 +118,18 @@ async def take_rows(
 ) -> BatchReport:
     """Check each of ``rows`` against ``model`` and import the good ones as ``kind``; every
     refused row is reported with its index, field and problem, the others are kept."""
-    valid: list[tuple[int, BaseModel]] = []
-    refused: list[RowError] = []
-    for i, raw in enumerate(rows):
-        try:
-            valid.append((i, model.model_validate(raw)))
-        except ValidationError as exc:
-            refused.extend(_row_errors(i, exc))
-    report = await run_in_threadpool(_numbered_import, who, kind, valid)
-    return batch_report(report, refused)
+
+    def work() -> BatchReport:
+        valid: list[tuple[int, BaseModel]] = []
+        refused: list[RowError] = []
+        for i, raw in enumerate(rows):
+            try:
+                valid.append((i, model.model_validate(raw)))
+            except ValidationError as exc:
+                refused.extend(_row_errors(i, exc))
+        return batch_report(_numbered_import(who, kind, valid), refused)
+
+    return await run_in_threadpool(work)
 
 
 async def take_one(who: Caller, kind: str, record: BaseModel) -> ImportReport:
