@@ -42,6 +42,10 @@ DOCS_PAGE = """<!doctype html>
 """
 
 
+# Every resource's router, in the order the docs show them.
+ROUTERS = (customers.router,)
+
+
 def create_api(site: Site) -> FastAPI:
     """The API application for the companies of ``site``."""
     api = FastAPI(
@@ -55,7 +59,8 @@ def create_api(site: Site) -> FastAPI:
     api.state.cobro = site
     api.state.failed_auth = FailedAuth()
     problems.install(api)
-    api.include_router(customers.router)
+    for router in ROUTERS:
+        api.include_router(router, responses=problems.ERRORS)
 
     @api.get("/docs", include_in_schema=False)
     def docs() -> Response:

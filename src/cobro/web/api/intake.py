@@ -10,11 +10,13 @@ from typing import Any
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from cobro.errors import ImportError_
 from cobro.intake.importer import ImportReport, import_records
 from cobro.web.api.auth import Caller
 from cobro.web.api.problems import FieldError, Problem
 
 MAX_BATCH = 10_000
+ATTRIBUTES = "attributes"  # custom attributes: the CSV's attr_NAME columns
 
 
 class RowError(BaseModel):
@@ -33,8 +35,8 @@ class BatchReport(BaseModel):
 def _cells(record: BaseModel) -> dict[str, str | None]:
     cells: dict[str, str | None] = {}
     for name, value in record.model_dump(exclude_unset=True, by_alias=True).items():
-        if isinstance(value, dict):
-            for attr, attr_value in value.items():
+        if name == ATTRIBUTES:
+            for attr, attr_value in (value or {}).items():
                 cells[f"attr_{attr}"] = None if attr_value is None else str(attr_value)
         elif isinstance(value, list):
             cells[name] = "|".join(str(v) for v in value)
@@ -48,7 +50,10 @@ async def take(who: Caller, kind: str, records: Sequence[BaseModel]) -> ImportRe
     rows = [(i, _cells(r)) for i, r in enumerate(records)]
 
     def work() -> ImportReport:
-        return import_records(who.state.ws, kind, rows, who.state.now(), "api")
+        try:
+            return import_records(who.state.ws, kind, rows, who.state.now(), "api")
+        except ImportError_ as exc:  # the whole request refused (nothing was kept)
+            raise Problem(422, "invalid-record", str(exc).removeprefix("api: ")) from None
 
     return await run_in_threadpool(work)
 
