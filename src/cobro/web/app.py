@@ -66,6 +66,10 @@ def create_app(
     app.include_router(portal.router)
     portal.install_handlers(app)
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)  # no icon, and no error in the browser's console
+
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> PlainTextResponse:
         return PlainTextResponse("ok\n")
