@@ -5,6 +5,7 @@ in the server's application. Every route acts for the company of the caller's ke
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from starlette.responses import HTMLResponse, Response
 
 from cobro.web.api import customers, problems
@@ -46,6 +47,10 @@ DOCS_PAGE = """<!doctype html>
 ROUTERS = (customers.router,)
 
 
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
 def create_api(site: Site) -> FastAPI:
     """The API application for the companies of ``site``."""
     api = FastAPI(
@@ -55,6 +60,9 @@ def create_api(site: Site) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url=None,
         redoc_url=None,
+        # Operation ids are the route functions' names (``list_customers``): what a client
+        # generated from the document calls its methods.
+        generate_unique_id_function=_operation_id,
     )
     api.state.cobro = site
     api.state.failed_auth = FailedAuth()
