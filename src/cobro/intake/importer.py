@@ -569,8 +569,8 @@ class _Fields:
         raw = self.data.get(col)
         before = len(self.problems)
         v[col] = read(col)
-        if len(self.problems) == before or not isinstance(raw, str):
-            return  # valid, or not text at all (a list, a float): then the row is rejected
+        if len(self.problems) == before or not isinstance(raw, str) or "\x00" in raw:
+            return  # valid, or not plain text (a list, a float, a NUL): the row is rejected
         _, problem = self.problems.pop()
         v[f"invalid_{col}"] = raw.strip()[: _max_len(t.customers, f"invalid_{col}")]
         self.warnings.append((col, f"{problem}; {whose} is stored without it"))

@@ -28,6 +28,17 @@ def contact(ext: str, customer: str = "C1", **fields: Any) -> dict[str, Any]:
     return base | {"email": f"{ext.lower()}@example.com"} | fields
 
 
+def assign(client: Client, notice_type: str, contacts: list[str]) -> Any:
+    return client.post("/banking-notices", json={"type": notice_type, "contacts": contacts})
+
+
+def notice(client: Client, notice_type: str) -> Any:
+    found = client.get("/banking-notices", params={"type": notice_type})
+    assert found.status_code == 200, found.text
+    [one] = found.json()
+    return one
+
+
 def people(client: Client) -> None:
     """C1 with K1 (banking, billing), K2 (primary) and K3 (banking); C2 with K4 (banking)."""
     add_customers(client, "C1", "C2")
@@ -160,9 +171,9 @@ def test_contacts_with_the_banking_role_are_assigned_to_a_banking_notice(
     people(server.client("acme", "collector"))
     admin = server.client("acme", "admin")
 
-    before = admin.get("/banking-notices/stop_payment").json()
-    added = admin.post("/banking-notices/stop_payment/contacts", json={"contacts": ["K1", "K3"]})
-    again = admin.post("/banking-notices/stop_payment/contacts", json={"contacts": ["K1"]})
+    before = notice(admin, "stop_payment")
+    added = assign(admin, "stop_payment", ["K1", "K3"])
+    again = assign(admin, "stop_payment", ["K1"])
 
     assert before == {"type": "stop_payment", "contacts": [], "to_primary_contacts": True}
     assert added.status_code == 200, added.text
@@ -193,13 +204,9 @@ def test_a_contact_without_the_banking_role_is_refused_and_nobody_is_assigned(
     people(server.client("acme", "collector"))
     admin = server.client("acme", "admin")
 
-    refused = admin.post(
-        "/banking-notices/direct_deposit_change/contacts", json={"contacts": ["K1", "K2"]}
-    )
-    unknown = admin.post(
-        "/banking-notices/direct_deposit_change/contacts", json={"contacts": ["K1", "K9"]}
-    )
-    bad_type = admin.post("/banking-notices/wire_transfer/contacts", json={"contacts": ["K1"]})
+    refused = assign(admin, "direct_deposit_change", ["K1", "K2"])
+    unknown = assign(admin, "direct_deposit_change", ["K1", "K9"])
+    bad_type = assign(admin, "wire_transfer", ["K1"])
 
     assert refused.status_code == 422
     assert refused.json()["errors"][0]["field"] == "body.contacts"
@@ -207,8 +214,8 @@ def test_a_contact_without_the_banking_role_is_refused_and_nobody_is_assigned(
     assert unknown.status_code == 422
     assert "no contact with external_id 'K9'" in unknown.text
     assert bad_type.status_code == 422
-    assert bad_type.json()["errors"][0]["field"] == "path.notice_type"
-    assert admin.get("/banking-notices/direct_deposit_change").json()["contacts"] == []
+    assert bad_type.json()["errors"][0]["field"] == "body.type"
+    assert notice(admin, "direct_deposit_change")["contacts"] == []
 
 
 def test_removing_the_last_contact_sends_the_notices_to_the_primary_contacts(
@@ -216,9 +223,7 @@ def test_removing_the_last_contact_sends_the_notices_to_the_primary_contacts(
 ) -> None:
     people(server.client("acme", "collector"))
     admin = server.client("acme", "admin")
-    assert admin.post(
-        "/banking-notices/direct_deposit_reversal/contacts", json={"contacts": ["K1", "K4"]}
-    ).is_success
+    assert assign(admin, "direct_deposit_reversal", ["K1", "K4"]).is_success
 
     first = admin.delete("/banking-notices/direct_deposit_reversal/contacts/K1")
     last = admin.delete("/banking-notices/direct_deposit_reversal/contacts/K4")
@@ -234,11 +239,8 @@ def test_removing_the_last_contact_sends_the_notices_to_the_primary_contacts(
 
 def test_banking_assignments_are_changed_by_admin_keys_only(server: Server) -> None:
     people(server.client("acme", "collector"))
-    body = {"contacts": ["K1"]}
 
-    collector = server.client("acme", "collector").post(
-        "/banking-notices/stop_payment/contacts", json=body
-    )
+    collector = assign(server.client("acme", "collector"), "stop_payment", ["K1"])
     removal = server.client("acme", "collector").delete("/banking-notices/stop_payment/contacts/K1")
     reading = server.client("acme", "read-only").get("/banking-notices")
 
@@ -250,24 +252,22 @@ def test_banking_assignments_are_changed_by_admin_keys_only(server: Server) -> N
 def test_one_company_never_sees_or_changes_anothers_contacts(server: Server) -> None:
     people(server.client("acme", "collector"))
     acme = server.client("acme", "admin")
-    assert acme.post("/banking-notices/stop_payment/contacts", json={"contacts": ["K1"]}).is_success
+    assert assign(acme, "stop_payment", ["K1"]).is_success
     beta = server.client("beta", "admin")
 
     assert beta.get("/contacts/K1").status_code == 404
     assert beta.get("/contacts").json()["data"] == []
     assert beta.get("/contacts", params={"customer": "C1"}).json()["data"] == []
     assert beta.get("/customers/C1/contacts").status_code == 404
-    assert beta.get("/banking-notices/stop_payment").json()["contacts"] == []
-    assigned = beta.post("/banking-notices/stop_payment/contacts", json={"contacts": ["K3"]})
+    assert notice(beta, "stop_payment")["contacts"] == []
+    assigned = assign(beta, "stop_payment", ["K3"])
     removed = beta.delete("/banking-notices/stop_payment/contacts/K1")
     written = beta.post("/contacts", json={**TREASURER, "name": "Beta's"})
 
     assert assigned.status_code == 422  # as for a contact that does not exist
     assert removed.status_code == 404
     assert written.status_code == 422  # beta has no debtor C1
-    assert [c["contact"] for c in acme.get("/banking-notices/stop_payment").json()["contacts"]] == [
-        "K1"
-    ]
+    assert [c["contact"] for c in notice(acme, "stop_payment")["contacts"]] == ["K1"]
     assert acme.get("/contacts/K1").json()["name"] == "Marta Ruiz"
     assert count(server, "beta", t.banking_assignments) == 0
 

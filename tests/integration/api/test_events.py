@@ -112,11 +112,9 @@ def test_a_banking_event_goes_to_the_contacts_assigned_to_its_notice(server: Ser
     change = {"id": "noc-1", "customer": "C1", "details": {"account": "****1234"}}
 
     before = client.post("/events", json=event("direct_deposit.change_notice", change))
-    assert (
-        server.client("acme", "admin")
-        .post("/banking-notices/direct_deposit_change/contacts", json={"contacts": ["K1"]})
-        .is_success
-    )
+    admin = server.client("acme", "admin")
+    body = {"type": "direct_deposit_change", "contacts": ["K1"]}
+    assert admin.post("/banking-notices", json=body).is_success
     after = client.post(
         "/events", json=event("direct_deposit.change_notice", {**change, "id": "noc-2"})
     )

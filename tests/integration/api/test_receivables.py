@@ -327,3 +327,26 @@ def test_a_batch_posted_again_with_its_idempotency_key_is_answered_the_same(
     assert again.headers["idempotent-replayed"] == "true"
     assert other.status_code == 409
     assert count(server, "acme", t.receivables) == 1
+
+
+def test_ids_and_filters_no_database_can_hold_are_answered_as_problems(server: Server) -> None:
+    client = server.client("acme", "collector")
+    add_customers(client, "C1")
+
+    nul_id = client.get("/receivables/R%001")
+    line_break_id = client.get("/receivables/R%0A1")
+    nul_filter = client.get("/receivables", params={"customer": "C\x001"})
+    nul_row = client.post("/receivables/batch", json={"rows": [receivable("R\x001")]})
+    unauthenticated = server.anonymous().get("/receivables/R%001")
+
+    for response in (nul_id, line_break_id):
+        assert response.status_code == 404
+        assert response.headers["content-type"] == "application/problem+json"
+    assert nul_filter.status_code == 422
+    assert nul_filter.json()["errors"] == [
+        {"field": "query.customer", "problem": "contains a NUL character"}
+    ]
+    assert nul_row.json()["rejected"] == [
+        {"row": 0, "field": "external_id", "problem": "contains a NUL character"}
+    ]
+    assert unauthenticated.status_code == 401

@@ -50,7 +50,10 @@ class BankingChange(BankingNotice):
 
 
 class AssignIn(Strict):
-    contacts: list[ExternalId] = Field(min_length=1, max_length=100)
+    type: NoticeType
+    contacts: list[ExternalId] = Field(
+        min_length=1, max_length=100, description="The contacts' external_ids."
+    )
 
 
 def _notices(conn: Connection, company_id: int) -> list[BankingNotice]:
@@ -72,26 +75,24 @@ def _notice(who: Caller, notice_type: str) -> BankingNotice:
 
 
 @router.get("", response_model=list[BankingNotice], summary="Every banking notice's contacts")
-def list_notices(who: Reader) -> list[BankingNotice]:
+def list_notices(who: Reader, type: NoticeType | None = None) -> list[BankingNotice]:
     with who.state.reader.connect() as conn:
-        return _notices(conn, who.company_id)
-
-
-@router.get("/{notice_type}", response_model=BankingNotice, summary="One banking notice")
-def get_notice(who: Reader, notice_type: NoticeType) -> BankingNotice:
-    return _notice(who, notice_type)
+        notices = _notices(conn, who.company_id)
+    return [n for n in notices if type is None or n.type == type]
 
 
 @router.post(
-    "/{notice_type}/contacts",
+    "",
     response_model=BankingChange,
     summary="Assign contacts to a banking notice",
+    description="All or none: a contact without the `banking` role, or unknown, refuses "
+    "the request and nobody is assigned. Assigning a contact again changes nothing.",
 )
-async def assign_contacts(who: Admin, notice_type: NoticeType, body: AssignIn) -> BankingChange:
+async def assign_contacts(who: Admin, body: AssignIn) -> BankingChange:
     def work() -> BankingChange:
         try:
             with who.state.ws.engine.begin() as conn:
-                added = assign(conn, who.company_id, notice_type, body.contacts, who.state.now())
+                added = assign(conn, who.company_id, body.type, body.contacts, who.state.now())
         except AssignmentRefused as exc:
             raise Problem(
                 422,
@@ -99,7 +100,7 @@ async def assign_contacts(who: Admin, notice_type: NoticeType, body: AssignIn) -
                 f"{exc}; nobody was assigned",
                 [FieldError(field="body.contacts", problem=str(exc))],
             ) from None
-        return BankingChange(**_notice(who, notice_type).model_dump(), changed=added)
+        return BankingChange(**_notice(who, body.type).model_dump(), changed=added)
 
     return await run_in_threadpool(work)
 

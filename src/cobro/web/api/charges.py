@@ -186,7 +186,6 @@ def _record(who: Caller, body: ChargeIn) -> Charge:
     description="Posts a `charge.succeeded` or `charge.failed` event (checked as `cobro "
     "event post` checks it): a receipt, or for a failed renewal an unpaid reminder, is "
     "queued in the outbox. A charge recorded already: 409.",
-    responses={409: {"description": "A charge with this external_id was recorded"}},
 )
 async def post_charge(who: Collector, body: ChargeIn) -> JSONResponse:
     made = await run_in_threadpool(_record, who, body)

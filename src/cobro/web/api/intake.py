@@ -19,6 +19,7 @@ from cobro.web.api.auth import Caller
 from cobro.web.api.problems import FieldError, Problem
 
 MAX_BATCH = 10_000
+ATTRIBUTES = "attributes"  # custom attributes: the CSV's attr_NAME columns
 
 
 class RowError(BaseModel):
@@ -41,8 +42,8 @@ class BatchReport(BaseModel):
 def _cells(record: BaseModel) -> dict[str, str | None]:
     cells: dict[str, str | None] = {}
     for name, value in record.model_dump(exclude_unset=True, by_alias=True).items():
-        if isinstance(value, dict):
-            for attr, attr_value in value.items():
+        if name == ATTRIBUTES:
+            for attr, attr_value in (value or {}).items():
                 cells[f"attr_{attr}"] = None if attr_value is None else str(attr_value)
         elif isinstance(value, list):
             cells[name] = "|".join(str(v) for v in value)
@@ -66,8 +67,8 @@ def _numbered_import(
         rows.append((i, cells))
     try:
         return import_records(who.state.ws, kind, rows, who.state.now(), "api", unit="row")
-    except ImportError_ as exc:  # the models name only known columns: not expected
-        raise Problem(422, "invalid-record", str(exc)) from None
+    except ImportError_ as exc:  # the whole request refused (nothing was kept)
+        raise Problem(422, "invalid-record", str(exc).removeprefix("api: ")) from None
 
 
 async def take(who: Caller, kind: str, records: Sequence[BaseModel]) -> ImportReport:
@@ -107,7 +108,7 @@ def _row_errors(row: int, exc: ValidationError) -> list[RowError]:
         RowError(
             row=row,
             field=".".join(str(part) for part in e.get("loc", ())),
-            problem=str(e.get("msg", "invalid")),
+            problem=str(e.get("msg", "invalid")).removeprefix("Value error, "),
         )
         for e in exc.errors()
     ]

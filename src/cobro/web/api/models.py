@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
 # A decimal amount, written as a string ("1234.50"): never a binary float.
 Amount = Annotated[
@@ -39,5 +39,12 @@ DecimalText = Annotated[
     ),
 ]
 
+
+def _without_nul(text: str) -> str:
+    if "\x00" in text:  # no database stores one (PostgreSQL refuses it)
+        raise ValueError("contains a NUL character")
+    return text
+
+
 # The company's own id of one of its records.
-ExternalId = Annotated[str, Field(min_length=1, max_length=100)]
+ExternalId = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_without_nul)]

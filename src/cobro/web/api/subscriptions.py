@@ -174,7 +174,6 @@ def _create(who: Caller, body: SubscriptionIn) -> Subscription:
     summary="Create a subscription",
     description="Posts a `subscription.created` event (checked as `cobro event post` "
     "checks it). A subscription that exists already: 409.",
-    responses={409: {"description": "A subscription with this external_id exists"}},
 )
 async def post_subscription(who: Collector, body: SubscriptionIn) -> JSONResponse:
     made = await run_in_threadpool(_create, who, body)
