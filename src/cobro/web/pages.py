@@ -83,6 +83,8 @@ class Pages:
         env.filters["datetime"] = _datetime
         self.env = env
 
+    def html(self, name: str, context: dict[str, Any]) -> str:
+        return self.env.get_template(name).render(context)
+
     def render(self, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
-        html = self.env.get_template(name).render(context)
-        return HTMLResponse(html, status_code=status)
+        return HTMLResponse(self.html(name, context), status_code=status)
