@@ -85,7 +85,9 @@ def gym(
     """A gym whose upcoming-charge reminders go on ``channels``; ``cobro serve`` is to be
     reached at a local port (``company.public_url``)."""
 
-    def make(channels: str = "sms, email", extra: str = "") -> Gym:
+    def make(
+        channels: str = "sms, email", extra: str = "", replace: dict[str, str] | None = None
+    ) -> Gym:
         sock = listening()
         ws = make_ws(
             "gym",
@@ -95,9 +97,10 @@ def gym(
                 "  portal_url: https://pagos.demo.example/portal": (
                     f"  portal_url: https://pagos.demo.example/portal\n  public_url: {origin(sock)}"
                 ),
-                EMAIL_COST: channels_yaml(twilio, False) + extra,
+                EMAIL_COST: EMAIL_COST + extra + channels_yaml(twilio, False)[len(EMAIL_COST) :],
                 UPCOMING_CHANNELS: f"    channels: [{channels}]\n",
                 UNPAID_CHANNELS: UNPAID_CHANNELS,
+                **(replace or {}),
             },
         )
         load(
@@ -346,4 +349,57 @@ def test_kill_9_between_twilio_accepting_and_the_record_sends_nothing_twice(
     assert mails_to(g.smtp, "lucia@example.com") == []
     assert report.sent == 1
     assert [r.status for r in rows(g.ws, t.outbox, "status")] == ["sent"]
+    chain_is_sound(g.ws)
+
+
+# --------------------------------------------------------------------------- unsubscribe
+
+
+def test_one_click_unsubscribe_stops_reminders_by_email_but_not_a_final_notice(
+    gym: Callable[..., Gym],
+) -> None:
+    from email.parser import BytesParser
+    from email.policy import default
+
+    import httpx
+
+    from .support import invoice
+
+    g = gym(
+        "email",
+        extra="    unsubscribe: true\n",
+        replace={
+            "        template: reminder_after\n": (
+                "        template: reminder_after\n        unsubscribable: false\n"
+            )
+        },
+    )
+    invoice(g.ws, "F1", "M1", date(2025, 3, 6), "80.00")
+    day = date(2025, 3, 3)  # the consumer policy's "before" reminder
+    run_day(g.ws, day, as_of=at(day.isoformat(), "09:00"))
+    [mail] = [
+        BytesParser(policy=default).parsebytes(r.data)
+        for r in g.smtp.received
+        if "F1" in r.data.decode("utf-8", "replace")
+    ]
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = str(mail["List-Unsubscribe"]).strip("<>")
+    assert url.startswith(f"{g.origin}/unsubscribe/")
+    with g.serving():
+        assert httpx.get(url).status_code == 200  # a GET (a mail scanner) changes nothing
+        assert rows(g.ws, t.optouts, "id") == []
+        assert httpx.post(url[:-3] + "xyz", data={}).status_code == 404  # altered token
+        answer = httpx.post(url, data={"List-Unsubscribe": "One-Click"})
+    assert answer.status_code == 200
+    [optout] = rows(g.ws, t.optouts, "channel", "source")
+    assert (optout.channel, optout.source) == ("email", "unsubscribe")
+    before = len(g.smtp.received)
+    due = date(2025, 3, 6)
+    run_day(g.ws, due, as_of=at(due.isoformat(), "09:00"))
+    assert len(g.smtp.received) == before  # the "due" reminder is not emailed
+    late = date(2025, 3, 11)  # "after": a notice the debtor cannot opt out of
+    run_day(g.ws, late, as_of=at(late.isoformat(), "09:00"))
+    [notice] = [BytesParser(policy=default).parsebytes(r.data) for r in g.smtp.received[before:]]
+    assert notice["To"].addresses[0].addr_spec == "lucia@example.com"
+    assert notice["List-Unsubscribe"] is None
     chain_is_sound(g.ws)
