@@ -403,3 +403,32 @@ def test_one_click_unsubscribe_stops_reminders_by_email_but_not_a_final_notice(
     assert notice["To"].addresses[0].addr_spec == "lucia@example.com"
     assert notice["List-Unsubscribe"] is None
     chain_is_sound(g.ws)
+
+
+def test_an_import_column_records_opt_outs_and_names_a_wrong_channel(
+    gym: Callable[..., Gym],
+) -> None:
+    from cobro.intake.importer import import_records
+
+    from .support import LOADED
+
+    g = gym("sms, email")
+    load(g.ws, "customers", {"external_id": "M1", "name": "Lucía Gómez", "optouts": "sms"})
+    report = import_records(
+        g.ws,
+        "customers",
+        [(2, {"external_id": "M2", "name": "John Smith", "optouts": "sms, fax"})],
+        LOADED,
+        "test",
+    )
+    [problem] = report.rejected
+    assert "optouts" in str(problem) and "'fax'" in str(problem)
+    [optout] = rows(g.ws, t.optouts, "channel", "source", "detail")
+    assert (optout.channel, optout.source) == ("sms", "import")
+    # A file that no longer lists it does not undo it (a STOP reply stays a STOP).
+    load(g.ws, "customers", {"external_id": "M1", "name": "Lucía Gómez", "optouts": ""})
+    assert len(rows(g.ws, t.optouts, "id")) == 1
+    with g.serving():
+        g.remind()
+    assert g.tw.messages == []
+    chain_is_sound(g.ws)
