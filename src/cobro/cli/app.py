@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cobro.cli.api import companies_app, keys_app
+from cobro.cli.channels import bounces_app, optouts_app, suppressions_app
 from cobro.cli.common import (
     BAD_INPUT,
     Options,
@@ -483,6 +484,9 @@ app.add_typer(push_app, name="push")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(disputes_app, name="disputes")
 app.add_typer(promises_app, name="promises")
+app.add_typer(bounces_app, name="bounces")
+app.add_typer(optouts_app, name="optouts")
+app.add_typer(suppressions_app, name="suppressions")
 app.command(name="account")(account)
 app.command(name="dispatch")(dispatch)
 app.command(name="requeue")(requeue)

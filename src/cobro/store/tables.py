@@ -286,7 +286,67 @@ deliveries = Table(
     # zlib-compressed, and the SHA-256 of the uncompressed bytes (also in its evidence entry).
     Column("message_zlib", LargeBinary),
     Column("message_sha256", String(64)),
+    # Where the delivery stands (``cobro.domain.delivery``), and since when; ``status``
+    # above stays what the channel answered on the spot (sent, failed, or sending while
+    # that answer is not recorded yet).
+    Column("state", String(20), nullable=False, server_default="sent"),
+    Column("state_at", UTCDateTime),
+    # The delivery's own reference, in its status callback URL and VERP return path.
+    Column("ref", String(40)),
     Index(None, "outbox_id"),
+    Index(None, "ref"),
+    Index(None, "provider_id"),
+    Index(None, "message_id"),
+)
+
+# What was learned about a delivery after it was recorded: a status callback, a bounce,
+# a complaint. Each is also an evidence entry (``delivery.state``).
+delivery_events = Table(
+    "delivery_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("delivery_id", ForeignKey("deliveries.id"), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("source", String(40), nullable=False),  # twilio, bounce, complaint, dispatch
+    Column("detail", String(1000)),
+    Column("at", UTCDateTime, nullable=False),
+    Index(None, "delivery_id"),
+)
+
+# Addresses no message goes to any more (a hard bounce, soft bounces past the limit, a
+# complaint, an SMS the network could not deliver), per company and channel; soft
+# failures are counted here until they suppress.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("address", String(320), nullable=False),  # lower-case
+    Column("soft_failures", Integer, nullable=False, server_default="0"),
+    Column("suppressed_at", UTCDateTime),  # None: only counted so far
+    Column("reason", String(40)),  # hard_bounce, soft_bounces, complaint, undelivered
+    Column("detail", String(1000)),
+    Column("delivery_id", ForeignKey("deliveries.id")),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("company_id", "channel", "address"),
+)
+
+# A debtor who asked not to be written to on a channel (an SMS reply STOP, the
+# unsubscribe link of an email, staff, an import).
+optouts = Table(
+    "optouts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("source", String(20), nullable=False),  # sms_reply, unsubscribe, staff, import
+    Column("detail", String(500)),
+    Column("at", UTCDateTime, nullable=False),
+    UniqueConstraint("company_id", "customer_id", "channel"),
+    Index(None, "customer_id"),
 )
 
 evidence = Table(
