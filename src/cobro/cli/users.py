@@ -52,7 +52,8 @@ def users_add(
 ) -> None:
     """Add a user who logs in to the dashboard with EMAIL and a password (asked twice on a
     terminal, or read with --password-stdin); kept only as an argon2id hash."""
-    from cobro.engine.users import ROLES, UserError, add_user, normal_email
+    from cobro.engine.apikeys import ROLES
+    from cobro.engine.users import UserError, add_user, normal_email
     from cobro.workspace import utcnow
 
     if role not in ROLES:

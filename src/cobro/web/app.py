@@ -65,6 +65,9 @@ def create_app(
     app.include_router(brand.router)
     app.include_router(portal.router)
     portal.install_handlers(app)
+    from cobro.web import dashboard
+
+    dashboard.install(app)
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> Response:
