@@ -59,7 +59,7 @@ class Overview:
     currency: str
     aging: dict[str, Money]  # bucket -> open balance (company currency)
     other_currencies: dict[str, dict[str, Money]]  # currency -> bucket -> balance
-    outstanding: Money  # every open balance (issued by today)
+    outstanding: Money  # every open balance (the sum of the aging buckets)
     current: Money  # of which not overdue yet
     periods: list[Period]
     tasks_today: list[DueTask]
@@ -405,8 +405,8 @@ def overview(
             cur: {name: Money.from_minor(v, cur) for name, v in buckets.items()}
             for cur, buckets in sorted(by_currency.items())
         },
-        money(terms["ending"]),
-        money(terms["ending_current"]),
+        money(sum(own.values())),
+        money(own["current"]),
         periods,
         today_tasks,
         today_count,
