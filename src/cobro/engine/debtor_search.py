@@ -211,13 +211,13 @@ def search_debtors(
     next_cursor = None
     if len(found) > limit:
         last = page[-1]
-        k = (
-            last.k
-            if isinstance(last.k, int)
-            else last.k.isoformat()
-            if isinstance(last.k, date)
-            else str(last.k)
-        )
+        k: Any = last.k
+        if isinstance(k, date):
+            k = k.isoformat()
+        elif wanted.sort == "overdue":  # a sum: an integer (a Decimal on PostgreSQL)
+            k = int(k)
+        else:
+            k = str(k)
         next_cursor = encode_cursor([k, int(last.id)])
     return DebtorPage(rows, next_cursor)
 
