@@ -257,7 +257,9 @@ def _rows(
             ),
             func.min(case((r.due_on < today, r.due_on), else_=None)),
         )
-        .where(r.company_id == company_id, r.customer_id.in_(ids), r.balance_minor > 0)
+        # ``ids`` are the company's debtors already: by them alone, the planner reads the
+        # index on customer_id (with the company too, SQLite scans the open items' index).
+        .where(r.customer_id.in_(ids), r.balance_minor > 0)
         .group_by(r.customer_id)
     ):
         debt[int(each[0])] = (int(each[1] or 0), int(each[2] or 0), each[3])
