@@ -38,6 +38,7 @@ from cobro.cli.events import contacts_app, event_app, push_app
 from cobro.cli.progress import QuietOption, progress_for
 from cobro.cli.responses import disputes_app, promises_app
 from cobro.cli.staff import account, segments_app, tasks_app
+from cobro.cli.users import users_app
 from cobro.cli.web import portal_app, serve
 from cobro.errors import CobroError, ConfigError
 from cobro.workspace import CONFIG_FILE, utcnow, write_gitignore
@@ -495,6 +496,7 @@ app.command(name="serve")(serve)
 app.add_typer(portal_app, name="portal")
 app.add_typer(keys_app, name="keys")
 app.add_typer(companies_app, name="companies")
+app.add_typer(users_app, name="users")
 
 evidence_app = typer.Typer(help="The tamper-evident history.", no_args_is_help=True)
 app.add_typer(evidence_app, name="evidence")

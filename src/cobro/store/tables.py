@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
     text,
 )
 from sqlalchemy.types import TypeDecorator
@@ -610,3 +611,64 @@ idempotency_keys = Table(
     UniqueConstraint("company_id", "key"),
     Index(None, "created_at"),
 )
+
+
+# Staff who log in to the dashboard, per company: the password only as an argon2id hash.
+staff_users = Table(
+    "staff_users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("email", String(320), nullable=False),  # lower case
+    Column("password_hash", String(200), nullable=False),
+    Column("role", String(20), nullable=False),  # admin | collector | read-only
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("password_changed_at", UTCDateTime, nullable=False),
+    Column("last_login_at", UTCDateTime),
+    UniqueConstraint("company_id", "email"),
+    Index(None, "email"),
+)
+
+# A staff user's dashboard session: the cookie holds a random token, the row its SHA-256.
+staff_sessions = Table(
+    "staff_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("user_id", ForeignKey("staff_users.id"), nullable=False),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),  # absolute end, whatever the activity
+    Column("ip", String(64)),
+    Column("user_agent", String(500)),
+    Index(None, "user_id"),
+)
+
+# What staff wrote down about a debtor (a call, an agreement); the author's email is kept
+# as text, so a note outlives its author's account.
+debtor_notes = Table(
+    "debtor_notes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("author", String(320), nullable=False),
+    Column("text", String(2000), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "customer_id"),
+)
+
+# The dashboard's debtor search and reports read these in index order.
+Index("ix_customers_company_id_name", customers.c.company_id, customers.c.name, customers.c.id)
+Index("ix_customers_company_id_email", customers.c.company_id, customers.c.email)
+Index("ix_customers_company_id_phone", customers.c.company_id, customers.c.phone)
+# A receivable's issue day: its issue date, else its due date (docs/reports.md, sales).
+Index(
+    "ix_receivables_issue_day",
+    receivables.c.company_id,
+    func.coalesce(receivables.c.issued_on, receivables.c.due_on),
+)
+Index("ix_payments_company_id_paid_on", payments.c.company_id, payments.c.paid_on)
+Index("ix_deliveries_company_id_at", deliveries.c.company_id, deliveries.c.at)
+Index("ix_claim_views_company_id_at", claim_views.c.company_id, claim_views.c.at)

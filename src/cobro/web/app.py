@@ -69,6 +69,9 @@ def create_app(
     app.include_router(twilio_callbacks.router)
     app.include_router(unsubscribe.router)
     portal.install_handlers(app)
+    from cobro.web import dashboard
+
+    dashboard.install(app)
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> Response:
