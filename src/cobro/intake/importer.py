@@ -804,6 +804,8 @@ def _existing(
 
 # --------------------------------------------------------------------------- customers
 
+OPTOUT_CHANNELS = ("email", "sms", "push")
+
 _CUSTOMER_COLS = (
     "name",
     "kind",
@@ -847,6 +849,16 @@ def _parse_customer(f: _Fields, run: _Run) -> dict[str, Any]:
         if policy is not None and policy not in policies:
             f.fail("policy", f"{policy!r} is not a policy of cobro.yaml ({', '.join(policies)})")
         v["policy"] = policy
+    if f.has("optouts"):
+        channels = f.items("optouts")
+        bad = [x for x in channels if x not in OPTOUT_CHANNELS]
+        if bad:
+            f.fail(
+                "optouts",
+                f"unknown channel {', '.join(repr(x) for x in bad)}; "
+                f"the channels are {', '.join(OPTOUT_CHANNELS)}",
+            )
+        v["optouts"] = channels
     attrs = {k[len(ATTR_PREFIX) :]: f.raw(k) for k in f.data if k.startswith(ATTR_PREFIX)}
     if attrs:
         v["attributes"] = attrs
@@ -912,6 +924,24 @@ def _store_customers(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
     _bulk_update(conn, t.customers, (*_CUSTOMER_COLS, "updated_at"), updates)
     run.inserted += len(inserts)
     run.updated += len(updates)
+    _store_optouts(conn, run, batch)
+
+
+def _store_optouts(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
+    """The opt-outs an ``optouts`` column lists, added (one the file leaves out is kept:
+    a STOP reply is not undone by an export that does not know of it)."""
+    from cobro.engine.optouts import add_optout
+
+    wanted = [p for p in batch if p.values.get("optouts")]
+    if not wanted:
+        return
+    ids = _customer_ids(conn, run, (p.external_id for p in wanted))
+    for p in wanted:
+        for channel in p.values["optouts"]:
+            add_optout(
+                conn, run.company_id, ids[p.external_id], channel, "import", run.now,
+                f"import line {p.line}",
+            )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- contacts

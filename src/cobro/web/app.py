@@ -15,6 +15,8 @@ from starlette.staticfiles import StaticFiles
 
 from cobro.store.db import make_engine
 from cobro.web import brand
+from cobro.web.callbacks import twilio as twilio_callbacks
+from cobro.web.callbacks import unsubscribe
 from cobro.web.deps import Site, WebState
 from cobro.web.pages import Pages
 from cobro.web.portal import routes as portal
@@ -64,7 +66,12 @@ def create_app(
     app.mount("/static", StaticFiles(packages=[("cobro.web", "static")]), name="static")
     app.include_router(brand.router)
     app.include_router(portal.router)
+    app.include_router(twilio_callbacks.router)
+    app.include_router(unsubscribe.router)
     portal.install_handlers(app)
+    from cobro.web import dashboard
+
+    dashboard.install(app)
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> Response:
