@@ -35,6 +35,7 @@ from cobro.cli.progress import QuietOption, progress_for
 from cobro.cli.responses import disputes_app, promises_app
 from cobro.cli.staff import account, segments_app, tasks_app
 from cobro.cli.web import portal_app, serve
+from cobro.cli.webhooks import webhooks_app
 from cobro.errors import CobroError, ConfigError
 from cobro.workspace import CONFIG_FILE, utcnow, write_gitignore
 
@@ -474,6 +475,7 @@ app.command(name="requeue")(requeue)
 app.command(name="resend")(resend)
 app.command(name="serve")(serve)
 app.add_typer(portal_app, name="portal")
+app.add_typer(webhooks_app, name="webhooks")
 
 evidence_app = typer.Typer(help="The tamper-evident history.", no_args_is_help=True)
 app.add_typer(evidence_app, name="evidence")

@@ -39,7 +39,7 @@ _WHEN = re.compile(
 )
 # First segments of outbox steps that are not policy phases.
 RESERVED_STEP_PREFIXES = frozenset(
-    {"action", "receipt", "unpaid", "upcoming", "admin", "banking", "resend"}
+    {"action", "receipt", "unpaid", "upcoming", "admin", "banking", "resend", "webhook"}
 )
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _HOST = re.compile(
@@ -298,6 +298,10 @@ class PhaseConfig(_Strict):
     min_gap_days: Annotated[int, Field(ge=1, le=365)] | None = None
     attach_statement: bool = Field(
         default=False, description="the email carries the debtor's statement of account as a PDF"
+    )
+    webhook: Annotated[str, Field(pattern=_KEY.pattern)] | None = Field(
+        default=None,
+        description="the webhook endpoint (by name) sent a ticket.requested when it is sent",
     )
 
     @field_validator("when")
@@ -632,6 +636,7 @@ class CobroConfig(_Strict):
                     due_day=a.due_day,
                     due_after_days=a.due_after_days,
                     due_time=a.due_time,
+                    webhook=a.webhook,
                 )
         raise KeyError(key)
 
