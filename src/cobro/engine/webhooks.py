@@ -85,31 +85,32 @@ class WebhookError(CobroError):
 def check_url(url: str) -> str:
     """``url`` if it can receive webhooks: http or https, a host, no credentials."""
     url = url.strip()
+    shown = re.sub(r"(?<=://)[^@/]*@", "***@", url)  # a password is never echoed
     if not url:
         raise WebhookError("the URL is empty")
     if len(url) > MAX_URL:
         raise WebhookError(f"the URL is {len(url)} characters long; at most {MAX_URL}")
     if any(ch.isspace() or ord(ch) < 32 for ch in url):
-        raise WebhookError(f"{url!r} is not a URL: it contains spaces or control characters")
+        raise WebhookError(f"{shown!r} is not a URL: it contains spaces or control characters")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises on a port that is not a number
     except ValueError as exc:
-        raise WebhookError(f"{url!r} is not a URL: {exc}") from None
+        raise WebhookError(f"{shown!r} is not a URL: {exc}") from None
     if parts.scheme.lower() not in ("http", "https"):
-        raise WebhookError(f"{url!r}: a webhook URL starts with https:// (or http://)")
+        raise WebhookError(f"{shown!r}: a webhook URL starts with https:// (or http://)")
     host = parts.hostname or ""
     if not host:
-        raise WebhookError(f"{url!r}: the URL has no host")
+        raise WebhookError(f"{shown!r}: the URL has no host")
     if parts.username is not None or parts.password is not None:
         raise WebhookError(
             f"{parts.scheme}://{host}...: the URL carries a user name or password; leave it "
             "out (each post is signed with the endpoint's secret)"
         )
     if parts.fragment:
-        raise WebhookError(f"{url!r}: a webhook URL has no #fragment")
+        raise WebhookError(f"{shown!r}: a webhook URL has no #fragment")
     if not (_HOST.fullmatch(host) or (":" in host and re.fullmatch(r"[0-9A-Fa-f:.]+", host))):
-        raise WebhookError(f"{url!r}: {host!r} is not a host name or IP address")
+        raise WebhookError(f"{shown!r}: {host!r} is not a host name or IP address")
     return url
 
 
