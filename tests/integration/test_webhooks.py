@@ -282,6 +282,29 @@ def test_an_endpoint_that_does_not_answer_in_time_is_retried(
     assert receiver.received[-1].accepted and receiver.received[-1].verify(secret)
 
 
+def test_an_endpoint_broken_in_the_database_fails_alone_without_showing_its_secret(
+    ws: Workspace, receiver: WebhookReceiver
+) -> None:
+    secret = add(ws, receiver.url(), "good", events="dispute.opened")
+    add(ws, receiver.url("/broken"), "broken", events="dispute.opened")
+    e = t.webhook_endpoints.c
+    with ws.engine.begin() as conn:
+        conn.execute(
+            t.webhook_endpoints.update().where(e.name == "broken").values(secret="whsec_!!!!")
+        )
+    t0 = utcnow().replace(microsecond=0)
+    a_debtor_disputing(ws, t0)
+
+    report = dispatch_due(ws, t0)
+
+    assert (report.sent, report.retrying) == (1, 1)
+    (got,) = receiver.received
+    assert got.path == "/hooks" and got.verify(secret)["type"] == "dispute.opened"
+    (broken,) = deliveries(ws, endpoint="broken")
+    assert broken.status == "planned"
+    assert [a.error for a in broken.attempts] == ["cannot post: EmptyWebhookSecretError"]
+
+
 # --------------------------------------------------------------------------- events
 
 

@@ -240,8 +240,12 @@ class WebhookSender:
             )
         body = body_of(job.payload)
         webhook_id = str(job.payload.get("webhook_id") or f"msg_cobro_{job.outbox_id}")
-        headers = signed_headers(job.target.secret, webhook_id, self.clock(), body)
-        answer = await self.channel.post(job.target.url, body, headers)
+        try:
+            headers = signed_headers(job.target.secret, webhook_id, self.clock(), body)
+            answer = await self.channel.post(job.target.url, body, headers)
+        except Exception as exc:  # one bad row (a secret or URL edited in the database)
+            # must never stop the others; its message names the problem, not the secret
+            answer = Answer(None, f"cannot post: {type(exc).__name__}", 0)
         if answer.accepted:
             return Outcome(job, OutboxStatus.SENT, None, now, None, answer, "sent")
         failing_since = job.failing_since or now
