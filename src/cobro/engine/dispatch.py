@@ -19,6 +19,11 @@ Temporary failures are retried, with waits growing up to a cap, for
 reason, and opens a staff task. A channel whose connections keep failing is
 left alone for a while (the circuit breaker) and its messages go on the next
 channel of the phase, or wait for the next pass.
+
+The webhook events a batch raises (``claim.sent``, ``claim.failed``, ``task.created``,
+``account.blocked`` and the ``ticket.requested`` of phases naming an endpoint) are
+enqueued in the transaction that records it; webhook deliveries (rows of steps
+``webhook/...``) are posted after the claims of each pass (``cobro.engine.webhook_dispatch``).
 """
 
 from __future__ import annotations
