@@ -403,6 +403,7 @@ def test_every_event_type_is_emitted_where_it_happens(
     ]
     assert by_type["message.bounced"]["delivery"]["id"] == email
     assert by_type["message.bounced"]["reason"] == "550 5.1.1 no such mailbox"
+    assert by_type["message.bounced"]["kind"] == "hard"
     actions = sorted(b["data"]["task"]["action"] for b in bodies if b["type"] == "task.created")
     assert [a.split("/")[0] for a in actions] == ["delivery_failed", "dispute"]
 
@@ -482,6 +483,29 @@ def test_an_event_emitted_twice_is_delivered_once(ws: Workspace, receiver: Webho
     assert webhook_rows(ws) == 1
     assert dispatch_due(ws, at).sent == 1
     assert len(receiver.received) == 1
+
+
+def test_a_delivery_bounced_again_the_same_way_is_one_event_and_another_way_is_another(
+    ws: Workspace, receiver: WebhookReceiver
+) -> None:
+    secret = add(ws, receiver.url(), events="message.bounced")
+    business(ws, "B1", "ap@b1.example")
+    invoice(ws, "F-1", "B1", d("2025-03-10"), "500.00")
+    run_day(ws, DAY)
+    with ws.engine.connect() as conn:
+        email = conn.execute(select(t.deliveries.c.id)).scalar_one()
+    at = local(ws, DAY, "12:00")
+    with ws.engine.begin() as conn:
+        for kind in ("soft", "soft", "hard"):
+            message_bounced(conn, ws.company_id, email, f"{kind} bounce", at, kind=kind)
+        with pytest.raises(ValueError, match="bounce kind 'bad'"):
+            message_bounced(conn, ws.company_id, email, "?", at, kind="bad")
+        with pytest.raises(WebhookError, match="no delivery 999999"):
+            message_bounced(conn, ws.company_id, 999999, "?", at)
+
+    assert dispatch_due(ws, at).sent == 2
+    kinds = sorted(r.verify(secret)["data"]["kind"] for r in receiver.received)
+    assert kinds == ["hard", "soft"]
 
 
 def test_disabled_and_removed_endpoints_get_nothing(

@@ -444,11 +444,23 @@ def _enqueue(conn: Connection, company_id: int, pairs: list[tuple[Endpoint, Even
     return len(rows)
 
 
+BOUNCE_KINDS = ("hard", "soft", "complaint")
+
+
 def message_bounced(
-    conn: Connection, company_id: int, delivery_id: int, reason: str, at: datetime
+    conn: Connection,
+    company_id: int,
+    delivery_id: int,
+    reason: str,
+    at: datetime,
+    kind: str = "hard",
 ) -> int:
-    """Emit ``message.bounced`` for a delivery its provider reported as bounced (the
-    bounce handling calls it in the transaction that records the bounce)."""
+    """Emit ``message.bounced`` for a delivery its provider reported as bounced: ``kind``
+    ``hard`` (the address does not work), ``soft`` (it may later) or ``complaint`` (marked
+    as spam). The bounce handling calls it in the transaction that records the bounce; a
+    delivery bounced again the same way is one event."""
+    if kind not in BOUNCE_KINDS:
+        raise ValueError(f"bounce kind {kind!r}: one of {', '.join(BOUNCE_KINDS)}")
     d, o = t.deliveries.c, t.outbox.c
     row = conn.execute(
         select(d.id, d.outbox_id, d.channel, d.recipient, d.message_id, o.customer_id, o.step)
@@ -463,7 +475,7 @@ def message_bounced(
         [
             Event(
                 "message.bounced",
-                str(row.id),
+                f"{row.id}.{kind}",
                 int(row.customer_id),
                 at,
                 {
@@ -475,6 +487,7 @@ def message_bounced(
                         "recipient": str(row.recipient),
                         "message_id": row.message_id,
                     },
+                    "kind": kind,
                     "reason": reason[:1000],
                 },
             )
