@@ -35,10 +35,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy.engine import make_url
 
 from cobro.workspace import Workspace, open_workspace
+from local_smtp import LocalSMTP
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 STARTER_CONFIG = Path(str(resources.files("cobro") / "starter" / "cobro.yaml"))
@@ -319,7 +319,7 @@ class SmtpServer:
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpServer]:
     handler = RecordingHandler()
-    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
+    controller = LocalSMTP(handler)
     controller.start()  # returns once the server answers
     try:
         yield SmtpServer(controller.hostname, controller.port, handler)

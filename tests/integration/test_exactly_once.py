@@ -19,7 +19,6 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
@@ -31,8 +30,9 @@ from cobro.engine.tasks import list_tasks
 from cobro.store import tables as t
 from cobro.workspace import Workspace, open_workspace, utcnow
 from fakes.twilio import FakeTwilio
+from local_smtp import LocalSMTP
 
-from .conftest import Received, RecordingHandler, SmtpServer, _free_port, _libpq_url
+from .conftest import Received, RecordingHandler, SmtpServer, _libpq_url
 from .support import d, deliveries, load, outbox
 from .test_channels import PHONE, gym_with, remind, subscribe, twilio  # noqa: F401 (fixtures)
 
@@ -75,7 +75,7 @@ class Counting(RecordingHandler):
 @pytest.fixture
 def server() -> Iterator[tuple[Counting, int]]:
     handler = Counting()
-    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
+    controller = LocalSMTP(handler)
     controller.start()
     try:
         yield handler, controller.port
