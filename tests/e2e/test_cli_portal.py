@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .cli import COBRO, ENV, run_cobro
+from .cli import COBRO, ENV, copy_workspace, run_cobro
 
 
 def write(path: Path, text: str) -> Path:
@@ -21,11 +21,12 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-@pytest.fixture
-def ws(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace whose run sent B1 a claim; B2 has never been sent one."""
-    root = tmp_path / "acme"
-    run_cobro(tmp_path, "init", str(root))
+    parent = tmp_path_factory.mktemp("cli-portal")
+    root = parent / "acme"
+    run_cobro(parent, "init", str(root))
     write(
         root / "customers.csv",
         """
@@ -45,6 +46,11 @@ R1,B1,F-001,2026-03-01,EUR,1200.00
     run_cobro(root, "import", "receivables", "receivables.csv")
     run_cobro(root, "run", "--date", "2026-02-22")  # phase 00: 7 days before due
     return root
+
+
+@pytest.fixture
+def ws(built: Path, tmp_path: Path) -> Path:
+    return copy_workspace(built, tmp_path / "acme")
 
 
 def free_port() -> int:
