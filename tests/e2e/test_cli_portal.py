@@ -61,19 +61,30 @@ def free_port() -> int:
 
 @pytest.fixture
 def server(ws: Path) -> Iterator[str]:
-    """``cobro serve`` on a free port; its base URL once it says it is listening."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [*COBRO, "--workspace", str(ws), "serve", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**ENV, "HOME": str(ws)},
-        cwd=ws,
-    )
-    try:
-        assert proc.stdout is not None
+    """``cobro serve`` on a free port; its base URL once it says it is listening. A free
+    port can be taken by another process (another pytest-xdist worker) before the server
+    binds it: then it starts again on another."""
+    for _attempt in range(3):
+        port = free_port()
+        proc = subprocess.Popen(
+            [*COBRO, "--workspace", str(ws), "serve", "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**ENV, "HOME": str(ws)},
+            cwd=ws,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
         line = proc.stdout.readline()  # printed once the socket listens
+        if line:
+            break
+        proc.wait(timeout=30)
+        error = proc.stderr.read()
+        if f"another program is listening on 127.0.0.1:{port}" not in error:
+            raise AssertionError(f"cobro serve did not start: {error}")
+    else:
+        raise AssertionError("cobro serve found each free port taken")
+    try:
         assert f"on http://127.0.0.1:{port}/" in line, line + proc.stderr.read()
         yield f"http://127.0.0.1:{port}"
     finally:
