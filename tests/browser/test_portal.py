@@ -34,8 +34,7 @@ D0 = date.today() - timedelta(days=1)  # the first run: yesterday
 GRACE = 3  # portal.promise_grace_days (the starter's default)
 
 # The tests below follow one workspace from claim to broken promise, in this order: with
-# pytest-xdist (``--dist loadgroup``) they all run, in order, on one worker.
-pytestmark = pytest.mark.xdist_group("browser")
+# pytest-xdist, ``--dist loadfile`` (pyproject.toml) runs them all, in order, on one worker.
 
 
 def write(path: Path, text: str) -> None:
