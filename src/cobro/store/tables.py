@@ -204,6 +204,9 @@ runs = Table(
     Column("skipped", Integer, nullable=False, server_default="0"),
     Column("started_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
+    Column("report", JSON),  # the run's report once it has finished (``RunReport.to_json``)
+    Column("error", String(2000)),  # why a run stopped before it finished
+    Index(None, "company_id", "run_on"),
 )
 
 outbox = Table(

@@ -7,7 +7,17 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.responses import HTMLResponse, Response
 
-from cobro.web.api import customers, problems
+from cobro.web.api import (
+    claims,
+    customers,
+    disputes,
+    problems,
+    promises,
+    runs,
+    segments,
+    simulation,
+    tasks,
+)
 from cobro.web.api.auth import FailedAuth
 from cobro.web.deps import Site
 
@@ -56,6 +66,8 @@ def create_api(site: Site) -> FastAPI:
     api.state.failed_auth = FailedAuth()
     problems.install(api)
     api.include_router(customers.router)
+    for collections in (claims, disputes, promises, tasks, segments, runs, simulation):
+        api.include_router(collections.router)
 
     @api.get("/docs", include_in_schema=False)
     def docs() -> Response:

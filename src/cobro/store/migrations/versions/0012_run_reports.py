@@ -1,0 +1,30 @@
+"""runs: the report of a finished run, why one stopped, and runs by company and date
+
+Revision ID: 0012
+Revises: 0011
+Create Date: 2026-12-05 09:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0012"
+down_revision: str | None = "0011"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("runs") as batch:
+        batch.add_column(sa.Column("report", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("error", sa.String(length=2000), nullable=True))
+    op.create_index("ix_runs_company_id_run_on", "runs", ["company_id", "run_on"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_runs_company_id_run_on", table_name="runs")
+    with op.batch_alter_table("runs") as batch:
+        batch.drop_column("error")
+        batch.drop_column("report")

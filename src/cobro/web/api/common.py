@@ -1,0 +1,75 @@
+"""What the collections resources (claims, disputes, promises, tasks, segments, runs,
+simulations) share: the company's time zone, amounts, the debtor a request names, and the
+problems they answer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, select
+
+from cobro.domain.money import Money as DomainMoney
+from cobro.store import tables as t
+from cobro.web.api.auth import Caller
+from cobro.web.api.models import Money
+from cobro.web.api.pagination import Page, decode_cursor, encode_cursor
+from cobro.web.api.problems import FieldError, Problem
+
+T = TypeVar("T")
+
+
+def company_tz(who: Caller) -> ZoneInfo:
+    return ZoneInfo(who.state.ws.config.company.timezone)
+
+
+def day_start(who: Caller, day: date) -> datetime:
+    """The instant the company's day ``day`` begins, in UTC."""
+    return datetime.combine(day, time(0), company_tz(who)).astimezone(UTC)
+
+
+def money(value: DomainMoney) -> Money:
+    return Money(amount=value.amount, currency=value.currency)
+
+
+def customer_id(conn: Connection, who: Caller, external_id: str) -> int | None:
+    """The id of the caller's debtor ``external_id`` (None: the company has none)."""
+    c = t.customers.c
+    found = conn.execute(
+        select(c.id).where(c.company_id == who.company_id, c.external_id == external_id)
+    ).scalar()
+    return None if found is None else int(found)
+
+
+def refused(field: str, problem: str) -> Problem:
+    """422: a field of the request names something the company does not have, or asks for
+    what cannot be done; nothing was changed."""
+    return Problem(
+        422,
+        "invalid-request",
+        f"{field}: {problem}; nothing was done",
+        [FieldError(field=field, problem=problem)],
+    )
+
+
+def conflict(detail: str) -> Problem:
+    """409: the resource is not in a state that allows this (already done, never sent)."""
+    return Problem(409, "conflict", detail)
+
+
+def after_id(cursor: str | None) -> int | None:
+    """The id a cursor of an id-ordered list carries (None: the first page)."""
+    after = decode_cursor(cursor, (int,))
+    return None if after is None else int(after[0])
+
+
+def id_page(items: Sequence[T], limit: int, key: Any) -> Page[T]:
+    """A page of ``items`` (fetched as ``limit + 1`` to know whether more follow), whose
+    cursor carries the last one's id (``key(item)``)."""
+    more = len(items) > limit
+    shown = list(items[:limit])
+    return Page[T](
+        data=shown, next_cursor=encode_cursor([key(shown[-1])]) if more and shown else None
+    )
