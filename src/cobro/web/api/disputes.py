@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import mimetypes
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -51,8 +52,11 @@ class Dispute(BaseModel):
 
 class AttachmentIn(Strict):
     filename: str = Field(min_length=1, max_length=200, examples=["delivery-note.pdf"])
-    content_type: str = Field(
-        default="application/octet-stream", max_length=100, examples=["application/pdf"]
+    content_type: str | None = Field(
+        default=None,
+        max_length=100,
+        description="Its media type (default: guessed from the file name).",
+        examples=["application/pdf"],
     )
     content_base64: str = Field(min_length=1, description="The file, base64-encoded.")
 
@@ -143,7 +147,8 @@ def _attachment(who: Caller, given: AttachmentIn) -> Attachment:
             f"{len(data) // 1024} KB is over the {limit_kb} KB limit "
             "(portal.dispute_attachment_max_kb)",
         )
-    return Attachment(given.filename, given.content_type, data)
+    kind = given.content_type or mimetypes.guess_type(given.filename)[0]
+    return Attachment(given.filename, kind or "application/octet-stream", data)
 
 
 @router.post(
