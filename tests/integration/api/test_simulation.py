@@ -30,6 +30,7 @@ def test_a_simulation_tells_what_each_day_would_send_and_its_cost(server: Server
         0,
     )
     assert body["cost"] == {"amount": "0.0010", "currency": "EUR"}
+    assert body["detail_truncated"] is False
     first, *rest = body["days"]
     assert first == {
         "date": "2025-03-03",

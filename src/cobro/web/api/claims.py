@@ -9,7 +9,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import Connection, Row, exists, func, select
 from starlette.responses import JSONResponse, Response
@@ -20,7 +20,18 @@ from cobro.evidence.history import ClaimedItem, claim_history, step_name
 from cobro.evidence.messages import MEDIA_TYPES, message_as_sent
 from cobro.store import tables as t
 from cobro.web.api.auth import Caller, Collector, Reader
-from cobro.web.api.common import after_id, conflict, customer_id, id_page, money, refused
+from cobro.web.api.common import (
+    NO_NUL,
+    CustomerFilter,
+    Day,
+    Id,
+    after_id,
+    conflict,
+    customer_id,
+    id_page,
+    money,
+    refused,
+)
 from cobro.web.api.idempotency import IdempotentRoute
 from cobro.web.api.models import Money, Strict
 from cobro.web.api.pagination import Cursor, Limit, Page
@@ -214,10 +225,9 @@ def _page(who: Caller, where: list[Any], limit: int, cursor: str | None) -> Page
     return id_page([summary_out(config, r) for r in rows], limit, lambda x: x.id)
 
 
-DateFrom = Annotated[
-    dt.date | None, Query(alias="from", description="Claims for this day or later.")
-]
-DateTo = Annotated[dt.date | None, Query(alias="to", description="Claims for this day or earlier.")]
+DateFrom = Annotated[Day | None, Query(alias="from", description="Claims for this day or later.")]
+DateTo = Annotated[Day | None, Query(alias="to", description="Claims for this day or earlier.")]
+ExternalId = Annotated[str, Path(max_length=100, pattern=NO_NUL)]
 
 
 @router.get("/claims", response_model=Page[ClaimSummary], summary="List claims")
@@ -225,13 +235,12 @@ def list_claims(
     who: Reader,
     limit: Limit = 50,
     cursor: Cursor = None,
-    customer: Annotated[
-        str | None, Query(max_length=100, description="The debtor's external_id.")
-    ] = None,
+    customer: CustomerFilter = None,
     date_from: DateFrom = None,
     date_to: DateTo = None,
     step: Annotated[
-        str | None, Query(max_length=90, description="`policy/phase` (e.g. `b2b/01`) or step.")
+        str | None,
+        Query(max_length=90, pattern=NO_NUL, description="`policy/phase` (e.g. `b2b/01`) or step."),
     ] = None,
     channel: Annotated[
         ChannelName | None, Query(description="Claims with a delivery on this channel.")
@@ -265,7 +274,7 @@ def list_claims(
     summary="A debtor's claims",
 )
 def customer_claims(
-    who: Reader, external_id: str, limit: Limit = 50, cursor: Cursor = None
+    who: Reader, external_id: ExternalId, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[ClaimSummary]:
     with who.state.reader.connect() as conn:
         found = customer_id(conn, who, external_id)
@@ -351,7 +360,7 @@ def find_claim(who: Caller, claim_id: int) -> Claim:
 
 
 @router.get("/claims/{claim_id}", response_model=Claim, summary="One claim")
-def get_claim(who: Reader, claim_id: int) -> Claim:
+def get_claim(who: Reader, claim_id: Id) -> Claim:
     return find_claim(who, claim_id)
 
 
@@ -367,7 +376,7 @@ def get_claim(who: Reader, claim_id: int) -> Claim:
         }
     },
 )
-def delivery_message(who: Reader, claim_id: int, delivery_id: int) -> Response:
+def delivery_message(who: Reader, claim_id: Id, delivery_id: Id) -> Response:
     with who.state.reader.connect() as conn:
         kept = message_as_sent(conn, who.company_id, delivery_id)
     if kept is None or kept.outbox_id != claim_id:
@@ -389,7 +398,7 @@ def delivery_message(who: Reader, claim_id: int, delivery_id: int) -> Response:
     status_code=201,
     summary="Send a claim's message again, exactly as it was sent",
 )
-def resend_claim(who: Collector, claim_id: int, body: ResendIn | None = None) -> JSONResponse:
+def resend_claim(who: Collector, claim_id: Id, body: ResendIn | None = None) -> JSONResponse:
     """The message kept as sent goes again as a new delivery (a new claim of kind
     `resend`, sent at once like `cobro resend`): to every recipient the claim reached, or
     only to `to`. A claim never sent, or whose message was not kept, is refused (409)."""

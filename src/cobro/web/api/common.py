@@ -6,19 +6,42 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
+from fastapi import Path, Query
+from pydantic import AfterValidator
 from sqlalchemy import Connection, select
 
 from cobro.domain.money import Money as DomainMoney
 from cobro.store import tables as t
 from cobro.web.api.auth import Caller
 from cobro.web.api.models import Money
-from cobro.web.api.pagination import Page, decode_cursor, encode_cursor
+from cobro.web.api.pagination import MAX_INT, Page, decode_cursor, encode_cursor
 from cobro.web.api.problems import FieldError, Problem
 
 T = TypeVar("T")
+
+# Text a request gives: PostgreSQL's text holds no NUL character, so none is accepted.
+NO_NUL = r"^[^\x00]*$"
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)
+
+
+def _known_day(day: date) -> date:
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(f"a day from {FIRST_DAY} to {LAST_DAY}")
+    return day
+
+
+# A day a request gives (dates far outside the calendar Cobro plans on are refused).
+Day = Annotated[date, AfterValidator(_known_day)]
+# A row id in a path (INTEGER columns: 32 bits on PostgreSQL).
+Id = Annotated[int, Path(ge=1, le=MAX_INT)]
+# The debtor's external_id, as a filter.
+CustomerFilter = Annotated[
+    str | None,
+    Query(max_length=100, pattern=NO_NUL, description="The debtor's external_id."),
+]
 
 
 def company_tz(who: Caller) -> ZoneInfo:

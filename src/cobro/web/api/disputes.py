@@ -6,9 +6,9 @@ from __future__ import annotations
 import base64
 import binascii
 import mimetypes
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import AwareDatetime, BaseModel, Field
 from starlette.responses import JSONResponse
 
@@ -16,7 +16,16 @@ from cobro.engine.response_lists import Dispute as DisputeRecord
 from cobro.engine.response_lists import debtor_id, item_id, list_disputes
 from cobro.engine.responses import Attachment, ResponseError, open_dispute, resolve_dispute
 from cobro.web.api.auth import Caller, Collector, Reader
-from cobro.web.api.common import after_id, conflict, id_page, money, refused
+from cobro.web.api.common import (
+    NO_NUL,
+    CustomerFilter,
+    Id,
+    after_id,
+    conflict,
+    id_page,
+    money,
+    refused,
+)
 from cobro.web.api.idempotency import IdempotentRoute
 from cobro.web.api.models import Money, Strict
 from cobro.web.api.pagination import Cursor, Limit, Page
@@ -51,10 +60,13 @@ class Dispute(BaseModel):
 
 
 class AttachmentIn(Strict):
-    filename: str = Field(min_length=1, max_length=200, examples=["delivery-note.pdf"])
+    filename: str = Field(
+        min_length=1, max_length=200, pattern=NO_NUL, examples=["delivery-note.pdf"]
+    )
     content_type: str | None = Field(
         default=None,
         max_length=100,
+        pattern=NO_NUL,
         description="Its media type (default: guessed from the file name).",
         examples=["application/pdf"],
     )
@@ -64,9 +76,18 @@ class AttachmentIn(Strict):
 class DisputeIn(Strict):
     """A dispute taken by phone or mail (source `staff`), as `cobro disputes open` records it."""
 
-    customer: str = Field(min_length=1, max_length=100, description="The debtor's external_id.")
-    item: str = Field(min_length=1, max_length=100, description="The item's number or external_id.")
-    reason: str = Field(min_length=1, max_length=2000, description="Why the debtor disputes it.")
+    customer: str = Field(
+        min_length=1, max_length=100, pattern=NO_NUL, description="The debtor's external_id."
+    )
+    item: str = Field(
+        min_length=1,
+        max_length=100,
+        pattern=NO_NUL,
+        description="The item's number or external_id.",
+    )
+    reason: str = Field(
+        min_length=1, max_length=2000, pattern=NO_NUL, description="Why the debtor disputes it."
+    )
     attachment: AttachmentIn | None = Field(
         default=None,
         description="A file the debtor sent (at most portal.dispute_attachment_max_kb).",
@@ -78,7 +99,9 @@ class ResolutionIn(Strict):
         description="accept: the debtor is right, the item stays out of every claim (issue "
         "a credit note); reject: the item is owed and claimed again from the next run."
     )
-    note: str | None = Field(default=None, max_length=2000, description="What was decided, why.")
+    note: str | None = Field(
+        default=None, max_length=2000, pattern=NO_NUL, description="What was decided, and why."
+    )
 
 
 def dispute_out(x: DisputeRecord) -> Dispute:
@@ -114,9 +137,7 @@ def list_all(
     limit: Limit = 50,
     cursor: Cursor = None,
     status: DisputeStatus | None = None,
-    customer: Annotated[
-        str | None, Query(max_length=100, description="The debtor's external_id.")
-    ] = None,
+    customer: CustomerFilter = None,
 ) -> Page[Dispute]:
     with who.state.reader.connect() as conn:
         found = list_disputes(
@@ -131,7 +152,7 @@ def list_all(
 
 
 @router.get("/{dispute_id}", response_model=Dispute, summary="One dispute")
-def get_dispute(who: Reader, dispute_id: int) -> Dispute:
+def get_dispute(who: Reader, dispute_id: Id) -> Dispute:
     return find_dispute(who, dispute_id)
 
 
@@ -193,7 +214,7 @@ def open_one(who: Collector, body: DisputeIn) -> JSONResponse:
 
 
 @router.post("/{dispute_id}/resolve", response_model=Dispute, summary="Accept or reject")
-def resolve(who: Collector, dispute_id: int, body: ResolutionIn) -> Dispute:
+def resolve(who: Collector, dispute_id: Id, body: ResolutionIn) -> Dispute:
     """Rejected: the item is claimed again from the next run. Accepted: it stays out of
     every claim (issue a credit note to close it). A dispute already resolved: 409."""
     find_dispute(who, dispute_id)

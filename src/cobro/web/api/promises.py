@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 from starlette.responses import JSONResponse
 
@@ -14,7 +14,17 @@ from cobro.engine.response_lists import Promise as PromiseRecord
 from cobro.engine.response_lists import debtor_id, item_id, list_promises, promisable_items
 from cobro.engine.responses import ResponseError, add_promise
 from cobro.web.api.auth import Caller, Collector, Reader
-from cobro.web.api.common import after_id, conflict, id_page, money, refused
+from cobro.web.api.common import (
+    NO_NUL,
+    CustomerFilter,
+    Day,
+    Id,
+    after_id,
+    conflict,
+    id_page,
+    money,
+    refused,
+)
 from cobro.web.api.idempotency import IdempotentRoute
 from cobro.web.api.models import Money, Strict
 from cobro.web.api.pagination import Cursor, Limit, Page
@@ -56,19 +66,23 @@ class PromiseIn(Strict):
     """A promise taken by phone (source `staff`), as `cobro promises add` records it: give
     `items` or `all`."""
 
-    customer: str = Field(min_length=1, max_length=100, description="The debtor's external_id.")
-    items: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
+    customer: str = Field(
+        min_length=1, max_length=100, pattern=NO_NUL, description="The debtor's external_id."
+    )
+    items: list[Annotated[str, Field(min_length=1, max_length=100, pattern=NO_NUL)]] | None = Field(
         default=None,
         min_length=1,
         max_length=1000,
         description="Item numbers or external_ids.",
     )
     all: bool = Field(default=False, description="Every open item not disputed or promised.")
-    promised_on: dt.date = Field(
+    promised_on: Day = Field(
         description="The promised date: today at the earliest, at most "
         "portal.promise_max_days ahead."
     )
-    note: str | None = Field(default=None, max_length=2000, description="What was agreed.")
+    note: str | None = Field(
+        default=None, max_length=2000, pattern=NO_NUL, description="What was agreed."
+    )
 
     @model_validator(mode="after")
     def _items_or_all(self) -> PromiseIn:
@@ -117,9 +131,7 @@ def list_all(
     limit: Limit = 50,
     cursor: Cursor = None,
     status: PromiseStatus | None = None,
-    customer: Annotated[
-        str | None, Query(max_length=100, description="The debtor's external_id.")
-    ] = None,
+    customer: CustomerFilter = None,
 ) -> Page[Promise]:
     with who.state.reader.connect() as conn:
         found = list_promises(
@@ -134,7 +146,7 @@ def list_all(
 
 
 @router.get("/{promise_id}", response_model=Promise, summary="One promise to pay")
-def get_promise(who: Reader, promise_id: int) -> Promise:
+def get_promise(who: Reader, promise_id: Id) -> Promise:
     return find_promise(who, promise_id)
 
 

@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse
 from cobro.errors import ConfigError
 from cobro.store import tables as t
 from cobro.web.api.auth import Admin, Caller, Reader
-from cobro.web.api.common import after_id, id_page, refused
+from cobro.web.api.common import Day, Id, after_id, id_page, refused
 from cobro.web.api.idempotency import IdempotentRoute
 from cobro.web.api.models import Money, Strict
 from cobro.web.api.pagination import Cursor, Limit, Page
@@ -43,7 +43,7 @@ CLAIM_STATUSES = ("planned", "sending", "sent", "failed", "cancelled")
 
 
 class RunIn(Strict):
-    date: dt.date | None = Field(
+    date: Day | None = Field(
         default=None,
         description="The day to run (default: today, company time). Today's run acts as of "
         "now (messages whose send time has not come wait for it); a past day's acts as of "
@@ -182,10 +182,10 @@ def list_all(
     limit: Limit = 50,
     cursor: Cursor = None,
     date_from: Annotated[
-        dt.date | None, Query(alias="from", description="Runs for this day or later.")
+        Day | None, Query(alias="from", description="Runs for this day or later.")
     ] = None,
     date_to: Annotated[
-        dt.date | None, Query(alias="to", description="Runs for this day or earlier.")
+        Day | None, Query(alias="to", description="Runs for this day or earlier.")
     ] = None,
 ) -> Page[Run]:
     r = t.runs.c
@@ -203,7 +203,7 @@ def list_all(
 
 
 @router.get("/{run_id}", response_model=Run, summary="One run, with its report")
-def get_run(who: Reader, run_id: int) -> Run:
+def get_run(who: Reader, run_id: Id) -> Run:
     return find_run(who, run_id)
 
 

@@ -15,7 +15,7 @@ from cobro.domain.money import Money as DomainMoney
 from cobro.engine.segments import members_select
 from cobro.store import tables as t
 from cobro.web.api.auth import Caller, Reader
-from cobro.web.api.common import money
+from cobro.web.api.common import Day, money
 from cobro.web.api.idempotency import IdempotentRoute
 from cobro.web.api.models import Amount, Money
 from cobro.web.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
@@ -24,7 +24,7 @@ from cobro.web.api.problems import not_found
 router = APIRouter(prefix="/segments", tags=["segments"], route_class=IdempotentRoute)
 
 OnDate = Annotated[
-    dt.date | None,
+    Day | None,
     Query(alias="date", description="Evaluate on this day (default: today, company time)."),
 ]
 

@@ -20,13 +20,14 @@ from pydantic import BaseModel, Field
 
 from cobro.engine.simulate import SimulatedMessage, simulate
 from cobro.web.api.auth import Collector
-from cobro.web.api.common import refused
+from cobro.web.api.common import Day, refused
 from cobro.web.api.idempotency import IdempotentRoute
 from cobro.web.api.models import Money
 
 router = APIRouter(tags=["simulation"], route_class=IdempotentRoute)
 
 MAX_DAYS = 93
+MAX_DETAIL = 10_000  # messages listed in one answer (the counts always cover them all)
 
 
 class Message(BaseModel):
@@ -43,7 +44,7 @@ class Message(BaseModel):
     cost: Money
 
 
-class Day(BaseModel):
+class SimulatedDay(BaseModel):
     date: dt.date
     messages: int
     unreachable: int = Field(description="Messages no channel can deliver.")
@@ -52,7 +53,8 @@ class Day(BaseModel):
     by_step: dict[str, int]
     by_channel: dict[str, int]
     detail: list[Message] | None = Field(
-        default=None, description="Each message and task (with `messages=true`)."
+        default=None,
+        description="Each message and task (with `messages=true`; see `detail_truncated`).",
     )
 
 
@@ -63,7 +65,11 @@ class Simulation(BaseModel):
     unreachable: int
     tasks: int
     cost: Money
-    days: list[Day]
+    detail_truncated: bool = Field(
+        description=f"More than {MAX_DETAIL:,} messages and tasks: the days' `detail` lists "
+        "the first ones only (the counts and costs cover them all)."
+    )
+    days: list[SimulatedDay]
 
 
 def _message(m: SimulatedMessage, currency: str) -> Message:
@@ -87,8 +93,8 @@ def _message(m: SimulatedMessage, currency: str) -> Message:
 )
 def simulation(
     who: Collector,
-    date_from: Annotated[dt.date, Query(alias="from", description="First day.")],
-    date_to: Annotated[dt.date, Query(alias="to", description="Last day.")],
+    date_from: Annotated[Day, Query(alias="from", description="First day.")],
+    date_to: Annotated[Day, Query(alias="to", description="Last day.")],
     messages: Annotated[
         bool, Query(description="List each message and task of every day.")
     ] = False,
@@ -103,15 +109,18 @@ def simulation(
         raise refused("query.to", f"a simulation covers at most {MAX_DAYS} days")
     ws = who.state.ws
     currency = ws.config.company.currency
-    days: list[Day] = []
+    days: list[SimulatedDay] = []
+    room = MAX_DETAIL if messages else 0
     with ws.engine.connect() as conn:
         trans = conn.begin()
         try:
             for found in simulate(conn, ws.config, who.company_id, date_from, date_to):
                 sent = [m for m in found if m.channel != "task"]
+                shown = max(room, 0)
+                room -= len(found)
                 tasks = [m for m in found if m.channel == "task"]
                 days.append(
-                    Day(
+                    SimulatedDay(
                         date=date_from + dt.timedelta(days=len(days)),
                         messages=len(sent),
                         unreachable=sum(1 for m in sent if m.channel == "none"),
@@ -121,7 +130,7 @@ def simulation(
                         ),
                         by_step=dict(sorted(Counter(m.step for m in sent).items())),
                         by_channel=dict(sorted(Counter(m.channel for m in sent).items())),
-                        detail=[_message(m, currency) for m in found] if messages else None,
+                        detail=[_message(m, currency) for m in found[:shown]] if messages else None,
                     )
                 )
         finally:
@@ -134,6 +143,7 @@ def simulation(
             "unreachable": sum(d.unreachable for d in days),
             "tasks": sum(d.tasks for d in days),
             "cost": Money(amount=sum((d.cost.amount for d in days), Decimal(0)), currency=currency),
+            "detail_truncated": messages and room < 0,
             "days": days,
         }
     )

@@ -13,7 +13,7 @@ from cobro.engine.tasks import Task as TaskRecord
 from cobro.engine.tasks import complete_task, list_tasks
 from cobro.errors import CobroError
 from cobro.web.api.auth import Caller, Collector, Reader
-from cobro.web.api.common import after_id, conflict, day_start, id_page
+from cobro.web.api.common import CustomerFilter, Day, Id, after_id, conflict, day_start, id_page
 from cobro.web.api.idempotency import IdempotentRoute
 from cobro.web.api.pagination import Cursor, Limit, Page
 from cobro.web.api.problems import not_found
@@ -66,12 +66,10 @@ def list_all(
     cursor: Cursor = None,
     status: TaskStatus | None = None,
     due_before: Annotated[
-        dt.date | None,
+        Day | None,
         Query(description="Due before the start of this day (company time)."),
     ] = None,
-    customer: Annotated[
-        str | None, Query(max_length=100, description="The debtor's external_id.")
-    ] = None,
+    customer: CustomerFilter = None,
 ) -> Page[Task]:
     with who.state.reader.connect() as conn:
         found = list_tasks(
@@ -87,12 +85,12 @@ def list_all(
 
 
 @router.get("/{task_id}", response_model=Task, summary="One staff task")
-def get_task(who: Reader, task_id: int) -> Task:
+def get_task(who: Reader, task_id: Id) -> Task:
     return find_task(who, task_id)
 
 
 @router.post("/{task_id}/done", response_model=Task, summary="Mark a task done")
-def mark_done(who: Collector, task_id: int) -> Task:
+def mark_done(who: Collector, task_id: Id) -> Task:
     """A task already done: 409."""
     find_task(who, task_id)
     with who.state.ws.engine.begin() as conn:
