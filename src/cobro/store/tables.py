@@ -234,6 +234,9 @@ outbox = Table(
     UniqueConstraint("company_id", "customer_id", "step", "occurrence_on", name="uq_outbox_key"),
     Index(None, "company_id", "status", "next_attempt_at"),
     Index(None, "run_id"),
+    # The API's pages of claims, in the order of their ids: all of them, and by status.
+    Index(None, "company_id", "id"),
+    Index(None, "company_id", "status", "id"),
 )
 
 # Where each debtor stands in its policy: the phase last claimed, when, how many repeats;

@@ -9,7 +9,7 @@ import base64
 import hashlib
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from cobro.engine.runs import run_day
 from cobro.store import tables as t
@@ -66,6 +66,37 @@ def test_a_debtors_claims_are_listed_with_what_was_sent(server: Server) -> None:
     unknown = acme.get("/customers/NOPE/claims")
     assert unknown.status_code == 404
     assert unknown.json()["type"] == "/api/v1/problems/not-found"
+
+
+def test_a_debtors_claims_are_two_indexed_queries(server: Server) -> None:
+    """The debtor, then its claims by the outbox key (company, debtor, ...): never a walk
+    of all the company's claims (SQLite keeps no statistics to tell it which is cheaper)."""
+    claimed(server)
+    planned_later(server)
+    ws = server.companies["acme"]
+    seen: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, params: Any, *args: Any) -> None:
+        if statement.lstrip().startswith("SELECT") and "api_keys" not in statement:
+            seen.append((statement, params))
+
+    engine = server.app.state.cobro.companies["acme"].reader
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        page = server.client("acme", "read-only").get("/customers/C1/claims")
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+    assert [c["step"] for c in page.json()["data"]] == ["b2b/00", "b2b/01"]
+    assert len(seen) == 2
+    assert "FROM customers" in seen[0][0] and "FROM outbox" in seen[1][0]
+    if ws.engine.dialect.name == "sqlite":
+        with ws.engine.connect() as conn:
+            plan = " | ".join(
+                str(row[-1])
+                for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + seen[1][0], seen[1][1])
+            )
+        assert "outbox USING INDEX" in plan and "(company_id=? AND customer_id=?)" in plan, plan
 
 
 def test_a_claim_shows_its_items_deliveries_and_opens_apart_from_reads(server: Server) -> None:
