@@ -12,6 +12,7 @@ receivables list (``/receivables?customer=``) is measured when the server has th
 
     .venv/bin/python bench/api_read_bench.py [--receivables 1000000] [--debtors 200000]
         [--claims 5] [--connections 50] [--seconds 10] [--rounds 3] [--paths 2000]
+        [--build-only]
 
 Needs ``wrk`` (Debian package ``wrk``).
 """
@@ -249,6 +250,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--paths", type=int, default=2000, help="debtors asked for in turn")
+    ap.add_argument("--build-only", action="store_true", help="build the data, measure nothing")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt install wrk")
@@ -256,6 +258,8 @@ def main() -> None:
     with Timer() as tm:
         ws = build(args.debtors, args.receivables, args.claims)
     say(f"workspace ready in {tm.s:.1f} s")
+    if args.build_only:
+        return
     key = json.loads(cobro(ws, "keys", "create", "--name", "bench", "--json"))["key"]
     con = sqlite3.connect(ws / "cobro.db")
     try:

@@ -143,9 +143,12 @@ def claim_history(
     """
     o, c, d = t.outbox.c, t.customers.c, t.deliveries.c
     tz = ZoneInfo(config.company.timezone)
+    accepted = [d.company_id == company_id, d.status != "failed"]  # refused: not sent
+    if outbox_id is not None:
+        accepted.append(d.outbox_id == outbox_id)
     first = (
         select(d.outbox_id, func.min(d.at).label("sent_at"))
-        .where(d.company_id == company_id, d.status != "failed")  # refused: not sent
+        .where(*accepted)
         .group_by(d.outbox_id)
         .subquery()
     )
