@@ -14,7 +14,7 @@ from sqlalchemy import event
 
 from cobro.store import tables as t
 
-from ..support import business, d, invoice
+from ..support import business, d, invoice, load
 from .claimed import claims_of, rows
 from .conftest import MakeServer, Server
 
@@ -71,6 +71,24 @@ def test_a_run_is_answered_202_at_once_then_done_and_reported(server: Server) ->
     assert report["errors"] == [] and report["failures"] == []
     assert set(claims_of(server.companies["acme"])) == {"C1", "C2"}
     assert len(list(server.companies["acme"].mail_dir.rglob("*.eml"))) == 2
+
+
+def test_a_claim_that_cannot_be_delivered_is_named_in_the_report(server: Server) -> None:
+    debtors(server)
+    acme = server.companies["acme"]
+    load(acme, "customers", {"external_id": "C3", "name": "No Address", "kind": "business"})
+    invoice(acme, "K-1", "C3", d("2025-03-10"), "40.00")
+    client = server.client("acme", "admin")
+
+    started = client.post("/runs", json={"date": "2025-03-03"})
+
+    report = client.request("GET", started.headers["location"]).json()["report"]
+    assert (report["planned"], report["sent"], report["failed"]) == (3, 2, 1)
+    (failure,) = report["failures"]
+    assert failure["claim"] == claims_of(acme)["C3"]
+    assert (failure["customer"], failure["customer_name"]) == ("C3", "No Address")
+    assert failure["reason"]
+    assert any("C3" in line for line in report["errors"])
 
 
 def test_todays_run_acts_as_of_now_and_leaves_what_is_not_due_yet(server: Server) -> None:

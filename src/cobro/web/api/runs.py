@@ -39,6 +39,7 @@ router = APIRouter(prefix="/runs", tags=["runs"], route_class=IdempotentRoute)
 PREFIX = "/api/v1"
 log = logging.getLogger("cobro.api")
 RunStatus = Literal["running", "finished", "failed"]
+LISTED = 1000  # errors and failures shown in a report (its counts cover them all)
 CLAIM_STATUSES = ("planned", "sending", "sent", "failed", "cancelled")
 
 
@@ -73,8 +74,10 @@ class RunReport(BaseModel):
     cost: Money
     promises_kept: int
     promises_broken: int
-    errors: list[str]
-    failures: list[Failure]
+    errors: list[str] = Field(description=f"What went wrong, one line each (the first {LISTED}).")
+    failures: list[Failure] = Field(
+        description=f"The claims that failed for good (the first {LISTED}; `failed` counts all)."
+    )
 
 
 class ClaimCounts(BaseModel):
@@ -121,7 +124,7 @@ def _report(data: dict[str, Any] | None, currency: str) -> RunReport | None:
         cost=Money(amount=Decimal(data["cost"]), currency=currency),
         promises_kept=data.get("promises_kept", 0),
         promises_broken=data.get("promises_broken", 0),
-        errors=list(data["errors"]),
+        errors=list(data["errors"][:LISTED]),
         failures=[
             Failure(
                 claim=f["outbox_id"],
@@ -129,7 +132,7 @@ def _report(data: dict[str, Any] | None, currency: str) -> RunReport | None:
                 customer_name=f["customer_name"],
                 reason=f["reason"],
             )
-            for f in data["failures"]
+            for f in data["failures"][:LISTED]
         ],
     )
 
