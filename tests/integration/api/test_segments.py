@@ -4,9 +4,12 @@ shown to another."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from cobro.engine.segments import members
 from cobro.store import tables as t
 
-from ..support import invoice, person
+from ..support import d, invoice, person
 from .claimed import claimed, rows
 from .conftest import Server
 
@@ -70,6 +73,43 @@ def test_a_segments_members_are_paged_by_external_id(server: Server) -> None:
     assert rest["next_cursor"] is None
     assert first["data"][1]["open"] == {"amount": "10.00", "currency": "EUR"}
     assert client.get("/segments/card_holders").json()["members"] == 3
+
+
+def test_paged_members_are_those_cobro_segments_show_lists(server: Server) -> None:
+    """Pages sum each debtor's items as they walk the debtors; the command sums every item
+    of the company first: both find the same debtors with the same debt."""
+    claimed(server)
+    acme = server.companies["acme"]
+    for n in range(1, 8):
+        person(acme, f"P{n}", f"p{n}@example.com")
+        invoice(acme, f"P{n}-1", f"P{n}", d("2025-01-01") + timedelta(days=9 * n), f"{n}0.00")
+        invoice(acme, f"P{n}-2", f"P{n}", d("2025-03-20"), "5.00", "USD")
+    invoice(acme, "F-9", "C2", d("2025-01-05"), "7000.00")
+    client = server.client("acme", "read-only")
+    on = d("2025-04-15")
+
+    for name in acme.config.segments:
+        with acme.engine.connect() as conn:
+            expected = [
+                (m.external_id, str(m.open.amount), str(m.overdue.amount), m.days_overdue)
+                for m in members(conn, acme.company_id, acme.config.segment(name), on, "EUR")
+            ]
+        found: list[tuple[str, str, str, int]] = []
+        cursor = None
+        while True:
+            params = {"date": on.isoformat(), "limit": "3"} | ({"cursor": cursor} if cursor else {})
+            page = client.get(f"/segments/{name}/members", params=params).json()
+            found += [
+                (m["customer"], m["open"]["amount"], m["overdue"]["amount"], m["days_overdue"])
+                for m in page["data"]
+            ]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert found == expected, name
+        assert expected, name  # every starter segment has members in this data
+        counted = client.get(f"/segments/{name}", params={"date": on.isoformat()}).json()
+        assert counted["members"] == len(expected), name
 
 
 def test_an_unknown_segment_is_not_found_and_a_bad_date_refused(server: Server) -> None:

@@ -12,8 +12,7 @@ from sqlalchemy import func, select
 
 from cobro.config.actions import SegmentConfig
 from cobro.domain.money import Money as DomainMoney
-from cobro.engine.segments import members_select
-from cobro.store import tables as t
+from cobro.engine.segments import members_page_select, members_select
 from cobro.web.api.auth import Caller, Reader
 from cobro.web.api.common import Day, money
 from cobro.web.api.idempotency import IdempotentRoute
@@ -141,12 +140,12 @@ def members(
     day = on or who.state.today()
     config = who.state.ws.config
     currency = config.company.currency
-    query = members_select(who.company_id, config.segment(name), day, currency)
     after = decode_cursor(cursor, (str,))
-    if after:
-        query = query.where(t.customers.c.external_id > after[0])
+    query = members_page_select(
+        who.company_id, config.segment(name), day, currency, after[0] if after else None, limit + 1
+    )
     with who.state.reader.connect() as conn:
-        rows = list(conn.execute(query.limit(limit + 1)))
+        rows = list(conn.execute(query))
     more = len(rows) > limit
     rows = rows[:limit]
     return Page[Member](
