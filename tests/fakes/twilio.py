@@ -9,21 +9,34 @@ codes, error codes and JSON shapes Twilio documents:
 * ``GET /2010-04-01/Accounts/{AccountSid}/Messages/{MessageSid}.json`` -> 200 + resource
 
 Errors use Twilio's JSON error body ``{"code", "message", "more_info", "status"}``.
+
+Like Twilio, it reports back: a message created with a ``StatusCallback`` gets its status
+callbacks (``sent``, then the outcome ``outcomes`` gives its number: ``delivered``,
+``undelivered`` or ``failed`` with an error code) as form POSTs signed with
+``X-Twilio-Signature`` exactly as Twilio signs them (HMAC-SHA1 of the URL followed by
+each parameter's name and value in name order, keyed with the auth token, base64). They
+are queued until the test sends them (``send_callbacks``), or sent as soon as the
+message is created with ``auto_callbacks``; ``reply`` posts an inbound SMS (a debtor's
+STOP) to a messaging webhook the same way.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import json
 import re
 import secrets
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any, TypedDict
-from urllib.parse import parse_qs, urlsplit
+from urllib.error import HTTPError, URLError
+from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.request import Request, urlopen
 
 from fakes.server import LocalHTTPServer, LocalService, QuietHandler
 
@@ -82,6 +95,33 @@ def _sid(prefix: str) -> str:
     return prefix + secrets.token_hex(16)
 
 
+def twilio_signature(auth_token: str, url: str, params: dict[str, str]) -> str:
+    """``X-Twilio-Signature`` of a POST of ``params`` to ``url``: HMAC-SHA1 keyed with the
+    auth token over the URL, then every parameter name and its value, sorted by name;
+    base64-encoded (Twilio's documented scheme)."""
+    data = url + "".join(name + params[name] for name in sorted(params))
+    digest = hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+# What each outcome reports after ``sent``: (MessageStatus, ErrorCode).
+OUTCOMES: dict[str, tuple[str, int | None]] = {
+    "delivered": ("delivered", None),
+    "undelivered": ("undelivered", 30005),  # unknown destination handset
+    "unreachable": ("undelivered", 30003),  # handset off: may work later
+    "failed": ("failed", 30008),  # unknown error
+}
+
+
+class Callback(TypedDict):
+    """A status callback the fake sent (or is to send)."""
+
+    url: str
+    params: dict[str, str]
+    signature: str
+    answer: int | None  # the HTTP status the receiver answered; None: not sent yet
+
+
 class _Server(LocalHTTPServer):
     fake: FakeTwilio
 
@@ -123,6 +163,15 @@ class FakeTwilio(LocalService):
         self.refuse: dict[str, tuple[int, int, str]] = {}
         self.fail_next = 0
         self.requests = 0  # every request the server answered, failures included
+        # Number -> outcome reported after "sent" ("delivered", "undelivered",
+        # "unreachable", "failed"); numbers not listed get ``default_outcome``.
+        self.outcomes: dict[str, str] = {}
+        self.default_outcome = "delivered"
+        self.auto_callbacks = False  # send callbacks as soon as a message is created
+        self.callbacks: list[Callback] = []  # sent and pending, in order
+        # Called with the number of messages so far once a message is taken, before the
+        # answer is written (a test kills the sender there).
+        self.on_message: Callable[[int], None] | None = None
         self._resources: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
@@ -160,6 +209,92 @@ class FakeTwilio(LocalService):
             res["date_updated"] = format_datetime(datetime.now(UTC))
             if status in {"sent", "delivered"} and res["date_sent"] is None:
                 res["date_sent"] = res["date_updated"]
+
+    def send_callbacks(self) -> list[Callback]:
+        """POST every pending status callback, in order, signed; returns them with the
+        answers they got."""
+        with self._lock:
+            pending = [c for c in self.callbacks if c["answer"] is None]
+        for callback in pending:
+            callback["answer"] = self.post_signed(callback["url"], callback["params"])
+        return pending
+
+    def post_signed(self, url: str, params: dict[str, str], signature: str | None = None) -> int:
+        """POST ``params`` as a form to ``url`` with Twilio's signature (or the one
+        given, to test a wrong one; "" for none); the HTTP status of the answer."""
+        headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+        if signature is None:
+            signature = twilio_signature(self.auth_token, url, params)
+        if signature:
+            headers["X-Twilio-Signature"] = signature
+        request = Request(url, data=urlencode(params).encode(), headers=headers, method="POST")
+        try:
+            with urlopen(request, timeout=30) as answer:
+                return int(answer.status)
+        except HTTPError as exc:
+            return int(exc.code)
+        except URLError:
+            return 0  # nobody listening: Twilio would retry later
+
+    def reply(
+        self,
+        from_: str,
+        body: str,
+        url: str,
+        to: str | None = None,
+        *,
+        signature_ok: bool = True,
+    ) -> int:
+        """A debtor's SMS to the company's number, posted to the messaging webhook
+        ``url`` as Twilio does (signed); the HTTP status of the answer."""
+        params = {
+            "ToCountry": "ES",
+            "SmsMessageSid": (sid := _sid("SM")),
+            "NumMedia": "0",
+            "SmsSid": sid,
+            "SmsStatus": "received",
+            "Body": body,
+            "To": to or "+34910000000",
+            "NumSegments": "1",
+            "MessageSid": sid,
+            "AccountSid": self.account_sid,
+            "From": from_,
+            "ApiVersion": API_VERSION,
+        }
+        forged = None if signature_ok else twilio_signature("not-the-token", url, params)
+        return self.post_signed(url, params, forged)
+
+    def _queue_callbacks(self, resource: dict[str, Any], url: str) -> list[Callback]:
+        outcome = self.outcomes.get(resource["to"], self.default_outcome)
+        final, code = OUTCOMES[outcome]
+        queued: list[Callback] = []
+        for status, error in (("sent", None), (final, code)):
+            params = {
+                "SmsSid": resource["sid"],
+                "SmsStatus": status,
+                "MessageStatus": status,
+                "To": resource["to"],
+                "MessageSid": resource["sid"],
+                "AccountSid": self.account_sid,
+                "ApiVersion": API_VERSION,
+            }
+            if resource["from"]:
+                params["From"] = resource["from"]
+            if resource["messaging_service_sid"]:
+                params["MessagingServiceSid"] = resource["messaging_service_sid"]
+            if error is not None:
+                params["ErrorCode"] = str(error)
+            queued.append(
+                {
+                    "url": url,
+                    "params": params,
+                    "signature": twilio_signature(self.auth_token, url, params),
+                    "answer": None,
+                }
+            )
+        with self._lock:
+            self.callbacks.extend(queued)
+        return queued
 
     # -- protocol ----------------------------------------------------------------------------
 
@@ -311,4 +446,10 @@ class FakeTwilio(LocalService):
         with self._lock:
             self._resources[sid] = resource
             self.messages.append(message)
+        queued = self._queue_callbacks(resource, callback) if callback else []
+        if self.on_message is not None:
+            self.on_message(len(self.messages))
         handler.send_json(201, resource, {})
+        if self.auto_callbacks:
+            for each in queued:
+                each["answer"] = self.post_signed(each["url"], each["params"])

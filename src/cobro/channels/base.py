@@ -45,6 +45,12 @@ class Outgoing:
     # first sent, readdressed; SMS: its text; push: its JSON), and the delivery it repeats.
     raw: bytes | None = None
     resend_of: int | None = None
+    # The delivery's own reference (``deliveries.ref``): a channel whose provider reports
+    # back puts it where the report comes back to (the status callback URL, the VERP
+    # return path of an email).
+    ref: str = ""
+    # RFC 8058 one-click unsubscribe: the URL an email's List-Unsubscribe names.
+    unsubscribe_url: str | None = None
 
 
 class Handovers:
@@ -85,6 +91,20 @@ class Channel(Protocol):
     async def send(self, message: Outgoing) -> str: ...
 
     async def stop(self) -> None: ...
+
+
+def reports_back(channel: Channel) -> bool:
+    """Whether ``channel``'s provider reports later on what became of a message (a status
+    callback): its deliveries are then recorded as ``sending`` before the hand-over, so
+    that a report always finds its delivery and a crash never sends a message twice."""
+    return bool(getattr(channel, "reports_back", False))
+
+
+def handover_of(channel: Channel, message: Outgoing) -> bytes | None:
+    """The bytes ``channel`` will hand over for ``message``, when it can tell before
+    sending (``Channel.handover``)."""
+    handover = getattr(channel, "handover", None)
+    return handover(message) if callable(handover) else None
 
 
 def handed_over(channel: Channel, message: Outgoing) -> bytes | None:

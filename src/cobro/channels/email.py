@@ -156,8 +156,10 @@ class EmailChannel:
         reply_to: str | None,
         cost: Decimal,
         clock: datetime,
+        bounce_domain: str | None = None,
     ) -> None:
         self.transport = transport
+        self.bounce_domain = bounce_domain
         self.sender_email = sender_email
         self.sender_name = sender_name
         self.reply_to = reply_to
@@ -198,8 +200,37 @@ class EmailChannel:
             env, message.subject, message.text, message.html, files, message.headers, inline
         )
 
+    def envelope_sender(self, message: Outgoing) -> str:
+        """The return path bounces come back to: with a bounce domain, a VERP address that
+        names the delivery (``bounce+REF@DOMAIN``); otherwise the sender."""
+        if self.bounce_domain and message.ref:
+            return verp_address(message.ref, self.bounce_domain)
+        return self.sender_email
+
     async def send(self, message: Outgoing) -> str:
         data = message.raw if message.raw is not None else self.build(message)
         self.handovers.keep(message, data)
         name = message.message_id.strip("<>").split("@")[0]
-        return await self.transport.deliver(self.sender_email, message.address, data, name)
+        return await self.transport.deliver(
+            self.envelope_sender(message), message.address, data, name
+        )
+
+
+VERP_LOCAL = "bounce"
+
+
+def verp_address(ref: str, domain: str) -> str:
+    """The VERP return path of the delivery ``ref``."""
+    return f"{VERP_LOCAL}+{ref}@{domain}"
+
+
+def verp_ref(address: str, domain: str | None = None) -> str | None:
+    """The delivery reference a VERP return path carries (``bounce+REF@DOMAIN``), else
+    None; with ``domain``, only an address of that domain counts."""
+    local, at, host = address.strip().strip("<>").rpartition("@")
+    if not at or (domain is not None and host.lower() != domain.lower()):
+        return None
+    prefix, plus, ref = local.partition("+")
+    if not plus or prefix.lower() != VERP_LOCAL or not ref.isalnum():
+        return None
+    return ref.lower()

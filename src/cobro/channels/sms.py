@@ -170,6 +170,25 @@ class SmsChannel:
         self._client: Client | None = None
         self.handovers = Handovers()
 
+    @property
+    def reports_back(self) -> bool:
+        """Twilio reports each message's fate to the status callback, when there is one."""
+        return bool(self.status_callback)
+
+    def callback_url(self, message: Outgoing) -> str | None:
+        """The status callback of ``message``: the configured URL with its delivery's
+        reference, which finds the delivery even before its Twilio id was recorded."""
+        if not self.status_callback:
+            return None
+        if not message.ref:
+            return self.status_callback
+        joiner = "&" if "?" in self.status_callback else "?"
+        return f"{self.status_callback}{joiner}ref={message.ref}"
+
+    def handover(self, message: Outgoing) -> bytes:
+        """The text this channel hands over for ``message``."""
+        return self.body(message).encode()
+
     def body(self, message: Outgoing) -> str:
         if message.raw is not None:  # a resend: the text first sent, as it was
             return message.raw.decode("utf-8")
@@ -199,8 +218,9 @@ class SmsChannel:
             args["messaging_service_sid"] = self.sender
         else:
             args["from_"] = self.sender
-        if self.status_callback:
-            args["status_callback"] = self.status_callback
+        callback = self.callback_url(message)
+        if callback:
+            args["status_callback"] = callback
         self.handovers.keep(message, args["body"].encode())
         try:
             sent = await self._client.messages.create_async(**args)

@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cobro.cli.api import companies_app, keys_app
+from cobro.cli.channels import bounces_app, optouts_app, suppressions_app
 from cobro.cli.common import (
     BAD_INPUT,
     Options,
@@ -37,6 +38,7 @@ from cobro.cli.events import contacts_app, event_app, push_app
 from cobro.cli.progress import QuietOption, progress_for
 from cobro.cli.responses import disputes_app, promises_app
 from cobro.cli.staff import account, segments_app, tasks_app
+from cobro.cli.users import users_app
 from cobro.cli.web import portal_app, serve
 from cobro.errors import CobroError, ConfigError
 from cobro.workspace import CONFIG_FILE, utcnow, write_gitignore
@@ -483,6 +485,9 @@ app.add_typer(push_app, name="push")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(disputes_app, name="disputes")
 app.add_typer(promises_app, name="promises")
+app.add_typer(bounces_app, name="bounces")
+app.add_typer(optouts_app, name="optouts")
+app.add_typer(suppressions_app, name="suppressions")
 app.command(name="account")(account)
 app.command(name="dispatch")(dispatch)
 app.command(name="requeue")(requeue)
@@ -491,6 +496,7 @@ app.command(name="serve")(serve)
 app.add_typer(portal_app, name="portal")
 app.add_typer(keys_app, name="keys")
 app.add_typer(companies_app, name="companies")
+app.add_typer(users_app, name="users")
 
 evidence_app = typer.Typer(help="The tamper-evident history.", no_args_is_help=True)
 app.add_typer(evidence_app, name="evidence")

@@ -71,8 +71,9 @@ def serve(
         ),
     ] = False,
 ) -> None:
-    """Serve the debtor portal (the page each claim's link opens) and the REST API
-    (/api/v1) until Ctrl-C: for the workspace, or every company of a server root."""
+    """Serve the debtor portal (the page each claim's link opens), the staff dashboard
+    (/dashboard, 'cobro users add') and the REST API (/api/v1) until Ctrl-C: for the
+    workspace, or every company of a server root."""
     import uvicorn
 
     from cobro.web.app import create_app

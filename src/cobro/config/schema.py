@@ -131,6 +131,12 @@ class Company(_Strict):
     sender: Sender | None = None
     reply_to: EmailAddress | None = None
     portal_url: str = "http://localhost:8000/portal"
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+(:\d+)?/?$",
+        description="the address `cobro serve` is reached at from outside (status callbacks, "
+        "unsubscribe links); default: portal_url without its /portal",
+    )
     crm_url: str | None = None
     branding: Branding = Branding()
     max_catch_up_days: Annotated[int, Field(ge=0, le=365)] = 30
@@ -142,6 +148,14 @@ class Company(_Strict):
         default=None,
         description="country for phone numbers written without +code (default: the locale's)",
     )
+
+    @property
+    def server_url(self) -> str:
+        """The public base URL of ``cobro serve``, without a trailing slash."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        base = self.portal_url.rstrip("/")
+        return base.removesuffix("/portal")
 
     @property
     def region(self) -> str | None:
@@ -196,9 +210,38 @@ class Smtp(_Strict):
         raise ValueError(f"{v!r} is not a host name or IP address (or 'capture')")
 
 
+class Bounces(_Strict):
+    """Where bounces come back, and how many temporary failures suppress an address."""
+
+    domain: str | None = Field(
+        default=None,
+        description="with it, each email's return path is bounce+REF@DOMAIN (VERP), which "
+        "names its delivery; its MX leads to `cobro bounces serve`",
+    )
+    soft_limit: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=3, description="temporary failures (soft bounces) that suppress an address"
+    )
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.strip().lower().rstrip(".")
+        if not _HOST.fullmatch(v) or "." not in v:
+            raise ValueError(f"{v!r} is not a domain name")
+        return v
+
+
 class EmailChannel(_Strict):
     smtp: Smtp = Smtp()
     cost: Decimal = Decimal("0.0005")
+    bounces: Bounces = Bounces()
+    unsubscribe: bool = Field(
+        default=False,
+        description="reminders carry a one-click List-Unsubscribe (RFC 8058); phases marked "
+        "unsubscribable: false never do",
+    )
 
 
 class SmsChannel(_Strict):
@@ -218,7 +261,15 @@ class SmsChannel(_Strict):
         pattern=r"^https?://[^\s/]+(:\d+)?/?$",
         description="Twilio's API root: a regional edge, or a local test server",
     )
-    status_callback: str | None = None
+    status_callback: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+",
+        description="where Twilio reports each message's status (default: "
+        "company.public_url + /callbacks/COMPANY/twilio/status); off: status_callbacks",
+    )
+    status_callbacks: bool = Field(
+        default=True, description="ask Twilio to report each message's fate"
+    )
     cost_per_segment: Decimal = Decimal("0.05")
     max_segments: Annotated[int, Field(ge=1, le=10)] = 3
     # Accented letters GSM-7 lacks are sent without the accent (ó -> o), so a message stays
@@ -298,6 +349,11 @@ class PhaseConfig(_Strict):
     min_gap_days: Annotated[int, Field(ge=1, le=365)] | None = None
     attach_statement: bool = Field(
         default=False, description="the email carries the debtor's statement of account as a PDF"
+    )
+    unsubscribable: bool = Field(
+        default=True,
+        description="false: a legally required notice, sent by email even to a debtor who "
+        "unsubscribed (and without an unsubscribe link)",
     )
 
     @field_validator("when")
@@ -570,6 +626,7 @@ class CobroConfig(_Strict):
                 block_account=ph.block_account,
                 min_gap_days=ph.min_gap_days,
                 attach_statement=ph.attach_statement,
+                unsubscribable=ph.unsubscribable,
             )
             for ph in sorted(pc.phases, key=lambda p: p.offset_days)
         )

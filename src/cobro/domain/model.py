@@ -69,6 +69,9 @@ class Phase:
     block_account: bool = False  # sending this phase blocks the account until paid
     min_gap_days: int | None = None  # days after the previous phase; default: their distance
     attach_statement: bool = False  # the email carries the statement of account (PDF)
+    # A debtor may opt out of its email (one-click unsubscribe); a legally required
+    # notice (a final demand) is marked not unsubscribable and still goes.
+    unsubscribable: bool = True
 
     @property
     def step_id(self) -> str:

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import secrets
 import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import partial
@@ -50,16 +51,26 @@ from sqlalchemy import (
     update,
 )
 
-from cobro.channels.base import Attachment, Channel, Outgoing, handed_over
+from cobro.channels.base import (
+    Attachment,
+    Channel,
+    Outgoing,
+    handed_over,
+    handover_of,
+    reports_back,
+)
 from cobro.config import CobroConfig
+from cobro.domain.delivery import FAILURES, moves_to, state_of_outcome
 from cobro.domain.escalation import reached_phase
 from cobro.domain.model import OutboxStatus, Policy, Recipient
 from cobro.domain.money import Money, totals_by_currency
 from cobro.engine.accounts import block_accounts
+from cobro.engine.deliveries import Barriers, barriers
 from cobro.engine.leases import LEASE, holder_gone, holder_name
 from cobro.engine.links import link_url, make_token
 from cobro.engine.messages import RESEND_PREFIX, MessageSpec, load_attachment, message_spec
 from cobro.engine.notices import UNREACHABLE, main_role, notice_context, upcoming_cancel_reason
+from cobro.engine.optouts import make_unsubscribe_token, unsubscribe_url
 from cobro.engine.pauses import paused_items
 from cobro.engine.resend import Original, originals_by_id, resent_message, targets
 from cobro.engine.sending import Breaker, Ledger, backoff
@@ -88,7 +99,10 @@ MAIN_ROLES = frozenset({Recipient.DEBTOR.value, "admin", "contact"})
 FIRST_BATCH = 8  # rows claimed at first; the size then follows how long batches take
 BATCH_SECONDS = 0.5  # what one batch (claim, render, send, record) should take at most
 PARALLEL = 8  # messages on the wire at once on a channel that does not say (SMS, push)
+FAILURE_STATES = frozenset(s.value for s in FAILURES)
 FAILED_TASK = "delivery_failed"  # tasks.action_key of a claim that failed for good: + /id
+NO_CHANNEL_TASK = "no_channel"  # tasks.action_key: every channel of a debtor is exhausted
+NO_CHANNEL = "no channel reaches this debtor: "
 # Outcome kinds that leave a recipient to a later attempt: a refusal worth retrying, the
 # channel not answering, and "not started before the pass deadline".
 RETRY_KINDS = frozenset({"temporary", "down", "later"})
@@ -239,6 +253,11 @@ class Job:
     outcome: dict[tuple[str, str], str] = field(default_factory=dict)
     failure: str | None = None  # why the row cannot be sent at all
     cancel: str | None = None  # why the row need not be sent any more
+    # (channel, address) of this claim that failed after sending (a bounce, an SMS not
+    # delivered): the claim goes on without them.
+    failed_after: set[tuple[str, str]] = field(default_factory=set)
+    blocked: list[str] = field(default_factory=list)  # why each channel of a debtor is shut
+    no_channel: bool = False  # every channel of the debtor is exhausted
     permanent: bool = False
     lost: bool = False  # another dispatcher took the row over: send nothing more of it
 
@@ -312,6 +331,8 @@ class Dispatcher:
         self._files: dict[str, Attachment] = {}
         self.files_root = files_root
         self._logo = workspace_logo(files_root, config.company.branding.logo_file)
+        self._barriers = Barriers({}, {})
+        self._ahead: set[str] = set()  # refs of deliveries recorded before their hand-over
 
     async def run(self) -> DispatchReport:
         """Dispatch every ready row, a batch at a time: claim, render, send, record.
@@ -545,11 +566,16 @@ class Dispatcher:
         self._leave_out_paused(conn, jobs)
         d = t.deliveries.c
         for done in conn.execute(
-            select(d.outbox_id, d.recipient, d.recipient_role).where(
-                d.outbox_id.in_(by_id), d.status == "sent"
+            select(d.outbox_id, d.channel, d.recipient, d.recipient_role, d.state).where(
+                d.outbox_id.in_(by_id), d.status.in_(["sent", "sending"])
             )
         ):
             job = by_id[done.outbox_id]
+            if done.state in FAILURE_STATES:  # handed over, then failed: try elsewhere
+                job.failed_after.add((done.channel, done.recipient.lower()))
+                continue
+            # (a delivery still ``sending`` was handed over by a dispatcher that stopped
+            # before recording the answer: never sent twice, its callback settles it)
             job.already_sent_to.add(done.recipient.lower())
             job.reached_before = job.reached_before or done.recipient_role in MAIN_ROLES
         for job in jobs:
@@ -603,6 +629,18 @@ class Dispatcher:
             job.people.extend(
                 contacts[cid] for cid in job.payload.get("contacts", []) if cid in contacts
             )
+        self._barriers = barriers(
+            conn,
+            self.company_id,
+            customer_ids,
+            [
+                (ch, addr)
+                for j in jobs
+                for p in j.people
+                for ch in ("email", "sms")
+                for addr, _ in p.addresses(ch)
+            ],
+        )
 
     def _leave_out_paused(self, conn: Connection, jobs: list[Job]) -> None:
         """Mark the items disputed or promised since planning (``cobro.engine.pauses``)."""
@@ -771,7 +809,7 @@ class Dispatcher:
                 routes = [
                     (ch, found)
                     for ch in (("email",) if p.internal else spec.channels)
-                    if ch in self.channels and (found := p.addresses(ch))
+                    if ch in self.channels and (found := self._open(job, spec, p, ch))
                 ]
                 if routes:
                     seen.add(p.key)
@@ -781,6 +819,9 @@ class Dispatcher:
                 job.failure = UNREACHABLE.get(main, "nobody to send it to")
                 if main is Recipient.DEBTOR and spec.channels != ("email",):
                     job.failure = f"the debtor has no address for {', '.join(spec.channels)}"
+                if job.blocked:
+                    job.no_channel = True
+                    job.failure = NO_CHANNEL + "; ".join(dict.fromkeys(job.blocked))
                 job.permanent = True
             items = [
                 {
@@ -854,6 +895,26 @@ class Dispatcher:
                     job.outgoing.clear()
                     break
                 job.outgoing.append(route)
+
+    def _open(
+        self, job: Job, spec: MessageSpec, person: Person, channel: str
+    ) -> list[tuple[str, dict[str, str]]]:
+        """``person``'s addresses on ``channel`` that may be written to: not suppressed,
+        not opted out by the debtor (a phase that is not unsubscribable still goes by
+        email), not failed after sending for this claim. What is shut is noted on the job."""
+        found = []
+        debtor = job.customer_id if person.role is Recipient.DEBTOR else None
+        if channel == "email" and not spec.unsubscribable:
+            debtor = None
+        for address, meta in person.addresses(channel):
+            why = self._barriers.blocks(debtor, channel, address)
+            if why is None and (channel, address.lower()) in job.failed_after:
+                why = f"{channel} {address} failed after sending"
+            if why is None:
+                found.append((address, meta))
+            elif not person.internal:
+                job.blocked.append(why)
+        return found
 
     def _compose_resend(self, job: Job) -> None:
         """A resend row: each original message, as kept, to its target (those a crashed
@@ -932,6 +993,21 @@ class Dispatcher:
                 short = short or self.templates.render_short(spec.template, language, context)
                 rendered, files, inline = short, (), ()
             outs = []
+            headers = {"X-Cobro-Claim": f"{company.id}/{job.outbox_id}/{spec.key}"}
+            if (
+                channel == "email"
+                and spec.unsubscribable
+                and self.config.channels.email.unsubscribe
+                and person.role is Recipient.DEBTOR
+            ):
+                url = unsubscribe_url(
+                    company.server_url,
+                    make_unsubscribe_token(
+                        self.secret, company.id, job.customer_external_id, job.outbox_id, "email"
+                    ),
+                )
+                headers["List-Unsubscribe"] = f"<{url}>"
+                headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
             for address, meta in found:
                 digest = hashlib.sha256(address.lower().encode()).hexdigest()[:12]
                 outs.append(
@@ -945,7 +1021,7 @@ class Dispatcher:
                         message_id=(
                             f"<cobro.{company.id}.{job.outbox_id}.{digest}@{self.sender_domain}>"
                         ),
-                        headers={"X-Cobro-Claim": f"{company.id}/{job.outbox_id}/{spec.key}"},
+                        headers=headers,
                         attachments=files,
                         meta=meta,
                         url=context["pay_url"],
@@ -975,15 +1051,21 @@ class Dispatcher:
 
     async def _send(self, jobs: list[Job]) -> None:
         ledger: Ledger[Attempted] = Ledger(self._write_deliveries, lambda a: a.job.outbox_id)
+        ahead: Ledger[Attempted] = Ledger(self._write_ahead, lambda a: a.job.outbox_id)
         deadline_s = self.settings.connection_deadline_s
 
-        async def attempt(channel: str, msg: Outgoing) -> str:
+        def closed(channel: str) -> str | None:
+            """Why ``channel`` takes no message now (the pass deadline, its breaker)."""
             breaker = self._breaker(channel)
             now = time.monotonic()
             if now >= self._deadline:
                 return "later:not started before the pass deadline"
             if breaker.is_open(now):
                 return f"down:{channel} is not answering ({breaker.reason})"
+            return None
+
+        async def attempt(channel: str, msg: Outgoing) -> str:
+            breaker = self._breaker(channel)
             try:
                 async with asyncio.timeout(deadline_s):
                     provider_id = await self.channels[channel].send(msg)
@@ -1001,15 +1083,26 @@ class Dispatcher:
             except TemporaryFailure as exc:
                 return f"temporary:{exc}"
             except Exception as exc:  # one bad message must never stop the batch
-                return f"permanent:{type(exc).__name__}: {exc}"
+                return f"technical:{type(exc).__name__}: {exc}"
             breaker.succeeded()
             return "ok:" + provider_id
 
         async def one(job: Job, person: Person, channel: str, msg: Outgoing) -> str:
             async with self._slot(channel):
+                msg = replace(msg, ref=secrets.token_hex(10))
                 if job.lost:
                     outcome = "later:the row was taken over by another dispatcher"
                 else:
+                    outcome = closed(channel) or ""
+                if not outcome and reports_back(self.channels[channel]):
+                    # Recorded as ``sending`` first: its report finds it, and a crash
+                    # before the answer is recorded leaves it in doubt, never sent twice.
+                    if await ahead.note(Attempted(job, person, channel, msg, "sending:")):
+                        self._ahead.add(msg.ref)
+                    else:
+                        job.lost = True
+                        outcome = "later:the row was taken over by another dispatcher"
+                if not outcome:
                     outcome = await attempt(channel, msg)
                 job.outcome[(channel, msg.address)] = outcome
                 kind = outcome.partition(":")[0]
@@ -1051,6 +1144,28 @@ class Dispatcher:
         )
         return {r.id for r in rows if tokens[r.id] == r.attempts}
 
+    def _write_ahead(self, attempted: list[Attempted]) -> set[int]:
+        """Record deliveries as ``sending`` before their hand-over, for rows still held;
+        returns the ids of the rows still held."""
+
+        def work() -> set[int]:
+            with self.engine.begin() as conn:
+                held = self._held(conn, list({a.job.outbox_id: a.job for a in attempted}.values()))
+                deliveries: list[dict[str, Any]] = []
+                evidence: list[EvidenceEntry] = []
+                for a in attempted:
+                    if a.job.outbox_id in held:
+                        self._delivery(
+                            a.job, a.person, a.channel, a.msg, "sending", "", Decimal(0),
+                            deliveries, evidence,
+                        )  # fmt: skip
+                if deliveries:
+                    conn.execute(insert(t.deliveries), deliveries)
+                    append(conn, self.company_id, evidence)
+                return held
+
+        return retrying(work)
+
     def _write_deliveries(self, attempted: list[Attempted]) -> set[int]:
         """Record the deliveries of rows still held, and extend those rows' leases; returns
         the ids of the rows still held. One transaction (retried if the connection drops)."""
@@ -1067,18 +1182,25 @@ class Dispatcher:
                 deliveries: list[dict[str, Any]] = []
                 evidence: list[EvidenceEntry] = []
                 gone: list[dict[str, Any]] = []
+                answered: list[Attempted] = []
                 for a in attempted:
                     if a.job.outbox_id not in held:
                         continue
                     kind, _, detail = a.outcome.partition(":")
+                    if a.msg.ref in self._ahead:
+                        answered.append(a)
+                        continue
                     ok = kind == "ok"
                     cost = self.channels[a.channel].cost_of(a.msg) if ok else Decimal(0)
                     self._delivery(
-                        a.job, a.person, a.channel, a.msg, ok, detail, cost, deliveries, evidence
+                        a.job, a.person, a.channel, a.msg, kind, detail, cost, deliveries, evidence
                     )
                     if kind == "gone" and "id" in a.msg.meta:
                         gone.append({"b_id": int(a.msg.meta["id"]), "b_reason": detail[:300]})
-                conn.execute(insert(t.deliveries), deliveries)
+                if deliveries:
+                    conn.execute(insert(t.deliveries), deliveries)
+                if answered:
+                    self._answered(conn, answered, evidence)
                 if gone:
                     ps = t.push_subscriptions.c
                     conn.execute(
@@ -1092,6 +1214,61 @@ class Dispatcher:
 
         return retrying(work)
 
+    def _answered(
+        self, conn: Connection, answered: list[Attempted], evidence: list[EvidenceEntry]
+    ) -> None:
+        """The channel's answer for deliveries recorded as ``sending``: their status, and
+        their state unless a report already took them further (a status callback can come
+        before the answer is recorded)."""
+        d = t.deliveries.c
+        refs = [a.msg.ref for a in answered]
+        rows = {
+            r.ref: r
+            for r in conn.execute(
+                select(d.id, d.ref, d.state, d.provider_id)
+                .where(d.company_id == self.company_id, d.ref.in_(refs))
+                .with_for_update()
+            )
+        }
+        for a in answered:
+            self._ahead.discard(a.msg.ref)
+            row = rows.get(a.msg.ref)
+            if row is None:
+                continue
+            kind, _, detail = a.outcome.partition(":")
+            ok = kind == "ok"
+            handed_over(self.channels[a.channel], a.msg)  # kept before sending already
+            state = state_of_outcome(kind)
+            values: dict[str, Any] = {
+                "status": "sent" if ok else "failed",
+                "error": None if ok else detail[:1000],
+                "cost": self.channels[a.channel].cost_of(a.msg) if ok else Decimal(0),
+            }
+            if ok and not row.provider_id:
+                values["provider_id"] = detail[:300]
+            if moves_to(row.state, state):
+                values.update(state=state.value, state_at=self.as_of)
+            conn.execute(update(t.deliveries).where(d.id == row.id).values(**values))
+            evidence.append(
+                EvidenceEntry(
+                    "delivery.state",
+                    f"outbox:{a.job.outbox_id}",
+                    a.job.customer_id,
+                    self.as_of,
+                    {
+                        "delivery": row.id,
+                        "channel": a.channel,
+                        "recipient": a.msg.address,
+                        "message_id": a.msg.message_id,
+                        "attempt": a.job.attempts,
+                        "state": values.get("state", row.state),
+                        "status": values["status"],
+                        "source": "dispatch",
+                        "error": None if ok else detail[:300],
+                    },
+                )
+            )
+
     # -- record -----------------------------------------------------------------
 
     def _delivery(
@@ -1100,18 +1277,26 @@ class Dispatcher:
         person: Person,
         channel: str,
         msg: Outgoing,
-        ok: bool,
+        kind: str,
         detail: str,
         cost: Decimal,
         deliveries: list[dict[str, Any]],
         evidence: list[EvidenceEntry],
     ) -> None:
-        """One delivery attempt to one address, as a row and as evidence."""
+        """One delivery attempt to one address, as a row and as evidence: ``kind`` is the
+        channel's answer (``ok``, ``permanent``...) or ``sending`` before the hand-over."""
+        ok = kind == "ok"
+        ahead = kind == "sending"
+        status = "sent" if ok else "sending" if ahead else "failed"
+        state = state_of_outcome(kind)
         body_hash = hashlib.sha256((msg.subject + msg.text).encode()).hexdigest()
         original = job.originals.get(msg.resend_of) if msg.resend_of is not None else None
         if original is not None and original.body_sha256:
             body_hash = original.body_sha256  # the same message as the delivery it repeats
-        kept = keep_message(handed_over(self.channels[channel], msg))  # as sent
+        channel_of = self.channels[channel]
+        kept = keep_message(
+            (handover_of(channel_of, msg) if ahead else None) or handed_over(channel_of, msg)
+        )  # as sent
         deliveries.append(
             {
                 "company_id": self.company_id,
@@ -1120,10 +1305,13 @@ class Dispatcher:
                 "channel": channel,
                 "recipient": msg.address[:320],
                 "recipient_role": person.role.value,
-                "status": "sent" if ok else "failed",
+                "status": status,
+                "state": state.value,
+                "state_at": self.as_of,
+                "ref": msg.ref or None,
                 "message_id": msg.message_id,
                 "provider_id": detail[:300] if ok else None,
-                "error": None if ok else detail[:1000],
+                "error": None if ok or ahead else detail[:1000],
                 "cost": cost,
                 "body_sha256": body_hash,
                 "at": self.as_of,
@@ -1142,11 +1330,12 @@ class Dispatcher:
                     "channel": channel,
                     "recipient": msg.address,
                     "role": person.role.value,
-                    "status": "sent" if ok else "failed",
+                    "status": status,
+                    "state": state.value,
                     "message_id": msg.message_id,
                     "subject": msg.subject,
                     "body_sha256": body_hash,
-                    "error": None if ok else detail[:300],
+                    "error": None if ok or ahead else detail[:300],
                     "attempt": job.attempts,
                     "message_sha256": kept.sha256,
                     **({"resend_of": msg.resend_of} if msg.resend_of is not None else {}),
@@ -1299,13 +1488,28 @@ class Dispatcher:
                     {
                         "company_id": self.company_id,
                         "customer_id": job.customer_id,
-                        "action_key": f"{FAILED_TASK}/{job.outbox_id}",
+                        "action_key": (
+                            f"{NO_CHANNEL_TASK}/{job.outbox_id}"
+                            if job.no_channel
+                            else f"{FAILED_TASK}/{job.outbox_id}"
+                        ),
                         "created_on": now.date(),
                         "due_at": now,
                         "message": (
-                            f"Not delivered: {job.step} of {job.occurrence_on.isoformat()} "
-                            f"(outbox {job.outbox_id}): {failure.reason}. Once the cause is "
-                            f"fixed, `cobro requeue --claim {job.outbox_id}` sends it again."
+                            (
+                                f"No channel reaches this debtor: {job.step} of "
+                                f"{job.occurrence_on.isoformat()} (outbox {job.outbox_id}) "
+                                f"was not sent ({failure.reason.removeprefix(NO_CHANNEL)}). "
+                                "Get a working address or lift the opt-out, then "
+                                f"`cobro requeue --claim {job.outbox_id}` sends it."
+                            )
+                            if job.no_channel
+                            else (
+                                f"Not delivered: {job.step} of {job.occurrence_on.isoformat()} "
+                                f"(outbox {job.outbox_id}): {failure.reason}. Once the cause "
+                                f"is fixed, `cobro requeue --claim {job.outbox_id}` sends it "
+                                "again."
+                            )
                         )[:2000],
                         "status": "open",
                         "created_at": now,

@@ -37,6 +37,7 @@ class MessageSpec:
     upcoming: bool = False  # re-check the subscription's charge date at sending
     # Channels for the debtor, in order of preference; internal copies go by email.
     channels: tuple[str, ...] = ("email",)
+    unsubscribable: bool = False  # a policy phase a debtor may opt out of by email
 
 
 NOTICE_NAMES = {
@@ -150,6 +151,7 @@ def message_spec(config: CobroConfig, step: str) -> MessageSpec:
         block_account=phase.block_account,
         channels=phase.channels,
         statement_pdf=phase.attach_statement,
+        unsubscribable=phase.unsubscribable,
     )
 
 

@@ -94,7 +94,17 @@ def email_channel(ws: Workspace, clock: datetime) -> EmailChannel:
         reply_to=ws.config.company.reply_to,
         cost=cfg.cost,
         clock=clock,
+        bounce_domain=cfg.bounces.domain,
     )
+
+
+def sms_status_callback(ws: Workspace) -> str | None:
+    """The URL Twilio reports each SMS's status to (None: status callbacks are off)."""
+    cfg = ws.config.channels.sms
+    if cfg is None or not cfg.status_callbacks:
+        return None
+    company = ws.config.company
+    return cfg.status_callback or f"{company.server_url}/callbacks/{company.id}/twilio/status"
 
 
 def sms_channel(ws: Workspace) -> SmsChannel | None:
@@ -110,7 +120,7 @@ def sms_channel(ws: Workspace) -> SmsChannel | None:
         os.environ.get(cfg.auth_token_env),
         cfg.sender,
         api_url=cfg.api_url,
-        status_callback=cfg.status_callback,
+        status_callback=sms_status_callback(ws),
         cost_per_segment=cfg.cost_per_segment,
         max_segments=cfg.max_segments,
         smart_encoding=cfg.smart_encoding,

@@ -157,3 +157,44 @@ def statement(conn: Connection, company_id: int, customer: str, on: date) -> lis
 
 def statement_totals(lines: list[StatementLine]) -> dict[str, Money]:
     return totals_by_currency([x.balance for x in lines])
+
+
+STAFF_TASK = "staff"  # tasks.action_key of a task staff opened by hand: + /<random>
+
+
+def open_task(
+    conn: Connection,
+    company_id: int,
+    customer_id: int,
+    message: str,
+    due_at: datetime,
+    at: datetime,
+    created_on: date,
+) -> int:
+    """A task staff open by hand on a debtor's account, due at ``due_at``; its id."""
+    import secrets
+
+    from sqlalchemy import insert
+
+    message = message.strip()
+    if not message:
+        raise CobroError("a task needs a message")
+    if len(message) > 2000:
+        raise CobroError("a task's message has at most 2000 characters")
+    k = t.tasks.c
+    return int(
+        conn.execute(
+            insert(t.tasks)
+            .values(
+                company_id=company_id,
+                customer_id=customer_id,
+                action_key=f"{STAFF_TASK}/{secrets.token_hex(6)}",
+                created_on=created_on,
+                due_at=due_at,
+                message=message,
+                status="open",
+                created_at=at,
+            )
+            .returning(k.id)
+        ).scalar_one()
+    )

@@ -52,6 +52,7 @@ class DeliveryRecord:
     id: int | None = None  # the deliveries row: `history --show-message ID` prints it
     message_sha256: str | None = None  # of the message as sent, when it was kept
     resend_of: int | None = None  # a resend: the delivery whose message it sent again
+    state: str = "sent"  # where it stands (``cobro.domain.delivery``)
 
 
 @dataclass
@@ -113,6 +114,7 @@ class Claim:
                     "id": d.id,
                     "message_sha256": d.message_sha256,
                     "resend_of": d.resend_of,
+                    "state": d.state,
                 }
                 for d in self.deliveries
             ],
@@ -233,7 +235,7 @@ def claim_history(
             )
         for dl in conn.execute(
             select(d.outbox_id, d.at, d.channel, d.recipient, d.recipient_role, d.status)
-            .add_columns(d.message_id, d.error, d.id, d.message_sha256)
+            .add_columns(d.message_id, d.error, d.id, d.message_sha256, d.state)
             .where(d.outbox_id.in_(chunk))
             .order_by(d.id)
         ):
@@ -248,6 +250,7 @@ def claim_history(
                     dl.error,
                     dl.id,
                     dl.message_sha256,
+                    state=dl.state,
                 )
             )
     for oid, claim in claims.items():

@@ -63,6 +63,9 @@ class _Entry:
     payload: dict[str, Any]
 
 
+KINDS = ("claim.sent", "delivery", "delivery.state", "claim.reopened")
+
+
 def _entries(
     conn: Connection, company_id: int, customer_id: int | None
 ) -> Iterator[tuple[str, int, _Entry]]:
@@ -70,7 +73,7 @@ def _entries(
     e = t.evidence.c
     q = (
         select(e.seq, e.kind, e.ref, e.customer_id, e.at, e.payload)
-        .where(e.company_id == company_id, e.kind.in_(["claim.sent", "delivery"]))
+        .where(e.company_id == company_id, e.kind.in_(KINDS))
         .order_by(e.seq)
     )
     if customer_id is not None:
@@ -111,9 +114,15 @@ def check_records(
 
     claims: dict[int, _Entry] = {}
     sent_to: dict[tuple[int, str, str], list[_Entry]] = defaultdict(list)
+    later: dict[int, list[_Entry]] = defaultdict(list)  # delivery id -> its state entries
     for kind, outbox_id, entry in _entries(conn, company_id, customer_id):
         if kind == "claim.sent":
             claims[outbox_id] = entry
+        elif kind == "claim.reopened":  # planned again (a failure after sending)
+            claims.pop(outbox_id, None)
+        elif kind == "delivery.state":
+            if isinstance(entry.payload.get("delivery"), int):
+                later[entry.payload["delivery"]].append(entry)
         else:
             key = (
                 outbox_id,
@@ -142,7 +151,7 @@ def check_records(
 
     problems: list[RecordProblem] = []
     problems += _check_claims(conn, company_id, claims, rows, who)
-    problems += _check_deliveries(conn, company_id, customer_id, sent_to, rows, who)
+    problems += _check_deliveries(conn, company_id, customer_id, sent_to, later, rows, who)
     return problems
 
 
@@ -316,6 +325,7 @@ _DELIVERY_FIELDS = (
     ("body_sha256", "body_sha256"),
     ("attempt", "attempt"),
     ("message_sha256", "message_sha256"),
+    ("state", "state"),
 )
 
 
@@ -324,6 +334,7 @@ def _check_deliveries(
     company_id: int,
     customer_id: int | None,
     sent_to: dict[tuple[int, str, str], list[_Entry]],
+    later: dict[int, list[_Entry]],
     outbox_rows: dict[int, Any],
     who: Any,
 ) -> list[RecordProblem]:
@@ -344,6 +355,7 @@ def _check_deliveries(
             d.at,
             d.message_sha256,
             d.message_zlib,
+            d.state,
         )
         .where(d.company_id == company_id)
         .order_by(d.id)
@@ -373,9 +385,13 @@ def _check_deliveries(
             )
             continue
         candidates.remove(entry)
-        p = entry.payload
+        p = dict(entry.payload)
+        for change in later.get(int(row.id), ()):  # what followed, in chain order
+            for key in ("status", "state", "error"):
+                if key in change.payload:
+                    p[key] = change.payload[key]
         for column, key in _DELIVERY_FIELDS:
-            if key not in p and key in ("attempt", "message_sha256"):
+            if key not in p and key in ("attempt", "message_sha256", "state"):
                 continue  # entries written before these were recorded
             value, recorded = getattr(row, column), p.get(key)
             if column == "recipient":

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 # The order of events that share an instant.
 KINDS = (
     "delivery",
+    "delivery.state",
     "opened",
     "read",
     "dispute",
@@ -95,6 +96,37 @@ class _Claims:
         return max(found)[1] if found else None
 
 
+def _delivery_events(
+    conn: Connection, claims: dict[int, Claim], events: dict[int, list[ClaimEvent]]
+) -> None:
+    """What was learned about each delivery after it was recorded (a status callback, a
+    bounce, a complaint)."""
+    where = {dl.id: oid for oid, claim in claims.items() for dl in claim.deliveries if dl.id}
+    ev = t.delivery_events.c
+    for chunk in _chunks(where):
+        for row in conn.execute(
+            select(ev.delivery_id, ev.state, ev.source, ev.detail, ev.at)
+            .where(ev.delivery_id.in_(chunk))
+            .order_by(ev.id)
+        ):
+            text = f"#{row.delivery_id} {row.state.replace('_', ' ')} ({row.source})"
+            if row.detail:
+                text += f": {row.detail}"
+            events[where[row.delivery_id]].append(
+                ClaimEvent(
+                    row.at,
+                    "delivery.state",
+                    text,
+                    {
+                        "delivery": row.delivery_id,
+                        "state": row.state,
+                        "source": row.source,
+                        "detail": row.detail,
+                    },
+                )
+            )
+
+
 def claim_events(
     conn: Connection, tz: ZoneInfo, claims: dict[int, Claim]
 ) -> dict[int, list[ClaimEvent]]:
@@ -107,16 +139,19 @@ def claim_events(
                     dl.at,
                     "delivery",
                     f"#{dl.id} {dl.channel} → {dl.recipient} ({dl.role}) {dl.status}"
+                    + (f", now {dl.state.replace('_', ' ')}" if dl.state != dl.status else "")
                     + (f", resend of #{dl.resend_of}" if dl.resend_of is not None else ""),
                     {
                         "id": dl.id,
                         "channel": dl.channel,
                         "recipient": dl.recipient,
                         "status": dl.status,
+                        "state": dl.state,
                         "resend_of": dl.resend_of,
                     },
                 )
             )
+    _delivery_events(conn, claims, events)
     v = t.claim_views.c
     for chunk in _chunks(claims):
         for row in conn.execute(

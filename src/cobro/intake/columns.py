@@ -23,6 +23,7 @@ COLUMNS: dict[str, dict[str, bool]] = {
         "phone": False,
         "tags": False,
         "policy": False,
+        "optouts": False,  # channels the debtor opted out of: email, sms, push
     },
     "contacts": {
         "external_id": True,

@@ -189,19 +189,21 @@ def import_records(
     now: datetime,
     source: str,
     reading: Reading = PLAIN,
+    unit: str = "line",
 ) -> ImportReport:
     """Import ``(line_number, row)`` pairs as records of ``kind``.
 
     The rows are checked for unknown or missing columns before anything is written;
     ``source`` names them in the report (e.g. a file name). Amounts and dates are plain
-    (``1234.50``, ``2026-03-30``) unless ``reading`` says otherwise.
+    (``1234.50``, ``2026-03-30``) unless ``reading`` says otherwise. ``unit`` is what the
+    numbers count (``line``; ``row`` for the rows of an API batch).
     """
     _check_kind(kind)
     rows: list[tuple[int, Mapping[str, object]]] = [
         (line, {_norm_key(k): v for k, v in rec.items()}) for line, rec in records
     ]
     _check_columns(kind, _union_keys(rows), source, required=bool(rows))
-    return _import(ws, kind, rows, now, source, [], reading=reading)
+    return _import(ws, kind, rows, now, source, [], unit, reading=reading)
 
 
 # --------------------------------------------------------------------------- mappings and formats
@@ -567,8 +569,8 @@ class _Fields:
         raw = self.data.get(col)
         before = len(self.problems)
         v[col] = read(col)
-        if len(self.problems) == before or not isinstance(raw, str):
-            return  # valid, or not text at all (a list, a float): then the row is rejected
+        if len(self.problems) == before or not isinstance(raw, str) or "\x00" in raw:
+            return  # valid, or not plain text (a list, a float, a NUL): the row is rejected
         _, problem = self.problems.pop()
         v[f"invalid_{col}"] = raw.strip()[: _max_len(t.customers, f"invalid_{col}")]
         self.warnings.append((col, f"{problem}; {whose} is stored without it"))
@@ -713,7 +715,8 @@ def _import(
                 first = run.first_line[ext]
                 f.fail(
                     "external_id",
-                    f"{ext!r} appears again in this file (first on {run.unit} {first})",
+                    f"{ext!r} appears again in this {'batch' if run.unit == 'row' else 'file'} "
+                    f"(first on {run.unit} {first})",
                 )
             else:
                 run.first_line[ext] = line
@@ -801,6 +804,8 @@ def _existing(
 
 # --------------------------------------------------------------------------- customers
 
+OPTOUT_CHANNELS = ("email", "sms", "push")
+
 _CUSTOMER_COLS = (
     "name",
     "kind",
@@ -844,6 +849,16 @@ def _parse_customer(f: _Fields, run: _Run) -> dict[str, Any]:
         if policy is not None and policy not in policies:
             f.fail("policy", f"{policy!r} is not a policy of cobro.yaml ({', '.join(policies)})")
         v["policy"] = policy
+    if f.has("optouts"):
+        channels = f.items("optouts")
+        bad = [x for x in channels if x not in OPTOUT_CHANNELS]
+        if bad:
+            f.fail(
+                "optouts",
+                f"unknown channel {', '.join(repr(x) for x in bad)}; "
+                f"the channels are {', '.join(OPTOUT_CHANNELS)}",
+            )
+        v["optouts"] = channels
     attrs = {k[len(ATTR_PREFIX) :]: f.raw(k) for k in f.data if k.startswith(ATTR_PREFIX)}
     if attrs:
         v["attributes"] = attrs
@@ -909,6 +924,24 @@ def _store_customers(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
     _bulk_update(conn, t.customers, (*_CUSTOMER_COLS, "updated_at"), updates)
     run.inserted += len(inserts)
     run.updated += len(updates)
+    _store_optouts(conn, run, batch)
+
+
+def _store_optouts(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
+    """The opt-outs an ``optouts`` column lists, added (one the file leaves out is kept:
+    a STOP reply is not undone by an export that does not know of it)."""
+    from cobro.engine.optouts import add_optout
+
+    wanted = [p for p in batch if p.values.get("optouts")]
+    if not wanted:
+        return
+    ids = _customer_ids(conn, run, (p.external_id for p in wanted))
+    for p in wanted:
+        for channel in p.values["optouts"]:
+            add_optout(
+                conn, run.company_id, ids[p.external_id], channel, "import", run.now,
+                f"import line {p.line}",
+            )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- contacts

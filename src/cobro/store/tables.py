@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
     text,
 )
 from sqlalchemy.types import TypeDecorator
@@ -292,7 +293,67 @@ deliveries = Table(
     # zlib-compressed, and the SHA-256 of the uncompressed bytes (also in its evidence entry).
     Column("message_zlib", LargeBinary),
     Column("message_sha256", String(64)),
+    # Where the delivery stands (``cobro.domain.delivery``), and since when; ``status``
+    # above stays what the channel answered on the spot (sent, failed, or sending while
+    # that answer is not recorded yet).
+    Column("state", String(20), nullable=False, server_default="sent"),
+    Column("state_at", UTCDateTime),
+    # The delivery's own reference, in its status callback URL and VERP return path.
+    Column("ref", String(40)),
     Index(None, "outbox_id"),
+    Index(None, "ref"),
+    Index(None, "provider_id"),
+    Index(None, "message_id"),
+)
+
+# What was learned about a delivery after it was recorded: a status callback, a bounce,
+# a complaint. Each is also an evidence entry (``delivery.state``).
+delivery_events = Table(
+    "delivery_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("delivery_id", ForeignKey("deliveries.id"), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("source", String(40), nullable=False),  # twilio, bounce, complaint, dispatch
+    Column("detail", String(1000)),
+    Column("at", UTCDateTime, nullable=False),
+    Index(None, "delivery_id"),
+)
+
+# Addresses no message goes to any more (a hard bounce, soft bounces past the limit, a
+# complaint, an SMS the network could not deliver), per company and channel; soft
+# failures are counted here until they suppress.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("address", String(320), nullable=False),  # lower-case
+    Column("soft_failures", Integer, nullable=False, server_default="0"),
+    Column("suppressed_at", UTCDateTime),  # None: only counted so far
+    Column("reason", String(40)),  # hard_bounce, soft_bounces, complaint, undelivered
+    Column("detail", String(1000)),
+    Column("delivery_id", ForeignKey("deliveries.id")),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("company_id", "channel", "address"),
+)
+
+# A debtor who asked not to be written to on a channel (an SMS reply STOP, the
+# unsubscribe link of an email, staff, an import).
+optouts = Table(
+    "optouts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("source", String(20), nullable=False),  # sms_reply, unsubscribe, staff, import
+    Column("detail", String(500)),
+    Column("at", UTCDateTime, nullable=False),
+    UniqueConstraint("company_id", "customer_id", "channel"),
+    Index(None, "customer_id"),
 )
 
 evidence = Table(
@@ -556,3 +617,64 @@ idempotency_keys = Table(
     UniqueConstraint("company_id", "key"),
     Index(None, "created_at"),
 )
+
+
+# Staff who log in to the dashboard, per company: the password only as an argon2id hash.
+staff_users = Table(
+    "staff_users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("email", String(320), nullable=False),  # lower case
+    Column("password_hash", String(200), nullable=False),
+    Column("role", String(20), nullable=False),  # admin | collector | read-only
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("password_changed_at", UTCDateTime, nullable=False),
+    Column("last_login_at", UTCDateTime),
+    UniqueConstraint("company_id", "email"),
+    Index(None, "email"),
+)
+
+# A staff user's dashboard session: the cookie holds a random token, the row its SHA-256.
+staff_sessions = Table(
+    "staff_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("user_id", ForeignKey("staff_users.id"), nullable=False),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),  # absolute end, whatever the activity
+    Column("ip", String(64)),
+    Column("user_agent", String(500)),
+    Index(None, "user_id"),
+)
+
+# What staff wrote down about a debtor (a call, an agreement); the author's email is kept
+# as text, so a note outlives its author's account.
+debtor_notes = Table(
+    "debtor_notes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("customer_id", ForeignKey("customers.id"), nullable=False),
+    Column("author", String(320), nullable=False),
+    Column("text", String(2000), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "customer_id"),
+)
+
+# The dashboard's debtor search and reports read these in index order.
+Index("ix_customers_company_id_name", customers.c.company_id, customers.c.name, customers.c.id)
+Index("ix_customers_company_id_email", customers.c.company_id, customers.c.email)
+Index("ix_customers_company_id_phone", customers.c.company_id, customers.c.phone)
+# A receivable's issue day: its issue date, else its due date (docs/reports.md, sales).
+Index(
+    "ix_receivables_issue_day",
+    receivables.c.company_id,
+    func.coalesce(receivables.c.issued_on, receivables.c.due_on),
+)
+Index("ix_payments_company_id_paid_on", payments.c.company_id, payments.c.paid_on)
+Index("ix_deliveries_company_id_at", deliveries.c.company_id, deliveries.c.at)
+Index("ix_claim_views_company_id_at", claim_views.c.company_id, claim_views.c.at)

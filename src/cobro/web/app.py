@@ -15,6 +15,8 @@ from starlette.staticfiles import StaticFiles
 
 from cobro.store.db import make_engine
 from cobro.web import brand
+from cobro.web.callbacks import twilio as twilio_callbacks
+from cobro.web.callbacks import unsubscribe
 from cobro.web.deps import Site, WebState
 from cobro.web.pages import Pages
 from cobro.web.portal import routes as portal
@@ -64,7 +66,16 @@ def create_app(
     app.mount("/static", StaticFiles(packages=[("cobro.web", "static")]), name="static")
     app.include_router(brand.router)
     app.include_router(portal.router)
+    app.include_router(twilio_callbacks.router)
+    app.include_router(unsubscribe.router)
     portal.install_handlers(app)
+    from cobro.web import dashboard
+
+    dashboard.install(app)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)  # no icon, and no error in the browser's console
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> PlainTextResponse:
@@ -72,6 +83,14 @@ def create_app(
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
+        if request.url.path.startswith(PREFIX + "/"):
+            # An API path the mount did not take (its pattern stops at a line break
+            # in the path, e.g. an id with %0A): answered as the API answers.
+            from cobro.web.api.problems import problem_response
+
+            kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+            headers = dict(exc.headers) if exc.headers else None
+            return problem_response(exc.status_code, kind, None, (), headers)
         words = {404: "Not found", 405: "Method not allowed"}
         return PlainTextResponse(
             f"{words.get(exc.status_code, 'Error')}\n",

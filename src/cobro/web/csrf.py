@@ -1,5 +1,6 @@
 """Forms are accepted only from the page they belong to: a per-browser cookie, and in each
-form a signature of that cookie and the link's token, checked on every POST."""
+form a signature of that cookie and the link's token, checked on every POST. The
+dashboard signs its forms the same way over the session's token."""
 
 from __future__ import annotations
 
@@ -37,13 +38,19 @@ def form_token(secret: str, browser: str, link_token: str) -> str:
     return signer.get_signature(f"{browser}\n{link_token}".encode()).decode("ascii")
 
 
+def tokens_match(secret: str, browser: str, scope: str, sent: str) -> bool:
+    """Whether ``sent`` is the form token of ``browser`` (a per-browser secret: the
+    portal's browser key, a dashboard session's token) for ``scope``."""
+    return hmac.compare_digest(sent.encode(), form_token(secret, browser, scope).encode())
+
+
 def check_form(secret: str, request: Request, form: FormData, link_token: str) -> None:
     """``FormRefused`` unless ``form`` carries the token of this browser and link."""
     browser = browser_key(request)
     sent = form.get(FIELD)
     if browser is None or not isinstance(sent, str):
         raise FormRefused("no form token or no browser cookie")
-    if not hmac.compare_digest(sent.encode(), form_token(secret, browser, link_token).encode()):
+    if not tokens_match(secret, browser, link_token, sent):
         raise FormRefused("the form token does not match")
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from typing import Annotated, cast
 from zoneinfo import ZoneInfo
 
@@ -12,8 +12,12 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 
 from cobro.engine.responses import Client
+from cobro.web.pagecache import PageCache, RecentlySeen
 from cobro.web.pages import Pages
 from cobro.workspace import Workspace
+
+# The same browser opening a claim's page again is recorded as opened again after this.
+OPENED_AGAIN = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,9 @@ class WebState:
     clock: Callable[[], datetime]
     pages: Pages
     reader: Engine  # for pages that only read: on SQLite, beside the writers (WAL)
+    rendered: PageCache = field(default_factory=PageCache)  # debtors' pages, by version
+    # Claims' pages this process knows were recorded as opened, by address and browser.
+    opened: RecentlySeen = field(default_factory=lambda: RecentlySeen(OPENED_AGAIN))
 
     def now(self) -> datetime:
         return self.clock()

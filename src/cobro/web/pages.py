@@ -9,7 +9,7 @@ from typing import Any
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_datetime
-from babel.numbers import format_currency
+from babel.numbers import format_currency, format_decimal
 from jinja2 import Environment, PackageLoader, StrictUndefined, pass_context
 from jinja2.runtime import Context
 from starlette.responses import HTMLResponse
@@ -27,9 +27,19 @@ def _date_text(value: date, fmt: str, locale: str) -> str:
     return str(format_date(value, format=fmt, locale=locale))
 
 
+def money_text(value: Money, locale: str) -> str:
+    """``value`` as a reader of ``locale`` writes it (``1.234,50 €``)."""
+    return _money_text(value.amount, value.currency, locale)
+
+
 @pass_context
 def _money(ctx: Context, value: Money) -> str:
     return _money_text(value.amount, value.currency, ctx["locale"])
+
+
+@pass_context
+def _number(ctx: Context, value: Decimal | int) -> str:
+    return str(format_decimal(value, locale=ctx["locale"]))
 
 
 @pass_context
@@ -79,10 +89,13 @@ class Pages:
             lstrip_blocks=True,
         )
         env.filters["money"] = _money
+        env.filters["number"] = _number
         env.filters["date"] = _date
         env.filters["datetime"] = _datetime
         self.env = env
 
+    def html(self, name: str, context: dict[str, Any]) -> str:
+        return self.env.get_template(name).render(context)
+
     def render(self, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
-        html = self.env.get_template(name).render(context)
-        return HTMLResponse(html, status_code=status)
+        return HTMLResponse(self.html(name, context), status_code=status)

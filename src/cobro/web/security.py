@@ -8,7 +8,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-NO_STORE_PREFIXES = ("/portal/", "/api/")  # a debtor's data; a portal URL is a secret
+NO_STORE_PREFIXES = ("/portal/", "/api/", "/dashboard")  # debtors' data; a portal URL is a secret
 
 
 def content_security_policy(image_urls: list[str | None]) -> str:

@@ -239,3 +239,13 @@ def test_the_openapi_document_and_its_docs_page(server: Server) -> None:
     assert "script-src 'self'" in docs.headers["content-security-policy"]
     bundle = server.anonymous().request("GET", "/static/vendor/swagger-ui/swagger-ui-bundle.js")
     assert bundle.status_code == 200 and len(bundle.content) > 100_000
+
+
+def test_a_nul_character_in_an_address_is_refused_not_stored(server: Server) -> None:
+    """PostgreSQL keeps no NUL in text: an address with one is refused with the record,
+    never kept as the unusable address staff see."""
+    response = server.client().post("/customers", json={**CUSTOMER, "phone": "6\x0000"})
+
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["body.phone"]
+    assert count_customers(server, "acme") == 0

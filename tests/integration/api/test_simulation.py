@@ -65,13 +65,15 @@ def test_a_simulation_period_is_checked(server: Server) -> None:
     backwards = client.get("/simulation", params={"from": "2025-03-05", "to": "2025-03-03"})
     too_long = client.get("/simulation", params={"from": "2025-01-01", "to": "2025-04-04"})
     longest = client.get("/simulation", params={"from": "2025-01-01", "to": "2025-04-03"})
-    missing = client.get("/simulation", params={"from": "2025-03-05"})
+    week = client.get("/simulation", params={"from": "2025-03-05"})
+    coming = client.get("/simulation")
 
-    assert backwards.status_code == too_long.status_code == missing.status_code == 422
+    assert backwards.status_code == too_long.status_code == 422
     assert [e["field"] for e in backwards.json()["errors"]] == ["query.to"]
     assert "at most 93 days" in too_long.json()["detail"]
-    assert [e["field"] for e in missing.json()["errors"]] == ["query.to"]
     assert longest.status_code == 200 and len(longest.json()["days"]) == 93
+    assert (week.json()["from"], week.json()["to"]) == ("2025-03-05", "2025-03-11")
+    assert (coming.json()["from"], coming.json()["to"]) == ("2025-03-04", "2025-03-10")
 
 
 def test_a_read_only_key_cannot_simulate(server: Server) -> None:

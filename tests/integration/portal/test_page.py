@@ -271,3 +271,59 @@ def test_the_statement_pdf_lists_the_debtors_open_items_in_the_pages_language(
     english = browser.get(f"/portal/{portal.token}/statement.pdf?lang=en")
     assert "Statement of account" in pdf_text(english.content)
     assert "statement-C1-2025-03-04.pdf" in english.headers["content-disposition"]
+
+
+def test_a_page_shown_before_shows_every_change_made_since_by_anyone(portal: Portal) -> None:
+    """The page is rendered once per version of its data: a payment imported, a dispute
+    opened by staff and resolved, a promise taken by phone (all written by other processes
+    than the server's, at the same instant) each show on the next request."""
+    from cobro.engine.responses import add_promise, open_dispute, resolve_dispute
+
+    from ..support import LOADED, pay
+    from .helpers import receivable_id
+
+    ws, browser, url = portal.ws, portal.browser(), f"/portal/{portal.token}"
+    customer, f2 = rows(ws, t.customers)[0].id, receivable_id(ws, "F-2")
+    first = browser.get(url).text
+    again = browser.get(url).text
+    pay(ws, "P-1", "C1", "100.00", d("2025-03-04"), receivable="F-1", now=LOADED)
+    paid = browser.get(url).text
+    with ws.engine.begin() as conn:
+        dispute = open_dispute(conn, ws.company_id, customer, f2, "wrong", LOADED, source="staff")
+    disputed = browser.get(url).text
+    with ws.engine.begin() as conn:
+        resolve_dispute(conn, ws.company_id, dispute, False, None, LOADED)
+    resolved = browser.get(url).text
+    with ws.engine.begin() as conn:
+        add_promise(
+            conn,
+            ws.company_id,
+            customer,
+            [f2],
+            d("2025-03-20"),
+            3,
+            LOADED,
+            today=d("2025-03-04"),
+            max_days=30,
+            source="staff",
+        )
+    promised = browser.get(url).text
+
+    assert again == first
+    assert first.count("F-1") > 1 and paid.count("F-1") == 1  # only the claim's text keeps it
+    assert "En disputa" not in text_of(paid) and "En disputa" in text_of(disputed)
+    assert "En disputa" not in text_of(resolved)  # rejected: claimed again
+    assert "Pago prometido" not in text_of(resolved) and "Pago prometido" in text_of(promised)
+
+
+def test_two_browsers_get_one_page_each_with_its_own_form_token(portal: Portal) -> None:
+    from .helpers import CSRF
+
+    first, second = portal.browser(), portal.browser(ip="198.51.100.9")
+    token_one = CSRF.findall(first.get(f"/portal/{portal.token}").text)
+    token_two = CSRF.findall(second.get(f"/portal/{portal.token}").text)
+
+    assert token_one and token_two and set(token_one).isdisjoint(token_two)
+    read = second.post(f"/portal/{portal.token}/read", data={"csrf": token_two[0]})
+    foreign = first.post(f"/portal/{portal.token}/read", data={"csrf": token_two[0]})
+    assert read.status_code == 303 and foreign.status_code == 403

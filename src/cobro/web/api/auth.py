@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import update
 from starlette.concurrency import run_in_threadpool
 
@@ -101,7 +102,14 @@ def _find(site: Site, given: str) -> tuple[ApiKey, WebState] | None:
     return None
 
 
-async def caller(request: Request) -> Caller:
+# Documents the scheme in the OpenAPI document; the header is read by ``caller``.
+_scheme = HTTPBearer(auto_error=False, bearerFormat="cobro_<prefix>_<secret>")
+
+
+async def caller(
+    request: Request,
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(_scheme)],
+) -> Caller:
     """The company and key of the request, or a refusal (401, 429)."""
     site = site_of(request)
     limiter: FailedAuth = request.app.state.failed_auth

@@ -22,7 +22,6 @@ from cobro.evidence.messages import MEDIA_TYPES, message_as_sent
 from cobro.store import tables as t
 from cobro.web.api.auth import Caller, Collector, Reader
 from cobro.web.api.common import (
-    NO_NUL,
     CustomerFilter,
     Day,
     Id,
@@ -276,7 +275,7 @@ def _page(who: Caller, limit: int, cursor: str | None, **given: Any) -> Page[Cla
 
 DateFrom = Annotated[Day | None, Query(alias="from", description="Claims for this day or later.")]
 DateTo = Annotated[Day | None, Query(alias="to", description="Claims for this day or earlier.")]
-ExternalId = Annotated[str, Path(max_length=100, pattern=NO_NUL)]
+ExternalId = Annotated[str, Path(max_length=100)]
 
 
 @router.get("/claims", response_model=Page[ClaimSummary], summary="List claims")
@@ -289,7 +288,7 @@ def list_claims(
     date_to: DateTo = None,
     step: Annotated[
         str | None,
-        Query(max_length=90, pattern=NO_NUL, description="`policy/phase` (e.g. `b2b/01`) or step."),
+        Query(max_length=90, description="`policy/phase` (e.g. `b2b/01`) or step."),
     ] = None,
     channel: Annotated[
         ChannelName | None, Query(description="Claims with a delivery on this channel.")
@@ -320,7 +319,7 @@ def list_claims(
     response_model=Page[ClaimSummary],
     summary="A debtor's claims",
 )
-def customer_claims(
+def list_customer_claims(
     who: Reader, external_id: ExternalId, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[ClaimSummary]:
     with who.state.reader.connect() as conn:
@@ -423,7 +422,7 @@ def get_claim(who: Reader, claim_id: Id) -> Claim:
         }
     },
 )
-def delivery_message(who: Reader, claim_id: Id, delivery_id: Id) -> Response:
+def get_delivery_message(who: Reader, claim_id: Id, delivery_id: Id) -> Response:
     with who.state.reader.connect() as conn:
         kept = message_as_sent(conn, who.company_id, delivery_id)
     if kept is None or kept.outbox_id != claim_id:

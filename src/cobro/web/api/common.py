@@ -22,7 +22,8 @@ from cobro.web.api.problems import FieldError, Problem
 
 T = TypeVar("T")
 
-# Text a request gives: PostgreSQL's text holds no NUL character, so none is accepted.
+# Text a request's body gives: PostgreSQL's text holds no NUL character, so none is
+# accepted (paths and queries are checked for every route: ``without_nul``).
 NO_NUL = r"^[^\x00]*$"
 FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)
 
@@ -39,8 +40,7 @@ Day = Annotated[date, AfterValidator(_known_day)]
 Id = Annotated[int, Path(ge=1, le=MAX_INT)]
 # The debtor's external_id, as a filter.
 CustomerFilter = Annotated[
-    str | None,
-    Query(max_length=100, pattern=NO_NUL, description="The debtor's external_id."),
+    str | None, Query(max_length=100, description="The debtor's external_id.")
 ]
 
 

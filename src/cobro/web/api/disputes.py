@@ -13,8 +13,11 @@ from pydantic import AwareDatetime, BaseModel, Field
 from starlette.responses import JSONResponse
 
 from cobro.engine.response_lists import Dispute as DisputeRecord
-from cobro.engine.response_lists import debtor_id, item_id, list_disputes
-from cobro.engine.responses import Attachment, ResponseError, open_dispute, resolve_dispute
+from cobro.engine.response_lists import debtor_id, item_id
+from cobro.engine.response_lists import list_disputes as read_disputes
+from cobro.engine.responses import Attachment, ResponseError
+from cobro.engine.responses import open_dispute as record_dispute
+from cobro.engine.responses import resolve_dispute as record_resolution
 from cobro.web.api.auth import Caller, Collector, Reader
 from cobro.web.api.common import (
     NO_NUL,
@@ -125,14 +128,14 @@ def dispute_out(x: DisputeRecord) -> Dispute:
 
 def find_dispute(who: Caller, dispute_id: int) -> Dispute:
     with who.state.reader.connect() as conn:
-        found = list_disputes(conn, who.company_id, dispute_id=dispute_id)
+        found = read_disputes(conn, who.company_id, dispute_id=dispute_id)
     if not found:
         raise not_found("dispute with this id")
     return dispute_out(found[0])
 
 
 @router.get("", response_model=Page[Dispute], summary="List disputes")
-def list_all(
+def list_disputes(
     who: Reader,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -140,7 +143,7 @@ def list_all(
     customer: CustomerFilter = None,
 ) -> Page[Dispute]:
     with who.state.reader.connect() as conn:
-        found = list_disputes(
+        found = read_disputes(
             conn,
             who.company_id,
             status=status,
@@ -178,7 +181,7 @@ def _attachment(who: Caller, given: AttachmentIn) -> Attachment:
     status_code=201,
     summary="Record a dispute taken by phone or mail",
 )
-def open_one(who: Collector, body: DisputeIn) -> JSONResponse:
+def open_dispute(who: Collector, body: DisputeIn) -> JSONResponse:
     """The item is left out of every claim until the dispute is resolved, and a staff
     task is opened (`GET /tasks`). An item already disputed, or not open, is refused (409)."""
     if not body.reason.strip():
@@ -194,7 +197,7 @@ def open_one(who: Collector, body: DisputeIn) -> JSONResponse:
         except ResponseError as exc:
             raise refused("body.item", str(exc)) from None
         try:
-            found = open_dispute(
+            found = record_dispute(
                 conn,
                 who.company_id,
                 cid,
@@ -214,13 +217,13 @@ def open_one(who: Collector, body: DisputeIn) -> JSONResponse:
 
 
 @router.post("/{dispute_id}/resolve", response_model=Dispute, summary="Accept or reject")
-def resolve(who: Collector, dispute_id: Id, body: ResolutionIn) -> Dispute:
+def resolve_dispute(who: Collector, dispute_id: Id, body: ResolutionIn) -> Dispute:
     """Rejected: the item is claimed again from the next run. Accepted: it stays out of
     every claim (issue a credit note to close it). A dispute already resolved: 409."""
     find_dispute(who, dispute_id)
     with who.state.ws.engine.begin() as conn:
         try:
-            resolve_dispute(
+            record_resolution(
                 conn,
                 who.company_id,
                 dispute_id,

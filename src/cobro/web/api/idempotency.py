@@ -129,7 +129,7 @@ class IdempotentRoute(APIRoute):
             if key is None:
                 return await original(request)
             _check_key(key)
-            who = await caller(request)
+            who = await caller(request, None)
             fingerprint = _fingerprint(request, await request.body())
             replay = await run_in_threadpool(_claim, who, key, fingerprint)
             if replay is not None:

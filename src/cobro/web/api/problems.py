@@ -34,6 +34,26 @@ class ProblemDetails(BaseModel):
     errors: list[FieldError] = []
 
 
+def _documented(description: str) -> dict[str, Any]:
+    return {
+        "model": ProblemDetails,
+        "description": description,
+        "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
+    }
+
+
+# The errors any route of the API may answer, documented on every operation.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _documented("A header or cursor that cannot be read"),
+    401: _documented("No key, or an unknown or revoked one"),
+    403: _documented("The key's role cannot do this"),
+    404: _documented("No such record in the caller's company"),
+    409: _documented("Conflict (an Idempotency-Key reused or in progress, a state change)"),
+    422: _documented("Refused input: `errors` names each field"),
+    429: _documented("Too many failed authentications from this address"),
+}
+
+
 class Problem(Exception):
     """An answer that is not the resource: raised by a route, sent as problem details."""
 

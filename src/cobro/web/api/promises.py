@@ -11,8 +11,10 @@ from pydantic import AwareDatetime, BaseModel, Field, model_validator
 from starlette.responses import JSONResponse
 
 from cobro.engine.response_lists import Promise as PromiseRecord
-from cobro.engine.response_lists import debtor_id, item_id, list_promises, promisable_items
-from cobro.engine.responses import ResponseError, add_promise
+from cobro.engine.response_lists import debtor_id, item_id, promisable_items
+from cobro.engine.response_lists import list_promises as read_promises
+from cobro.engine.responses import ResponseError
+from cobro.engine.responses import add_promise as record_promise
 from cobro.web.api.auth import Caller, Collector, Reader
 from cobro.web.api.common import (
     NO_NUL,
@@ -119,14 +121,14 @@ def promise_out(x: PromiseRecord) -> Promise:
 
 def find_promise(who: Caller, promise_id: int) -> Promise:
     with who.state.reader.connect() as conn:
-        found = list_promises(conn, who.company_id, promise_id=promise_id)
+        found = read_promises(conn, who.company_id, promise_id=promise_id)
     if not found:
         raise not_found("promise with this id")
     return promise_out(found[0])
 
 
 @router.get("", response_model=Page[Promise], summary="List promises to pay")
-def list_all(
+def list_promises(
     who: Reader,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -134,7 +136,7 @@ def list_all(
     customer: CustomerFilter = None,
 ) -> Page[Promise]:
     with who.state.reader.connect() as conn:
-        found = list_promises(
+        found = read_promises(
             conn,
             who.company_id,
             status=status,
@@ -156,7 +158,7 @@ def get_promise(who: Reader, promise_id: Id) -> Promise:
     status_code=201,
     summary="Record a promise to pay taken by phone",
 )
-def add_one(who: Collector, body: PromiseIn) -> JSONResponse:
+def add_promise(who: Collector, body: PromiseIn) -> JSONResponse:
     """Its items are paused until the promised date plus portal.promise_grace_days; unpaid
     then, the promise is broken and dunning resumes with one claim. An item already
     promised, disputed or not open is refused (409)."""
@@ -188,7 +190,7 @@ def add_one(who: Collector, body: PromiseIn) -> JSONResponse:
                     raise refused(f"body.items.{n}", str(exc)) from None
             ids = list(dict.fromkeys(ids))
         try:
-            found = add_promise(
+            found = record_promise(
                 conn,
                 who.company_id,
                 cid,

@@ -7,7 +7,8 @@ run (status ``running``) and its address in ``Location``, and the server does th
 after the answer. ``GET /runs/{id}`` tells how it stands (the counts of its claims as they
 are sent) and, once it has ended, its report or why it stopped. One run at a time per
 company in a server: another ``POST /runs`` meanwhile gets 409 naming it. Starting a run
-needs an ``admin`` key: it sends every message due to every debtor.
+takes a ``collector`` key, the key of the systems that import what a run works on: a run
+sends what the company's policies say is due that day, as its daily ``cobro run`` would.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from starlette.responses import JSONResponse
 
 from cobro.errors import ConfigError
 from cobro.store import tables as t
-from cobro.web.api.auth import Admin, Caller, Reader
+from cobro.web.api.auth import Caller, Collector, Reader
 from cobro.web.api.common import Day, Id, after_id, id_page, refused
 from cobro.web.api.idempotency import IdempotentRoute
 from cobro.web.api.models import Money, Strict
@@ -180,7 +181,7 @@ def find_run(who: Caller, run_id: int) -> Run:
 
 
 @router.get("", response_model=Page[Run], summary="List runs")
-def list_all(
+def list_runs(
     who: Reader,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -260,11 +261,12 @@ def _execute(
     summary="Start the daily run for a date",
     responses={409: {"description": "A run of the company is in progress on this server."}},
 )
-def start(who: Admin, request: Request, body: RunIn | None = None) -> JSONResponse:
+def start_run(who: Collector, request: Request, body: RunIn | None = None) -> JSONResponse:
     """Plans everything due on the date into the outbox, then sends what is due, as
     `cobro run` does, after answering: poll the run at `Location` until it is no longer
     `running`. Runs can be repeated: a second run of a day plans nothing new."""
-    from cobro.engine.runs import end_run, start_run
+    from cobro.engine.runs import end_run
+    from cobro.engine.runs import start_run as record_run
 
     now = who.state.now()
     today = who.state.today()
@@ -286,7 +288,7 @@ def start(who: Admin, request: Request, body: RunIn | None = None) -> JSONRespon
         running[who.company_id] = 0
     run_id = 0
     try:
-        run_id = start_run(who.state.ws, run_on, as_of, at=now)
+        run_id = record_run(who.state.ws, run_on, as_of, at=now)
         with _GUARD:
             running[who.company_id] = run_id
         answer = find_run(who, run_id).model_dump(mode="json")

@@ -111,7 +111,7 @@ def _config(who: Caller, name: str) -> SegmentConfig:
 
 
 @router.get("", response_model=Page[Segment], summary="List segments")
-def list_all(who: Reader) -> Page[Segment]:
+def list_segments(who: Reader) -> Page[Segment]:
     """Every segment of the company's configuration (one page: they are few). How many
     debtors each holds: `GET /segments/{name}`."""
     segments = who.state.ws.config.segments
@@ -132,7 +132,7 @@ def get_segment(who: Reader, name: str, on: OnDate = None) -> SegmentCount:
 
 
 @router.get("/{name}/members", response_model=Page[Member], summary="Who is in a segment")
-def members(
+def list_segment_members(
     who: Reader, name: str, on: OnDate = None, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[Member]:
     """The debtors in the segment on the day, by external_id, with their debt."""

@@ -91,10 +91,14 @@ def _message(m: SimulatedMessage, currency: str) -> Message:
     response_model_by_alias=True,
     summary="What a period would send, and its cost",
 )
-def simulation(
+def get_simulation(
     who: Collector,
-    date_from: Annotated[Day, Query(alias="from", description="First day.")],
-    date_to: Annotated[Day, Query(alias="to", description="Last day.")],
+    date_from: Annotated[
+        Day | None, Query(alias="from", description="First day (default: today).")
+    ] = None,
+    date_to: Annotated[
+        Day | None, Query(alias="to", description="Last day (default: six days after `from`).")
+    ] = None,
     messages: Annotated[
         bool, Query(description="List each message and task of every day.")
     ] = False,
@@ -103,6 +107,8 @@ def simulation(
     plan it: claims by debtor-level escalation, scheduled actions, subscription
     reminders, disputed and promised items left out; every message assumed sent, no
     payment assumed to arrive. Nothing is changed."""
+    date_from = date_from or who.state.today()
+    date_to = date_to or date_from + dt.timedelta(days=6)
     if date_to < date_from:
         raise refused("query.to", "is before from")
     if (date_to - date_from).days + 1 > MAX_DAYS:

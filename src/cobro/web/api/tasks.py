@@ -10,7 +10,8 @@ from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, Field
 
 from cobro.engine.tasks import Task as TaskRecord
-from cobro.engine.tasks import complete_task, list_tasks
+from cobro.engine.tasks import complete_task as finish_task
+from cobro.engine.tasks import list_tasks as read_tasks
 from cobro.errors import CobroError
 from cobro.web.api.auth import Caller, Collector, Reader
 from cobro.web.api.common import CustomerFilter, Day, Id, after_id, conflict, day_start, id_page
@@ -53,14 +54,14 @@ def task_out(x: TaskRecord) -> Task:
 
 def find_task(who: Caller, task_id: int) -> Task:
     with who.state.reader.connect() as conn:
-        found = list_tasks(conn, who.company_id, task_id=task_id)
+        found = read_tasks(conn, who.company_id, task_id=task_id)
     if not found:
         raise not_found("task with this id")
     return task_out(found[0])
 
 
 @router.get("", response_model=Page[Task], summary="List staff tasks")
-def list_all(
+def list_tasks(
     who: Reader,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -72,7 +73,7 @@ def list_all(
     customer: CustomerFilter = None,
 ) -> Page[Task]:
     with who.state.reader.connect() as conn:
-        found = list_tasks(
+        found = read_tasks(
             conn,
             who.company_id,
             due_before=day_start(who, due_before) if due_before else None,
@@ -90,12 +91,12 @@ def get_task(who: Reader, task_id: Id) -> Task:
 
 
 @router.post("/{task_id}/done", response_model=Task, summary="Mark a task done")
-def mark_done(who: Collector, task_id: Id) -> Task:
+def complete_task(who: Collector, task_id: Id) -> Task:
     """A task already done: 409."""
     find_task(who, task_id)
     with who.state.ws.engine.begin() as conn:
         try:
-            task = complete_task(conn, who.company_id, task_id, who.state.now())
+            task = finish_task(conn, who.company_id, task_id, who.state.now())
         except CobroError as exc:
             raise conflict(str(exc)) from None
     return task_out(task)

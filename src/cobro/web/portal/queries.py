@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default as default_policy
@@ -330,26 +330,64 @@ def latest_claim(
     return None
 
 
-def opened_since(conn: Connection, debtor: Debtor, client: Client, since: datetime) -> bool:
-    """Whether this claim's page was recorded as opened by the same address and browser
-    since ``since``."""
+def opened_since(
+    conn: Connection, debtor: Debtor, client: Client, since: datetime
+) -> datetime | None:
+    """When this claim's page was last recorded as opened by the same address and browser,
+    if that was at ``since`` or later; else None."""
     v = t.claim_views.c
-    return (
-        conn.execute(
-            select(v.id)
-            .where(
-                v.outbox_id == debtor.outbox_id,
-                v.kind == "opened",
-                v.at >= since,
-                v.ip.is_(None) if client.ip is None else v.ip == client.ip,
-                v.user_agent.is_(None)
-                if client.user_agent is None
-                else v.user_agent == client.user_agent[:500],
-            )
-            .limit(1)
-        ).first()
-        is not None
+    at: datetime | None = conn.execute(
+        select(func.max(v.at)).where(
+            v.outbox_id == debtor.outbox_id,
+            v.kind == "opened",
+            v.at >= since,
+            v.ip.is_(None) if client.ip is None else v.ip == client.ip,
+            v.user_agent.is_(None)
+            if client.user_agent is None
+            else v.user_agent == client.user_agent[:500],
+        )
+    ).scalar()
+    return None if at is None else (at if at.tzinfo else at.replace(tzinfo=UTC))
+
+
+@cache
+def _version_query() -> Select[Any]:
+    """Counts, sums and latest ids of everything a debtor's page shows: any change to
+    what it shows changes one of them (a receivable's balance, status or due date, a
+    payment, a claim sent, a confirmed read, a dispute opened or resolved, a promise made
+    or settled, the debtor's name or language)."""
+    c, r, o = t.customers.c, t.receivables.c, t.outbox.c
+    v, d, p = t.claim_views.c, t.disputes.c, t.promises.c
+    customer: Any = bindparam("customer")
+    company: Any = bindparam("company")
+
+    def scalar(expr: Any, table: Any, *where: Any) -> Any:
+        return select(expr).select_from(table).where(*where).scalar_subquery()
+
+    mine_r = (r.company_id == company, r.customer_id == customer)
+    mine_o = (o.company_id == company, o.customer_id == customer)
+    mine_d = (d.company_id == company, d.customer_id == customer)
+    mine_p = (p.company_id == company, p.customer_id == customer)
+    return select(
+        scalar(c.updated_at, t.customers, c.id == customer, c.company_id == company),
+        scalar(func.count(), t.receivables, *mine_r),
+        scalar(func.max(r.updated_at), t.receivables, *mine_r),
+        scalar(func.sum(r.balance_minor), t.receivables, *mine_r),
+        scalar(func.sum(r.amount_minor), t.receivables, *mine_r),
+        scalar(func.max(o.id), t.outbox, *mine_o),
+        scalar(func.count(), t.outbox, *mine_o, o.status == "sent"),
+        scalar(func.max(v.id), t.claim_views, v.customer_id == customer),
+        scalar(func.max(d.id), t.disputes, *mine_d),
+        scalar(func.count(d.resolved_at), t.disputes, *mine_d),
+        scalar(func.max(p.id), t.promises, *mine_p),
+        scalar(func.count(), t.promises, *mine_p, p.status != "open"),
     )
+
+
+def page_version(conn: Connection, company_id: int, customer_id: int) -> tuple[Any, ...]:
+    """What changes whenever anything a debtor's page shows changes (``PageCache``)."""
+    row = conn.execute(_version_query(), {"company": company_id, "customer": customer_id}).one()
+    return tuple(row)
 
 
 def last_read(conn: Connection, debtor: Debtor) -> datetime | None:

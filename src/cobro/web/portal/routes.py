@@ -11,17 +11,23 @@ accepted one redirects to the page, which confirms it (post/redirect/get).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime
 from typing import TypeVar
 
 from fastapi import APIRouter, FastAPI, Request
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from cobro.engine.links import LinkRefused, PortalLink, read_token
-from cobro.engine.responses import ResponseError, add_promise, open_dispute, record_view
+from cobro.engine.responses import (
+    Client,
+    ResponseError,
+    add_promise,
+    open_dispute,
+    record_view,
+)
 from cobro.web.csrf import (
     FormRefused,
     browser_key,
@@ -29,22 +35,31 @@ from cobro.web.csrf import (
     keep_browser_key,
     new_browser_key,
 )
-from cobro.web.deps import State, WebState, client_of, web_state
+from cobro.web.deps import OPENED_AGAIN, State, WebState, client_of, web_state
 from cobro.web.portal.forms import DisputeForm, PromiseForm, Upload, read_dispute, read_promise
-from cobro.web.portal.queries import Debtor, DebtorPage, debtor_page, find_debtor, opened_since
+from cobro.web.portal.queries import (
+    Debtor,
+    DebtorPage,
+    debtor_page,
+    find_debtor,
+    opened_since,
+    page_version,
+)
 from cobro.web.portal.view import (
     DONE,
+    FORM_TOKEN_SLOT,
     Outcome,
+    page_html,
     page_language,
     page_words,
     portal_path,
     refused_page,
+    with_form_token,
 )
 from cobro.web.portal.view import debtor_page as render_page
 
 router = APIRouter(prefix="/portal")
 
-OPENED_AGAIN = timedelta(hours=1)  # the same browser opening the page again is recorded after
 FORM_OVERHEAD = 64 * 1024  # what a form's fields (and a dispute's multipart framing) may take
 T = TypeVar("T")
 
@@ -156,30 +171,53 @@ def _again(request: Request, token: str, lang: str | None, done: str) -> Redirec
     return RedirectResponse(portal_path(request, token) + query, status_code=303)
 
 
+def _record_opened(
+    conn: Connection, state: WebState, debtor: Debtor, client: Client, at: datetime
+) -> None:
+    record_view(conn, state.ws.company_id, debtor.id, debtor.outbox_id, "opened", at, client)
+
+
 @router.get("/{token}", name="portal_page")
-def page(
+async def page(
     request: Request, token: str, state: State, lang: str | None = None, done: str | None = None
 ) -> Response:
     """The debtor's page. Opening it is recorded as ``opened`` (weak: mail scanners open
     links too), except on the way back from one of its forms, and once an hour at most for
-    the same claim, address and browser (a page reloaded is not opened again)."""
+    the same claim, address and browser (a page reloaded is not opened again).
+
+    The page is rendered again only when what it shows has changed (``page_version``);
+    each browser gets its own form token in it."""
     link = _link(state, token, lang)
     client = client_of(request)
     now = state.now()
-    with state.reader.connect() as conn:
-        debtor = _debtor(conn, state, link, lang)
-        found = _page(conn, state, debtor)
-        record = done is None and not opened_since(conn, debtor, client, now - OPENED_AGAIN)
-    if record:
-        _in_transaction(
-            state,
-            lambda conn: record_view(
-                conn, state.ws.company_id, debtor.id, debtor.outbox_id, "opened", now, client
-            ),
-        )
-    browser = browser_key(request) or new_browser_key()
     outcome = Outcome(done=done if done in DONE else None)
-    response = render_page(state, request, token, found, browser, lang, outcome)
+    key = (link.customer, link.outbox_id, lang, outcome.done, state.today())
+    viewer = (link.outbox_id, client.ip, client.user_agent)
+    check_opened = done is None and not state.opened.recent(viewer, now)
+
+    def load() -> tuple[str | None, DebtorPage | None, tuple[object, ...]]:
+        with state.reader.connect() as conn:
+            debtor = _debtor(conn, state, link, lang)
+            version = page_version(conn, state.ws.company_id, debtor.id)
+            html = state.rendered.get(key, version)
+            found = _page(conn, state, debtor) if html is None else None
+            since = now - OPENED_AGAIN
+            opened = opened_since(conn, debtor, client, since) if check_opened else None
+        if check_opened:
+            if opened is None:
+                _in_transaction(
+                    state, lambda conn: _record_opened(conn, state, debtor, client, now)
+                )
+            state.opened.mark(viewer, opened or now)
+        return html, found, version
+
+    html, found, version = await run_in_threadpool(load)
+    if html is None:
+        assert found is not None
+        html = page_html(state, request, token, found, lang, outcome, FORM_TOKEN_SLOT)
+        state.rendered.put(key, version, html)
+    browser = browser_key(request) or new_browser_key()
+    response = HTMLResponse(with_form_token(state, html, browser, token))
     keep_browser_key(response, request, browser)
     return response
 

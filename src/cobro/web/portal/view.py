@@ -66,6 +66,11 @@ def page_words(state: WebState, page: DebtorPage, lang: str | None) -> dict[str,
     return words(page_language(state, page.debtor.language, lang))
 
 
+# Where a cached page's form token goes: rendered once per data version, the page gets
+# each browser's own token by replacing this (it is plain text, unchanged by escaping).
+FORM_TOKEN_SLOT = "cobro-form-token-slot-7f3a9c"
+
+
 def debtor_page(
     state: WebState,
     request: Request,
@@ -77,6 +82,25 @@ def debtor_page(
     status: int = 200,
 ) -> HTMLResponse:
     """The page of ``token``'s debtor in their language (or the one ``lang`` asks for)."""
+    html = page_html(state, request, token, page, lang, outcome, FORM_TOKEN_SLOT)
+    return HTMLResponse(with_form_token(state, html, browser, token), status_code=status)
+
+
+def with_form_token(state: WebState, html: str, browser: str, token: str) -> str:
+    """A rendered page with the form token of ``browser`` in its forms."""
+    return html.replace(FORM_TOKEN_SLOT, form_token(state.ws.secret, browser, token))
+
+
+def page_html(
+    state: WebState,
+    request: Request,
+    token: str,
+    page: DebtorPage,
+    lang: str | None,
+    outcome: Outcome,
+    csrf: str,
+) -> str:
+    """The page's HTML, its forms carrying ``csrf``."""
     config = state.ws.config
     portal = config.portal
     language, locale = reader_language(
@@ -96,7 +120,7 @@ def debtor_page(
         "brand": brand_path(state),
         "page": page,
         "path": path,
-        "csrf": form_token(state.ws.secret, browser, token),
+        "csrf": csrf,
         "reference": ref,
         "buttons": pay_buttons(portal.pay_url, ref, page.debtor.external_id, page.payable),
         "bank": portal.bank,
@@ -108,7 +132,7 @@ def debtor_page(
         "outcome": outcome,
         "statement_url": f"{path}/statement.pdf" + (f"?lang={lang}" if _asked(lang) else ""),
     }
-    return state.pages.render("portal/page.j2", context, status)
+    return state.pages.html("portal/page.j2", context)
 
 
 def refused_page(

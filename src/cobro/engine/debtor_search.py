@@ -1,0 +1,286 @@
+"""The dashboard's debtor list: found by name, id, email or phone, filtered by segment,
+policy, phase, blocked and how long overdue, sorted, a page at a time.
+
+Pages are keyset pages: each continues after the sort key and id of the last row of the
+one before (never an OFFSET), so page 1,000 costs what page 1 does. Sorted by name or id,
+a page reads the customers' indexes in order and stops once it is full; the debt shown on
+each row is summed for that page's debtors only. Sorting by overdue amount or age needs
+every debtor's debt, summed over their open items, first.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    case,
+    exists,
+    func,
+    or_,
+    select,
+    tuple_,
+)
+
+from cobro.domain.money import Money
+from cobro.domain.reports import BUCKET_DAYS
+from cobro.domain.segments import Segment
+from cobro.engine.segments import members_select
+from cobro.store import tables as t
+from cobro.store.db import like_literal
+
+Sort = Literal["name", "id", "overdue", "oldest"]
+SORTS: tuple[Sort, ...] = ("name", "id", "overdue", "oldest")
+PAGE = 50
+NEVER = date(9999, 12, 31)  # the "oldest overdue" of a debtor with nothing overdue
+MAX_QUERY = 200
+
+
+@dataclass(frozen=True)
+class DebtorFilter:
+    """What the list is asked for; every field is optional."""
+
+    text: str = ""
+    segment: Segment | None = None
+    policy: str | None = None
+    phase: str | None = None  # a dunning level's step, ``policy/key``
+    blocked: bool | None = None
+    overdue: str | None = None  # an aging bucket of the debtor's oldest overdue item
+    sort: Sort = "name"
+
+
+@dataclass(frozen=True)
+class DebtorRow:
+    id: int
+    external_id: str
+    name: str
+    email: str | None
+    phone: str | None
+    policy: str | None
+    phase: str | None
+    blocked: bool
+    open: Money
+    overdue: Money
+    days_overdue: int
+
+
+@dataclass
+class DebtorPage:
+    rows: list[DebtorRow] = field(default_factory=list)
+    next_cursor: str | None = None
+
+
+def encode_cursor(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> list[Any] | None:
+    """The key a cursor holds; None for no cursor or one that is not ours."""
+    if not cursor:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except ValueError:
+        return None
+    if (
+        not isinstance(values, list)
+        or len(values) != 2
+        or not isinstance(values[1], int)
+        or not isinstance(values[0], (str, int))
+    ):
+        return None
+    return values
+
+
+def _text_match(text: str) -> ColumnElement[bool]:
+    """Name containing ``text``, or id, email or phone starting with it (any case)."""
+    c = t.customers.c
+    pattern = like_literal(text)
+    digits = "".join(ch for ch in text if ch.isdigit())
+    found = [
+        c.name.ilike(f"%{pattern}%", escape="/"),
+        c.external_id.ilike(f"{pattern}%", escape="/"),
+        c.email.ilike(f"{pattern}%", escape="/"),
+    ]
+    if len(digits) >= 3:
+        found.append(c.phone.like(f"%{digits}%"))
+    return or_(*found)
+
+
+def _overdue_bucket(name: str, today: date) -> ColumnElement[bool]:
+    """The debtor's oldest overdue open item is ``name``'s days past due (``current``: it
+    owes something, none of it overdue)."""
+    r = t.receivables.c
+    mine = and_(r.customer_id == t.customers.c.id, r.balance_minor > 0)
+    low, high = BUCKET_DAYS[name]
+    if low is None:  # current
+        return and_(exists().where(mine), ~exists().where(mine, r.due_on < today))
+    newest_due = today - timedelta(days=low)
+    inside = r.due_on <= newest_due
+    if high is not None:
+        inside = and_(inside, r.due_on >= today - timedelta(days=high))
+        return and_(
+            exists().where(mine, inside),
+            ~exists().where(mine, r.due_on < today - timedelta(days=high)),
+        )
+    return exists().where(mine, inside)
+
+
+def _debt(company_id: int, currency: str, today: date) -> Any:
+    """Per debtor with open items: overdue balance (company currency) and oldest due date."""
+    r = t.receivables.c
+    late = r.due_on < today
+    return (
+        select(
+            r.customer_id.label("customer_id"),
+            func.sum(case((and_(late, r.currency == currency), r.balance_minor), else_=0)).label(
+                "overdue_minor"
+            ),
+            func.min(case((late, r.due_on), else_=None)).label("oldest"),
+        )
+        .where(r.company_id == company_id, r.balance_minor > 0)
+        .group_by(r.customer_id)
+        .subquery("debt")
+    )
+
+
+def search_debtors(
+    conn: Connection,
+    company_id: int,
+    currency: str,
+    today: date,
+    wanted: DebtorFilter,
+    cursor: str | None = None,
+    limit: int = PAGE,
+) -> DebtorPage:
+    """A page of the company's debtors matching ``wanted``, after ``cursor``."""
+    c, lv = t.customers.c, t.dunning_levels.c
+    q = select(c.id, c.external_id, c.name).where(c.company_id == company_id)
+    text = wanted.text.strip()[:MAX_QUERY]
+    if text:
+        q = q.where(_text_match(text))
+    if wanted.policy:
+        q = q.where(c.effective_policy == wanted.policy)
+    if wanted.blocked is not None:
+        q = q.where(c.blocked.is_(wanted.blocked))
+    if wanted.phase:
+        policy, _, phase_key = wanted.phase.partition("/")
+        q = q.where(
+            exists().where(lv.customer_id == c.id, lv.policy == policy, lv.phase_key == phase_key)
+        )
+    if wanted.overdue:
+        q = q.where(_overdue_bucket(wanted.overdue, today))
+    if wanted.segment is not None:
+        members = members_select(company_id, wanted.segment, today, currency).order_by(None)
+        q = q.where(c.id.in_(select(members.subquery().c.customer_id)))
+    after = decode_cursor(cursor)
+    if wanted.sort in ("name", "id"):
+        column = c.name if wanted.sort == "name" else c.external_id
+        q = q.add_columns(column.label("k"))
+        if after is not None:
+            q = q.where(tuple_(column, c.id) > tuple_(str(after[0]), after[1]))
+        q = q.order_by(column, c.id)
+    else:
+        debt = _debt(company_id, currency, today)
+        start: Any = None
+        if wanted.sort == "overdue":  # the largest overdue balance first
+            key: Any = -func.coalesce(debt.c.overdue_minor, 0)
+            if after is not None and isinstance(after[0], int):
+                start = after[0]
+        else:  # oldest: the earliest overdue due date first, debtors with none last
+            key = func.coalesce(debt.c.oldest, NEVER)
+            if after is not None and isinstance(after[0], str):
+                try:
+                    start = date.fromisoformat(after[0])
+                except ValueError:
+                    start = None
+        q = q.outerjoin(debt, debt.c.customer_id == c.id).add_columns(key.label("k"))
+        if start is not None:
+            q = q.where(tuple_(key, c.id) > tuple_(start, after[1]))  # type: ignore[index]
+        q = q.order_by(key, c.id)
+    found = conn.execute(q.limit(limit + 1)).all()
+    page = found[:limit]
+    rows = _rows(conn, company_id, currency, today, [int(r.id) for r in page])
+    next_cursor = None
+    if len(found) > limit:
+        last = page[-1]
+        k: Any = last.k
+        if isinstance(k, date):
+            k = k.isoformat()
+        elif wanted.sort == "overdue":  # a sum: an integer (a Decimal on PostgreSQL)
+            k = int(k)
+        else:
+            k = str(k)
+        next_cursor = encode_cursor([k, int(last.id)])
+    return DebtorPage(rows, next_cursor)
+
+
+def _rows(
+    conn: Connection, company_id: int, currency: str, today: date, ids: list[int]
+) -> list[DebtorRow]:
+    """The page's debtors with their policy, phase and debt, in the order of ``ids``."""
+    if not ids:
+        return []
+    c, lv, r = t.customers.c, t.dunning_levels.c, t.receivables.c
+    info = {
+        int(row.id): row
+        for row in conn.execute(
+            select(
+                c.id,
+                c.external_id,
+                c.name,
+                c.email,
+                c.phone,
+                c.effective_policy,
+                c.blocked,
+                lv.policy.label("level_policy"),
+                lv.phase_key,
+            )
+            .outerjoin(t.dunning_levels, lv.customer_id == c.id)
+            .where(c.company_id == company_id, c.id.in_(ids))
+        )
+    }
+    debt: dict[int, tuple[int, int, date | None]] = {}
+    for each in conn.execute(
+        select(
+            r.customer_id,
+            func.sum(case((r.currency == currency, r.balance_minor), else_=0)),
+            func.sum(
+                case((and_(r.currency == currency, r.due_on < today), r.balance_minor), else_=0)
+            ),
+            func.min(case((r.due_on < today, r.due_on), else_=None)),
+        )
+        # ``ids`` are the company's debtors already: by them alone, the planner reads the
+        # index on customer_id (with the company too, SQLite scans the open items' index).
+        .where(r.customer_id.in_(ids), r.balance_minor > 0)
+        .group_by(r.customer_id)
+    ):
+        debt[int(each[0])] = (int(each[1] or 0), int(each[2] or 0), each[3])
+    out: list[DebtorRow] = []
+    for cid in ids:
+        row = info[cid]
+        open_minor, overdue_minor, oldest = debt.get(cid, (0, 0, None))
+        phase = f"{row.level_policy}/{row.phase_key}" if row.phase_key else None
+        out.append(
+            DebtorRow(
+                cid,
+                str(row.external_id),
+                str(row.name),
+                row.email,
+                row.phone,
+                row.effective_policy,
+                phase,
+                bool(row.blocked),
+                Money.from_minor(open_minor, currency),
+                Money.from_minor(overdue_minor, currency),
+                (today - oldest).days if oldest else 0,
+            )
+        )
+    return out

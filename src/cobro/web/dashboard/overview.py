@@ -1,0 +1,71 @@
+"""The overview: open balance by days past due (a chart), DSO and CEI over the last 30 and
+90 days, messages to debtors and what followed, amounts recovered by phase and channel,
+tasks due today."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from cobro.domain.money import Money
+from cobro.domain.reports import BUCKETS
+from cobro.engine.reports import overview as read_overview
+from cobro.evidence.history import step_name
+from cobro.web.dashboard.charts import bar_chart
+from cobro.web.dashboard.labels import words
+from cobro.web.dashboard.session import PREFIX, StaffDep
+from cobro.web.dashboard.view import render
+from cobro.web.pages import money_text
+
+router = APIRouter(prefix=PREFIX)
+
+
+@router.get("/", name="dashboard_overview")
+def overview(request: Request, who: StaffDep) -> Response:
+    state = who.state
+    config = state.ws.config
+    company = config.company
+    today = state.today()
+    with state.reader.connect() as conn:
+        found = read_overview(conn, who.company_id, company.currency, today, company.timezone)
+    said = words(who.language)
+
+    def text(value: Money) -> str:
+        return money_text(value, who.locale)
+
+    chart = bar_chart(
+        said["aging_chart"].format(currency=company.currency),
+        [
+            (
+                said[f"bucket_{name}"],
+                found.aging[name].amount,
+                text(found.aging[name]),
+                f"bucket-{name.replace('+', 'plus')}",
+                f"{PREFIX}/debtors?overdue={name}",
+            )
+            for name in BUCKETS
+        ],
+    )
+    phases = {
+        p.days: [
+            (step_name(config, step) if step else said["no_claim"], amount)
+            for step, amount in p.by_phase
+        ]
+        for p in found.periods
+    }
+    return render(
+        who,
+        request,
+        "overview.j2",
+        {
+            "found": found,
+            "chart": chart,
+            "buckets": BUCKETS,
+            "phases": phases,
+            "overdue_total": sum(
+                (found.aging[name] for name in BUCKETS if name != "current"),
+                Money.from_minor(0, company.currency),
+            ),
+        },
+        screen="overview",
+    )

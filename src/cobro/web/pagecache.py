@@ -1,0 +1,60 @@
+"""Pages kept once rendered, while what they show has not changed.
+
+An entry is a page's HTML and the *version* of the data it was rendered from (a small
+tuple a single indexed query reads, e.g. counts, sums and latest ids of a debtor's rows).
+A request reads the version (cheap), and renders again only when it differs: a page is
+never stale, in this process or another, and costs a render only when its data changed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+from datetime import datetime, timedelta
+
+
+class PageCache:
+    """At most ``size`` rendered pages, least recently used first out (thread-safe)."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self.size = size
+        self._pages: OrderedDict[Hashable, tuple[Hashable, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, version: Hashable) -> str | None:
+        with self._lock:
+            found = self._pages.get(key)
+            if found is None or found[0] != version:
+                return None
+            self._pages.move_to_end(key)
+            return found[1]
+
+    def put(self, key: Hashable, version: Hashable, html: str) -> None:
+        with self._lock:
+            self._pages[key] = (version, html)
+            self._pages.move_to_end(key)
+            while len(self._pages) > self.size:
+                self._pages.popitem(last=False)
+
+
+class RecentlySeen:
+    """When this process last knew a key (a claim, an address, a browser) was recorded,
+    so that a page opened again within ``window`` needs no query to know it was."""
+
+    def __init__(self, window: timedelta, size: int = 65536) -> None:
+        self.window, self.size = window, size
+        self._seen: OrderedDict[Hashable, datetime] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def recent(self, key: Hashable, now: datetime) -> bool:
+        with self._lock:
+            at = self._seen.get(key)
+            return at is not None and at <= now < at + self.window
+
+    def mark(self, key: Hashable, at: datetime) -> None:
+        with self._lock:
+            self._seen[key] = at
+            self._seen.move_to_end(key)
+            while len(self._seen) > self.size:
+                self._seen.popitem(last=False)

@@ -1,0 +1,145 @@
+"""The overview's figures on the fixed data set (helpers.acme_data), against values worked
+out by hand with the formulas of docs/reports.md; and the page that shows them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from cobro.domain.money import Money
+from cobro.engine.reports import overview
+from cobro.engine.responses import Client, record_view
+from cobro.engine.tasks import open_task
+from cobro.store import tables as t
+
+from ..conftest import SmtpServer
+from ..support import load
+from .conftest import Site
+from .helpers import TODAY, customer_id
+
+
+def eur(amount: str) -> Money:
+    return Money.of(amount, "EUR")
+
+
+def loaded(make_site: Callable[..., Site], smtp_server: SmtpServer) -> Site:
+    """The data set, its run of 2025-03-03 (C1's claim sent, C2's refused by the mail
+    server), then C1 paying 200 of F-2 on 2025-03-04, opening and confirming the claim."""
+    smtp_server.handler.refuse("pay@beta-retail.example", "550 5.1.1 no such user")
+    site = make_site(replace=smtp_server.replace)
+    ws = site.acme
+    load(
+        ws,
+        "payments",
+        {
+            "external_id": "P3",
+            "customer": "C1",
+            "amount": "200.00",
+            "paid_on": "2025-03-04",
+            "receivable": "F-2",
+        },
+        now=datetime(2025, 3, 4, 9, 0, tzinfo=UTC),
+    )
+    o = t.outbox.c
+    c1, c3 = customer_id(ws, "C1"), customer_id(ws, "C3")
+    with ws.engine.begin() as conn:
+        claim = conn.execute(
+            select(o.id).where(o.customer_id == c1, o.status == "sent")
+        ).scalar_one()
+        for kind in ("opened", "opened", "read"):  # opened twice: one claim opened
+            record_view(
+                conn,
+                ws.company_id,
+                c1,
+                claim,
+                kind,
+                datetime(2025, 3, 3, 15, 0, tzinfo=UTC),
+                Client("198.51.100.1", "Mail app"),
+            )
+        madrid = ZoneInfo("Europe/Madrid")
+        open_task(
+            conn,
+            ws.company_id,
+            c3,
+            "Call Carla",
+            datetime(2025, 3, 4, 15, 0, tzinfo=madrid),
+            datetime(2025, 3, 4, 9, 0, tzinfo=UTC),
+            TODAY,
+        )
+    return site
+
+
+def test_the_overview_figures_match_those_worked_out_by_hand(
+    make_site: Callable[..., Site], smtp_server: SmtpServer
+) -> None:
+    site = loaded(make_site, smtp_server)
+    ws = site.acme
+    with ws.engine.connect() as conn:
+        found = overview(conn, ws.company_id, "EUR", TODAY, "Europe/Madrid")
+    # Aging: F-3 not due; F-2 (300 left, 18 days) and F-6 (4 days); F-1 (600 left, 74
+    # days); F-4 (124 days). F-5 is paid. F-7 is in USD.
+    assert found.aging == {
+        "current": eur("800"),
+        "1-30": eur("450"),
+        "31-60": eur("0"),
+        "61-90": eur("600"),
+        "90+": eur("200"),
+    }
+    assert found.other_currencies["USD"]["1-30"] == Money.of("50", "USD")
+    assert found.outstanding == eur("2050") and found.current == eur("800")
+    assert found.debtors_overdue == 3
+    by_days = {p.days: p for p in found.periods}
+    last30, last90 = by_days[30], by_days[90]
+    # Sales: issued from 2025-02-03 (F-3, F-6) and from 2024-12-05 (F-2, F-3, F-5, F-6).
+    assert last30.sales == eur("950") and last90.sales == eur("1850")
+    # Owed when each period began: F-1 900 + F-2 500 + F-4 200 + F-5 400 on 2025-02-02;
+    # F-1 1000 + F-4 200 on 2024-12-04.
+    assert last30.beginning == eur("2000") and last90.beginning == eur("1200")
+    # DSO = 2050 / 950 * 30 = 64.74; 2050 / 1850 * 90 = 99.73.
+    assert last30.dso == Decimal("64.7") and last90.dso == Decimal("99.7")
+    # CEI = (2000 + 950 - 2050) / (2000 + 950 - 800) = 900 / 2150 = 41.86 %;
+    # (1200 + 1850 - 2050) / (1200 + 1850 - 800) = 1000 / 2250 = 44.44 %.
+    assert last30.cei == Decimal("41.9") and last90.cei == Decimal("44.4")
+    # Messages: C1's claim sent and C2's refused; C1's link opened twice and read once.
+    assert (last30.sent, last30.delivered, last30.failed) == (2, 1, 1)
+    assert (last30.opened, last30.read) == (1, 1)
+    # Recovered: P1 300 and P2 400 with no claim before them; P3 200 after C1's claim
+    # b2b/01 of 2025-03-03 (sent by email) that listed F-2. P0 100 is older than 30 days.
+    assert last30.recovered == eur("900") and last90.recovered == eur("1000")
+    assert dict(last30.by_phase) == {"b2b/01": eur("200"), None: eur("700")}
+    assert dict(last90.by_phase) == {"b2b/01": eur("200"), None: eur("800")}
+    channels = {ch: (amount, cost) for ch, amount, cost in last30.by_channel}
+    assert channels["email"][0] == eur("200") and channels[None][0] == eur("700")
+    assert [x.message for x in found.tasks_today] == ["Call Carla"]
+
+
+def test_the_overview_page_shows_the_figures_and_draws_the_aging_chart(
+    make_site: Callable[..., Site], smtp_server: SmtpServer
+) -> None:
+    site = loaded(make_site, smtp_server)
+    page = site.staff("read-only").get("/dashboard/")
+    assert page.status_code == 200, page.text
+    html = page.text
+    assert 'id="aging-chart"' in html
+    heights = [
+        float(h)
+        for h in re.findall(
+            r'<rect class="bar [^"]+" x="[^"]+" y="[^"]+" width="[^"]+" height="([^"]+)"', html
+        )
+    ]
+    # Five bars, as tall as their share: 800, 450, 0, 600 and 200 of a top of 1,000.
+    assert len(heights) == 5 and heights[2] == 0
+    assert heights[0] / heights[3] == 800 / 600 and heights[1] / heights[4] == 450 / 200
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+    assert "2.050,00 €" in text  # outstanding, in the company's Spanish
+    assert "64,7" in text and "99,7" in text and "41,9 %" in text and "44,4 %" in text
+    assert "Pagado sin reclamación enviada 700,00 €" in text
+    assert "Overdue and unpaid for 7 days 200,00 €" in text
+    assert "Call Carla" in text
+    # The bars link to the debtors of their bucket.
+    assert 'href="/dashboard/debtors?overdue=90+"' in html
