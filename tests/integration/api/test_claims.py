@@ -139,6 +139,8 @@ def test_a_claim_shows_its_items_deliveries_and_opens_apart_from_reads(server: S
         "recipient": "ap@acme.example",
         "role": "debtor",
         "status": "sent",
+        "state": "sent",
+        "state_at": "2025-03-03T08:00:00Z",
         "message_id": kept.message_id,
         "error": None,
         "cost": {"amount": "0.000500", "currency": "EUR"},

@@ -88,7 +88,12 @@ class Delivery(BaseModel):
     channel: str
     recipient: str
     role: str = Field(description="debtor, contact, sales_rep, account_manager, admin.")
-    status: str = Field(description="sent (accepted by the provider) or failed.")
+    status: str = Field(description="What the channel answered: sent (accepted) or failed.")
+    state: str = Field(
+        description="Where it stands now: sending, sent, delivered, temporary_failure, "
+        "permanent_failure (a bounce...), technical_failure."
+    )
+    state_at: AwareDatetime | None = Field(description="Since when it is in that state.")
     message_id: str | None
     error: str | None
     cost: Money
@@ -358,7 +363,7 @@ def find_claim(who: Caller, claim_id: int) -> Claim:
         extra = {
             r.id: r
             for r in conn.execute(
-                select(d.id, d.attempt, d.cost).where(
+                select(d.id, d.attempt, d.cost, d.state_at).where(
                     d.company_id == who.company_id, d.outbox_id == claim_id
                 )
             )
@@ -381,6 +386,8 @@ def find_claim(who: Caller, claim_id: int) -> Claim:
             recipient=x.recipient,
             role=x.role,
             status=x.status,
+            state=x.state,
+            state_at=extra[x.id].state_at if x.id in extra else None,
             message_id=x.message_id,
             error=x.error,
             cost=Money(amount=Decimal(extra[x.id].cost if x.id in extra else 0), currency=currency),
