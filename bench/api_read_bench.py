@@ -312,7 +312,11 @@ def main() -> None:
             say(f"one client {name}: {got}")
     finally:
         server.send_signal(signal.SIGINT)
-        server.wait(30)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:  # requests still running: stop it anyway
+            server.kill()
+            server.wait()
 
     def median(name: str, key_: str) -> float:
         return round(statistics.median(x[key_] for x in results[name]), 2)
