@@ -34,6 +34,7 @@ class Dispute:
     attachment: str | None
     resolved_at: datetime | None
     resolution: str | None
+    item_external_id: str = ""  # the company's own id of the item
 
     def to_json(self, tz: tzinfo) -> dict[str, Any]:
         """The dispute as JSON, its times in ``tz`` (the company's) with their offset."""
@@ -60,6 +61,7 @@ class PromisedItem:
     number: str
     promised: Money  # the balance when it was promised
     balance: Money  # now
+    external_id: str = ""  # the company's own id of the item
 
 
 @dataclass(frozen=True)
@@ -108,22 +110,36 @@ class Promise:
 
 
 def list_disputes(
-    conn: Connection, company_id: int, *, open_only: bool = False, customer: str | None = None
+    conn: Connection,
+    company_id: int,
+    *,
+    open_only: bool = False,
+    customer: str | None = None,
+    status: str | None = None,
+    dispute_id: int | None = None,
+    after: int | None = None,
+    limit: int | None = None,
 ) -> list[Dispute]:
-    """Disputes, oldest first (``open_only``: those still waiting for staff)."""
+    """Disputes, oldest first (``open_only``: those still waiting for staff; ``status``:
+    those in it; ``dispute_id``: that one). With ``after`` or ``limit``, a page of them
+    in the order of their ids: ``limit`` with an id above ``after``."""
     d, c, r = t.disputes.c, t.customers.c, t.receivables.c
     q = (
         select(t.disputes, c.external_id, c.name, r.number, r.balance_minor.label("bal"))
-        .add_columns(r.currency)
+        .add_columns(r.currency, r.external_id.label("item_external_id"))
         .join(t.customers, c.id == d.customer_id)
         .join(t.receivables, r.id == d.receivable_id)
         .where(d.company_id == company_id)
-        .order_by(d.opened_at, d.id)
     )
     if open_only:
         q = q.where(d.status == "open")
+    if status is not None:
+        q = q.where(d.status == status)
+    if dispute_id is not None:
+        q = q.where(d.id == dispute_id)
     if customer is not None:
         q = q.where(c.external_id == customer)
+    q = _page(q, d.id, after, limit, (d.opened_at, d.id))
     return [
         Dispute(
             row.id,
@@ -139,33 +155,59 @@ def list_disputes(
             row.attachment_name,
             row.resolved_at,
             row.resolution,
+            row.item_external_id,
         )
         for row in conn.execute(q)
     ]
 
 
+def _page(q: Any, key: Any, after: int | None, limit: int | None, order: tuple[Any, ...]) -> Any:
+    """``q`` ordered by ``order``; with ``after`` or ``limit``, a page ordered by ``key``
+    instead (ids above ``after``, at most ``limit``)."""
+    if after is None and limit is None:
+        return q.order_by(*order)
+    q = q.order_by(key)
+    if after is not None:
+        q = q.where(key > after)
+    return q if limit is None else q.limit(limit)
+
+
 def list_promises(
-    conn: Connection, company_id: int, *, open_only: bool = False, customer: str | None = None
+    conn: Connection,
+    company_id: int,
+    *,
+    open_only: bool = False,
+    customer: str | None = None,
+    status: str | None = None,
+    promise_id: int | None = None,
+    after: int | None = None,
+    limit: int | None = None,
 ) -> list[Promise]:
-    """Promises to pay with their items, oldest first (``open_only``: not kept or broken yet)."""
+    """Promises to pay with their items, oldest first (``open_only``: not kept or broken
+    yet; ``status``: those in it; ``promise_id``: that one). With ``after`` or ``limit``, a
+    page of them in the order of their ids: ``limit`` with an id above ``after``."""
     p, c, pi, r = t.promises.c, t.customers.c, t.promise_items.c, t.receivables.c
     q = (
         select(t.promises, c.external_id, c.name)
         .join(t.customers, c.id == p.customer_id)
         .where(p.company_id == company_id)
-        .order_by(p.created_at, p.id)
     )
     if open_only:
         q = q.where(p.status == "open")
+    if status is not None:
+        q = q.where(p.status == status)
+    if promise_id is not None:
+        q = q.where(p.id == promise_id)
     if customer is not None:
         q = q.where(c.external_id == customer)
+    q = _page(q, p.id, after, limit, (p.created_at, p.id))
     rows = conn.execute(q).all()
     items: dict[int, list[PromisedItem]] = defaultdict(list)
     ids = [row.id for row in rows]
     for at in range(0, len(ids), 5000):
         for it in conn.execute(
             select(pi.promise_id, pi.balance_minor, r.number, r.balance_minor.label("now"))
-            .add_columns(r.currency)
+            .add_columns(r.currency, r.external_id)
             .join(t.receivables, r.id == pi.receivable_id)
             .where(pi.promise_id.in_(ids[at : at + 5000]))
             .order_by(r.due_on, r.id)
@@ -175,6 +217,7 @@ def list_promises(
                     it.number,
                     Money.from_minor(int(it.balance_minor), it.currency),
                     Money.from_minor(int(it.now), it.currency),
+                    it.external_id,
                 )
             )
     return [

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import Connection, insert, update
 
 from cobro.channels.base import Channel
 from cobro.channels.email import CaptureTransport, EmailChannel, SmtpSettings, SmtpTransport
@@ -291,11 +291,14 @@ def run_day(
     templates: TemplateSet | None = None,
     progress: Progress = SILENT,
     clock: Callable[[], datetime] = utcnow,
+    run_id: int | None = None,
 ) -> RunReport:
     """Plan ``run_on`` and dispatch what is due by ``as_of`` (default: that day's send time).
 
     Each step is one transaction, tried again if the database connection drops.
-    ``progress`` hears of two phases: ``plan``, then ``send`` batch by batch."""
+    ``progress`` hears of two phases: ``plan``, then ``send`` batch by batch. ``run_id``:
+    the run recorded beforehand by ``start_run`` (else it is recorded here). The report
+    is kept with the run (``runs.report``)."""
     company = ws.config.company
     send_at = send_instant(run_on, company.send_time, company.timezone)
     as_of = as_of or send_at
@@ -303,12 +306,10 @@ def run_day(
 
     def planned() -> tuple[int, Any]:
         with ws.engine.begin() as conn:
-            run_id = conn.execute(
-                insert(t.runs)
-                .values(company_id=ws.company_id, run_on=run_on, as_of=as_of, started_at=as_of)
-                .returning(t.runs.c.id)
-            ).scalar_one()
-            return run_id, plan_day(conn, ws.config, ws.company_id, run_on, as_of, run_id)
+            found = run_id
+            if found is None:
+                found = _insert_run(conn, ws.company_id, run_on, as_of)
+            return found, plan_day(conn, ws.config, ws.company_id, run_on, as_of, found)
 
     run_id, plan = retrying(planned)
     progress.finish(f"planned {plan.planned} message(s) covering {plan.items} receivable(s)")
@@ -316,23 +317,7 @@ def run_day(
     if as_of >= send_at:
         dispatched = dispatch_due(ws, as_of, channels, templates, progress, clock)
 
-    def finished() -> None:
-        with ws.engine.begin() as conn:
-            conn.execute(
-                update(t.runs)
-                .where(t.runs.c.id == run_id)
-                .values(
-                    planned=plan.planned,
-                    sent=dispatched.sent,
-                    failed=dispatched.failed,
-                    skipped=dispatched.cancelled,
-                    finished_at=as_of,
-                )
-            )
-
-    retrying(finished)
-    checkpoint(ws, as_of)  # the plan's own evidence (accounts released) when nothing was sent
-    return RunReport(
+    report = RunReport(
         date=run_on,
         as_of=as_of,
         planned=plan.planned,
@@ -354,6 +339,68 @@ def run_day(
         promises_kept=plan.promises_kept,
         promises_broken=plan.promises_broken,
     )
+
+    def finished() -> None:
+        with ws.engine.begin() as conn:
+            conn.execute(
+                update(t.runs)
+                .where(t.runs.c.id == run_id)
+                .values(
+                    planned=plan.planned,
+                    sent=dispatched.sent,
+                    failed=dispatched.failed,
+                    skipped=dispatched.cancelled,
+                    finished_at=as_of,
+                    report=report.to_json(),
+                )
+            )
+
+    retrying(finished)
+    checkpoint(ws, as_of)  # the plan's own evidence (accounts released) when nothing was sent
+    return report
+
+
+def _insert_run(
+    conn: Connection, company_id: int, run_on: date, as_of: datetime, at: datetime | None = None
+) -> int:
+    return int(
+        conn.execute(
+            insert(t.runs)
+            .values(company_id=company_id, run_on=run_on, as_of=as_of, started_at=at or as_of)
+            .returning(t.runs.c.id)
+        ).scalar_one()
+    )
+
+
+def start_run(
+    ws: Workspace, run_on: date, as_of: datetime | None = None, at: datetime | None = None
+) -> int:
+    """Record a run of ``run_on`` as started at ``at`` (default: the instant it acts as of),
+    before ``run_day(..., run_id=)`` does its work: the run's id for a caller that answers
+    before the run ends (the REST API)."""
+    company = ws.config.company
+    as_of = as_of or send_instant(run_on, company.send_time, company.timezone)
+    with ws.engine.begin() as conn:
+        return _insert_run(conn, ws.company_id, run_on, as_of, at or as_of)
+
+
+def end_run(ws: Workspace, run_id: int, at: datetime, error: str | None = None) -> None:
+    """Record when run ``run_id`` ended; with ``error``, that it stopped before it
+    finished, and why (a run that has already ended keeps its end)."""
+    r = t.runs.c
+
+    def ended() -> None:
+        where = [r.id == run_id, r.company_id == ws.company_id]
+        if error is not None:
+            where.append(r.finished_at.is_(None))
+        with ws.engine.begin() as conn:
+            conn.execute(
+                update(t.runs)
+                .where(*where)
+                .values(finished_at=at, **({"error": error[:2000]} if error else {}))
+            )
+
+    retrying(ended)
 
 
 def watch(

@@ -44,21 +44,79 @@ def members_select(
     """
     c = t.customers.c
     debt = debt_summary(company_id, on, currency)
-    open_minor = func.coalesce(debt.c.open_minor, 0)
-    overdue_minor = func.coalesce(debt.c.overdue_minor, 0)
     q = (
-        select(
-            c.id.label("customer_id"),
-            c.external_id,
-            c.name,
-            open_minor.label("open_minor"),
-            overdue_minor.label("overdue_minor"),
-            debt.c.oldest_overdue,
-        )
+        select(c.id.label("customer_id"), c.external_id, c.name)
         .select_from(t.customers)
         .outerjoin(debt, debt.c.customer_id == c.id)
         .where(c.company_id == company_id)
         .order_by(c.external_id)
+    )
+    return _matching(
+        q,
+        segment,
+        on,
+        _Debt(
+            func.coalesce(debt.c.open_minor, 0),
+            func.coalesce(debt.c.overdue_minor, 0),
+            debt.c.oldest_overdue,
+            func.coalesce(debt.c.overdue_items, 0),
+        ),
+        overdue_only,
+    )
+
+
+def members_page_select(
+    company_id: int, segment: Segment, on: date, currency: str, after: str | None, limit: int
+) -> Select[Any]:
+    """The same debtors as ``members_select``, the first ``limit`` after the external id
+    ``after``: each debtor's debt is summed from its own items as the debtors are walked
+    in the order of their external ids, so that a page does not sum every item of the
+    company first."""
+    c, r = t.customers.c, t.receivables.c
+
+    def of_debtor(expr: Any) -> Any:
+        return select(expr).where(r.customer_id == c.id, r.balance_minor > 0).scalar_subquery()
+
+    overdue, in_cur = r.due_on < on, r.currency == currency
+    debt = _Debt(
+        of_debtor(func.coalesce(func.sum(case((in_cur, r.balance_minor), else_=0)), 0)),
+        of_debtor(
+            func.coalesce(func.sum(case((and_(overdue, in_cur), r.balance_minor), else_=0)), 0)
+        ),
+        of_debtor(func.min(case((overdue, r.due_on), else_=None))),
+        of_debtor(func.coalesce(func.sum(case((overdue, 1), else_=0)), 0)),
+    )
+    q = (
+        select(c.id.label("customer_id"), c.external_id, c.name)
+        .where(c.company_id == company_id)
+        .order_by(c.external_id)
+        .limit(limit)
+    )
+    if after is not None:
+        q = q.where(c.external_id > after)
+    return _matching(q, segment, on, debt, False)
+
+
+@dataclass(frozen=True)
+class _Debt:
+    """A debtor's debt as SQL expressions: open and overdue amounts in the company
+    currency, the due date of its oldest overdue item, how many items are overdue."""
+
+    open_minor: Any
+    overdue_minor: Any
+    oldest_overdue: Any
+    overdue_items: Any
+
+
+def _matching(
+    q: Select[Any], segment: Segment, on: date, debt: _Debt, overdue_only: bool
+) -> Select[Any]:
+    """``q`` (over customers) with the debt columns and the segment's conditions."""
+    c = t.customers.c
+    q = q.add_columns(
+        debt.open_minor.label("open_minor"),
+        debt.overdue_minor.label("overdue_minor"),
+        debt.oldest_overdue.label("oldest_overdue"),
     )
     s = segment
     if s.kind:
@@ -78,24 +136,24 @@ def members_select(
     if s.blocked is not None:
         q = q.where(c.blocked.is_(s.blocked))
     if s.overdue_min is not None:
-        q = q.where(overdue_minor >= s.overdue_min)
+        q = q.where(debt.overdue_minor >= s.overdue_min)
     if s.overdue_max is not None:
-        q = q.where(overdue_minor <= s.overdue_max)
+        q = q.where(debt.overdue_minor <= s.overdue_max)
     if s.open_min is not None:
-        q = q.where(open_minor >= s.open_min)
+        q = q.where(debt.open_minor >= s.open_min)
     if s.open_max is not None:
-        q = q.where(open_minor <= s.open_max)
+        q = q.where(debt.open_minor <= s.open_max)
     if s.days_overdue_min:
-        q = q.where(debt.c.oldest_overdue <= on - timedelta(days=s.days_overdue_min))
+        q = q.where(debt.oldest_overdue <= on - timedelta(days=s.days_overdue_min))
     if s.days_overdue_max is not None:
         q = q.where(
             or_(
-                debt.c.oldest_overdue.is_(None),
-                debt.c.oldest_overdue >= on - timedelta(days=s.days_overdue_max),
+                debt.oldest_overdue.is_(None),
+                debt.oldest_overdue >= on - timedelta(days=s.days_overdue_max),
             )
         )
     if overdue_only:
-        q = q.where(func.coalesce(debt.c.overdue_items, 0) > 0)
+        q = q.where(debt.overdue_items > 0)
     return q
 
 

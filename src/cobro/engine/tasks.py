@@ -47,7 +47,14 @@ def list_tasks(
     due_before: datetime | None = None,
     customer: str | None = None,
     open_only: bool = False,
+    status: str | None = None,
+    task_id: int | None = None,
+    after: int | None = None,
+    limit: int | None = None,
 ) -> list[Task]:
+    """Tasks, soonest due first (``status``: those in it; ``task_id``: that one). With
+    ``after`` or ``limit``, a page of them in the order of their ids: ``limit`` with an id
+    above ``after``."""
     k, c = t.tasks.c, t.customers.c
     q = (
         select(
@@ -63,7 +70,6 @@ def list_tasks(
         )
         .join(t.customers, c.id == k.customer_id)
         .where(k.company_id == company_id)
-        .order_by(k.due_at, k.id)
     )
     if due_before is not None:
         q = q.where(k.due_at < due_before)
@@ -71,6 +77,18 @@ def list_tasks(
         q = q.where(c.external_id == customer)
     if open_only:
         q = q.where(k.status == "open")
+    if status is not None:
+        q = q.where(k.status == status)
+    if task_id is not None:
+        q = q.where(k.id == task_id)
+    if after is None and limit is None:
+        q = q.order_by(k.due_at, k.id)
+    else:
+        q = q.order_by(k.id)
+        if after is not None:
+            q = q.where(k.id > after)
+        if limit is not None:
+            q = q.limit(limit)
     return [Task(*row) for row in conn.execute(q)]
 
 
@@ -89,8 +107,7 @@ def complete_task(conn: Connection, company_id: int, task_id: int, at: datetime)
         if exists is None:
             raise CobroError(f"no task {task_id}")
         raise CobroError(f"task {task_id} is already done")
-    found = [x for x in list_tasks(conn, company_id) if x.id == task_id]
-    return found[0]
+    return list_tasks(conn, company_id, task_id=task_id)[0]
 
 
 @dataclass(frozen=True)

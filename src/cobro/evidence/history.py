@@ -38,6 +38,7 @@ class ClaimedItem:
     balance_at_send: Money | None
     balance_now: Money
     receivable_id: int = 0
+    external_id: str = ""  # the company's own id of the item
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,10 @@ def claim_history(
     customer_external_id: str | None = None,
     since: date | None = None,
     until: date | None = None,
+    outbox_id: int | None = None,
 ) -> list[Claim]:
-    """Every claim of the company (or of one debtor), oldest first.
+    """Every claim of the company (or of one debtor, or the one whose outbox id is
+    ``outbox_id``), oldest first.
 
     ``since`` and ``until`` (company dates, both included) select claims by the day
     their first message went out (a delivery the provider accepted); a claim that sent
@@ -143,9 +146,12 @@ def claim_history(
     """
     o, c, d = t.outbox.c, t.customers.c, t.deliveries.c
     tz = ZoneInfo(config.company.timezone)
+    accepted = [d.company_id == company_id, d.status != "failed"]  # refused: not sent
+    if outbox_id is not None:
+        accepted.append(d.outbox_id == outbox_id)
     first = (
         select(d.outbox_id, func.min(d.at).label("sent_at"))
-        .where(d.company_id == company_id, d.status != "failed")  # refused: not sent
+        .where(*accepted)
         .group_by(d.outbox_id)
         .subquery()
     )
@@ -160,6 +166,8 @@ def claim_history(
     )
     if customer_external_id is not None:
         q = q.where(c.external_id == customer_external_id)
+    if outbox_id is not None:
+        q = q.where(o.id == outbox_id)
     if since is not None:
         start = _midnight(since, tz)
         q = q.where(or_(settled >= start, and_(settled.is_(None), o.occurrence_on >= since)))
@@ -206,6 +214,7 @@ def claim_history(
                 r.currency,
                 r.amount_minor,
                 r.balance_minor.label("now_minor"),
+                r.external_id,
             )
             .join(t.receivables, r.id == ci.receivable_id)
             .where(ci.outbox_id.in_(chunk))
@@ -222,6 +231,7 @@ def claim_history(
                     else Money.from_minor(item.balance_minor, item.currency),
                     Money.from_minor(item.now_minor, item.currency),
                     item.receivable_id,
+                    item.external_id,
                 )
             )
         for dl in conn.execute(

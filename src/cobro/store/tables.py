@@ -205,6 +205,9 @@ runs = Table(
     Column("skipped", Integer, nullable=False, server_default="0"),
     Column("started_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
+    Column("report", JSON),  # the run's report once it has finished (``RunReport.to_json``)
+    Column("error", String(2000)),  # why a run stopped before it finished
+    Index(None, "company_id", "run_on"),
 )
 
 outbox = Table(
@@ -240,6 +243,9 @@ outbox = Table(
         "next_attempt_at",
         sqlite_where=text("step LIKE 'webhook/%'"),
     ),
+    # The API's pages of claims, in the order of their ids: all of them, and by status.
+    Index(None, "company_id", "id"),
+    Index(None, "company_id", "status", "id"),
 )
 
 # Where each debtor stands in its policy: the phase last claimed, when, how many repeats;

@@ -13,13 +13,20 @@ from starlette.responses import HTMLResponse, Response
 from cobro.web.api import (
     banking,
     charges,
+    claims,
     contacts,
     customers,
+    disputes,
     events,
     payments,
     problems,
+    promises,
     receivables,
+    runs,
+    segments,
+    simulation,
     subscriptions,
+    tasks,
 )
 from cobro.web.api.auth import Caller, FailedAuth, caller
 from cobro.web.api.problems import FieldError, Problem
@@ -66,6 +73,13 @@ ROUTERS = (
     subscriptions.router,
     charges.router,
     events.router,
+    claims.router,
+    disputes.router,
+    promises.router,
+    tasks.router,
+    segments.router,
+    runs.router,
+    simulation.router,
 )
 
 

@@ -14,6 +14,9 @@ from cobro.web.api.problems import FieldError, Problem
 
 T = TypeVar("T")
 MAX_LIMIT = 500
+# A cursor carries row ids: INTEGER columns, 32 bits on PostgreSQL. A larger number is
+# no cursor of a list (and would make the database refuse the query).
+MAX_INT = 2**31 - 1
 
 
 class Page(BaseModel, Generic[T]):
@@ -37,7 +40,10 @@ def decode_cursor(cursor: str | None, shape: tuple[type, ...]) -> list[Any] | No
             isinstance(values, list)
             and len(values) == len(shape)
             and all(
-                isinstance(v, kind) and not isinstance(v, bool)
+                isinstance(v, kind)
+                and not isinstance(v, bool)
+                and (not isinstance(v, int) or -MAX_INT <= v <= MAX_INT)
+                and (not isinstance(v, str) or "\x00" not in v)
                 for v, kind in zip(values, shape, strict=True)
             )
         )

@@ -145,7 +145,15 @@ def list_receivables(
     if after:
         query = query.where(r.id > after[0])
     if customer is not None:
-        query = query.where(cu.external_id == customer)
+        # The debtor's id first: its items are then read by ``ix_receivables_customer_id``
+        # (joined by external id, SQLite walked every item of the company).
+        with who.state.reader.connect() as conn:
+            found = conn.execute(
+                select(cu.id).where(cu.company_id == who.company_id, cu.external_id == customer)
+            ).scalar()
+        if found is None:
+            return Page[Receivable](data=[])
+        query = query.where(r.customer_id == found)
     if status == "open":
         query = query.where(r.balance_minor != 0)
     elif status == "paid":
