@@ -394,9 +394,13 @@ tasks = Table(
     Column("status", String(10), nullable=False, server_default="open"),
     Column("created_at", UTCDateTime, nullable=False),
     Column("done_at", UTCDateTime),
+    # The staff user the task is given to, by email (lower case), kept as text like a
+    # note's author: the task outlives the user's account. None: nobody yet.
+    Column("assignee", String(320)),
     UniqueConstraint("company_id", "customer_id", "action_key", "created_on"),
     Index(None, "company_id", "status", "due_at"),
     Index(None, "customer_id"),
+    Index(None, "company_id", "assignee", "status", "due_at"),
 )
 
 events = Table(
