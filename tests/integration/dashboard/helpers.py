@@ -228,12 +228,12 @@ def work_data(ws: Workspace) -> Work:
 
     madrid = ZoneInfo("Europe/Madrid")
     r = t.receivables.c
+    c1, c2, c3 = (customer_id(ws, x) for x in ("C1", "C2", "C3"))
     with ws.engine.begin() as conn:
         item = {
             str(row.number): int(row.id)
             for row in conn.execute(select(r.id, r.number).where(r.company_id == ws.company_id))
         }
-        c1, c2, c3 = (customer_id(ws, x) for x in ("C1", "C2", "C3"))
         today = open_task(
             conn,
             ws.company_id,
