@@ -164,7 +164,7 @@ def policies(request: Request, who: StaffDep) -> Response:
             "uses": uses,
             "failing": failing,
             "problems": [str(p) for p in problems],
-            "channels_of": lambda ph: list(ph.channels),
+            "minor_money": lambda minor: Money.from_minor(minor, config.company.currency),
         },
         screen="policies",
     )
