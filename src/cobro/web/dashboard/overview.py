@@ -7,6 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from babel.dates import format_date
+from babel.numbers import format_decimal
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
@@ -82,8 +83,16 @@ def overview(request: Request, who: StaffDep) -> Response:
             "chart": chart,
             "weeks": weeks,
             "trend_charts": [
-                ("trend-messages", trend_messages),
-                ("trend-recovered", trend_recovered),
+                (
+                    "trend-messages",
+                    trend_messages,
+                    format_decimal(trend_messages.top, locale=who.locale),
+                ),
+                (
+                    "trend-recovered",
+                    trend_recovered,
+                    text(Money.of(trend_recovered.top, company.currency)),
+                ),
             ],
             "buckets": BUCKETS,
             "phases": phases,
