@@ -4,8 +4,11 @@ recipient, a keyset page at a time.
 
 A page reads the deliveries' index on (company, time) backwards and stops once it is full;
 each continues before the time and id of the last row of the one before (never an OFFSET),
-so a page deep in the log costs what the first does. A filter on the recipient or a rare
-state is checked row by row on the way: narrowed by days, it reads that period only.
+so a page deep in the log costs what the first does. A complete address (an email
+address, a phone number) some message went to is looked up in the index on (company,
+lower-case recipient): the messages to it, however few. The start of an address, a
+channel, a state or a phase few messages have is checked row by row on the way: narrowed
+by days, it reads that period only.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ class MessageFilter:
     ``phase`` is a step (``b2b/01``, ``action/statement``) or the kind of an event-driven
     message (``receipt``, ``unpaid``, ``upcoming``, ``admin``, ``banking``, ``resend``).
     ``state`` is a delivery state, or ``failed`` for any of the failures. ``recipient``
-    is the start of the address (any case)."""
+    is a complete address, matched exactly (any case; a phone number as written in
+    ``region``, the company's country), or the start of one."""
 
     start: datetime | None = None  # from this instant ...
     end: datetime | None = None  # ... to before this one
@@ -43,6 +47,7 @@ class MessageFilter:
     channel: str | None = None
     state: str | None = None
     recipient: str = ""
+    region: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,29 @@ def _state(state: str) -> ColumnElement[bool]:
     if state == "failed":
         return d.state.in_(sorted(s.value for s in FAILURES))
     return d.state == state
+
+
+def recipient_wanted(text: str, region: str | None) -> tuple[str, bool]:
+    """(what to look for, whether it is a complete address): an email address with a
+    domain, in lower case; a valid phone number, as E.164; else the text in lower case, the
+    start of an address."""
+    import phonenumbers
+
+    text = text.strip()[:MAX_RECIPIENT]
+    if "@" in text:
+        local, _, domain = text.rpartition("@")
+        dot = domain.find(".")
+        complete = bool(local) and 0 < dot < len(domain) - 1 and " " not in text
+        return text.lower(), complete
+    if sum(ch.isdigit() for ch in text) >= 6:
+        try:
+            number = phonenumbers.parse(text, region)
+        except phonenumbers.NumberParseException:
+            number = None
+        if number is not None and phonenumbers.is_valid_number(number):
+            e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+            return str(e164), True
+    return text.lower(), False
 
 
 def message_log(
@@ -126,9 +154,16 @@ def message_log(
         q = q.where(d.channel == wanted.channel)
     if wanted.state:
         q = q.where(_state(wanted.state))
-    recipient = wanted.recipient.strip()[:MAX_RECIPIENT].lower()
-    if recipient:
-        q = q.where(func.lower(d.recipient).like(f"{like_literal(recipient)}%", escape="/"))
+    if wanted.recipient.strip():
+        recipient, complete = recipient_wanted(wanted.recipient, wanted.region)
+        to_it = func.lower(d.recipient) == recipient
+        if (
+            complete
+            and conn.execute(select(d.id).where(d.company_id == company_id, to_it).limit(1)).first()
+        ):
+            q = q.where(to_it)  # the messages to that address, by the index
+        else:  # the start of addresses (or a complete one no message went to)
+            q = q.where(func.lower(d.recipient).like(f"{like_literal(recipient)}%", escape="/"))
     after = decode_cursor(cursor)
     if after is not None and isinstance(after[0], str):
         try:

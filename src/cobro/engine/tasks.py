@@ -200,7 +200,7 @@ def task_board(
     elif assignee is not None:
         q = q.where(k.assignee == assignee.lower())
     newest_first = view == "done"
-    key = k.done_at if newest_first else k.due_at
+    key = func.coalesce(k.done_at, k.due_at) if newest_first else k.due_at
     if view == "done":
         q = q.where(k.status == "done")
     else:
@@ -226,8 +226,7 @@ def task_board(
     next_cursor = None
     if len(found) > limit:
         last = rows[-1].task
-        value = last.done_at if newest_first else last.due_at
-        assert value is not None
+        value = (last.done_at or last.due_at) if newest_first else last.due_at
         next_cursor = encode_cursor([value.isoformat(), last.id])
     return TaskPage(rows, next_cursor)
 

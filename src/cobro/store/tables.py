@@ -675,4 +675,10 @@ Index(
 )
 Index("ix_payments_company_id_paid_on", payments.c.company_id, payments.c.paid_on)
 Index("ix_deliveries_company_id_at", deliveries.c.company_id, deliveries.c.at)
+# The dashboard's message log finds the messages to an address by it (any case).
+Index(
+    "ix_deliveries_company_id_recipient",
+    deliveries.c.company_id,
+    func.lower(deliveries.c.recipient),
+)
 Index("ix_claim_views_company_id_at", claim_views.c.company_id, claim_views.c.at)

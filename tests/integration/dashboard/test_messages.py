@@ -68,6 +68,11 @@ def test_the_log_is_filtered_by_day_phase_channel_state_and_recipient(site: Site
     assert listed(site, "?state=failed") == []
     assert listed(site, "?recipient=AP@Acme") == ["ap@acme-industrial.example"]
     assert listed(site, "?recipient=acme-industrial") == []  # the start of the address
+    # A complete address: the messages to it (found by the index), or, when none went to
+    # it, to the addresses starting with it.
+    assert listed(site, "?recipient=AP@acme-industrial.example") == ["ap@acme-industrial.example"]
+    assert listed(site, "?recipient=ap@acme-industrial.exa") == ["ap@acme-industrial.example"]
+    assert listed(site, "?recipient=ap@acme-industrial.example.org") == []
     assert listed(site, "?recipient=%25") == []  # a wildcard is a character like any other
     # Filters the page does not know are left out; a date it cannot read is said.
     assert listed(site, "?channel=fax&state=lost&phase=nope") == both

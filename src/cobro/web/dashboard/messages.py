@@ -105,6 +105,7 @@ def _log(
         channel=chosen["channel"],
         state=chosen["state"],
         recipient=chosen["recipient"],
+        region=config.company.region,
     )
     cursor = params.get("cursor")
     resend = params.get("resend")

@@ -1,4 +1,5 @@
-"""tasks: the staff user each task is given to (the dashboard's task board)
+"""tasks: the staff user each task is given to (the dashboard's task board); deliveries:
+an index by company and lower-case recipient (the dashboard's message log)
 
 Revision ID: 0017
 Revises: 0014
@@ -24,9 +25,15 @@ def upgrade() -> None:
         "tasks",
         ["company_id", "assignee", "status", "due_at"],
     )
+    op.create_index(
+        "ix_deliveries_company_id_recipient",
+        "deliveries",
+        ["company_id", sa.text("lower(recipient)")],
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_deliveries_company_id_recipient", table_name="deliveries")
     op.drop_index("ix_tasks_company_id_assignee_status_due_at", table_name="tasks")
     with op.batch_alter_table("tasks") as batch:
         batch.drop_column("assignee")
