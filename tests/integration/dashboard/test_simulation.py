@@ -133,10 +133,13 @@ def test_a_simulation_shows_each_days_counts_and_one_days_detail(
     assert len(listed) == 50 and listed == sorted(listed)
     assert f"1–50 de {count}" in text_of(detail.text)
     assert re.search(r'href="/dashboard/debtors/\d+">Debtor 00 S.L.</a>', detail.text)
-    following = reader.get(f"/dashboard/simulation/{busiest}?channel=email&start=50")
+    following = reader.get(f"/dashboard/simulation/{busiest}?channel=email&at=50")
     rest = re.findall(r'<span class="muted small">(D\d\d|C\d)</span>', following.text)
     assert len(rest) == count - 50 and not set(rest) & set(listed)
     assert 'rel="next"' not in following.text and 'rel="prev"' in following.text
+    # A place that is not one is the first page.
+    odd = reader.get(f"/dashboard/simulation/{busiest}?channel=email&at=-5x")
+    assert re.findall(r'<span class="muted small">(D\d\d|C\d)</span>', odd.text) == listed
     # A day outside the simulation, or no day at all: not found.
     outside = (TODAY + timedelta(days=7)).isoformat()
     assert reader.get(f"/dashboard/simulation/{outside}").status_code == 404

@@ -307,9 +307,11 @@ async def start(request: Request, who: StaffDep) -> Response:
 
 @router.get("/simulation/{day}", name="dashboard_simulation_day")
 def simulation_day(
-    request: Request, day: str, who: StaffDep, channel: str | None = None, start: int = 0
+    request: Request, day: str, who: StaffDep, channel: str | None = None, at: str = "0"
 ) -> Response:
-    """What one simulated day sends on one channel, a page at a time."""
+    """What one simulated day sends on one channel, a page at a time (``at``: the first
+    message of the page, a multiple of ``PAGE``)."""
+    start = int(at) if at.isdigit() and len(at) < 10 else 0
     job = simulations(request).current(who.company_id)
     try:
         on = date.fromisoformat(day)
@@ -370,8 +372,8 @@ def simulation_day(
             "count": count,
             "start": start,
             "cost": cost_text(totals.cost, currency, who.locale),
-            "prev_url": f"{base}&start={start - PAGE}" if start > 0 else None,
-            "next_url": f"{base}&start={start + PAGE}" if start + PAGE < count else None,
+            "prev_url": f"{base}&at={start - PAGE}" if start > 0 else None,
+            "next_url": f"{base}&at={start + PAGE}" if start + PAGE < count else None,
             "money_of": _money_of,
         },
         screen="simulation",
