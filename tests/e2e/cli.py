@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,3 +32,11 @@ def run_cobro(
     if ok:
         assert proc.returncode == 0, proc.stderr + proc.stdout
     return proc
+
+
+def copy_workspace(built: Path, to: Path) -> Path:
+    """A copy of the workspace ``built`` at ``to``: its files, database and keys as the
+    commands that built it left them. A module builds its starting workspace once with the
+    real commands, and each test works on a copy of its own."""
+    shutil.copytree(built, to, symlinks=True)
+    return to

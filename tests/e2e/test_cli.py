@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .cli import run_cobro
+from .cli import copy_workspace, run_cobro
 
 
 def cobro(ws: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
@@ -34,9 +34,9 @@ def caught(ws: Path) -> list[EmailMessage]:
     return msgs
 
 
-@pytest.fixture
-def ws(tmp_path: Path) -> Path:
-    root = tmp_path / "acme"
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli") / "acme"
     subprocess.run(
         [sys.executable, "-m", "cobro", "init", str(root)], check=True, capture_output=True
     )
@@ -60,6 +60,11 @@ R4,P1,EC-03,2026-03-10,EUR,80.00
 """,
     )
     return root
+
+
+@pytest.fixture
+def ws(built: Path, tmp_path: Path) -> Path:
+    return copy_workspace(built, tmp_path / "acme")
 
 
 def test_init_creates_a_valid_commented_workspace(ws: Path) -> None:

@@ -11,7 +11,7 @@ from cobro.config.notices import BANKING_TYPES
 from cobro.domain.routing import ContactInfo, can_be_assigned
 from cobro.errors import CobroError
 from cobro.store import tables as t
-from cobro.store.db import insert_ignoring
+from cobro.store.db import counted, insert_ignoring
 
 
 class AssignmentRefused(CobroError):
@@ -55,7 +55,8 @@ def assign(
         raise AssignmentRefused("; ".join(reasons))
     added = 0
     for contact in contacts:
-        res = conn.execute(
+        added += counted(
+            conn,
             insert_ignoring(conn, t.banking_assignments)
             .values(
                 company_id=company_id,
@@ -63,9 +64,8 @@ def assign(
                 contact_id=contact.id,
                 assigned_at=at,
             )
-            .on_conflict_do_nothing()
+            .on_conflict_do_nothing(),
         )
-        added += max(res.rowcount, 0)
     return added
 
 
@@ -73,12 +73,12 @@ def unassign(conn: Connection, company_id: int, notice_type: str, refs: list[str
     notice_type = _type(notice_type)
     ids = [c.id for c in _contacts(conn, company_id, refs)]
     ba = t.banking_assignments.c
-    res = conn.execute(
+    return counted(
+        conn,
         delete(t.banking_assignments).where(
             ba.company_id == company_id, ba.notice_type == notice_type, ba.contact_id.in_(ids)
-        )
+        ),
     )
-    return max(res.rowcount, 0)
 
 
 @dataclass(frozen=True)

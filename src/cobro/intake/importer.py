@@ -189,19 +189,21 @@ def import_records(
     now: datetime,
     source: str,
     reading: Reading = PLAIN,
+    unit: str = "line",
 ) -> ImportReport:
     """Import ``(line_number, row)`` pairs as records of ``kind``.
 
     The rows are checked for unknown or missing columns before anything is written;
     ``source`` names them in the report (e.g. a file name). Amounts and dates are plain
-    (``1234.50``, ``2026-03-30``) unless ``reading`` says otherwise.
+    (``1234.50``, ``2026-03-30``) unless ``reading`` says otherwise. ``unit`` is what the
+    numbers count (``line``; ``row`` for the rows of an API batch).
     """
     _check_kind(kind)
     rows: list[tuple[int, Mapping[str, object]]] = [
         (line, {_norm_key(k): v for k, v in rec.items()}) for line, rec in records
     ]
     _check_columns(kind, _union_keys(rows), source, required=bool(rows))
-    return _import(ws, kind, rows, now, source, [], reading=reading)
+    return _import(ws, kind, rows, now, source, [], unit, reading=reading)
 
 
 # --------------------------------------------------------------------------- mappings and formats
@@ -713,7 +715,8 @@ def _import(
                 first = run.first_line[ext]
                 f.fail(
                     "external_id",
-                    f"{ext!r} appears again in this file (first on {run.unit} {first})",
+                    f"{ext!r} appears again in this {'batch' if run.unit == 'row' else 'file'} "
+                    f"(first on {run.unit} {first})",
                 )
             else:
                 run.first_line[ext] = line

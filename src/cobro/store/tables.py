@@ -232,6 +232,14 @@ outbox = Table(
     UniqueConstraint("company_id", "customer_id", "step", "occurrence_on", name="uq_outbox_key"),
     Index(None, "company_id", "status", "next_attempt_at"),
     Index(None, "run_id"),
+    # Webhook deliveries (steps ``webhook/...``): few among the claims, found without them.
+    Index(
+        "ix_outbox_webhooks",
+        "company_id",
+        "status",
+        "next_attempt_at",
+        sqlite_where=text("step LIKE 'webhook/%'"),
+    ),
 )
 
 # Where each debtor stands in its policy: the phase last claimed, when, how many repeats;
@@ -565,6 +573,40 @@ promise_items = Table(
 )
 
 
+# Where a company's events are posted (``cobro.engine.webhooks``): a URL, the event types
+# it subscribes to (comma-separated) and the Standard Webhooks secret that signs each post.
+# Each delivery is an outbox row (step ``webhook/ENDPOINT/TYPE/REF``).
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("name", String(40), nullable=False),
+    Column("url", String(2000), nullable=False),
+    Column("events", String(1000), nullable=False, server_default=""),
+    Column("secret", String(100), nullable=False),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("company_id", "name"),
+)
+
+# Each attempt of a webhook delivery: when, the HTTP status (None: no answer), the error
+# (None: accepted) and how long it took.
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("outbox_id", ForeignKey("outbox.id"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("status_code", Integer),
+    Column("error", String(1000)),
+    Column("duration_ms", Integer, nullable=False),
+    Index(None, "outbox_id"),
+)
+
+
 # The partial indexes' predicates on PostgreSQL. Declaring them above would load the
 # PostgreSQL dialect whenever the schema is imported, which a command on SQLite does not
 # need (a tenth of its start-up); ``postgres_predicates`` adds them when a PostgreSQL
@@ -572,12 +614,13 @@ promise_items = Table(
 _POSTGRES_WHERE = {
     "ix_customers_blocked": "blocked",
     "ix_receivables_open_due": "balance_minor > 0",
+    "ix_outbox_webhooks": "step LIKE 'webhook/%'",
 }
 
 
 def postgres_predicates() -> None:
     """Give the partial indexes their PostgreSQL ``WHERE`` (idempotent)."""
-    for table in (customers, receivables):
+    for table in (customers, receivables, outbox):
         for index in table.indexes:
             where = _POSTGRES_WHERE.get(str(index.name))
             if where is not None and index.dialect_options["postgresql"]["where"] is None:

@@ -83,6 +83,14 @@ def create_app(
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
+        if request.url.path.startswith(PREFIX + "/"):
+            # An API path the mount did not take (its pattern stops at a line break
+            # in the path, e.g. an id with %0A): answered as the API answers.
+            from cobro.web.api.problems import problem_response
+
+            kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+            headers = dict(exc.headers) if exc.headers else None
+            return problem_response(exc.status_code, kind, None, (), headers)
         words = {404: "Not found", 405: "Method not allowed"}
         return PlainTextResponse(
             f"{words.get(exc.status_code, 'Error')}\n",

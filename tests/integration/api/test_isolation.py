@@ -17,19 +17,50 @@ from ..portal.helpers import two_debtors_claimed
 from .conftest import Server
 
 # The data only acme has: names and ids that must never show through beta's key.
-ACME_ONLY = ("Acme Industrial", "ap@acme.example", "F-1", "Other Co")
+ACME_ONLY = ("Acme Industrial", "ap@acme.example", "F-1", "Other Co", "Acme Treasury", "Acme Gold")
 
 
 def acme_data(server: Server) -> dict[str, Any]:
-    """acme's debtors C1 and C2, their receivables, and the claims a real run sent them."""
+    """acme's debtors C1 and C2, their receivables, and the claims a real run sent them;
+    C1's contact K1 (assigned to stop payments), payment P1, subscription S1 (event
+    evt-1) and its charge ch_1."""
     ws = server.companies["acme"]
     two_debtors_claimed(ws)
+    collector, admin = server.client("acme", "collector"), server.client("acme", "admin")
+    treasurer = {"external_id": "K1", "customer": "C1", "name": "Acme Treasury",
+                 "email": "treasury@acme.example", "roles": ["banking"]}  # fmt: skip
+    subscription = {"id": "evt-1", "customer": "C1", "subscription": "S1",
+                    "plan": "Acme Gold", "price": "39.90"}  # fmt: skip
+    charge = {"external_id": "ch_1", "subscription": "S1", "status": "succeeded",
+              "amount": "39.90"}  # fmt: skip
+    for client, url, body in (
+        (collector, "/contacts", treasurer),
+        (admin, "/banking-notices", {"type": "stop_payment", "contacts": ["K1"]}),
+        (collector, "/payments", {"external_id": "P1", "customer": "C1", "receivable": "F-1",
+                                  "paid_on": "2025-03-01", "amount": "10.00"}),
+        (collector, "/events", {"type": "subscription.created", "data": subscription}),
+        (collector, "/charges", charge),
+    ):  # fmt: skip
+        made = client.post(url, json=body)
+        assert made.is_success, (url, made.text)
     return {}
 
 
 # Path template -> how to fill its parameters with acme's ids (from ``acme_data``'s ids).
 IDS: dict[str, Callable[[dict[str, Any]], dict[str, str]]] = {
     "/customers/{external_id}": lambda ids: {"external_id": "C1"},
+    "/customers/{external_id}/contacts": lambda ids: {"external_id": "C1"},
+    "/contacts/{external_id}": lambda ids: {"external_id": "K1"},
+    "/banking-notices/{notice_type}/contacts/{external_id}": lambda ids: {
+        "notice_type": "stop_payment",
+        "external_id": "K1",
+    },
+    "/receivables/{external_id}": lambda ids: {"external_id": "F-1"},
+    "/payments/{external_id}": lambda ids: {"external_id": "P1"},
+    "/subscriptions/{external_id}": lambda ids: {"external_id": "S1"},
+    "/subscriptions/{external_id}/charges": lambda ids: {"external_id": "S1"},
+    "/charges/{external_id}": lambda ids: {"external_id": "ch_1"},
+    "/events/{event_id}": lambda ids: {"event_id": "evt-1"},
 }
 
 

@@ -4,12 +4,25 @@ in the server's application. Every route acts for the company of the caller's ke
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute
 from starlette.responses import HTMLResponse, Response
 
-from cobro.web.api import customers, problems
-from cobro.web.api.auth import FailedAuth
+from cobro.web.api import (
+    banking,
+    charges,
+    contacts,
+    customers,
+    events,
+    payments,
+    problems,
+    receivables,
+    subscriptions,
+)
+from cobro.web.api.auth import Caller, FailedAuth, caller
+from cobro.web.api.problems import FieldError, Problem
 from cobro.web.deps import Site
 
 PREFIX = "/api/v1"
@@ -44,11 +57,38 @@ DOCS_PAGE = """<!doctype html>
 
 
 # Every resource's router, in the order the docs show them.
-ROUTERS = (customers.router,)
+ROUTERS = (
+    customers.router,
+    contacts.router,
+    banking.router,
+    receivables.router,
+    payments.router,
+    subscriptions.router,
+    charges.router,
+    events.router,
+)
 
 
 def _operation_id(route: APIRoute) -> str:
     return route.name
+
+
+NUL = "\x00"
+
+
+def without_nul(request: Request, who: Annotated[Caller, Depends(caller)]) -> None:
+    """No database stores a NUL character (PostgreSQL refuses one in any text): an id
+    holding one names nothing (404), a query parameter holding one is refused (422).
+    Checked once the key is (an unknown key still gets 401)."""
+    if any(NUL in str(value) for value in request.path_params.values()):
+        raise Problem(404, "not-found", "no such record in this company")
+    refused = [
+        FieldError(field=f"query.{name}", problem="contains a NUL character")
+        for name, value in request.query_params.multi_items()
+        if NUL in name or NUL in value
+    ]
+    if refused:
+        raise Problem(422, "invalid-request", f"{len(refused)} field(s) refused", refused)
 
 
 def create_api(site: Site) -> FastAPI:
@@ -68,7 +108,7 @@ def create_api(site: Site) -> FastAPI:
     api.state.failed_auth = FailedAuth()
     problems.install(api)
     for router in ROUTERS:
-        api.include_router(router, responses=problems.ERRORS)
+        api.include_router(router, responses=problems.ERRORS, dependencies=[Depends(without_nul)])
 
     @api.get("/docs", include_in_schema=False)
     def docs() -> Response:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
 # A decimal amount, written as a string ("1234.50"): never a binary float.
 Amount = Annotated[
@@ -25,3 +25,26 @@ class Strict(BaseModel):
 class Money(BaseModel):
     amount: Amount
     currency: str = Field(description="ISO 4217 code", examples=["EUR"])
+
+
+# A decimal amount given as text ("1234.50", "-50.00"): never a JSON number, which a
+# client's JSON library may have rounded through a binary float. Checked like a CSV cell.
+DecimalText = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=40,
+        json_schema_extra={"format": "decimal"},
+        examples=["1234.50"],
+    ),
+]
+
+
+def _without_nul(text: str) -> str:
+    if "\x00" in text:  # no database stores one (PostgreSQL refuses it)
+        raise ValueError("contains a NUL character")
+    return text
+
+
+# The company's own id of one of its records.
+ExternalId = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_without_nul)]
