@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from email import message_from_bytes
@@ -208,6 +209,10 @@ R9,B1,F-009,2026-03-15,EUR,9000.00
     cobro(ws, "run", "--date", "2026-04-05")
     tasks = json.loads(cobro(ws, "tasks", "list", "--open", "--json").stdout)
     assert [(x["customer"], x["created_on"]) for x in tasks] == [("B1", "2026-04-05")]
+    assert tasks[0]["assignee"] is None  # given to nobody (the dashboard's task board assigns)
+    with sqlite3.connect(ws / "cobro.db") as db:
+        db.execute("UPDATE tasks SET assignee = 'ana@demo.example'")
+    assert "ana@demo.example" in cobro(ws, "tasks", "list").stdout
     assert "done" in cobro(ws, "tasks", "done", str(tasks[0]["id"])).stdout
     assert json.loads(cobro(ws, "tasks", "list", "--open", "--json").stdout) == []
     again = cobro(ws, "tasks", "done", str(tasks[0]["id"]), ok=False)

@@ -408,9 +408,13 @@ tasks = Table(
     Column("status", String(10), nullable=False, server_default="open"),
     Column("created_at", UTCDateTime, nullable=False),
     Column("done_at", UTCDateTime),
+    # The staff user the task is given to, by email (lower case), kept as text like a
+    # note's author: the task outlives the user's account. None: nobody yet.
+    Column("assignee", String(320)),
     UniqueConstraint("company_id", "customer_id", "action_key", "created_on"),
     Index(None, "company_id", "status", "due_at"),
     Index(None, "customer_id"),
+    Index(None, "company_id", "assignee", "status", "due_at"),
 )
 
 events = Table(
@@ -720,4 +724,10 @@ Index(
 )
 Index("ix_payments_company_id_paid_on", payments.c.company_id, payments.c.paid_on)
 Index("ix_deliveries_company_id_at", deliveries.c.company_id, deliveries.c.at)
+# The dashboard's message log finds the messages to an address by it (any case).
+Index(
+    "ix_deliveries_company_id_recipient",
+    deliveries.c.company_id,
+    func.lower(deliveries.c.recipient),
+)
 Index("ix_claim_views_company_id_at", claim_views.c.company_id, claim_views.c.at)

@@ -1,21 +1,45 @@
 """The staff dashboard at ``/dashboard``: one router module per screen, a login, roles.
 
 Screens (``view.SCREENS`` is the navigation): the overview (``overview``), the debtors
-list (``debtors``) and a debtor's account (``account``). ``login`` logs users in and out;
-``session`` finds who is asking and refuses what they may not do.
+list (``debtors``) and a debtor's account (``account``); the work screens: the message log
+(``messages``), the task board (``tasks``), the disputes and promises queue (``queue``),
+the simulation (``simulation``), policies and templates with their preview
+(``policies``). ``login`` logs users in and out; ``session`` finds who is asking and
+refuses what they may not do.
 """
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
-from cobro.web.dashboard import account, debtors, login, overview
+from cobro.web.dashboard import (
+    account,
+    debtors,
+    login,
+    messages,
+    overview,
+    policies,
+    queue,
+    simulation,
+    tasks,
+)
 
-ROUTERS = (login.router, overview.router, debtors.router, account.router)
+ROUTERS = (
+    login.router,
+    overview.router,
+    debtors.router,
+    account.router,
+    messages.router,
+    tasks.router,
+    queue.router,
+    simulation.router,
+    policies.router,
+)
 
 
 def install(app: FastAPI) -> None:
     """Add the dashboard's routes, login limits and refusal pages to ``app``."""
     login.install(app)
+    app.state.dashboard_simulations = simulation.Simulations()
     for router in ROUTERS:
         app.include_router(router)

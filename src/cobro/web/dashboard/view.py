@@ -31,6 +31,11 @@ class Screen:
 SCREENS: list[Screen] = [
     Screen("overview", f"{PREFIX}/"),
     Screen("debtors", f"{PREFIX}/debtors"),
+    Screen("messages", f"{PREFIX}/messages"),
+    Screen("tasks", f"{PREFIX}/tasks"),
+    Screen("queue", f"{PREFIX}/disputes"),
+    Screen("simulation", f"{PREFIX}/simulation"),
+    Screen("policies", f"{PREFIX}/policies"),
 ]
 
 
