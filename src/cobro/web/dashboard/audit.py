@@ -1,0 +1,54 @@
+"""The audit log: who changed what from the dashboard, and when, newest first (a page of
+100 at a time): configuration edits with each value before and after, banking contacts
+assigned and removed, and what staff recorded on debtors' accounts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from cobro.engine.audit import PAGE, entries
+from cobro.web.dashboard.session import PREFIX, StaffDep
+from cobro.web.dashboard.view import render
+
+router = APIRouter(prefix=PREFIX)
+PATH = f"{PREFIX}/audit"
+KINDS = ("config", "banking", "debtor")
+
+
+def _cursor(value: str | None) -> tuple[datetime, int] | None:
+    """``<ISO instant>_<id>``: where the previous page ended; ignored when malformed."""
+    if not value:
+        return None
+    at, _, id_ = value.rpartition("_")
+    try:
+        return datetime.fromisoformat(at), int(id_)
+    except ValueError:
+        return None
+
+
+@router.get("/audit", name="dashboard_audit")
+def audit(
+    request: Request, who: StaffDep, kind: str | None = None, before: str | None = None
+) -> Response:
+    chosen = kind if kind in KINDS else None
+    with who.state.reader.connect() as conn:
+        found = entries(conn, who.company_id, before=_cursor(before), action=chosen, limit=PAGE)
+    more = None
+    if len(found) == PAGE:
+        last = found[-1]
+        query = {
+            "before": f"{last.at.isoformat()}_{last.id}",
+            **({"kind": chosen} if chosen else {}),
+        }
+        more = f"{PATH}?{urlencode(query)}"
+    return render(
+        who,
+        request,
+        "audit.j2",
+        {"entries": found, "kinds": KINDS, "kind": chosen, "more": more, "path": PATH},
+        screen="audit",
+    )
