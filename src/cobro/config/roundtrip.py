@@ -344,6 +344,12 @@ def _sync_seq(node: CommentedSeq, data: list[Any]) -> bool:
     new = [_ident(v) for v in data]
     if len(set(old)) != len(old) or len(set(new)) != len(new):
         return False
+    if len(old) == len(new) and all(
+        o == n or (o not in new and n not in old) for o, n in zip(old, new, strict=True)
+    ):  # entries changed where they stand (a key renamed too)
+        for index, value in enumerate(data):
+            _sync_value(node, index, value)
+        return True
     if [i for i in old if i in new] != [i for i in new if i in old]:
         return False
     left = ""
