@@ -4,19 +4,37 @@ assigned and removed, and what staff recorded on debtors' accounts."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from cobro.engine.audit import PAGE, entries
+from cobro.engine.audit import PAGE, Entry, entries
 from cobro.web.dashboard.session import PREFIX, StaffDep
 from cobro.web.dashboard.view import render
 
 router = APIRouter(prefix=PREFIX)
 PATH = f"{PREFIX}/audit"
 KINDS = ("config", "banking", "debtor")
+
+
+def shown(value: Any) -> str | None:
+    """A value of a change as the page writes it: text as it is, anything else as JSON
+    (``true``, ``[20, "last"]``), none as None."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _changes(entry: Entry) -> list[tuple[str, str | None, str | None]]:
+    return [
+        (str(c.get("path", "")), shown(c.get("old")), shown(c.get("new")))
+        for c in entry.changes
+        if isinstance(c, dict)
+    ]
 
 
 def _cursor(value: str | None) -> tuple[datetime, int] | None:
@@ -49,6 +67,12 @@ def audit(
         who,
         request,
         "audit.j2",
-        {"entries": found, "kinds": KINDS, "kind": chosen, "more": more, "path": PATH},
+        {
+            "entries": [(e, _changes(e)) for e in found],
+            "kinds": KINDS,
+            "kind": chosen,
+            "more": more,
+            "path": PATH,
+        },
         screen="audit",
     )
