@@ -731,3 +731,22 @@ Index(
     func.lower(deliveries.c.recipient),
 )
 Index("ix_claim_views_company_id_at", claim_views.c.company_id, claim_views.c.at)
+
+# What staff changed from the dashboard: the configuration (each value's path, before and
+# after), banking contacts, and what they recorded on a debtor's account. The user's
+# email is kept as text, so an entry outlives its author's account.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(320), nullable=False),  # the staff user's email
+    Column("role", String(20), nullable=False),
+    Column("action", String(60), nullable=False),  # e.g. config.communications, debtor.note
+    Column("subject", String(300)),  # what it was about: a notice type, an action, a debtor
+    Column("customer_id", ForeignKey("customers.id")),
+    Column("changes", JSON, nullable=False),  # [{"path", "old", "new"}] or what was recorded
+    Index(None, "company_id", "at", "id"),
+    Index(None, "customer_id"),
+)

@@ -39,7 +39,42 @@ FORMS = (
     "/dashboard/disputes/{dispute_id}/resolve",
     "/dashboard/simulation",
 )
-RECORDED = (t.outbox, t.promises, t.disputes, t.debtor_notes, t.tasks, t.staff_sessions)
+# The screens that change the configuration (tested in test_communications, test_banking
+# and test_automatic_actions: roles, form tokens, another company's ids).
+CONFIGURATION = {
+    ("GET", "/dashboard/settings/communications"),
+    ("POST", "/dashboard/settings/communications"),
+    ("GET", "/dashboard/banking"),
+    ("POST", "/dashboard/banking/add"),
+    ("GET", "/dashboard/banking/{notice_type}/edit"),
+    ("POST", "/dashboard/banking/{notice_type}/edit"),
+    ("GET", "/dashboard/banking/{notice_type}/remove"),
+    ("POST", "/dashboard/banking/{notice_type}/remove"),
+    ("GET", "/dashboard/actions"),
+    ("POST", "/dashboard/actions"),
+    ("GET", "/dashboard/actions/new"),
+    ("GET", "/dashboard/actions/{key}"),
+    ("POST", "/dashboard/actions/{key}"),
+    ("GET", "/dashboard/actions/{key}/delete"),
+    ("POST", "/dashboard/actions/{key}/delete"),
+    ("GET", "/dashboard/segments"),
+    ("POST", "/dashboard/segments"),
+    ("GET", "/dashboard/segments/new"),
+    ("GET", "/dashboard/segments/{name}"),
+    ("POST", "/dashboard/segments/{name}"),
+    ("GET", "/dashboard/segments/{name}/delete"),
+    ("POST", "/dashboard/segments/{name}/delete"),
+    ("GET", "/dashboard/audit"),
+}
+RECORDED = (
+    t.outbox,
+    t.promises,
+    t.disputes,
+    t.debtor_notes,
+    t.tasks,
+    t.staff_sessions,
+    t.audit_log,
+)
 
 
 def state_of(site: Site) -> dict[str, Any]:
@@ -121,7 +156,7 @@ def test_the_matrix_holds_every_dashboard_route() -> None:
         ("POST", "/dashboard/logout"),
         ("GET", "/dashboard/language/{code}"),
     }
-    assert routes == covered | login
+    assert routes == covered | login | CONFIGURATION
 
 
 def test_without_a_session_every_page_and_form_goes_to_the_login(site: Site) -> None:
@@ -227,3 +262,18 @@ def test_a_page_of_no_debtor_task_or_dispute_is_not_found(site: Site) -> None:
     assert admin.form("/dashboard/messages/resend", {"claim": "999999"}).status_code == 404
     assert admin.form("/dashboard/messages/resend", {"claim": "x"}).status_code == 404
     assert Browser(site.app).get("/dashboard/nothing-here").status_code == 404
+
+
+def test_without_a_session_the_configuration_screens_go_to_the_login(site: Site) -> None:
+    anonymous = site.browser()
+    before = (site.acme.root / "cobro.yaml").read_text(encoding="utf-8")
+    for method, path in sorted(CONFIGURATION):
+        url = (
+            path.replace("{notice_type}", "stop_payment")
+            .replace("{key}", "x")
+            .replace("{name}", "overdue_30")
+        )
+        response = anonymous.request(method, url, data={"csrf": "x"} if method == "POST" else None)
+        assert response.status_code == 303, (method, url)
+        assert response.headers["location"].startswith("/dashboard/login?next="), url
+    assert (site.acme.root / "cobro.yaml").read_text(encoding="utf-8") == before

@@ -4,7 +4,10 @@ Screens (``view.SCREENS`` is the navigation): the overview (``overview``), the d
 list (``debtors``) and a debtor's account (``account``); the work screens: the message log
 (``messages``), the task board (``tasks``), the disputes and promises queue (``queue``),
 the simulation (``simulation``), policies and templates with their preview
-(``policies``). ``login`` logs users in and out; ``session`` finds who is asking and
+(``policies``); the screens that change the configuration, which ``settings`` saves to
+``cobro.yaml``: communications (``communications``), automatic actions (``actions``) and
+segments (``segments``); the banking notifications' contacts (``banking``); and the audit
+log (``audit``). ``login`` logs users in and out; ``session`` finds who is asking and
 refuses what they may not do.
 """
 
@@ -14,12 +17,17 @@ from fastapi import FastAPI
 
 from cobro.web.dashboard import (
     account,
+    actions,
+    audit,
+    banking,
+    communications,
     debtors,
     login,
     messages,
     overview,
     policies,
     queue,
+    segments,
     simulation,
     tasks,
 )
@@ -34,6 +42,11 @@ ROUTERS = (
     queue.router,
     simulation.router,
     policies.router,
+    communications.router,
+    banking.router,
+    actions.router,
+    segments.router,
+    audit.router,
 )
 
 

@@ -691,6 +691,11 @@ DASHBOARD_LABELS: dict[str, dict[str, str]] = {
     },
 }
 
+from cobro.web.dashboard.config_labels import CONFIG_LABELS  # noqa: E402
+
+for _language, _more in CONFIG_LABELS.items():
+    DASHBOARD_LABELS[_language].update(_more)
+
 LANGUAGES = tuple(DASHBOARD_LABELS)
 
 

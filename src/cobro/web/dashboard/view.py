@@ -36,6 +36,12 @@ SCREENS: list[Screen] = [
     Screen("queue", f"{PREFIX}/disputes"),
     Screen("simulation", f"{PREFIX}/simulation"),
     Screen("policies", f"{PREFIX}/policies"),
+    # Configuration: every role sees it, an admin changes it.
+    Screen("actions", f"{PREFIX}/actions"),
+    Screen("segments", f"{PREFIX}/segments"),
+    Screen("communications", f"{PREFIX}/settings/communications"),
+    Screen("banking", f"{PREFIX}/banking"),
+    Screen("audit", f"{PREFIX}/audit"),
 ]
 
 
