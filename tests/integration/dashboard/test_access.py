@@ -136,6 +136,20 @@ def forms(site: Site, work: Work) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
+def action_data(site: Site) -> dict[str, dict[str, Any]]:
+    """A form for each action on C1's account that a collector's session gets accepted."""
+    r = t.receivables.c
+    with site.acme.engine.connect() as conn:
+        item = conn.execute(select(r.id).where(r.external_id == "F-2")).scalar_one()
+    return {
+        "resend": {"claim": claim_of(site, "C1")},
+        "promises": {"item": item, "promised_on": "2025-03-10"},
+        "disputes": {"item": item, "reason": "Goods returned"},
+        "notes": {"text": "Called, will pay on Monday"},
+        "tasks": {"message": "Call back", "due_on": "2025-03-05", "due_time": "10:00"},
+    }
+
+
 def finished(site: Site) -> None:
     """The company's simulation, if one was started, has ended."""
     assert site.app.state.dashboard_simulations.wait(site.acme.company_id, 120)
