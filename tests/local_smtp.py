@@ -15,12 +15,20 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 
-class LocalSMTP(Controller):
-    """``Controller(handler)`` on 127.0.0.1 at a port the system picked; ``start()`` once."""
+def bound_socket() -> socket.socket:
+    """A socket bound to a port of 127.0.0.1 the system picked: for ``LocalSMTP(handler,
+    sock)`` when the port must be known before the server's handler can be made."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
-    def __init__(self, handler: Any, **kwargs: Any) -> None:
-        self._listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listening.bind(("127.0.0.1", 0))
+
+class LocalSMTP(Controller):
+    """``Controller(handler)`` on 127.0.0.1 at a port the system picked (or on ``sock``,
+    from ``bound_socket()``); ``start()`` once."""
+
+    def __init__(self, handler: Any, sock: socket.socket | None = None, **kwargs: Any) -> None:
+        self._listening = sock or bound_socket()
         port = int(self._listening.getsockname()[1])
         super().__init__(handler, hostname="127.0.0.1", port=port, **kwargs)
 

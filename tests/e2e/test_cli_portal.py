@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .cli import COBRO, ENV, copy_workspace, run_cobro
+from .cli import ENV, copy_workspace, run_cobro, start_serving
 
 
 def write(path: Path, text: str) -> Path:
@@ -53,37 +53,10 @@ def ws(built: Path, tmp_path: Path) -> Path:
     return copy_workspace(built, tmp_path / "acme")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def server(ws: Path) -> Iterator[str]:
-    """``cobro serve`` on a free port; its base URL once it says it is listening. A free
-    port can be taken by another process (another pytest-xdist worker) before the server
-    binds it: then it starts again on another."""
-    for _attempt in range(3):
-        port = free_port()
-        proc = subprocess.Popen(
-            [*COBRO, "--workspace", str(ws), "serve", "--port", str(port)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**ENV, "HOME": str(ws)},
-            cwd=ws,
-        )
-        assert proc.stdout is not None and proc.stderr is not None
-        line = proc.stdout.readline()  # printed once the socket listens
-        if line:
-            break
-        proc.wait(timeout=30)
-        error = proc.stderr.read()
-        if f"another program is listening on 127.0.0.1:{port}" not in error:
-            raise AssertionError(f"cobro serve did not start: {error}")
-    else:
-        raise AssertionError("cobro serve found each free port taken")
+    """``cobro serve`` on a free port; its base URL once it says it is listening."""
+    proc, port, line = start_serving(ws)
     try:
         assert f"on http://127.0.0.1:{port}/" in line, line + proc.stderr.read()
         yield f"http://127.0.0.1:{port}"
