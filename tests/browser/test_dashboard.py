@@ -237,6 +237,19 @@ def test_the_message_log_is_filtered(page: Any) -> None:
     assert page.locator("h1").inner_text().startswith("Acme Industrial")
 
 
+def test_the_promise_is_in_the_queue(page: Any) -> None:
+    page.locator("nav.sections").get_by_role("link", name="Disputas y promesas").click()
+    page.wait_for_load_state()
+    assert "Ninguna disputa pendiente." in page.inner_text("#open-disputes")
+    page.locator("#promised-ahead").click()
+    page.wait_for_load_state()
+    row = page.locator("table#promises tbody tr")
+    assert row.count() == 1
+    text = row.inner_text()
+    assert "Acme Industrial" in text and "F-001" in text and "Pagará por transferencia" in text
+    screenshot(page, "dashboard-queue")
+
+
 def test_a_template_is_previewed_for_a_debtor(page: Any) -> None:
     page.locator("nav.sections").get_by_role("link", name="Políticas y plantillas").click()
     page.wait_for_load_state()
