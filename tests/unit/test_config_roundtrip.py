@@ -211,3 +211,9 @@ def test_an_edit_of_a_file_changed_meanwhile_is_refused(tmp_path: Path) -> None:
     assert [(c.path, c.old, c.new) for c in saved.changes] == [("banking.enabled", True, False)]
     assert saved.config.banking.enabled is False
     assert list(tmp_path.iterdir()) == [tmp_path / "cobro.yaml"]  # no temporary file left
+
+
+def test_the_dashboard_says_everything_in_both_languages() -> None:
+    from cobro.web.dashboard.labels import DASHBOARD_LABELS
+
+    assert set(DASHBOARD_LABELS["es"]) == set(DASHBOARD_LABELS["en"])

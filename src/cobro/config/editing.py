@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
+from time import monotonic
 from typing import Any
 
 from cobro.config.loader import parse_config, plain_data, read_config_text
@@ -36,8 +37,10 @@ CONFIG_FILE = "cobro.yaml"
 _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 # What ``cobro check`` found in a file already, by the file's digest: an edit is refused
-# only for problems it brings.
-_KNOWN: dict[tuple[Path, str], list[ConfigProblem]] = {}
+# only for problems it brings. Kept a minute (templates, attachments and the environment
+# it also looks at may change without the file changing).
+_KNOWN: dict[tuple[Path, str], tuple[float, list[ConfigProblem]]] = {}
+KNOWN_FOR_SECONDS = 60.0
 
 
 class ConcurrentEdit(CobroError):
@@ -142,11 +145,12 @@ def _problems(root: Path, text: str, digest: str) -> list[ConfigProblem]:
     from cobro.config.checks import check_workspace
 
     key = (root, digest)
-    if key not in _KNOWN:
+    found = _KNOWN.get(key)
+    if found is None or monotonic() - found[0] > KNOWN_FOR_SECONDS:
         if len(_KNOWN) > 64:
             _KNOWN.clear()
-        _KNOWN[key] = check_workspace(root, text)
-    return _KNOWN[key]
+        found = _KNOWN[key] = (monotonic(), check_workspace(root, text))
+    return found[1]
 
 
 def known_problems(root: Path, found: ConfigFile) -> list[ConfigProblem]:
@@ -240,7 +244,8 @@ def edit_config(
         before = {_same_problem(p) for p in _problems(root, current.text, current.digest)}
         from cobro.config.checks import check_workspace
 
-        after = _KNOWN[(root, digest_of(text))] = check_workspace(root, text)
+        after = check_workspace(root, text)
+        _KNOWN[(root, digest_of(text))] = (monotonic(), after)
         brought = [p for p in after if _same_problem(p) not in before]
         if brought:
             raise EditRefused(brought)

@@ -342,15 +342,15 @@ def _sync_seq(node: CommentedSeq, data: list[Any]) -> bool:
     matched by it); False when entries changed places (the caller writes it anew)."""
     old = [_ident(plain(v)) for v in node]
     new = [_ident(v) for v in data]
-    if len(set(old)) != len(old) or len(set(new)) != len(new):
-        return False
-    if len(old) == len(new) and all(
-        o == n or (o not in new and n not in old) for o, n in zip(old, new, strict=True)
+    twice = len(set(old)) != len(old) or len(set(new)) != len(new)
+    if len(old) == len(new) and (
+        twice
+        or all(o == n or (o not in new and n not in old) for o, n in zip(old, new, strict=True))
     ):  # entries changed where they stand (a key renamed too)
         for index, value in enumerate(data):
             _sync_value(node, index, value)
         return True
-    if [i for i in old if i in new] != [i for i in new if i in old]:
+    if twice or [i for i in old if i in new] != [i for i in new if i in old]:
         return False
     left = ""
     for index in reversed(range(len(node))):
