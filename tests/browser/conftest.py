@@ -93,28 +93,33 @@ class Served:
 
 def serve(ws: Path, env: dict[str, str] | None = None) -> Served:
     """Start ``cobro serve`` for ``ws`` and return once it accepts requests (it says so
-    on standard output)."""
-    port = free_port()
-    process = subprocess.Popen(
-        [*COBRO, "--workspace", str(ws), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**ENV, "HOME": str(ws), "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})},
-        cwd=ws,
-    )
-    assert process.stdout is not None
-    seen: list[str] = []
-    for line in process.stdout:
-        seen.append(line)
-        if line.startswith("Serving "):  # printed once the socket listens
-            break
-    else:
-        process.wait(30)
-        raise AssertionError("cobro serve did not start:\n" + "".join(seen))
-    # Keep reading its log, so that a full pipe never stops the server.
-    threading.Thread(target=seen.extend, args=(process.stdout,), daemon=True).start()
-    return Served(f"http://127.0.0.1:{port}", process, seen)
+    on standard output). A free port can be taken by another process (another
+    pytest-xdist worker) before the server binds it: then it starts again on another."""
+    for _attempt in range(3):
+        port = free_port()
+        process = subprocess.Popen(
+            [*COBRO, "--workspace", str(ws), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**ENV, "HOME": str(ws), "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})},
+            cwd=ws,
+        )
+        assert process.stdout is not None
+        seen: list[str] = []
+        for line in process.stdout:
+            seen.append(line)
+            if line.startswith("Serving "):  # printed once the socket listens
+                break
+        else:
+            process.wait(30)
+            if f"another program is listening on 127.0.0.1:{port}" in "".join(seen):
+                continue
+            raise AssertionError("cobro serve did not start:\n" + "".join(seen))
+        # Keep reading its log, so that a full pipe never stops the server.
+        threading.Thread(target=seen.extend, args=(process.stdout,), daemon=True).start()
+        return Served(f"http://127.0.0.1:{port}", process, seen)
+    raise AssertionError("cobro serve found each free port taken:\n" + "".join(seen))
 
 
 def stop(served: Served) -> None:

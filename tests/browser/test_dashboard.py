@@ -1,7 +1,9 @@
 """The staff dashboard in a real browser (Debian's chromium) against ``cobro serve`` in its
 own process: log in, read the overview (the chart drawn, the figures those of the data
-loaded), find a debtor, resend a claim, record a promise taken by phone. Screenshots are
-kept in test-artifacts/screenshots/.
+loaded), find a debtor, resend a claim, record a promise taken by phone; open a task and
+mark it done on the task board; see the message log filtered; open a template's preview
+for a debtor; simulate the next days. Screenshots are kept in
+test-artifacts/screenshots/.
 
 The data is dated around today: the server reads the real clock.
 """
@@ -170,6 +172,115 @@ def test_a_promise_taken_by_phone_is_recorded(page: Any, ws: Path) -> None:
     assert re.search(r"F-001.*Pago prometido", page.inner_text("#statement"))
     assert promises(ws) == [("staff", by.isoformat())]
     screenshot(page, "dashboard-account-promised")
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def tasks(ws: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(ws / "cobro.db") as db:
+        return [(str(m), str(s)) for m, s in db.execute("SELECT message, status FROM tasks")]
+
+
+def test_a_task_is_opened_then_marked_done_on_the_board(page: Any, ws: Path) -> None:
+    page.locator("#task summary").click()
+    page.fill("#task_message", "Llamar a Acme por la F-002")
+    page.get_by_role("button", name="Abrir la tarea").click()
+    page.wait_for_load_state()
+    assert "La tarea está abierta." in page.inner_text("main")
+    page.locator("nav.sections").get_by_role("link", name="Tareas").click()
+    page.wait_for_load_state()
+    page.locator("#view-today").click()
+    page.wait_for_load_state()
+    row = page.locator("table#tasks tbody tr", has_text="Llamar a Acme por la F-002")
+    assert row.count() == 1
+    assert "Acme Industrial" in row.inner_text()
+    screenshot(page, "dashboard-tasks")
+    row.get_by_role("button", name="Marcar como hecha").click()
+    page.wait_for_load_state()
+    assert "La tarea está hecha." in page.inner_text("main")
+    assert page.locator("table#tasks", has_text="Llamar a Acme").count() == 0
+    assert ("Llamar a Acme por la F-002", "done") in tasks(ws)
+    page.locator("#view-done").click()
+    page.wait_for_load_state()
+    assert "Llamar a Acme por la F-002" in page.inner_text("table#tasks")
+    screenshot(page, "dashboard-tasks-done")
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_the_message_log_is_filtered(page: Any) -> None:
+    page.locator("nav.sections").get_by_role("link", name="Registro de mensajes").click()
+    page.wait_for_load_state()
+    # Yesterday's run wrote to Acme (Beta's invoice is not due yet); the resend went again.
+    rows = page.locator("table#messages tbody tr")
+    assert rows.count() == 2
+    assert "Resend of claim" in rows.nth(0).inner_text()  # newest first
+    page.select_option("#channel", "email")
+    page.fill("#recipient", "AP@acme")
+    page.select_option("#phase", "resend")
+    page.get_by_role("button", name="Mostrar").click()
+    page.wait_for_load_state()
+    assert rows.count() == 1
+    assert "ap@acme.example" in rows.nth(0).inner_text()
+    assert "Resend of claim" in rows.nth(0).inner_text()
+    assert "recipient=AP%40acme" in page.url and "phase=resend" in page.url
+    screenshot(page, "dashboard-messages-filtered")
+    page.select_option("#phase", "")
+    page.fill("#to", (D0 - timedelta(days=1)).isoformat())
+    page.get_by_role("button", name="Mostrar").click()
+    page.wait_for_load_state()
+    assert rows.count() == 0 and "Ningún mensaje coincide." in page.inner_text("main")
+    page.fill("#to", "")
+    page.get_by_role("button", name="Mostrar").click()
+    page.wait_for_load_state()
+    assert rows.count() == 2
+    rows.nth(1).get_by_role("link", name="Acme Industrial").click()
+    page.wait_for_load_state()
+    assert page.locator("h1").inner_text().startswith("Acme Industrial")
+
+
+def test_a_template_is_previewed_for_a_debtor(page: Any) -> None:
+    page.locator("nav.sections").get_by_role("link", name="Políticas y plantillas").click()
+    page.wait_for_load_state()
+    assert page.locator("#check-ok").is_visible()
+    assert page.locator('tr[data-phase="b2b/01"]').inner_text().count("Correo") == 1
+    screenshot(page, "dashboard-policies")
+    page.locator('tr[data-phase="b2b/01"]').get_by_role("link", name="b2b_01").click()
+    page.wait_for_load_state()
+    page.fill("#debtor", "C1")
+    page.get_by_role("button", name="Ver", exact=True).click()
+    page.wait_for_load_state()
+    es = page.locator("#preview-es")
+    assert "pago vencido" in es.locator(".subject").inner_text()
+    # F-001 is promised (the test above): a claim today lists F-002 alone.
+    sms = es.locator(".sms-bubble").inner_text().replace("\xa0", " ")
+    assert sms.endswith("300,50 €"), sms
+    email = page.frame_locator("#preview-es iframe.email").locator("body")
+    assert "F-002" in email.inner_text() and "Acme Industrial" in email.inner_text()
+    assert "F-001" not in email.inner_text()
+    english = page.frame_locator("#preview-en iframe.email").locator("body")
+    assert "F-002" in english.inner_text() and "Dear Acme Industrial" in english.inner_text()
+    screenshot(page, "dashboard-template-preview")
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_the_next_days_are_simulated(page: Any) -> None:
+    page.locator("nav.sections").get_by_role("link", name="Simulación").click()
+    page.wait_for_load_state()
+    page.fill("#days", "14")
+    page.get_by_role("button", name="Simular").click()
+    # The page reloads by itself until the simulation has ended.
+    page.wait_for_selector("#simulation-days", timeout=120_000)
+    page.wait_for_selector("#sim-running", state="detached", timeout=120_000)
+    assert page.locator("#simulation-days tbody tr").count() == 14
+    screenshot(page, "dashboard-simulation")
+    # The overview's trend: the bar of yesterday's week holds its messages, no other any.
+    page.locator("nav.sections").get_by_role("link", name="Resumen").click()
+    page.wait_for_load_state()
+    bars = page.locator("#trend-messages-chart rect.bar")
+    weeks = [str(w.get_attribute("data-week")) for w in page.locator("#trend-table tbody tr").all()]
+    assert bars.count() == len(weeks) and len(weeks) in (13, 14)
+    mine = max(i for i, first in enumerate(weeks) if first <= D0.isoformat())
+    heights = [(bars.nth(i).bounding_box() or {"height": 0})["height"] for i in range(len(weeks))]
+    assert heights[mine] > 0 and sum(heights) == heights[mine]
     assert page.errors == []  # type: ignore[attr-defined]
 
 

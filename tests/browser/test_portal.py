@@ -33,6 +33,9 @@ TOKEN = re.compile(r"https://pagos\.demo\.example/portal/([A-Za-z0-9_.-]+)")
 D0 = date.today() - timedelta(days=1)  # the first run: yesterday
 GRACE = 3  # portal.promise_grace_days (the starter's default)
 
+# The tests below follow one workspace from claim to broken promise, in this order: with
+# pytest-xdist, ``--dist loadfile`` (pyproject.toml) runs them all, in order, on one worker.
+
 
 def write(path: Path, text: str) -> None:
     path.write_text(text.strip() + "\n", encoding="utf-8")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +11,8 @@ from email.policy import default
 from typing import Any, TypeVar
 
 import pytest
-from aiosmtpd.controller import Controller
+
+from local_smtp import LocalSMTP
 
 
 class Inbox:
@@ -41,13 +41,10 @@ H = TypeVar("H")
 @contextmanager
 def smtp_server(handler: H) -> Iterator[tuple[H, int]]:
     """An aiosmtpd server with ``handler`` on a free port of 127.0.0.1, while in use."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller = LocalSMTP(handler)
     controller.start()
     try:
-        yield handler, port
+        yield handler, controller.port
     finally:
         controller.stop()
 

@@ -11,18 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from .cli import run_cobro
+from .cli import copy_workspace, run_cobro
 
 DEEP = "[" * 100_000 + "]" * 100_000
 
 
-@pytest.fixture
-def ws(tmp_path: Path) -> Path:
-    root = tmp_path / "acme"
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("bad-input") / "acme"
     subprocess.run(
         [sys.executable, "-m", "cobro", "init", str(root)], check=True, capture_output=True
     )
     return root
+
+
+@pytest.fixture
+def ws(built: Path, tmp_path: Path) -> Path:
+    return copy_workspace(built, tmp_path / "acme")
 
 
 def company_line(text: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from email import message_from_bytes
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .cli import run_cobro
+from .cli import copy_workspace, run_cobro
 
 
 def cobro(ws: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
@@ -33,9 +34,9 @@ def caught(ws: Path) -> list[EmailMessage]:
     return msgs
 
 
-@pytest.fixture
-def ws(tmp_path: Path) -> Path:
-    root = tmp_path / "acme"
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli") / "acme"
     subprocess.run(
         [sys.executable, "-m", "cobro", "init", str(root)], check=True, capture_output=True
     )
@@ -59,6 +60,11 @@ R4,P1,EC-03,2026-03-10,EUR,80.00
 """,
     )
     return root
+
+
+@pytest.fixture
+def ws(built: Path, tmp_path: Path) -> Path:
+    return copy_workspace(built, tmp_path / "acme")
 
 
 def test_init_creates_a_valid_commented_workspace(ws: Path) -> None:
@@ -203,6 +209,10 @@ R9,B1,F-009,2026-03-15,EUR,9000.00
     cobro(ws, "run", "--date", "2026-04-05")
     tasks = json.loads(cobro(ws, "tasks", "list", "--open", "--json").stdout)
     assert [(x["customer"], x["created_on"]) for x in tasks] == [("B1", "2026-04-05")]
+    assert tasks[0]["assignee"] is None  # given to nobody (the dashboard's task board assigns)
+    with sqlite3.connect(ws / "cobro.db") as db:
+        db.execute("UPDATE tasks SET assignee = 'ana@demo.example'")
+    assert "ana@demo.example" in cobro(ws, "tasks", "list").stdout
     assert "done" in cobro(ws, "tasks", "done", str(tasks[0]["id"])).stdout
     assert json.loads(cobro(ws, "tasks", "list", "--open", "--json").stdout) == []
     again = cobro(ws, "tasks", "done", str(tasks[0]["id"]), ok=False)

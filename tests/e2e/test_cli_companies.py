@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .cli import COBRO, ENV, run_cobro
-from .test_cli_portal import free_port, write
+from .cli import free_port, run_cobro, start_serving
+from .test_cli_portal import write
 
 
 def company_with_a_claim(root: Path, slug: str, debtor: str, email: str) -> Path:
@@ -42,18 +41,8 @@ def root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def served(root: Path) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [*COBRO, "--workspace", str(root), "serve", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**ENV, "HOME": str(root)},
-        cwd=root,
-    )
+    proc, port, line = start_serving(root)
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
         assert f"on http://127.0.0.1:{port}/" in line, line + proc.stderr.read()
         assert "Acme S.L., Beta S.L." in line
         yield f"http://127.0.0.1:{port}"

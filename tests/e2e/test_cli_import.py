@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from .cli import run_cobro
+from .cli import copy_workspace, run_cobro
 
 SAMPLES = Path(__file__).parent.parent / "data" / "import"
 
 
-@pytest.fixture
-def ws(tmp_path: Path) -> Path:
-    root = tmp_path / "ebro"
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli-import") / "ebro"
     subprocess.run(
         [sys.executable, "-m", "cobro", "init", str(root)], check=True, capture_output=True
     )
@@ -26,6 +26,11 @@ def ws(tmp_path: Path) -> Path:
     shutil.copy(SAMPLES / "sage_receivables.csv", root / "sage.csv")
     shutil.copy(SAMPLES / "sage_map.yaml", root / "sage_map.yaml")
     return root
+
+
+@pytest.fixture
+def ws(built: Path, tmp_path: Path) -> Path:
+    return copy_workspace(built, tmp_path / "ebro")
 
 
 def test_an_unusable_email_is_a_warning_and_the_import_succeeds(ws: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .cli import run_cobro
+from .cli import copy_workspace, run_cobro
 
 CUSTOMERS = """\
 external_id,name,kind,language,email
@@ -59,15 +59,21 @@ def set_smtp(ws: Path, host: str, port: int = 587) -> None:
     cfg.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-@pytest.fixture
-def ws(tmp_path: Path) -> Path:
-    root = tmp_path / "acme"
-    run_cobro(tmp_path, "init", str(root))
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    parent = tmp_path_factory.mktemp("cli-operations")
+    root = parent / "acme"
+    run_cobro(parent, "init", str(root))
     (root / "customers.csv").write_text(CUSTOMERS, encoding="utf-8")
     (root / "receivables.csv").write_text(RECEIVABLES, encoding="utf-8")
     cobro(root, "import", "customers", "customers.csv")
     cobro(root, "import", "receivables", "receivables.csv")
     return root
+
+
+@pytest.fixture
+def ws(built: Path, tmp_path: Path) -> Path:
+    return copy_workspace(built, tmp_path / "acme")
 
 
 # -- exit codes ---------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .cli import COBRO, ENV, run_cobro
+from .cli import ENV, copy_workspace, run_cobro, start_serving
 
 
 def write(path: Path, text: str) -> Path:
@@ -21,11 +21,12 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-@pytest.fixture
-def ws(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace whose run sent B1 a claim; B2 has never been sent one."""
-    root = tmp_path / "acme"
-    run_cobro(tmp_path, "init", str(root))
+    parent = tmp_path_factory.mktemp("cli-portal")
+    root = parent / "acme"
+    run_cobro(parent, "init", str(root))
     write(
         root / "customers.csv",
         """
@@ -47,27 +48,16 @@ R1,B1,F-001,2026-03-01,EUR,1200.00
     return root
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@pytest.fixture
+def ws(built: Path, tmp_path: Path) -> Path:
+    return copy_workspace(built, tmp_path / "acme")
 
 
 @pytest.fixture
 def server(ws: Path) -> Iterator[str]:
     """``cobro serve`` on a free port; its base URL once it says it is listening."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [*COBRO, "--workspace", str(ws), "serve", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**ENV, "HOME": str(ws)},
-        cwd=ws,
-    )
+    proc, port, line = start_serving(ws)
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # printed once the socket listens
         assert f"on http://127.0.0.1:{port}/" in line, line + proc.stderr.read()
         yield f"http://127.0.0.1:{port}"
     finally:

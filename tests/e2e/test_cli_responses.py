@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .cli import run_cobro
+from .cli import copy_workspace, run_cobro
 
 TODAY = date.today()  # `promises add` checks the promised date against the real clock
 
@@ -29,10 +29,10 @@ def as_json(ws: Path, *args: str) -> Any:
     return json.loads(cobro(ws, *args, "--json").stdout)
 
 
-@pytest.fixture
-def ws(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """B1 owes F-001 (20 days overdue) and F-002 (10 days overdue); B2 owes G-001."""
-    root = tmp_path / "acme"
+    root = tmp_path_factory.mktemp("cli-responses") / "acme"
     subprocess.run(
         [sys.executable, "-m", "cobro", "init", str(root)], check=True, capture_output=True
     )
@@ -52,6 +52,12 @@ def ws(tmp_path: Path) -> Path:
     cobro(root, "import", "customers", "customers.csv")
     cobro(root, "import", "receivables", "receivables.csv")
     return root
+
+
+@pytest.fixture
+def ws(built: Path, tmp_path: Path) -> Path:
+    """A copy of ``built`` for the test."""
+    return copy_workspace(built, tmp_path / "acme")
 
 
 def claims(ws: Path, customer: str) -> list[tuple[str, list[str]]]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .cli import ENV, run_cobro
+from .cli import ENV, copy_workspace, run_cobro
 
 HEAVY = (
     "weasyprint",
@@ -56,12 +56,18 @@ def loaded_modules(ws: Path, *args: str) -> set[str]:
     return set(json.loads(marker[2]))
 
 
-@pytest.fixture
-def ws(tmp_path: Path) -> Path:
-    root = tmp_path / "acme"
-    run_cobro(tmp_path, "init", str(root))
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    parent = tmp_path_factory.mktemp("cli-startup")
+    root = parent / "acme"
+    run_cobro(parent, "init", str(root))
     run_cobro(root, "contacts", "list")  # the database exists and is migrated
     return root
+
+
+@pytest.fixture
+def ws(built: Path, tmp_path: Path) -> Path:
+    return copy_workspace(built, tmp_path / "acme")
 
 
 def test_help_loads_neither_the_database_nor_any_channel_or_pdf_library(ws: Path) -> None:

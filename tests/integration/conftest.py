@@ -1,14 +1,15 @@
 """Integration fixtures: every database Cobro supports, and a real SMTP server.
 
 ``db_url`` runs a test once on SQLite (a file in the test's directory) and once on
-PostgreSQL (a fresh database per test). The PostgreSQL server is found once per
-session, in this order:
+PostgreSQL (a fresh database per test, named at random, so that pytest-xdist workers
+sharing a server never meet). The PostgreSQL server is found once per session (with
+pytest-xdist, once per worker), in this order:
 
 1. the URL in ``COBRO_TEST_POSTGRES_URL`` (a superuser connection: databases are
    created and dropped on it);
 2. ``postgresql://postgres@127.0.0.1:5432/postgres`` if it accepts a connection;
 3. a private server started with pytest-postgresql's executor from the binaries
-   under ``/usr/lib/postgresql/*/bin``.
+   under ``/usr/lib/postgresql/*/bin`` (with pytest-xdist, each worker starts its own).
 
 When none of them works the PostgreSQL tests are skipped, except in CI
 (``CI=true``), where nothing may be skipped: they fail with the reason.
@@ -35,10 +36,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy.engine import make_url
 
 from cobro.workspace import Workspace, open_workspace
+from local_smtp import LocalSMTP
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 STARTER_CONFIG = Path(str(resources.files("cobro") / "starter" / "cobro.yaml"))
@@ -319,7 +320,7 @@ class SmtpServer:
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpServer]:
     handler = RecordingHandler()
-    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
+    controller = LocalSMTP(handler)
     controller.start()  # returns once the server answers
     try:
         yield SmtpServer(controller.hostname, controller.port, handler)

@@ -14,7 +14,7 @@ import documents
 from cobro.engine.runs import run_day
 from cobro.engine.segments import members
 from cobro.engine.simulate import simulate
-from cobro.engine.tasks import complete_task, list_tasks
+from cobro.engine.tasks import complete_task, list_tasks, open_task
 from cobro.store import tables as t
 from cobro.workspace import Workspace
 
@@ -250,3 +250,29 @@ def test_a_symlink_to_another_file_inside_the_workspace_is_attached(school: Work
     assert len(circulars) == 2
     [part] = list(circulars[0].iter_attachments())
     assert part.get_content() == real.read_bytes()
+
+
+def test_the_simulation_lists_only_the_tasks_its_runs_create(school: Workspace) -> None:
+    """Tasks already there (one staff opened today, one a real run created) are not the
+    simulated runs' own: listed by none of its days, and the simulation does not fail."""
+    run_day(school, date(2027, 2, 5))  # creates A1's task of action/call
+    c = t.customers.c
+    with school.engine.begin() as conn:
+        customer = conn.execute(select(c.id).where(c.external_id == "A2")).scalar_one()
+        open_task(
+            conn,
+            school.company_id,
+            customer,
+            "Call A2 back",
+            datetime(2027, 2, 5, 15, 0, tzinfo=UTC),
+            datetime(2027, 2, 5, 10, 0, tzinfo=UTC),
+            date(2027, 2, 5),
+        )
+    with school.engine.connect() as conn:
+        trans = conn.begin()
+        days = list(
+            simulate(conn, school.config, school.company_id, date(2027, 2, 5), date(2027, 3, 5))
+        )
+        trans.rollback()
+    tasks = [(m.date, m.customer, m.step) for day in days for m in day if m.channel == "task"]
+    assert tasks == [(date(2027, 3, 5), "A1", "action/call")]

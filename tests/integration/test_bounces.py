@@ -18,7 +18,6 @@ from typing import Any
 
 import aiosmtplib
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from cobro.engine.bounces import COMPLAINT, HARD, SOFT, parse_bounce, record_bounce
@@ -29,8 +28,8 @@ from cobro.intake.bounces import BounceHandler, read_maildir
 from cobro.store import tables as t
 from cobro.workspace import Workspace
 from fakes.twilio import FakeTwilio
+from local_smtp import LocalSMTP, bound_socket
 
-from .conftest import _free_port
 from .portal.helpers import Clock
 from .support import invoice, load, local
 from .test_channels import EMAIL_COST, channels_yaml
@@ -285,7 +284,8 @@ def mail(
         stack.append(tw)
         monkeypatch.setenv("TWILIO_AUTH_TOKEN", tw.auth_token)
         clock = Clock(datetime(2025, 3, 3, 17, 0, tzinfo=UTC))
-        bounce_port, mta_port = _free_port(), _free_port()
+        bounce_sock, mta_sock = bound_socket(), bound_socket()
+        bounce_port, mta_port = bounce_sock.getsockname()[1], mta_sock.getsockname()[1]
         mta = RemoteMta(("127.0.0.1", bounce_port))
         ws = make_ws(
             replace={
@@ -296,8 +296,8 @@ def mail(
         )
         handler = BounceHandler([ws], clock)
         for controller in (
-            Controller(handler, hostname="127.0.0.1", port=bounce_port),
-            Controller(mta, hostname="127.0.0.1", port=mta_port),
+            LocalSMTP(handler, bounce_sock),
+            LocalSMTP(mta, mta_sock),
         ):
             controller.start()
             stack.append(controller)

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import event, select
 
 from cobro.domain.calendar import send_instant
@@ -22,8 +21,9 @@ from cobro.evidence.verify import verify_evidence
 from cobro.store import tables as t
 from cobro.workspace import Workspace, open_workspace
 from fakes.twilio import FakeTwilio
+from local_smtp import LocalSMTP
 
-from .conftest import RecordingHandler, SmtpServer, _free_port
+from .conftest import RecordingHandler, SmtpServer
 from .support import business, d, deliveries, invoice, load, outbox, parse
 from .test_channels import EMAIL_COST, PHONE, channels_yaml
 
@@ -250,7 +250,7 @@ class Killing(RecordingHandler):
 @pytest.fixture
 def killing_server() -> Iterator[SmtpServer]:
     handler = Killing()
-    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
+    controller = LocalSMTP(handler)
     controller.start()
     try:
         yield SmtpServer(controller.hostname, controller.port, handler)

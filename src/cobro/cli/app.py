@@ -40,6 +40,7 @@ from cobro.cli.responses import disputes_app, promises_app
 from cobro.cli.staff import account, segments_app, tasks_app
 from cobro.cli.users import users_app
 from cobro.cli.web import portal_app, serve
+from cobro.cli.webhooks import webhooks_app
 from cobro.errors import CobroError, ConfigError
 from cobro.workspace import CONFIG_FILE, utcnow, write_gitignore
 
@@ -497,6 +498,7 @@ app.add_typer(portal_app, name="portal")
 app.add_typer(keys_app, name="keys")
 app.add_typer(companies_app, name="companies")
 app.add_typer(users_app, name="users")
+app.add_typer(webhooks_app, name="webhooks")
 
 evidence_app = typer.Typer(help="The tamper-evident history.", no_args_is_help=True)
 app.add_typer(evidence_app, name="evidence")

@@ -148,7 +148,7 @@ def tasks_list(
         print_json([x.to_json(tz) for x in found])
         return
     table = Table(title=f"{len(found)} task(s)")
-    for col in ("id", "due", "customer", "message", "status"):
+    for col in ("id", "due", "customer", "message", "status", "assignee"):
         table.add_column(col)
     for x in found:
         add_row(
@@ -158,6 +158,7 @@ def tasks_list(
             f"{x.customer} {x.customer_name}",
             x.message,
             x.status,
+            x.assignee or "",
         )
     out.print(table)
 

@@ -92,6 +92,10 @@ class ActionConfig(_Strict):
     due_day: MonthDayField | None = None
     due_after_days: Annotated[int, Field(ge=0, le=366)] | None = None
     due_time: ClockTime = time(17, 0)
+    webhook: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")] | None = Field(
+        default=None,
+        description="the webhook endpoint (its name) sent a ticket.requested for each debtor",
+    )
 
     @field_validator("attachment")
     @classmethod

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from babel import Locale
 
-from cobro.config import CobroConfig, load_config
-from cobro.config.loader import field_lines
+from cobro.config import CobroConfig
+from cobro.config.loader import Path_, parse_config, read_config_text, text_lines
 from cobro.domain.money import Money
 from cobro.engine.messages import load_attachment
 from cobro.engine.notices import EMPTY
@@ -91,11 +91,12 @@ def _render_both(
     templates.render(name, language, {**context, "recipient": staff, "pay_url": None})
 
 
-def _channel_problems(config: CobroConfig, root: Path, cfg_file: Path) -> list[ConfigProblem]:
+def _channel_problems(
+    config: CobroConfig, root: Path, cfg_file: Path, lines: dict[Path_, int]
+) -> list[ConfigProblem]:
     """SMS and push set up in the file but unusable on this machine (no token, no key)."""
     from cobro.channels.push import public_key_of, read_private_key
 
-    lines = field_lines(cfg_file)
     problems = []
     sms = config.channels.sms
     if sms is not None and not os.environ.get(sms.auth_token_env):
@@ -126,14 +127,17 @@ def _channel_problems(config: CobroConfig, root: Path, cfg_file: Path) -> list[C
 
 
 def _branding_problems(
-    config: CobroConfig, root: Path, cfg_file: Path, templates: TemplateSet
+    config: CobroConfig,
+    root: Path,
+    cfg_file: Path,
+    templates: TemplateSet,
+    lines: dict[Path_, int],
 ) -> list[ConfigProblem]:
     """A logo file that is missing or not an image; a receipt or statement PDF template
     that fails."""
     from cobro.render.logo import load_logo
     from cobro.render.receipt import receipt_html
 
-    lines = field_lines(cfg_file)
     problems = []
     logo = None
     logo_file = config.company.branding.logo_file
@@ -167,12 +171,16 @@ def _branding_problems(
                 )
             )
             break
-    problems.extend(_statement_problems(config, cfg_file, templates, logo))
+    problems.extend(_statement_problems(config, cfg_file, templates, logo, lines))
     return problems
 
 
 def _statement_problems(
-    config: CobroConfig, cfg_file: Path, templates: TemplateSet, logo: Logo | None
+    config: CobroConfig,
+    cfg_file: Path,
+    templates: TemplateSet,
+    logo: Logo | None,
+    lines: dict[Path_, int],
 ) -> list[ConfigProblem]:
     """A statement PDF template (``statement_pdf.j2``) that fails, reported at the first
     phase or debt notice that attaches statements (else at ``portal``, whose page offers
@@ -198,7 +206,6 @@ def _statement_problems(
         try:
             statement_html(config, sample, language, locale, templates=templates, logo=logo)
         except TemplateError as exc:
-            lines = field_lines(cfg_file)
             return [
                 ConfigProblem(
                     str(cfg_file),
@@ -210,11 +217,16 @@ def _statement_problems(
     return []
 
 
-def check_workspace(root: Path) -> list[ConfigProblem]:
-    """Every problem of the workspace's configuration; an empty list when all is well."""
+def check_workspace(root: Path, text: str | None = None) -> list[ConfigProblem]:
+    """Every problem of the workspace's configuration; an empty list when all is well.
+
+    ``text``, when given, is checked as if it were ``cobro.yaml``'s content (what the
+    dashboard is about to save): the same problems, worded and placed the same."""
     cfg_file = root / "cobro.yaml"
     try:
-        config = load_config(cfg_file)
+        if text is None:
+            text = read_config_text(cfg_file)
+        config = parse_config(text, str(cfg_file))
     except ConfigError as exc:
         return list(exc.problems)
     problems: list[ConfigProblem] = []
@@ -231,7 +243,7 @@ def check_workspace(root: Path) -> list[ConfigProblem]:
     templates = TemplateSet(
         user_dir if user_dir.is_dir() else None, Locale.parse(config.company.locale).language
     )
-    lines = field_lines(cfg_file)
+    lines = text_lines(text, str(cfg_file))
     if config.company.sender is None:
         problems[0] = ConfigProblem(
             str(cfg_file), lines.get(("company",)), problems[0].field, problems[0].problem
@@ -298,6 +310,6 @@ def check_workspace(root: Path) -> list[ConfigProblem]:
                         str(cfg_file), lines.get(where), ".".join(str(p) for p in where), str(exc)
                     )
                 )
-    problems.extend(_channel_problems(config, root, cfg_file))
-    problems.extend(_branding_problems(config, root, cfg_file, templates))
+    problems.extend(_channel_problems(config, root, cfg_file, lines))
+    problems.extend(_branding_problems(config, root, cfg_file, templates, lines))
     return problems

@@ -330,9 +330,26 @@ def read_server_file(path: Path) -> ServerSettings:
 
 def field_lines(path: Path) -> dict[Path_, int]:
     """The line of every field of a (parseable) YAML file, by path."""
+    try:
+        return text_lines(read_config_text(path), str(path))
+    except ConfigError:
+        return {}
+
+
+def text_lines(text: str, filename: str = "cobro.yaml") -> dict[Path_, int]:
+    """The line of every field of (parseable) YAML text, by path."""
     lines: dict[Path_, int] = {}
     try:
-        _data(read_config_text(path), str(path), lines)
+        _data(text, filename, lines)
     except ConfigError:
         return {}
     return lines
+
+
+def plain_data(text: str, filename: str = "cobro.yaml") -> dict[str, Any]:
+    """YAML text as the plain data the schema validates (within the same limits);
+    ``ConfigError`` when it is not readable or not a mapping."""
+    data = _data(text, filename, {})
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigProblem(filename, 1, "", "the top level must be a mapping")])
+    return data

@@ -39,7 +39,7 @@ _WHEN = re.compile(
 )
 # First segments of outbox steps that are not policy phases.
 RESERVED_STEP_PREFIXES = frozenset(
-    {"action", "receipt", "unpaid", "upcoming", "admin", "banking", "resend"}
+    {"action", "receipt", "unpaid", "upcoming", "admin", "banking", "resend", "webhook"}
 )
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _HOST = re.compile(
@@ -354,6 +354,10 @@ class PhaseConfig(_Strict):
         default=True,
         description="false: a legally required notice, sent by email even to a debtor who "
         "unsubscribed (and without an unsubscribe link)",
+    )
+    webhook: Annotated[str, Field(pattern=_KEY.pattern)] | None = Field(
+        default=None,
+        description="the webhook endpoint (by name) sent a ticket.requested when it is sent",
     )
 
     @field_validator("when")
@@ -689,6 +693,7 @@ class CobroConfig(_Strict):
                     due_day=a.due_day,
                     due_after_days=a.due_after_days,
                     due_time=a.due_time,
+                    webhook=a.webhook,
                 )
         raise KeyError(key)
 

@@ -34,6 +34,7 @@ class ScheduledAction:
     due_day: MonthDay | None = None
     due_after_days: int | None = None
     due_time: time = time(17, 0)
+    webhook: str | None = None  # the webhook endpoint sent a ticket.requested per debtor
 
     @property
     def step_id(self) -> str:

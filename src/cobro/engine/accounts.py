@@ -1,4 +1,7 @@
-"""Account blocking: a phase may block the debtor's account; paying the overdue debt releases it."""
+"""Account blocking: a phase may block the debtor's account; paying the overdue debt releases it.
+
+Both are recorded as evidence and emitted to the company's webhooks (``account.blocked``,
+``account.unblocked``) in the caller's transaction."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from datetime import date, datetime
 
 from sqlalchemy import Connection, exists, select, true, update
 
+from cobro.engine.webhooks import Event, emit, instant_ref
 from cobro.evidence.chain import EvidenceEntry, append
 from cobro.store import tables as t
 
@@ -34,6 +38,14 @@ def block_accounts(
             for cid in sorted(blocked)
         ],
     )
+    emit(
+        conn,
+        company_id,
+        [
+            Event("account.blocked", instant_ref(at), cid, at, {"by": {"step": step_of[cid]}})
+            for cid in sorted(blocked)
+        ],
+    )
     return len(blocked)
 
 
@@ -55,6 +67,14 @@ def release_paid_blocks(conn: Connection, company_id: int, on: date, at: datetim
         company_id,
         [
             EvidenceEntry("account.unblocked", f"customer:{cid}", cid, at, {"reason": "paid"})
+            for cid in sorted(released)
+        ],
+    )
+    emit(
+        conn,
+        company_id,
+        [
+            Event("account.unblocked", instant_ref(at), cid, at, {"reason": "paid"})
             for cid in sorted(released)
         ],
     )

@@ -102,3 +102,48 @@ def assignments(conn: Connection, company_id: int) -> list[Assignment]:
             .order_by(ba.notice_type, cu.external_id, c.external_id)
         )
     ]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A contact that may be assigned: it holds the banking role."""
+
+    contact: str
+    name: str
+    email: str | None
+    customer: str
+    customer_name: str
+
+
+def candidates(
+    conn: Connection, company_id: int, text: str = "", limit: int = 200
+) -> list[Candidate]:
+    """The company's contacts with the banking role (the only ones that may be assigned),
+    by customer then contact; ``text`` narrows them (contact or customer id, name, email)."""
+    from sqlalchemy import func, literal, or_
+
+    from cobro.domain.routing import BANKING_ROLE
+    from cobro.store.db import like_literal
+
+    c, cu = t.contacts.c, t.customers.c
+    query = (
+        select(c.external_id, c.name, c.email, cu.external_id, cu.name)
+        .join(t.customers, cu.id == c.customer_id)
+        .where(
+            c.company_id == company_id,
+            (literal(",") + c.roles + literal(",")).like(f"%,{BANKING_ROLE},%"),
+        )
+        .order_by(cu.external_id, c.external_id)
+        .limit(limit)
+    )
+    if text:
+        pattern = f"%{like_literal(text.lower())}%"
+        query = query.where(
+            or_(
+                *(
+                    func.lower(col).like(pattern, escape="/")
+                    for col in (c.external_id, c.name, c.email, cu.external_id, cu.name)
+                )
+            )
+        )
+    return [Candidate(*row) for row in conn.execute(query)]

@@ -28,6 +28,7 @@ from sqlalchemy import Connection, select
 from cobro.channels.email import verp_ref
 from cobro.domain.delivery import DeliveryState
 from cobro.engine.deliveries import Followup, Learned, record_state
+from cobro.engine.webhooks import message_bounced
 from cobro.store import tables as t
 
 HARD, SOFT, COMPLAINT = "hard", "soft", "complaint"
@@ -443,6 +444,9 @@ def record_bounce(
                 at=at, settings=settings, suppress_as=why,
             )  # fmt: skip
         outcome.matched.append(learned)
+        # Endpoints subscribed to message.bounced learn it in this transaction (once per
+        # delivery and kind).
+        message_bounced(conn, company_id, delivery, failed.detail or failed.kind, at, failed.kind)
     return outcome
 
 

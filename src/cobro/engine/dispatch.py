@@ -19,6 +19,11 @@ Temporary failures are retried, with waits growing up to a cap, for
 reason, and opens a staff task. A channel whose connections keep failing is
 left alone for a while (the circuit breaker) and its messages go on the next
 channel of the phase, or wait for the next pass.
+
+The webhook events a batch raises (``claim.sent``, ``claim.failed``, ``task.created``,
+``account.blocked`` and the ``ticket.requested`` of phases naming an endpoint) are
+enqueued in the transaction that records it; webhook deliveries (rows of steps
+``webhook/...``) are posted after the claims of each pass (``cobro.engine.webhook_dispatch``).
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ from cobro.channels.base import (
     handover_of,
     reports_back,
 )
+from cobro.channels.webhook import WebhookChannel
 from cobro.config import CobroConfig
 from cobro.domain.delivery import FAILURES, moves_to, state_of_outcome
 from cobro.domain.escalation import reached_phase
@@ -66,7 +72,7 @@ from cobro.domain.model import OutboxStatus, Policy, Recipient
 from cobro.domain.money import Money, totals_by_currency
 from cobro.engine.accounts import block_accounts
 from cobro.engine.deliveries import Barriers, barriers
-from cobro.engine.leases import LEASE, holder_gone, holder_name
+from cobro.engine.leases import LEASE, gone_holders, holder_name
 from cobro.engine.links import link_url, make_token
 from cobro.engine.messages import RESEND_PREFIX, MessageSpec, load_attachment, message_spec
 from cobro.engine.notices import UNREACHABLE, main_role, notice_context, upcoming_cancel_reason
@@ -75,6 +81,18 @@ from cobro.engine.pauses import paused_items
 from cobro.engine.resend import Original, originals_by_id, resent_message, targets
 from cobro.engine.sending import Breaker, Ledger, backoff
 from cobro.engine.subscriptions import UPCOMING
+from cobro.engine.webhooks import (
+    IS_WEBHOOK,
+    TICKET,
+    Event,
+    claim_kind,
+    emit,
+    money,
+    request_ticket,
+    subscribed,
+    task_events,
+    ticket_endpoints,
+)
 from cobro.errors import (
     AddressGone,
     ChannelDown,
@@ -333,6 +351,7 @@ class Dispatcher:
         self._logo = workspace_logo(files_root, config.company.branding.logo_file)
         self._barriers = Barriers({}, {})
         self._ahead: set[str] = set()  # refs of deliveries recorded before their hand-over
+        self._tickets = ticket_endpoints(config)  # step -> endpoint sent a ticket.requested
 
     async def run(self) -> DispatchReport:
         """Dispatch every ready row, a batch at a time: claim, render, send, record.
@@ -367,10 +386,33 @@ class Dispatcher:
                     limit = min(limit * 2, self.batch_size)
                 elif took > BATCH_SECONDS:
                     limit = max(limit // 2, 1)
+            webhooks = self.channels.get(WebhookChannel.name)
+            if self.only is None and isinstance(webhooks, WebhookChannel):
+                posted = await self._post_webhooks(webhooks)
+                report.add(posted)
+                if self.on_batch is not None:
+                    self.on_batch(posted)
         finally:
             for channel in started:
                 await channel.stop()
         return report
+
+    async def _post_webhooks(self, channel: WebhookChannel) -> DispatchReport:
+        """Post the webhook deliveries due (``cobro.engine.webhook_dispatch``): after the
+        claims, so that the events they raised go out in the same pass."""
+        from cobro.engine.webhook_dispatch import WebhookSender
+
+        return await WebhookSender(
+            self.engine,
+            self.company_id,
+            channel,
+            self.as_of,
+            self.holder,
+            self.settings,
+            self._deadline,
+            self.clock,
+            self.orphans,
+        ).run()
 
     def due_count(self) -> int:
         """How many outbox rows are ready to be sent as of ``as_of``."""
@@ -406,18 +448,7 @@ class Dispatcher:
     def _gone_holders(self, conn: Connection, now: datetime) -> list[str]:
         """Holders of leased rows that are known to have stopped: processes of this host
         that no longer run, and this process's own failed passes."""
-        o = t.outbox.c
-        holders = conn.execute(
-            select(o.holder)
-            .where(
-                o.company_id == self.company_id,
-                o.status == OutboxStatus.SENDING.value,
-                o.lease_until > now,
-                o.holder.is_not(None),
-            )
-            .distinct()
-        ).scalars()
-        return [h for h in holders if h in self.orphans or holder_gone(h)]
+        return gone_holders(conn, self.company_id, now, self.orphans)
 
     def _claim(self, conn: Connection, limit: int) -> list[Job]:
         o, c = t.outbox.c, t.customers.c
@@ -442,6 +473,7 @@ class Dispatcher:
             .join(t.customers, c.id == o.customer_id)
             .where(
                 o.company_id == self.company_id,
+                o.step.not_like(IS_WEBHOOK),  # posted after the claims (_post_webhooks)
                 or_(
                     and_(
                         o.status == OutboxStatus.PLANNED.value,
@@ -1356,6 +1388,8 @@ class Dispatcher:
         to_block: dict[int, str] = {}
         outbox_updates: list[dict[str, Any]] = []
         tasks: list[dict[str, Any]] = []
+        sent: list[tuple[Job, list[dict[str, Any]]]] = []  # for the webhooks' events
+        failed: list[tuple[Job, str]] = []
         held = self._held(conn, jobs)
         kept = []
         for job in jobs:
@@ -1445,6 +1479,7 @@ class Dispatcher:
                     for i in job.items
                     if i["balance_minor"] > 0 and i["receivable_id"] not in job.left_out
                 ]
+                sent.append((job, items))
                 evidence.append(
                     EvidenceEntry(
                         "claim.sent",
@@ -1484,6 +1519,7 @@ class Dispatcher:
                 report.failed += 1
                 report.failures.append(failure)
                 report.errors.append(str(failure))
+                failed.append((job, failure.reason))
                 tasks.append(
                     {
                         "company_id": self.company_id,
@@ -1532,18 +1568,20 @@ class Dispatcher:
                 ),
                 outbox_updates,
             )
+        task_ids: list[int] = []
         if tasks:
             # One task per claim and day: a claim requeued and failing again the same day
             # keeps its open task.
-            report.tasks = sum(
-                int(
+            for task in tasks:
+                task_ids.extend(
                     conn.execute(
-                        insert_ignoring(conn, t.tasks).values(task).on_conflict_do_nothing()
-                    ).rowcount
-                    or 0
+                        insert_ignoring(conn, t.tasks)
+                        .values(task)
+                        .on_conflict_do_nothing()
+                        .returning(t.tasks.c.id)
+                    ).scalars()
                 )
-                for task in tasks
-            )
+            report.tasks = len(task_ids)
         ci = t.claim_items.c
         snapshot = [
             {"b_id": i["receivable_id"], "b_out": j.outbox_id, "b_bal": i["balance_minor"]}
@@ -1568,4 +1606,89 @@ class Dispatcher:
             )
         append(conn, self.company_id, evidence)
         report.blocked = block_accounts(conn, self.company_id, set(to_block), to_block, now)
+        self._emit(conn, report, sent, failed, task_ids)
         return report
+
+    def _claim_data(self, job: Job, items: list[dict[str, Any]] | None) -> dict[str, Any]:
+        """A claim as webhooks carry it (with its items and totals when given)."""
+        name = job.spec.name if job.spec is not None else job.step
+        data: dict[str, Any] = {
+            "id": job.outbox_id,
+            "step": job.step,
+            "kind": claim_kind(self.config, job.step),
+            "name": name,
+            "date": job.occurrence_on.isoformat(),
+        }
+        if items is not None:
+            data["items"] = [
+                {
+                    "number": i["number"],
+                    "due_on": i["due_on"].isoformat(),
+                    "balance": money(i["balance_minor"], i["currency"]),
+                }
+                for i in items
+            ]
+            totals: dict[str, int] = {}
+            for i in items:
+                totals[i["currency"]] = totals.get(i["currency"], 0) + i["balance_minor"]
+            data["total"] = [money(v, cur) for cur, v in sorted(totals.items())]
+        return data
+
+    def _emit(
+        self,
+        conn: Connection,
+        report: DispatchReport,
+        sent: list[tuple[Job, list[dict[str, Any]]]],
+        failed: list[tuple[Job, str]],
+        task_ids: list[int],
+    ) -> None:
+        """The webhook events of this batch (``cobro.engine.webhooks``), in its transaction:
+        claims sent and failed, the tasks they opened, and the tickets phases and actions
+        request."""
+        if not (sent or failed or task_ids):
+            return
+        now = self.as_of
+        wanted = subscribed(conn, self.company_id)
+        events: list[Event] = []
+        if "claim.sent" in wanted:
+            events += [
+                Event(
+                    "claim.sent",
+                    str(job.outbox_id),
+                    job.customer_id,
+                    now,
+                    {"claim": self._claim_data(job, items)},
+                )
+                for job, items in sent
+            ]
+        if "claim.failed" in wanted:
+            events += [
+                Event(
+                    "claim.failed",
+                    f"{job.outbox_id}.{job.attempts}",
+                    job.customer_id,
+                    now,
+                    {"claim": self._claim_data(job, None), "reason": reason},
+                )
+                for job, reason in failed
+            ]
+        if "task.created" in wanted and task_ids:
+            events += task_events(conn, self.company_id, task_ids)
+        emit(conn, self.company_id, events)
+        for job, items in sent:
+            endpoint = self._tickets.get(job.step)
+            if endpoint is None:
+                continue
+            ticket = Event(
+                TICKET,
+                f"claim-{job.outbox_id}",
+                job.customer_id,
+                now,
+                {"claim": self._claim_data(job, items)},
+            )
+            problem = request_ticket(conn, self.company_id, endpoint, [ticket])
+            if problem is not None:
+                report.errors.append(
+                    f"{job.customer_external_id} {job.customer_name}: {job.step} of "
+                    f"{job.occurrence_on.isoformat()}: {problem}"
+                )

@@ -12,8 +12,14 @@ from __future__ import annotations
 
 import os
 import socket
-from datetime import timedelta
+from collections.abc import Collection
+from datetime import datetime, timedelta
 from functools import cache
+
+from sqlalchemy import Connection, select
+
+from cobro.domain.model import OutboxStatus
+from cobro.store import tables as t
 
 LEASE = timedelta(minutes=10)
 
@@ -64,3 +70,22 @@ def holder_gone(holder: str) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def gone_holders(
+    conn: Connection, company_id: int, now: datetime, orphans: Collection[str] = ()
+) -> list[str]:
+    """Holders of the company's leased rows that are known to have stopped: processes of
+    this host that no longer run, and ``orphans`` (this process's own failed passes)."""
+    o = t.outbox.c
+    holders = conn.execute(
+        select(o.holder)
+        .where(
+            o.company_id == company_id,
+            o.status == OutboxStatus.SENDING.value,
+            o.lease_until > now,
+            o.holder.is_not(None),
+        )
+        .distinct()
+    ).scalars()
+    return [h for h in holders if h in orphans or holder_gone(h)]

@@ -6,8 +6,9 @@
 * An item in an **open promise** to pay is paused until ``promised_on + grace_days``
   (that day included). Each daily plan first settles the open promises
   (``settle_promises``): one whose items are all paid is ``kept``, at once, even
-  before its date; one with an item still unpaid after the grace is ``broken``, and
-  its items are claimed again from the next claim on.
+  before its date; one with an item still unpaid after the grace is ``broken`` (and
+  emitted to the company's webhooks as ``promise.broken``), and its items are claimed
+  again from the next claim on.
 
 A paused item is left out of the claims (the planner's debt, the items a claim lists, the
 items re-read at send time) but still holds its debtor's level (``cobro.domain.
@@ -37,6 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
+from cobro.engine.webhooks import Event, emit, money
 from cobro.evidence.chain import EvidenceEntry, append
 from cobro.store import tables as t
 
@@ -137,7 +139,15 @@ def settle_promises(conn: Connection, company_id: int, run_on: date, at: datetim
     p, pi, r = t.promises.c, t.promise_items.c, t.receivables.c
     open_promises: dict[int, dict[str, Any]] = {}
     for row in conn.execute(
-        select(p.id, p.customer_id, p.promised_on, p.grace_days, r.number, r.balance_minor)
+        select(
+            p.id,
+            p.customer_id,
+            p.promised_on,
+            p.grace_days,
+            r.number,
+            r.balance_minor,
+            r.currency,
+        )
         .join(t.promise_items, pi.promise_id == p.id)
         .join(t.receivables, r.id == pi.receivable_id)
         .where(p.company_id == company_id, p.status == "open")
@@ -150,12 +160,15 @@ def settle_promises(conn: Connection, company_id: int, run_on: date, at: datetim
                 "promised_on": row.promised_on,
                 "grace_days": int(row.grace_days),
                 "unpaid": {},
+                "currency": {},
             },
         )
         if row.balance_minor > 0:
             promise["unpaid"][row.number] = int(row.balance_minor)
+            promise["currency"][row.number] = str(row.currency)
     done = Settled()
     evidence: list[EvidenceEntry] = []
+    broken: list[Event] = []
     for pid, promise in open_promises.items():
         until = pause_ends(promise["promised_on"], promise["grace_days"])
         if not promise["unpaid"]:
@@ -170,6 +183,28 @@ def settle_promises(conn: Connection, company_id: int, run_on: date, at: datetim
                 "paused_until": until.isoformat(),
                 "unpaid": promise["unpaid"],
             }
+            broken.append(
+                Event(
+                    "promise.broken",
+                    str(pid),
+                    promise["customer_id"],
+                    at,
+                    {
+                        "promise": {
+                            "id": pid,
+                            "promised_on": promise["promised_on"].isoformat(),
+                            "paused_until": until.isoformat(),
+                            "unpaid": [
+                                {
+                                    "number": number,
+                                    "balance": money(minor, promise["currency"][number]),
+                                }
+                                for number, minor in promise["unpaid"].items()
+                            ],
+                        }
+                    },
+                )
+            )
         else:
             continue
         evidence.append(EvidenceEntry(kind, f"promise:{pid}", promise["customer_id"], at, payload))
@@ -181,4 +216,5 @@ def settle_promises(conn: Connection, company_id: int, run_on: date, at: datetim
                 .values(status=status, settled_at=at)
             )
     append(conn, company_id, evidence)
+    emit(conn, company_id, broken)
     return done

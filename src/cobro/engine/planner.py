@@ -49,6 +49,7 @@ class PlanResult:
     deferred: int = 0  # debtors left for the next day by the go-live ramp
     promises_kept: int = 0  # promises to pay settled as kept by this run ...
     promises_broken: int = 0  # ... and as broken (their items are claimed again)
+    problems: tuple[str, ...] = ()  # webhook tickets that could not be requested, and why
 
 
 def assignment_fingerprint(config: CobroConfig) -> str:
@@ -136,4 +137,5 @@ def plan_day(
         claims.deferred,
         promises_kept=len(settled.kept),
         promises_broken=len(settled.broken),
+        problems=actions.problems,
     )

@@ -415,4 +415,71 @@ def overview(
     )
 
 
-__all__ = ["PERIODS", "DueTask", "Overview", "Period", "overview"]
+TREND_DAYS = 90
+
+
+@dataclass(frozen=True)
+class Week:
+    """One week of the trend: Monday to Sunday, cut to the trend's first and last day."""
+
+    first: date
+    last: date
+    messages: int  # messages to debtors (every attempt recorded, as the overview's "sent")
+    recovered: Money  # payments dated in the week, net of reversals (company currency)
+
+
+def trend(
+    conn: Connection, company_id: int, currency: str, today: date, timezone: str
+) -> list[Week]:
+    """The last ``TREND_DAYS`` days (today included) by calendar week, oldest first: the
+    messages to debtors and the amount recovered in each. Over the whole trend they add
+    up to the overview's 90-day "sent" and "recovered"."""
+    tz = ZoneInfo(timezone)
+    first = today - timedelta(days=TREND_DAYS - 1)
+    bounds: list[tuple[date, date]] = []
+    start = first
+    while start <= today:
+        end = min(start + timedelta(days=6 - start.weekday()), today)
+        bounds.append((start, end))
+        start = end + timedelta(days=1)
+    d = t.deliveries.c
+    sent = conn.execute(
+        select(
+            *(
+                _sum_when(
+                    and_(d.at >= _start(a, tz), d.at < _start(b + timedelta(days=1), tz)), 1
+                ).label(f"w{i}")
+                for i, (a, b) in enumerate(bounds)
+            )
+        ).where(
+            d.company_id == company_id,
+            d.at >= _start(first, tz),
+            d.at < _start(today + timedelta(days=1), tz),
+            d.recipient_role == Recipient.DEBTOR.value,
+        )
+    ).one()
+    a, p, r = t.allocations.c, t.payments.c, t.receivables.c
+    paid = conn.execute(
+        select(
+            *(
+                _sum_when(and_(p.paid_on >= x, p.paid_on <= y), a.amount_minor).label(f"w{i}")
+                for i, (x, y) in enumerate(bounds)
+            )
+        )
+        .select_from(t.allocations)
+        .join(t.payments, p.id == a.payment_id)
+        .join(t.receivables, r.id == a.receivable_id)
+        .where(
+            p.company_id == company_id,
+            p.paid_on >= first,
+            p.paid_on <= today,
+            r.currency == currency,
+        )
+    ).one()
+    return [
+        Week(x, y, int(sent[i]), Money.from_minor(int(paid[i]), currency))
+        for i, (x, y) in enumerate(bounds)
+    ]
+
+
+__all__ = ["PERIODS", "TREND_DAYS", "DueTask", "Overview", "Period", "Week", "overview", "trend"]

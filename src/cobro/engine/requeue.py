@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from cobro.domain.model import OutboxStatus
+from cobro.engine.webhooks import IS_WEBHOOK
 from cobro.store import tables as t
 from cobro.store.db import like_literal
 
@@ -48,7 +49,11 @@ def failed_claims(
     q = (
         select(o.id, c.external_id, c.name, o.step, o.occurrence_on, o.reason)
         .join(t.customers, c.id == o.customer_id)
-        .where(o.company_id == company_id, o.status == OutboxStatus.FAILED.value)
+        .where(
+            o.company_id == company_id,
+            o.status == OutboxStatus.FAILED.value,
+            o.step.not_like(IS_WEBHOOK),  # webhooks: `cobro webhooks redeliver`
+        )
         .order_by(o.occurrence_on, o.id)
     )
     if claim is not None:

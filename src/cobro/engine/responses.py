@@ -1,8 +1,10 @@
 """What a debtor answers to a claim: opened and read links, disputes, promises to pay.
 
 Each is a row of its own table and an entry of the evidence chain, written in the
-caller's transaction. The portal records them from the debtor's link; staff record
-disputes and promises taken by phone.
+caller's transaction, with the webhook events it raises (``read.confirmed``,
+``dispute.opened`` and the staff task's ``task.created``, ``dispute.resolved``). The
+portal records them from the debtor's link; staff record disputes and promises taken by
+phone.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import Connection, insert, select, update
 
 from cobro.engine.pauses import PAUSING
+from cobro.engine.webhooks import Event, emit, money, subscribed, task_events, timestamp
 from cobro.errors import CobroError
 from cobro.evidence.chain import EvidenceEntry, append
 from cobro.store import tables as t
@@ -83,6 +86,31 @@ def record_view(
             )
         ],
     )
+    if kind == "read" and "read.confirmed" in subscribed(conn, company_id):
+        o = t.outbox.c
+        claim = conn.execute(
+            select(o.step, o.occurrence_on).where(o.id == outbox_id, o.company_id == company_id)
+        ).one()
+        emit(
+            conn,
+            company_id,
+            [
+                Event(
+                    "read.confirmed",
+                    str(view_id),
+                    customer_id,
+                    at,
+                    {
+                        "claim": {
+                            "id": outbox_id,
+                            "step": str(claim.step),
+                            "date": claim.occurrence_on.isoformat(),
+                        },
+                        "read_at": timestamp(at),
+                    },
+                )
+            ],
+        )
     return view_id
 
 
@@ -194,8 +222,9 @@ def open_dispute(
             )
         ],
     )
-    conn.execute(
-        insert(t.tasks).values(
+    task_id = conn.execute(
+        insert(t.tasks)
+        .values(
             company_id=company_id,
             customer_id=customer_id,
             action_key=f"{DISPUTE_TASK}/{dispute_id}",
@@ -205,7 +234,36 @@ def open_dispute(
             status="open",
             created_at=at,
         )
-    )
+        .returning(t.tasks.c.id)
+    ).scalar_one()
+    wanted = subscribed(conn, company_id)
+    events: list[Event] = []
+    if "dispute.opened" in wanted:
+        r = t.receivables.c
+        balance, currency = conn.execute(
+            select(r.balance_minor, r.currency).where(r.id == receivable_id)
+        ).one()
+        events.append(
+            Event(
+                "dispute.opened",
+                str(dispute_id),
+                customer_id,
+                at,
+                {
+                    "dispute": {
+                        "id": dispute_id,
+                        "item": {"number": number, "balance": money(balance, currency)},
+                        "reason": reason[:2000],
+                        "source": source,
+                        "claim": outbox_id,
+                        "attachment": attachment.name[:200] if attachment else None,
+                    }
+                },
+            )
+        )
+    if "task.created" in wanted:
+        events += task_events(conn, company_id, [task_id])
+    emit(conn, company_id, events)
     return dispute_id
 
 
@@ -219,9 +277,11 @@ def resolve_dispute(
 ) -> None:
     """Accept or reject an open dispute: a rejected item is claimed again; an accepted one
     is void (the company issues a credit note) and stays out of every claim."""
-    d = t.disputes.c
+    d, r = t.disputes.c, t.receivables.c
     row = conn.execute(
-        select(d.customer_id, d.status).where(d.company_id == company_id, d.id == dispute_id)
+        select(d.customer_id, d.status, r.number)
+        .join(t.receivables, r.id == d.receivable_id)
+        .where(d.company_id == company_id, d.id == dispute_id)
     ).first()
     if row is None:
         raise ResponseError(f"no dispute {dispute_id}")
@@ -243,6 +303,26 @@ def resolve_dispute(
                 int(row.customer_id),
                 at,
                 {"status": status, "note": note},
+            )
+        ],
+    )
+    emit(
+        conn,
+        company_id,
+        [
+            Event(
+                "dispute.resolved",
+                str(dispute_id),
+                int(row.customer_id),
+                at,
+                {
+                    "dispute": {
+                        "id": dispute_id,
+                        "item": {"number": str(row.number)},
+                        "status": status,
+                        "note": note[:2000] if note else None,
+                    }
+                },
             )
         ],
     )

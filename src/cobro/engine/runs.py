@@ -15,6 +15,7 @@ from sqlalchemy import Connection, insert, update
 
 from cobro.channels.base import Channel
 from cobro.channels.email import CaptureTransport, EmailChannel, SmtpSettings, SmtpTransport
+from cobro.channels.webhook import WebhookChannel
 from cobro.domain.calendar import send_instant
 from cobro.engine.dispatch import Dispatcher, DispatchReport
 from cobro.engine.planner import plan_day
@@ -152,8 +153,12 @@ def push_channel(ws: Workspace) -> PushChannel | None:
 
 
 def default_channels(ws: Workspace, clock: datetime) -> dict[str, Channel]:
-    """Every channel the workspace configures."""
-    channels: dict[str, Channel] = {"email": email_channel(ws, clock)}
+    """Every channel the workspace configures, and the webhooks' (which posts nothing
+    until a company has endpoints)."""
+    channels: dict[str, Channel] = {
+        "email": email_channel(ws, clock),
+        WebhookChannel.name: WebhookChannel(),
+    }
     sms, push = sms_channel(ws), push_channel(ws)
     if sms is not None:
         channels["sms"] = sms
@@ -327,7 +332,7 @@ def run_day(
         unblocked=plan.unblocked,
         tasks=plan.tasks,
         cost=str(dispatched.cost),
-        errors=tuple(dispatched.errors),
+        errors=(*plan.problems, *dispatched.errors),
         failures=tuple(
             (f.outbox_id, f.customer, f.customer_name, f.reason) for f in dispatched.failures
         ),

@@ -4,7 +4,9 @@ A debt notice or a message becomes one outbox row per debtor of the segment
 (key: company, debtor, ``action/KEY``, send day); a debt notice also claims
 every open receivable of the debtor (its statement) but the disputed or promised
 ones (``cobro.engine.pauses``). A task becomes one row
-in ``tasks`` per debtor and send day. Unique keys make repeated runs harmless.
+in ``tasks`` per debtor and send day (with its webhook events: ``task.created``, and the
+``ticket.requested`` an action's ``webhook:`` asks for). Unique keys make repeated runs
+harmless.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from cobro.domain.calendar import send_instant
 from cobro.engine.outbox import insert_planned
 from cobro.engine.pauses import not_left_out
 from cobro.engine.segments import members_select
+from cobro.engine.webhooks import TICKET, Event, emit, request_ticket, subscribed, task_events
 from cobro.store import tables as t
 from cobro.store.db import counted, insert_ignoring
 
@@ -31,6 +34,7 @@ class ActionsPlanned:
     messages: int = 0
     items: int = 0
     tasks: int = 0
+    problems: tuple[str, ...] = ()  # tickets that could not be requested, and why
 
 
 def occurrences_for(
@@ -84,6 +88,7 @@ def plan_actions(
 ) -> ActionsPlanned:
     """Write the outbox rows and tasks of every action due on ``run_on``."""
     messages = items = tasks = 0
+    problems: list[str] = []
     company = config.company
     send_at = send_instant(run_on, company.send_time, company.timezone)
     for action, occ in occurrences_for(config, run_on, covered):
@@ -129,6 +134,8 @@ def plan_actions(
                 .on_conflict_do_nothing(),
             )
             tasks += res
+            if res:
+                problems += _task_webhooks(conn, company_id, action, occ, now)
             continue
         rows = select(
             literal(company_id),
@@ -180,4 +187,42 @@ def plan_actions(
                 .on_conflict_do_nothing(),
             )
             items += res
-    return ActionsPlanned(messages, items, tasks)
+    return ActionsPlanned(messages, items, tasks, tuple(problems))
+
+
+def _task_webhooks(
+    conn: Connection, company_id: int, action: ScheduledAction, occ: date, now: datetime
+) -> list[str]:
+    """``task.created`` of the tasks an action just opened, and the tickets it requests
+    (``webhook:``); the reason a ticket could not be requested, if any."""
+    wanted = subscribed(conn, company_id)
+    if "task.created" not in wanted and action.webhook is None:
+        return []
+    k = t.tasks.c
+    ids = list(
+        conn.execute(
+            select(k.id).where(
+                k.company_id == company_id,
+                k.action_key == action.key,
+                k.created_on == occ,
+                k.created_at == now,
+            )
+        ).scalars()
+    )
+    events = task_events(conn, company_id, ids)
+    if "task.created" in wanted:
+        emit(conn, company_id, events)
+    if action.webhook is None:
+        return []
+    tickets = [
+        Event(
+            TICKET,
+            f"task-{e.ref}",
+            e.customer_id,
+            e.at,
+            {"action": {"key": action.key, "name": action.description}, **e.data},
+        )
+        for e in events
+    ]
+    problem = request_ticket(conn, company_id, action.webhook, tickets)
+    return [f"actions.{action.key}: {problem}"] if problem else []

@@ -167,9 +167,18 @@ class Member:
 
 
 def members(
-    conn: Connection, company_id: int, segment: Segment, on: date, currency: str
+    conn: Connection,
+    company_id: int,
+    segment: Segment,
+    on: date,
+    currency: str,
+    limit: int | None = None,
 ) -> list[Member]:
-    """Who is in ``segment`` on ``on``, with their debt in the company currency."""
+    """Who is in ``segment`` on ``on``, with their debt in the company currency (the
+    first ``limit`` by id, when given)."""
+    query = members_select(company_id, segment, on, currency)
+    if limit is not None:
+        query = query.limit(limit)
     return [
         Member(
             row.external_id,
@@ -178,5 +187,13 @@ def members(
             Money.from_minor(int(row.overdue_minor), currency),
             (on - row.oldest_overdue).days if row.oldest_overdue else 0,
         )
-        for row in conn.execute(members_select(company_id, segment, on, currency))
+        for row in conn.execute(query)
     ]
+
+
+def count_members(
+    conn: Connection, company_id: int, segment: Segment, on: date, currency: str
+) -> int:
+    """How many debtors are in ``segment`` on ``on``."""
+    inner = members_select(company_id, segment, on, currency).order_by(None).subquery()
+    return int(conn.execute(select(func.count()).select_from(inner)).scalar_one())

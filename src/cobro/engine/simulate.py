@@ -134,6 +134,11 @@ def simulate(
             .values(company_id=company_id, run_on=day, as_of=at, started_at=at)
             .returning(t.runs.c.id)
         ).scalar_one()
+        # The tasks this day's run creates are those it adds: not the tasks already there
+        # (staff's, a dispute's, a failed claim's), whether created today or not.
+        tasks_before = conn.execute(
+            select(func.coalesce(func.max(tk.id), 0)).where(tk.company_id == company_id)
+        ).scalar_one()
         plan_day(conn, config, company_id, day, at, run_id)
         totals: dict[int, dict[str, Decimal]] = defaultdict(dict)
         counts: dict[int, int] = defaultdict(int)
@@ -176,11 +181,14 @@ def simulate(
                 )
             )
         for row in conn.execute(
-            select(tk.customer_id, tk.action_key).where(
-                tk.company_id == company_id, tk.created_on == day
-            )
+            select(tk.customer_id, tk.action_key)
+            .where(tk.company_id == company_id, tk.id > tasks_before)
+            .order_by(tk.id)
         ):
-            action = config.action(row.action_key)
+            try:
+                action = config.action(row.action_key)
+            except KeyError:  # not a scheduled action's
+                continue
             messages.append(
                 SimulatedMessage(
                     date=day,

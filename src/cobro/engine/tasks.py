@@ -1,12 +1,14 @@
-"""Staff tasks created by scheduled actions: listing, completing, and a debtor's statement."""
+"""Staff tasks created by scheduled actions, by undeliverable claims and by staff: listing,
+completing, giving them to a staff user, the dashboard's task board; and a debtor's
+statement."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import Connection, exists, select, update
+from sqlalchemy import Connection, and_, case, exists, func, or_, select, update
 
 from cobro.domain.money import Money, totals_by_currency
 from cobro.errors import CobroError
@@ -24,6 +26,7 @@ class Task:
     message: str
     status: str
     done_at: datetime | None
+    assignee: str | None = None  # the staff user's email, or None
 
     def to_json(self, tz: tzinfo) -> dict[str, Any]:
         """The task as JSON, its times in ``tz`` (the company's) with their UTC offset."""
@@ -37,6 +40,7 @@ class Task:
             "message": self.message,
             "status": self.status,
             "done_at": self.done_at.astimezone(tz).isoformat() if self.done_at else None,
+            "assignee": self.assignee,
         }
 
 
@@ -57,17 +61,7 @@ def list_tasks(
     above ``after``."""
     k, c = t.tasks.c, t.customers.c
     q = (
-        select(
-            k.id,
-            c.external_id,
-            c.name,
-            k.action_key,
-            k.created_on,
-            k.due_at,
-            k.message,
-            k.status,
-            k.done_at,
-        )
+        select(*_task_columns())
         .join(t.customers, c.id == k.customer_id)
         .where(k.company_id == company_id)
     )
@@ -107,7 +101,176 @@ def complete_task(conn: Connection, company_id: int, task_id: int, at: datetime)
         if exists is None:
             raise CobroError(f"no task {task_id}")
         raise CobroError(f"task {task_id} is already done")
-    return list_tasks(conn, company_id, task_id=task_id)[0]
+    found = task_of(conn, company_id, task_id)
+    assert found is not None
+    return found
+
+
+def _task_columns() -> tuple[Any, ...]:
+    k, c = t.tasks.c, t.customers.c
+    return (
+        k.id,
+        c.external_id,
+        c.name,
+        k.action_key,
+        k.created_on,
+        k.due_at,
+        k.message,
+        k.status,
+        k.done_at,
+        k.assignee,
+    )
+
+
+def task_of(conn: Connection, company_id: int, task_id: int) -> Task | None:
+    """The company's task ``task_id``, or None (unknown, or another company's)."""
+    k, c = t.tasks.c, t.customers.c
+    row = conn.execute(
+        select(*_task_columns())
+        .join(t.customers, c.id == k.customer_id)
+        .where(k.id == task_id, k.company_id == company_id)
+    ).first()
+    return None if row is None else Task(*row)
+
+
+class AssignError(CobroError):
+    """A task that cannot be given to the user named."""
+
+
+def assign_task(conn: Connection, company_id: int, task_id: int, assignee: str | None) -> Task:
+    """Give the company's task ``task_id`` to the staff user ``assignee`` (an email of a
+    collector or an admin of the company), or to nobody (None). ``AssignError`` for an
+    unknown task or a user who is not the company's or cannot act on tasks."""
+    k, u = t.tasks.c, t.staff_users.c
+    email = assignee.strip().lower() if assignee else None
+    if email is not None:
+        role = conn.execute(
+            select(u.role).where(u.company_id == company_id, u.email == email)
+        ).scalar()
+        if role is None:
+            raise AssignError(f"{email} is not a staff user of the company")
+        if role == "read-only":
+            raise AssignError(f"{email} reads only: a task can be given to a collector or an admin")
+    done = conn.execute(
+        update(t.tasks).where(k.id == task_id, k.company_id == company_id).values(assignee=email)
+    )
+    if done.rowcount == 0:
+        raise AssignError(f"no task {task_id}")
+    found = task_of(conn, company_id, task_id)
+    assert found is not None
+    return found
+
+
+BoardView = Literal["open", "today", "overdue", "done"]
+BOARD_VIEWS: tuple[BoardView, ...] = ("open", "today", "overdue", "done")
+BOARD_PAGE = 50
+
+
+@dataclass(frozen=True)
+class BoardTask:
+    """A task on the board, with its debtor's id (the account it links to)."""
+
+    task: Task
+    customer_id: int
+
+
+@dataclass
+class TaskPage:
+    rows: list[BoardTask] = field(default_factory=list)
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class AssigneeCount:
+    """Open tasks of one assignee (None: given to nobody): all, due today, overdue."""
+
+    assignee: str | None
+    open: int
+    today: int
+    overdue: int
+
+
+def task_board(
+    conn: Connection,
+    company_id: int,
+    view: BoardView,
+    day: tuple[datetime, datetime],
+    *,
+    assignee: str | None = None,
+    cursor: str | None = None,
+    limit: int = BOARD_PAGE,
+) -> TaskPage:
+    """A page of the board's ``view``: open tasks (soonest due first), those due in ``day``
+    ([start, end) of today, company time), those overdue (due before it), or the done ones
+    (last done first). ``assignee``: only that user's (an email), or ``""`` for the tasks
+    given to nobody. Keyset pages: each continues after the last row of the one before."""
+    from cobro.engine.debtor_search import decode_cursor, encode_cursor
+
+    k, c = t.tasks.c, t.customers.c
+    start, end = day
+    q = (
+        select(*_task_columns(), k.customer_id)
+        .join(t.customers, c.id == k.customer_id)
+        .where(k.company_id == company_id)
+    )
+    if assignee == "":
+        q = q.where(k.assignee.is_(None))
+    elif assignee is not None:
+        q = q.where(k.assignee == assignee.lower())
+    newest_first = view == "done"
+    key = func.coalesce(k.done_at, k.due_at) if newest_first else k.due_at
+    if view == "done":
+        q = q.where(k.status == "done")
+    else:
+        q = q.where(k.status == "open")
+        if view == "today":
+            q = q.where(k.due_at >= start, k.due_at < end)
+        elif view == "overdue":
+            q = q.where(k.due_at < start)
+    after = decode_cursor(cursor)
+    if after is not None and isinstance(after[0], str):
+        try:
+            at = datetime.fromisoformat(after[0])
+        except ValueError:
+            at = None
+        if at is not None and at.tzinfo is not None:
+            if newest_first:
+                q = q.where(or_(key < at, and_(key == at, k.id < after[1])))
+            else:
+                q = q.where(or_(key > at, and_(key == at, k.id > after[1])))
+    q = q.order_by(key.desc(), k.id.desc()) if newest_first else q.order_by(key, k.id)
+    found = conn.execute(q.limit(limit + 1)).all()
+    rows = [BoardTask(Task(*row[:10]), int(row.customer_id)) for row in found[:limit]]
+    next_cursor = None
+    if len(found) > limit:
+        last = rows[-1].task
+        value = (last.done_at or last.due_at) if newest_first else last.due_at
+        next_cursor = encode_cursor([value.isoformat(), last.id])
+    return TaskPage(rows, next_cursor)
+
+
+def board_counts(
+    conn: Connection, company_id: int, day: tuple[datetime, datetime]
+) -> list[AssigneeCount]:
+    """Per assignee (nobody last), the open tasks: all, due in ``day``, overdue."""
+    k = t.tasks.c
+    start, end = day
+
+    def count(condition: Any) -> Any:
+        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+    rows = conn.execute(
+        select(
+            k.assignee,
+            func.count(),
+            count(and_(k.due_at >= start, k.due_at < end)),
+            count(k.due_at < start),
+        )
+        .where(k.company_id == company_id, k.status == "open")
+        .group_by(k.assignee)
+    ).all()
+    found = [AssigneeCount(row[0], int(row[1]), int(row[2]), int(row[3])) for row in rows]
+    return sorted(found, key=lambda x: (x.assignee is None, x.assignee or ""))
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from cobro.config import CobroConfig
 from cobro.domain.money import Money
 from cobro.engine.messages import RESEND_PREFIX, message_spec
 from cobro.engine.resend import targets
+from cobro.engine.webhooks import IS_WEBHOOK
 from cobro.evidence.timeline import ClaimEvent, claim_events
 from cobro.store import tables as t
 
@@ -160,7 +161,7 @@ def claim_history(
         .add_columns(first.c.sent_at, o.payload, c.id.label("cid"))
         .join(t.customers, c.id == o.customer_id)
         .outerjoin(first, first.c.outbox_id == o.id)
-        .where(o.company_id == company_id)
+        .where(o.company_id == company_id, o.step.not_like(IS_WEBHOOK))  # not claims
         .order_by(o.occurrence_on, o.id)
     )
     if customer_external_id is not None:

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, or_, select
 
 from cobro.domain.model import OutboxStatus
 from cobro.domain.money import Money
+from cobro.engine.webhooks import IS_WEBHOOK
 from cobro.evidence.messages import unpack
 from cobro.store import tables as t
 
@@ -134,6 +135,7 @@ def check_records(
     with_deliveries = select(d.outbox_id).where(d.company_id == company_id)
     oq = select(o.id, o.customer_id, o.step, o.occurrence_on, o.status).where(
         o.company_id == company_id,
+        o.step.not_like(IS_WEBHOOK),  # webhook posts are not claims: no evidence of their own
         or_(o.status == OutboxStatus.SENT.value, o.id.in_(with_deliveries)),
     )
     if customer_id is not None:

@@ -235,6 +235,14 @@ outbox = Table(
     UniqueConstraint("company_id", "customer_id", "step", "occurrence_on", name="uq_outbox_key"),
     Index(None, "company_id", "status", "next_attempt_at"),
     Index(None, "run_id"),
+    # Webhook deliveries (steps ``webhook/...``): few among the claims, found without them.
+    Index(
+        "ix_outbox_webhooks",
+        "company_id",
+        "status",
+        "next_attempt_at",
+        sqlite_where=text("step LIKE 'webhook/%'"),
+    ),
     # The API's pages of claims, in the order of their ids: all of them, and by status.
     Index(None, "company_id", "id"),
     Index(None, "company_id", "status", "id"),
@@ -400,9 +408,13 @@ tasks = Table(
     Column("status", String(10), nullable=False, server_default="open"),
     Column("created_at", UTCDateTime, nullable=False),
     Column("done_at", UTCDateTime),
+    # The staff user the task is given to, by email (lower case), kept as text like a
+    # note's author: the task outlives the user's account. None: nobody yet.
+    Column("assignee", String(320)),
     UniqueConstraint("company_id", "customer_id", "action_key", "created_on"),
     Index(None, "company_id", "status", "due_at"),
     Index(None, "customer_id"),
+    Index(None, "company_id", "assignee", "status", "due_at"),
 )
 
 events = Table(
@@ -567,6 +579,40 @@ promise_items = Table(
 )
 
 
+# Where a company's events are posted (``cobro.engine.webhooks``): a URL, the event types
+# it subscribes to (comma-separated) and the Standard Webhooks secret that signs each post.
+# Each delivery is an outbox row (step ``webhook/ENDPOINT/TYPE/REF``).
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("name", String(40), nullable=False),
+    Column("url", String(2000), nullable=False),
+    Column("events", String(1000), nullable=False, server_default=""),
+    Column("secret", String(100), nullable=False),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("company_id", "name"),
+)
+
+# Each attempt of a webhook delivery: when, the HTTP status (None: no answer), the error
+# (None: accepted) and how long it took.
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("outbox_id", ForeignKey("outbox.id"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("status_code", Integer),
+    Column("error", String(1000)),
+    Column("duration_ms", Integer, nullable=False),
+    Index(None, "outbox_id"),
+)
+
+
 # The partial indexes' predicates on PostgreSQL. Declaring them above would load the
 # PostgreSQL dialect whenever the schema is imported, which a command on SQLite does not
 # need (a tenth of its start-up); ``postgres_predicates`` adds them when a PostgreSQL
@@ -574,12 +620,13 @@ promise_items = Table(
 _POSTGRES_WHERE = {
     "ix_customers_blocked": "blocked",
     "ix_receivables_open_due": "balance_minor > 0",
+    "ix_outbox_webhooks": "step LIKE 'webhook/%'",
 }
 
 
 def postgres_predicates() -> None:
     """Give the partial indexes their PostgreSQL ``WHERE`` (idempotent)."""
-    for table in (customers, receivables):
+    for table in (customers, receivables, outbox):
         for index in table.indexes:
             where = _POSTGRES_WHERE.get(str(index.name))
             if where is not None and index.dialect_options["postgresql"]["where"] is None:
@@ -677,4 +724,29 @@ Index(
 )
 Index("ix_payments_company_id_paid_on", payments.c.company_id, payments.c.paid_on)
 Index("ix_deliveries_company_id_at", deliveries.c.company_id, deliveries.c.at)
+# The dashboard's message log finds the messages to an address by it (any case).
+Index(
+    "ix_deliveries_company_id_recipient",
+    deliveries.c.company_id,
+    func.lower(deliveries.c.recipient),
+)
 Index("ix_claim_views_company_id_at", claim_views.c.company_id, claim_views.c.at)
+
+# What staff changed from the dashboard: the configuration (each value's path, before and
+# after), banking contacts, and what they recorded on a debtor's account. The user's
+# email is kept as text, so an entry outlives its author's account.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(320), nullable=False),  # the staff user's email
+    Column("role", String(20), nullable=False),
+    Column("action", String(60), nullable=False),  # e.g. config.communications, debtor.note
+    Column("subject", String(300)),  # what it was about: a notice type, an action, a debtor
+    Column("customer_id", ForeignKey("customers.id")),
+    Column("changes", JSON, nullable=False),  # [{"path", "old", "new"}] or what was recorded
+    Index(None, "company_id", "at", "id"),
+    Index(None, "customer_id"),
+)

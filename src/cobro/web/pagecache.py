@@ -30,6 +30,11 @@ class PageCache:
             self._pages.move_to_end(key)
             return found[1]
 
+    def clear(self) -> None:
+        """Forget every page (what they were rendered with, the configuration, changed)."""
+        with self._lock:
+            self._pages.clear()
+
     def put(self, key: Hashable, version: Hashable, html: str) -> None:
         with self._lock:
             self._pages[key] = (version, html)

@@ -249,3 +249,24 @@ def test_a_nul_character_in_an_address_is_refused_not_stored(server: Server) -> 
     assert response.status_code == 422
     assert [e["field"] for e in response.json()["errors"]] == ["body.phone"]
     assert count_customers(server, "acme") == 0
+
+
+def test_a_debtor_batch_refuses_bad_rows_alone_and_keeps_the_others(server: Server) -> None:
+    rows = [
+        {"external_id": "C1", "name": "Uno"},
+        {"external_id": "C2", "name": 12.5},  # not text
+        {"external_id": "C3", "name": "Tres", "colour": "red"},  # unknown field
+        {"external_id": "C4", "name": "Cuatro", "language": "klingon"},  # the import refuses
+        {"external_id": "C5", "name": "Cinco"},
+    ]
+    report = server.client().post("/customers/batch", json={"rows": rows})
+
+    assert report.status_code == 200, report.text
+    body = report.json()
+    assert (body["inserted"], body["updated"]) == (2, 0)
+    assert sorted((e["row"], e["field"]) for e in body["rejected"]) == [
+        (1, "name"),
+        (2, "colour"),
+        (3, "language"),
+    ]
+    assert count_customers(server, "acme") == 2

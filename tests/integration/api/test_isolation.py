@@ -17,7 +17,15 @@ from ..portal.helpers import two_debtors_claimed
 from .conftest import Server
 
 # The data only acme has: names and ids that must never show through beta's key.
-ACME_ONLY = ("Acme Industrial", "ap@acme.example", "F-1", "Other Co", "Acme Treasury", "Acme Gold")
+ACME_ONLY = (
+    "Acme Industrial",
+    "ap@acme.example",
+    "F-1",
+    "Other Co",
+    "Acme Treasury",
+    "Acme Gold",
+    "hooks.acme.example",
+)
 
 
 def acme_data(server: Server) -> dict[str, Any]:
@@ -35,6 +43,7 @@ def acme_data(server: Server) -> dict[str, Any]:
     charge = {"external_id": "ch_1", "subscription": "S1", "status": "succeeded",
               "amount": "39.90"}  # fmt: skip
     for client, url, body in (
+        (admin, "/webhooks", {"url": "https://hooks.acme.example/in", "name": "acme-erp"}),
         (collector, "/contacts", treasurer),
         (admin, "/banking-notices", {"type": "stop_payment", "contacts": ["K1"]}),
         (collector, "/payments", {"external_id": "P1", "customer": "C1", "receivable": "F-1",
@@ -54,7 +63,10 @@ def acme_data(server: Server) -> dict[str, Any]:
     (delivery,) = collector.get(f"/claims/{claim['id']}").json()["deliveries"]
     (task,) = collector.get("/tasks").json()["data"]
     (run,) = collector.get("/runs").json()["data"]
+    posted = admin.get("/webhooks/deliveries").json()["data"]
+    assert posted, "the dispute opened above is posted to acme's endpoint"
     return {
+        "webhook_delivery": posted[0]["id"],
         "claim": claim["id"],
         "delivery": delivery["id"],
         "dispute": dispute.json()["id"],
@@ -94,6 +106,10 @@ IDS: dict[str, Callable[[dict[str, Any]], dict[str, str]]] = {
     "/runs/{run_id}": lambda ids: {"run_id": ids["run"]},
     "/segments/{name}": lambda ids: {"name": "overdue_30"},
     "/segments/{name}/members": lambda ids: {"name": "overdue_30"},
+    "/webhooks/{name}": lambda ids: {"name": "acme-erp"},
+    "/webhooks/deliveries/{delivery_id}/redeliver": lambda ids: {
+        "delivery_id": ids["webhook_delivery"]
+    },
 }
 # The body a POST of the matrix sends (``{}`` when not named): a valid one, so that only
 # the id can make it fail.
@@ -105,6 +121,8 @@ BODIES: dict[str, dict[str, Any]] = {
 OWN_NAMES = {"/segments/{name}", "/segments/{name}/members"}
 # Reads a read-only key may not make (a simulation plans every day of its period).
 COLLECTOR_READS = {"/simulation"}
+# Reads only an admin key may make (the company's webhook settings).
+ADMIN_READS = {"/webhooks", "/webhooks/deliveries"}
 
 
 def operations(server: Server) -> list[tuple[str, str]]:
@@ -152,7 +170,10 @@ def test_another_companys_lists_hold_none_of_this_companys_rows(server: Server, 
     assert "/customers" in lists
     for path in lists:
         theirs = beta.request("GET", "/api/v1" + path, params={"limit": 500})
-        expected = 403 if role == "read-only" and path in COLLECTOR_READS else 200
+        weak = (role == "read-only" and path in COLLECTOR_READS) or (
+            role != "admin" and path in ADMIN_READS
+        )
+        expected = 403 if weak else 200
         assert theirs.status_code == expected, (path, theirs.text)
         assert not any(word in theirs.text for word in ACME_ONLY), path
     # The same lists with acme's key do show acme's rows: the words are there to find.

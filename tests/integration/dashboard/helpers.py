@@ -204,3 +204,70 @@ class Browser:
     def form(self, url: str, data: dict[str, Any], page: str = "/dashboard/") -> httpx.Response:
         """POST ``data`` with the form token of ``page``."""
         return self.post(url, data={"csrf": self.csrf(page), **data})
+
+
+@dataclass(frozen=True)
+class Work:
+    """What the work screens list on acme (ids): tasks, a dispute, promises."""
+
+    task_today: int  # C1's, due today at 15:00 Madrid
+    task_overdue: int  # C3's, due 2025-03-01
+    dispute: int  # C1's F-2, opened by staff (it opened a task of its own)
+    promise_due: int  # C1's F-1, promised for today
+    promise_ahead: int  # C2's F-4, promised for 2025-03-20
+    promise_broken: int  # C3's F-6, promised for 2025-02-22 and not paid
+
+
+def work_data(ws: Workspace) -> Work:
+    """Open tasks, an open dispute and promises due, ahead and broken on acme."""
+    from zoneinfo import ZoneInfo
+
+    from cobro.engine.pauses import settle_promises
+    from cobro.engine.responses import add_promise, open_dispute
+    from cobro.engine.tasks import open_task
+
+    madrid = ZoneInfo("Europe/Madrid")
+    r = t.receivables.c
+    c1, c2, c3 = (customer_id(ws, x) for x in ("C1", "C2", "C3"))
+    with ws.engine.begin() as conn:
+        item = {
+            str(row.number): int(row.id)
+            for row in conn.execute(select(r.id, r.number).where(r.company_id == ws.company_id))
+        }
+        today = open_task(
+            conn,
+            ws.company_id,
+            c1,
+            "Call Acme about F-1",
+            datetime(2025, 3, 4, 15, 0, tzinfo=madrid),
+            NOW,
+            TODAY,
+        )
+        overdue = open_task(
+            conn,
+            ws.company_id,
+            c3,
+            "Send Carla the statement",
+            datetime(2025, 3, 1, 9, 0, tzinfo=madrid),
+            NOW,
+            date(2025, 2, 27),
+        )
+        dispute = open_dispute(
+            conn, ws.company_id, c1, item["F-2"], "Goods returned in February", NOW, source="staff"
+        )
+        due = add_promise(
+            conn, ws.company_id, c1, [item["F-1"]], TODAY, 3, NOW,
+            today=TODAY, max_days=30, source="staff", note="Transfer on Tuesday",
+        )  # fmt: skip
+        ahead = add_promise(
+            conn, ws.company_id, c2, [item["F-4"]], date(2025, 3, 20), 3, NOW,
+            today=TODAY, max_days=30, source="staff",
+        )  # fmt: skip
+        then = datetime(2025, 2, 20, 10, 0, tzinfo=UTC)
+        broken = add_promise(
+            conn, ws.company_id, c3, [item["F-6"]], date(2025, 2, 22), 3, then,
+            today=date(2025, 2, 20), max_days=30, source="staff",
+        )  # fmt: skip
+        settled = settle_promises(conn, ws.company_id, TODAY, NOW)
+        assert settled.broken == [broken]
+    return Work(today, overdue, dispute, due, ahead, broken)

@@ -13,19 +13,83 @@ from cobro.store import tables as t
 from cobro.web.dashboard import ROUTERS
 
 from .conftest import Site
-from .helpers import Browser, customer_id
+from .helpers import TODAY, Browser, Work, customer_id, work_data
 
-READS = ("/dashboard/", "/dashboard/debtors", "/dashboard/debtors/{id}")
+# Every page, its ids filled in by ``pages``.
+READS = (
+    "/dashboard/",
+    "/dashboard/debtors",
+    "/dashboard/debtors/{debtor_id}",
+    "/dashboard/messages",
+    "/dashboard/tasks",
+    "/dashboard/disputes",
+    "/dashboard/simulation",
+    "/dashboard/simulation/{day}",
+    "/dashboard/policies",
+    "/dashboard/templates/{name}",
+    "/dashboard/templates/{name}/{language}.html",
+)
+# Every form: the account's actions, then the work screens'.
 ACTIONS = ("resend", "promises", "disputes", "notes", "tasks")
-RECORDED = (t.outbox, t.promises, t.disputes, t.debtor_notes, t.tasks, t.staff_sessions)
+FORMS = (
+    *(f"/dashboard/debtors/{{debtor_id}}/{a}" for a in ACTIONS),
+    "/dashboard/messages/resend",
+    "/dashboard/tasks/{task_id}/done",
+    "/dashboard/tasks/{task_id}/assign",
+    "/dashboard/disputes/{dispute_id}/resolve",
+    "/dashboard/simulation",
+)
+# The screens that change the configuration (tested in test_communications, test_banking
+# and test_automatic_actions: roles, form tokens, another company's ids).
+CONFIGURATION = {
+    ("GET", "/dashboard/settings/communications"),
+    ("POST", "/dashboard/settings/communications"),
+    ("GET", "/dashboard/banking"),
+    ("POST", "/dashboard/banking/add"),
+    ("GET", "/dashboard/banking/{notice_type}/edit"),
+    ("POST", "/dashboard/banking/{notice_type}/edit"),
+    ("GET", "/dashboard/banking/{notice_type}/remove"),
+    ("POST", "/dashboard/banking/{notice_type}/remove"),
+    ("GET", "/dashboard/actions"),
+    ("POST", "/dashboard/actions"),
+    ("GET", "/dashboard/actions/new"),
+    ("GET", "/dashboard/actions/{key}"),
+    ("POST", "/dashboard/actions/{key}"),
+    ("GET", "/dashboard/actions/{key}/delete"),
+    ("POST", "/dashboard/actions/{key}/delete"),
+    ("GET", "/dashboard/segments"),
+    ("POST", "/dashboard/segments"),
+    ("GET", "/dashboard/segments/new"),
+    ("GET", "/dashboard/segments/{name}"),
+    ("POST", "/dashboard/segments/{name}"),
+    ("GET", "/dashboard/segments/{name}/delete"),
+    ("POST", "/dashboard/segments/{name}/delete"),
+    ("GET", "/dashboard/audit"),
+}
+RECORDED = (
+    t.outbox,
+    t.promises,
+    t.disputes,
+    t.debtor_notes,
+    t.tasks,
+    t.staff_sessions,
+    t.audit_log,
+)
 
 
-def counts(site: Site) -> dict[str, int]:
+def state_of(site: Site) -> dict[str, Any]:
+    """What a form could change: rows recorded, tasks' status and assignee, disputes'
+    status, the company's simulation."""
+    k, d = t.tasks.c, t.disputes.c
     with site.acme.engine.connect() as conn:
-        return {
+        found: dict[str, Any] = {
             table.name: int(conn.execute(select(func.count()).select_from(table)).scalar_one())
             for table in RECORDED
         }
+        found["task states"] = sorted(conn.execute(select(k.id, k.status, k.assignee)).all())
+        found["dispute states"] = sorted(conn.execute(select(d.id, d.status)).all())
+    found["simulation"] = site.app.state.dashboard_simulations.current(site.acme.company_id)
+    return found
 
 
 def claim_of(site: Site, customer: str) -> int:
@@ -38,8 +102,42 @@ def claim_of(site: Site, customer: str) -> int:
         )
 
 
+def pages(site: Site) -> list[str]:
+    """Every page of acme, with acme's ids."""
+    c1 = customer_id(site.acme, "C1")
+    ids = {"debtor_id": c1, "day": TODAY.isoformat(), "name": "b2b_01", "language": "es"}
+    found = [p.format(**ids) for p in READS]
+    return [p + ("?debtor=C1" if "/templates/" in p else "") for p in found]
+
+
+def forms(site: Site, work: Work) -> list[tuple[str, dict[str, Any]]]:
+    """A form for each action on acme that a collector's session gets accepted."""
+    r = t.receivables.c
+    with site.acme.engine.connect() as conn:
+        item = conn.execute(select(r.id).where(r.external_id == "F-7")).scalar_one()
+    c1 = customer_id(site.acme, "C1")
+    return [
+        (f"/dashboard/debtors/{c1}/resend", {"claim": claim_of(site, "C1")}),
+        (f"/dashboard/debtors/{c1}/promises", {"item": item, "promised_on": "2025-03-10"}),
+        (f"/dashboard/debtors/{c1}/disputes", {"item": item, "reason": "Goods returned"}),
+        (f"/dashboard/debtors/{c1}/notes", {"text": "Called, will pay on Monday"}),
+        (
+            f"/dashboard/debtors/{c1}/tasks",
+            {"message": "Call back", "due_on": "2025-03-05", "due_time": "10:00"},
+        ),
+        (
+            "/dashboard/messages/resend",
+            {"claim": claim_of(site, "C1"), "to": "ap@acme-industrial.example"},
+        ),
+        (f"/dashboard/tasks/{work.task_overdue}/done", {}),
+        (f"/dashboard/tasks/{work.task_today}/assign", {"assignee": "collector@acme.example"}),
+        (f"/dashboard/disputes/{work.dispute}/resolve", {"decision": "reject", "note": "No"}),
+        ("/dashboard/simulation", {"days": "2"}),
+    ]
+
+
 def action_data(site: Site) -> dict[str, dict[str, Any]]:
-    """A form for each action on C1 that a collector's session gets accepted."""
+    """A form for each action on C1's account that a collector's session gets accepted."""
     r = t.receivables.c
     with site.acme.engine.connect() as conn:
         item = conn.execute(select(r.id).where(r.external_id == "F-2")).scalar_one()
@@ -52,6 +150,11 @@ def action_data(site: Site) -> dict[str, dict[str, Any]]:
     }
 
 
+def finished(site: Site) -> None:
+    """The company's simulation, if one was started, has ended."""
+    assert site.app.state.dashboard_simulations.wait(site.acme.company_id, 120)
+
+
 def test_the_matrix_holds_every_dashboard_route() -> None:
     routes = {
         (method, route.path)
@@ -60,40 +163,57 @@ def test_the_matrix_holds_every_dashboard_route() -> None:
         if isinstance(route, APIRoute)
         for method in route.methods
     }
-    covered = {("GET", p.replace("{id}", "{debtor_id}")) for p in READS}
-    covered |= {("POST", f"/dashboard/debtors/{{debtor_id}}/{a}") for a in ACTIONS}
+    covered = {("GET", p) for p in READS} | {("POST", p) for p in FORMS}
     login = {
         ("GET", "/dashboard/login"),
         ("POST", "/dashboard/login"),
         ("POST", "/dashboard/logout"),
         ("GET", "/dashboard/language/{code}"),
     }
-    assert routes == covered | login
+    assert routes == covered | login | CONFIGURATION
 
 
 def test_without_a_session_every_page_and_form_goes_to_the_login(site: Site) -> None:
-    before = counts(site)
+    work = work_data(site.acme)
+    before = state_of(site)
     anonymous = site.browser()
-    c1 = customer_id(site.acme, "C1")
-    for path in READS:
-        response = anonymous.get(path.format(id=c1))
+    for path in pages(site):
+        response = anonymous.get(path)
         assert response.status_code == 303, path
         assert response.headers["location"].startswith("/dashboard/login?next=")
-    for action, data in action_data(site).items():
-        response = anonymous.post(f"/dashboard/debtors/{c1}/{action}", data={"csrf": "x", **data})
-        assert response.status_code == 303, action
-    assert counts(site) == before
+    for url, data in forms(site, work):
+        response = anonymous.post(url, data={"csrf": "x", **data})
+        assert response.status_code == 303, url
+        assert response.headers["location"].startswith("/dashboard/login")
+    assert state_of(site) == before
 
 
-def test_another_companys_session_finds_none_of_its_debtors_or_claims(site: Site) -> None:
+def test_another_companys_session_finds_none_of_its_debtors_claims_tasks_or_disputes(
+    site: Site,
+) -> None:
+    work = work_data(site.acme)
+    # Acme has a simulation of its own.
+    acme = site.staff("collector")
+    assert acme.form("/dashboard/simulation", {"days": "1"}).status_code == 303
+    finished(site)
     beta = site.staff("admin", company="beta")
-    c1 = customer_id(site.acme, "C1")
-    before = counts(site)
-    page = beta.get(f"/dashboard/debtors/{c1}")
-    assert page.status_code == 404 and "Acme Industrial" not in page.text
-    for action, data in action_data(site).items():
-        response = beta.form(f"/dashboard/debtors/{c1}/{action}", data)
-        assert response.status_code == 404, action
+    before = state_of(site)
+    for path in pages(site):
+        if "{" in path or path.rstrip("/").count("/") < 2:
+            continue
+        response = beta.get(path)
+        if any(key in path for key in ("/debtors/", "/simulation/", "/templates/")):
+            assert response.status_code == 404, path
+        else:
+            assert response.status_code == 200, path
+        for acme_data in ("Acme Industrial", "ap@acme-industrial", "Goods returned", "Call Acme"):
+            assert acme_data not in response.text, (path, acme_data)
+    assert "No se ha simulado nada" in beta.get("/dashboard/simulation").text
+    for url, data in forms(site, work):
+        if url == "/dashboard/simulation":
+            continue  # beta's own simulation: nothing of acme's to name
+        response = beta.form(url, data)
+        assert response.status_code == 404, url
         assert "Acme Industrial" not in response.text
     # Acme's claim named on beta's own debtor: not found either.
     b1 = customer_id(site.beta, "B1")
@@ -103,42 +223,71 @@ def test_another_companys_session_finds_none_of_its_debtors_or_claims(site: Site
     assert "Acme Industrial" not in listed.text
     overview = beta.get("/dashboard/")
     assert "2.050,00" not in overview.text and "2.250,00" not in overview.text
-    assert counts(site) == before
+    # Beta's own debtor is previewed; acme's template files are acme's.
+    assert beta.get("/dashboard/templates/b2b_01?debtor=B1").status_code == 200
+    assert state_of(site) == before
 
 
-@pytest.mark.parametrize("action", ACTIONS)
-def test_a_read_only_user_records_nothing(site: Site, action: str) -> None:
+@pytest.mark.parametrize("action", range(len(FORMS)))
+def test_a_read_only_user_records_nothing(site: Site, action: int) -> None:
+    work = work_data(site.acme)
     reader = site.staff("read-only")
     c1 = customer_id(site.acme, "C1")
     page = reader.get(f"/dashboard/debtors/{c1}")
     assert page.status_code == 200 and f'action="/dashboard/debtors/{c1}/' not in page.text
-    before = counts(site)
-    refused = reader.form(f"/dashboard/debtors/{c1}/{action}", action_data(site)[action])
+    for path in pages(site)[3:7]:
+        assert 'method="post"' not in reader.get(path).text.partition("</header>")[2], path
+    url, data = forms(site, work)[action]
+    before = state_of(site)
+    refused = reader.form(url, data)
     assert refused.status_code == 403
     assert "Su rol (read-only) no permite hacer esto." in refused.text
-    assert counts(site) == before
+    assert state_of(site) == before
 
 
 def test_a_form_without_its_token_or_with_another_sessions_is_refused(site: Site) -> None:
+    work = work_data(site.acme)
     collector = site.staff("collector")
     other = site.staff("admin")
-    c1 = customer_id(site.acme, "C1")
     foreign = other.csrf()
-    before = counts(site)
-    for action, data in action_data(site).items():
-        url = f"/dashboard/debtors/{c1}/{action}"
-        assert collector.post(url, data=data).status_code == 403, action
-        assert collector.post(url, data={"csrf": foreign, **data}).status_code == 403, action
+    before = state_of(site)
+    for url, data in forms(site, work):
+        assert collector.post(url, data=data).status_code == 403, url
+        assert collector.post(url, data={"csrf": foreign, **data}).status_code == 403, url
     assert collector.post("/dashboard/logout", data={}).status_code == 403
-    assert counts(site) == before
+    assert state_of(site) == before
     # With its token, each is accepted.
-    for action, data in action_data(site).items():
-        done = collector.form(f"/dashboard/debtors/{c1}/{action}", data)
-        assert done.status_code == 303, (action, done.text)
+    for url, data in forms(site, work):
+        done = collector.form(url, data)
+        assert done.status_code == 303, (url, done.text)
+    finished(site)
 
 
-def test_a_page_of_no_debtor_is_not_found(site: Site) -> None:
+def test_a_page_of_no_debtor_task_or_dispute_is_not_found(site: Site) -> None:
     admin = site.staff("admin")
     assert admin.get("/dashboard/debtors/999999").status_code == 404
     assert admin.get("/dashboard/debtors/abc").status_code in (404, 422)
+    for url in (
+        "/dashboard/tasks/999999/done",
+        "/dashboard/tasks/999999/assign",
+        "/dashboard/disputes/999999/resolve",
+    ):
+        assert admin.form(url, {"decision": "accept"}).status_code == 404, url
+    assert admin.form("/dashboard/messages/resend", {"claim": "999999"}).status_code == 404
+    assert admin.form("/dashboard/messages/resend", {"claim": "x"}).status_code == 404
     assert Browser(site.app).get("/dashboard/nothing-here").status_code == 404
+
+
+def test_without_a_session_the_configuration_screens_go_to_the_login(site: Site) -> None:
+    anonymous = site.browser()
+    before = (site.acme.root / "cobro.yaml").read_text(encoding="utf-8")
+    for method, path in sorted(CONFIGURATION):
+        url = (
+            path.replace("{notice_type}", "stop_payment")
+            .replace("{key}", "x")
+            .replace("{name}", "overdue_30")
+        )
+        response = anonymous.request(method, url, data={"csrf": "x"} if method == "POST" else None)
+        assert response.status_code == 303, (method, url)
+        assert response.headers["location"].startswith("/dashboard/login?next="), url
+    assert (site.acme.root / "cobro.yaml").read_text(encoding="utf-8") == before

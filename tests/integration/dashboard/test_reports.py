@@ -3,16 +3,17 @@ out by hand with the formulas of docs/reports.md; and the page that shows them."
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
 from cobro.domain.money import Money
-from cobro.engine.reports import overview
+from cobro.engine.reports import overview, trend
 from cobro.engine.responses import Client, record_view
 from cobro.engine.tasks import open_task
 from cobro.store import tables as t
@@ -126,10 +127,11 @@ def test_the_overview_page_shows_the_figures_and_draws_the_aging_chart(
     assert page.status_code == 200, page.text
     html = page.text
     assert 'id="aging-chart"' in html
+    aging = html.partition('id="aging-chart"')[2].partition("</svg>")[0]
     heights = [
         float(h)
         for h in re.findall(
-            r'<rect class="bar [^"]+" x="[^"]+" y="[^"]+" width="[^"]+" height="([^"]+)"', html
+            r'<rect class="bar [^"]+" x="[^"]+" y="[^"]+" width="[^"]+" height="([^"]+)"', aging
         )
     ]
     # Five bars, as tall as their share: 800, 450, 0, 600 and 200 of a top of 1,000.
@@ -143,3 +145,44 @@ def test_the_overview_page_shows_the_figures_and_draws_the_aging_chart(
     assert "Call Carla" in text
     # The bars link to the debtors of their bucket.
     assert 'href="/dashboard/debtors?overdue=90+"' in html
+
+
+def test_the_90_day_trend_by_week_matches_the_data_set(
+    make_site: Callable[..., Site], smtp_server: SmtpServer
+) -> None:
+    site = loaded(make_site, smtp_server)
+    ws = site.acme
+    with ws.engine.connect() as conn:
+        weeks = trend(conn, ws.company_id, "EUR", TODAY, "Europe/Madrid")
+        found = overview(conn, ws.company_id, "EUR", TODAY, "Europe/Madrid")
+    # 2024-12-05 (a Thursday, 89 days before) to 2025-03-04 (a Tuesday): a first week cut
+    # to Thursday-Sunday, twelve whole weeks, and Monday-Tuesday of this one.
+    assert (weeks[0].first, weeks[0].last) == (date(2024, 12, 5), date(2024, 12, 8))
+    assert (weeks[-1].first, weeks[-1].last) == (date(2025, 3, 3), date(2025, 3, 4))
+    assert len(weeks) == 14
+    assert all(w.first.weekday() == 0 for w in weeks[1:])
+    assert all((b.first - a.last).days == 1 for a, b in itertools.pairwise(weeks))
+    by_week = {w.first: w for w in weeks}
+    # Both messages of the run of 2025-03-03 (one delivered, one refused) this week.
+    assert [w.messages for w in weeks] == [0] * 13 + [2]
+    # P0 100 on 01-20, P1 300 on 02-10, P2 400 on 02-25, P3 200 on 03-04.
+    assert by_week[date(2025, 1, 20)].recovered == eur("100")
+    assert by_week[date(2025, 2, 10)].recovered == eur("300")
+    assert by_week[date(2025, 2, 24)].recovered == eur("400")
+    assert by_week[date(2025, 3, 3)].recovered == eur("200")
+    assert sum(w.recovered.minor for w in weeks) == 100000
+    # Over the trend they add up to the overview's 90 days.
+    last90 = {p.days: p for p in found.periods}[90]
+    assert sum(w.messages for w in weeks) == last90.sent
+    assert sum(w.recovered.minor for w in weeks) == last90.recovered.minor
+    # The page draws them: one bar per week, as tall as its share.
+    html = site.staff("read-only").get("/dashboard/").text
+    chart = html.partition('id="trend-recovered-chart"')[2].partition("</svg>")[0]
+    heights = [
+        float(h) for h in re.findall(r'class="bar trend-recovered"[^>]* height="([^"]+)"', chart)
+    ]
+    assert len(heights) == 14
+    assert heights[-1] / heights[list(by_week).index(date(2025, 2, 24))] == 200 / 400
+    messages = html.partition('id="trend-messages-chart"')[2].partition("</svg>")[0]
+    assert re.findall(r'class="bar trend-messages"[^>]* height="([^"]+)"', messages)[-1] != "0.0"
+    assert '<tr data-week="2025-02-24"><th scope="row">24 feb 2025 – 2 mar 2025</th>' in html

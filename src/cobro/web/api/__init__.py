@@ -27,6 +27,7 @@ from cobro.web.api import (
     simulation,
     subscriptions,
     tasks,
+    webhooks,
 )
 from cobro.web.api.auth import Caller, FailedAuth, caller
 from cobro.web.api.problems import FieldError, Problem
@@ -80,6 +81,7 @@ ROUTERS = (
     segments.router,
     runs.router,
     simulation.router,
+    webhooks.router,
 )
 
 

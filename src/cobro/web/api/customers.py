@@ -16,10 +16,10 @@ from cobro.web.api.idempotency import IdempotentRoute
 from cobro.web.api.intake import (
     MAX_BATCH,
     BatchReport,
-    batch_report,
+    RowOf,
     created_status,
-    take,
     take_one,
+    take_rows,
 )
 from cobro.web.api.models import Strict
 from cobro.web.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
@@ -64,7 +64,9 @@ class Customer(BaseModel):
 
 
 class CustomerBatch(Strict):
-    rows: list[CustomerIn] = Field(min_length=1, max_length=MAX_BATCH)
+    rows: list[Annotated[Any, RowOf(CustomerIn)]] = Field(
+        min_length=1, max_length=MAX_BATCH, description=f"1 to {MAX_BATCH} debtors."
+    )
 
 
 def customer_out(r: Row[Any]) -> Customer:
@@ -148,4 +150,4 @@ async def put_customer(who: Collector, body: CustomerIn) -> JSONResponse:
 
 @router.post("/batch", response_model=BatchReport, summary="Create or update many debtors")
 async def put_customers(who: Collector, body: CustomerBatch) -> BatchReport:
-    return batch_report(await take(who, "customers", body.rows))
+    return await take_rows(who, "customers", CustomerIn, body.rows)

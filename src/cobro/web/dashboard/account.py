@@ -144,6 +144,23 @@ def _text(form: FormData, name: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
+def _audit(conn: Connection, who: Staff, card: DebtorCard, action: str, what: Any) -> None:
+    """The audit log's entry for what was recorded on the account, by whom."""
+    from cobro.config.editing import jsonable
+    from cobro.engine.audit import record
+
+    record(
+        conn,
+        who.company_id,
+        who.state.now(),
+        who.session.user.email,
+        who.role,
+        f"debtor.{action}",
+        [{"path": action, "old": None, "new": jsonable(what)}],
+        customer_id=card.id,
+    )
+
+
 def _write(who: Staff, work: Callable[[Connection], T]) -> T:
     with who.state.ws.engine.begin() as conn:
         return work(conn)
@@ -175,7 +192,9 @@ async def resend(request: Request, debtor_id: int, who: StaffDep) -> Response:
     def plan(conn: Connection) -> int:
         if not claim_of(conn, who.company_id, card.id, claim):
             raise not_found()
-        return resend_claim(conn, state.ws.config, who.company_id, claim, to=to, at=state.now())
+        row = resend_claim(conn, state.ws.config, who.company_id, claim, to=to, at=state.now())
+        _audit(conn, who, card, "resend", {"claim": claim, "to": to, "resend": row})
+        return row
 
     try:
         row = await run_in_threadpool(_write, who, plan)
@@ -223,6 +242,8 @@ async def promise(request: Request, debtor_id: int, who: StaffDep) -> Response:
                 )
         except CobroError as exc:
             return [str(exc)]
+        promised = {"items": sorted(asked.items), "promised_on": asked.promised_on}
+        _audit(conn, who, card, "promise", {**promised, "note": asked.note})
         return []
 
     problems = await run_in_threadpool(_write, who, work)
@@ -263,6 +284,7 @@ async def dispute(request: Request, debtor_id: int, who: StaffDep) -> Response:
                 )
         except CobroError as exc:
             return [str(exc)]
+        _audit(conn, who, card, "dispute", {"item": asked.item, "reason": asked.reason})
         return []
 
     problems = await run_in_threadpool(_write, who, work)
@@ -284,6 +306,7 @@ async def note(request: Request, debtor_id: int, who: StaffDep) -> Response:
             add_note(conn, who.company_id, card.id, who.session.user.email, text, who.state.now())
         except CobroError as exc:
             return [str(exc)]
+        _audit(conn, who, card, "note", {"text": text})
         return []
 
     problems = await run_in_threadpool(_write, who, work)
@@ -320,6 +343,7 @@ async def task(request: Request, debtor_id: int, who: StaffDep) -> Response:
             open_task(conn, who.company_id, card.id, message, due_at, state.now(), state.today())
         except CobroError as exc:
             return [str(exc)]
+        _audit(conn, who, card, "task", {"message": message, "due_at": due_at})
         return []
 
     found = await run_in_threadpool(_write, who, work)

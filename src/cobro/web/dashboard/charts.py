@@ -30,6 +30,7 @@ class BarChart:
     baseline: float
     grid: list[float]  # the y of each grid line
     bars: list[Bar]
+    top: Decimal = Decimal(0)  # the value of the top grid line
 
 
 def nice_ceiling(value: Decimal) -> Decimal:
@@ -68,4 +69,4 @@ def bar_chart(title: str, values: list[tuple[str, Decimal, str, str, str | None]
             )
         )
     grid = [round(TOP + inner_h * i / 4, 1) for i in range(4)]
-    return BarChart(title, WIDTH, HEIGHT, baseline, grid, bars)
+    return BarChart(title, WIDTH, HEIGHT, baseline, grid, bars, top)

@@ -1,15 +1,20 @@
 """The overview: open balance by days past due (a chart), DSO and CEI over the last 30 and
 90 days, messages to debtors and what followed, amounts recovered by phase and channel,
-tasks due today."""
+the 90-day trend (messages and amount recovered per week, two charts), tasks due today."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+from babel.dates import format_date
+from babel.numbers import format_decimal
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from cobro.domain.money import Money
 from cobro.domain.reports import BUCKETS
 from cobro.engine.reports import overview as read_overview
+from cobro.engine.reports import trend as read_trend
 from cobro.evidence.history import step_name
 from cobro.web.dashboard.charts import bar_chart
 from cobro.web.dashboard.labels import words
@@ -28,6 +33,7 @@ def overview(request: Request, who: StaffDep) -> Response:
     today = state.today()
     with state.reader.connect() as conn:
         found = read_overview(conn, who.company_id, company.currency, today, company.timezone)
+        weeks = read_trend(conn, who.company_id, company.currency, today, company.timezone)
     said = words(who.language)
 
     def text(value: Money) -> str:
@@ -46,6 +52,21 @@ def overview(request: Request, who: StaffDep) -> Response:
             for name in BUCKETS
         ],
     )
+    week_labels = [format_date(w.first, "d MMM", locale=who.locale) for w in weeks]
+    trend_messages = bar_chart(
+        said["trend_messages_chart"],
+        [
+            (label, Decimal(w.messages), str(w.messages), "trend-messages", None)
+            for label, w in zip(week_labels, weeks, strict=True)
+        ],
+    )
+    trend_recovered = bar_chart(
+        said["trend_recovered_chart"].format(currency=company.currency),
+        [
+            (label, w.recovered.amount, text(w.recovered), "trend-recovered", None)
+            for label, w in zip(week_labels, weeks, strict=True)
+        ],
+    )
     phases = {
         p.days: [
             (step_name(config, step) if step else said["no_claim"], amount)
@@ -60,6 +81,19 @@ def overview(request: Request, who: StaffDep) -> Response:
         {
             "found": found,
             "chart": chart,
+            "weeks": weeks,
+            "trend_charts": [
+                (
+                    "trend-messages",
+                    trend_messages,
+                    format_decimal(trend_messages.top, locale=who.locale),
+                ),
+                (
+                    "trend-recovered",
+                    trend_recovered,
+                    text(Money.of(trend_recovered.top, company.currency)),
+                ),
+            ],
             "buckets": BUCKETS,
             "phases": phases,
             "overdue_total": sum(

@@ -125,15 +125,18 @@ def staff(request: Request) -> Staff:
 StaffDep = Annotated[Staff, Depends(staff)]
 
 
-async def posted(request: Request, who: Staff, needs: Role) -> FormData:
+async def posted(
+    request: Request, who: Staff, needs: Role, *, files: int = 0, limit: int = MAX_FORM
+) -> FormData:
     """The form of a POST by ``who``, once their role allows ``needs`` and the form
-    carries its token; a refusal (403) otherwise."""
+    carries its token; a refusal (403) otherwise. ``files`` and ``limit``: the uploads
+    a form may carry, and its largest size in bytes."""
     if not who.can(needs):
         raise Refused(403, "forbidden_role", role=who.role)
     declared = request.headers.get("content-length", "")
-    if not declared.isdigit() or int(declared) > MAX_FORM:
+    if not declared.isdigit() or int(declared) > limit:
         raise Refused(413 if declared.isdigit() else 411, "bad_form")
-    form = await request.form(max_files=0, max_fields=200)
+    form = await request.form(max_files=files, max_fields=200)
     sent = form.get("csrf")
     if not isinstance(sent, str) or not tokens_match(
         who.state.ws.secret, who.token, FORM_SCOPE, sent

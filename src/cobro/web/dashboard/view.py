@@ -31,6 +31,17 @@ class Screen:
 SCREENS: list[Screen] = [
     Screen("overview", f"{PREFIX}/"),
     Screen("debtors", f"{PREFIX}/debtors"),
+    Screen("messages", f"{PREFIX}/messages"),
+    Screen("tasks", f"{PREFIX}/tasks"),
+    Screen("queue", f"{PREFIX}/disputes"),
+    Screen("simulation", f"{PREFIX}/simulation"),
+    Screen("policies", f"{PREFIX}/policies"),
+    # Configuration: every role sees it, an admin changes it.
+    Screen("actions", f"{PREFIX}/actions"),
+    Screen("segments", f"{PREFIX}/segments"),
+    Screen("communications", f"{PREFIX}/settings/communications"),
+    Screen("banking", f"{PREFIX}/banking"),
+    Screen("audit", f"{PREFIX}/audit"),
 ]
 
 

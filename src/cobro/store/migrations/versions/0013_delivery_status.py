@@ -1,7 +1,7 @@
 """delivery status: one state per delivery, what followed it, suppressed addresses, opt-outs
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-04 15:00:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from cobro.store.tables import UTCDateTime
 
 revision: str = "0013"
-down_revision: str | None = "0011"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

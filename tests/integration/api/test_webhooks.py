@@ -1,0 +1,88 @@
+"""``/webhooks``: a company's endpoints added, read and removed by an admin key (the
+secret shown once), what was posted to them listed with its attempts and posted again;
+other keys refused."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+
+from cobro.store import tables as t
+
+from ..portal.helpers import two_debtors_claimed
+from .conftest import NOW, Server
+
+ENDPOINT = {"url": "https://erp.acme.example/hooks", "name": "erp", "events": ["dispute.opened"]}
+
+
+def test_an_admin_adds_an_endpoint_and_gets_its_secret_once(server: Server) -> None:
+    admin = server.client("acme", "admin")
+    made = admin.post("/webhooks", json=ENDPOINT)
+    listed = admin.get("/webhooks")
+    one = admin.get("/webhooks/erp")
+
+    assert made.status_code == 201, made.text
+    assert made.json()["secret"].startswith("whsec_")
+    assert made.json()["events"] == ["dispute.opened"]
+    assert [e["name"] for e in listed.json()] == ["erp"]
+    assert "secret" not in listed.text and "secret" not in one.json()
+    assert one.json()["url"] == ENDPOINT["url"]
+
+
+def test_bad_endpoints_are_refused_naming_the_problem(server: Server) -> None:
+    admin = server.client("acme", "admin")
+    bad_url = admin.post("/webhooks", json={**ENDPOINT, "url": "ftp://x.example"})
+    bad_event = admin.post("/webhooks", json={**ENDPOINT, "events": ["claim.eaten"]})
+    assert admin.post("/webhooks", json=ENDPOINT).status_code == 201
+    taken = admin.post("/webhooks", json=ENDPOINT)
+
+    for refused in (bad_url, bad_event, taken):
+        assert refused.status_code == 422, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+    assert "claim.eaten" in bad_event.json()["detail"]
+    assert "exists already" in taken.json()["detail"]
+
+
+def test_only_admin_keys_reach_the_endpoints(server: Server) -> None:
+    for role in ("collector", "read-only"):
+        client = server.client("acme", role)
+        assert client.get("/webhooks").status_code == 403
+        assert client.post("/webhooks", json=ENDPOINT).status_code == 403
+
+
+def test_an_event_is_listed_with_its_delivery_and_can_be_posted_again(server: Server) -> None:
+    two_debtors_claimed(server.companies["acme"])
+    admin = server.client("acme", "admin")
+    assert admin.post("/webhooks", json=ENDPOINT).status_code == 201
+    opened = admin.post("/disputes", json={"customer": "C1", "item": "F-2", "reason": "x"})
+    assert opened.is_success, opened.text
+
+    (delivery,) = admin.get("/webhooks/deliveries", params={"endpoint": "erp"}).json()["data"]
+    waiting = admin.post(f"/webhooks/deliveries/{delivery['id']}/redeliver")
+    ws = server.companies["acme"]
+    with ws.engine.begin() as conn:  # as the retry window's end leaves it
+        conn.execute(
+            update(t.outbox)
+            .where(t.outbox.c.id == delivery["id"])
+            .values(status="failed", reason="HTTP 500", finished_at=NOW)
+        )
+    again = admin.post(f"/webhooks/deliveries/{delivery['id']}/redeliver")
+    unknown_status = admin.get("/webhooks/deliveries", params={"status": "eaten"})
+
+    assert delivery["event"] == "dispute.opened" and delivery["customer"] == "C1"
+    assert delivery["status"] == "planned" and delivery["attempts"] == []
+    assert waiting.status_code == 409
+    assert again.status_code == 202 and again.json()["status"] == "planned"
+    assert unknown_status.status_code == 422
+
+
+def test_removing_an_endpoint_cancels_what_waits_for_it(server: Server) -> None:
+    two_debtors_claimed(server.companies["acme"])
+    admin = server.client("acme", "admin")
+    assert admin.post("/webhooks", json=ENDPOINT).status_code == 201
+    assert admin.post("/disputes", json={"customer": "C1", "item": "F-2", "reason": "x"}).is_success
+
+    removed = admin.delete("/webhooks/erp")
+
+    assert removed.status_code == 200 and removed.json() == {"name": "erp", "cancelled": 1}
+    assert admin.get("/webhooks/erp").status_code == 404
+    assert admin.delete("/webhooks/erp").status_code == 404
