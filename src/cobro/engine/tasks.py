@@ -53,10 +53,12 @@ def list_tasks(
     open_only: bool = False,
     status: str | None = None,
     task_id: int | None = None,
+    assignee: str | None = None,
     after: int | None = None,
     limit: int | None = None,
 ) -> list[Task]:
-    """Tasks, soonest due first (``status``: those in it; ``task_id``: that one). With
+    """Tasks, soonest due first (``status``: those in it; ``task_id``: that one;
+    ``assignee``: those given to that staff user, an email, or ``""`` to nobody). With
     ``after`` or ``limit``, a page of them in the order of their ids: ``limit`` with an id
     above ``after``."""
     k, c = t.tasks.c, t.customers.c
@@ -75,6 +77,10 @@ def list_tasks(
         q = q.where(k.status == status)
     if task_id is not None:
         q = q.where(k.id == task_id)
+    if assignee == "":
+        q = q.where(k.assignee.is_(None))
+    elif assignee is not None:
+        q = q.where(k.assignee == assignee.strip().lower())
     if after is None and limit is None:
         q = q.order_by(k.due_at, k.id)
     else:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from cobro.engine.tasks import assign_task
+from cobro.engine.users import add_user
 from cobro.store import tables as t
 
 from .claimed import claimed, rows
@@ -55,6 +57,32 @@ def test_tasks_are_listed_by_status_due_date_and_debtor_and_paged(server: Server
     bad = client.get("/tasks", params={"status": "closed", "due_before": "soon"})
     assert bad.status_code == 422
     assert {e["field"] for e in bad.json()["errors"]} == {"query.status", "query.due_before"}
+
+
+def test_tasks_are_listed_by_the_staff_user_they_are_given_to(server: Server) -> None:
+    claimed(server)
+    first, second = two_tasks(server)
+    acme = server.companies["acme"]
+    with acme.engine.begin() as conn:
+        add_user(conn, acme.company_id, "Ana@Acme.example", "collector", "long enough pw 1", NOW)
+        assign_task(conn, acme.company_id, int(str(first["id"])), "ana@acme.example")
+    client = server.client("acme", "read-only")
+
+    def found(**params: str) -> list[object]:
+        return [x["id"] for x in client.get("/tasks", params=params).json()["data"]]
+
+    assert client.get(f"/tasks/{first['id']}").json()["assignee"] == "ana@acme.example"
+    assert client.get(f"/tasks/{second['id']}").json()["assignee"] is None
+    assert found(assignee="ana@acme.example") == [first["id"]]
+    assert found(assignee="ANA@acme.example") == [first["id"]]
+    assert found(assignee="") == [second["id"]]
+    assert found(assignee="bob@acme.example") == []
+    assert (
+        server.client("beta", "read-only")
+        .get("/tasks", params={"assignee": "ana@acme.example"})
+        .json()["data"]
+        == []
+    )
 
 
 def test_a_task_is_marked_done_once(server: Server) -> None:

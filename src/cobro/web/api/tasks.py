@@ -36,6 +36,9 @@ class Task(BaseModel):
     message: str
     status: TaskStatus
     done_at: AwareDatetime | None
+    assignee: str | None = Field(
+        description="The staff user it is given to (an email; the dashboard's task board)."
+    )
 
 
 def task_out(x: TaskRecord) -> Task:
@@ -49,6 +52,7 @@ def task_out(x: TaskRecord) -> Task:
         message=x.message,
         status=x.status,  # type: ignore[arg-type]
         done_at=x.done_at,
+        assignee=x.assignee,
     )
 
 
@@ -71,6 +75,13 @@ def list_tasks(
         Query(description="Due before the start of this day (company time)."),
     ] = None,
     customer: CustomerFilter = None,
+    assignee: Annotated[
+        str | None,
+        Query(
+            max_length=320,
+            description="Those given to this staff user (an email); empty: to nobody.",
+        ),
+    ] = None,
 ) -> Page[Task]:
     with who.state.reader.connect() as conn:
         found = read_tasks(
@@ -79,6 +90,7 @@ def list_tasks(
             due_before=day_start(who, due_before) if due_before else None,
             customer=customer,
             status=status,
+            assignee=assignee,
             after=after_id(cursor),
             limit=limit + 1,
         )
