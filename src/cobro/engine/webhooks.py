@@ -114,11 +114,17 @@ def check_url(url: str) -> str:
     return url
 
 
+# Names an endpoint cannot take: the API's /webhooks/deliveries is not an endpoint.
+RESERVED_NAMES = frozenset({"deliveries"})
+
+
 def check_name(name: str) -> str:
     if not NAME.match(name):
         raise WebhookError(
             f"endpoint name {name!r}: 1 to 40 letters, digits, '-' and '_' (e.g. helpdesk)"
         )
+    if name in RESERVED_NAMES:
+        raise WebhookError(f"endpoint name {name!r} is reserved; choose another --name")
     return name
 
 

@@ -32,10 +32,11 @@ def test_bad_endpoints_are_refused_naming_the_problem(server: Server) -> None:
     admin = server.client("acme", "admin")
     bad_url = admin.post("/webhooks", json={**ENDPOINT, "url": "ftp://x.example"})
     bad_event = admin.post("/webhooks", json={**ENDPOINT, "events": ["claim.eaten"]})
+    reserved = admin.post("/webhooks", json={**ENDPOINT, "name": "deliveries"})
     assert admin.post("/webhooks", json=ENDPOINT).status_code == 201
     taken = admin.post("/webhooks", json=ENDPOINT)
 
-    for refused in (bad_url, bad_event, taken):
+    for refused in (bad_url, bad_event, reserved, taken):
         assert refused.status_code == 422, refused.text
         assert refused.headers["content-type"] == "application/problem+json"
     assert "claim.eaten" in bad_event.json()["detail"]

@@ -228,7 +228,7 @@ CONFIG_LABELS: dict[str, dict[str, str]] = {
             "se le avisa. No se avisa de un cobro dentro de una pausa."
         ),
         "channels_order": "Canales, por orden de preferencia (el siguiente si uno falla):",
-        "channel_email": "Email",
+        "channel_email": "Correo",
         "channel_sms": "SMS",
         "channel_push": "Notificación push",
         "unpaid_title": "Recordatorio de suscripción impagada",
