@@ -101,6 +101,10 @@ def serve(
             highlight=False,
         )
         out.file.flush()
+        import gc
+
+        gc.collect()
+        gc.freeze()  # what start-up made lives as long as the server: never scanned again
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         for each in served:

@@ -50,6 +50,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
 
 def _sqlite_query_only(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
     dbapi_conn.execute("PRAGMA query_only=ON")
+    # Many reading connections are kept open (READING_POOL): each gets a smaller page
+    # cache than a writer's, the operating system's file cache serves the rest.
+    dbapi_conn.execute("PRAGMA cache_size=-16384")
 
 
 def insert_ignoring(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
@@ -181,6 +184,12 @@ def reaching(url: str) -> Iterator[None]:
         raise DatabaseUnavailable(f"cannot open the database {shown_url(url)}: {reason}") from exc
 
 
+# Connections a reading engine keeps open: one per thread the web server runs blocking
+# work in (anyio's default limit, 40), so that a busy server never opens and closes a
+# connection per request (an overflow connection is closed when given back).
+READING_POOL = 40
+
+
 def make_engine(url: str, *, reads_only: bool = False) -> Engine:
     """An engine for ``url`` with Cobro's connection settings; a SQLite file is created
     readable by its owner only. On SQLite every transaction takes the write lock up front
@@ -190,7 +199,8 @@ def make_engine(url: str, *, reads_only: bool = False) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         _create_private_file(make_url(url).database)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        pool: dict[str, Any] = {"pool_size": READING_POOL} if reads_only else {}
+        engine = create_engine(url, connect_args={"timeout": 30}, **pool)
         event.listen(engine, "connect", _sqlite_pragmas)
         if reads_only:
             event.listen(engine, "connect", _sqlite_query_only)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request
@@ -15,6 +15,9 @@ from cobro.engine.responses import Client
 from cobro.web.pagecache import PageCache, RecentlySeen
 from cobro.web.pages import Pages
 from cobro.workspace import Workspace
+
+if TYPE_CHECKING:
+    from cobro.web.portal.queries import Debtor
 
 # The same browser opening a claim's page again is recorded as opened again after this.
 OPENED_AGAIN = timedelta(hours=1)
@@ -29,7 +32,10 @@ class WebState:
     clock: Callable[[], datetime]
     pages: Pages
     reader: Engine  # for pages that only read: on SQLite, beside the writers (WAL)
-    rendered: PageCache = field(default_factory=PageCache)  # debtors' pages, by version
+    rendered: PageCache[str] = field(default_factory=PageCache)  # debtors' pages, by version
+    # The debtor a link named when last looked up, by (claim, debtor's external id): a
+    # page's version query proves it still holds (``page_version``).
+    linked: PageCache[Debtor] = field(default_factory=lambda: PageCache(16384))
     # Claims' pages this process knows were recorded as opened, by address and browser.
     opened: RecentlySeen = field(default_factory=lambda: RecentlySeen(OPENED_AGAIN))
 

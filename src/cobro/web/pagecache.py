@@ -12,17 +12,21 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable
 from datetime import datetime, timedelta
+from typing import Generic, TypeVar
+
+V = TypeVar("V")
 
 
-class PageCache:
-    """At most ``size`` rendered pages, least recently used first out (thread-safe)."""
+class PageCache(Generic[V]):
+    """At most ``size`` rendered pages (or other values kept by version), least recently
+    used first out (thread-safe)."""
 
     def __init__(self, size: int = 2048) -> None:
         self.size = size
-        self._pages: OrderedDict[Hashable, tuple[Hashable, str]] = OrderedDict()
+        self._pages: OrderedDict[Hashable, tuple[Hashable, V]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, version: Hashable) -> str | None:
+    def get(self, key: Hashable, version: Hashable) -> V | None:
         with self._lock:
             found = self._pages.get(key)
             if found is None or found[0] != version:
@@ -35,7 +39,7 @@ class PageCache:
         with self._lock:
             self._pages.clear()
 
-    def put(self, key: Hashable, version: Hashable, html: str) -> None:
+    def put(self, key: Hashable, version: Hashable, html: V) -> None:
         with self._lock:
             self._pages[key] = (version, html)
             self._pages.move_to_end(key)
@@ -52,14 +56,26 @@ class RecentlySeen:
         self._seen: OrderedDict[Hashable, datetime] = OrderedDict()
         self._lock = threading.Lock()
 
-    def recent(self, key: Hashable, now: datetime) -> bool:
+    def claim(self, key: Hashable, now: datetime) -> bool:
+        """True, and ``key`` marked as seen ``now``, when it was not seen recently: of
+        concurrent requests for one key only the first is told to record it."""
         with self._lock:
             at = self._seen.get(key)
-            return at is not None and at <= now < at + self.window
+            if at is not None and at <= now < at + self.window:
+                return False
+            self._mark(key, now)
+            return True
+
+    def forget(self, key: Hashable) -> None:
+        with self._lock:
+            self._seen.pop(key, None)
 
     def mark(self, key: Hashable, at: datetime) -> None:
         with self._lock:
-            self._seen[key] = at
-            self._seen.move_to_end(key)
-            while len(self._seen) > self.size:
-                self._seen.popitem(last=False)
+            self._mark(key, at)
+
+    def _mark(self, key: Hashable, at: datetime) -> None:
+        self._seen[key] = at
+        self._seen.move_to_end(key)
+        while len(self._seen) > self.size:
+            self._seen.popitem(last=False)

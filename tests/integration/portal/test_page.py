@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
+from sqlalchemy import insert, select, update
 from sqlalchemy import text as sa_text
 
 import documents
@@ -327,3 +328,29 @@ def test_two_browsers_get_one_page_each_with_its_own_form_token(portal: Portal) 
     read = second.post(f"/portal/{portal.token}/read", data={"csrf": token_two[0]})
     foreign = first.post(f"/portal/{portal.token}/read", data={"csrf": token_two[0]})
     assert read.status_code == 303 and foreign.status_code == 403
+
+
+def test_a_page_shown_before_is_refused_once_its_claim_is_no_longer_the_debtors(
+    portal: Portal,
+) -> None:
+    """The server keeps which debtor a link named; the next request still proves it (the
+    claim's row, of that debtor and company), so a claim removed or moved by another
+    process shows no data."""
+    ws, browser, url = portal.ws, portal.browser(), f"/portal/{portal.token}"
+    shown, claim = browser.get(url), outbox_id(ws, "C1")
+    with ws.engine.begin() as conn:
+        first = conn.execute(select(t.customers).where(t.customers.c.external_id == "C1")).one()
+        other = conn.execute(
+            insert(t.customers).values(
+                company_id=ws.company_id,
+                external_id="C-other",
+                name="Otro",
+                created_at=first.created_at,
+                updated_at=first.updated_at,
+            )
+        ).inserted_primary_key[0]
+        conn.execute(update(t.outbox).where(t.outbox.c.id == claim).values(customer_id=other))
+    moved = browser.get(url)
+
+    assert shown.status_code == 200 and "Acme Industrial" in shown.text
+    assert moved.status_code == 404 and "Acme Industrial" not in moved.text

@@ -13,7 +13,7 @@ from functools import cache, lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Select, bindparam, func, select
+from sqlalchemy import Connection, Select, and_, bindparam, case, func, select, true
 
 from cobro.config import CobroConfig
 from cobro.config.schema import RESERVED_STEP_PREFIXES
@@ -355,38 +355,53 @@ def _version_query() -> Select[Any]:
     """Counts, sums and latest ids of everything a debtor's page shows: any change to
     what it shows changes one of them (a receivable's balance, status or due date, a
     payment, a claim sent, a confirmed read, a dispute opened or resolved, a promise made
-    or settled, the debtor's name or language)."""
+    or settled, the debtor's name or language), and whether the link's claim is still
+    this debtor's (a debtor looked up earlier is then still the link's)."""
     c, r, o = t.customers.c, t.receivables.c, t.outbox.c
     v, d, p = t.claim_views.c, t.disputes.c, t.promises.c
     customer: Any = bindparam("customer")
     company: Any = bindparam("company")
 
-    def scalar(expr: Any, table: Any, *where: Any) -> Any:
-        return select(expr).select_from(table).where(*where).scalar_subquery()
+    def where(*conditions: Any) -> Any:
+        return case((and_(*conditions), 1))
 
-    mine_r = (r.company_id == company, r.customer_id == customer)
-    mine_o = (o.company_id == company, o.customer_id == customer)
-    mine_d = (d.company_id == company, d.customer_id == customer)
-    mine_p = (p.company_id == company, p.customer_id == customer)
-    return select(
-        scalar(c.updated_at, t.customers, c.id == customer, c.company_id == company),
-        scalar(func.count(), t.receivables, *mine_r),
-        scalar(func.max(r.updated_at), t.receivables, *mine_r),
-        scalar(func.sum(r.balance_minor), t.receivables, *mine_r),
-        scalar(func.sum(r.amount_minor), t.receivables, *mine_r),
-        scalar(func.max(o.id), t.outbox, *mine_o),
-        scalar(func.count(), t.outbox, *mine_o, o.status == "sent"),
-        scalar(func.max(v.id), t.claim_views, v.customer_id == customer),
-        scalar(func.max(d.id), t.disputes, *mine_d),
-        scalar(func.count(d.resolved_at), t.disputes, *mine_d),
-        scalar(func.max(p.id), t.promises, *mine_p),
-        scalar(func.count(), t.promises, *mine_p, p.status != "open"),
-    )
+    # One pass over each table's rows of the debtor (its own index), each giving several
+    # aggregates: a one-row derived table per table, joined.
+    parts = [
+        select(func.max(c.updated_at)).where(c.id == customer, c.company_id == company),
+        select(
+            func.count(),
+            func.max(r.updated_at),
+            func.sum(r.balance_minor),
+            func.sum(r.amount_minor),
+        ).where(r.company_id == company, r.customer_id == customer),
+        select(
+            func.max(o.id),
+            func.count(where(o.status == "sent")),
+            func.count(where(o.id == bindparam("outbox"))),
+        ).where(o.company_id == company, o.customer_id == customer),
+        select(func.max(v.id)).where(v.customer_id == customer),
+        select(func.max(d.id), func.count(d.resolved_at)).where(
+            d.company_id == company, d.customer_id == customer
+        ),
+        select(func.max(p.id), func.count(where(p.status != "open"))).where(
+            p.company_id == company, p.customer_id == customer
+        ),
+    ]
+    derived = [part.subquery(f"v{i}") for i, part in enumerate(parts)]
+    joined: Any = derived[0]
+    for each in derived[1:]:
+        joined = joined.join(each, true())
+    return select(*[col for each in derived for col in each.c]).select_from(joined)
 
 
-def page_version(conn: Connection, company_id: int, customer_id: int) -> tuple[Any, ...]:
-    """What changes whenever anything a debtor's page shows changes (``PageCache``)."""
-    row = conn.execute(_version_query(), {"company": company_id, "customer": customer_id}).one()
+def page_version(conn: Connection, company_id: int, debtor: Debtor) -> tuple[Any, ...]:
+    """What changes whenever anything the page of ``debtor``'s link shows changes
+    (``PageCache``)."""
+    row = conn.execute(
+        _version_query(),
+        {"company": company_id, "customer": debtor.id, "outbox": debtor.outbox_id},
+    ).one()
     return tuple(row)
 
 

@@ -10,7 +10,7 @@ accepted one redirects to the page, which confirms it (post/redirect/get).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from datetime import datetime
 from typing import TypeVar
 
@@ -177,6 +177,25 @@ def _record_opened(
     record_view(conn, state.ws.company_id, debtor.id, debtor.outbox_id, "opened", at, client)
 
 
+LINKED = "linked"  # the one version of ``WebState.linked``'s entries
+
+
+def kept_page(state: WebState, key: Hashable, linked: Hashable) -> str | None:
+    """On SQLite, the page kept for ``key`` when its data has not changed, read on the
+    event loop: one indexed read of a local file beside the writers (WAL readers do not
+    wait for them) costs less than the trip to a worker thread, which is most of a kept
+    page's cost. None (the page is then loaded in a thread) when anything else is needed:
+    a link not seen before, a page to render, a visit to record, or another database."""
+    if state.reader.dialect.name != "sqlite":
+        return None
+    debtor = state.linked.get(linked, LINKED)
+    if debtor is None:
+        return None
+    with state.reader.connect() as conn:
+        version = page_version(conn, state.ws.company_id, debtor)
+    return state.rendered.get(key, version)
+
+
 @router.get("/{token}", name="portal_page")
 async def page(
     request: Request, token: str, state: State, lang: str | None = None, done: str | None = None
@@ -193,13 +212,26 @@ async def page(
     outcome = Outcome(done=done if done in DONE else None)
     key = (link.customer, link.outbox_id, lang, outcome.done, state.today())
     viewer = (link.outbox_id, client.ip, client.user_agent)
-    check_opened = done is None and not state.opened.recent(viewer, now)
+    # Of concurrent first requests of one viewer, one checks and records the visit.
+    check_opened = done is None and state.opened.claim(viewer, now)
+
+    linked = (link.outbox_id, link.customer)
 
     def load() -> tuple[str | None, DebtorPage | None, tuple[object, ...]]:
         with state.reader.connect() as conn:
-            debtor = _debtor(conn, state, link, lang)
-            version = page_version(conn, state.ws.company_id, debtor.id)
-            html = state.rendered.get(key, version)
+            # One query when the page is kept: the version of the debtor the link named
+            # before, which also proves the link still names that debtor's claim.
+            known = state.linked.get(linked, LINKED)
+            html: str | None = None
+            if known is not None:
+                debtor = known
+                version = page_version(conn, state.ws.company_id, debtor)
+                html = state.rendered.get(key, version)
+            if html is None:
+                debtor = _debtor(conn, state, link, lang)
+                state.linked.put(linked, LINKED, debtor)
+                version = page_version(conn, state.ws.company_id, debtor)
+                html = state.rendered.get(key, version)
             found = _page(conn, state, debtor) if html is None else None
             since = now - OPENED_AGAIN
             opened = opened_since(conn, debtor, client, since) if check_opened else None
@@ -211,7 +243,16 @@ async def page(
             state.opened.mark(viewer, opened or now)
         return html, found, version
 
-    html, found, version = await run_in_threadpool(load)
+    html = kept_page(state, key, linked) if not check_opened else None
+    if html is not None:
+        found = None
+    else:
+        try:
+            html, found, version = await run_in_threadpool(load)
+        except BaseException:
+            if check_opened:
+                state.opened.forget(viewer)  # not recorded: the next visit tries again
+            raise
     if html is None:
         assert found is not None
         html = page_html(state, request, token, found, lang, outcome, FORM_TOKEN_SLOT)
