@@ -119,6 +119,12 @@ def _field(path: Sequence[object]) -> str:
     return ".".join(str(p) if str(p).isprintable() else repr(str(p)) for p in path)
 
 
+# libyaml's parser when PyYAML was built with it (the wheels are): ten times faster than
+# the pure-Python one, with the same events, nodes and marks.
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep; refused"
+
+
 def _problem(filename: str, line: int | None, path: Path_, problem: str) -> ConfigError:
     return ConfigError([ConfigProblem(filename, line, _field(path), problem)])
 
@@ -141,7 +147,7 @@ def _check_text(text: str, filename: str) -> None:
 def _check_shape(text: str, filename: str) -> None:
     """Walk the YAML events (no recursion) and refuse a file nested too deeply."""
     depth = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    for event in yaml.parse(text, Loader=_LOADER):
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
@@ -149,7 +155,7 @@ def _check_shape(text: str, filename: str) -> None:
                     filename,
                     event.start_mark.line + 1 if event.start_mark else None,
                     (),
-                    f"nested more than {MAX_DEPTH} levels deep; refused",
+                    _TOO_DEEP,
                 )
         elif isinstance(event, yaml.CollectionEndEvent):
             depth -= 1
@@ -159,10 +165,12 @@ def _compose(text: str, filename: str) -> yaml.Node | None:
     _check_text(text, filename)
     try:
         _check_shape(text, filename)
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        return yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark else None
+        if "nesting depth" in str(exc.problem):  # libyaml's own limit, before ours
+            raise _problem(filename, line, (), _TOO_DEEP) from None
         raise _problem(filename, line, (), f"not valid YAML: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise _problem(filename, None, (), f"not valid YAML: {exc}") from None
