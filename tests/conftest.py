@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from cobro.workspace import Workspace, open_workspace
+from migrated import copy_sqlite
 
 STARTER = Path(str(resources.files("cobro") / "starter"))
 
@@ -30,6 +31,8 @@ def make_workspace(tmp_path: Path) -> Iterator[Callable[..., Workspace]]:
             assert old in text, old
             text = text.replace(old, new)
         cfg.write_text(text, encoding="utf-8")
+        if db_url is None and "database:" not in text:
+            copy_sqlite(root / "cobro.db")  # the workspace's own database, migrated once
         ws = open_workspace(root, db_url)
         opened.append(ws)
         return ws

@@ -40,6 +40,7 @@ from sqlalchemy.engine import make_url
 
 from cobro.workspace import Workspace, open_workspace
 from local_smtp import LocalSMTP
+from migrated import copy_sqlite, pg_template
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 STARTER_CONFIG = Path(str(resources.files("cobro") / "starter" / "cobro.yaml"))
@@ -171,24 +172,40 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             executor.stop()
 
 
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
-)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database URL: an SQLite file, or a fresh PostgreSQL database dropped afterwards."""
+def _database(request: pytest.FixtureRequest, tmp_path: Path, migrated: bool) -> Iterator[str]:
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'cobro-test.db'}"
+        path = tmp_path / "cobro-test.db"
+        if migrated:
+            copy_sqlite(path)
+        yield f"sqlite:///{path}"
         return
     server: str = request.getfixturevalue("postgres_server")
     name = f"cobro_t_{uuid.uuid4().hex[:16]}"
     admin = _libpq_url(server)
+    template = f' TEMPLATE "{pg_template(server)}"' if migrated else ""
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"{template}')
     try:
         yield _with_database(server, name)
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=DATABASES)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL at the newest schema: an SQLite file, or a fresh PostgreSQL
+    database dropped afterwards (both copies of a template migrated once, ``migrated``)."""
+    yield from _database(request, tmp_path, migrated=True)
+
+
+@pytest.fixture(params=DATABASES)
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL with nothing in it, for the tests of the migrations themselves."""
+    yield from _database(request, tmp_path, migrated=False)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ def test_migrations_match_the_declared_tables(ws: Workspace) -> None:
 
 
 def test_a_database_made_by_the_previous_release_is_brought_up_to_date_with_its_rows(
-    db_url: str,
+    empty_db_url: str,
 ) -> None:
     """A workspace at revision 0005 (the schema before dunning levels, evidence messages,
     leases and credit notes), with a payment allocated to an invoice: the migrations
@@ -28,7 +28,7 @@ def test_a_database_made_by_the_previous_release_is_brought_up_to_date_with_its_
 
     from cobro.store.db import make_engine, migrate
 
-    engine = make_engine(db_url)
+    engine = make_engine(empty_db_url)
     try:
         cfg = Config()
         cfg.set_main_option("script_location", "cobro.store:migrations")
