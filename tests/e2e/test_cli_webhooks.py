@@ -188,3 +188,28 @@ def test_kill_9_of_cobro_dispatch_mid_delivery_then_a_restart_delivers_it_once(
     assert [(a["attempt"], a["status_code"]) for a in delivery["attempts"]] == [(2, 200)]
     assert json.loads(run_cobro(ws, "dispatch", "--json").stdout)["sent"] == 0
     assert len(receiver.received) == 2
+
+
+def test_cobro_check_names_a_webhook_no_endpoint_has_until_it_is_added(ws: Path) -> None:
+    """A typo in a phase's ``webhook:`` is found by ``cobro check``, at its line, not when
+    the phase is first sent."""
+    cfg = ws / "cobro.yaml"
+    text = cfg.read_text(encoding="utf-8")
+    cfg.write_text(
+        text.replace(
+            "        template: b2b_01\n", "        template: b2b_01\n        webhook: helpdsk\n"
+        ),
+        encoding="utf-8",
+    )
+    line = cfg.read_text(encoding="utf-8").splitlines().index("        webhook: helpdsk") + 1
+
+    before = run_cobro(ws, "check", ok=False)
+    add(ws, "https://tickets.example/in", "--name", "helpdsk")
+    after = run_cobro(ws, "check")
+
+    assert before.returncode == 2
+    assert f"cobro.yaml:{line}: policies.b2b.phases.1.webhook: no webhook endpoint is named" in (
+        before.stderr
+    )
+    assert "'helpdsk'" in before.stderr and "cobro webhooks add" in before.stderr
+    assert after.stdout.strip().endswith(": OK")

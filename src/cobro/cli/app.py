@@ -41,7 +41,7 @@ from cobro.cli.staff import account, segments_app, tasks_app
 from cobro.cli.users import users_app
 from cobro.cli.web import portal_app, serve
 from cobro.cli.webhooks import webhooks_app
-from cobro.errors import CobroError, ConfigError
+from cobro.errors import CobroError, ConfigError, ConfigProblem
 from cobro.workspace import CONFIG_FILE, utcnow, write_gitignore
 
 if TYPE_CHECKING:
@@ -115,6 +115,35 @@ def init(
     out.print("Next: edit cobro.yaml, then `cobro check`, `cobro import ...`, `cobro run`.")
 
 
+def _webhook_problems(root: Path, db: str | None) -> list[ConfigProblem]:
+    """``webhook:`` names that no registered endpoint has, when cobro.yaml is valid and
+    the database can be read; a note on standard error when it cannot."""
+    from cobro.config.checks import webhook_problems
+    from cobro.config.loader import parse_config, read_config_text
+    from cobro.engine.webhooks import registered_names
+    from cobro.workspace import database_url
+
+    cfg_file = root / CONFIG_FILE
+    try:
+        text = read_config_text(cfg_file)
+        config = parse_config(text, str(cfg_file))
+    except ConfigError:
+        return []  # reported by check_workspace
+    if not any(p.webhook for pc in config.policies.values() for p in pc.phases) and not any(
+        a.webhook for a in config.actions
+    ):
+        return []
+    names = registered_names(database_url(root, db), config.company.id)
+    if names is None:
+        err.print(
+            "note: the database could not be read: `webhook:` names were not checked",
+            highlight=False,
+            markup=False,
+        )
+        return []
+    return webhook_problems(str(cfg_file), text, config, names)
+
+
 @app.command()
 def check(
     ctx: typer.Context,
@@ -130,6 +159,7 @@ def check(
     if not (root / CONFIG_FILE).exists():
         fail(f"no {CONFIG_FILE} in {root}", 2)
     problems = check_workspace(root)
+    problems += _webhook_problems(root, opts.db)
     if as_json:
         print_json({"file": str(root / CONFIG_FILE), "problems": [asdict(p) for p in problems]})
         if problems:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -313,3 +314,36 @@ def check_workspace(root: Path, text: str | None = None) -> list[ConfigProblem]:
     problems.extend(_channel_problems(config, root, cfg_file, lines))
     problems.extend(_branding_problems(config, root, cfg_file, templates, lines))
     return problems
+
+
+def webhook_problems(
+    cfg_file: str, text: str, config: CobroConfig, registered: Collection[str]
+) -> list[ConfigProblem]:
+    """Phases and actions whose ``webhook:`` names no endpoint the company registered
+    (``cobro webhooks add``): their tickets would be reported only when they are sent."""
+    named: list[tuple[tuple[str | int, ...], str]] = [
+        (("policies", policy, "phases", index, "webhook"), phase.webhook)
+        for policy, policy_cfg in config.policies.items()
+        for index, phase in enumerate(policy_cfg.phases)
+        if phase.webhook
+    ]
+    named += [
+        (("actions", index, "webhook"), action.webhook)
+        for index, action in enumerate(config.actions)
+        if action.webhook
+    ]
+    if not named:
+        return []
+    lines = text_lines(text, cfg_file)
+    known = ", ".join(sorted(registered)) or "none yet"
+    return [
+        ConfigProblem(
+            cfg_file,
+            lines.get(where),
+            ".".join(str(p) for p in where),
+            f"no webhook endpoint is named {name!r} (registered: {known}); "
+            f"add it with `cobro webhooks add URL --name {name}`",
+        )
+        for where, name in named
+        if name not in registered
+    ]

@@ -27,6 +27,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -538,6 +539,45 @@ def task_data(row: Any) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- config
+
+
+def registered_names(url: str, company_slug: str) -> list[str] | None:
+    """The endpoint names a company registered, read without creating, migrating or
+    changing the database; None when it cannot be read (unreachable, or older than the
+    webhooks). A SQLite database not created yet has none."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cobro.store.db import normalise_url
+
+    try:
+        url = normalise_url(url)
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            if not parsed.database or not Path(parsed.database).is_file():
+                return []
+            url = f"sqlite:///file:{Path(parsed.database).resolve()}?mode=ro&uri=true"
+            engine = create_engine(url)
+        else:
+            engine = create_engine(url, connect_args={"connect_timeout": 5})
+    except (CobroError, ValueError, SQLAlchemyError, ImportError):
+        return None
+    e, c = t.webhook_endpoints.c, t.companies.c
+    try:
+        with engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(e.name)
+                    .join(t.companies, c.id == e.company_id)
+                    .where(c.slug == company_slug)
+                    .order_by(e.name)
+                ).scalars()
+            )
+    except SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
 
 
 def ticket_endpoints(config: CobroConfig) -> dict[str, str]:
