@@ -67,6 +67,10 @@ class CapCounter:
             for row in rows:
                 self._sent[row.customer_id].append((row.at, row.channel, row.outbox_id))
 
+    def moved_to(self, as_of: datetime) -> None:
+        """Count from ``as_of`` on (a simulation going from day to day)."""
+        self._as_of = as_of
+
     def full(self, customer_id: int, channel: str, outbox_id: int) -> str | None:
         """The first cap that a claim (``outbox_id``) to the debtor on ``channel`` would
         exceed, described; None when every cap allows it."""
