@@ -75,6 +75,7 @@ class _Pending:
     customer_id: int
     outbox_id: int
     step: str
+    others: tuple[tuple[str, Decimal], ...] = ()  # the next channels that reach the debtor
 
 
 def _reach(conn: Connection, company_id: int) -> dict[int, dict[str, int]]:
@@ -110,23 +111,24 @@ def _reach(conn: Connection, company_id: int) -> dict[int, dict[str, int]]:
     return out
 
 
-def _channel_and_cost(
+def _channels_and_costs(
     config: CobroConfig, channels: tuple[str, ...], roles: dict[str, int], recipients: int
-) -> tuple[str, Decimal]:
-    """The first channel that reaches the debtor, and the message's estimated cost (an SMS
-    counted as one segment; internal copies by email)."""
+) -> list[tuple[str, Decimal]]:
+    """The channels that reach the debtor, in order of preference, each with the message's
+    estimated cost on it (an SMS counted as one segment; internal copies by email)."""
     email_cost = config.channels.email.cost
     debtor_emails = roles.get(Recipient.DEBTOR.value, 0)
     internal = max(recipients - debtor_emails, 0)
+    found: list[tuple[str, Decimal]] = []
     for ch in channels:
-        if ch == "email" and debtor_emails:
-            return "email", email_cost * recipients
         sms, push = config.channels.sms, config.channels.push
-        if ch == "sms" and sms is not None and roles.get("@sms"):
-            return "sms", sms.cost_per_segment * roles["@sms"] + email_cost * internal
-        if ch == "push" and push is not None and roles.get("@push"):
-            return "push", push.cost * roles["@push"] + email_cost * internal
-    return "none", Decimal(0)
+        if ch == "email" and debtor_emails:
+            found.append(("email", email_cost * recipients))
+        elif ch == "sms" and sms is not None and roles.get("@sms"):
+            found.append(("sms", sms.cost_per_segment * roles["@sms"] + email_cost * internal))
+        elif ch == "push" and push is not None and roles.get("@push"):
+            found.append(("push", push.cost * roles["@push"] + email_cost * internal))
+    return found
 
 
 def simulate(
@@ -163,10 +165,13 @@ def simulate(
         if not caps.caps or m.channel in ("none", "task") or not capped_step(p.step):
             return m
         caps.moved_to(at)
-        cap = caps.full(p.customer_id, m.channel, p.outbox_id)
-        if cap is None:
-            caps.use(p.customer_id, m.channel, p.outbox_id, at)
-            return m
+        cap = None
+        for channel, cost in ((m.channel, m.cost), *p.others):
+            full = caps.full(p.customer_id, channel, p.outbox_id)
+            if full is None:  # the first channel the caps allow
+                caps.use(p.customer_id, channel, p.outbox_id, at)
+                return replace(m, channel=channel, cost=cost)
+            cap = cap or full
         return replace(m, channel="held", recipients=0, cost=Decimal(0), held_back=cap)
 
     o, ci, r = t.outbox.c, t.claim_items.c, t.receivables.c
@@ -213,7 +218,8 @@ def simulate(
             if Recipient.ADMIN in spec.recipients:
                 roles = {**roles, Recipient.ADMIN.value: 1}
             recipients = sum(roles.get(x.value, 0) for x in spec.recipients)
-            channel, cost = _channel_and_cost(config, spec.channels, roles, recipients)
+            options = _channels_and_costs(config, spec.channels, roles, recipients)
+            channel, cost = options[0] if options else ("none", Decimal(0))
             if channel == "none":
                 recipients = 0
             pending = _Pending(
@@ -231,6 +237,7 @@ def simulate(
                 row.customer_id,
                 row.id,
                 row.step,
+                tuple(options[1:]),
             )
             tz = zones.get(row.customer_id, company.timezone)
             opens = None if channel == "none" else calendar.opening(channel, at, tz)
