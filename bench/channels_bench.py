@@ -215,7 +215,12 @@ async def send_raw(
 
 
 def build_workspace(
-    root: Path, smtp_port: int, twilio: TwilioProcess, serve_port: int, debtors: int
+    root: Path,
+    smtp_port: int,
+    twilio: TwilioProcess,
+    serve_port: int,
+    debtors: int,
+    calendar: bool = True,
 ) -> Any:
     from sqlalchemy import text
 
@@ -227,28 +232,27 @@ def build_workspace(
     phases = yaml.safe_load(STARTER.read_text(encoding="utf-8"))["policies"]["consumer"]["phases"]
     for ph in phases:
         ph["channels"] = ["sms", "email"]
-    write_config(
-        root,
-        {
-            "company.public_url": f"http://127.0.0.1:{serve_port}",
-            "channels.email.smtp.host": "127.0.0.1",
-            "channels.email.smtp.port": smtp_port,
-            "channels.email.smtp.starttls": False,
-            "channels.email.smtp.connections": 4,
-            "channels.sms": {
-                "account_sid": twilio.sid,
-                "sender": "+34910000000",
-                "api_url": twilio.url,
-                "cost_per_segment": 0.05,
-            },
-            "policies.consumer.phases": phases,
-            "calendar": {
-                "holidays": {"country": "ES", "region": "MD"},
-                "windows": {"sms": {"start": "09:00", "end": "21:00"}},
-                "caps": [{"max": 3, "days": 7}],
-            },
+    edit: dict[str, Any] = {
+        "company.public_url": f"http://127.0.0.1:{serve_port}",
+        "channels.email.smtp.host": "127.0.0.1",
+        "channels.email.smtp.port": smtp_port,
+        "channels.email.smtp.starttls": False,
+        "channels.email.smtp.connections": 4,
+        "channels.sms": {
+            "account_sid": twilio.sid,
+            "sender": "+34910000000",
+            "api_url": twilio.url,
+            "cost_per_segment": 0.05,
         },
-    )
+        "policies.consumer.phases": phases,
+    }
+    if calendar:
+        edit["calendar"] = {
+            "holidays": {"country": "ES", "region": "MD"},
+            "windows": {"sms": {"start": "09:00", "end": "21:00"}},
+            "caps": [{"max": 3, "days": 7}],
+        }
+    write_config(root, edit)
     ws = open_workspace(root, sqlite_url(root / "cobro.db"))
     with ws.engine.begin() as conn:
         raw = conn.connection.driver_connection
@@ -321,6 +325,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--debtors", type=int, default=3_000, help="debtors (1 or 2 messages each)")
     ap.add_argument("--clients", type=int, default=8, help="concurrent callback clients")
+    ap.add_argument(
+        "--no-calendar", action="store_true", help="no holidays, SMS hours or caps configured"
+    )
     ap.add_argument("--smtp-server", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--twilio-server", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -351,7 +358,9 @@ def main() -> None:
     sock.close()
     server: subprocess.Popen[str] | None = None
     try:
-        ws = build_workspace(root, sink.port, twilio, serve_port, args.debtors)
+        ws = build_workspace(
+            root, sink.port, twilio, serve_port, args.debtors, not args.no_calendar
+        )
         tz = ZoneInfo(ws.config.company.timezone)
         plan_at = datetime.combine(BENCH_DATE, clock(7, 0), tzinfo=tz)
         send_at = datetime.combine(BENCH_DATE, clock(10, 0), tzinfo=tz)
@@ -448,6 +457,7 @@ def main() -> None:
     emit(
         {
             "bench": "channels",
+            "calendar": not args.no_calendar,
             "messages": result.deliveries,
             "email": result.by_channel.get("email", 0),
             "sms": result.by_channel.get("sms", 0),
