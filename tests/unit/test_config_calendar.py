@@ -30,8 +30,8 @@ def problems(text: str) -> list[tuple[str, str]]:
         ("  holidays: {country: XX}\n", "calendar.holidays.country", "'XX' is not a country"),
         (
             "  holidays: {country: ES, region: ZZ}\n",
-            "calendar.holidays",
-            "region: 'ZZ' is not a region of ES",
+            "calendar.holidays.region",
+            "'ZZ' is not a region of ES",
         ),
         (
             '  windows:\n    sms: {start: "21:00", end: "09:00"}\n',
@@ -70,7 +70,8 @@ def test_a_channel_without_a_window_is_closed_only_on_holidays() -> None:
     cfg = parse_config(
         with_calendar(
             "  holidays: {country: ES}\n"
-            '  windows:\n    sms: {start: "09:00", end: "21:00", days: [mon, tue, wed, thu, fri, sat]}\n'
+            "  windows:\n"
+            '    sms: {start: "09:00", end: "21:00", days: [mon, tue, wed, thu, fri, sat]}\n'
         )
     )
     cal = cfg.calendar.send_calendar()

@@ -6,7 +6,14 @@ from __future__ import annotations
 from functools import cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from cobro.config.types import ClockTime
 from cobro.domain.calendar import NO_HOLIDAYS, WEEKDAYS, DueDates, Holidays, SendCalendar, Window
@@ -51,19 +58,18 @@ class HolidayCalendar(_Strict):
             raise ValueError(f"{v!r} is not a country with known holidays (e.g. ES, FR, US, GB)")
         return v
 
-    @model_validator(mode="after")
-    def _region(self) -> HolidayCalendar:
-        if self.region is None:
-            return self
-        regions = supported_countries()[self.country]
-        region = self.region.strip().upper().removeprefix(f"{self.country}-")
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str | None, info: ValidationInfo) -> str | None:
+        country = info.data.get("country")
+        if v is None or country is None:  # (an unknown country is its own problem)
+            return v
+        regions = supported_countries()[country]
+        region = v.strip().upper().removeprefix(f"{country}-")
         if region not in regions:
             listed = ", ".join(regions) if regions else "none"
-            raise ValueError(
-                f"region: {self.region!r} is not a region of {self.country} (its regions: {listed})"
-            )
-        object.__setattr__(self, "region", region)
-        return self
+            raise ValueError(f"{v!r} is not a region of {country} (its regions: {listed})")
+        return region
 
     def days(self) -> Holidays:
         found: Holidays = _country_holidays(self.country, self.region)
