@@ -81,8 +81,7 @@ def test_an_sms_planned_at_22_00_goes_at_the_next_opening_once_in_the_debtor_s_t
         replace={
             **smtp_server.replace,
             '  send_time: "09:00"': '  send_time: "22:00"',
-            EMAIL_COST: EMAIL_COST
-            + f"  sms:\n    account_sid: {twilio.account_sid}\n"
+            EMAIL_COST: EMAIL_COST + f"  sms:\n    account_sid: {twilio.account_sid}\n"
             f'    sender: "+34910000000"\n    api_url: {twilio.url}\n',
             BEFORE: BEFORE + "        channels: [sms]\n",
             POLICIES: 'calendar:\n  windows:\n    sms: {start: "09:00", end: "21:00"}\n\n'
@@ -166,8 +165,7 @@ def test_a_due_date_on_a_weekend_or_holiday_moves_to_the_next_business_day_if_co
     for day in days:
         run_day(ws, day)
     due = {
-        who: [r.occurrence_on for r in outbox(ws, who) if r.step == "consumer/due"]
-        for who in "WH"
+        who: [r.occurrence_on for r in outbox(ws, who) if r.step == "consumer/due"] for who in "WH"
     }
     if due_dates == "keep":
         assert due == {"W": [date(2026, 3, 7)], "H": [date(2026, 5, 1)]}
