@@ -86,3 +86,21 @@ def test_a_channel_without_a_window_is_closed_only_on_holidays() -> None:
     # Saturday 21:30 in Madrid: Sunday is closed for SMS, so Monday 09:00
     saturday = datetime(2026, 1, 10, 20, 30, tzinfo=UTC)
     assert cal.opening("sms", saturday, "Europe/Madrid") == datetime(2026, 1, 12, 8, 0, tzinfo=UTC)
+
+
+def test_due_dates_on_days_off_count_from_the_next_business_day() -> None:
+    cfg = parse_config(with_calendar("  holidays: {country: ES}\n  due_dates: next_business_day\n"))
+    due = cfg.calendar.due_calendar()
+    saturday, monday = date(2026, 3, 7), date(2026, 3, 9)
+    assert due.effective(saturday) == monday
+    assert due.effective(date(2026, 3, 8)) == monday
+    assert due.effective(monday) == monday
+    # 6 January 2026 is a Tuesday and a holiday: Wednesday
+    assert due.effective(date(2026, 1, 6)) == date(2026, 1, 7)
+    # the stored due dates that count as due on Monday: Saturday to Monday
+    assert due.due_exactly(monday) == (saturday, monday)
+    assert due.due_exactly(saturday) is None
+    assert due.due_by(date(2026, 3, 8)) == date(2026, 3, 6)  # Sunday: up to Friday's
+    kept = parse_config(with_calendar("  holidays: {country: ES}\n")).calendar.due_calendar()
+    assert kept.effective(saturday) == saturday
+    assert kept.due_exactly(saturday) == (saturday, saturday)
