@@ -111,23 +111,38 @@ def _reach(conn: Connection, company_id: int) -> dict[int, dict[str, int]]:
     return out
 
 
-def _channels_and_costs(
+def _channel_and_cost(
     config: CobroConfig, channels: tuple[str, ...], roles: dict[str, int], recipients: int
-) -> list[tuple[str, Decimal]]:
-    """The channels that reach the debtor, in order of preference, each with the message's
-    estimated cost on it (an SMS counted as one segment; internal copies by email)."""
+) -> tuple[str, Decimal]:
+    """The first channel that reaches the debtor, and the message's estimated cost (an SMS
+    counted as one segment; internal copies by email)."""
     email_cost = config.channels.email.cost
     debtor_emails = roles.get(Recipient.DEBTOR.value, 0)
     internal = max(recipients - debtor_emails, 0)
-    found: list[tuple[str, Decimal]] = []
     for ch in channels:
-        sms, push = config.channels.sms, config.channels.push
         if ch == "email" and debtor_emails:
-            found.append(("email", email_cost * recipients))
-        elif ch == "sms" and sms is not None and roles.get("@sms"):
-            found.append(("sms", sms.cost_per_segment * roles["@sms"] + email_cost * internal))
-        elif ch == "push" and push is not None and roles.get("@push"):
-            found.append(("push", push.cost * roles["@push"] + email_cost * internal))
+            return "email", email_cost * recipients
+        sms, push = config.channels.sms, config.channels.push
+        if ch == "sms" and sms is not None and roles.get("@sms"):
+            return "sms", sms.cost_per_segment * roles["@sms"] + email_cost * internal
+        if ch == "push" and push is not None and roles.get("@push"):
+            return "push", push.cost * roles["@push"] + email_cost * internal
+    return "none", Decimal(0)
+
+
+def _channels_and_costs(
+    config: CobroConfig, channels: tuple[str, ...], roles: dict[str, int], recipients: int
+) -> list[tuple[str, Decimal]]:
+    """Every channel that reaches the debtor, in order of preference, each with the
+    message's estimated cost on it (``_channel_and_cost`` of the channels left)."""
+    found: list[tuple[str, Decimal]] = []
+    rest = channels
+    while rest:
+        channel, cost = _channel_and_cost(config, rest, roles, recipients)
+        if channel == "none":
+            break
+        found.append((channel, cost))
+        rest = rest[rest.index(channel) + 1 :]
     return found
 
 
