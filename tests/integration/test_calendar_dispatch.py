@@ -219,3 +219,37 @@ def test_a_frequency_cap_holds_back_phases_and_actions_and_the_simulation_shows_
         ("action/news", 16, "cancelled", f"held back: {cap}"),
     ]
     assert len(smtp_server.received) == 2
+
+
+def test_a_cap_on_sms_sends_the_next_claim_by_the_phase_s_next_channel(
+    make_ws: Callable[..., Workspace], smtp_server: SmtpServer, twilio: FakeTwilio
+) -> None:
+    ws = make_ws(
+        replace={
+            **smtp_server.replace,
+            EMAIL_COST: EMAIL_COST + f"  sms:\n    account_sid: {twilio.account_sid}\n"
+            f'    sender: "+34910000000"\n    api_url: {twilio.url}\n',
+            BEFORE: BEFORE + "        channels: [sms, email]\n",
+            "        template: reminder_due\n        mode: full\n": (
+                "        template: reminder_due\n        mode: full\n"
+                "        channels: [sms, email]\n"
+            ),
+            POLICIES: "calendar:\n  caps:\n    - {max: 1, days: 7, channels: [sms]}\n\n" + POLICIES,
+        }
+    )
+    load(
+        ws,
+        "customers",
+        {"external_id": "C", "name": "Carla", "email": "c@example.com", "phone": "+34612345678"},
+    )
+    invoice(ws, "I-C", "C", date(2026, 3, 10), "100")
+    run_day(ws, date(2026, 3, 7))  # 3 days before due: by SMS
+    run_day(ws, date(2026, 3, 10))  # due: the SMS cap is full, so by email
+    assert [m["to"] for m in twilio.messages] == ["+34612345678"]
+    assert [r.message["To"].addresses[0].addr_spec for r in smtp_server.received] == [
+        "c@example.com"
+    ]
+    assert [(r.step, r.status) for r in outbox(ws, "C")] == [
+        ("consumer/before", "sent"),
+        ("consumer/due", "sent"),
+    ]
