@@ -201,3 +201,28 @@ def test_quiet_prints_nothing_and_without_a_terminal_each_phase_gets_one_line(ws
     proc = run_cobro(ws, "simulate", "--from", "2026-03-01", "--to", "2026-03-03", "--json")
     assert proc.stderr.startswith("simulate: ") and "over 3 day(s)" in proc.stderr
     json.loads(proc.stdout)
+
+
+def test_a_bad_calendar_is_one_line_per_field_from_cobro_check(ws: Path) -> None:
+    cfg = ws / "cobro.yaml"
+    text = cfg.read_text(encoding="utf-8")
+    first = len(text.splitlines()) + 3  # the line of holidays:
+    cfg.write_text(
+        text + "\ncalendar:\n"
+        "  holidays: {country: ES, region: XX}\n"
+        "  business_days: [mon, funday]\n"
+        "  windows:\n"
+        '    sms: {start: "21:00", end: "09:00"}\n',
+        encoding="utf-8",
+    )
+    proc = run_cobro(ws, "check", ok=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    problems = [s.removeprefix(f"{cfg}:") for s in proc.stderr.splitlines() if "cobro.yaml:" in s]
+    assert [p.split(" ", 2)[:2] for p in problems] == [
+        [f"{first}:", "calendar.holidays.region:"],
+        [f"{first + 1}:", "calendar.business_days.1:"],
+        [f"{first + 3}:", "calendar.windows.sms:"],
+    ]
+    assert "'XX' is not a region of ES" in problems[0]
+    assert "the window ends (09:00) before it starts (21:00)" in problems[2]

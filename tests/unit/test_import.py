@@ -136,6 +136,24 @@ def test_unknown_policy_is_rejected_naming_the_configured_ones(
     assert "b2b" in report.rejected[0].problem and "consumer" in report.rejected[0].problem
 
 
+def test_a_debtor_s_time_zone_is_stored_and_an_unknown_one_rejects_its_row(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path,
+        "customers.csv",
+        "external_id,name,timezone\nC1,Bogotá,America/Bogota\nC2,Mars,Mars/Olympus\nC3,Here,\n",
+    )
+    report = run(workspace, "customers", path)
+
+    assert [str(p) for p in report.rejected] == [
+        "customers.csv:3: timezone: 'Mars/Olympus' is not a time zone "
+        "(e.g. Europe/Madrid, America/Bogota)"
+    ]
+    stored = by_ext(workspace, t.customers)
+    assert {k: v["timezone"] for k, v in stored.items()} == {"C1": "America/Bogota", "C3": None}
+
+
 def test_bad_row_is_reported_with_its_line_and_good_rows_are_kept(
     workspace: Workspace, tmp_path: Path
 ) -> None:

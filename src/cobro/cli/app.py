@@ -305,6 +305,8 @@ def run(
         f"{report.date}: planned {report.planned} message(s) covering {report.items} "
         f"receivable(s); sent {report.sent}, failed {report.failed}, skipped {report.skipped}"
         + (f", retrying {report.retrying}" if report.retrying else "")
+        + (f", waiting for their hours {report.waiting}" if report.waiting else "")
+        + (f", held back by frequency caps {report.held_back}" if report.held_back else "")
         # an email-only run says nothing more: "sent" already counts its messages
         + (by_channel(report.by_channel) if set(report.by_channel) - {"email"} else "")
         + (f"; accounts blocked {report.blocked}" if report.blocked else "")
@@ -334,10 +336,10 @@ def simulate(
     ws = open_ws(ctx)
     days: list[dict[str, Any]] = []
     table = Table(title=f"Simulation {d1} → {d2} (every message assumed sent, no payments)")
-    for col in ("date", "messages", "by phase", "unreachable", "tasks", "cost"):
+    for col in ("date", "messages", "by phase", "unreachable", "held back", "tasks", "cost"):
         table.add_column(col)
     total_cost = Decimal(0)
-    total_msgs = total_tasks = 0
+    total_msgs = total_tasks = total_held = 0
     progress = progress_for(quiet, err)
     progress.start("simulate", (d2 - d1).days + 1)
     try:
@@ -351,17 +353,20 @@ def simulate(
                     if not found:
                         continue
                     day = found[0].date
-                    messages = [m for m in found if m.channel != "task"]
+                    messages = [m for m in found if m.channel not in ("task", "held")]
                     tasks = [m for m in found if m.channel == "task"]
+                    held = [m for m in found if m.channel == "held"]
                     cost = sum((m.cost for m in messages), Decimal(0))
                     total_cost += cost
                     total_msgs += len(messages)
                     total_tasks += len(tasks)
+                    total_held += len(held)
                     if as_json:
                         days.append(
                             {
                                 "date": day.isoformat(),
                                 "messages": [m.to_json() for m in messages],
+                                "held_back": [m.to_json() for m in held],
                                 "tasks": [m.to_json() for m in tasks],
                                 "cost": str(cost),
                             }
@@ -373,6 +378,7 @@ def simulate(
                         str(len(messages)),
                         ", ".join(f"{k}: {v}" for k, v in sorted(by_phase.items())),
                         str(sum(1 for m in messages if m.channel == "none")),
+                        str(len(held)),
                         str(len(tasks)),
                         str(cost),
                     )
@@ -387,6 +393,7 @@ def simulate(
                 "from": d1.isoformat(),
                 "to": d2.isoformat(),
                 "messages": total_msgs,
+                "held_back": total_held,
                 "tasks": total_tasks,
                 "cost": str(total_cost),
                 "days": days,
@@ -395,7 +402,8 @@ def simulate(
         return
     out.print(table)
     out.print(
-        f"Total: {total_msgs} message(s), {total_tasks} task(s),"
+        f"Total: {total_msgs} message(s), {total_held} held back by frequency caps,"
+        f" {total_tasks} task(s),"
         f" cost {total_cost} {ws.config.company.currency}"
     )
 

@@ -37,6 +37,10 @@ def _line(report: DispatchReport) -> str:
     text = f"sent {report.sent}, failed {report.failed}, skipped {report.cancelled}"
     if report.retrying:
         text += f", retrying {report.retrying}"
+    if report.waiting:
+        text += f", waiting for their hours {report.waiting}"
+    if report.held_back:
+        text += f" (held back by frequency caps {report.held_back})"
     return text + by_channel(report.by_channel)
 
 
@@ -152,6 +156,8 @@ def dispatch(
                 "failed": total.failed,
                 "skipped": total.cancelled,
                 "retrying": total.retrying,
+                "waiting": total.waiting,
+                "held_back": total.held_back,
                 "deliveries": total.deliveries,
                 "by_channel": dict(sorted(total.by_channel.items())),
                 "cost": str(total.cost),

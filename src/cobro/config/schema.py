@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from cobro.config.actions import ActionConfig, ConfigurableRecipient, SegmentConfig
+from cobro.config.calendar import CalendarConfig
 from cobro.config.notices import BankingNotices, SubscriptionNotices
 from cobro.config.types import ClockTime, EmailAddress
 from cobro.domain.actions import ScheduledAction
@@ -543,6 +544,7 @@ class CobroConfig(_Strict):
     company: Company
     channels: Channels = Channels()
     dispatch: Dispatch = Dispatch()
+    calendar: CalendarConfig = CalendarConfig()
     portal: Portal = Portal()
     policies: dict[str, PolicyConfig] = Field(min_length=1)
     assign: list[AssignRule] = []

@@ -44,13 +44,15 @@ from sqlalchemy import (
 )
 
 from cobro.config import CobroConfig
-from cobro.domain.calendar import send_instant
+from cobro.domain.calendar import DueDates, send_instant
 from cobro.domain.escalation import DebtSummary, Decision, Level, decide
 from cobro.domain.model import Policy
 from cobro.engine.outbox import insert_planned
 from cobro.engine.pauses import not_left_out
 from cobro.store import tables as t
 from cobro.store.db import counted, insert_ignoring
+
+KEEP_DUE_DATES = DueDates()  # due dates count as stored
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,13 @@ def full_scan(config: CobroConfig, run_on: date, covered: date | None) -> bool:
     return covered is None or (run_on - covered).days > config.company.max_catch_up_days
 
 
-def _crossing_select(company_id: int, policies: list[Policy], run_on: date, covered: date) -> Any:
+def _crossing_select(
+    company_id: int,
+    policies: list[Policy],
+    run_on: date,
+    covered: date,
+    due: DueDates = KEEP_DUE_DATES,
+) -> Any:
     """Debtors with an open item reaching one of their policy's phases on a day after
     ``covered`` and up to ``run_on``: one range scan of the open-due index per phase.
 
@@ -97,8 +105,9 @@ def _crossing_select(company_id: int, policies: list[Policy], run_on: date, cove
     for policy in policies:
         keys = [ph.key for ph in policy.phases]
         for j, ph in enumerate(policy.phases):
-            lo = first - timedelta(days=ph.offset_days)
-            hi = run_on - timedelta(days=ph.offset_days)
+            # Stored due dates that count as due from lo to hi (calendar.due_dates).
+            lo = due.due_by(first - timedelta(days=ph.offset_days + 1)) + timedelta(days=1)
+            hi = due.due_by(run_on - timedelta(days=ph.offset_days))
             q = select(
                 r.customer_id.label("customer_id"), literal(policy.name).label("policy")
             ).where(
@@ -143,7 +152,15 @@ def _fill_candidates(
         assert covered is not None
         policies = config.all_policies()
         for i in range(0, len(policies), 20):  # SQLite: at most 500 SELECTs in a UNION
-            sources.append(_crossing_select(company_id, policies[i : i + 20], run_on, covered))
+            sources.append(
+                _crossing_select(
+                    company_id,
+                    policies[i : i + 20],
+                    run_on,
+                    covered,
+                    config.calendar.due_calendar(),
+                )
+            )
     sources.append(
         select(lv.customer_id).where(lv.company_id == company_id, lv.review_on <= run_on)
     )
@@ -157,7 +174,12 @@ def _fill_candidates(
 
 
 def _debt_select(
-    company_id: int, policy: Policy, run_on: date, cand: Table, paused: Table | None = None
+    company_id: int,
+    policy: Policy,
+    run_on: date,
+    cand: Table,
+    paused: Table | None = None,
+    due: DueDates = KEEP_DUE_DATES,
 ) -> Any:
     """Per candidate on ``policy``: the oldest open item at least as big as each minimum
     balance the phases ask for (``m<minor units>``; ``m1`` is the oldest open item), and
@@ -170,8 +192,14 @@ def _debt_select(
     for i, ph in enumerate(policy.phases):
         if not ph.catch_up:
             big = r.balance_minor >= max(1, ph.min_balance_minor)
-            today = run_on - timedelta(days=ph.offset_days)
-            hit = func.max(case((and_(big, r.due_on == today), 1), else_=0))
+            exactly = due.due_exactly(run_on - timedelta(days=ph.offset_days))
+            if exactly is None:  # no due date counts as due on that day
+                hit = func.max(literal(0))
+            elif exactly[0] == exactly[1]:
+                hit = func.max(case((and_(big, r.due_on == exactly[0]), 1), else_=0))
+            else:
+                on = r.due_on.between(*exactly)
+                hit = func.max(case((and_(big, on), 1), else_=0))
             cols.append(hit.label(f"d{i}"))
     q = (
         select(*cols)
@@ -198,10 +226,12 @@ def _debts(
     cand: Table,
     paused: Table | None,
     resting: dict[int, tuple[str, date]],
+    due: DueDates = KEEP_DUE_DATES,
 ) -> dict[int, DebtSummary]:
     """The debt of every candidate on ``policy``, as escalation needs it; ``resting``
-    (debtor -> policy, oldest paused item) adds the candidates' paused items."""
-    query = _debt_select(company_id, policy, run_on, cand, paused)
+    (debtor -> policy, oldest paused item) adds the candidates' paused items. Due dates
+    are those they count as (``calendar.due_dates``)."""
+    query = _debt_select(company_id, policy, run_on, cand, paused, due)
     at = {col.name: i for i, col in enumerate(query.selected_columns)}
     least = [at[f"m{max(1, ph.min_balance_minor)}"] for ph in policy.phases]
     day = [at.get(f"d{i}") for i in range(len(policy.phases))]
@@ -209,15 +239,15 @@ def _debts(
     out = {}
     for row in conn.execute(query):
         out[row[0]] = DebtSummary(
-            tuple(row[k] for k in least),
+            tuple(None if row[k] is None else due.effective(row[k]) for k in least),
             tuple(False if k is None else bool(row[k]) for k in day),
-            row[oldest],
+            None if row[oldest] is None else due.effective(row[oldest]),
         )
     n = len(policy.phases)
-    for cid, (name, due) in resting.items():
+    for cid, (name, due_on) in resting.items():
         if name == policy.name:
             debt = out.get(cid) or DebtSummary((None,) * n, (False,) * n, None)
-            out[cid] = replace(debt, paused_oldest=due)
+            out[cid] = replace(debt, paused_oldest=due.effective(due_on))
     return out
 
 
@@ -293,8 +323,9 @@ def plan_claims(
     levels = _levels(conn, cand)
     resting = _resting(conn, cand, paused)
     decided: list[tuple[int, str, Decision, DebtSummary]] = []
+    due = config.calendar.due_calendar()
     for policy in config.all_policies():
-        debts = _debts(conn, company_id, policy, run_on, cand, paused, resting)
+        debts = _debts(conn, company_id, policy, run_on, cand, paused, resting, due)
         for customer_id, debt in debts.items():
             stored = levels.get(customer_id)
             level = stored[1] if stored is not None and stored[0] == policy.name else None

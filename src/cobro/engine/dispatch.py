@@ -71,6 +71,7 @@ from cobro.domain.escalation import reached_phase
 from cobro.domain.model import OutboxStatus, Policy, Recipient
 from cobro.domain.money import Money, totals_by_currency
 from cobro.engine.accounts import block_accounts
+from cobro.engine.contact_caps import CapCounter, capped_step
 from cobro.engine.deliveries import Barriers, barriers
 from cobro.engine.leases import LEASE, gone_holders, holder_name
 from cobro.engine.links import link_url, make_token
@@ -169,6 +170,8 @@ class DispatchReport:
     blocked: int = 0
     tasks: int = 0  # staff tasks opened for claims that failed for good
     lost: int = 0  # rows another dispatcher took over before this one finished them
+    waiting: int = 0  # rows left for their channel's hours (calendar.windows, holidays)
+    held_back: int = 0  # claims not sent because of a frequency cap (calendar.caps)
     cost: Decimal = Decimal(0)
     errors: list[str] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
@@ -183,6 +186,8 @@ class DispatchReport:
         self.blocked += other.blocked
         self.tasks += other.tasks
         self.lost += other.lost
+        self.waiting += other.waiting
+        self.held_back += other.held_back
         self.cost += other.cost
         self.errors.extend(other.errors)
         self.failures.extend(other.failures)
@@ -278,6 +283,10 @@ class Job:
     no_channel: bool = False  # every channel of the debtor is exhausted
     permanent: bool = False
     lost: bool = False  # another dispatcher took the row over: send nothing more of it
+    timezone: str | None = None  # the debtor's (none: the company's)
+    # channel -> when it opens next, for the channels closed now (calendar.windows, holidays)
+    closed: dict[str, datetime] = field(default_factory=dict)
+    waits_until: datetime | None = None  # the first opening a recipient waits for
 
 
 @dataclass(frozen=True)
@@ -352,6 +361,9 @@ class Dispatcher:
         self._barriers = Barriers({}, {})
         self._ahead: set[str] = set()  # refs of deliveries recorded before their hand-over
         self._tickets = ticket_endpoints(config)  # step -> endpoint sent a ticket.requested
+        self._calendar = config.calendar.send_calendar()
+        self._closed: dict[str, dict[str, datetime]] = {}  # per time zone: closed channels
+        self._caps = CapCounter(config.calendar.caps, config.company.timezone)
 
     async def run(self) -> DispatchReport:
         """Dispatch every ready row, a batch at a time: claim, render, send, record.
@@ -469,6 +481,7 @@ class Dispatcher:
                 c.external_id,
                 c.name,
                 c.language,
+                c.timezone,
             )
             .join(t.customers, c.id == o.customer_id)
             .where(
@@ -516,6 +529,7 @@ class Dispatcher:
                 attempts=r.attempts + 1,
                 failing_since=r.failing_since,
                 payload=r.payload or {},
+                timezone=r.timezone,
             )
             for r in rows
         ]
@@ -596,6 +610,8 @@ class Dispatcher:
                         Person(role, contact.name, contact.email, contact.language, True)
                     )
         self._leave_out_paused(conn, jobs)
+        if self._caps.caps:
+            self._caps.load(conn, self.company_id, customer_ids, self.as_of)
         d = t.deliveries.c
         for done in conn.execute(
             select(d.outbox_id, d.channel, d.recipient, d.recipient_role, d.state).where(
@@ -835,6 +851,8 @@ class Dispatcher:
             wanted = set(spec.recipients)
             seen: set[str] = set()
             targets: list[tuple[Person, list[tuple[str, list[tuple[str, dict[str, str]]]]]]] = []
+            capped = bool(self._caps.caps) and capped_step(job.step) and not job.already_sent_to
+            held: str | None = None
             for p in job.people:
                 if p.role not in wanted or p.key in seen:
                     continue
@@ -843,10 +861,26 @@ class Dispatcher:
                     for ch in (("email",) if p.internal else spec.channels)
                     if ch in self.channels and (found := self._open(job, spec, p, ch))
                 ]
+                if capped and not p.internal:
+                    full = {
+                        ch: cap
+                        for ch, _ in routes
+                        if (cap := self._caps.full(job.customer_id, ch, job.outbox_id))
+                    }
+                    held = held or next(iter(full.values()), None)
+                    routes = [(ch, found) for ch, found in routes if ch not in full]
                 if routes:
                     seen.add(p.key)
                     targets.append((p, routes))
             main = main_role(spec.recipients)
+            if held and not any(p.role is main for p, _ in targets):
+                job.cancel = f"held back: {held}"
+                continue
+            if capped:
+                for p, routes in targets:
+                    if p.role is main:
+                        self._caps.use(job.customer_id, routes[0][0], job.outbox_id, self.as_of)
+            job.closed = self._closed_now(job)
             if not any(p.role is main for p, _ in targets):
                 job.failure = UNREACHABLE.get(main, "nobody to send it to")
                 if main is Recipient.DEBTOR and spec.channels != ("email",):
@@ -964,6 +998,7 @@ class Dispatcher:
                 job.failure = f"{target.channel} is not set up: the resend cannot go"
                 job.permanent = True
                 continue
+            job.closed = self._closed_now(job)
             meta = self._push_keys(job, target.address) if target.channel == "push" else {}
             msg = resent_message(
                 original,
@@ -983,6 +1018,21 @@ class Dispatcher:
                 role not in (Recipient.DEBTOR, Recipient.CONTACT),
             )
             job.outgoing.append(Route(person, [(target.channel, [msg])]))
+
+    def _closed_now(self, job: Job) -> dict[str, datetime]:
+        """The channels that may not write to the job's debtor now (their hours, a public
+        holiday), with the instant each opens next."""
+        if not self._calendar.restricts:
+            return {}
+        tz = job.timezone or self.config.company.timezone
+        found = self._closed.get(tz)
+        if found is None:
+            found = self._closed[tz] = {
+                ch: opens
+                for ch in self.channels
+                if (opens := self._calendar.opening(ch, self.as_of, tz)) is not None
+            }
+        return found
 
     def _push_keys(self, job: Job, endpoint: str) -> dict[str, str]:
         """The keys of the debtor's push subscription at ``endpoint`` (none once it is gone:
@@ -1122,8 +1172,13 @@ class Dispatcher:
         async def one(job: Job, person: Person, channel: str, msg: Outgoing) -> str:
             async with self._slot(channel):
                 msg = replace(msg, ref=secrets.token_hex(10))
+                opens = job.closed.get(channel)
                 if job.lost:
                     outcome = "later:the row was taken over by another dispatcher"
+                elif opens is not None:
+                    until = f"{opens:%Y-%m-%d %H:%M} UTC"
+                    outcome = f"later:{channel} waits for its hours (until {until})"
+                    job.waits_until = min(job.waits_until or opens, opens)
                 else:
                     outcome = closed(channel) or ""
                 if not outcome and reports_back(self.channels[channel]):
@@ -1453,9 +1508,13 @@ class Dispatcher:
                 if expired:
                     reason = f"still failing after {settings.retry_hours:g} h: {reason}"[:500]
             retry = status is OutboxStatus.PLANNED
-            report.retrying += retry
+            waiting = retry and not failing and job.waits_until is not None
+            report.retrying += retry and not waiting
+            report.waiting += waiting
             if retry and failing:
                 next_at = now + backoff(now - (failing_since or now), max_wait)
+            elif waiting and job.waits_until is not None:
+                next_at = job.waits_until  # the first opening of a channel it waits for
             elif retry:
                 next_at = now  # only left for the next pass: due at once
             else:
@@ -1553,6 +1612,7 @@ class Dispatcher:
                 )
             elif status is OutboxStatus.CANCELLED:
                 report.cancelled += 1
+                report.held_back += bool(reason and reason.startswith("held back: "))
         if outbox_updates:
             conn.execute(
                 update(t.outbox)

@@ -53,6 +53,8 @@ class RunReport:
     failures: tuple[tuple[int, str, str, str], ...] = ()
     promises_kept: int = 0  # promises to pay settled by this run's plan
     promises_broken: int = 0
+    waiting: int = 0  # claims left for their channel's hours (calendar.windows, holidays)
+    held_back: int = 0  # claims a frequency cap held back (calendar.caps)
 
     def to_json(self) -> dict[str, object]:
         d = asdict(self)
@@ -205,6 +207,7 @@ def dispatch_due(
         def on_batch(batch: DispatchReport) -> None:
             so_far.add(batch)
             done = so_far.sent + so_far.failed + so_far.cancelled + so_far.retrying
+            done += so_far.waiting
             progress.advance(done, dispatch_summary(so_far))
 
         dispatcher.on_batch = on_batch
@@ -220,6 +223,10 @@ def dispatch_summary(report: DispatchReport) -> str:
     text = f"sent {report.sent}, failed {report.failed}, skipped {report.cancelled}"
     if report.retrying:
         text += f", retrying {report.retrying}"
+    if report.waiting:
+        text += f", waiting for their hours {report.waiting}"
+    if report.held_back:
+        text += f" (held back by frequency caps {report.held_back})"
     if report.by_channel:
         text += "; " + ", ".join(f"{ch} {n}" for ch, n in sorted(report.by_channel.items()))
     return text
@@ -338,6 +345,8 @@ def run_day(
         ),
         promises_kept=plan.promises_kept,
         promises_broken=plan.promises_broken,
+        waiting=dispatched.waiting,
+        held_back=dispatched.held_back,
     )
 
     def finished() -> None:

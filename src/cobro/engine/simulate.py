@@ -6,23 +6,30 @@ that is rolled back. Disputed and promised items are left out as the runs leave 
 out (``cobro.engine.pauses``): nobody resolves a dispute during the period, and, since
 nothing is paid, a promise breaks at the first simulated day after its grace and its
 items are claimed again from then on.
+
+The calendar is applied as dispatch applies it: a message whose channel is closed at the
+day's send time (its hours in the debtor's time zone, a public holiday) is shown on the
+day its channel opens (``planned_on`` says when it was planned), and a claim a frequency
+cap holds back is shown with ``channel="held"`` and the cap (``held_back``), at no cost.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import date, timedelta
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, or_, select
 
 from cobro.config import CobroConfig
-from cobro.domain.calendar import send_instant
+from cobro.domain.calendar import local_date, send_instant
 from cobro.domain.model import Recipient
 from cobro.domain.money import Money
+from cobro.engine.contact_caps import CapCounter, capped_step
 from cobro.engine.messages import message_spec, notice_spec
 from cobro.engine.planner import plan_day
 from cobro.store import tables as t
@@ -34,11 +41,15 @@ class SimulatedMessage:
     customer: str
     step: str
     phase_name: str
-    channel: str  # "email", "sms", "push", "task", or "none" when the debtor cannot be reached
+    # "email", "sms", "push", "task", "none" when the debtor cannot be reached, "held" when
+    # a frequency cap holds the claim back
+    channel: str
     recipients: int
     items: int
     totals: dict[str, Decimal]
     cost: Decimal
+    held_back: str | None = None  # the cap that held it back
+    planned_on: dt.date | None = None  # set when it waited for its channel's hours
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,7 +62,20 @@ class SimulatedMessage:
             "items": self.items,
             "totals": {k: str(v) for k, v in self.totals.items()},
             "cost": str(self.cost),
+            **({"held_back": self.held_back} if self.held_back else {}),
+            **({"planned_on": self.planned_on.isoformat()} if self.planned_on else {}),
         }
+
+
+@dataclass
+class _Pending:
+    """A message of the simulation not shown yet: its debtor, outbox row and step."""
+
+    message: SimulatedMessage
+    customer_id: int
+    outbox_id: int
+    step: str
+    others: tuple[tuple[str, Decimal], ...] = ()  # the next channels that reach the debtor
 
 
 def _reach(conn: Connection, company_id: int) -> dict[int, dict[str, int]]:
@@ -106,6 +130,22 @@ def _channel_and_cost(
     return "none", Decimal(0)
 
 
+def _channels_and_costs(
+    config: CobroConfig, channels: tuple[str, ...], roles: dict[str, int], recipients: int
+) -> list[tuple[str, Decimal]]:
+    """Every channel that reaches the debtor, in order of preference, each with the
+    message's estimated cost on it (``_channel_and_cost`` of the channels left)."""
+    found: list[tuple[str, Decimal]] = []
+    rest = channels
+    while rest:
+        channel, cost = _channel_and_cost(config, rest, roles, recipients)
+        if channel == "none":
+            break
+        found.append((channel, cost))
+        rest = rest[rest.index(channel) + 1 :]
+    return found
+
+
 def simulate(
     conn: Connection, config: CobroConfig, company_id: int, start: date, end: date
 ) -> Iterator[list[SimulatedMessage]]:
@@ -119,10 +159,36 @@ def simulate(
     """
     reach = _reach(conn, company_id)
     cu = t.customers.c
-    names = {
-        row.id: row.external_id
-        for row in conn.execute(select(cu.id, cu.external_id).where(cu.company_id == company_id))
-    }
+    names: dict[int, str] = {}
+    zones: dict[int, str] = {}
+    for who in conn.execute(
+        select(cu.id, cu.external_id, cu.timezone).where(cu.company_id == company_id)
+    ):
+        names[who.id] = who.external_id
+        if who.timezone:
+            zones[who.id] = who.timezone
+    calendar = config.calendar.send_calendar()
+    caps = CapCounter(config.calendar.caps)
+    if caps.caps:
+        first = send_instant(start, config.company.send_time, config.company.timezone)
+        caps.load(conn, company_id, names, first)
+    waiting: dict[date, list[tuple[datetime, _Pending]]] = defaultdict(list)
+
+    def capped(p: _Pending, at: datetime) -> SimulatedMessage:
+        """The message as sent at ``at``, or held back by a cap."""
+        m = p.message
+        if not caps.caps or m.channel in ("none", "task") or not capped_step(p.step):
+            return m
+        caps.moved_to(at)
+        cap = None
+        for channel, cost in ((m.channel, m.cost), *p.others):
+            full = caps.full(p.customer_id, channel, p.outbox_id)
+            if full is None:  # the first channel the caps allow
+                caps.use(p.customer_id, channel, p.outbox_id, at)
+                return replace(m, channel=channel, cost=cost)
+            cap = cap or full
+        return replace(m, channel="held", recipients=0, cost=Decimal(0), held_back=cap)
+
     o, ci, r = t.outbox.c, t.claim_items.c, t.receivables.c
     tk = t.tasks.c
     day = start
@@ -152,7 +218,10 @@ def simulate(
             amount = Money.from_minor(int(row[3]), row.currency).amount
             totals[row.outbox_id][row.currency] = amount
             counts[row.outbox_id] += int(row.n)
-        messages: list[SimulatedMessage] = []
+        messages: list[SimulatedMessage] = [
+            capped(replace(p, message=replace(p.message, date=day)), opens)
+            for opens, p in sorted(waiting.pop(day, []), key=lambda x: (x[0], x[1].outbox_id))
+        ]
         for row in conn.execute(
             select(o.id, o.customer_id, o.step).where(o.run_id == run_id).order_by(o.id)
         ):
@@ -164,10 +233,11 @@ def simulate(
             if Recipient.ADMIN in spec.recipients:
                 roles = {**roles, Recipient.ADMIN.value: 1}
             recipients = sum(roles.get(x.value, 0) for x in spec.recipients)
-            channel, cost = _channel_and_cost(config, spec.channels, roles, recipients)
+            options = _channels_and_costs(config, spec.channels, roles, recipients)
+            channel, cost = options[0] if options else ("none", Decimal(0))
             if channel == "none":
                 recipients = 0
-            messages.append(
+            pending = _Pending(
                 SimulatedMessage(
                     date=day,
                     customer=names.get(row.customer_id, ""),
@@ -178,8 +248,21 @@ def simulate(
                     items=counts.get(row.id, 0),
                     totals=dict(sorted(totals.get(row.id, {}).items())),
                     cost=cost,
-                )
+                ),
+                row.customer_id,
+                row.id,
+                row.step,
+                tuple(options[1:]),
             )
+            tz = zones.get(row.customer_id, company.timezone)
+            opens = None if channel == "none" else calendar.opening(channel, at, tz)
+            if opens is None:
+                messages.append(capped(pending, at))
+            elif (on := local_date(opens, company.timezone)) <= day:
+                messages.append(capped(pending, opens))  # later the same day
+            else:
+                later = replace(pending.message, planned_on=day)
+                waiting[on].append((opens, replace(pending, message=later)))
         for row in conn.execute(
             select(tk.customer_id, tk.action_key)
             .where(tk.company_id == company_id, tk.id > tasks_before)

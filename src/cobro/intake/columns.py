@@ -19,6 +19,7 @@ COLUMNS: dict[str, dict[str, bool]] = {
         "kind": False,
         "group": False,
         "language": False,
+        "timezone": False,  # IANA name (Europe/Madrid); default: the company's
         "email": False,
         "phone": False,
         "tags": False,

@@ -21,6 +21,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from babel import Locale, UnknownLocaleError
@@ -575,6 +576,20 @@ class _Fields:
         v[f"invalid_{col}"] = raw.strip()[: _max_len(t.customers, f"invalid_{col}")]
         self.warnings.append((col, f"{problem}; {whose} is stored without it"))
 
+    def timezone(self, col: str) -> str | None:
+        value = self.raw(col)
+        if value is None:
+            return None
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            self.fail(col, f"{value!r} is not a time zone (e.g. Europe/Madrid, America/Bogota)")
+            return None
+        if len(value) > _max_len(t.customers, "timezone"):
+            self.fail(col, f"{value!r} is too long for a time zone")
+            return None
+        return value
+
     def language(self, col: str) -> str | None:
         value = self.raw(col)
         if value is None:
@@ -811,6 +826,7 @@ _CUSTOMER_COLS = (
     "kind",
     "group_name",
     "language",
+    "timezone",
     "email",
     "phone",
     "invalid_email",
@@ -834,6 +850,8 @@ def _parse_customer(f: _Fields, run: _Run) -> dict[str, Any]:
         v["group_name"] = f.text("group", _max_len(c, "group_name"))
     if f.has("language"):
         v["language"] = f.language("language")
+    if f.has("timezone"):
+        v["timezone"] = f.timezone("timezone")
     if f.has("email"):
         f.address("email", f.email, "the customer", v)
     if f.has("phone"):
@@ -873,6 +891,7 @@ def _store_customers(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
         "kind": "person",
         "group_name": None,
         "language": None,
+        "timezone": None,
         "email": None,
         "phone": None,
         "invalid_email": None,

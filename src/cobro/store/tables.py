@@ -85,6 +85,9 @@ customers = Table(
     Column("kind", String(20), nullable=False, server_default="person"),
     Column("group_name", String(100)),
     Column("language", String(10)),
+    # IANA time zone (Europe/Madrid): the hours channels may write to the debtor are theirs;
+    # none: the company's.
+    Column("timezone", String(64)),
     Column("email", String(320)),
     Column("phone", String(40)),
     Column("invalid_email", String(320)),  # an address the import refused, kept for staff

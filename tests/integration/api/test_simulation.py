@@ -36,6 +36,7 @@ def test_a_simulation_tells_what_each_day_would_send_and_its_cost(server: Server
         "date": "2025-03-03",
         "messages": 2,
         "unreachable": 0,
+        "held_back": 0,
         "tasks": 0,
         "cost": {"amount": "0.0010", "currency": "EUR"},
         "by_step": {"b2b/00": 2},
@@ -53,6 +54,8 @@ def test_a_simulation_tells_what_each_day_would_send_and_its_cost(server: Server
         "items": 1,
         "totals": [{"amount": "250.50", "currency": "EUR"}],
         "cost": {"amount": "0.0005", "currency": "EUR"},
+        "held_back": None,
+        "planned_on": None,
     }
     assert [m["customer"] for m in detail] == ["C1", "C2"]
     acme = server.companies["acme"]

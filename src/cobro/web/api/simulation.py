@@ -35,19 +35,26 @@ class Message(BaseModel):
     step: str
     name: str
     channel: str = Field(
-        description="email, sms, push; none when the debtor cannot be reached; task for a "
-        "staff task."
+        description="email, sms, push; none when the debtor cannot be reached; held when a "
+        "frequency cap (calendar.caps) holds the claim back; task for a staff task."
     )
     recipients: int
     items: int
     totals: list[Money] = Field(description="What it claims, per currency.")
     cost: Money
+    held_back: str | None = Field(default=None, description="The cap that held it back.")
+    planned_on: dt.date | None = Field(
+        default=None,
+        description="The day it was planned, when it waited for its channel's hours or a "
+        "holiday (calendar.windows, calendar.holidays).",
+    )
 
 
 class SimulatedDay(BaseModel):
     date: dt.date
     messages: int
     unreachable: int = Field(description="Messages no channel can deliver.")
+    held_back: int = Field(default=0, description="Claims a frequency cap holds back.")
     tasks: int
     cost: Money
     by_step: dict[str, int]
@@ -63,6 +70,7 @@ class Simulation(BaseModel):
     date_to: dt.date = Field(alias="to")
     messages: int
     unreachable: int
+    held_back: int = Field(default=0, description="Claims frequency caps hold back.")
     tasks: int
     cost: Money
     detail_truncated: bool = Field(
@@ -82,6 +90,8 @@ def _message(m: SimulatedMessage, currency: str) -> Message:
         items=m.items,
         totals=[Money(amount=v, currency=k) for k, v in m.totals.items()],
         cost=Money(amount=m.cost, currency=currency),
+        held_back=m.held_back,
+        planned_on=m.planned_on,
     )
 
 
@@ -121,7 +131,7 @@ def get_simulation(
         trans = conn.begin()
         try:
             for found in simulate(conn, ws.config, who.company_id, date_from, date_to):
-                sent = [m for m in found if m.channel != "task"]
+                sent = [m for m in found if m.channel not in ("task", "held")]
                 shown = max(room, 0)
                 room -= len(found)
                 tasks = [m for m in found if m.channel == "task"]
@@ -130,6 +140,7 @@ def get_simulation(
                         date=date_from + dt.timedelta(days=len(days)),
                         messages=len(sent),
                         unreachable=sum(1 for m in sent if m.channel == "none"),
+                        held_back=sum(1 for m in found if m.channel == "held"),
                         tasks=len(tasks),
                         cost=Money(
                             amount=sum((m.cost for m in sent), Decimal(0)), currency=currency
@@ -147,6 +158,7 @@ def get_simulation(
             "to": date_to,
             "messages": sum(d.messages for d in days),
             "unreachable": sum(d.unreachable for d in days),
+            "held_back": sum(d.held_back for d in days),
             "tasks": sum(d.tasks for d in days),
             "cost": Money(amount=sum((d.cost.amount for d in days), Decimal(0)), currency=currency),
             "detail_truncated": messages and room < 0,

@@ -50,7 +50,8 @@ MAX_DAYS = 90
 DEFAULT_DAYS = 30
 PAGE = 50
 BLOCK = 500  # messages per compressed block of the detail file (a multiple of PAGE)
-CHANNELS = ("email", "sms", "push", "none", "task")  # in the order the page shows them
+# In the order the page shows them (``held``: held back by a frequency cap).
+CHANNELS = ("email", "sms", "push", "none", "held", "task")
 
 
 @dataclass
@@ -62,8 +63,8 @@ class ChannelTotals:
 
 @dataclass
 class DayTotals:
-    """One simulated day: per channel (``none``: no channel reaches the debtor; ``task``:
-    staff tasks), and per phase."""
+    """One simulated day: per channel (``none``: no channel reaches the debtor; ``held``:
+    held back by a frequency cap; ``task``: staff tasks), and per phase."""
 
     day: date
     channels: dict[str, ChannelTotals] = field(default_factory=dict)
@@ -71,7 +72,7 @@ class DayTotals:
 
     @property
     def messages(self) -> int:
-        return sum(c.messages for ch, c in self.channels.items() if ch != "task")
+        return sum(c.messages for ch, c in self.channels.items() if ch not in ("task", "held"))
 
     @property
     def tasks(self) -> int:

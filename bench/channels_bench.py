@@ -1,0 +1,502 @@
+"""Channels benchmark: a mix of email and SMS dispatched, against the raw client sends of the
+same messages; then Twilio status callbacks taken by ``cobro serve``.
+
+1. Two servers in other processes on 127.0.0.1: an aiosmtpd sink that accepts, counts and
+   discards mail (``dispatch_bench.py``'s, this script with ``--smtp-server``), and the
+   Twilio-speaking test server of ``tests/fakes/twilio.py`` (``--twilio-server``), which
+   records each message and the signed status callbacks Twilio would post for it
+   ("sent", then "delivered").
+2. A workspace in ``bench/out/channels`` (SQLite) gets N debtors, each with one receivable
+   reaching a step on the benchmark date: business debtors (b2b phase 01, by email to the
+   debtor and the sales rep) and persons with a mobile number (consumer phase "due" on
+   ``channels: [sms, email]``: one SMS). The calendar is on, so its checks are measured:
+   SMS hours 09:00-21:00, Spanish holidays, a cap of 3 messages in 7 days. ``run_day`` at
+   07:00 fills the outbox.
+3. Pre-rendering for the baseline: ``dispatch_due`` on a copy of the database with the
+   email transport keeping the bytes in memory (SMS go to the test server, which keeps
+   each request's arguments).
+4. Baseline (raw): the same email bytes over raw aiosmtplib (as many persistent
+   connections as the email channel) and, at the same time, the same SMS through Twilio's
+   own async client (``messages.create_async``, as many at once as the SMS channel), median
+   of 3 runs.
+5. Measured: ``dispatch_due(ws, 10:00)``, its deliveries checked against both servers'
+   counts. Target: >= 80 % of the raw rate.
+6. Callbacks: ``cobro serve`` in its own process; the status callbacks of the measured SMS
+   (signed by the test server with the auth token, as Twilio signs them): the "sent" ones
+   posted by ``--clients`` concurrent clients as fast as they are answered (callbacks per
+   second), then the "delivered" ones open loop at ``--rate`` per second (each answer's
+   latency); every SMS delivery is then checked as recorded ``delivered``. Target: p99 <=
+   50 ms.
+
+Final stdout line: {"bench": "channels", "messages": N, "email": E, "sms": S, "per_s": X,
+"raw_per_s": Y, "ratio": R, "callbacks": C, "callbacks_per_s": Z, "callback_rate": ..,
+"callback_p50_ms": .., "callback_p99_ms": ..}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta
+from datetime import time as clock
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import yaml
+
+from common import (
+    BENCH_DATE,
+    OUT_DIR,
+    STARTER,
+    SmtpServerProcess,
+    Timer,
+    checkpoint,
+    copy_sqlite,
+    emit,
+    load_company,
+    median,
+    say,
+    set_covered,
+    sqlite_url,
+    write_config,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+COBRO = [sys.executable, "-m", "cobro"]
+SERVER_LIFETIME_S = 1800  # the test servers exit by themselves after this
+
+
+# -- the servers (each in its own process) ---------------------------------------------
+
+
+def serve_twilio() -> None:
+    """The Twilio test server: prints its URL, account and token as JSON, then answers
+    ``count``, ``messages`` and ``callbacks FROM`` with one JSON line each."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from fakes.twilio import FakeTwilio
+
+    with FakeTwilio() as tw:
+        print(json.dumps({"url": tw.url, "sid": tw.account_sid, "token": tw.auth_token}))
+        sys.stdout.flush()
+        deadline = time.monotonic() + SERVER_LIFETIME_S
+        for line in sys.stdin:
+            command, _, arg = line.strip().partition(" ")
+            if command == "count":
+                answer: Any = len(tw.messages)
+            elif command == "messages":
+                answer = tw.messages[int(arg or 0) :]
+            elif command == "callbacks":
+                answer = [
+                    [c["url"], c["params"], c["signature"]] for c in tw.callbacks[int(arg or 0) :]
+                ]
+            else:
+                answer = None
+            print(json.dumps(answer), flush=True)
+            if time.monotonic() > deadline:
+                break
+
+
+class TwilioProcess:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--twilio-server"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        info = json.loads(self.proc.stdout.readline())
+        self.url, self.sid, self.token = info["url"], info["sid"], info["token"]
+
+    def ask(self, command: str) -> Any:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class MemoryTransport:
+    """Keeps every finished email in memory instead of sending it."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, str, bytes]] = []
+
+    async def start(self) -> None:
+        return None
+
+    async def deliver(self, sender: str, recipient: str, data: bytes, name: str) -> str:
+        self.messages.append((sender, recipient, data))
+        return "250 kept"
+
+    async def stop(self) -> None:
+        return None
+
+
+# -- raw sends -------------------------------------------------------------------------
+
+
+async def send_raw(
+    smtp_port: int,
+    mails: list[tuple[str, str, bytes]],
+    connections: int,
+    twilio: TwilioProcess,
+    sms: list[dict[str, Any]],
+    parallel: int,
+) -> tuple[int, float]:
+    """The email bytes over raw aiosmtplib and the SMS through Twilio's client, at once."""
+    import aiosmtplib
+    from twilio.rest import Client
+
+    from cobro.channels.sms import _TwilioHttp
+
+    mail_queue: asyncio.Queue[tuple[str, str, bytes]] = asyncio.Queue()
+    for m in mails:
+        mail_queue.put_nowait(m)
+    sms_queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for s in sms:
+        sms_queue.put_nowait(s)
+    sent = 0
+    http = _TwilioHttp(twilio.url, 15.0)
+    client = Client(twilio.sid, twilio.token, http_client=http)
+
+    async def mailer() -> None:
+        nonlocal sent
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=smtp_port, start_tls=False, timeout=30)
+        await smtp.connect()
+        try:
+            while True:
+                try:
+                    sender, rcpt, data = mail_queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                await smtp.sendmail(sender, [rcpt], data)
+                sent += 1
+        finally:
+            await smtp.quit()
+
+    async def texter() -> None:
+        nonlocal sent
+        while True:
+            try:
+                s = sms_queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            args = {"to": s["to"], "from_": s["from_"], "body": s["body"]}
+            if s["status_callback"]:
+                args["status_callback"] = s["status_callback"]
+            await client.messages.create_async(**args)
+            sent += 1
+
+    t0 = time.perf_counter()
+    try:
+        await asyncio.gather(
+            *(mailer() for _ in range(connections)), *(texter() for _ in range(parallel))
+        )
+    finally:
+        await http.close()
+    return sent, time.perf_counter() - t0
+
+
+# -- the workspace ---------------------------------------------------------------------
+
+
+def build_workspace(
+    root: Path,
+    smtp_port: int,
+    twilio: TwilioProcess,
+    serve_port: int,
+    debtors: int,
+    calendar: bool = True,
+) -> Any:
+    from sqlalchemy import text
+
+    from cobro.workspace import open_workspace
+
+    if root.exists():
+        for p in root.glob("cobro.db*"):
+            p.unlink()
+    phases = yaml.safe_load(STARTER.read_text(encoding="utf-8"))["policies"]["consumer"]["phases"]
+    for ph in phases:
+        ph["channels"] = ["sms", "email"]
+    edit: dict[str, Any] = {
+        "company.public_url": f"http://127.0.0.1:{serve_port}",
+        "channels.email.smtp.host": "127.0.0.1",
+        "channels.email.smtp.port": smtp_port,
+        "channels.email.smtp.starttls": False,
+        "channels.email.smtp.connections": 4,
+        "channels.sms": {
+            "account_sid": twilio.sid,
+            "sender": "+34910000000",
+            "api_url": twilio.url,
+            "cost_per_segment": 0.05,
+        },
+        "policies.consumer.phases": phases,
+    }
+    if calendar:
+        edit["calendar"] = {
+            "holidays": {"country": "ES", "region": "MD"},
+            "windows": {"sms": {"start": "09:00", "end": "21:00"}},
+            "caps": [{"max": 3, "days": 7}],
+        }
+    write_config(root, edit)
+    ws = open_workspace(root, sqlite_url(root / "cobro.db"))
+    with ws.engine.begin() as conn:
+        raw = conn.connection.driver_connection
+        load_company(raw, "sqlite", ws.company_id, debtors, debtors, BENCH_DATE, one_each=True)
+        conn.execute(
+            text(
+                "UPDATE customers SET phone = '+3461' || substr('0000000' || id, -7, 7) "
+                "WHERE kind = 'person'"
+            )
+        )
+        set_covered(conn, ws.company_id, BENCH_DATE - timedelta(days=1))
+    return ws
+
+
+# -- callbacks -------------------------------------------------------------------------
+
+
+def serve(ws: Path, port: int, token: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [*COBRO, "--workspace", str(ws), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "TWILIO_AUTH_TOKEN": token},
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("Serving "):  # printed once the socket listens
+            threading.Thread(target=proc.stdout.read, daemon=True).start()
+            return proc
+    raise SystemExit("cobro serve did not start")
+
+
+async def post_callbacks(
+    callbacks: list[list[Any]], clients: int, rate: float | None = None
+) -> tuple[list[float], float, dict[int, int]]:
+    """Post each signed callback: by ``clients`` concurrent clients as fast as answered, or
+    (``rate``) callback i at t0 + i / rate, open loop. Latencies (s, from the moment each
+    was due), the whole time, and answers by HTTP status."""
+    import httpx
+
+    queue: asyncio.Queue[tuple[int, list[Any]]] = asyncio.Queue()
+    for i, c in enumerate(callbacks):
+        queue.put_nowait((i, c))
+    latencies: list[float] = []
+    answers: dict[int, int] = {}
+
+    async def post(http: httpx.AsyncClient, callback: list[Any], due: float) -> None:
+        url, params, signature = callback
+        r = await http.post(url, data=params, headers={"X-Twilio-Signature": signature})
+        latencies.append(time.perf_counter() - due)
+        answers[r.status_code] = answers.get(r.status_code, 0) + 1
+
+    async def client(http: httpx.AsyncClient) -> None:
+        while True:
+            try:
+                _, callback = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            await post(http, callback, time.perf_counter())
+
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+        t0 = time.perf_counter()
+        if rate is None:
+            await asyncio.gather(*(client(http) for _ in range(clients)))
+        else:
+            posts = []
+            for i, callback in enumerate(callbacks):
+                due = t0 + i / rate
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                posts.append(asyncio.create_task(post(http, callback, due)))
+            await asyncio.gather(*posts)
+        took = time.perf_counter() - t0
+    return latencies, took, answers
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--debtors", type=int, default=3_000, help="debtors (1 or 2 messages each)")
+    ap.add_argument("--clients", type=int, default=8, help="concurrent callback clients")
+    ap.add_argument("--rate", type=float, default=50, help="callbacks per second (latency)")
+    ap.add_argument(
+        "--no-calendar", action="store_true", help="no holidays, SMS hours or caps configured"
+    )
+    ap.add_argument("--smtp-server", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--twilio-server", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.smtp_server:
+        from dispatch_bench import serve as serve_smtp
+
+        serve_smtp()
+        return
+    if args.twilio_server:
+        serve_twilio()
+        return
+
+    from sqlalchemy import func, select
+
+    from cobro.engine.dispatch import PARALLEL
+    from cobro.engine.runs import default_channels, dispatch_due, run_day
+    from cobro.store import tables as t
+    from cobro.workspace import open_workspace
+
+    sink = SmtpServerProcess(__file__)
+    twilio = TwilioProcess()
+    os.environ["TWILIO_AUTH_TOKEN"] = twilio.token
+    say(f"SMTP sink in process {sink.proc.pid}; Twilio test server in process {twilio.proc.pid}")
+    root = OUT_DIR / "channels"
+    sock = __import__("socket").socket()
+    sock.bind(("127.0.0.1", 0))
+    serve_port = int(sock.getsockname()[1])
+    sock.close()
+    server: subprocess.Popen[str] | None = None
+    try:
+        ws = build_workspace(
+            root, sink.port, twilio, serve_port, args.debtors, not args.no_calendar
+        )
+        tz = ZoneInfo(ws.config.company.timezone)
+        plan_at = datetime.combine(BENCH_DATE, clock(7, 0), tzinfo=tz)
+        send_at = datetime.combine(BENCH_DATE, clock(10, 0), tzinfo=tz)
+        report = run_day(ws, BENCH_DATE, as_of=plan_at)
+        say(f"planned {report.planned:,} outbox rows at {plan_at}")
+        ws.close()
+        db = root / "cobro.db"
+        checkpoint(db)
+        pristine = OUT_DIR / "channels-planned.db"
+        copy_sqlite(db, pristine)
+
+        # Pre-render: the real pipeline, email kept in memory, SMS recorded by the server.
+        copy_db = OUT_DIR / "channels-copy.db"
+        copy_sqlite(pristine, copy_db)
+        ws_copy = open_workspace(root, sqlite_url(copy_db))
+        channels = default_channels(ws_copy, send_at)
+        memory = MemoryTransport()
+        channels["email"].transport = memory  # type: ignore[attr-defined]
+        sms_before = twilio.ask("count")
+        with Timer() as tm_mem:
+            dispatch_due(ws_copy, send_at, channels=channels)
+        ws_copy.close()
+        mails = memory.messages
+        sms = twilio.ask(f"messages {sms_before}")
+        say(
+            f"pipeline with email in memory: {len(mails):,} emails, {len(sms):,} SMS "
+            f"in {tm_mem.s:.2f} s"
+        )
+
+        raw_rates = []
+        for i in range(3):
+            before = sink.count(), twilio.ask("count")
+            sent, secs = asyncio.run(send_raw(sink.port, mails, 4, twilio, sms, PARALLEL))
+            got = sink.count() - before[0] + twilio.ask("count") - before[1]
+            raw_rates.append(sent / secs)
+            say(
+                f"[raw {i + 1}/3] {sent:,} sent, {got:,} received in {secs:.2f} s "
+                f"= {sent / secs:,.0f}/s"
+            )
+        raw_per_s = median(raw_rates)
+
+        ws = open_workspace(root, sqlite_url(db))
+        before_mail, before_sms = sink.count(), twilio.ask("count")
+        before_callbacks = len(twilio.ask("callbacks 0"))
+        with Timer() as tm:
+            result = dispatch_due(ws, send_at)
+        got_mail = sink.count() - before_mail
+        got_sms = twilio.ask("count") - before_sms
+        per_s = result.deliveries / tm.s
+        say(
+            f"dispatch_due: {result.deliveries:,} deliveries ({dict(result.by_channel)}; "
+            f"servers got {got_mail:,} emails, {got_sms:,} SMS), {result.failed} failed, "
+            f"{result.retrying} retrying, {result.waiting} waiting, in {tm.s:.2f} s "
+            f"= {per_s:,.0f}/s"
+        )
+        if got_mail + got_sms != result.deliveries or result.deliveries != len(mails) + len(sms):
+            say("warning: deliveries, messages received and pre-rendered messages differ")
+        ws.close()
+
+        # Status callbacks of the measured SMS, posted to `cobro serve`.
+        callbacks = twilio.ask(f"callbacks {before_callbacks}")
+        sent_cbs = [c for c in callbacks if c[1]["MessageStatus"] == "sent"]
+        delivered_cbs = [c for c in callbacks if c[1]["MessageStatus"] == "delivered"]
+        server = serve(root, serve_port, twilio.token)
+        warm = sent_cbs[: min(20, len(sent_cbs))]
+        asyncio.run(post_callbacks(warm, 1))  # first requests load the app's code paths
+        fast, took, answers = asyncio.run(post_callbacks(sent_cbs[len(warm) :], args.clients))
+        cb_per_s = len(fast) / took
+        say(
+            f"callbacks as fast as answered: {len(fast):,} by {args.clients} clients in "
+            f"{took:.2f} s = {cb_per_s:,.0f}/s, answers {answers}, "
+            f"p50 {percentile(fast, 50) * 1000:.1f} ms"
+        )
+        latencies, took, answers = asyncio.run(post_callbacks(delivered_cbs, 1, args.rate))
+        ws = open_workspace(root, sqlite_url(db))
+        d = t.deliveries.c
+        with ws.engine.connect() as conn:
+            delivered = conn.execute(
+                select(func.count()).where(d.channel == "sms", d.state == "delivered")
+            ).scalar_one()
+        ws.close()
+        p50, p99 = percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
+        say(
+            f"callbacks at {args.rate:g}/s: {len(latencies):,} in {took:.2f} s, answers "
+            f"{answers}, p50 {p50:.1f} ms, p99 {p99:.1f} ms; {delivered:,} SMS deliveries "
+            "recorded as delivered"
+        )
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(30)
+        sink.close()
+        twilio.close()
+        for name in ("channels-planned.db", "channels-copy.db"):
+            for suffix in ("", "-wal", "-shm"):
+                (OUT_DIR / (name + suffix)).unlink(missing_ok=True)
+
+    say(
+        f"dispatch {per_s:,.0f} msg/s vs raw clients {raw_per_s:,.0f} msg/s "
+        f"= {per_s / raw_per_s:.0%} (target >= 80%); callback p99 {p99:.1f} ms (target <= 50)"
+    )
+    emit(
+        {
+            "bench": "channels",
+            "calendar": not args.no_calendar,
+            "messages": result.deliveries,
+            "email": result.by_channel.get("email", 0),
+            "sms": result.by_channel.get("sms", 0),
+            "per_s": round(per_s, 1),
+            "raw_per_s": round(raw_per_s, 1),
+            "ratio": round(per_s / raw_per_s, 2),
+            "callbacks": len(fast) + len(latencies),
+            "callbacks_per_s": round(cb_per_s, 1),
+            "callback_rate": args.rate,
+            "callback_p50_ms": round(p50, 1),
+            "callback_p99_ms": round(p99, 1),
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
