@@ -39,7 +39,17 @@ _WHEN = re.compile(
 )
 # First segments of outbox steps that are not policy phases.
 RESERVED_STEP_PREFIXES = frozenset(
-    {"action", "receipt", "unpaid", "upcoming", "admin", "banking", "resend", "webhook"}
+    {
+        "action",
+        "receipt",
+        "unpaid",
+        "upcoming",
+        "admin",
+        "banking",
+        "resend",
+        "webhook",
+        "paylink",
+    }
 )
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _HOST = re.compile(
@@ -824,6 +834,16 @@ class CobroConfig(_Strict):
     @cached_property
     def _phases_by_step(self) -> dict[str, Phase]:
         return {ph.step_id: ph for policy in self.all_policies() for ph in policy.phases}
+
+    def call_settings(self, step_id: str) -> CallSettings:
+        """The ``call`` settings of the phase stored as ``policy/key`` (the defaults for
+        any other step)."""
+        policy, _, key = step_id.partition("/")
+        pc = self.policies.get(policy)
+        for ph in pc.phases if pc is not None else ():
+            if ph.key == key:
+                return ph.call
+        return CallSettings()
 
     def phase_by_step(self, step_id: str) -> Phase:
         """The phase stored as ``policy/key`` on outbox rows (``KeyError`` if unknown)."""

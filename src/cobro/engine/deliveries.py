@@ -6,13 +6,14 @@ at once so that it goes on the next channel of its phase the same day."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, func, select, update
 
+from cobro.config import CobroConfig
 from cobro.domain.delivery import FAILURES, DeliveryState, moves_to
 from cobro.domain.model import OutboxStatus, Recipient
 from cobro.evidence.chain import EvidenceEntry, append
@@ -32,6 +33,29 @@ class Followup:
 
     timezone: str = "UTC"
     soft_limit: int = 3  # temporary failures of an address that suppress it
+    # Unanswered calls: step -> (calls of one message to one number, minutes between
+    # them) of each phase calling (``call`` settings); other steps get the defaults.
+    calls: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def call(self, step: str) -> tuple[int, int]:
+        return self.calls.get(step, CALL_DEFAULTS)
+
+
+CALL_DEFAULTS = (3, 120)
+
+
+def followup_of(config: CobroConfig) -> Followup:
+    """The ``Followup`` settings of a company's configuration."""
+    return Followup(
+        config.company.timezone,
+        config.channels.email.bounces.soft_limit,
+        {
+            f"{name}/{ph.key}": (ph.call.attempts, ph.call.retry_after_minutes)
+            for name, pc in config.policies.items()
+            for ph in pc.phases
+            if "voice" in ph.channels
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -43,6 +67,8 @@ class Learned:
     moved: bool  # False: a late or repeated report, nothing changed
     suppressed: bool = False  # the address is suppressed from now on
     fallback: bool = False  # the claim goes out again today on the next channel
+    # an unanswered call: called again from then (None: not called again)
+    call_again_at: datetime | None = None
 
 
 def normalized(channel: str, address: str) -> str:
@@ -137,10 +163,35 @@ def record_state(
             delivery_id, settings.soft_limit,
         )  # fmt: skip
     fallback = False
+    again: datetime | None = None
     if state in FAILURES and handed == "sent" and row.recipient_role in MAIN_ROLES:
-        fallback = _reopen_today(conn, company_id, row, at, settings, detail, entries)
+        when = at
+        if row.channel == "voice" and state is DeliveryState.TEMPORARY_FAILURE:
+            attempts, minutes = settings.call(row.step)
+            if _unanswered(conn, row) < attempts:
+                when = again = at + timedelta(minutes=minutes)
+        fallback = _reopen_today(conn, company_id, row, at, settings, detail, entries, when)
+        again = again if fallback else None
     append(conn, company_id, entries)
-    return Learned(delivery_id, state, True, suppressed, fallback)
+    return Learned(delivery_id, state, True, suppressed, fallback and again is None, again)
+
+
+def _unanswered(conn: Connection, row: Any) -> int:
+    """The unanswered calls (busy, no answer, a machine) of ``row``'s claim to its number."""
+    d = t.deliveries.c
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(t.deliveries)
+            .where(
+                d.outbox_id == row.outbox_id,
+                d.channel == "voice",
+                d.recipient == row.recipient,
+                d.status == "sent",
+                d.state == DeliveryState.TEMPORARY_FAILURE.value,
+            )
+        ).scalar_one()
+    )
 
 
 def _count_failure(
@@ -214,11 +265,13 @@ def _reopen_today(
     settings: Followup,
     detail: str | None,
     entries: list[EvidenceEntry],
+    when: datetime | None = None,
 ) -> bool:
-    """Plan the claim of a delivery that failed after all again, due at once, when the
-    failure is known the same day the message went out and nobody it is for was reached
-    otherwise: it then goes on the next channel of its phase (the failed address is left
-    out). Later failures only steer the next message."""
+    """Plan the claim of a delivery that failed after all again, due at once (or at
+    ``when``: an unanswered call called again), when the failure is known the same day
+    the message went out and nobody it is for was reached otherwise: it then goes on the
+    next channel of its phase (the failed address is left out). Later failures only steer
+    the next message."""
     tz = ZoneInfo(settings.timezone)
     if (
         row.claim_status != OutboxStatus.SENT.value
@@ -246,7 +299,7 @@ def _reopen_today(
         .where(o.id == row.outbox_id, o.status == OutboxStatus.SENT.value)
         .values(
             status=OutboxStatus.PLANNED.value,
-            next_attempt_at=at,
+            next_attempt_at=when or at,
             finished_at=None,
             failing_since=None,
             reason=reason[:500],
@@ -263,6 +316,7 @@ def _reopen_today(
                 "occurrence_on": row.occurrence_on.isoformat(),
                 "delivery": row.id,
                 "reason": reason[:300],
+                **({"due_at": when.isoformat()} if when is not None and when != at else {}),
             },
         )
     )

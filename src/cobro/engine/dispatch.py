@@ -66,7 +66,8 @@ from cobro.channels.base import (
 )
 from cobro.channels.webhook import WebhookChannel
 from cobro.config import CobroConfig
-from cobro.domain.delivery import FAILURES, moves_to, state_of_outcome
+from cobro.config.schema import CallSettings
+from cobro.domain.delivery import FAILURES, DeliveryState, moves_to, state_of_outcome
 from cobro.domain.escalation import reached_phase
 from cobro.domain.model import OutboxStatus, Policy, Recipient
 from cobro.domain.money import Money, totals_by_currency
@@ -74,7 +75,13 @@ from cobro.engine.accounts import block_accounts
 from cobro.engine.deliveries import Barriers, barriers
 from cobro.engine.leases import LEASE, gone_holders, holder_name
 from cobro.engine.links import link_url, make_token
-from cobro.engine.messages import RESEND_PREFIX, MessageSpec, load_attachment, message_spec
+from cobro.engine.messages import (
+    PAYLINK,
+    RESEND_PREFIX,
+    MessageSpec,
+    load_attachment,
+    message_spec,
+)
 from cobro.engine.notices import UNREACHABLE, main_role, notice_context, upcoming_cancel_reason
 from cobro.engine.optouts import make_unsubscribe_token, unsubscribe_url
 from cobro.engine.pauses import paused_items
@@ -216,7 +223,7 @@ class Person:
             return [(self.email, {})] if self.email else []
         if self.internal:
             return []
-        if channel == "sms":
+        if channel in ("sms", "voice"):
             return [(self.phone, {})] if self.phone else []
         if channel == "push":
             return [
@@ -275,6 +282,10 @@ class Job:
     # delivered): the claim goes on without them.
     failed_after: set[tuple[str, str]] = field(default_factory=set)
     blocked: list[str] = field(default_factory=list)  # why each channel of a debtor is shut
+    # voice: the unanswered calls of this claim per number, and the debtor's calls in the
+    # last 7 days (``call`` settings of the phase: attempts and weekly cap).
+    calls_failed: Counter[str] = field(default_factory=Counter)
+    calls_this_week: int = 0
     no_channel: bool = False  # every channel of the debtor is exhausted
     permanent: bool = False
     lost: bool = False  # another dispatcher took the row over: send nothing more of it
@@ -598,11 +609,16 @@ class Dispatcher:
         self._leave_out_paused(conn, jobs)
         d = t.deliveries.c
         for done in conn.execute(
-            select(d.outbox_id, d.channel, d.recipient, d.recipient_role, d.state).where(
-                d.outbox_id.in_(by_id), d.status.in_(["sent", "sending"])
-            )
+            select(d.outbox_id, d.channel, d.recipient, d.recipient_role, d.state)
+            .where(d.outbox_id.in_(by_id), d.status.in_(["sent", "sending"]))
+            .order_by(d.id)
         ):
             job = by_id[done.outbox_id]
+            if done.channel == "voice" and done.state == DeliveryState.TEMPORARY_FAILURE:
+                # unanswered (busy, no answer, a machine): called again up to the attempts
+                job.calls_failed[done.recipient.lower()] += 1
+                if job.calls_failed[done.recipient.lower()] < self._call(job.step).attempts:
+                    continue
             if done.state in FAILURE_STATES:  # handed over, then failed: try elsewhere
                 job.failed_after.add((done.channel, done.recipient.lower()))
                 continue
@@ -613,6 +629,8 @@ class Dispatcher:
         for job in jobs:
             if job.reached_before:
                 job.left_out.clear()  # already told with them: the other copies match
+        if "voice" in self.channels:
+            self._count_calls(conn, jobs)
         admin = self.config.subscriptions.admin.email
         named = {cid for j in jobs for cid in j.payload.get("contacts", [])}
         contacts = {}
@@ -673,6 +691,34 @@ class Dispatcher:
                 for addr, _ in p.addresses(ch)
             ],
         )
+
+    def _call(self, step: str) -> CallSettings:
+        """The ``call`` settings of the phase of ``step`` (the defaults for other steps)."""
+        return self.config.call_settings(step)
+
+    def _count_calls(self, conn: Connection, jobs: list[Job]) -> None:
+        """Each debtor's calls handed over in the 7 days before now (the weekly cap)."""
+        d, o = t.deliveries.c, t.outbox.c
+        by_customer: dict[int, list[Job]] = defaultdict(list)
+        for job in jobs:
+            by_customer[job.customer_id].append(job)
+        ids = sorted(by_customer)
+        for at in range(0, len(ids), 5000):
+            for row in conn.execute(
+                select(o.customer_id, func.count())
+                .select_from(t.deliveries)
+                .join(t.outbox, o.id == d.outbox_id)
+                .where(
+                    d.company_id == self.company_id,
+                    d.channel == "voice",
+                    d.status.in_(["sent", "sending"]),
+                    d.at > self.as_of - timedelta(days=7),
+                    o.customer_id.in_(ids[at : at + 5000]),
+                )
+                .group_by(o.customer_id)
+            ):
+                for job in by_customer[row[0]]:
+                    job.calls_this_week = int(row[1])
 
     def _leave_out_paused(self, conn: Connection, jobs: list[Job]) -> None:
         """Mark the items disputed or promised since planning (``cobro.engine.pauses``)."""
@@ -834,10 +880,15 @@ class Dispatcher:
                 continue
             wanted = set(spec.recipients)
             seen: set[str] = set()
+            asked = job.payload.get("to") if spec.key == PAYLINK else None
             targets: list[tuple[Person, list[tuple[str, list[tuple[str, dict[str, str]]]]]]] = []
             for p in job.people:
                 if p.role not in wanted or p.key in seen:
                     continue
+                if asked is not None:  # the pay link asked for on a call: to that number
+                    if p.phone != asked:
+                        continue
+                    p = replace(p, email=None, push=())
                 routes = [
                     (ch, found)
                     for ch in (("email",) if p.internal else spec.channels)
@@ -874,7 +925,11 @@ class Dispatcher:
             pay_url = link_url(
                 company.portal_url,
                 make_token(
-                    self.secret, company.id, job.customer_external_id, job.outbox_id, self.as_of
+                    self.secret,
+                    company.id,
+                    job.customer_external_id,
+                    int(job.payload.get("claim", job.outbox_id)),
+                    self.as_of,
                 ),
             )
             crm_url = (
@@ -938,10 +993,18 @@ class Dispatcher:
         debtor = job.customer_id if person.role is Recipient.DEBTOR else None
         if channel == "email" and not spec.unsubscribable:
             debtor = None
+        capped = None
+        if channel == "voice" and job.calls_this_week >= self._call(job.step).max_per_7_days:
+            capped = (
+                f"voice: {job.calls_this_week} call(s) in the last 7 days (call.max_per_7_days)"
+            )
         for address, meta in person.addresses(channel):
-            why = self._barriers.blocks(debtor, channel, address)
+            why = self._barriers.blocks(debtor, channel, address) or capped
             if why is None and (channel, address.lower()) in job.failed_after:
                 why = f"{channel} {address} failed after sending"
+                if channel == "voice":
+                    calls = job.calls_failed[address.lower()]
+                    why = f"voice {address} not answered after {calls} call(s)"
             if why is None:
                 found.append((address, meta))
             elif not person.internal:
@@ -1009,8 +1072,9 @@ class Dispatcher:
         language, locale = self._language_and_locale(
             person.language or job.customer_language or self._company_lang
         )
-        full = short = None
+        full = short = spoken = None
         options: list[tuple[str, list[Outgoing]]] = []
+        voice_cfg = self.config.channels.voice
         for channel, found in routes:
             if channel == "email":
                 full = full or self.templates.render(spec.template, language, context)
@@ -1021,6 +1085,9 @@ class Dispatcher:
                     files = (*attachments, self._receipt(job, notice, language, locale))
                 if spec.statement_pdf and job.statement is not None:
                     files = (*files, self._statement(job, person))
+            elif channel == "voice":
+                spoken = spoken or self.templates.render_voice(spec.template, language, context)
+                rendered, files, inline = spoken, (), ()
             else:
                 short = short or self.templates.render_short(spec.template, language, context)
                 rendered, files, inline = short, (), ()
@@ -1040,6 +1107,12 @@ class Dispatcher:
                 )
                 headers["List-Unsubscribe"] = f"<{url}>"
                 headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+            if channel == "voice" and voice_cfg is not None:
+                speech, voice = voice_cfg.speech(language)
+                found = [
+                    (a, {**m, "language": language, "speech": speech, "voice": voice or ""})
+                    for a, m in found
+                ]
             for address, meta in found:
                 digest = hashlib.sha256(address.lower().encode()).hexdigest()[:12]
                 outs.append(

@@ -21,8 +21,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from babel.dates import format_date
 from babel import Locale
+from babel.dates import format_date
 from babel.numbers import (
     format_currency,
     format_decimal,
@@ -230,7 +230,6 @@ class TemplateSet:
         if not short:
             raise TemplateError(f"template {filename}: the short text (SMS, push) is empty")
         return Rendered(" ".join(subject.split()), short, "")
-
 
     def render_voice(self, name: str, language: str, context: dict[str, Any]) -> Rendered:
         """The subject and the ``voice`` part (the text an automated call speaks) of

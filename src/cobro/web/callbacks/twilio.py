@@ -22,7 +22,7 @@ from twilio.request_validator import RequestValidator
 
 from cobro.channels.sms import RECIPIENT_CODES
 from cobro.domain.delivery import DeliveryState
-from cobro.engine.deliveries import Followup, record_state
+from cobro.engine.deliveries import Followup, followup_of, record_state
 from cobro.engine.optouts import add_optout, customers_with_phone, is_stop
 from cobro.store import tables as t
 from cobro.web.deps import WebState, site_of
@@ -54,7 +54,7 @@ def twilio_state(status: str, error_code: str | None) -> DeliveryState | None:
 
 def followup(state: WebState) -> Followup:
     cfg = state.ws.config
-    return Followup(cfg.company.timezone, cfg.channels.email.bounces.soft_limit)
+    return followup_of(cfg)
 
 
 @dataclass(frozen=True)
