@@ -612,6 +612,12 @@ class Dispatch(_Strict):
         default=4, description="failed connections in a row that stop a channel for a while"
     )
     breaker_pause_s: Annotated[float, Field(gt=0, le=3600)] = 30
+    in_doubt_minutes: Annotated[int, Field(ge=5, le=10080)] = Field(
+        default=60,
+        description="an SMS or call handed over whose answer was never recorded (the "
+        "dispatcher stopped) and that no report settled: after this long it is a technical "
+        "failure and its claim goes on the next channel, never sent twice on the same one",
+    )
 
 
 class BankDetails(_Strict):

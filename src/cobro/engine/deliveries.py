@@ -87,11 +87,14 @@ def record_state(
     settings: Followup,
     provider_id: str | None = None,
     suppress_as: str | None = None,
+    in_doubt: bool = False,
 ) -> Learned:
     """Move delivery ``delivery_id`` (of ``company_id``) to ``state``, learned from
     ``source`` at ``at``; ``suppress_as`` names why a failure suppresses the address
     (``hard_bounce``, ``complaint``...; default: by the state). A state the delivery is
-    already in or past changes nothing."""
+    already in or past changes nothing. ``in_doubt``: a hand-over whose answer was never
+    recorded is given up on (``settle_in_doubt``): its status stays ``sending``, so the
+    address is never written to again for the claim, which goes on its next channel."""
     d, o = t.deliveries.c, t.outbox.c
     row = conn.execute(
         select(
@@ -121,7 +124,7 @@ def record_state(
         return Learned(delivery_id, DeliveryState(row.state), False)
     values: dict[str, Any] = {"state": state.value, "state_at": at}
     handed = row.status
-    if row.status == "sending":  # a hand-over whose answer was never recorded (a crash)
+    if row.status == "sending" and not in_doubt:  # a hand-over never answered (a crash)
         handed = "failed" if state in FAILURES and provider_id is None else "sent"
         values["status"] = handed
     if provider_id and not row.provider_id:
@@ -164,13 +167,15 @@ def record_state(
         )  # fmt: skip
     fallback = False
     again: datetime | None = None
-    if state in FAILURES and handed == "sent" and row.recipient_role in MAIN_ROLES:
+    if state in FAILURES and (handed == "sent" or in_doubt) and row.recipient_role in MAIN_ROLES:
         when = at
         if row.channel == "voice" and state is DeliveryState.TEMPORARY_FAILURE:
             attempts, minutes = settings.call(row.step)
             if _unanswered(conn, row) < attempts:
                 when = again = at + timedelta(minutes=minutes)
-        fallback = _reopen_today(conn, company_id, row, at, settings, detail, entries, when)
+        fallback = _reopen_today(
+            conn, company_id, row, at, settings, detail, entries, when, any_day=in_doubt
+        )
         again = again if fallback else None
     append(conn, company_id, entries)
     return Learned(delivery_id, state, True, suppressed, fallback and again is None, again)
@@ -266,6 +271,7 @@ def _reopen_today(
     detail: str | None,
     entries: list[EvidenceEntry],
     when: datetime | None = None,
+    any_day: bool = False,
 ) -> bool:
     """Plan the claim of a delivery that failed after all again, due at once (or at
     ``when``: an unanswered call called again), when the failure is known the same day
@@ -273,9 +279,8 @@ def _reopen_today(
     next channel of its phase (the failed address is left out). Later failures only steer
     the next message."""
     tz = ZoneInfo(settings.timezone)
-    if (
-        row.claim_status != OutboxStatus.SENT.value
-        or at.astimezone(tz).date() != row.at.astimezone(tz).date()
+    if row.claim_status != OutboxStatus.SENT.value or (
+        not any_day and at.astimezone(tz).date() != row.at.astimezone(tz).date()
     ):
         return False
     d = t.deliveries.c
@@ -371,3 +376,43 @@ def barriers(
         ):
             opted[r.customer_id, r.channel] = r.source
     return Barriers(suppressed, opted)
+
+
+IN_DOUBT = "no answer recorded from the provider"
+
+
+def settle_in_doubt(
+    conn: Connection, company_id: int, now: datetime, minutes: int, settings: Followup
+) -> list[Learned]:
+    """Deliveries left ``sending`` for ``minutes`` (a dispatcher stopped between the
+    provider's acceptance and the record). One whose provider id is known waits for its
+    report. One without is a technical failure: its address is not written to again
+    for the claim (it may have been sent), and the claim is planned again at once, for
+    the next channel of its phase. Their status callback still finds them."""
+    d = t.deliveries.c
+    stuck = conn.execute(
+        select(d.id)
+        .where(
+            d.company_id == company_id,
+            d.status == "sending",
+            d.state == DeliveryState.SENDING.value,
+            d.provider_id.is_(None),
+            d.at <= now - timedelta(minutes=minutes),
+        )
+        .order_by(d.id)
+    ).scalars()
+    return [
+        record_state(
+            conn,
+            company_id,
+            int(delivery),
+            DeliveryState.TECHNICAL_FAILURE,
+            source="dispatch",
+            detail=f"{IN_DOUBT} within {minutes} min of the hand-over: in doubt, "
+            "not sent again on this channel",
+            at=now,
+            settings=settings,
+            in_doubt=True,
+        )
+        for delivery in list(stuck)
+    ]

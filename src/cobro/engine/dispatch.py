@@ -72,7 +72,7 @@ from cobro.domain.escalation import reached_phase
 from cobro.domain.model import OutboxStatus, Policy, Recipient
 from cobro.domain.money import Money, totals_by_currency
 from cobro.engine.accounts import block_accounts
-from cobro.engine.deliveries import Barriers, barriers
+from cobro.engine.deliveries import Barriers, barriers, followup_of, settle_in_doubt
 from cobro.engine.leases import LEASE, gone_holders, holder_name
 from cobro.engine.links import link_url, make_token
 from cobro.engine.messages import (
@@ -371,6 +371,8 @@ class Dispatcher:
         measured slower: both compete for the interpreter lock.)
         """
         require_sender(self.config, self.config_file)
+        if self.only is None:
+            retrying(self._settle_in_doubt)
         report = DispatchReport()
         started: list[Channel] = []
         try:
@@ -407,6 +409,17 @@ class Dispatcher:
             for channel in started:
                 await channel.stop()
         return report
+
+    def _settle_in_doubt(self) -> None:
+        """Deliveries left ``sending`` too long without a report (``settle_in_doubt``)."""
+        with self.engine.begin() as conn:
+            settle_in_doubt(
+                conn,
+                self.company_id,
+                self.as_of,
+                self.settings.in_doubt_minutes,
+                followup_of(self.config),
+            )
 
     async def _post_webhooks(self, channel: WebhookChannel) -> DispatchReport:
         """Post the webhook deliveries due (``cobro.engine.webhook_dispatch``): after the
