@@ -42,6 +42,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import html
 import json
 import re
 import secrets
@@ -110,6 +111,11 @@ def count_segments(body: str) -> int:
     if all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in body):
         return _pack([2 if c in GSM7_EXTENSION else 1 for c in body], 160, 153)
     return _pack([2 if ord(c) > 0xFFFF else 1 for c in body], 70, 67)
+
+
+def _said(twiml: str) -> list[str]:
+    """The text of every ``<Say>`` of ``twiml``, in order."""
+    return [html.unescape(text) for text in _SAY.findall(twiml)]
 
 
 def _sid(prefix: str) -> str:
@@ -674,14 +680,18 @@ class FakeTwilio(LocalService):
             code, twiml = self.post_form(call["url"], {**base, "CallStatus": "in-progress", **by})
             call["answers"].append(code)
         report("answered", "in-progress", by)
-        call["heard"].extend(_SAY.findall(twiml))
         gather = _GATHER.search(twiml)
         if gather is not None and outcome == "press":
-            action = gather.group(1).replace("&amp;", "&")
+            # The key is pressed while the <Gather> plays; Twilio then follows its action
+            # and what comes after the <Gather> is never played.
+            call["heard"].extend(_said(twiml.partition("</Gather>")[0]))
+            action = html.unescape(gather.group(1))
             params = {**base, "CallStatus": "in-progress", "Digits": "1", **by}
             code, answer = self.post_form(action, params)
             call["answers"].append(code)
-            call["heard"].extend(_SAY.findall(answer))
+            call["heard"].extend(_said(answer))
+        else:
+            call["heard"].extend(_said(twiml))
         done = {**by, "CallDuration": "21" if call["heard"] else "2"}
         finish("completed", done)
         report("completed", "completed", done)
