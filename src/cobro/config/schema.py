@@ -434,6 +434,15 @@ class Channels(_Strict):
     push: PushChannel | None = None
     voice: VoiceChannel | None = None
 
+    @model_validator(mode="after")
+    def _pay_link_by_sms(self) -> Channels:
+        if self.voice is not None and self.voice.press_for_sms and self.sms is None:
+            raise ValueError(
+                "voice.press_for_sms: the pay link goes by SMS but channels.sms is not "
+                "configured (configure it, or set press_for_sms: false)"
+            )
+        return self
+
 
 class CallSettings(_Strict):
     """How a phase calls (``channels: [voice, ...]``): the call is tried again when nobody
@@ -743,12 +752,6 @@ class CobroConfig(_Strict):
                     raise ValueError(
                         f"{where}.channels: {ch!r} is used but channels.{ch} is not configured"
                     )
-        voice = self.channels.voice
-        if voice is not None and voice.press_for_sms and self.channels.sms is None:
-            raise ValueError(
-                "channels.voice.press_for_sms: the pay link goes by SMS but channels.sms is "
-                "not configured (configure it, or set press_for_sms: false)"
-            )
 
     def policy(self, name: str) -> Policy:
         """The domain policy called ``name``."""

@@ -34,7 +34,7 @@ class SimulatedMessage:
     customer: str
     step: str
     phase_name: str
-    channel: str  # "email", "sms", "push", "task", or "none" when the debtor cannot be reached
+    channel: str  # "email", "sms", "push", "voice", "task", or "none": the debtor cannot be reached
     recipients: int
     items: int
     totals: dict[str, Decimal]
@@ -103,6 +103,9 @@ def _channel_and_cost(
             return "sms", sms.cost_per_segment * roles["@sms"] + email_cost * internal
         if ch == "push" and push is not None and roles.get("@push"):
             return "push", push.cost * roles["@push"] + email_cost * internal
+        voice = config.channels.voice
+        if ch == "voice" and voice is not None and roles.get("@sms"):  # calls the phones
+            return "voice", voice.cost_per_call * roles["@sms"] + email_cost * internal
     return "none", Decimal(0)
 
 
