@@ -134,8 +134,8 @@ def test_calls_need_channels_voice_and_a_number_to_call_from() -> None:
 def test_press_for_sms_needs_the_sms_channel() -> None:
     text = STARTER.replace(EMAIL_COST, EMAIL_COST + VOICE)
     [p] = problems(text)
-    line = text.splitlines().index("channels:") + 1
-    assert p.startswith(f"cobro.yaml:{line}: channels: voice.press_for_sms")
+    line = text.splitlines().index("channels:") + 1  # the mapping under it starts a line below
+    assert p.startswith(f"cobro.yaml:{line + 1}: channels: voice.press_for_sms")
     assert "channels.sms is not configured" in p
     off = STARTER.replace(EMAIL_COST, EMAIL_COST + VOICE + "    press_for_sms: false\n")
     assert parse_config(off).channels.voice is not None
