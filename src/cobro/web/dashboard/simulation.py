@@ -50,7 +50,7 @@ MAX_DAYS = 90
 DEFAULT_DAYS = 30
 PAGE = 50
 BLOCK = 500  # messages per compressed block of the detail file (a multiple of PAGE)
-CHANNELS = ("email", "sms", "push", "none", "task")  # in the order the page shows them
+CHANNELS = ("email", "sms", "push", "voice", "none", "task")  # in the order the page shows them
 
 
 @dataclass
