@@ -21,6 +21,8 @@ import pytest
 from sqlalchemy import select
 
 from cobro.engine.runs import dispatch_due, run_day
+from cobro.evidence.history import claim_history
+from cobro.evidence.messages import message_as_sent
 from cobro.store import tables as t
 from cobro.web.app import create_app
 from cobro.workspace import Workspace, open_workspace
@@ -227,6 +229,14 @@ def test_a_call_speaks_spanish_and_pressing_1_sends_the_pay_link_by_sms(
     )
     steps = [r.step for r in rows(s.ws, t.outbox, "step")]
     assert steps[1].startswith("paylink/")
+    with s.ws.engine.connect() as conn:
+        claim = next(c for c in claim_history(conn, s.ws.config, s.ws.company_id, "C1"))
+        [voice] = claim.deliveries
+        kept = message_as_sent(conn, s.ws.company_id, voice.id)
+    assert (voice.channel, voice.state) == ("voice", "delivered")
+    assert any(e.kind == "delivery.state" and "pressed 1" in e.text for e in claim.events)
+    assert kept is not None and kept.data.startswith(b'<?xml version="1.0"')
+    assert b'<Say language="es-ES" voice="Polly.Lucia">Hola' in kept.data
     chain_is_sound(s.ws)
 
 
