@@ -674,7 +674,10 @@ class FakeTwilio(LocalService):
             return
         by: dict[str, str] = {}
         if call["machine_detection"]:
-            by["AnsweredBy"] = "machine_start" if outcome == "machine" else "human"
+            by["AnsweredBy"] = "human"
+            if outcome == "machine":  # with DetectMessageEnd, Twilio waits for the beep
+                end = call["machine_detection"] == "DetectMessageEnd"
+                by["AnsweredBy"] = "machine_end_beep" if end else "machine_start"
         twiml = call["twiml"] or ""
         if call["url"]:
             code, twiml = self.post_form(call["url"], {**base, "CallStatus": "in-progress", **by})

@@ -256,6 +256,22 @@ def test_an_answering_machine_hears_nothing_and_the_call_counts_as_unanswered(
     chain_is_sound(s.ws)
 
 
+def test_with_voicemail_the_message_is_left_after_the_beep(shop: Callable[..., Shop]) -> None:
+    s = shop("voice, email", "attempts: 1", voice="    voicemail: true\n")
+    s.tw.call_outcomes[PHONE] = "machine"
+    with s.serving():
+        run_day(s.ws, LATE, as_of=at(LATE.isoformat(), "09:00"))
+        [call] = s.play(LATE, "09:01")
+        assert call["machine_detection"] == "DetectMessageEnd"
+        assert "1234 euros con 50 céntimos" in call["heard"][0]
+        assert s.dispatch(LATE, "09:02") == 0
+    assert call_events(s.ws) == [
+        ("delivered", "answered by a machine (machine_end_beep): message left, 21 s")
+    ]
+    assert mails_to(s.smtp, "lucia@example.com") == []
+    chain_is_sound(s.ws)
+
+
 def test_unsigned_or_wrongly_signed_call_requests_are_refused_and_change_nothing(
     shop: Callable[..., Shop],
 ) -> None:

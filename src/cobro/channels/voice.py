@@ -100,6 +100,7 @@ class VoiceChannel:
         api_url: str = TWILIO_ROOT,
         status_callback: str | None = None,
         machine_detection: bool = True,
+        voicemail: bool = False,
         press_for_sms: bool = True,
         ring_seconds: int = 30,
         cost_per_call: Decimal = Decimal("0.10"),
@@ -113,6 +114,7 @@ class VoiceChannel:
         self.api_url = api_url
         self.status_callback = status_callback or f"{self.callback_base}/call"
         self.machine_detection = machine_detection
+        self.voicemail = voicemail  # wait for the beep to leave the message on a machine
         self.press_for_sms = press_for_sms
         self.ring_seconds = ring_seconds
         self.cost_per_call = cost_per_call
@@ -174,7 +176,7 @@ class VoiceChannel:
             "timeout": self.ring_seconds,
         }
         if self.machine_detection:
-            args["machine_detection"] = "Enable"
+            args["machine_detection"] = "DetectMessageEnd" if self.voicemail else "Enable"
         self.handovers.keep(message, twiml)
         try:
             call = await self._client.calls.create_async(**args)

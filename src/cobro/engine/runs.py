@@ -148,6 +148,7 @@ def voice_channel(ws: Workspace) -> VoiceChannel | None:
         api_url=cfg.api_url,
         status_callback=cfg.status_callback,
         machine_detection=cfg.machine_detection,
+        voicemail=cfg.voicemail,
         press_for_sms=cfg.press_for_sms,
         ring_seconds=cfg.ring_seconds,
         cost_per_call=cfg.cost_per_call,
