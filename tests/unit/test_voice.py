@@ -4,16 +4,18 @@ checked."""
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from importlib import resources
+from pathlib import Path
 
 import pytest
 
 from cobro.channels.voice import call_twiml
 from cobro.config import parse_config
 from cobro.domain.delivery import DeliveryState
-from cobro.errors import ConfigError
-from cobro.render.templates import spoken_money
+from cobro.errors import ConfigError, TemplateError
+from cobro.render.templates import TemplateSet, spoken_money
 from cobro.web.callbacks.twilio import call_state
 
 STARTER = (resources.files("cobro") / "starter" / "cobro.yaml").read_text(encoding="utf-8")
@@ -151,3 +153,36 @@ def test_call_settings_are_checked_where_they_are_written() -> None:
     assert "call: settings need voice among the phase's channels" in p
     [p] = problems(base.replace("    caller_id:", "    voices: {es: Robot}\n    caller_id:"))
     assert "channels.voice.voices" in p and "'Robot' is not a Twilio voice" in p
+
+
+def test_a_workspace_layout_without_the_voice_part_is_a_clear_template_error(
+    tmp_path: Path,
+) -> None:
+    bundled = (resources.files("cobro.render") / "templates" / "_layout.j2").read_text()
+    start = bundled.index('{%- elif part == "voice" -%}')
+    old = bundled[:start] + bundled[bundled.index('{%- elif part == "text" -%}') :]
+    (tmp_path / "_layout.j2").write_text(old)
+    context = {
+        "locale": "es_ES",
+        "company": {"name": "ACME", "color": "#000000", "logo_url": None, "footer": None},
+        "customer": {"name": "Lucía", "external_id": "C1"},
+        "recipient": {"name": "Lucía", "internal": False, "staff_copy": False},
+        "phase": {"key": "after", "name": "Overdue"},
+        "mode": "full",
+        "items": [],
+        "totals": [],
+        "pay_url": None,
+        "crm_url": None,
+        "today": date(2025, 3, 11),
+        "title": None,
+        "text": None,
+        "notice": {},
+    }
+    assert (
+        TemplateSet()
+        .render_voice("reminder_after", "es", context)
+        .text.startswith("Hola Lucía. Le llamamos")
+    )
+    with pytest.raises(TemplateError) as exc:
+        TemplateSet(tmp_path).render_voice("reminder_after", "es", context)
+    assert "reminder_after.es.j2: the layout has no voice part" in str(exc.value)

@@ -289,13 +289,16 @@ def check_workspace(root: Path, text: str | None = None) -> list[ConfigProblem]:
                         )
                     )
     notices = config.subscriptions
-    for where, name in (
+    named: list[tuple[tuple[str | int, ...], str]] = [
         (("subscriptions", "receipts", "template"), notices.receipts.template),
         (("subscriptions", "upcoming_charge", "template"), notices.upcoming_charge.template),
         (("subscriptions", "unpaid", "template"), notices.unpaid.template),
         (("subscriptions", "admin", "template"), notices.admin.template),
         (("banking", "template"), config.banking.template),
-    ):
+    ]
+    if config.channels.voice is not None and config.channels.voice.press_for_sms:
+        named.append((("channels", "voice", "press_for_sms"), "pay_link"))  # its SMS
+    for where, name in named:
         for lang in LANGUAGES:
             try:
                 _render_both(templates, name, lang, sample_context(config, lang))

@@ -14,6 +14,7 @@ sandbox with strict undefined variables; HTML output is autoescaped.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -236,9 +237,18 @@ class TemplateSet:
         template ``name``."""
         filename, (subject, spoken) = self._parts(name, language, context, ("subject", "voice"))
         spoken = " ".join(spoken.split())
+        if _HTML.search(spoken):  # a layout without the voice part renders the email's HTML
+            raise TemplateError(
+                f"template {filename}: the layout has no voice part (a workspace _layout.j2 "
+                'older than calls): add the bundled _layout.j2\'s {%- elif part == "voice" -%} '
+                "branch to it"
+            )
         if not spoken:
             raise TemplateError(f"template {filename}: the voice text (calls) is empty")
         return Rendered(" ".join(subject.split()), spoken, "")
+
+
+_HTML = re.compile(r"<(!DOCTYPE|html|body|table)\b", re.IGNORECASE)
 
 
 def _tidy(text: str) -> str:
