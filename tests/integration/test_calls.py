@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from cobro.engine.links import read_token
 from cobro.engine.runs import dispatch_due, run_day
 from cobro.evidence.history import claim_history
 from cobro.evidence.messages import message_as_sent
@@ -220,7 +221,10 @@ def test_a_call_speaks_spanish_and_pressing_1_sends_the_pay_link_by_sms(
         assert s.dispatch(LATE, "09:02") == 1
     [sms] = s.tw.messages
     assert sms["to"] == PHONE
-    assert "https://pagos.demo.example/portal/" in sms["body"]
+    token = sms["body"].rpartition("https://pagos.demo.example/portal/")[2]
+    link = read_token(s.ws.secret, token, "shop", s.clock.now, 30)
+    [claim_id] = [r.id for r in rows(s.ws, t.outbox, "id", "step") if r.step == "consumer/after"]
+    assert (link.customer, link.outbox_id) == ("C1", claim_id)  # the call's claim
     assert mails_to(s.smtp, "lucia@example.com") == []
     assert deliveries(s.ws) == [("voice", "sent", "delivered"), ("sms", "sent", "sent")]
     assert call_events(s.ws)[0] == (

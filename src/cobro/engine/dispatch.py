@@ -941,7 +941,7 @@ class Dispatcher:
                     self.secret,
                     company.id,
                     job.customer_external_id,
-                    int(job.payload.get("claim", job.outbox_id)),
+                    int(job.payload["claim"]) if asked is not None else job.outbox_id,
                     self.as_of,
                 ),
             )
