@@ -18,6 +18,22 @@ each parameter's name and value in name order, keyed with the auth token, base64
 are queued until the test sends them (``send_callbacks``), or sent as soon as the
 message is created with ``auto_callbacks``; ``reply`` posts an inbound SMS (a debtor's
 STOP) to a messaging webhook the same way.
+
+It also speaks the Programmable Voice Calls API:
+
+* ``POST /2010-04-01/Accounts/{AccountSid}/Calls.json`` (``To``, ``From``, ``Url`` or
+  ``Twiml``, ``StatusCallback``, ``StatusCallbackEvent``, ``MachineDetection``...) -> 201 +
+  Call resource
+* ``GET /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`` -> 200 + resource
+
+``call_outcomes`` gives each number's outcome (``answered``: a person listens and hangs
+up; ``press``: a person presses 1; ``machine``: an answering machine; ``busy``;
+``no-answer``; ``failed``). ``play_calls`` then plays every call made since: as Twilio
+does, it fetches the call's TwiML from its ``Url`` (a signed POST with ``CallSid``,
+``AnsweredBy``...), follows a ``<Gather>``'s action with the key pressed, and posts the
+status callbacks (``initiated``, ``ringing``, ``in-progress``, then the final
+``completed`` with ``AnsweredBy`` and ``CallDuration``, or ``busy``, ``no-answer``,
+``failed``), all signed.
 """
 
 from __future__ import annotations
@@ -26,6 +42,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import html
 import json
 import re
 import secrets
@@ -45,6 +62,11 @@ API_VERSION = "2010-04-01"
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _SEND = re.compile(rf"^/{API_VERSION}/Accounts/([^/]+)/Messages\.json$")
 _FETCH = re.compile(rf"^/{API_VERSION}/Accounts/([^/]+)/Messages/([^/]+)\.json$")
+_CALL = re.compile(rf"^/{API_VERSION}/Accounts/([^/]+)/Calls\.json$")
+_CALL_FETCH = re.compile(rf"^/{API_VERSION}/Accounts/([^/]+)/Calls/([^/]+)\.json$")
+_SAY = re.compile(r"<Say\b[^>]*>(.*?)</Say>", re.S)
+_GATHER = re.compile(r'<Gather\b[^>]*\baction="([^"]+)"')
+CALL_OUTCOMES = frozenset({"answered", "press", "machine", "busy", "no-answer", "failed"})
 
 # GSM 03.38 default alphabet (the escape code 0x1B is left out) and its extension table,
 # whose characters take two septets (escape + character).
@@ -91,6 +113,11 @@ def count_segments(body: str) -> int:
     return _pack([2 if ord(c) > 0xFFFF else 1 for c in body], 70, 67)
 
 
+def _said(twiml: str) -> list[str]:
+    """The text of every ``<Say>`` of ``twiml``, in order."""
+    return [html.unescape(text) for text in _SAY.findall(twiml)]
+
+
 def _sid(prefix: str) -> str:
     return prefix + secrets.token_hex(16)
 
@@ -120,6 +147,24 @@ class Callback(TypedDict):
     params: dict[str, str]
     signature: str
     answer: int | None  # the HTTP status the receiver answered; None: not sent yet
+
+
+class MadeCall(TypedDict):
+    """One call Twilio accepted, and what happened once it was played."""
+
+    sid: str
+    to: str
+    from_: str
+    url: str | None
+    twiml: str | None
+    status_callback: str | None
+    events: list[str]
+    machine_detection: str | None
+    timeout: int
+    played: bool
+    outcome: str | None
+    heard: list[str]  # what the callee heard (every <Say>), in order
+    answers: list[int]  # the HTTP status of each request the call made to the app
 
 
 class _Server(LocalHTTPServer):
@@ -169,6 +214,11 @@ class FakeTwilio(LocalService):
         self.default_outcome = "delivered"
         self.auto_callbacks = False  # send callbacks as soon as a message is created
         self.callbacks: list[Callback] = []  # sent and pending, in order
+        self.calls: list[MadeCall] = []
+        self.call_outcomes: dict[str, str] = {}  # number -> outcome; default: answered
+        # Called with the number of calls so far once a call is taken, before the answer
+        # is written (a test kills the dispatcher there).
+        self.on_call: Callable[[int], None] | None = None
         # Called with the number of messages so far once a message is taken, before the
         # answer is written (a test kills the sender there).
         self.on_message: Callable[[int], None] | None = None
@@ -350,6 +400,22 @@ class FakeTwilio(LocalService):
             )
             return
         send, fetch = _SEND.match(path), _FETCH.match(path)
+        call, call_fetch = _CALL.match(path), _CALL_FETCH.match(path)
+        if call or call_fetch:
+            found = call if method == "POST" else call_fetch
+            if found is None or found.group(1) != self.account_sid:
+                self._error(handler, 404, 20404, f"The requested resource {path} was not found")
+            elif method == "POST":
+                self._create_call(handler, raw)
+            else:
+                with self._lock:
+                    res = self._resources.get(found.group(2))
+                    copy = dict(res) if res is not None else None
+                if copy is None:
+                    self._error(handler, 404, 20404, f"The requested resource {path} was not found")
+                else:
+                    handler.send_json(200, copy, {})
+            return
         match = send if method == "POST" else fetch
         if match is None or match.group(1) != self.account_sid:
             self._error(handler, 404, 20404, f"The requested resource {path} was not found")
@@ -453,3 +519,182 @@ class FakeTwilio(LocalService):
         if self.auto_callbacks:
             for each in queued:
                 each["answer"] = self.post_signed(each["url"], each["params"])
+
+    # -- calls ---------------------------------------------------------------------------
+
+    def _create_call(self, handler: _Handler, raw: bytes) -> None:
+        form = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
+
+        def field(name: str) -> str | None:
+            values = form.get(name)
+            return values[0] if values and values[0] else None
+
+        to, from_ = field("To"), field("From")
+        url, twiml, callback = field("Url"), field("Twiml"), field("StatusCallback")
+        if not to:
+            self._error(handler, 400, 21201, "No 'To' number is specified")
+            return
+        if not E164.match(to):
+            self._error(handler, 400, 21211, f"Invalid 'To' Phone Number: {to}")
+            return
+        if not from_:
+            self._error(handler, 400, 21213, "No 'From' number is specified")
+            return
+        if not E164.match(from_):
+            self._error(handler, 400, 21212, f"Invalid 'From' Phone Number: {from_}")
+            return
+        if not url and not twiml:
+            self._error(handler, 400, 21205, "Url parameter is required.")
+            return
+        for name, value in (("Url", url), ("StatusCallback", callback)):
+            if value and not re.match(r"^https?://[^\s/]+", value):
+                self._error(handler, 400, 21205, f"{name} is not a valid URL: {value}")
+                return
+        with self._lock:
+            refusal = self.refuse.get(to)
+        if refusal is not None:
+            self._error(handler, *refusal)
+            return
+        sid = _sid("CA")
+        now = format_datetime(datetime.now(UTC))
+        uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Calls/{sid}"
+        resource: dict[str, Any] = {
+            "account_sid": self.account_sid,
+            "annotation": None,
+            "answered_by": None,
+            "api_version": API_VERSION,
+            "caller_name": None,
+            "date_created": now,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "duration": None,
+            "end_time": None,
+            "forwarded_from": None,
+            "from": from_,
+            "from_formatted": from_,
+            "group_sid": None,
+            "parent_call_sid": None,
+            "phone_number_sid": _sid("PN"),
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "start_time": None,
+            "status": "queued",
+            "subresource_uris": {"recordings": f"{uri}/Recordings.json"},
+            "to": to,
+            "to_formatted": to,
+            "trunk_sid": None,
+            "uri": f"{uri}.json",
+            "queue_time": "0",
+        }
+        made: MadeCall = {
+            "sid": sid,
+            "to": to,
+            "from_": from_,
+            "url": url,
+            "twiml": twiml,
+            "status_callback": callback,
+            "events": form.get("StatusCallbackEvent", []),
+            "machine_detection": field("MachineDetection"),
+            "timeout": int(field("Timeout") or 60),
+            "played": False,
+            "outcome": None,
+            "heard": [],
+            "answers": [],
+        }
+        with self._lock:
+            self._resources[sid] = resource
+            self.calls.append(made)
+        if self.on_call is not None:
+            self.on_call(len(self.calls))
+        handler.send_json(201, resource, {})
+
+    def post_form(self, url: str, params: dict[str, str]) -> tuple[int, str]:
+        """POST ``params`` to ``url`` signed as Twilio signs; (HTTP status, body)."""
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+            "X-Twilio-Signature": twilio_signature(self.auth_token, url, params),
+        }
+        request = Request(url, data=urlencode(params).encode(), headers=headers, method="POST")
+        try:
+            with urlopen(request, timeout=30) as answer:
+                return int(answer.status), answer.read().decode("utf-8")
+        except HTTPError as exc:
+            return int(exc.code), ""
+        except URLError:
+            return 0, ""
+
+    def play_calls(self) -> list[MadeCall]:
+        """Play every call not played yet, by its number's outcome (see the module)."""
+        with self._lock:
+            pending = [c for c in self.calls if not c["played"]]
+        for call in pending:
+            self._play(call)
+        return pending
+
+    def _play(self, call: MadeCall) -> None:
+        outcome = self.call_outcomes.get(call["to"], "answered")
+        if outcome not in CALL_OUTCOMES:
+            raise ValueError(f"unknown call outcome {outcome!r}")
+        call["played"], call["outcome"] = True, outcome
+        base = {
+            "AccountSid": self.account_sid,
+            "ApiVersion": API_VERSION,
+            "CallSid": call["sid"],
+            "Called": call["to"],
+            "Caller": call["from_"],
+            "Direction": "outbound-api",
+            "From": call["from_"],
+            "To": call["to"],
+        }
+
+        def report(event: str, status: str, extra: dict[str, str] | None = None) -> None:
+            if call["status_callback"] and (event in call["events"] or status == "completed"):
+                params = {**base, "CallStatus": status, **(extra or {})}
+                params["Timestamp"] = format_datetime(datetime.now(UTC))
+                params["SequenceNumber"] = str(len(call["answers"]))
+                code, _ = self.post_form(call["status_callback"], params)
+                call["answers"].append(code)
+
+        def finish(status: str, extra: dict[str, str] | None = None) -> None:
+            with self._lock:
+                res = self._resources[call["sid"]]
+                res["status"] = status
+                res["date_updated"] = format_datetime(datetime.now(UTC))
+                if extra and "AnsweredBy" in extra:
+                    res["answered_by"] = extra["AnsweredBy"]
+                if extra and "CallDuration" in extra:
+                    res["duration"] = extra["CallDuration"]
+
+        report("initiated", "initiated")
+        report("ringing", "ringing")
+        if outcome in ("busy", "no-answer", "failed"):
+            finish(outcome)
+            report("completed", outcome, {"CallDuration": "0"})
+            return
+        by: dict[str, str] = {}
+        if call["machine_detection"]:
+            by["AnsweredBy"] = "human"
+            if outcome == "machine":  # with DetectMessageEnd, Twilio waits for the beep
+                end = call["machine_detection"] == "DetectMessageEnd"
+                by["AnsweredBy"] = "machine_end_beep" if end else "machine_start"
+        twiml = call["twiml"] or ""
+        if call["url"]:
+            code, twiml = self.post_form(call["url"], {**base, "CallStatus": "in-progress", **by})
+            call["answers"].append(code)
+        report("answered", "in-progress", by)
+        gather = _GATHER.search(twiml)
+        if gather is not None and outcome == "press":
+            # The key is pressed while the <Gather> plays; Twilio then follows its action
+            # and what comes after the <Gather> is never played.
+            call["heard"].extend(_said(twiml.partition("</Gather>")[0]))
+            action = html.unescape(gather.group(1))
+            params = {**base, "CallStatus": "in-progress", "Digits": "1", **by}
+            code, answer = self.post_form(action, params)
+            call["answers"].append(code)
+            call["heard"].extend(_said(answer))
+        else:
+            call["heard"].extend(_said(twiml))
+        done = {**by, "CallDuration": "21" if call["heard"] else "2"}
+        finish("completed", done)
+        report("completed", "completed", done)

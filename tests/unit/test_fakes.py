@@ -163,6 +163,45 @@ def test_twilio_per_number_refusal(tw: FakeTwilio) -> None:
     assert [m["to"] for m in tw.messages] == ["+34600111222"]
 
 
+def test_twilio_call_is_created_fetched_and_played_with_signed_callbacks(tw: FakeTwilio) -> None:
+    client = client_for(tw)
+    call = client.calls.create(
+        to="+34600111222",
+        from_=SENDER,
+        twiml='<Response><Say language="es-ES">Hola &amp; adiós</Say></Response>',
+        machine_detection="Enable",
+        status_callback="http://127.0.0.1:9/status?ref=abc",
+        status_callback_event=["initiated", "answered", "completed"],
+    )
+    assert call.sid.startswith("CA") and call.status == "queued"
+    assert client.calls(call.sid).fetch().to == "+34600111222"
+    [made] = tw.calls
+    assert made["events"] == ["initiated", "answered", "completed"]
+    assert made["machine_detection"] == "Enable"
+    tw.call_outcomes["+34600111222"] = "answered"
+    [played] = tw.play_calls()
+    assert played["heard"] == ["Hola & adiós"]  # nobody listening: the answers are 0
+    assert played["answers"] == [0, 0, 0]
+    assert client.calls(call.sid).fetch().status == "completed"
+    assert client.calls(call.sid).fetch().answered_by == "human"
+    assert tw.play_calls() == []  # a call is played once
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({"to": "600111222", "from_": SENDER, "url": "https://x.example/t"}, 21211),
+        ({"to": "+34600111222", "from_": "ACME", "url": "https://x.example/t"}, 21212),
+        ({"to": "+34600111222", "from_": SENDER}, 21205),
+    ],
+)
+def test_twilio_call_validation_errors(tw: FakeTwilio, fields: dict[str, str], code: int) -> None:
+    with pytest.raises(TwilioRestException) as err:
+        client_for(tw).calls.create(**fields)
+    assert (err.value.status, err.value.code) == (400, code)
+    assert tw.calls == []
+
+
 @pytest.mark.parametrize(
     ("fields", "code"),
     [

@@ -28,7 +28,7 @@ suppressions_app = typer.Typer(
 )
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
-CHANNELS = ("email", "sms", "push")
+CHANNELS = ("email", "sms", "push", "voice")
 
 
 def _channel(value: str) -> str:
@@ -163,7 +163,7 @@ def optouts_list(
 def optouts_add(
     ctx: typer.Context,
     customer: Annotated[str, typer.Argument(help="The debtor's external id.")],
-    channel: Annotated[str, typer.Option("--channel", help="email, sms or push.")],
+    channel: Annotated[str, typer.Option("--channel", help="email, sms, push or voice.")],
     note: Annotated[str | None, typer.Option("--note", help="Why (kept with it).")] = None,
 ) -> None:
     """Record that the debtor asked not to be written to on a channel (taken by phone)."""
@@ -196,7 +196,7 @@ def optouts_add(
 def optouts_remove(
     ctx: typer.Context,
     customer: Annotated[str, typer.Argument(help="The debtor's external id.")],
-    channel: Annotated[str, typer.Option("--channel", help="email, sms or push.")],
+    channel: Annotated[str, typer.Option("--channel", help="email, sms, push or voice.")],
 ) -> None:
     """Write to the debtor on the channel again (they asked for it)."""
     from cobro.engine.optouts import customer_id_of, remove_optout

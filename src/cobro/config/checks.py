@@ -82,12 +82,19 @@ def sample_context(config: CobroConfig, locale: str) -> dict[str, object]:
 
 
 def _render_both(
-    templates: TemplateSet, name: str, language: str, context: dict[str, object]
+    templates: TemplateSet,
+    name: str,
+    language: str,
+    context: dict[str, object],
+    voice: bool = False,
 ) -> None:
-    """Render the email parts and the short SMS/push line of a template, and the email
-    as a staff copy (the sales rep's or account manager's)."""
+    """Render the email parts and the short SMS/push line of a template (and, with
+    ``voice``, what a call says), and the email as a staff copy (the sales rep's or
+    account manager's)."""
     templates.render(name, language, context)
     templates.render_short(name, language, context)
+    if voice:
+        templates.render_voice(name, language, context)
     staff = {"name": "Sample Rep", "internal": True, "staff_copy": True}
     templates.render(name, language, {**context, "recipient": staff, "pay_url": None})
 
@@ -108,6 +115,17 @@ def _channel_problems(
                 lines.get(where) or lines.get(("channels", "sms")),
                 ".".join(where),
                 f"the environment variable {sms.auth_token_env} is not set: SMS cannot be sent",
+            )
+        )
+    voice = config.channels.voice
+    if voice is not None and not os.environ.get(voice.auth_token_env):
+        where = ("channels", "voice", "auth_token_env")
+        problems.append(
+            ConfigProblem(
+                str(cfg_file),
+                lines.get(where) or lines.get(("channels", "voice")),
+                ".".join(where),
+                f"the environment variable {voice.auth_token_env} is not set: calls cannot be made",
             )
         )
     push = config.channels.push
@@ -249,16 +267,19 @@ def check_workspace(root: Path, text: str | None = None) -> list[ConfigProblem]:
         problems[0] = ConfigProblem(
             str(cfg_file), lines.get(("company",)), problems[0].field, problems[0].problem
         )
-    seen: set[str] = set()
+    seen: set[tuple[str, bool]] = set()
     for name, policy_cfg in config.policies.items():
         for index, phase in enumerate(policy_cfg.phases):
-            if phase.template in seen:
+            calls = "voice" in phase.channels
+            if (phase.template, calls) in seen:
                 continue
-            seen.add(phase.template)
+            seen.add((phase.template, calls))
             where: tuple[str | int, ...] = ("policies", name, "phases", index, "template")
             for lang in LANGUAGES:
                 try:
-                    _render_both(templates, phase.template, lang, sample_context(config, lang))
+                    _render_both(
+                        templates, phase.template, lang, sample_context(config, lang), calls
+                    )
                 except TemplateError as exc:
                     problems.append(
                         ConfigProblem(
@@ -269,13 +290,16 @@ def check_workspace(root: Path, text: str | None = None) -> list[ConfigProblem]:
                         )
                     )
     notices = config.subscriptions
-    for where, name in (
+    named: list[tuple[tuple[str | int, ...], str]] = [
         (("subscriptions", "receipts", "template"), notices.receipts.template),
         (("subscriptions", "upcoming_charge", "template"), notices.upcoming_charge.template),
         (("subscriptions", "unpaid", "template"), notices.unpaid.template),
         (("subscriptions", "admin", "template"), notices.admin.template),
         (("banking", "template"), config.banking.template),
-    ):
+    ]
+    if config.channels.voice is not None and config.channels.voice.press_for_sms:
+        named.append((("channels", "voice", "press_for_sms"), "pay_link"))  # its SMS
+    for where, name in named:
         for lang in LANGUAGES:
             try:
                 _render_both(templates, name, lang, sample_context(config, lang))

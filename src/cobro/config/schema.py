@@ -40,7 +40,17 @@ _WHEN = re.compile(
 )
 # First segments of outbox steps that are not policy phases.
 RESERVED_STEP_PREFIXES = frozenset(
-    {"action", "receipt", "unpaid", "upcoming", "admin", "banking", "resend", "webhook"}
+    {
+        "action",
+        "receipt",
+        "unpaid",
+        "upcoming",
+        "admin",
+        "banking",
+        "resend",
+        "webhook",
+        "paylink",
+    }
 )
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _HOST = re.compile(
@@ -292,6 +302,97 @@ class SmsChannel(_Strict):
         )
 
 
+VOICE_LANGUAGES = {"es": "es-ES", "en": "en-US"}
+
+
+class VoiceChannel(_Strict):
+    """Automated calls through Twilio's Calls API: the message is spoken (TwiML ``<Say>``)
+    in the debtor's language. The auth token is read from the environment."""
+
+    provider: Literal["twilio"] = "twilio"
+    account_sid: Annotated[str, Field(pattern=r"^AC[0-9a-fA-F]{32}$")]
+    auth_token_env: str = Field(
+        default="TWILIO_AUTH_TOKEN",
+        description="name of the environment variable holding the auth token",
+    )
+    caller_id: str = Field(description="the E.164 number calls come from (a Twilio number)")
+    api_url: str = Field(
+        default="https://api.twilio.com",
+        pattern=r"^https?://[^\s/]+(:\d+)?/?$",
+        description="Twilio's API root: a regional edge, or a local test server",
+    )
+    status_callback: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+",
+        description="where Twilio reports each call's outcome (default: "
+        "company.public_url + /callbacks/COMPANY/twilio/call)",
+    )
+    machine_detection: bool = Field(
+        default=True,
+        description="answering-machine detection: a call a machine answers is not a reached "
+        "person (it is retried like an unanswered one)",
+    )
+    voicemail: bool = Field(
+        default=False,
+        description="leave the message on an answering machine (after the beep) too",
+    )
+    press_for_sms: bool = Field(
+        default=True,
+        description="the callee may press 1 to be sent the pay link by SMS (needs channels.sms)",
+    )
+    voices: dict[str, str] = Field(
+        default={"es": "Polly.Lucia", "en": "Polly.Joanna"},
+        description="text-to-speech voice per language (Twilio's 'Polly.*', 'Google.*', "
+        "'man', 'woman' or 'alice')",
+    )
+    languages: dict[str, str] = Field(
+        default=VOICE_LANGUAGES,
+        description="the speech language (BCP 47, es-ES) per message language",
+    )
+    ring_seconds: Annotated[int, Field(ge=5, le=600)] = Field(
+        default=30, description="how long the phone rings before the call counts as unanswered"
+    )
+    cost_per_call: Decimal = Decimal("0.10")
+    timeout_s: Annotated[float, Field(gt=0, le=120)] = 15.0
+
+    @field_validator("caller_id")
+    @classmethod
+    def _caller(cls, v: str) -> str:
+        v = v.strip()
+        if not re.fullmatch(r"\+[1-9]\d{6,14}", v):
+            raise ValueError(f"{v!r} is not an E.164 number (+34910000000): calls need a number")
+        return v
+
+    @field_validator("voices")
+    @classmethod
+    def _voices(cls, v: dict[str, str]) -> dict[str, str]:
+        for lang, voice in v.items():
+            if not re.fullmatch(r"[a-z]{2,3}", lang):
+                raise ValueError(f"voices: {lang!r} is not a language code (es, en)")
+            if not re.fullmatch(r"(man|woman|alice|(Polly|Google)\.[A-Za-z0-9_.-]{2,60})", voice):
+                raise ValueError(
+                    f"voices.{lang}: {voice!r} is not a Twilio voice "
+                    "(Polly.Lucia, Google.es-ES-Standard-A, man, woman, alice)"
+                )
+        return v
+
+    @field_validator("languages")
+    @classmethod
+    def _languages(cls, v: dict[str, str]) -> dict[str, str]:
+        for lang, speech in v.items():
+            if not re.fullmatch(r"[a-z]{2,3}", lang):
+                raise ValueError(f"languages: {lang!r} is not a language code (es, en)")
+            if not re.fullmatch(r"[a-z]{2,3}-[A-Z]{2}", speech):
+                raise ValueError(f"languages.{lang}: {speech!r} is not a speech language (es-ES)")
+        return {**VOICE_LANGUAGES, **v}
+
+    def speech(self, language: str) -> tuple[str, str | None]:
+        """(speech language, voice) for a message in ``language``."""
+        return self.languages.get(language, f"{language}-{language.upper()}"), self.voices.get(
+            language
+        )
+
+
 class PushChannel(_Strict):
     """Web Push (RFC 8030) with VAPID (RFC 8292) to the browsers and apps members subscribed."""
 
@@ -325,13 +426,42 @@ class PushChannel(_Strict):
         )
 
 
-ChannelName = Literal["email", "sms", "push"]
+ChannelName = Literal["email", "sms", "push", "voice"]
 
 
 class Channels(_Strict):
     email: EmailChannel = EmailChannel()
     sms: SmsChannel | None = None
     push: PushChannel | None = None
+    voice: VoiceChannel | None = None
+
+    @model_validator(mode="after")
+    def _pay_link_by_sms(self) -> Channels:
+        if self.voice is not None and self.voice.press_for_sms and self.sms is None:
+            raise ValueError(
+                "voice.press_for_sms: the pay link goes by SMS but channels.sms is not "
+                "configured (configure it, or set press_for_sms: false)"
+            )
+        return self
+
+
+class CallSettings(_Strict):
+    """How a phase calls (``channels: [voice, ...]``): the call is tried again when nobody
+    answers, and a debtor gets at most so many calls a week."""
+
+    attempts: Annotated[int, Field(ge=1, le=10)] = Field(
+        default=3,
+        description="calls of one message to one number, the first included, before it goes "
+        "on the phase's next channel (busy, no answer, an answering machine)",
+    )
+    retry_after_minutes: Annotated[int, Field(ge=5, le=1440)] = Field(
+        default=120, description="wait after an unanswered call before calling again"
+    )
+    max_per_7_days: Annotated[int, Field(ge=1, le=50)] = Field(
+        default=3,
+        description="calls to one debtor in any 7 days, every phase counted; beyond, the "
+        "message goes on the phase's next channel",
+    )
 
 
 class PhaseConfig(_Strict):
@@ -360,6 +490,11 @@ class PhaseConfig(_Strict):
         default=None,
         description="the webhook endpoint (by name) sent a ticket.requested when it is sent",
     )
+    call: CallSettings = Field(
+        default=CallSettings(),
+        description="voice: attempts of an unanswered call, the wait between them and the "
+        "weekly cap of calls per debtor",
+    )
 
     @field_validator("when")
     @classmethod
@@ -374,6 +509,8 @@ class PhaseConfig(_Strict):
                 "attach_statement needs email among the phase's channels: "
                 "SMS and push carry no attachment"
             )
+        if "call" in self.model_fields_set and "voice" not in self.channels:
+            raise ValueError("call: settings need voice among the phase's channels")
         if self.attach_statement and self.mode is DeliveryMode.LINK:
             raise ValueError(
                 "attach_statement does not go with mode: link (a link-only claim leaves "
@@ -485,6 +622,12 @@ class Dispatch(_Strict):
         default=4, description="failed connections in a row that stop a channel for a while"
     )
     breaker_pause_s: Annotated[float, Field(gt=0, le=3600)] = 30
+    in_doubt_minutes: Annotated[int, Field(ge=5, le=10080)] = Field(
+        default=60,
+        description="an SMS or call handed over whose answer was never recorded (the "
+        "dispatcher stopped) and that no report settled: after this long it is a technical "
+        "failure and its claim goes on the next channel, never sent twice on the same one",
+    )
 
 
 class BankDetails(_Strict):
@@ -702,6 +845,16 @@ class CobroConfig(_Strict):
     @cached_property
     def _phases_by_step(self) -> dict[str, Phase]:
         return {ph.step_id: ph for policy in self.all_policies() for ph in policy.phases}
+
+    def call_settings(self, step_id: str) -> CallSettings:
+        """The ``call`` settings of the phase stored as ``policy/key`` (the defaults for
+        any other step)."""
+        policy, _, key = step_id.partition("/")
+        pc = self.policies.get(policy)
+        for ph in pc.phases if pc is not None else ():
+            if ph.key == key:
+                return ph.call
+        return CallSettings()
 
     def phase_by_step(self, step_id: str) -> Phase:
         """The phase stored as ``policy/key`` on outbox rows (``KeyError`` if unknown)."""

@@ -6,13 +6,14 @@ at once so that it goes on the next channel of its phase the same day."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, func, select, update
 
+from cobro.config import CobroConfig
 from cobro.domain.delivery import FAILURES, DeliveryState, moves_to
 from cobro.domain.model import OutboxStatus, Recipient
 from cobro.evidence.chain import EvidenceEntry, append
@@ -32,6 +33,29 @@ class Followup:
 
     timezone: str = "UTC"
     soft_limit: int = 3  # temporary failures of an address that suppress it
+    # Unanswered calls: step -> (calls of one message to one number, minutes between
+    # them) of each phase calling (``call`` settings); other steps get the defaults.
+    calls: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def call(self, step: str) -> tuple[int, int]:
+        return self.calls.get(step, CALL_DEFAULTS)
+
+
+CALL_DEFAULTS = (3, 120)
+
+
+def followup_of(config: CobroConfig) -> Followup:
+    """The ``Followup`` settings of a company's configuration."""
+    return Followup(
+        config.company.timezone,
+        config.channels.email.bounces.soft_limit,
+        {
+            f"{name}/{ph.key}": (ph.call.attempts, ph.call.retry_after_minutes)
+            for name, pc in config.policies.items()
+            for ph in pc.phases
+            if "voice" in ph.channels
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -43,6 +67,8 @@ class Learned:
     moved: bool  # False: a late or repeated report, nothing changed
     suppressed: bool = False  # the address is suppressed from now on
     fallback: bool = False  # the claim goes out again today on the next channel
+    # an unanswered call: called again from then (None: not called again)
+    call_again_at: datetime | None = None
 
 
 def normalized(channel: str, address: str) -> str:
@@ -61,11 +87,14 @@ def record_state(
     settings: Followup,
     provider_id: str | None = None,
     suppress_as: str | None = None,
+    in_doubt: bool = False,
 ) -> Learned:
     """Move delivery ``delivery_id`` (of ``company_id``) to ``state``, learned from
     ``source`` at ``at``; ``suppress_as`` names why a failure suppresses the address
     (``hard_bounce``, ``complaint``...; default: by the state). A state the delivery is
-    already in or past changes nothing."""
+    already in or past changes nothing. ``in_doubt``: a hand-over whose answer was never
+    recorded is given up on (``settle_in_doubt``): its status stays ``sending``, so the
+    address is never written to again for the claim, which goes on its next channel."""
     d, o = t.deliveries.c, t.outbox.c
     row = conn.execute(
         select(
@@ -95,7 +124,7 @@ def record_state(
         return Learned(delivery_id, DeliveryState(row.state), False)
     values: dict[str, Any] = {"state": state.value, "state_at": at}
     handed = row.status
-    if row.status == "sending":  # a hand-over whose answer was never recorded (a crash)
+    if row.status == "sending" and not in_doubt:  # a hand-over never answered (a crash)
         handed = "failed" if state in FAILURES and provider_id is None else "sent"
         values["status"] = handed
     if provider_id and not row.provider_id:
@@ -137,10 +166,37 @@ def record_state(
             delivery_id, settings.soft_limit,
         )  # fmt: skip
     fallback = False
-    if state in FAILURES and handed == "sent" and row.recipient_role in MAIN_ROLES:
-        fallback = _reopen_today(conn, company_id, row, at, settings, detail, entries)
+    again: datetime | None = None
+    if state in FAILURES and (handed == "sent" or in_doubt) and row.recipient_role in MAIN_ROLES:
+        when = at
+        if row.channel == "voice" and state is DeliveryState.TEMPORARY_FAILURE:
+            attempts, minutes = settings.call(row.step)
+            if _unanswered(conn, row) < attempts:
+                when = again = at + timedelta(minutes=minutes)
+        fallback = _reopen_today(
+            conn, company_id, row, at, settings, detail, entries, when, any_day=in_doubt
+        )
+        again = again if fallback else None
     append(conn, company_id, entries)
-    return Learned(delivery_id, state, True, suppressed, fallback)
+    return Learned(delivery_id, state, True, suppressed, fallback and again is None, again)
+
+
+def _unanswered(conn: Connection, row: Any) -> int:
+    """The unanswered calls (busy, no answer, a machine) of ``row``'s claim to its number."""
+    d = t.deliveries.c
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(t.deliveries)
+            .where(
+                d.outbox_id == row.outbox_id,
+                d.channel == "voice",
+                d.recipient == row.recipient,
+                d.status == "sent",
+                d.state == DeliveryState.TEMPORARY_FAILURE.value,
+            )
+        ).scalar_one()
+    )
 
 
 def _count_failure(
@@ -214,15 +270,17 @@ def _reopen_today(
     settings: Followup,
     detail: str | None,
     entries: list[EvidenceEntry],
+    when: datetime | None = None,
+    any_day: bool = False,
 ) -> bool:
-    """Plan the claim of a delivery that failed after all again, due at once, when the
-    failure is known the same day the message went out and nobody it is for was reached
-    otherwise: it then goes on the next channel of its phase (the failed address is left
-    out). Later failures only steer the next message."""
+    """Plan the claim of a delivery that failed after all again, due at once (or at
+    ``when``: an unanswered call called again), when the failure is known the same day
+    the message went out and nobody it is for was reached otherwise: it then goes on the
+    next channel of its phase (the failed address is left out). Later failures only steer
+    the next message."""
     tz = ZoneInfo(settings.timezone)
-    if (
-        row.claim_status != OutboxStatus.SENT.value
-        or at.astimezone(tz).date() != row.at.astimezone(tz).date()
+    if row.claim_status != OutboxStatus.SENT.value or (
+        not any_day and at.astimezone(tz).date() != row.at.astimezone(tz).date()
     ):
         return False
     d = t.deliveries.c
@@ -246,7 +304,7 @@ def _reopen_today(
         .where(o.id == row.outbox_id, o.status == OutboxStatus.SENT.value)
         .values(
             status=OutboxStatus.PLANNED.value,
-            next_attempt_at=at,
+            next_attempt_at=when or at,
             finished_at=None,
             failing_since=None,
             reason=reason[:500],
@@ -263,6 +321,7 @@ def _reopen_today(
                 "occurrence_on": row.occurrence_on.isoformat(),
                 "delivery": row.id,
                 "reason": reason[:300],
+                **({"due_at": when.isoformat()} if when is not None and when != at else {}),
             },
         )
     )
@@ -317,3 +376,43 @@ def barriers(
         ):
             opted[r.customer_id, r.channel] = r.source
     return Barriers(suppressed, opted)
+
+
+IN_DOUBT = "no answer recorded from the provider"
+
+
+def settle_in_doubt(
+    conn: Connection, company_id: int, now: datetime, minutes: int, settings: Followup
+) -> list[Learned]:
+    """Deliveries left ``sending`` for ``minutes`` (a dispatcher stopped between the
+    provider's acceptance and the record). One whose provider id is known waits for its
+    report. One without is a technical failure: its address is not written to again
+    for the claim (it may have been sent), and the claim is planned again at once, for
+    the next channel of its phase. Their status callback still finds them."""
+    d = t.deliveries.c
+    stuck = conn.execute(
+        select(d.id)
+        .where(
+            d.company_id == company_id,
+            d.status == "sending",
+            d.state == DeliveryState.SENDING.value,
+            d.provider_id.is_(None),
+            d.at <= now - timedelta(minutes=minutes),
+        )
+        .order_by(d.id)
+    ).scalars()
+    return [
+        record_state(
+            conn,
+            company_id,
+            int(delivery),
+            DeliveryState.TECHNICAL_FAILURE,
+            source="dispatch",
+            detail=f"{IN_DOUBT} within {minutes} min of the hand-over: in doubt, "
+            "not sent again on this channel",
+            at=now,
+            settings=settings,
+            in_doubt=True,
+        )
+        for delivery in list(stuck)
+    ]

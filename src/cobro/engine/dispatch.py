@@ -66,16 +66,23 @@ from cobro.channels.base import (
 )
 from cobro.channels.webhook import WebhookChannel
 from cobro.config import CobroConfig
-from cobro.domain.delivery import FAILURES, moves_to, state_of_outcome
+from cobro.config.schema import CallSettings
+from cobro.domain.delivery import FAILURES, DeliveryState, moves_to, state_of_outcome
 from cobro.domain.escalation import reached_phase
 from cobro.domain.model import OutboxStatus, Policy, Recipient
 from cobro.domain.money import Money, totals_by_currency
 from cobro.engine.accounts import block_accounts
 from cobro.engine.contact_caps import CapCounter, capped_step
-from cobro.engine.deliveries import Barriers, barriers
+from cobro.engine.deliveries import Barriers, barriers, followup_of, settle_in_doubt
 from cobro.engine.leases import LEASE, gone_holders, holder_name
 from cobro.engine.links import link_url, make_token
-from cobro.engine.messages import RESEND_PREFIX, MessageSpec, load_attachment, message_spec
+from cobro.engine.messages import (
+    PAYLINK,
+    RESEND_PREFIX,
+    MessageSpec,
+    load_attachment,
+    message_spec,
+)
 from cobro.engine.notices import UNREACHABLE, main_role, notice_context, upcoming_cancel_reason
 from cobro.engine.optouts import make_unsubscribe_token, unsubscribe_url
 from cobro.engine.pauses import paused_items
@@ -221,7 +228,7 @@ class Person:
             return [(self.email, {})] if self.email else []
         if self.internal:
             return []
-        if channel == "sms":
+        if channel in ("sms", "voice"):
             return [(self.phone, {})] if self.phone else []
         if channel == "push":
             return [
@@ -280,6 +287,10 @@ class Job:
     # delivered): the claim goes on without them.
     failed_after: set[tuple[str, str]] = field(default_factory=set)
     blocked: list[str] = field(default_factory=list)  # why each channel of a debtor is shut
+    # voice: the unanswered calls of this claim per number, and the debtor's calls in the
+    # last 7 days (``call`` settings of the phase: attempts and weekly cap).
+    calls_failed: Counter[str] = field(default_factory=Counter)
+    calls_this_week: int = 0
     no_channel: bool = False  # every channel of the debtor is exhausted
     permanent: bool = False
     lost: bool = False  # another dispatcher took the row over: send nothing more of it
@@ -372,6 +383,8 @@ class Dispatcher:
         measured slower: both compete for the interpreter lock.)
         """
         require_sender(self.config, self.config_file)
+        if self.only is None:
+            retrying(self._settle_in_doubt)
         report = DispatchReport()
         started: list[Channel] = []
         try:
@@ -408,6 +421,17 @@ class Dispatcher:
             for channel in started:
                 await channel.stop()
         return report
+
+    def _settle_in_doubt(self) -> None:
+        """Deliveries left ``sending`` too long without a report (``settle_in_doubt``)."""
+        with self.engine.begin() as conn:
+            settle_in_doubt(
+                conn,
+                self.company_id,
+                self.as_of,
+                self.settings.in_doubt_minutes,
+                followup_of(self.config),
+            )
 
     async def _post_webhooks(self, channel: WebhookChannel) -> DispatchReport:
         """Post the webhook deliveries due (``cobro.engine.webhook_dispatch``): after the
@@ -614,11 +638,16 @@ class Dispatcher:
             self._caps.load(conn, self.company_id, customer_ids, self.as_of)
         d = t.deliveries.c
         for done in conn.execute(
-            select(d.outbox_id, d.channel, d.recipient, d.recipient_role, d.state).where(
-                d.outbox_id.in_(by_id), d.status.in_(["sent", "sending"])
-            )
+            select(d.outbox_id, d.channel, d.recipient, d.recipient_role, d.state)
+            .where(d.outbox_id.in_(by_id), d.status.in_(["sent", "sending"]))
+            .order_by(d.id)
         ):
             job = by_id[done.outbox_id]
+            if done.channel == "voice" and done.state == DeliveryState.TEMPORARY_FAILURE:
+                # unanswered (busy, no answer, a machine): called again up to the attempts
+                job.calls_failed[done.recipient.lower()] += 1
+                if job.calls_failed[done.recipient.lower()] < self._call(job.step).attempts:
+                    continue
             if done.state in FAILURE_STATES:  # handed over, then failed: try elsewhere
                 job.failed_after.add((done.channel, done.recipient.lower()))
                 continue
@@ -629,6 +658,8 @@ class Dispatcher:
         for job in jobs:
             if job.reached_before:
                 job.left_out.clear()  # already told with them: the other copies match
+        if "voice" in self.channels:
+            self._count_calls(conn, jobs)
         admin = self.config.subscriptions.admin.email
         named = {cid for j in jobs for cid in j.payload.get("contacts", [])}
         contacts = {}
@@ -689,6 +720,34 @@ class Dispatcher:
                 for addr, _ in p.addresses(ch)
             ],
         )
+
+    def _call(self, step: str) -> CallSettings:
+        """The ``call`` settings of the phase of ``step`` (the defaults for other steps)."""
+        return self.config.call_settings(step)
+
+    def _count_calls(self, conn: Connection, jobs: list[Job]) -> None:
+        """Each debtor's calls handed over in the 7 days before now (the weekly cap)."""
+        d, o = t.deliveries.c, t.outbox.c
+        by_customer: dict[int, list[Job]] = defaultdict(list)
+        for job in jobs:
+            by_customer[job.customer_id].append(job)
+        ids = sorted(by_customer)
+        for at in range(0, len(ids), 5000):
+            for row in conn.execute(
+                select(o.customer_id, func.count())
+                .select_from(t.deliveries)
+                .join(t.outbox, o.id == d.outbox_id)
+                .where(
+                    d.company_id == self.company_id,
+                    d.channel == "voice",
+                    d.status.in_(["sent", "sending"]),
+                    d.at > self.as_of - timedelta(days=7),
+                    o.customer_id.in_(ids[at : at + 5000]),
+                )
+                .group_by(o.customer_id)
+            ):
+                for job in by_customer[row[0]]:
+                    job.calls_this_week = int(row[1])
 
     def _leave_out_paused(self, conn: Connection, jobs: list[Job]) -> None:
         """Mark the items disputed or promised since planning (``cobro.engine.pauses``)."""
@@ -850,12 +909,17 @@ class Dispatcher:
                 continue
             wanted = set(spec.recipients)
             seen: set[str] = set()
+            asked = job.payload.get("to") if spec.key == PAYLINK else None
             targets: list[tuple[Person, list[tuple[str, list[tuple[str, dict[str, str]]]]]]] = []
             capped = bool(self._caps.caps) and capped_step(job.step) and not job.already_sent_to
             held: str | None = None
             for p in job.people:
                 if p.role not in wanted or p.key in seen:
                     continue
+                if asked is not None:  # the pay link asked for on a call: to that number
+                    if p.phone != asked:
+                        continue
+                    p = replace(p, email=None, push=())
                 routes = [
                     (ch, found)
                     for ch in (("email",) if p.internal else spec.channels)
@@ -908,7 +972,11 @@ class Dispatcher:
             pay_url = link_url(
                 company.portal_url,
                 make_token(
-                    self.secret, company.id, job.customer_external_id, job.outbox_id, self.as_of
+                    self.secret,
+                    company.id,
+                    job.customer_external_id,
+                    int(job.payload["claim"]) if asked is not None else job.outbox_id,
+                    self.as_of,
                 ),
             )
             crm_url = (
@@ -972,10 +1040,18 @@ class Dispatcher:
         debtor = job.customer_id if person.role is Recipient.DEBTOR else None
         if channel == "email" and not spec.unsubscribable:
             debtor = None
+        capped = None
+        if channel == "voice" and job.calls_this_week >= self._call(job.step).max_per_7_days:
+            capped = (
+                f"voice: {job.calls_this_week} call(s) in the last 7 days (call.max_per_7_days)"
+            )
         for address, meta in person.addresses(channel):
-            why = self._barriers.blocks(debtor, channel, address)
+            why = self._barriers.blocks(debtor, channel, address) or capped
             if why is None and (channel, address.lower()) in job.failed_after:
                 why = f"{channel} {address} failed after sending"
+                if channel == "voice":
+                    calls = job.calls_failed[address.lower()]
+                    why = f"voice {address} not answered after {calls} call(s)"
             if why is None:
                 found.append((address, meta))
             elif not person.internal:
@@ -1059,8 +1135,9 @@ class Dispatcher:
         language, locale = self._language_and_locale(
             person.language or job.customer_language or self._company_lang
         )
-        full = short = None
+        full = short = spoken = None
         options: list[tuple[str, list[Outgoing]]] = []
+        voice_cfg = self.config.channels.voice
         for channel, found in routes:
             if channel == "email":
                 full = full or self.templates.render(spec.template, language, context)
@@ -1071,6 +1148,9 @@ class Dispatcher:
                     files = (*attachments, self._receipt(job, notice, language, locale))
                 if spec.statement_pdf and job.statement is not None:
                     files = (*files, self._statement(job, person))
+            elif channel == "voice":
+                spoken = spoken or self.templates.render_voice(spec.template, language, context)
+                rendered, files, inline = spoken, (), ()
             else:
                 short = short or self.templates.render_short(spec.template, language, context)
                 rendered, files, inline = short, (), ()
@@ -1090,6 +1170,12 @@ class Dispatcher:
                 )
                 headers["List-Unsubscribe"] = f"<{url}>"
                 headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+            if channel == "voice" and voice_cfg is not None:
+                speech, voice = voice_cfg.speech(language)
+                found = [
+                    (a, {**m, "language": language, "speech": speech, "voice": voice or ""})
+                    for a, m in found
+                ]
             for address, meta in found:
                 digest = hashlib.sha256(address.lower().encode()).hexdigest()[:12]
                 outs.append(

@@ -15,6 +15,8 @@ from cobro.render import filetypes
 
 ACTION_PREFIX = "action/"
 RESEND_PREFIX = "resend/"  # resend/<claim>/<n>: the n-th resend of a claim's message
+# paylink/<claim>/<delivery>: the pay link of a claim by SMS, asked for on call <delivery>
+PAYLINK = "paylink"
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ NOTICE_NAMES = {
     "upcoming": "Upcoming charge reminder",
     "admin": "Admin notice",
     "banking": "Banking notice",
+    PAYLINK: "Pay link asked for on a call",
 }
 
 
@@ -100,6 +103,8 @@ def notice_spec(config: CobroConfig, step: str) -> MessageSpec | None:
         return _notice(kind, subs.admin.template, Recipient.ADMIN)
     if kind == "banking":
         return _notice(kind, config.banking.template, Recipient.CONTACT)
+    if kind == PAYLINK:
+        return _notice(kind, "pay_link", Recipient.DEBTOR, hide_pay_link=False, channels=("sms",))
     return None
 
 

@@ -19,7 +19,7 @@ from cobro.store import tables as t
 from cobro.store.db import insert_ignoring
 
 SALT = "cobro.unsubscribe"
-CHANNELS = ("email", "sms", "push")
+CHANNELS = ("email", "sms", "push", "voice")
 SOURCES = ("sms_reply", "unsubscribe", "staff", "import")
 # Replies that opt a number out of SMS (Twilio's own and the usual Spanish ones).
 STOP_WORDS = frozenset(

@@ -30,6 +30,7 @@ from cobro.workspace import Workspace, utcnow
 if TYPE_CHECKING:  # imported when configured: their HTTP libraries are slow to load
     from cobro.channels.push import PushChannel
     from cobro.channels.sms import SmsChannel
+    from cobro.channels.voice import VoiceChannel
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,32 @@ def sms_channel(ws: Workspace) -> SmsChannel | None:
     )
 
 
+def voice_channel(ws: Workspace) -> VoiceChannel | None:
+    """The call channel, when ``channels.voice`` is configured; Twilio fetches each call's
+    TwiML from, and reports its outcome to, ``cobro serve`` at ``company.public_url``."""
+    cfg = ws.config.channels.voice
+    if cfg is None:
+        return None
+    from cobro.channels.voice import VoiceChannel
+
+    company = ws.config.company
+    return VoiceChannel(
+        cfg.account_sid,
+        os.environ.get(cfg.auth_token_env),
+        cfg.caller_id,
+        callback_base=f"{company.server_url}/callbacks/{company.id}/twilio",
+        api_url=cfg.api_url,
+        status_callback=cfg.status_callback,
+        machine_detection=cfg.machine_detection,
+        voicemail=cfg.voicemail,
+        press_for_sms=cfg.press_for_sms,
+        ring_seconds=cfg.ring_seconds,
+        cost_per_call=cfg.cost_per_call,
+        timeout_s=cfg.timeout_s,
+        token_source=f"the environment variable {cfg.auth_token_env}",
+    )
+
+
 def push_channel(ws: Workspace) -> PushChannel | None:
     cfg = ws.config.channels.push
     if cfg is None:
@@ -166,6 +193,9 @@ def default_channels(ws: Workspace, clock: datetime) -> dict[str, Channel]:
         channels["sms"] = sms
     if push is not None:
         channels["push"] = push
+    voice = voice_channel(ws)
+    if voice is not None:
+        channels["voice"] = voice
     return channels
 
 

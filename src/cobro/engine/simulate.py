@@ -41,8 +41,8 @@ class SimulatedMessage:
     customer: str
     step: str
     phase_name: str
-    # "email", "sms", "push", "task", "none" when the debtor cannot be reached, "held" when
-    # a frequency cap holds the claim back
+    # "email", "sms", "push", "voice", "task", "none" when the debtor cannot be reached,
+    # "held" when a frequency cap holds the claim back
     channel: str
     recipients: int
     items: int
@@ -127,6 +127,9 @@ def _channel_and_cost(
             return "sms", sms.cost_per_segment * roles["@sms"] + email_cost * internal
         if ch == "push" and push is not None and roles.get("@push"):
             return "push", push.cost * roles["@push"] + email_cost * internal
+        voice = config.channels.voice
+        if ch == "voice" and voice is not None and roles.get("@sms"):  # calls the phones
+            return "voice", voice.cost_per_call * roles["@sms"] + email_cost * internal
     return "none", Decimal(0)
 
 

@@ -12,11 +12,12 @@ from sqlalchemy import Connection, select
 from cobro.store import tables as t
 
 # How each channel's message is stored in an export, and what it is.
-SUFFIXES = {"email": ".eml", "sms": ".txt", "push": ".json"}
+SUFFIXES = {"email": ".eml", "sms": ".txt", "push": ".json", "voice": ".xml"}
 MEDIA_TYPES = {
     "email": "message/rfc822",
     "sms": "text/plain; charset=utf-8",
     "push": "application/json",
+    "voice": "application/xml",  # the TwiML the call played
 }
 
 

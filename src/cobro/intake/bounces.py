@@ -14,14 +14,14 @@ from typing import Any
 
 from cobro.engine.bounces import BounceOutcome, take_bounce
 from cobro.engine.deliveries import Followup
+from cobro.engine.deliveries import followup_of as settings_of
 from cobro.workspace import Workspace
 
 MAX_REPORT = 10 * 1024 * 1024  # a report with its original message attached
 
 
 def followup_of(ws: Workspace) -> Followup:
-    cfg = ws.config
-    return Followup(cfg.company.timezone, cfg.channels.email.bounces.soft_limit)
+    return settings_of(ws.config)
 
 
 def record_report(

@@ -819,7 +819,7 @@ def _existing(
 
 # --------------------------------------------------------------------------- customers
 
-OPTOUT_CHANNELS = ("email", "sms", "push")
+OPTOUT_CHANNELS = ("email", "sms", "push", "voice")
 
 _CUSTOMER_COLS = (
     "name",

@@ -285,3 +285,39 @@ def decline_reason(code: str, language: str) -> str:
     ]
     specific = [k for k in kinds if k != "declined"]
     return words[(specific or kinds or ["unknown"])[0]]
+
+
+# What an automated call says besides the message (``cobro.channels.voice``), and the
+# words of the default spoken message (the layout's ``voice`` block).
+VOICE_LABELS: dict[str, dict[str, str]] = {
+    "en": {
+        "press": "To receive the payment link by text message, press 1.",
+        "sms_sent": "We are sending you the payment link by text message. Thank you. Goodbye.",
+        "bye": "Thank you. Goodbye.",
+        "hello": "Hello",
+        "from": "This is an automated call from",
+        "owed": "Your account has an overdue balance of",
+        "since": "due since",
+        "please": "Please make the payment as soon as possible.",
+        "and": "and",
+        "cents": "cents",
+        "cent": "cent",
+    },
+    "es": {
+        "press": "Para recibir el enlace de pago por SMS, pulse 1.",
+        "sms_sent": "Le enviamos el enlace de pago por SMS. Gracias. Adiós.",
+        "bye": "Gracias. Adiós.",
+        "hello": "Hola",
+        "from": "Le llamamos de forma automática de parte de",
+        "owed": "Su cuenta tiene un saldo vencido de",
+        "since": "pendiente desde el",
+        "please": "Le rogamos que realice el pago lo antes posible.",
+        "and": "con",
+        "cents": "céntimos",
+        "cent": "céntimo",
+    },
+}
+
+
+def voice_label(language: str, key: str) -> str:
+    return VOICE_LABELS.get(language, VOICE_LABELS["en"])[key]

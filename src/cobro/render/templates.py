@@ -2,7 +2,9 @@
 
 A template ``NAME.LANG.j2`` extends ``_layout.j2`` and fills the blocks
 ``subject`` and ``claim``, and may fill ``short``: the one line an SMS or a
-push notification carries (by default the subject and the total). The
+push notification carries (by default the subject and the total), and ``voice``: what an
+automated call says (by default who calls, the overdue amount and since when, spoken
+with the ``spoken`` filter: ``1234 euros con 50 céntimos``). The
 workspace's ``templates/`` directory overrides the bundled templates file by
 file. A failed charge's ``notice.reason`` reaches templates as a sentence in the
 message's language (``notice.reason_code`` keeps the provider's code, for staff
@@ -12,6 +14,7 @@ sandbox with strict undefined variables; HTML output is autoescaped.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -19,8 +22,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from babel import Locale
 from babel.dates import format_date
-from babel.numbers import format_currency, format_decimal
+from babel.numbers import (
+    format_currency,
+    format_decimal,
+    get_currency_name,
+    get_currency_precision,
+)
 from jinja2 import (
     ChoiceLoader,
     FileSystemLoader,
@@ -39,7 +48,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from cobro.domain.money import Money
 from cobro.errors import TemplateError
-from cobro.render.labels import LABELS, decline_reason
+from cobro.render.labels import LABELS, VOICE_LABELS, decline_reason
 from cobro.render.limits import (
     MAX_SECONDS,
     LimitedSandbox,
@@ -69,6 +78,35 @@ def _date(ctx: Context, value: date, fmt: str = "medium") -> str:
     return _format_date(value, fmt, ctx["locale"])
 
 
+@lru_cache(maxsize=8192)
+def spoken_money(amount: Decimal, currency: str, locale: str) -> str:
+    """``amount`` as text-to-speech reads it right: ``1234 euros con 50 céntimos``,
+    ``1234 euros and 50 cents`` (digits without group separators, which voices misread,
+    and the currency's name in words); other languages get the written amount."""
+    language = Locale.parse(locale).language
+    words = VOICE_LABELS.get(language)
+    if words is None:
+        return _format_money(amount, currency, locale)
+    sign = "-" if amount < 0 else ""
+    amount = abs(amount)
+    digits = get_currency_precision(currency)
+    units = int(amount)
+    cents = int((amount - units) * 10**digits) if digits else 0
+    name = str(get_currency_name(currency, count=units, locale=language))
+    text = f"{sign}{units} {name}"
+    if cents:
+        cent = words["cent" if cents == 1 else "cents"]
+        if language == "es" and currency != "EUR":
+            cent = "centavo" if cents == 1 else "centavos"
+        text += f" {words['and']} {cents} {cent}"
+    return text
+
+
+@pass_context
+def _spoken(ctx: Context, value: Money) -> str:
+    return spoken_money(value.amount, value.currency, ctx["locale"])
+
+
 @pass_context
 def _number(ctx: Context, value: Decimal | int) -> str:
     return str(format_decimal(value, locale=ctx["locale"]))
@@ -90,6 +128,7 @@ def _env(autoescape: bool, user_dir: Path | None) -> ImmutableSandboxedEnvironme
     env.filters["money"] = _money
     env.filters["date"] = _date
     env.filters["number"] = _number
+    env.filters["spoken"] = _spoken
     return env
 
 
@@ -144,7 +183,12 @@ class TemplateSet:
     ) -> tuple[str, list[str]]:
         """The file used and each part of ``parts`` rendered (``html`` autoescaped)."""
         filename, lang = self.resolve(name, language)
-        ctx = dict(context, language=lang, L=LABELS.get(lang, LABELS["en"]))
+        ctx = dict(
+            context,
+            language=lang,
+            L=LABELS.get(lang, LABELS["en"]),
+            VOICE=VOICE_LABELS.get(lang, VOICE_LABELS["en"]),
+        )
         notice = context.get("notice")
         if isinstance(notice, dict) and notice.get("reason"):
             # A member reads a sentence, never a provider's code (it stays in reason_code).
@@ -187,6 +231,24 @@ class TemplateSet:
         if not short:
             raise TemplateError(f"template {filename}: the short text (SMS, push) is empty")
         return Rendered(" ".join(subject.split()), short, "")
+
+    def render_voice(self, name: str, language: str, context: dict[str, Any]) -> Rendered:
+        """The subject and the ``voice`` part (the text an automated call speaks) of
+        template ``name``."""
+        filename, (subject, spoken) = self._parts(name, language, context, ("subject", "voice"))
+        spoken = " ".join(spoken.split())
+        if _HTML.search(spoken):  # a layout without the voice part renders the email's HTML
+            raise TemplateError(
+                f"template {filename}: the layout has no voice part (a workspace _layout.j2 "
+                'older than calls): add the bundled _layout.j2\'s {%- elif part == "voice" -%} '
+                "branch to it"
+            )
+        if not spoken:
+            raise TemplateError(f"template {filename}: the voice text (calls) is empty")
+        return Rendered(" ".join(subject.split()), spoken, "")
+
+
+_HTML = re.compile(r"<(!DOCTYPE|html|body|table)\b", re.IGNORECASE)
 
 
 def _tidy(text: str) -> str:

@@ -45,7 +45,7 @@ NOT_CLAIMS = "webhook/%"
 
 ClaimStatus = Literal["planned", "sending", "sent", "failed", "cancelled"]
 ClaimKind = Literal["phase", "action", "notice", "resend"]
-ChannelName = Literal["email", "sms", "push"]
+ChannelName = Literal["email", "sms", "push", "voice"]
 
 
 class ClaimSummary(BaseModel):

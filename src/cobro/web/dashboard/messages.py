@@ -34,7 +34,7 @@ from cobro.web.dashboard.session import PREFIX, Staff, StaffDep, not_found, post
 from cobro.web.dashboard.view import render
 
 router = APIRouter(prefix=PREFIX)
-CHANNELS = ("email", "sms", "push")
+CHANNELS = ("email", "sms", "push", "voice")
 EVENT_KINDS = ("receipt", "unpaid", "upcoming", "admin", "banking", "resend")
 RESENDABLE = ("email", "sms")
 FILTERS = (

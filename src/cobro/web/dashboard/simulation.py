@@ -51,7 +51,7 @@ DEFAULT_DAYS = 30
 PAGE = 50
 BLOCK = 500  # messages per compressed block of the detail file (a multiple of PAGE)
 # In the order the page shows them (``held``: held back by a frequency cap).
-CHANNELS = ("email", "sms", "push", "none", "held", "task")
+CHANNELS = ("email", "sms", "push", "voice", "none", "held", "task")
 
 
 @dataclass

@@ -1,0 +1,398 @@
+"""Automated calls: a phase calls the debtor through Twilio's Calls API (a local server
+driven through the official client, playing each number's outcome); Twilio fetches the
+call's TwiML from, presses keys at, and reports each call's outcome to a real HTTP server
+running the app, signed as Twilio signs. Over simulated days: an undelivered SMS makes
+the claim a call, an unanswered call is called again up to the phase's attempts and then
+goes by email, pressing 1 sends the pay link by SMS, and a debtor is called at most so
+many times a week."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from cobro.engine.links import read_token
+from cobro.engine.runs import dispatch_due, run_day
+from cobro.evidence.history import claim_history
+from cobro.evidence.messages import message_as_sent
+from cobro.store import tables as t
+from cobro.web.app import create_app
+from cobro.workspace import Workspace, open_workspace
+from fakes.twilio import FakeTwilio, twilio_signature
+
+from .conftest import SmtpServer
+from .portal.helpers import Clock
+from .serving import listening, origin, serving
+from .support import invoice, load, pay
+from .test_channels import EMAIL_COST, PHONE, SENDER, at, mails_to
+from .test_delivery_status import chain_is_sound, rows
+
+DUE = date(2025, 3, 6)
+LATE = DUE + timedelta(days=5)  # the consumer policy's "after" phase
+CALLER = "+34910000000"
+AFTER_PHASE = (
+    "      - key: after\n"
+    "        name: Payment overdue\n"
+    "        when: 5 days after due\n"
+    "        template: reminder_after\n"
+    "        mode: full\n"
+    "        repeat_every_days: 10\n"
+    "        max_repeats: 3\n"
+)
+
+
+@dataclass
+class Shop:
+    ws: Workspace
+    tw: FakeTwilio
+    smtp: SmtpServer
+    sock: socket.socket
+    clock: Clock
+
+    def serving(self) -> Any:
+        return serving(create_app(self.ws, clock=self.clock), self.sock)
+
+    def dispatch(self, day: date, hhmm: str) -> int:
+        """Dispatch at ``hhmm`` of ``day``; the app's clock says the same; messages sent."""
+        self.clock.now = at(day.isoformat(), hhmm)
+        return dispatch_due(self.ws, self.clock.now).sent
+
+    def play(self, day: date, hhmm: str) -> list[Any]:
+        """Twilio plays the calls made so far at ``hhmm`` of ``day``."""
+        self.clock.now = at(day.isoformat(), hhmm)
+        return self.tw.play_calls()
+
+    def report_sms(self, day: date, hhmm: str) -> list[Any]:
+        self.clock.now = at(day.isoformat(), hhmm)
+        return self.tw.send_callbacks()
+
+
+def deliveries(ws: Workspace) -> list[tuple[str, str, str]]:
+    d = t.deliveries.c
+    with ws.engine.connect() as conn:
+        return [
+            (r.channel, r.status, r.state)
+            for r in conn.execute(
+                select(d.channel, d.status, d.state)
+                .where(d.company_id == ws.company_id)
+                .order_by(d.id)
+            )
+        ]
+
+
+def call_events(ws: Workspace) -> list[tuple[str, str]]:
+    d, e = t.deliveries.c, t.delivery_events.c
+    with ws.engine.connect() as conn:
+        return [
+            (r.state, r.detail)
+            for r in conn.execute(
+                select(e.state, e.detail)
+                .join(t.deliveries, d.id == e.delivery_id)
+                .where(e.company_id == ws.company_id, d.channel == "voice")
+                .order_by(e.id)
+            )
+        ]
+
+
+@pytest.fixture
+def twilio(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeTwilio]:
+    with FakeTwilio() as tw:
+        monkeypatch.setenv("TWILIO_AUTH_TOKEN", tw.auth_token)
+        yield tw
+
+
+@pytest.fixture
+def shop(
+    make_ws: Callable[..., Workspace], smtp_server: SmtpServer, twilio: FakeTwilio
+) -> Callable[..., Shop]:
+    """A shop whose overdue card holders get the "after" phase on ``channels``, with the
+    phase's ``call`` settings; ``cobro serve`` listens at ``company.public_url``."""
+
+    def make(channels: str, call: str, phase: str = "", voice: str = "") -> Shop:
+        sock = listening()
+        ws = make_ws(
+            "shop",
+            replace={
+                **smtp_server.replace,
+                "  id: demo ": "  id: shop ",
+                "  portal_url: https://pagos.demo.example/portal": (
+                    f"  portal_url: https://pagos.demo.example/portal\n  public_url: {origin(sock)}"
+                ),
+                EMAIL_COST: EMAIL_COST + "  sms:\n"
+                f"    account_sid: {twilio.account_sid}\n"
+                f'    sender: "{SENDER}"\n'
+                f"    api_url: {twilio.url}\n"
+                "  voice:\n"
+                f"    account_sid: {twilio.account_sid}\n"
+                f'    caller_id: "{CALLER}"\n'
+                f"    api_url: {twilio.url}\n"
+                "    cost_per_call: 0.12\n" + voice,
+                AFTER_PHASE: (
+                    AFTER_PHASE.replace("        repeat_every_days: 10\n", phase or "")
+                    + f"        channels: [{channels}]\n"
+                    + f"        call: {{{call}}}\n"
+                ),
+            },
+        )
+        load(
+            ws,
+            "customers",
+            {
+                "external_id": "C1",
+                "name": "Lucía Gómez",
+                "email": "lucia@example.com",
+                "phone": "612 345 678",
+                "language": "es",
+            },
+        )
+        invoice(ws, "F1", "C1", DUE, "1234.50")
+        return Shop(ws, twilio, smtp_server, sock, Clock(at(LATE.isoformat(), "09:00")))
+
+    return make
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_an_undelivered_sms_becomes_a_call_retried_unanswered_then_an_email(
+    shop: Callable[..., Shop],
+) -> None:
+    s = shop("sms, voice, email", "attempts: 2, retry_after_minutes: 30")
+    s.tw.outcomes[PHONE] = "undelivered"
+    s.tw.call_outcomes[PHONE] = "no-answer"
+    with s.serving():
+        run_day(s.ws, LATE, as_of=at(LATE.isoformat(), "09:00"))
+        assert [m["to"] for m in s.tw.messages] == [PHONE]
+        assert [c["answer"] for c in s.report_sms(LATE, "09:02")] == [204, 204]
+
+        assert s.dispatch(LATE, "09:05") == 1  # the SMS did not arrive: a call
+        [call] = s.tw.calls
+        assert (call["to"], call["from_"], call["machine_detection"]) == (PHONE, CALLER, "Enable")
+        assert call["url"] is not None and "/callbacks/shop/twilio/twiml?ref=" in call["url"]
+        assert s.play(LATE, "09:06")[0]["answers"] == [204, 204, 204]
+        assert call_events(s.ws) == [("temporary_failure", "no answer")]
+
+        assert s.dispatch(LATE, "09:20") == 0  # not again before 30 minutes
+        assert len(s.tw.calls) == 1
+        assert s.dispatch(LATE, "09:40") == 1  # called again
+        assert len(s.tw.calls) == 2
+        s.play(LATE, "09:41")
+        assert mails_to(s.smtp, "lucia@example.com") == []
+
+        assert s.dispatch(LATE, "09:42") == 1  # two calls unanswered: by email, at once
+    assert len(s.tw.calls) == 2 and len(s.tw.messages) == 1
+    assert len(mails_to(s.smtp, "lucia@example.com")) == 1
+    assert deliveries(s.ws) == [
+        ("sms", "sent", "permanent_failure"),
+        ("voice", "sent", "temporary_failure"),
+        ("voice", "sent", "temporary_failure"),
+        ("email", "sent", "sent"),
+    ]
+    [claim] = rows(s.ws, t.outbox, "status", "step")
+    assert claim.status == "sent"
+    chain_is_sound(s.ws)
+
+
+def test_a_call_speaks_spanish_and_pressing_1_sends_the_pay_link_by_sms(
+    shop: Callable[..., Shop],
+) -> None:
+    s = shop("voice, email", "attempts: 2")
+    s.tw.call_outcomes[PHONE] = "press"
+    with s.serving():
+        run_day(s.ws, LATE, as_of=at(LATE.isoformat(), "09:00"))
+        [call] = s.play(LATE, "09:01")
+        assert call["answers"] == [204, 204, 200, 204, 200, 204]
+        spoken, offer, answer = call["heard"]  # after the key, the rest is not played
+        assert "Hola Lucía Gómez" in spoken
+        assert "1234 euros con 50 céntimos" in spoken
+        assert "pendiente desde el 6 de marzo de 2025" in spoken
+        assert offer == "Para recibir el enlace de pago por SMS, pulse 1."
+        assert answer.startswith("Le enviamos el enlace de pago por SMS")
+        assert s.tw.messages == []  # planned, sent by the next dispatch
+        assert s.dispatch(LATE, "09:02") == 1
+    [sms] = s.tw.messages
+    assert sms["to"] == PHONE
+    token = sms["body"].rpartition("https://pagos.demo.example/portal/")[2]
+    link = read_token(s.ws.secret, token, "shop", s.clock.now, 30)
+    [claim_id] = [r.id for r in rows(s.ws, t.outbox, "id", "step") if r.step == "consumer/after"]
+    assert (link.customer, link.outbox_id) == ("C1", claim_id)  # the call's claim
+    assert mails_to(s.smtp, "lucia@example.com") == []
+    assert deliveries(s.ws) == [("voice", "sent", "delivered"), ("sms", "sent", "sent")]
+    assert call_events(s.ws)[0] == (
+        "delivered",
+        "answered by a person: pressed 1 for the pay link by SMS",
+    )
+    steps = [r.step for r in rows(s.ws, t.outbox, "step")]
+    assert steps[1].startswith("paylink/")
+    with s.ws.engine.connect() as conn:
+        claim = next(c for c in claim_history(conn, s.ws.config, s.ws.company_id, "C1"))
+        [voice] = claim.deliveries
+        kept = message_as_sent(conn, s.ws.company_id, voice.id)
+    assert (voice.channel, voice.state) == ("voice", "delivered")
+    assert any(e.kind == "delivery.state" and "pressed 1" in e.text for e in claim.events)
+    assert kept is not None and kept.data.startswith(b'<?xml version="1.0"')
+    assert b'<Say language="es-ES" voice="Polly.Lucia">Hola' in kept.data
+    chain_is_sound(s.ws)
+
+
+def test_an_answering_machine_hears_nothing_and_the_call_counts_as_unanswered(
+    shop: Callable[..., Shop],
+) -> None:
+    s = shop("voice, email", "attempts: 1")
+    s.tw.call_outcomes[PHONE] = "machine"
+    with s.serving():
+        run_day(s.ws, LATE, as_of=at(LATE.isoformat(), "09:00"))
+        [call] = s.play(LATE, "09:01")
+        assert call["heard"] == []  # hung up: voicemail is off
+        assert s.dispatch(LATE, "09:02") == 1
+    assert call_events(s.ws) == [("temporary_failure", "answered by a machine (machine_start)")]
+    assert deliveries(s.ws) == [("voice", "sent", "temporary_failure"), ("email", "sent", "sent")]
+    assert len(mails_to(s.smtp, "lucia@example.com")) == 1
+    chain_is_sound(s.ws)
+
+
+def test_with_voicemail_the_message_is_left_after_the_beep(shop: Callable[..., Shop]) -> None:
+    s = shop("voice, email", "attempts: 1", voice="    voicemail: true\n")
+    s.tw.call_outcomes[PHONE] = "machine"
+    with s.serving():
+        run_day(s.ws, LATE, as_of=at(LATE.isoformat(), "09:00"))
+        [call] = s.play(LATE, "09:01")
+        assert call["machine_detection"] == "DetectMessageEnd"
+        assert "1234 euros con 50 céntimos" in call["heard"][0]
+        assert s.dispatch(LATE, "09:02") == 0
+    assert call_events(s.ws) == [
+        ("delivered", "answered by a machine (machine_end_beep): message left, 21 s")
+    ]
+    assert mails_to(s.smtp, "lucia@example.com") == []
+    chain_is_sound(s.ws)
+
+
+def test_unsigned_or_wrongly_signed_call_requests_are_refused_and_change_nothing(
+    shop: Callable[..., Shop],
+) -> None:
+    s = shop("voice, email", "attempts: 1")
+    with s.serving() as base:
+        run_day(s.ws, LATE, as_of=at(LATE.isoformat(), "09:00"))
+        [call] = s.tw.calls
+        status_url, twiml_url = call["status_callback"], call["url"]
+        assert status_url is not None and twiml_url is not None
+        params = {"CallSid": call["sid"], "CallStatus": "completed", "AnsweredBy": "human"}
+        forged = twilio_signature("not-the-token", status_url, params)
+        assert s.tw.post_signed(status_url, params, signature="") == 403
+        assert s.tw.post_signed(status_url, params, signature=forged) == 403
+        busy = {**params, "CallStatus": "busy"}  # a signature replayed on changed fields
+        assert (
+            s.tw.post_signed(
+                status_url, busy, twilio_signature(s.tw.auth_token, status_url, params)
+            )
+            == 403
+        )
+        assert s.tw.post_signed(twiml_url, params, signature="") == 403
+        gather = f"{base}/callbacks/shop/twilio/gather?ref=x"
+        assert s.tw.post_signed(gather, {"Digits": "1"}, signature=forged) == 403
+    assert deliveries(s.ws) == [("voice", "sent", "sent")]
+    assert call_events(s.ws) == []
+    assert [r.step for r in rows(s.ws, t.outbox, "step")] == ["consumer/after"]
+
+
+def test_a_debtor_overdue_is_called_every_k_days_until_paid_at_most_n_a_week(
+    shop: Callable[..., Shop],
+) -> None:
+    s = shop(
+        "voice, email",
+        "attempts: 1, max_per_7_days: 2",
+        phase="        repeat_every_days: 2\n",
+    )
+    with s.serving():
+        for day in (LATE, LATE + timedelta(days=2), LATE + timedelta(days=4)):
+            run_day(s.ws, day, as_of=at(day.isoformat(), "09:00"))
+            s.play(day, "09:01")
+        # two calls in 7 days: the third message goes by email
+        assert [c["outcome"] for c in s.tw.calls] == ["answered", "answered"]
+        assert len(mails_to(s.smtp, "lucia@example.com")) == 1
+        day = LATE + timedelta(days=8)  # a week after the first call: called again
+        run_day(s.ws, day, as_of=at(day.isoformat(), "09:00"))
+        assert len(s.tw.calls) == 3
+        pay(s.ws, "P1", "C1", "1234.50", day)
+        for later in (day + timedelta(days=2), day + timedelta(days=4)):
+            run_day(s.ws, later, as_of=at(later.isoformat(), "09:00"))
+    assert len(s.tw.calls) == 3  # paid: no more calls
+    assert [c for c, _, _ in deliveries(s.ws)] == ["voice", "voice", "email", "voice"]
+    chain_is_sound(s.ws)
+
+
+# --------------------------------------------------------------------------- kill -9
+
+
+def _dispatch_child(root: str, url: str, as_of: datetime) -> None:
+    ws = open_workspace(root, url)  # type: ignore[arg-type]
+    dispatch_due(ws, as_of)
+    os._exit(0)
+
+
+def _killed_between_twilio_and_the_record(s: Shop) -> None:
+    """Plan the claim, then dispatch it in a child process SIGKILLed once Twilio has
+    taken the call, before the answer is recorded."""
+    run_day(s.ws, LATE, as_of=at(LATE.isoformat(), "06:00"))  # planned only
+    fork = multiprocessing.get_context("fork")
+    url = s.ws.engine.url.render_as_string(hide_password=False)
+    child = fork.Process(
+        target=_dispatch_child, args=(str(s.ws.root), url, at(LATE.isoformat(), "09:00"))
+    )
+    s.tw.on_call = lambda count: os.kill(child.pid or 0, signal.SIGKILL)
+    child.start()
+    child.join(60)
+    s.tw.on_call = None
+    assert child.exitcode == -signal.SIGKILL
+    assert len(s.tw.calls) == 1
+    assert deliveries(s.ws) == [("voice", "sending", "sending")]  # in doubt
+
+
+def test_kill_9_after_twilio_took_the_call_its_callback_settles_it_and_nothing_is_sent_twice(
+    shop: Callable[..., Shop],
+) -> None:
+    s = shop("voice, email", "attempts: 2")
+    _killed_between_twilio_and_the_record(s)
+    with s.serving():
+        [call] = s.play(LATE, "09:05")
+    assert all(answer in (200, 204) for answer in call["answers"])
+    assert "Hola Lucía Gómez" in call["heard"][0]  # the TwiML kept before the call
+    assert deliveries(s.ws) == [("voice", "sent", "delivered")]
+    d = t.deliveries.c
+    with s.ws.engine.connect() as conn:
+        provider = conn.execute(select(d.provider_id)).scalar_one()
+    assert provider == f"twilio:{call['sid']}"
+    assert s.dispatch(LATE, "11:00") == 1  # the row taken over: already reached
+    assert len(s.tw.calls) == 1
+    assert mails_to(s.smtp, "lucia@example.com") == []
+    assert [r.status for r in rows(s.ws, t.outbox, "status")] == ["sent"]
+    chain_is_sound(s.ws)
+
+
+def test_kill_9_and_no_report_the_call_in_doubt_goes_by_email_never_called_twice(
+    shop: Callable[..., Shop],
+) -> None:
+    s = shop("voice, email", "attempts: 2")
+    _killed_between_twilio_and_the_record(s)
+    assert s.dispatch(LATE, "09:30") == 1  # taken over: the call is in doubt, not made again
+    assert len(s.tw.calls) == 1 and mails_to(s.smtp, "lucia@example.com") == []
+    assert deliveries(s.ws) == [("voice", "sending", "sending")]
+    assert s.dispatch(LATE, "10:05") == 1  # an hour without a report: the next channel
+    assert len(s.tw.calls) == 1
+    assert len(mails_to(s.smtp, "lucia@example.com")) == 1
+    assert deliveries(s.ws) == [
+        ("voice", "sending", "technical_failure"),
+        ("email", "sent", "sent"),
+    ]
+    assert s.dispatch(LATE, "12:00") == 0
+    assert len(s.tw.calls) == 1
+    chain_is_sound(s.ws)
