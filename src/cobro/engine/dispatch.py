@@ -34,7 +34,7 @@ import secrets
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -298,6 +298,7 @@ class Dispatcher:
     what is recorded; leases are measured on ``clock``, the real clock. ``breakers``
     may be shared between passes (``watch``); ``orphans`` names holders of earlier
     passes of this process that stopped half-way (their rows are taken over at once).
+    ``pace(channel)``, when given, is awaited before each message goes on that channel.
     """
 
     def __init__(
@@ -318,8 +319,10 @@ class Dispatcher:
         breakers: dict[str, Breaker] | None = None,
         orphans: frozenset[str] = frozenset(),
         only: frozenset[int] | None = None,
+        pace: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.engine = engine
+        self.pace = pace  # waits for a channel's turn (provider rate limits shared by workers)
         self.on_batch = on_batch  # told what each batch did (progress)
         self.clock = clock
         self.settings = config.dispatch
@@ -1098,6 +1101,8 @@ class Dispatcher:
 
         async def attempt(channel: str, msg: Outgoing) -> str:
             breaker = self._breaker(channel)
+            if self.pace is not None:
+                await self.pace(channel)
             try:
                 async with asyncio.timeout(deadline_s):
                     provider_id = await self.channels[channel].send(msg)

@@ -6,7 +6,7 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -240,6 +240,7 @@ def workspace_dispatcher(
     breakers: dict[str, Breaker] | None = None,
     orphans: frozenset[str] = frozenset(),
     only: frozenset[int] | None = None,
+    pace: Callable[[str], Awaitable[None]] | None = None,
 ) -> Dispatcher:
     """A dispatcher for the workspace's company as of ``as_of`` (of the rows ``only``,
     when given)."""
@@ -258,6 +259,7 @@ def workspace_dispatcher(
         breakers=breakers,
         orphans=orphans,
         only=only,
+        pace=pace,
     )
 
 
@@ -267,9 +269,11 @@ def dispatch_rows(
     as_of: datetime,
     channels: dict[str, Channel] | None = None,
     clock: Callable[[], datetime] = utcnow,
+    pace: Callable[[str], Awaitable[None]] | None = None,
 ) -> DispatchReport:
     """Send the outbox rows ``ids`` that are due by ``as_of``, and nothing else (a resend
-    asked for by hand goes at once, not with whatever else is due)."""
+    asked for by hand goes at once, not with whatever else is due; a worker's shard);
+    ``pace(channel)`` is awaited before each message on that channel."""
     dispatcher = workspace_dispatcher(
         ws,
         as_of,
@@ -277,6 +281,7 @@ def dispatch_rows(
         templates_for(ws),
         clock=clock,
         only=ids,
+        pace=pace,
     )
     report = asyncio.run(dispatcher.run())
     checkpoint(ws, as_of)
@@ -292,13 +297,15 @@ def run_day(
     progress: Progress = SILENT,
     clock: Callable[[], datetime] = utcnow,
     run_id: int | None = None,
+    send: bool = True,
 ) -> RunReport:
     """Plan ``run_on`` and dispatch what is due by ``as_of`` (default: that day's send time).
 
     Each step is one transaction, tried again if the database connection drops.
     ``progress`` hears of two phases: ``plan``, then ``send`` batch by batch. ``run_id``:
     the run recorded beforehand by ``start_run`` (else it is recorded here). The report
-    is kept with the run (``runs.report``)."""
+    is kept with the run (``runs.report``). ``send=False`` plans only: the workers
+    send the planned rows (``cobro.workers``)."""
     company = ws.config.company
     send_at = send_instant(run_on, company.send_time, company.timezone)
     as_of = as_of or send_at
@@ -314,7 +321,7 @@ def run_day(
     run_id, plan = retrying(planned)
     progress.finish(f"planned {plan.planned} message(s) covering {plan.items} receivable(s)")
     dispatched = DispatchReport()
-    if as_of >= send_at:
+    if send and as_of >= send_at:
         dispatched = dispatch_due(ws, as_of, channels, templates, progress, clock)
 
     report = RunReport(
