@@ -53,13 +53,14 @@ def claim_daily_run(
         insert_ignoring(conn, t.daily_runs)
         .values(company_id=company_id, run_on=run_on, queued_at=now)
         .on_conflict_do_nothing()
-    ).rowcount
+        .returning(d.id)
+    ).first()
     row = conn.execute(
         select(d.id, d.queued_at, d.finished_at).where(
             d.company_id == company_id, d.run_on == run_on
         )
     ).one()
-    if inserted == 1:
+    if inserted is not None:
         return DailyRun(row.id, run_on)
     if row.finished_at is not None or row.queued_at > now - retry_after:
         return None
