@@ -60,8 +60,10 @@ class WorkerProcess:
     def start(self) -> None:
         ready = threading.Event()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cobro", "-w", str(self.root), "--db", self.db, "worker"]
-            + ["--concurrency", str(CONCURRENCY)],
+            [
+                *(sys.executable, "-m", "cobro", "-w", str(self.root), "--db", self.db),
+                *("worker", "--concurrency", str(CONCURRENCY)),
+            ],
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -309,7 +311,8 @@ def test_a_worker_killed_9_mid_task_loses_nothing_and_resends_only_what_was_on_t
         context = f"seed {seed}, trial {n}, killed at message {at_message}"
         _sent_everything(ws, smtp, addresses)
         done += PER_TRIAL
-        assert _wait_until(lambda: statuses(ws) == {"sent": done}), (context, statuses(ws))
+        want = {"sent": done}
+        assert _wait_until(lambda w=want: statuses(ws) == w), (context, statuses(ws))
         assert duplicates(smtp.received) <= CONNECTIONS * CONCURRENCY, context
         assert _one_message_id_per_claim(smtp), context
     assert kills == TRIALS
