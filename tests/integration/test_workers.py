@@ -361,3 +361,35 @@ def test_a_channel_rate_holds_across_workers(cluster: dict[str, Any]) -> None:
         e.dispose()
     assert sorted(slots) == [start + i * 0.25 for i in range(20)]
     assert paces[0].slot("email") is None  # a channel without a rate is not paced
+
+
+def test_cobro_serve_reports_the_queue_lag_to_prometheus(cluster: dict[str, Any]) -> None:
+    """``/metrics`` of the web server: the lag of the oldest ready row, read at the scrape."""
+    from fastapi.testclient import TestClient
+
+    from cobro.web.app import create_app
+
+    ws: Workspace = cluster["ws"]
+    slug = ws.config.company.id
+    waiting = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)  # the send time of DAY (09:00 Madrid)
+    with ws.engine.begin() as conn:  # a planned row nobody has sent for an hour
+        conn.execute(
+            t.outbox.update()
+            .where(t.outbox.c.id == select(func.min(t.outbox.c.id)).scalar_subquery())
+            .values(status="planned", next_attempt_at=waiting, queued_until=None)
+        )
+    try:
+        app = create_app(ws, clock=lambda: waiting + timedelta(hours=1))
+        with TestClient(app) as client:
+            response = client.get("/metrics")
+        assert response.status_code == 200
+        assert f'cobro_queue_lag_seconds{{company="{slug}"}} 3600.0' in response.text
+        assert f'cobro_outbox_ready{{company="{slug}"}} 1.0' in response.text
+        assert "# HELP cobro_messages_sent_total " in response.text
+    finally:
+        with ws.engine.begin() as conn:
+            conn.execute(
+                t.outbox.update()
+                .where(t.outbox.c.status == "planned")
+                .values(status="sent", next_attempt_at=waiting)
+            )

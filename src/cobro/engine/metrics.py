@@ -103,3 +103,19 @@ def exposition() -> tuple[bytes, str]:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def app_metrics(
+    companies: Callable[[], Sequence[Workspace]], clock: Callable[[], datetime] = utcnow
+) -> Callable[[], tuple[bytes, str]]:
+    """The ``/metrics`` of a web application: this process's counters and the queue lag of
+    the companies it serves (a registry of its own: one process may build several apps)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+    own = CollectorRegistry(auto_describe=False)
+    own.register(QueueLag(companies, clock))
+
+    def render() -> tuple[bytes, str]:
+        return generate_latest(REGISTRY) + generate_latest(own), CONTENT_TYPE_LATEST
+
+    return render
