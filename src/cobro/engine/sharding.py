@@ -17,6 +17,7 @@ from sqlalchemy import Connection, and_, or_, select, update
 
 from cobro.domain.calendar import send_instant
 from cobro.domain.model import OutboxStatus
+from cobro.engine.leases import gone_holders
 from cobro.engine.webhooks import IS_WEBHOOK
 from cobro.store import tables as t
 from cobro.store.db import insert_ignoring
@@ -99,8 +100,13 @@ def ready_shards(
     """The ids of the company's outbox rows ready at ``now`` and not queued already, cut
     into shards of at most ``debtors`` consecutive debtors (a debtor's rows stay in one
     shard); they are marked queued until ``now + hold``. Ready: planned and due, or being
-    sent by a dispatcher whose lease is over (webhook deliveries are left to dispatch)."""
+    sent by a dispatcher whose lease is over or that is gone (a worker of this host that
+    was killed); webhook deliveries are left to ``cobro dispatch``."""
     o = t.outbox.c
+    free = o.lease_until <= now
+    gone = gone_holders(conn, company_id, now)
+    if gone:
+        free = or_(free, o.holder.in_(gone))
     rows = conn.execute(
         select(o.id, o.customer_id)
         .where(
@@ -108,7 +114,7 @@ def ready_shards(
             o.step.not_like(IS_WEBHOOK),
             or_(
                 and_(o.status == OutboxStatus.PLANNED.value, o.next_attempt_at <= now),
-                and_(o.status == OutboxStatus.SENDING.value, o.lease_until <= now),
+                and_(o.status == OutboxStatus.SENDING.value, free),
             ),
             or_(o.queued_until.is_(None), o.queued_until <= now),
         )
