@@ -8,6 +8,7 @@ sends ``cobro.tick`` every ``COBRO_TICK_SECONDS``.
   what is ready.
 - ``cobro.send_rows``: sends one shard with the dispatcher (``dispatch_rows``), paced
   by the providers' shared rate limits.
+- ``cobro.post_webhooks``: posts a company's webhook deliveries that are due.
 
 Every task is acknowledged after it ends (``acks_late``) and given back to the queue when
 its worker dies, and every task may run twice: planning is idempotent (the outbox's unique
@@ -33,6 +34,7 @@ from cobro.workspace import Workspace, utcnow
 TICK = "cobro.tick"
 RUN_DAY = "cobro.run_day"
 SEND_ROWS = "cobro.send_rows"
+POST_WEBHOOKS = "cobro.post_webhooks"
 
 
 class Companies:
@@ -119,12 +121,18 @@ def make_app(settings: WorkerSettings | None = None) -> tuple[Celery, Companies]
     def send_rows_task(root: str, ids: list[int]) -> None:
         send_shard(companies, root, ids)
 
+    @app.task(name=POST_WEBHOOKS)  # type: ignore[untyped-decorator]
+    def post_webhooks_task(root: str) -> None:
+        from cobro.engine.runs import post_webhooks
+
+        post_webhooks(companies.get(root), utcnow())
+
     return app, companies
 
 
 def queue_ready(app: Celery, companies: Companies, ws: Workspace, now: datetime) -> int:
     """Queue the company's rows ready at ``now`` as shards; how many shards."""
-    from cobro.engine.sharding import ready_shards
+    from cobro.engine.sharding import ready_shards, webhooks_ready
     from cobro.store.db import retrying
 
     s = companies.settings
@@ -139,9 +147,15 @@ def queue_ready(app: Celery, companies: Companies, ws: Workspace, now: datetime)
                 timedelta(seconds=s.requeue_after_s),
             )
 
+    def hooks() -> bool:
+        with ws.engine.connect() as conn:
+            return webhooks_ready(conn, ws.company_id, now)
+
     shards = retrying(cut)
     for ids in shards:
         app.send_task(SEND_ROWS, args=[str(ws.root), ids], queue=s.queue)
+    if retrying(hooks):  # posted by company, each delivery claimed under a lease
+        app.send_task(POST_WEBHOOKS, args=[str(ws.root)], queue=s.queue)
     return len(shards)
 
 

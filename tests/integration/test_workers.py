@@ -28,8 +28,8 @@ from cobro.engine.pacing import SharedPace
 from cobro.engine.runs import run_day
 from cobro.engine.sharding import ready_shards
 from cobro.store import tables as t
-from cobro.workers import SEND_ROWS, Companies, make_app, tick
-from cobro.workspace import Workspace, open_workspace
+from cobro.workers import SEND_ROWS, Companies, make_app, queue_ready, tick
+from cobro.workspace import Workspace, open_workspace, utcnow
 from local_smtp import LocalSMTP
 
 from .conftest import STARTER_CONFIG, WITHOUT_ACTIONS
@@ -398,3 +398,28 @@ def test_cobro_serve_reports_the_queue_lag_to_prometheus(cluster: dict[str, Any]
                 .where(t.outbox.c.status == "planned")
                 .values(status="sent", next_attempt_at=waiting)
             )
+
+
+def test_webhook_deliveries_of_the_claims_sent_by_the_workers_are_posted_once(
+    cluster: dict[str, Any], smtp: Counting
+) -> None:
+    from cobro.engine.webhooks import add_endpoint
+    from fakes.webhooks import WebhookReceiver
+
+    ws: Workspace = cluster["ws"]
+    with WebhookReceiver() as receiver:
+        with ws.engine.begin() as conn:
+            add_endpoint(conn, ws.company_id, receiver.url(), AFTER_SEND_TIME, events="claim.sent")
+        addresses = debtors(ws, 6, DAY + timedelta(days=7), prefix="W")
+        run_day(ws, DAY, send=False)
+        smtp.received.clear()
+        tick(cluster["app"], cluster["companies"], AFTER_SEND_TIME)
+        _sent_everything(ws, smtp, addresses)
+        # The claims' events are recorded with them, due when they were sent (the real
+        # clock): the next tick's queueing has them posted.
+        assert _wait_until(lambda: statuses(ws)["sending"] == 0)
+        queue_ready(cluster["app"], cluster["companies"], ws, utcnow())
+        assert receiver.wait_for(6, timeout=60)
+        assert _wait_until(lambda: statuses(ws)["sending"] == 0 and statuses(ws)["planned"] == 0)
+        events = [r.json()["data"]["customer"]["id"] for r in receiver.received]
+    assert sorted(events) == [f"W{i}" for i in range(6)]

@@ -400,6 +400,21 @@ class Dispatcher:
                 await channel.stop()
         return report
 
+    async def post_webhooks(self) -> DispatchReport:
+        """Post the company's webhook deliveries that are due, and nothing else (a
+        worker's task: the claims go in shards)."""
+        channel = self.channels.get(WebhookChannel.name)
+        if not isinstance(channel, WebhookChannel):
+            return DispatchReport()
+        self._deadline = time.monotonic() + self.settings.pass_deadline_s
+        if not self.channels_open:
+            await channel.start()
+        try:
+            return await self._post_webhooks(channel)
+        finally:
+            if not self.channels_open:
+                await channel.stop()
+
     async def _post_webhooks(self, channel: WebhookChannel) -> DispatchReport:
         """Post the webhook deliveries due (``cobro.engine.webhook_dispatch``): after the
         claims, so that the events they raised go out in the same pass."""

@@ -288,6 +288,15 @@ def dispatch_rows(
     return report
 
 
+def post_webhooks(
+    ws: Workspace, as_of: datetime, clock: Callable[[], datetime] = utcnow
+) -> DispatchReport:
+    """Post the company's webhook deliveries due by ``as_of`` (and no claim)."""
+    channels: dict[str, Channel] = {WebhookChannel.name: WebhookChannel()}
+    dispatcher = workspace_dispatcher(ws, as_of, channels, templates_for(ws), clock=clock)
+    return asyncio.run(dispatcher.post_webhooks())
+
+
 def run_day(
     ws: Workspace,
     run_on: date,

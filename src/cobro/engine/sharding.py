@@ -101,7 +101,7 @@ def ready_shards(
     into shards of at most ``debtors`` consecutive debtors (a debtor's rows stay in one
     shard); they are marked queued until ``now + hold``. Ready: planned and due, or being
     sent by a dispatcher whose lease is over or that is gone (a worker of this host that
-    was killed); webhook deliveries are left to ``cobro dispatch``."""
+    was killed); webhook deliveries go by company (``webhooks_ready``)."""
     o = t.outbox.c
     free = o.lease_until <= now
     gone = gone_holders(conn, company_id, now)
@@ -144,3 +144,23 @@ def ready_shards(
         current.append(r.id)
     shards.append(current)
     return shards
+
+
+def webhooks_ready(conn: Connection, company_id: int, now: datetime) -> bool:
+    """Whether the company has webhook deliveries to post at ``now``."""
+    o = t.outbox.c
+    return (
+        conn.execute(
+            select(o.id)
+            .where(
+                o.company_id == company_id,
+                o.step.like(IS_WEBHOOK),
+                or_(
+                    and_(o.status == OutboxStatus.PLANNED.value, o.next_attempt_at <= now),
+                    and_(o.status == OutboxStatus.SENDING.value, o.lease_until <= now),
+                ),
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
