@@ -423,3 +423,20 @@ def test_webhook_deliveries_of_the_claims_sent_by_the_workers_are_posted_once(
         assert _wait_until(lambda: statuses(ws)["sending"] == 0 and statuses(ws)["planned"] == 0)
         events = [r.json()["data"]["customer"]["id"] for r in receiver.received]
     assert sorted(events) == [f"W{i}" for i in range(6)]
+
+
+def test_a_claim_refused_for_good_is_counted_as_failed_on_its_channel(
+    cluster: dict[str, Any], smtp: Counting
+) -> None:
+    ws: Workspace = cluster["ws"]
+    (address,) = debtors(ws, 1, DAY + timedelta(days=7), prefix="R")
+    smtp.refuse(address, "550 5.1.1 no such mailbox", times=None)
+    try:
+        run_day(ws, DAY, send=False)
+        tick(cluster["app"], cluster["companies"], AFTER_SEND_TIME)
+        assert _wait_until(lambda: statuses(ws)["failed"] == 1), statuses(ws)
+    finally:
+        smtp.clear()
+    metrics = httpx.get(f"{cluster['metrics']}/metrics", timeout=10).text
+    slug = ws.config.company.id
+    assert f'cobro_messages_failed_total{{channel="email",company="{slug}"}} 1.0' in metrics

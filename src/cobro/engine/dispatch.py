@@ -151,6 +151,7 @@ class Failure:
     step: str
     occurrence_on: date
     reason: str
+    channel: str = "none"  # the first channel it was tried on ("none": it had no address)
 
     def __str__(self) -> str:
         return (
@@ -1535,6 +1536,7 @@ class Dispatcher:
                     job.step,
                     job.occurrence_on,
                     reason or "not delivered",
+                    next(iter(job.outcome), ("none", ""))[0],
                 )
                 report.failed += 1
                 report.failures.append(failure)

@@ -24,7 +24,7 @@ PLANNED = Counter("cobro_messages_planned", "Messages planned into the outbox", 
 SENT = Counter("cobro_messages_sent", "Deliveries accepted by a channel", ["company", "channel"])
 FAILED = Counter(
     "cobro_messages_failed",
-    "Claims that failed for good (channel: the one their phase tried first)",
+    "Claims that failed for good (channel: the first one tried, none: no address)",
     ["company", "channel"],
 )
 RUN_SECONDS = Histogram(
@@ -45,8 +45,8 @@ def count_dispatch(company: str, report: DispatchReport) -> None:
     """Add a dispatch's deliveries and failures to the counters."""
     for channel, n in report.by_channel.items():
         SENT.labels(company, channel).inc(n)
-    if report.failed:
-        FAILED.labels(company, "any").inc(report.failed)
+    for failure in report.failures:
+        FAILED.labels(company, failure.channel).inc()
 
 
 class QueueLag(Collector):
