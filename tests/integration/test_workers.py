@@ -440,3 +440,28 @@ def test_a_claim_refused_for_good_is_counted_as_failed_on_its_channel(
     metrics = httpx.get(f"{cluster['metrics']}/metrics", timeout=10).text
     slug = ws.config.company.id
     assert f'cobro_messages_failed_total{{channel="email",company="{slug}"}} 1.0' in metrics
+
+
+def test_every_message_a_shard_sends_takes_a_slot_of_its_channel(
+    cluster: dict[str, Any], smtp: Counting
+) -> None:
+    """The dispatcher waits for the shared pace before each message: five messages at
+    1000 a second take five slots of ``email``, a millisecond apart."""
+    from cobro.engine.runs import dispatch_rows
+
+    ws: Workspace = cluster["ws"]
+    addresses = debtors(ws, 5, DAY + timedelta(days=7), prefix="P")
+    run_day(ws, DAY, send=False)
+    smtp.received.clear()
+    with ws.engine.begin() as conn:
+        (ids,) = ready_shards(conn, ws.company_id, AFTER_SEND_TIME, 100, timedelta(minutes=10))
+    start = 3_000_000_000.0
+    pace = SharedPace(ws.engine, ws.company_id, {"email": 1000.0}, clock=lambda: start)
+    report = dispatch_rows(ws, frozenset(ids), utcnow(), pace=pace)
+    assert report.sent == 5
+    assert {r for m in smtp.received for r in m.rcpt_tos} == addresses
+    with ws.engine.connect() as conn:
+        next_at = conn.execute(
+            select(t.rate_slots.c.next_at).where(t.rate_slots.c.channel == "email")
+        ).scalar_one()
+    assert next_at == pytest.approx(start + 5 * 0.001)
