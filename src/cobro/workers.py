@@ -82,7 +82,6 @@ class Companies:
 class TickReport:
     runs: tuple[tuple[str, date], ...]  # (company, day) queued
     shards: int
-    rows: int
 
 
 def make_app(settings: WorkerSettings | None = None) -> tuple[Celery, Companies]:
@@ -167,7 +166,7 @@ def tick(app: Celery, companies: Companies, now: datetime) -> TickReport:
 
     s = companies.settings
     runs: list[tuple[str, date]] = []
-    shards = rows = 0
+    shards = 0
     for ws in companies.all():
         day = due_day(ws, now)
         if day is not None:
@@ -189,14 +188,14 @@ def tick(app: Celery, companies: Companies, now: datetime) -> TickReport:
                 app.send_task(RUN_DAY, args=[str(ws.root), day.isoformat()], queue=s.queue)
                 runs.append((ws.config.company.id, day))
         shards += queue_ready(app, companies, ws, now)
-    return TickReport(tuple(runs), shards, rows)
+    return TickReport(tuple(runs), shards)
 
 
 def plan_company_day(app: Celery, companies: Companies, root: str, run_on: date) -> None:
     """Plan ``run_on`` for the company at ``root`` (as of its send time) and queue what is
     ready; nothing when that day's run has already finished."""
     from cobro.engine.metrics import PLANNED, RUN_SECONDS
-    from cobro.engine.runs import run_day
+    from cobro.engine.runs import end_run, run_day, start_run
     from cobro.engine.sharding import daily_run_done, daily_run_finished
     from cobro.store.db import retrying
 
@@ -205,11 +204,15 @@ def plan_company_day(app: Celery, companies: Companies, root: str, run_on: date)
         if daily_run_finished(conn, ws.company_id, run_on):
             return
     began = time.monotonic()
-    report = run_day(ws, run_on, send=False)
+    run_id = start_run(ws, run_on, at=utcnow())
+    try:
+        report = run_day(ws, run_on, send=False, run_id=run_id)
+    except Exception as exc:  # recorded with the run; the scheduler queues it again later
+        end_run(ws, run_id, utcnow(), f"{type(exc).__name__}: {exc}")
+        raise
     slug = ws.config.company.id
     RUN_SECONDS.labels(slug).observe(time.monotonic() - began)
     PLANNED.labels(slug).inc(report.planned)
-    run_id = _run_id(ws, run_on)
 
     def done() -> None:
         with ws.engine.begin() as conn:
@@ -217,20 +220,6 @@ def plan_company_day(app: Celery, companies: Companies, root: str, run_on: date)
 
     retrying(done)
     queue_ready(app, companies, ws, utcnow())
-
-
-def _run_id(ws: Workspace, run_on: date) -> int:
-    from sqlalchemy import func, select
-
-    from cobro.store import tables as t
-
-    r = t.runs.c
-    with ws.engine.connect() as conn:
-        return int(
-            conn.execute(
-                select(func.max(r.id)).where(r.company_id == ws.company_id, r.run_on == run_on)
-            ).scalar_one()
-        )
 
 
 def send_shard(companies: Companies, root: str, ids: list[int]) -> None:
