@@ -19,6 +19,7 @@ had on the wire again, under the same Message-ID, to recipients without a delive
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -29,7 +30,10 @@ from typing import Any
 from celery import Celery
 
 from cobro.config.settings import WorkerSettings
+from cobro.errors import CobroError
 from cobro.workspace import Workspace, utcnow
+
+log = logging.getLogger("cobro.workers")
 
 TICK = "cobro.tick"
 RUN_DAY = "cobro.run_day"
@@ -65,7 +69,9 @@ class Companies:
                 return found[1]
             ws = open_workspace(root, self.settings.database_url)
             self._open[root] = (stamp, ws)
-            # the old one is left to its running tasks; its engine's pool closes with it
+            if found is not None:
+                # Idle connections close now; those of tasks still running, when returned.
+                found[1].close()
             return ws
 
     def all(self) -> list[Workspace]:
@@ -167,7 +173,12 @@ def tick(app: Celery, companies: Companies, now: datetime) -> TickReport:
     s = companies.settings
     runs: list[tuple[str, date]] = []
     shards = 0
-    for ws in companies.all():
+    for root in companies.roots():
+        try:
+            ws = companies.get(root)
+        except CobroError as exc:  # one company's broken cobro.yaml stops no other
+            log.error("%s: %s", root, exc)
+            continue
         day = due_day(ws, now)
         if day is not None:
 
