@@ -17,7 +17,10 @@ if TYPE_CHECKING:
 def _settings(ctx: typer.Context) -> WorkerSettings:
     """The settings from the environment; ``--workspace`` and ``--db`` where the
     environment does not say (``COBRO_WORKSPACE``, ``COBRO_DATABASE_URL``)."""
+    import re
+
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from cobro.config.settings import WorkerSettings
 
@@ -28,6 +31,15 @@ def _settings(ctx: typer.Context) -> WorkerSettings:
         for e in exc.errors():
             name = "COBRO_" + "_".join(str(p) for p in e["loc"]).upper()
             err.print(f"{name}: {e['msg']}", highlight=False, markup=False)
+        fail("bad settings in the environment; nothing was started", 2)
+    except SettingsError as exc:  # a value that must be JSON and is not
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = "COBRO_" + (found.group(1).upper() if found else "?")
+        err.print(
+            f'{name}: not JSON (write it as {{"email": 50, "sms": 10}})',
+            highlight=False,
+            markup=False,
+        )
         fail("bad settings in the environment; nothing was started", 2)
     updates: dict[str, object] = {}
     if "COBRO_WORKSPACE" not in os.environ:
