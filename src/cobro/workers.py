@@ -92,6 +92,8 @@ class TickReport:
 
 def make_app(settings: WorkerSettings | None = None) -> tuple[Celery, Companies]:
     """The Celery application and the companies its tasks act on."""
+    import cobro.engine.metrics  # noqa: F401  (a worker keeps the counters of what it does)
+
     settings = settings or WorkerSettings()
     app = Celery("cobro", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
@@ -205,7 +207,6 @@ def tick(app: Celery, companies: Companies, now: datetime) -> TickReport:
 def plan_company_day(app: Celery, companies: Companies, root: str, run_on: date) -> None:
     """Plan ``run_on`` for the company at ``root`` (as of its send time) and queue what is
     ready; nothing when that day's run has already finished."""
-    from cobro.engine.metrics import PLANNED, RUN_SECONDS
     from cobro.engine.runs import end_run, run_day, start_run
     from cobro.engine.sharding import daily_run_done, daily_run_finished
     from cobro.store.db import retrying
@@ -214,16 +215,12 @@ def plan_company_day(app: Celery, companies: Companies, root: str, run_on: date)
     with ws.engine.connect() as conn:
         if daily_run_finished(conn, ws.company_id, run_on):
             return
-    began = time.monotonic()
     run_id = start_run(ws, run_on, at=utcnow())
     try:
-        report = run_day(ws, run_on, send=False, run_id=run_id)
+        run_day(ws, run_on, send=False, run_id=run_id)  # counted in the metrics
     except Exception as exc:  # recorded with the run; the scheduler queues it again later
         end_run(ws, run_id, utcnow(), f"{type(exc).__name__}: {exc}")
         raise
-    slug = ws.config.company.id
-    RUN_SECONDS.labels(slug).observe(time.monotonic() - began)
-    PLANNED.labels(slug).inc(report.planned)
 
     def done() -> None:
         with ws.engine.begin() as conn:
@@ -235,16 +232,15 @@ def plan_company_day(app: Celery, companies: Companies, root: str, run_on: date)
 
 def send_shard(companies: Companies, root: str, ids: list[int]) -> None:
     """Send the outbox rows ``ids`` of the company at ``root`` that are ready now."""
-    from cobro.engine.metrics import SHARD_SECONDS, count_dispatch
+    from cobro.engine.metrics import SHARD_SECONDS
     from cobro.engine.pacing import SharedPace
     from cobro.engine.runs import dispatch_rows
 
     ws = companies.get(root)
     pace = SharedPace(ws.engine, ws.company_id, companies.settings.rate_limits)
     began = time.monotonic()
-    report = dispatch_rows(ws, frozenset(ids), utcnow(), pace=pace)
+    dispatch_rows(ws, frozenset(ids), utcnow(), pace=pace)  # counted in the metrics
     SHARD_SECONDS.labels(ws.config.company.id).observe(time.monotonic() - began)
-    count_dispatch(ws.config.company.id, report)
 
 
 # --------------------------------------------------------------------------- /healthz

@@ -29,7 +29,7 @@ FAILED = Counter(
 )
 RUN_SECONDS = Histogram(
     "cobro_run_duration_seconds",
-    "How long planning a company's day took",
+    "How long a company's run took (planning, and sending when the run sends)",
     ["company"],
     buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
 )
@@ -39,6 +39,12 @@ SHARD_SECONDS = Histogram(
     ["company"],
     buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
 )
+
+
+def count_run(company: str, planned: int, seconds: float) -> None:
+    """Add a run's planned messages and its duration."""
+    PLANNED.labels(company).inc(planned)
+    RUN_SECONDS.labels(company).observe(seconds)
 
 
 def count_dispatch(company: str, report: DispatchReport) -> None:

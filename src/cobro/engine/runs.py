@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, insert, update
@@ -182,6 +184,13 @@ def templates_for(ws: Workspace) -> TemplateSet:
     return found
 
 
+def _metrics() -> ModuleType | None:
+    """``cobro.engine.metrics`` when this process serves ``/metrics`` (``cobro serve``,
+    ``cobro worker``): counters are kept there only, and ``cobro run`` does not load
+    prometheus-client."""
+    return sys.modules.get("cobro.engine.metrics")
+
+
 def dispatch_due(
     ws: Workspace,
     as_of: datetime,
@@ -212,6 +221,8 @@ def dispatch_due(
     report = asyncio.run(dispatcher.run())
     checkpoint(ws, as_of)
     progress.finish(dispatch_summary(report))
+    if (metrics := _metrics()) is not None:
+        metrics.count_dispatch(ws.config.company.id, report)
     return report
 
 
@@ -285,6 +296,8 @@ def dispatch_rows(
     )
     report = asyncio.run(dispatcher.run())
     checkpoint(ws, as_of)
+    if (metrics := _metrics()) is not None:
+        metrics.count_dispatch(ws.config.company.id, report)
     return report
 
 
@@ -318,6 +331,7 @@ def run_day(
     company = ws.config.company
     send_at = send_instant(run_on, company.send_time, company.timezone)
     as_of = as_of or send_at
+    began = time.monotonic()
     progress.start("plan")
 
     def planned() -> tuple[int, Any]:
@@ -373,6 +387,8 @@ def run_day(
 
     retrying(finished)
     checkpoint(ws, as_of)  # the plan's own evidence (accounts released) when nothing was sent
+    if (metrics := _metrics()) is not None:
+        metrics.count_run(company.id, plan.planned, time.monotonic() - began)
     return report
 
 
@@ -481,6 +497,8 @@ async def _watch(
             try:
                 report = await dispatcher.run()
                 total.add(report)
+                if (metrics := _metrics()) is not None:
+                    metrics.count_dispatch(ws.config.company.id, report)
                 unsigned = unsigned or bool(report.sent + report.failed + report.retrying)
                 if unsigned:
                     checkpoint(ws, now)
