@@ -15,7 +15,13 @@ Each trial:
    recipient): a miss is one that never arrived, a duplicate one that arrived more
    than once. Every copy must carry the same Message-ID.
 
-Trials alternate between ``run`` and ``dispatch``, and with ``--db both`` between
+With ``--commands run,dispatch,worker`` the third kind is a Celery worker (``cobro worker``
+on the broker of ``--broker``, PostgreSQL only): the day is planned, the scheduler's tick
+(in this process) queues its shards, the worker is killed, started again, and the tick runs
+again after the requeue time (as the scheduler would, for Redis, whose unacknowledged
+tasks come back only after their visibility timeout).
+
+Trials alternate between the commands, and with ``--db both`` between
 SQLite and PostgreSQL (a fresh database ``cobro_crash`` on the local server, dropped
 at the end). Final stdout line: {"bench": "crash_trials", "trials": N, "kills": K,
 "misses": M, "duplicates": D, "duplicates_per_crash_max": X,
@@ -118,10 +124,81 @@ def plan_only(root: Path, url: str) -> None:
         ws.close()
 
 
+class WorkerTrials:
+    """A Celery worker process for the trials of ``worker``, and the scheduler's app."""
+
+    def __init__(self, root: Path, url: str, broker: str) -> None:
+        from cobro.config.settings import WorkerSettings
+        from cobro.workers import make_app
+
+        self.root, self.url = root, url
+        self.settings = WorkerSettings(
+            broker_url=broker,
+            database_url=url,
+            workspace=root,
+            queue=f"cobro-crash-{os.getpid()}",
+            shard_debtors=10,
+            metrics_port=0,
+        )
+        self.app, self.companies = make_app(self.settings)
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> subprocess.Popen[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COBRO_")}
+        env.update(
+            COBRO_BROKER_URL=self.settings.broker_url,
+            COBRO_QUEUE=self.settings.queue,
+            COBRO_SHARD_DEBTORS=str(self.settings.shard_debtors),
+            COBRO_METRICS_PORT="0",
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cobro", "-w", str(self.root), "--db", self.url, "worker"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stderr is not None
+        for line in proc.stderr:  # until the worker says it is ready
+            if " ready." in line:
+                break
+        threading.Thread(target=proc.stderr.read, daemon=True).start()
+        self.proc = proc
+        return proc
+
+    def tick(self, later: bool = False) -> None:
+        from datetime import UTC, datetime, timedelta
+
+        from cobro.workers import tick
+
+        now = datetime(2026, 6, 15, 12, tzinfo=UTC)
+        if later:
+            now += timedelta(seconds=self.settings.requeue_after_s + 1)
+        tick(self.app, self.companies, now)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+        self.companies.close()
+        with self.app.connection_for_write() as conn:
+            conn.default_channel.queue_delete(self.settings.queue)
+
+
 def trial(
-    n: int, command: str, root: Path, url: str, rec: Recorder, rng: random.Random, debtors: int
+    n: int,
+    command: str,
+    root: Path,
+    url: str,
+    rec: Recorder,
+    rng: random.Random,
+    debtors: int,
+    workers: WorkerTrials | None = None,
 ) -> dict[str, Any]:
     addresses = load_debtors(root, url, f"T{n}X", debtors)
+    if command == "worker":
+        assert workers is not None
+        return worker_trial(addresses, root, url, rec, rng, debtors, workers)
     args = ["run", "--date", TRIAL_DATE] if command == "run" else ["dispatch"]
     if command == "dispatch":
         plan_only(root, url)
@@ -148,6 +225,54 @@ def trial(
         if {r for _, r, _ in rec.got} >= addresses:
             break
         cobro(root, url, *args).wait()
+    return _tally(rec, addresses, killed)
+
+
+def worker_trial(
+    addresses: set[str],
+    root: Path,
+    url: str,
+    rec: Recorder,
+    rng: random.Random,
+    debtors: int,
+    workers: WorkerTrials,
+) -> dict[str, Any]:
+    plan_only(root, url)
+    with rec.lock:
+        rec.got.clear()
+    proc = workers.proc if workers.proc and workers.proc.poll() is None else workers.start()
+    at_message = rng.randint(1, debtors) if rng.random() < 0.6 else None
+
+    def kill(count: int) -> None:
+        if count == at_message:
+            os.kill(proc.pid, signal.SIGKILL)
+
+    rec.on_message = kill
+    timer = None
+    if at_message is None:  # anywhere: claiming, rendering, sending, recording
+        timer = threading.Timer(rng.uniform(0.05, 1.5), proc.send_signal, (signal.SIGKILL,))
+        timer.start()
+    workers.tick()
+    began = time.monotonic()
+    while proc.poll() is None and time.monotonic() - began < 30:
+        if {r for _, r, _ in list(rec.got)} >= addresses:
+            break
+        time.sleep(0.05)
+    if timer is not None:
+        timer.cancel()
+    rec.on_message = None
+    killed = proc.poll() == -signal.SIGKILL
+    if killed:
+        workers.start()
+        workers.tick(later=True)
+    began = time.monotonic()
+    while time.monotonic() - began < 60 and not {r for _, r, _ in list(rec.got)} >= addresses:
+        time.sleep(0.05)
+    time.sleep(0.5)  # a duplicate would come now, if any
+    return _tally(rec, addresses, killed)
+
+
+def _tally(rec: Recorder, addresses: set[str], killed: bool) -> dict[str, Any]:
     with rec.lock:
         got = list(rec.got)
     counts = Counter((claim, rcpt) for claim, rcpt, _ in got)
@@ -191,7 +316,16 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=4)
     ap.add_argument("--db", choices=["sqlite", "pg", "both"], default="both")
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument(
+        "--commands",
+        default="run,dispatch",
+        help="what is killed, in turn: run, dispatch, worker (PostgreSQL only)",
+    )
+    ap.add_argument("--broker", default="amqp://guest:guest@127.0.0.1:5672//")
     a = ap.parse_args()
+    commands = [c for c in a.commands.split(",") if c]
+    if not set(commands) <= {"run", "dispatch", "worker"}:
+        ap.error(f"--commands: {a.commands!r}: choose among run, dispatch, worker")
     seed = a.seed if a.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
     rec = Recorder()
@@ -203,19 +337,29 @@ def main() -> None:
     dbs = ["sqlite", "pg"] if a.db == "both" else [a.db]
     places = {db: prepare(db, port, a.connections) for db in dbs}
     results: list[dict[str, Any]] = []
+    workers = None
+    if "worker" in commands:
+        if "pg" not in places:
+            ap.error("worker trials need PostgreSQL: --db pg or --db both")
+        workers = WorkerTrials(*places["pg"], a.broker)
     began = time.perf_counter()
     try:
         for n in range(a.trials):
             db = dbs[n % len(dbs)]
-            command = ("run", "dispatch")[(n // len(dbs)) % 2]
+            command = commands[(n // len(dbs)) % len(commands)]
+            if command == "worker":
+                db = "pg"
             root, url = places[db]
-            r = trial(n, command, root, url, rec, rng, a.debtors)
+            r = trial(n, command, root, url, rec, rng, a.debtors, workers)
+            r["command"] = command
             results.append(r)
             say(
                 f"trial {n + 1}/{a.trials} {db} {command}: killed {r['killed']}, "
                 f"misses {r['misses']}, duplicates {r['duplicates']}"
             )
     finally:
+        if workers is not None:
+            workers.close()
         controller.stop()
         if "pg" in dbs:
             with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
@@ -236,6 +380,15 @@ def main() -> None:
             if per_crash
             else 0,
             "same_message_id": all(r["same_message_id"] for r in results),
+            "by_command": {
+                c: {
+                    "trials": sum(r["command"] == c for r in results),
+                    "kills": sum(r["command"] == c and r["killed"] for r in results),
+                    "misses": sum(r["misses"] for r in results if r["command"] == c),
+                    "duplicates": sum(r["duplicates"] for r in results if r["command"] == c),
+                }
+                for c in commands
+            },
             "seconds": round(time.perf_counter() - began, 1),
         }
     )

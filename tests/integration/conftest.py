@@ -349,3 +349,58 @@ def smtp_server() -> Iterator[SmtpServer]:
 def smtp_ws(make_ws: Callable[..., Workspace], smtp_server: SmtpServer) -> Workspace:
     """The starter workspace on the test's database, sending to ``smtp_server``."""
     return make_ws(replace=smtp_server.replace)
+
+
+# --------------------------------------------------------------------------- broker
+
+
+DEFAULT_BROKERS = ("amqp://guest:guest@127.0.0.1:5672//", "redis://127.0.0.1:6379/15")
+
+
+def _broker_answers(url: str) -> str | None:
+    """None when the broker at ``url`` accepts a connection, else why not."""
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1, timeout=3)
+    except Exception as exc:
+        return f"{url}: {type(exc).__name__}: {exc}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def broker_url() -> str:
+    """The URL of a Celery broker: ``COBRO_TEST_BROKER_URL``, else RabbitMQ on
+    127.0.0.1:5672, else Redis on 127.0.0.1:6379. None answering: the tests that need one
+    are skipped, except in CI (``CI=true``), where they fail with the reason."""
+    candidates = (
+        [os.environ["COBRO_TEST_BROKER_URL"]]
+        if os.environ.get("COBRO_TEST_BROKER_URL")
+        else list(DEFAULT_BROKERS)
+    )
+    problems: list[str] = []
+    for url in candidates:
+        problem = _broker_answers(url)
+        if problem is None:
+            return url
+        problems.append(problem)
+    message = "no Celery broker for the worker tests:\n  " + "\n  ".join(problems)
+    message += "\nSet COBRO_TEST_BROKER_URL, or run RabbitMQ on 5672 or Redis on 6379."
+    if os.environ.get("CI") == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def module_postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for a whole test module, dropped afterwards."""
+    name = f"cobro_m_{uuid.uuid4().hex[:16]}"
+    admin = _libpq_url(postgres_server)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_database(postgres_server, name)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

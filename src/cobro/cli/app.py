@@ -41,6 +41,7 @@ from cobro.cli.staff import account, segments_app, tasks_app
 from cobro.cli.users import users_app
 from cobro.cli.web import portal_app, serve
 from cobro.cli.webhooks import webhooks_app
+from cobro.cli.workers import scheduler, worker
 from cobro.errors import CobroError, ConfigError, ConfigProblem
 from cobro.workspace import CONFIG_FILE, utcnow, write_gitignore
 
@@ -532,6 +533,8 @@ app.command(name="dispatch")(dispatch)
 app.command(name="requeue")(requeue)
 app.command(name="resend")(resend)
 app.command(name="serve")(serve)
+app.command(name="worker")(worker)
+app.command(name="scheduler")(scheduler)
 app.add_typer(portal_app, name="portal")
 app.add_typer(keys_app, name="keys")
 app.add_typer(companies_app, name="companies")

@@ -34,7 +34,7 @@ import secrets
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -159,6 +159,7 @@ class Failure:
     step: str
     occurrence_on: date
     reason: str
+    channel: str = "none"  # the first channel it was tried on ("none": it had no address)
 
     def __str__(self) -> str:
         return (
@@ -318,6 +319,7 @@ class Dispatcher:
     what is recorded; leases are measured on ``clock``, the real clock. ``breakers``
     may be shared between passes (``watch``); ``orphans`` names holders of earlier
     passes of this process that stopped half-way (their rows are taken over at once).
+    ``pace(channel)``, when given, is awaited before each message goes on that channel.
     """
 
     def __init__(
@@ -338,8 +340,10 @@ class Dispatcher:
         breakers: dict[str, Breaker] | None = None,
         orphans: frozenset[str] = frozenset(),
         only: frozenset[int] | None = None,
+        pace: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.engine = engine
+        self.pace = pace  # waits for a channel's turn (provider rate limits shared by workers)
         self.on_batch = on_batch  # told what each batch did (progress)
         self.clock = clock
         self.settings = config.dispatch
@@ -432,6 +436,21 @@ class Dispatcher:
                 self.settings.in_doubt_minutes,
                 followup_of(self.config),
             )
+
+    async def post_webhooks(self) -> DispatchReport:
+        """Post the company's webhook deliveries that are due, and nothing else (a
+        worker's task: the claims go in shards)."""
+        channel = self.channels.get(WebhookChannel.name)
+        if not isinstance(channel, WebhookChannel):
+            return DispatchReport()
+        self._deadline = time.monotonic() + self.settings.pass_deadline_s
+        if not self.channels_open:
+            await channel.start()
+        try:
+            return await self._post_webhooks(channel)
+        finally:
+            if not self.channels_open:
+                await channel.stop()
 
     async def _post_webhooks(self, channel: WebhookChannel) -> DispatchReport:
         """Post the webhook deliveries due (``cobro.engine.webhook_dispatch``): after the
@@ -1234,6 +1253,8 @@ class Dispatcher:
 
         async def attempt(channel: str, msg: Outgoing) -> str:
             breaker = self._breaker(channel)
+            if self.pace is not None:
+                await self.pace(channel)
             try:
                 async with asyncio.timeout(deadline_s):
                     provider_id = await self.channels[channel].send(msg)
@@ -1660,6 +1681,7 @@ class Dispatcher:
                     job.step,
                     job.occurrence_on,
                     reason or "not delivered",
+                    next(iter(job.outcome), ("none", ""))[0],
                 )
                 report.failed += 1
                 report.failures.append(failure)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, insert, update
@@ -214,6 +216,13 @@ def templates_for(ws: Workspace) -> TemplateSet:
     return found
 
 
+def _metrics() -> ModuleType | None:
+    """``cobro.engine.metrics`` when this process serves ``/metrics`` (``cobro serve``,
+    ``cobro worker``): counters are kept there only, and ``cobro run`` does not load
+    prometheus-client."""
+    return sys.modules.get("cobro.engine.metrics")
+
+
 def dispatch_due(
     ws: Workspace,
     as_of: datetime,
@@ -245,6 +254,8 @@ def dispatch_due(
     report = asyncio.run(dispatcher.run())
     checkpoint(ws, as_of)
     progress.finish(dispatch_summary(report))
+    if (metrics := _metrics()) is not None:
+        metrics.count_dispatch(ws.config.company.id, report)
     return report
 
 
@@ -277,6 +288,7 @@ def workspace_dispatcher(
     breakers: dict[str, Breaker] | None = None,
     orphans: frozenset[str] = frozenset(),
     only: frozenset[int] | None = None,
+    pace: Callable[[str], Awaitable[None]] | None = None,
 ) -> Dispatcher:
     """A dispatcher for the workspace's company as of ``as_of`` (of the rows ``only``,
     when given)."""
@@ -295,6 +307,7 @@ def workspace_dispatcher(
         breakers=breakers,
         orphans=orphans,
         only=only,
+        pace=pace,
     )
 
 
@@ -304,9 +317,11 @@ def dispatch_rows(
     as_of: datetime,
     channels: dict[str, Channel] | None = None,
     clock: Callable[[], datetime] = utcnow,
+    pace: Callable[[str], Awaitable[None]] | None = None,
 ) -> DispatchReport:
     """Send the outbox rows ``ids`` that are due by ``as_of``, and nothing else (a resend
-    asked for by hand goes at once, not with whatever else is due)."""
+    asked for by hand goes at once, not with whatever else is due; a worker's shard);
+    ``pace(channel)`` is awaited before each message on that channel."""
     dispatcher = workspace_dispatcher(
         ws,
         as_of,
@@ -314,10 +329,22 @@ def dispatch_rows(
         templates_for(ws),
         clock=clock,
         only=ids,
+        pace=pace,
     )
     report = asyncio.run(dispatcher.run())
     checkpoint(ws, as_of)
+    if (metrics := _metrics()) is not None:
+        metrics.count_dispatch(ws.config.company.id, report)
     return report
+
+
+def post_webhooks(
+    ws: Workspace, as_of: datetime, clock: Callable[[], datetime] = utcnow
+) -> DispatchReport:
+    """Post the company's webhook deliveries due by ``as_of`` (and no claim)."""
+    channels: dict[str, Channel] = {WebhookChannel.name: WebhookChannel()}
+    dispatcher = workspace_dispatcher(ws, as_of, channels, templates_for(ws), clock=clock)
+    return asyncio.run(dispatcher.post_webhooks())
 
 
 def run_day(
@@ -329,16 +356,19 @@ def run_day(
     progress: Progress = SILENT,
     clock: Callable[[], datetime] = utcnow,
     run_id: int | None = None,
+    send: bool = True,
 ) -> RunReport:
     """Plan ``run_on`` and dispatch what is due by ``as_of`` (default: that day's send time).
 
     Each step is one transaction, tried again if the database connection drops.
     ``progress`` hears of two phases: ``plan``, then ``send`` batch by batch. ``run_id``:
     the run recorded beforehand by ``start_run`` (else it is recorded here). The report
-    is kept with the run (``runs.report``)."""
+    is kept with the run (``runs.report``). ``send=False`` plans only: the workers
+    send the planned rows (``cobro.workers``)."""
     company = ws.config.company
     send_at = send_instant(run_on, company.send_time, company.timezone)
     as_of = as_of or send_at
+    began = time.monotonic()
     progress.start("plan")
 
     def planned() -> tuple[int, Any]:
@@ -351,7 +381,7 @@ def run_day(
     run_id, plan = retrying(planned)
     progress.finish(f"planned {plan.planned} message(s) covering {plan.items} receivable(s)")
     dispatched = DispatchReport()
-    if as_of >= send_at:
+    if send and as_of >= send_at:
         dispatched = dispatch_due(ws, as_of, channels, templates, progress, clock)
 
     report = RunReport(
@@ -396,6 +426,8 @@ def run_day(
 
     retrying(finished)
     checkpoint(ws, as_of)  # the plan's own evidence (accounts released) when nothing was sent
+    if (metrics := _metrics()) is not None:
+        metrics.count_run(company.id, plan.planned, time.monotonic() - began)
     return report
 
 
@@ -504,6 +536,8 @@ async def _watch(
             try:
                 report = await dispatcher.run()
                 total.add(report)
+                if (metrics := _metrics()) is not None:
+                    metrics.count_dispatch(ws.config.company.id, report)
                 unsigned = unsigned or bool(report.sent + report.failed + report.retrying)
                 if unsigned:
                     checkpoint(ws, now)

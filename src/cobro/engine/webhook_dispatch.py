@@ -358,6 +358,7 @@ class WebhookSender:
                 job.label,
                 job.occurrence_on,
                 outcome.reason or "not delivered",
+                "webhook",
             )
             report.failed += 1
             report.failures.append(failure)

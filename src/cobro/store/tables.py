@@ -13,6 +13,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -235,6 +236,9 @@ outbox = Table(
     Column("holder", String(120)),
     # The first temporary failure of a row still being retried (the retry budget runs from it).
     Column("failing_since", UTCDateTime),
+    # Until when the row's id sits in the broker's queue (Celery workers): the scheduler
+    # does not queue it again before then.
+    Column("queued_until", UTCDateTime),
     UniqueConstraint("company_id", "customer_id", "step", "occurrence_on", name="uq_outbox_key"),
     Index(None, "company_id", "status", "next_attempt_at"),
     Index(None, "run_id"),
@@ -752,4 +756,28 @@ audit_log = Table(
     Column("changes", JSON, nullable=False),  # [{"path", "old", "new"}] or what was recorded
     Index(None, "company_id", "at", "id"),
     Index(None, "customer_id"),
+)
+
+# The daily run each company is owed (Celery scheduler): one row per company and day,
+# inserted by whichever scheduler gets there first; the run's task fills in the rest.
+daily_runs = Table(
+    "daily_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("company_id", ForeignKey("companies.id"), nullable=False),
+    Column("run_on", Date, nullable=False),
+    Column("queued_at", UTCDateTime, nullable=False),
+    Column("run_id", ForeignKey("runs.id")),
+    Column("finished_at", UTCDateTime),
+    UniqueConstraint("company_id", "run_on", name="uq_daily_runs_day"),
+)
+
+# Each provider's pace, shared by every worker: the next free instant of a channel (seconds
+# since the epoch), moved on by one interval per message.
+rate_slots = Table(
+    "rate_slots",
+    metadata,
+    Column("company_id", ForeignKey("companies.id"), primary_key=True),
+    Column("channel", String(40), primary_key=True),
+    Column("next_at", Float, nullable=False),
 )

@@ -81,6 +81,15 @@ def create_app(
     def healthz() -> PlainTextResponse:
         return PlainTextResponse("ok\n")
 
+    from cobro.engine.metrics import app_metrics
+
+    metrics_of = app_metrics(lambda: served, clock)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        body, content_type = metrics_of()
+        return Response(body, media_type=content_type)
+
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
         if request.url.path.startswith(PREFIX + "/"):

@@ -1,0 +1,127 @@
+"""Prometheus metrics of the server and the workers (prometheus-client).
+
+Counters count what this process did: messages planned (per company), sent and failed
+(per channel), runs and their durations. The queue lag is read from the database at each
+scrape, so every process reports the same figure: how long the oldest row that is ready
+has been waiting to be sent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+
+from prometheus_client import Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import REGISTRY, Collector
+from sqlalchemy import func, select
+
+from cobro.domain.model import OutboxStatus
+from cobro.engine.dispatch import DispatchReport
+from cobro.store import tables as t
+from cobro.workspace import Workspace, utcnow
+
+PLANNED = Counter("cobro_messages_planned", "Messages planned into the outbox", ["company"])
+SENT = Counter("cobro_messages_sent", "Deliveries accepted by a channel", ["company", "channel"])
+FAILED = Counter(
+    "cobro_messages_failed",
+    "Claims that failed for good (channel: the first one tried, none: no address)",
+    ["company", "channel"],
+)
+RUN_SECONDS = Histogram(
+    "cobro_run_duration_seconds",
+    "How long a company's run took (planning, and sending when the run sends)",
+    ["company"],
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+SHARD_SECONDS = Histogram(
+    "cobro_shard_duration_seconds",
+    "How long sending one shard of outbox rows took",
+    ["company"],
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+)
+
+
+def count_run(company: str, planned: int, seconds: float) -> None:
+    """Add a run's planned messages and its duration."""
+    PLANNED.labels(company).inc(planned)
+    RUN_SECONDS.labels(company).observe(seconds)
+
+
+def count_dispatch(company: str, report: DispatchReport) -> None:
+    """Add a dispatch's deliveries and failures to the counters."""
+    for channel, n in report.by_channel.items():
+        SENT.labels(company, channel).inc(n)
+    for failure in report.failures:
+        FAILED.labels(company, failure.channel).inc()
+
+
+class QueueLag(Collector):
+    """``cobro_queue_lag_seconds{company}`` and ``cobro_outbox_ready{company}``, read at
+    each scrape from the companies' databases."""
+
+    def __init__(
+        self, companies: Callable[[], Sequence[Workspace]], clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.companies = companies
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        lag = GaugeMetricFamily(
+            "cobro_queue_lag_seconds",
+            "Age of the oldest outbox row that is due and not sent",
+            labels=["company"],
+        )
+        ready = GaugeMetricFamily(
+            "cobro_outbox_ready", "Outbox rows due and not sent", labels=["company"]
+        )
+        now = self.clock()
+        o = t.outbox.c
+        for ws in self.companies():
+            with ws.engine.connect() as conn:
+                oldest, count = conn.execute(
+                    select(func.min(o.next_attempt_at), func.count()).where(
+                        o.company_id == ws.company_id,
+                        o.status.in_([OutboxStatus.PLANNED.value, OutboxStatus.SENDING.value]),
+                        o.next_attempt_at <= now,
+                    )
+                ).one()
+            slug = ws.config.company.id
+            age = 0.0 if oldest is None else max((now - _aware(oldest)).total_seconds(), 0.0)
+            lag.add_metric([slug], age)
+            ready.add_metric([slug], float(count))
+        yield lag
+        yield ready
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def register_lag(companies: Callable[[], Sequence[Workspace]]) -> QueueLag:
+    """Report the queue lag of ``companies`` in the default registry (once per process)."""
+    collector = QueueLag(companies)
+    REGISTRY.register(collector)
+    return collector
+
+
+def exposition() -> tuple[bytes, str]:
+    """The default registry in the text format: (body, content type)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def app_metrics(
+    companies: Callable[[], Sequence[Workspace]], clock: Callable[[], datetime] = utcnow
+) -> Callable[[], tuple[bytes, str]]:
+    """The ``/metrics`` of a web application: this process's counters and the queue lag of
+    the companies it serves (a registry of its own: one process may build several apps)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+    own = CollectorRegistry(auto_describe=False)
+    own.register(QueueLag(companies, clock))
+
+    def render() -> tuple[bytes, str]:
+        return generate_latest(REGISTRY) + generate_latest(own), CONTENT_TYPE_LATEST
+
+    return render

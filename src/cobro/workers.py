@@ -1,0 +1,294 @@
+"""Cobro on Celery: ``cobro worker`` runs these tasks, ``cobro scheduler`` (Celery beat)
+sends ``cobro.tick`` every ``COBRO_TICK_SECONDS``.
+
+- ``cobro.tick``: for each company whose send time has come today (in its time zone),
+  records the day's run once (``daily_runs``: with two schedulers, one wins) and queues
+  ``cobro.run_day``; then queues the outbox rows ready now as ``cobro.send_rows`` shards.
+- ``cobro.run_day``: plans the company's day (``run_day`` without sending), then queues
+  what is ready.
+- ``cobro.send_rows``: sends one shard with the dispatcher (``dispatch_rows``), paced
+  by the providers' shared rate limits.
+- ``cobro.post_webhooks``: posts a company's webhook deliveries that are due.
+
+Every task is acknowledged after it ends (``acks_late``) and given back to the queue when
+its worker dies, and every task may run twice: planning is idempotent (the outbox's unique
+key) and sending claims each row under a lease. A worker killed mid-task loses nothing
+(its task is delivered again, its rows are taken over) and sends at most the messages it
+had on the wire again, under the same Message-ID, to recipients without a delivery.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from cobro.config.settings import WorkerSettings
+from cobro.errors import CobroError
+from cobro.workspace import Workspace, utcnow
+
+log = logging.getLogger("cobro.workers")
+
+TICK = "cobro.tick"
+RUN_DAY = "cobro.run_day"
+SEND_ROWS = "cobro.send_rows"
+POST_WEBHOOKS = "cobro.post_webhooks"
+
+
+class Companies:
+    """The companies a worker serves, opened once per process (reopened when their
+    ``cobro.yaml`` changes)."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._open: dict[Path, tuple[float, Workspace]] = {}
+
+    def roots(self) -> list[Path]:
+        from cobro.workspace import SERVER_FILE, company_dirs
+
+        root = self.settings.workspace.resolve()
+        if (root / SERVER_FILE).is_file():
+            return company_dirs(root)
+        return [root]
+
+    def get(self, root: Path | str) -> Workspace:
+        from cobro.workspace import CONFIG_FILE, open_workspace
+
+        root = Path(root).resolve()
+        stamp = (root / CONFIG_FILE).stat().st_mtime
+        with self._lock:
+            found = self._open.get(root)
+            if found is not None and found[0] == stamp:
+                return found[1]
+            ws = open_workspace(root, self.settings.database_url)
+            self._open[root] = (stamp, ws)
+            if found is not None:
+                # Idle connections close now; those of tasks still running, when returned.
+                found[1].close()
+            return ws
+
+    def all(self) -> list[Workspace]:
+        return [self.get(root) for root in self.roots()]
+
+    def close(self) -> None:
+        with self._lock:
+            for _, ws in self._open.values():
+                ws.close()
+            self._open.clear()
+
+
+@dataclass(frozen=True)
+class TickReport:
+    runs: tuple[tuple[str, date], ...]  # (company, day) queued
+    shards: int
+
+
+def make_app(settings: WorkerSettings | None = None) -> tuple[Celery, Companies]:
+    """The Celery application and the companies its tasks act on."""
+    import cobro.engine.metrics  # noqa: F401  (a worker keeps the counters of what it does)
+
+    settings = settings or WorkerSettings()
+    app = Celery("cobro", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        task_default_queue=settings.queue,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        # Redis: a task not acknowledged within this long is delivered again; no task
+        # of Cobro's runs that long, and no task waits for an ETA.
+        broker_transport_options={"visibility_timeout": 3600},
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "cobro-tick": {"task": TICK, "schedule": settings.tick_seconds},
+        },
+        timezone="UTC",
+    )
+    companies = Companies(settings)
+
+    @app.task(name=TICK)  # type: ignore[untyped-decorator]
+    def tick_task() -> None:
+        tick(app, companies, utcnow())
+
+    @app.task(name=RUN_DAY)  # type: ignore[untyped-decorator]
+    def run_day_task(root: str, run_on: str) -> None:
+        plan_company_day(app, companies, root, date.fromisoformat(run_on))
+
+    @app.task(name=SEND_ROWS)  # type: ignore[untyped-decorator]
+    def send_rows_task(root: str, ids: list[int]) -> None:
+        send_shard(companies, root, ids)
+
+    @app.task(name=POST_WEBHOOKS)  # type: ignore[untyped-decorator]
+    def post_webhooks_task(root: str) -> None:
+        from cobro.engine.runs import post_webhooks
+
+        post_webhooks(companies.get(root), utcnow())
+
+    return app, companies
+
+
+def queue_ready(app: Celery, companies: Companies, ws: Workspace, now: datetime) -> int:
+    """Queue the company's rows ready at ``now`` as shards; how many shards."""
+    from cobro.engine.sharding import ready_shards, webhooks_ready
+    from cobro.store.db import retrying
+
+    s = companies.settings
+
+    def cut() -> list[list[int]]:
+        with ws.engine.begin() as conn:
+            return ready_shards(
+                conn,
+                ws.company_id,
+                now,
+                s.shard_debtors,
+                timedelta(seconds=s.requeue_after_s),
+            )
+
+    def hooks() -> bool:
+        with ws.engine.connect() as conn:
+            return webhooks_ready(conn, ws.company_id, now)
+
+    shards = retrying(cut)
+    for ids in shards:
+        app.send_task(SEND_ROWS, args=[str(ws.root), ids], queue=s.queue)
+    if retrying(hooks):  # posted by company, each delivery claimed under a lease
+        app.send_task(POST_WEBHOOKS, args=[str(ws.root)], queue=s.queue)
+    return len(shards)
+
+
+def tick(app: Celery, companies: Companies, now: datetime) -> TickReport:
+    """One pass of the scheduler as of ``now``: start the daily runs that are due, queue
+    the rows that are ready. Safe to run from several schedulers at once."""
+    from cobro.engine.sharding import claim_daily_run, due_day
+    from cobro.store.db import retrying
+
+    s = companies.settings
+    runs: list[tuple[str, date]] = []
+    shards = 0
+    for root in companies.roots():
+        try:
+            ws = companies.get(root)
+        except CobroError as exc:  # one company's broken cobro.yaml stops no other
+            log.error("%s: %s", root, exc)
+            continue
+        day = due_day(ws, now)
+        if day is not None:
+
+            def claimed(ws: Workspace = ws, day: date = day) -> bool:
+                with ws.engine.begin() as conn:
+                    return (
+                        claim_daily_run(
+                            conn,
+                            ws.company_id,
+                            day,
+                            now,
+                            timedelta(seconds=s.requeue_after_s),
+                        )
+                        is not None
+                    )
+
+            if retrying(claimed):
+                app.send_task(RUN_DAY, args=[str(ws.root), day.isoformat()], queue=s.queue)
+                runs.append((ws.config.company.id, day))
+        shards += queue_ready(app, companies, ws, now)
+    return TickReport(tuple(runs), shards)
+
+
+def plan_company_day(app: Celery, companies: Companies, root: str, run_on: date) -> None:
+    """Plan ``run_on`` for the company at ``root`` (as of its send time) and queue what is
+    ready; nothing when that day's run has already finished."""
+    from cobro.engine.runs import end_run, run_day, start_run
+    from cobro.engine.sharding import daily_run_done, daily_run_finished
+    from cobro.store.db import retrying
+
+    ws = companies.get(root)
+    with ws.engine.connect() as conn:
+        if daily_run_finished(conn, ws.company_id, run_on):
+            return
+    run_id = start_run(ws, run_on, at=utcnow())
+    try:
+        run_day(ws, run_on, send=False, run_id=run_id)  # counted in the metrics
+    except Exception as exc:  # recorded with the run; the scheduler queues it again later
+        end_run(ws, run_id, utcnow(), f"{type(exc).__name__}: {exc}")
+        raise
+
+    def done() -> None:
+        with ws.engine.begin() as conn:
+            daily_run_done(conn, ws.company_id, run_on, run_id, utcnow())
+
+    retrying(done)
+    queue_ready(app, companies, ws, utcnow())
+
+
+def send_shard(companies: Companies, root: str, ids: list[int]) -> None:
+    """Send the outbox rows ``ids`` of the company at ``root`` that are ready now."""
+    from cobro.engine.metrics import SHARD_SECONDS
+    from cobro.engine.pacing import SharedPace
+    from cobro.engine.runs import dispatch_rows
+
+    ws = companies.get(root)
+    pace = SharedPace(ws.engine, ws.company_id, companies.settings.rate_limits)
+    began = time.monotonic()
+    dispatch_rows(ws, frozenset(ids), utcnow(), pace=pace)  # counted in the metrics
+    SHARD_SECONDS.labels(ws.config.company.id).observe(time.monotonic() - began)
+
+
+# --------------------------------------------------------------------------- /healthz
+
+
+def serve_health(companies: Companies, app: Celery, host: str, port: int) -> Any:
+    """``/healthz`` (the database of every company and the broker answer) and ``/metrics``
+    on ``host:port``, in a thread; the server (``shutdown()`` stops it)."""
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    from prometheus_client import make_wsgi_app
+
+    from cobro.engine.metrics import register_lag
+
+    register_lag(companies.all)
+    metrics = make_wsgi_app()
+
+    def health() -> tuple[str, str]:
+        from sqlalchemy import text
+
+        try:
+            for ws in companies.all():
+                with ws.engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            return "503 Service Unavailable", f"database: {type(exc).__name__}\n"
+        try:
+            with app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, timeout=3)
+        except Exception as exc:
+            return "503 Service Unavailable", f"broker: {type(exc).__name__}\n"
+        return "200 OK", "ok\n"
+
+    def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") == "/healthz":
+            status, body = health()
+            start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
+            return [body.encode()]
+        return metrics(environ, start_response)
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    class Threaded(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    server = make_server(host, port, wsgi, server_class=Threaded, handler_class=Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
