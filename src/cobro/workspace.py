@@ -150,7 +150,7 @@ def _config(root: Path) -> CobroConfig:
 
 def open_workspace(root: Path | str, db_url: str | None = None) -> Workspace:
     """Open the workspace at ``root``: validate config, migrate, find the company."""
-    from cobro.store.db import make_engine, migrate, reaching
+    from cobro.store.db import count_changes, make_engine, migrate, reaching
 
     root = Path(root).resolve()
     config = _config(root)
@@ -159,6 +159,7 @@ def open_workspace(root: Path | str, db_url: str | None = None) -> Workspace:
     try:
         with reaching(url):
             migrate(engine)
+            count_changes(engine)
             with engine.begin() as conn:
                 company_id = ensure_company(conn, config, utcnow())
     except BaseException:
@@ -178,7 +179,7 @@ def open_companies(root: Path | str, db_url: str | None = None) -> list[Workspac
     """Every company ``root`` serves: the companies of a server root, sharing one engine,
     or the one workspace at ``root``. Two companies with the same ``company.id`` are
     refused: they would share every record."""
-    from cobro.store.db import make_engine, migrate, reaching
+    from cobro.store.db import count_changes, make_engine, migrate, reaching
 
     root = Path(root).resolve()
     if not (root / SERVER_FILE).is_file():
@@ -203,6 +204,7 @@ def open_companies(root: Path | str, db_url: str | None = None) -> list[Workspac
     try:
         with reaching(url):
             migrate(engine)
+            count_changes(engine)
             with engine.begin() as conn:
                 ids = [ensure_company(conn, config, utcnow()) for config in configs]
     except BaseException:

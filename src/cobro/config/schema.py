@@ -860,6 +860,10 @@ class CobroConfig(_Strict):
         """The phase stored as ``policy/key`` on outbox rows (``KeyError`` if unknown)."""
         return self._phases_by_step[step_id]
 
+    def all_phases(self) -> list[Phase]:
+        """Every policy's phases, policy by policy (made once per configuration)."""
+        return list(self._phases_by_step.values())
+
 
 class ServerSettings(_Strict):
     """``cobro-server.yaml`` at a server root: what its companies share."""

@@ -6,6 +6,10 @@ one before (never an OFFSET), so page 1,000 costs what page 1 does. Sorted by na
 a page reads the customers' indexes in order and stops once it is full; the debt shown on
 each row is summed for that page's debtors only. Sorting by overdue amount or age needs
 every debtor's debt, summed over their open items, first.
+
+The search reads ``customer_terms`` (``cobro.engine.debtor_terms``) by prefix: every word
+typed must start a word of the name, the id or the email address; or the digits typed,
+the phone number.
 """
 
 from __future__ import annotations
@@ -22,24 +26,27 @@ from sqlalchemy import (
     and_,
     case,
     exists,
+    false,
     func,
     or_,
     select,
+    true,
     tuple_,
 )
 
 from cobro.domain.money import Money
 from cobro.domain.reports import BUCKET_DAYS
 from cobro.domain.segments import Segment
+from cobro.engine.debtor_terms import LAST, PHONE, words
 from cobro.engine.segments import members_select
 from cobro.store import tables as t
-from cobro.store.db import like_literal
 
 Sort = Literal["name", "id", "overdue", "oldest"]
 SORTS: tuple[Sort, ...] = ("name", "id", "overdue", "oldest")
 PAGE = 50
 NEVER = date(9999, 12, 31)  # the "oldest overdue" of a debtor with nothing overdue
 MAX_QUERY = 200
+DENSE = 1000  # a search word more debtors have is checked row by row (``_text_match``)
 
 
 @dataclass(frozen=True)
@@ -99,19 +106,64 @@ def decode_cursor(cursor: str | None) -> list[Any] | None:
     return values
 
 
-def _text_match(text: str) -> ColumnElement[bool]:
-    """Name containing ``text``, or id, email or phone starting with it (any case)."""
-    c = t.customers.c
-    pattern = like_literal(text)
+def _found_by(conn: Connection, company_id: int, prefix: str, dense: int) -> set[int] | None:
+    """The debtors with a term starting with ``prefix``; None when more than ``dense``
+    have one (then the list is read in its order and each row checked)."""
+    ct = t.customer_terms.c
+    ids = {
+        int(i)
+        for i in conn.execute(
+            select(ct.customer_id)
+            .where(ct.company_id == company_id, ct.term >= prefix, ct.term < prefix + LAST)
+            .distinct()
+            .limit(dense + 1)
+        ).scalars()
+    }
+    return None if len(ids) > dense else ids
+
+
+def _has_term(prefix: str) -> ColumnElement[bool]:
+    ct = t.customer_terms.c
+    return exists().where(
+        ct.customer_id == t.customers.c.id, ct.term >= prefix, ct.term < prefix + LAST
+    )
+
+
+def _text_match(
+    conn: Connection, company_id: int, text: str, dense: int = DENSE
+) -> tuple[ColumnElement[bool], bool]:
+    """Every word of ``text`` starting a word of the name, the id or the email address
+    (any case); or its digits (3 or more) starting the phone number, with or without its
+    country code. Read from ``customer_terms`` by prefix: the debtors few enough words
+    fit are listed first (at most ``dense``); a word many debtors have is checked row by row on
+    the way through the list, which then fills a page soon. The flag: whether the
+    condition names every debtor it can match (then they are read by id)."""
+    wanted: list[ColumnElement[bool]] = []
+    alternatives = [words(text)]
     digits = "".join(ch for ch in text if ch.isdigit())
-    found = [
-        c.name.ilike(f"%{pattern}%", escape="/"),
-        c.external_id.ilike(f"{pattern}%", escape="/"),
-        c.email.ilike(f"{pattern}%", escape="/"),
-    ]
     if len(digits) >= 3:
-        found.append(c.phone.like(f"%{digits}%"))
-    return or_(*found)
+        alternatives.append([PHONE + digits])
+    found: set[int] = set()
+    listed = True
+    for prefixes in alternatives:
+        known: set[int] | None = None
+        checked: list[ColumnElement[bool]] = []
+        for prefix in prefixes:
+            ids = _found_by(conn, company_id, prefix, dense) if known != set() else set()
+            if ids is None:
+                checked.append(_has_term(prefix))
+            else:
+                known = ids if known is None else known & ids
+        if not checked:
+            found |= known or set()
+        elif known is None:
+            wanted.append(and_(*checked))
+            listed = False
+        elif known:
+            wanted.append(and_(t.customers.c.id.in_(sorted(known)), *checked))
+    if found:
+        wanted.append(t.customers.c.id.in_(sorted(found)))
+    return or_(false(), *wanted), listed
 
 
 def _overdue_bucket(name: str, today: date) -> ColumnElement[bool]:
@@ -159,13 +211,19 @@ def search_debtors(
     wanted: DebtorFilter,
     cursor: str | None = None,
     limit: int = PAGE,
+    dense: int = DENSE,
 ) -> DebtorPage:
-    """A page of the company's debtors matching ``wanted``, after ``cursor``."""
+    """A page of the company's debtors matching ``wanted``, after ``cursor``. ``dense``:
+    how many debtors a search word may find before they are checked row by row rather
+    than listed (``_text_match``)."""
     c, lv = t.customers.c, t.dunning_levels.c
-    q = select(c.id, c.external_id, c.name).where(c.company_id == company_id)
     text = wanted.text.strip()[:MAX_QUERY]
-    if text:
-        q = q.where(_text_match(text))
+    matching, listed = _text_match(conn, company_id, text, dense) if text else (true(), False)
+    # A few debtors named by id are read by it and sorted: ``+ 0`` keeps SQLite, which
+    # has no statistics, from reading the company's whole name index in order instead
+    # (every index of the table starts with the company).
+    company = c.company_id + 0 if listed else c.company_id
+    q = select(c.id, c.external_id, c.name).where(company == company_id, matching)
     if wanted.policy:
         q = q.where(c.effective_policy == wanted.policy)
     if wanted.blocked is not None:
@@ -244,7 +302,8 @@ def _rows(
                 lv.phase_key,
             )
             .outerjoin(t.dunning_levels, lv.customer_id == c.id)
-            .where(c.company_id == company_id, c.id.in_(ids))
+            # By id (``+ 0``: SQLite would read an index of the company's debtors).
+            .where(c.company_id + 0 == company_id, c.id.in_(ids))
         )
     }
     debt: dict[int, tuple[int, int, date | None]] = {}

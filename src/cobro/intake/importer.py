@@ -42,6 +42,7 @@ from sqlalchemy import (
 from cobro.config.schema import ImportMapping
 from cobro.domain.assignment import resolve_policy
 from cobro.domain.money import Money, currency_exponent
+from cobro.engine.debtor_terms import index_debtors
 from cobro.errors import ImportError_
 from cobro.evidence.chain import EvidenceEntry, append
 from cobro.intake import jsontext, readers
@@ -902,6 +903,7 @@ def _store_customers(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
     }
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
+    updated_from: list[dict[str, Any]] = []
     for p in batch:
         old = existing.get(p.external_id)
         base = old if old is not None else defaults
@@ -936,11 +938,19 @@ def _store_customers(conn: Connection, run: _Run, batch: list[_Parsed]) -> None:
         ):
             row.update(id=old["id"], updated_at=run.now)
             updates.append(row)
+            updated_from.append(old)
         else:
             run.unchanged += 1
     if inserts:
         conn.execute(insert(t.customers), inserts)
     _bulk_update(conn, t.customers, (*_CUSTOMER_COLS, "updated_at"), updates)
+    searched = [
+        int(row["id"])
+        for row, old in zip(updates, updated_from, strict=True)
+        if any(row[c] != old[c] for c in ("name", "email", "phone"))
+    ]
+    searched += _customer_ids(conn, run, (row["external_id"] for row in inserts)).values()
+    index_debtors(conn, run.company_id, searched)
     run.inserted += len(inserts)
     run.updated += len(updates)
     _store_optouts(conn, run, batch)

@@ -221,6 +221,49 @@ def make_engine(url: str, *, reads_only: bool = False) -> Engine:
     return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
+_WRITE = re.compile(
+    r"\s*(?:(?:INSERT|REPLACE)(?:\s+OR\s+\w+)?\s+INTO|UPDATE|DELETE\s+FROM)\s+\"?(\w+)"
+    r"|\s*(?:CREATE|ALTER|DROP|TRUNCATE|COPY|MERGE)\b"
+    r"|\s*WITH\b.*\b(?:INSERT|UPDATE|DELETE)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+# What staff and API clients' requests write about themselves (when a session or a key
+# was last used): it changes no figure, so it does not move ``data_version``.
+UNCOUNTED = frozenset({"staff_sessions", "api_keys", "data_version"})
+
+
+def count_changes(engine: Engine) -> None:
+    """Move ``data_version`` on in every transaction of ``engine`` that wrote something,
+    just before it commits (so a reader sees the new number with the new data, never
+    before it). Writes are known from the statements run through SQLAlchemy (a write to
+    ``UNCOUNTED`` tables alone does not count). Call once the schema is migrated."""
+
+    def began(conn: Connection) -> None:
+        conn.info["cobro_wrote"] = False
+
+    def ran(conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+        found = _WRITE.match(statement)
+        if found and (found[1] or "").lower() not in UNCOUNTED:
+            conn.info["cobro_wrote"] = True
+
+    def committing(conn: Connection) -> None:
+        if conn.info.pop("cobro_wrote", True):
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute("UPDATE data_version SET version = version + 1 WHERE id = 1")
+            finally:
+                cursor.close()
+
+    event.listen(engine, "begin", began)
+    event.listen(engine, "after_cursor_execute", ran)
+    event.listen(engine, "commit", committing)
+
+
+def data_version(conn: Connection) -> int:
+    """The counter ``count_changes`` moves on: equal numbers, the same data."""
+    return int(conn.exec_driver_sql("SELECT version FROM data_version WHERE id = 1").scalar_one())
+
+
 _MIGRATING = threading.Lock()  # Alembic's upgrade keeps process-wide state
 _MIGRATION_LOCK_KEY = 0x636F62726F  # "cobro": one migration at a time across processes
 

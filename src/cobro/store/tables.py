@@ -781,3 +781,29 @@ rate_slots = Table(
     Column("channel", String(40), primary_key=True),
     Column("next_at", Float, nullable=False),
 )
+
+# The words the dashboard's debtor search finds a debtor by, lower case: each word of the
+# name, the id, the email address, and the phone's digits (with and without the country
+# code, marked ``#``). A search reads them by prefix (``cobro.engine.debtor_terms``); on
+# PostgreSQL the column sorts byte by byte, so a prefix is a range of the index.
+customer_terms = Table(
+    "customer_terms",
+    metadata,
+    Column("company_id", ForeignKey("companies.id"), primary_key=True),
+    Column(
+        "term",
+        String(320).with_variant(String(320, collation="C"), "postgresql"),
+        primary_key=True,
+    ),
+    Column("customer_id", ForeignKey("customers.id"), primary_key=True),
+    Index(None, "customer_id", "term"),
+)
+
+# One counter per database, moved on by every transaction that writes (``cobro.store.db.
+# count_changes``): what a page computed from the whole company is kept by (the overview).
+data_version = Table(
+    "data_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
+)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Request
@@ -38,6 +39,10 @@ class WebState:
     linked: PageCache[Debtor] = field(default_factory=lambda: PageCache(16384))
     # Claims' pages this process knows were recorded as opened, by address and browser.
     opened: RecentlySeen = field(default_factory=lambda: RecentlySeen(OPENED_AGAIN))
+    # The dashboard overview's figures, by company, currency, day and time zone, kept
+    # while ``data_version`` has not moved; computed by one request at a time.
+    figures: PageCache[Any] = field(default_factory=lambda: PageCache(16))
+    computing: threading.Lock = field(default_factory=threading.Lock)
 
     def now(self) -> datetime:
         return self.clock()

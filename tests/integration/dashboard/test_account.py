@@ -45,7 +45,9 @@ def test_the_account_shows_statement_claims_and_payments(site: Site) -> None:
     assert "F-1 Factura 20 dic 2024 1.000,00 € 600,00 € Vencido 74 d" in text
     assert "Total 1.100,00 €" in text and "50,00 US$" in text
     assert "Overdue and unpaid for 7 days" in text  # the claim the run sent
-    assert "email → ap@acme-industrial.example · sent" in text
+    # Statuses and channels in the page's language, not the stored codes.
+    assert "Correo → ap@acme-industrial.example · Enviado" in text
+    assert "Overdue and unpaid for 7 days 3 mar 2025 · Enviada" in text
     assert "P1 10 feb 2025 300,00 €" in text
 
 
@@ -96,7 +98,8 @@ def test_a_collector_records_a_promise_a_dispute_a_note_and_a_task(site: Site) -
     text = text_of(collector.get(page).text)
     assert "F-1 Factura 20 dic 2024 1.000,00 € 600,00 € Pago prometido 10 mar 2025" in text
     assert "F-2 Factura 14 feb 2025 500,00 € 500,00 € En disputa" in text
-    assert "Goods returned staff open" in text
+    assert "Goods returned Personal Abierta" in text
+    assert "Call back Abierta" in text
     assert "Spoke to Ana in accounts collector@acme.example" in text
     with site.acme.engine.connect() as conn:
         tasks = {x.message: x for x in list_tasks(conn, site.acme.company_id, customer="C1")}

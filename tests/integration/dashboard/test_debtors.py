@@ -6,6 +6,7 @@ import re
 
 from cobro.engine.debtor_search import DebtorFilter, search_debtors
 
+from ..support import load
 from .conftest import Site
 from .helpers import TODAY
 
@@ -65,3 +66,29 @@ def test_pages_follow_one_another_by_their_keys(site: Site) -> None:
     browser = site.staff("read-only")
     first = browser.get("/dashboard/debtors?policy=b2b")
     assert "Página siguiente" not in first.text  # 2 debtors fit on one page
+
+
+def test_a_search_finds_debtors_by_the_start_of_their_words_as_they_are_now(site: Site) -> None:
+    ws = site.acme
+    assert listed(site, "q=beta+ret") == ["C2"]  # every word starts a word of the name
+    assert listed(site, "q=beta+acme") == []
+    assert listed(site, "q=611+999+888") == ["C3"]  # the national number's digits
+    assert listed(site, "q=%2B34+611") == ["C3"]  # with the country code
+    assert listed(site, "q=industrial") == ["C1"]
+    assert listed(site, "q=Beta%27s") == []  # the other company's debtor
+    load(ws, "customers", {"external_id": "C1", "name": "Zeta Works", "kind": "business"})
+    assert listed(site, "q=industrial") == []  # renamed: found by its new name only
+    assert listed(site, "q=zeta+w") == ["C1"]
+    # A word many debtors have is checked row by row: the same debtors are found.
+    with ws.engine.connect() as conn:
+        for text in ("c", "a", "zeta", "611 999", "carla@example.net", "nobody"):
+            found = [
+                [
+                    r.external_id
+                    for r in search_debtors(
+                        conn, ws.company_id, "EUR", TODAY, DebtorFilter(text=text), dense=dense
+                    ).rows
+                ]
+                for dense in (0, 1000)
+            ]
+            assert found[0] == found[1], text

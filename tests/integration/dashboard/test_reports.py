@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -17,6 +17,7 @@ from cobro.engine.reports import overview, trend
 from cobro.engine.responses import Client, record_view
 from cobro.engine.tasks import open_task
 from cobro.store import tables as t
+from cobro.workspace import open_workspace
 
 from ..conftest import SmtpServer
 from ..support import load
@@ -186,3 +187,46 @@ def test_the_90_day_trend_by_week_matches_the_data_set(
     messages = html.partition('id="trend-messages-chart"')[2].partition("</svg>")[0]
     assert re.findall(r'class="bar trend-messages"[^>]* height="([^"]+)"', messages)[-1] != "0.0"
     assert '<tr data-week="2025-02-24"><th scope="row">24 feb 2025 – 2 mar 2025</th>' in html
+
+
+def test_the_next_overview_shows_a_change_made_by_another_process(
+    make_site: Callable[..., Site], smtp_server: SmtpServer
+) -> None:
+    """The figures are kept between requests while the data stays as it was: a payment
+    written through another engine (as ``cobro import`` in its own process would) and
+    the next day both show on the next page."""
+    site = loaded(make_site, smtp_server)
+    browser = site.staff("read-only")
+
+    def outstanding() -> str:
+        page = browser.get("/dashboard/")
+        assert page.status_code == 200, page.text
+        found = re.search(r'id="kpi-outstanding".*?<span class="value">([^<]*)<', page.text)
+        assert found, page.text
+        return re.sub(r"\s+", " ", found[1])
+
+    assert outstanding() == outstanding() == "2.050,00 €"
+    ws = site.acme
+    other = open_workspace(ws.root, ws.engine.url.render_as_string(hide_password=False))
+    try:
+        load(
+            other,
+            "payments",
+            {
+                "external_id": "P9",
+                "customer": "C2",
+                "amount": "150.00",
+                "paid_on": "2025-03-04",
+                "receivable": "F-4",
+            },
+            now=datetime(2025, 3, 4, 11, 0, tzinfo=UTC),
+        )
+    finally:
+        other.close()
+    assert outstanding() == "1.900,00 €"
+    # The next day (logged in again): the figures as of that day, where Carla's call of
+    # the 4th is overdue and no longer among today's tasks.
+    site.clock.now = site.clock.now + timedelta(days=1)
+    page = site.staff("read-only").get("/dashboard/")
+    assert "5 de marzo de 2025" in page.text
+    assert "Call Carla" not in page.text.partition('id="tasks-today"')[2]

@@ -37,11 +37,7 @@ def debtors(
     config = who.state.ws.config
     segments = sorted(config.segments)
     policies = sorted(config.policies)
-    phases = [
-        (ph.step_id, f"{ph.policy} {ph.key} · {ph.name}")
-        for p in config.all_policies()
-        for ph in p.phases
-    ]
+    phases = [(ph.step_id, f"{ph.policy} {ph.key} · {ph.name}") for ph in config.all_phases()]
     chosen = {
         "q": q[:200],
         "segment": _one_of(segment, segments),

@@ -4,6 +4,7 @@ the 90-day trend (messages and amount recovered per week, two charts), tasks due
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 
 from babel.dates import format_date
@@ -13,16 +14,41 @@ from starlette.responses import Response
 
 from cobro.domain.money import Money
 from cobro.domain.reports import BUCKETS
+from cobro.engine.reports import Overview, Week
 from cobro.engine.reports import overview as read_overview
 from cobro.engine.reports import trend as read_trend
 from cobro.evidence.history import step_name
+from cobro.store.db import data_version
 from cobro.web.dashboard.charts import bar_chart
 from cobro.web.dashboard.labels import words
 from cobro.web.dashboard.session import PREFIX, StaffDep
 from cobro.web.dashboard.view import render
+from cobro.web.deps import WebState
 from cobro.web.pages import money_text
 
 router = APIRouter(prefix=PREFIX)
+
+
+def figures(state: WebState, company_id: int, today: date) -> tuple[Overview, list[Week]]:
+    """The overview's figures as of ``today``: computed once per ``data_version`` (every
+    transaction that writes moves it on, in any process) and kept; while they are
+    computed, other requests for them wait rather than compute them too."""
+    company = state.ws.config.company
+    key = (company_id, company.currency, today, company.timezone)
+    with state.reader.connect() as conn:
+        kept: tuple[Overview, list[Week]] | None = state.figures.get(key, data_version(conn))
+    if kept is not None:
+        return kept
+    with state.computing, state.reader.connect() as conn:
+        version = data_version(conn)  # read first: the figures are at least this new
+        kept = state.figures.get(key, version)
+        if kept is None:
+            kept = (
+                read_overview(conn, company_id, company.currency, today, company.timezone),
+                read_trend(conn, company_id, company.currency, today, company.timezone),
+            )
+            state.figures.put(key, version, kept)
+    return kept
 
 
 @router.get("/", name="dashboard_overview")
@@ -31,9 +57,7 @@ def overview(request: Request, who: StaffDep) -> Response:
     config = state.ws.config
     company = config.company
     today = state.today()
-    with state.reader.connect() as conn:
-        found = read_overview(conn, who.company_id, company.currency, today, company.timezone)
-        weeks = read_trend(conn, who.company_id, company.currency, today, company.timezone)
+    found, weeks = figures(state, who.company_id, today)
     said = words(who.language)
 
     def text(value: Money) -> str:

@@ -1,0 +1,49 @@
+"""``data_version``: moved on by each transaction that writes data, not by reading, nor
+by what a staff session writes about itself (when it was last seen)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+
+from cobro.engine.users import add_user, find_session, seen, start_session
+from cobro.store import tables as t
+from cobro.store.db import data_version
+from cobro.workspace import Workspace
+
+from .support import load
+
+
+def test_writes_move_the_data_version_reads_and_session_bookkeeping_do_not(
+    ws: Workspace,
+) -> None:
+    def version() -> int:
+        with ws.engine.connect() as conn:
+            return data_version(conn)
+
+    now = datetime(2025, 3, 4, 9, 0, tzinfo=UTC)
+    first = version()
+    load(ws, "customers", {"external_id": "C1", "name": "Acme Industrial", "kind": "business"})
+    after_import = version()
+    assert after_import > first
+    with ws.engine.begin() as conn:  # a transaction that only reads
+        conn.execute(select(t.customers.c.id)).all()
+    assert version() == after_import
+    with ws.engine.begin() as conn:
+        user = add_user(conn, ws.company_id, "ana@example.com", "read-only", "a-long-password", now)
+    with ws.engine.begin() as conn:
+        token = start_session(conn, user, now, None, None)
+    signed_in = version()
+    with ws.engine.begin() as conn:
+        session = find_session(conn, token, now)
+        assert session is not None
+        seen(conn, session, now.replace(hour=10))
+    assert version() == signed_in
+    with ws.engine.connect() as conn:  # rolled back: nothing changed
+        conn.execute(update(t.customers).values(name="Nobody"))
+        conn.rollback()
+    assert version() == signed_in
+    with ws.engine.begin() as conn:
+        conn.execute(update(t.customers).values(name="Acme Works"))
+    assert version() == signed_in + 1
