@@ -114,6 +114,18 @@ def revoke_key(conn: Connection, company_id: int, which: str, now: datetime) -> 
     return _row(conn.execute(select(t.api_keys).where(k.id == row.id)).one())
 
 
+def key_digest(key: str) -> str | None:
+    """What is kept of ``key`` (its SHA-256, hex), or None when it is no key (malformed)."""
+    return _digest(key) if _KEY.fullmatch(key) else None
+
+
+# Whether a key found before is still live, on a SQLite driver connection: its row by its
+# primary key, still with the same digest and not revoked.
+SQLITE_STILL_LIVE = (
+    "SELECT 1 FROM api_keys WHERE id = :id AND digest = :digest AND revoked_at IS NULL"
+)
+
+
 def authenticate(conn: Connection, key: str) -> ApiKey | None:
     """The live key ``key`` is, or None (malformed, unknown, wrong or revoked)."""
     found = _KEY.fullmatch(key)

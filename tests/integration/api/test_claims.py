@@ -9,7 +9,7 @@ import base64
 import hashlib
 from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, update
 
 from cobro.engine.runs import run_day
 from cobro.store import tables as t
@@ -97,6 +97,24 @@ def test_a_debtors_claims_are_two_indexed_queries(server: Server) -> None:
                 for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + seen[1][0], seen[1][1])
             )
         assert "outbox USING INDEX" in plan and "(company_id=? AND customer_id=?)" in plan, plan
+
+
+def test_a_debtors_claims_are_read_while_a_writer_holds_the_database(server: Server) -> None:
+    """A read answered without a worker thread never waits for a writer (on SQLite the
+    readers read beside the write lock)."""
+    claimed(server)
+    ws = server.companies["acme"]
+    acme = server.client("acme", "read-only")
+    assert acme.get("/customers").status_code == 200  # the key found, before the lock
+
+    with ws.engine.connect() as conn:
+        conn.execute(update(t.customers).values(name="Renamed, never committed"))
+        page = acme.get("/customers/C1/claims")
+        debtor = acme.get("/customers/C1")
+        conn.rollback()
+
+    assert page.status_code == 200 and len(page.json()["data"]) == 1
+    assert debtor.json()["name"] == "Acme Industrial"
 
 
 def test_a_claim_shows_its_items_deliveries_and_opens_apart_from_reads(server: Server) -> None:

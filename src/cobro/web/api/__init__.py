@@ -29,7 +29,7 @@ from cobro.web.api import (
     tasks,
     webhooks,
 )
-from cobro.web.api.auth import Caller, FailedAuth, caller
+from cobro.web.api.auth import Caller, FailedAuth, KnownKeys, caller
 from cobro.web.api.problems import FieldError, Problem
 from cobro.web.deps import Site
 
@@ -92,10 +92,11 @@ def _operation_id(route: APIRoute) -> str:
 NUL = "\x00"
 
 
-def without_nul(request: Request, who: Annotated[Caller, Depends(caller)]) -> None:
+async def without_nul(request: Request, who: Annotated[Caller, Depends(caller)]) -> None:
     """No database stores a NUL character (PostgreSQL refuses one in any text): an id
     holding one names nothing (404), a query parameter holding one is refused (422).
-    Checked once the key is (an unknown key still gets 401)."""
+    Checked once the key is (an unknown key still gets 401). On the event loop: it reads
+    nothing."""
     if any(NUL in str(value) for value in request.path_params.values()):
         raise Problem(404, "not-found", "no such record in this company")
     refused = [
@@ -122,6 +123,7 @@ def create_api(site: Site) -> FastAPI:
     )
     api.state.cobro = site
     api.state.failed_auth = FailedAuth()
+    api.state.known_keys = KnownKeys()
     problems.install(api)
     for router in ROUTERS:
         api.include_router(router, responses=problems.ERRORS, dependencies=[Depends(without_nul)])

@@ -3,23 +3,35 @@
 No key, a malformed, unknown or revoked one: 401. A role too weak for the route: 403.
 Failed attempts are counted per client address: past ``FAILURES`` in ``WINDOW``, that
 address gets 429 (with ``Retry-After``) until the window has passed, whatever it sends.
+
+A key found once is kept per process (``KnownKeys``); on SQLite each later request reads
+its row again on the event loop (is it still live?), so a key revoked from any process is
+refused from the next request on, without a trip to a worker thread.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import update
+from sqlalchemy import Engine, update
 from starlette.concurrency import run_in_threadpool
 
-from cobro.engine.apikeys import ApiKey, Role, allows, authenticate
+from cobro.engine.apikeys import (
+    SQLITE_STILL_LIVE,
+    ApiKey,
+    Role,
+    allows,
+    authenticate,
+    key_digest,
+)
 from cobro.store import tables as t
 from cobro.web.api.problems import Problem
 from cobro.web.deps import Site, WebState, site_of
@@ -102,6 +114,57 @@ def _find(site: Site, given: str) -> tuple[ApiKey, WebState] | None:
     return None
 
 
+class KnownKeys:
+    """The keys this process has found live, by digest (at most ``size``, the least
+    recently used out), with their company. Only a key that proved itself is kept: an
+    unknown or wrong one never is.
+
+    On SQLite a known key is checked again on each request, on the event loop, by reading
+    its row on a driver connection kept for this (``SQLITE_STILL_LIVE``, a primary-key
+    read of a local file: microseconds, where the trip to a worker thread and back costs
+    more than the read). Elsewhere (PostgreSQL: the network) every request finds its key
+    in a worker thread, as the first request of a key does everywhere."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._known: OrderedDict[str, tuple[ApiKey, WebState]] = OrderedDict()
+        self._checkers: dict[int, tuple[Engine, sqlite3.Connection]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> tuple[ApiKey, WebState] | None:
+        with self._lock:
+            found = self._known.get(digest)
+            if found is not None:
+                self._known.move_to_end(digest)
+            return found
+
+    def put(self, digest: str, key: ApiKey, state: WebState) -> None:
+        if state.reader.dialect.name != "sqlite":
+            return  # checked in a worker thread anyway: nothing to keep
+        with self._lock:
+            self._known[digest] = (key, state)
+            self._known.move_to_end(digest)
+            while len(self._known) > self.size:
+                self._known.popitem(last=False)
+
+    def forget(self, digest: str) -> None:
+        with self._lock:
+            self._known.pop(digest, None)
+
+    def still_live(self, key: ApiKey, digest: str, reader: Engine) -> bool:
+        """Whether ``key``'s row still holds ``digest`` and is not revoked, read now."""
+        with self._lock:
+            checker = self._checkers.get(id(reader))
+            if checker is None:
+                args, kwargs = reader.dialect.create_connect_args(reader.url)
+                connect: Any = sqlite3.connect  # the file and options the engine uses
+                conn = connect(*args, **{**kwargs, "check_same_thread": False})
+                conn.execute("PRAGMA query_only=ON")
+                checker = self._checkers[id(reader)] = (reader, conn)
+            params: dict[str, Any] = {"id": key.id, "digest": digest}
+            return bool(checker[1].execute(SQLITE_STILL_LIVE, params).fetchall())
+
+
 # Documents the scheme in the OpenAPI document; the header is read by ``caller``.
 _scheme = HTTPBearer(auto_error=False, bearerFormat="cobro_<prefix>_<secret>")
 
@@ -127,17 +190,30 @@ async def caller(
     if given is None:
         limiter.failed(client, now)
         raise _unauthorized("send a key as 'Authorization: Bearer <key>' (cobro keys create)")
+    known: KnownKeys = request.app.state.known_keys
+    digest = key_digest(given)
+    kept = known.get(digest) if digest is not None else None
+    if kept is not None and digest is not None:
+        key, state = kept
+        if known.still_live(key, digest, state.reader):
+            if not _used_long_ago(key, now):
+                return Caller(state, key)
+        else:
+            known.forget(digest)
 
     def check() -> Caller | None:
         found = _find(site, given)
         if found is None:
             return None
         key, state = found
-        if key.last_used_at is None or key.last_used_at <= now - USED_EVERY:
+        if _used_long_ago(key, now):
             with state.ws.engine.begin() as conn:
                 conn.execute(
                     update(t.api_keys).where(t.api_keys.c.id == key.id).values(last_used_at=now)
                 )
+            key = replace(key, last_used_at=now)
+        if digest is not None:
+            known.put(digest, key, state)
         return Caller(state, key)
 
     found = await run_in_threadpool(check)
@@ -147,8 +223,13 @@ async def caller(
     return found
 
 
-def require(role: Role) -> Callable[[Caller], Caller]:
-    def allowed(who: Annotated[Caller, Depends(caller)]) -> Caller:
+def _used_long_ago(key: ApiKey, now: datetime) -> bool:
+    """Whether ``key``'s ``last_used_at`` is to be written again."""
+    return key.last_used_at is None or key.last_used_at <= now - USED_EVERY
+
+
+def require(role: Role) -> Callable[[Caller], Awaitable[Caller]]:
+    async def allowed(who: Annotated[Caller, Depends(caller)]) -> Caller:  # no I/O: no thread
         if not allows(who.key.role, role):
             raise Problem(
                 403, "forbidden", f"this key's role ({who.key.role}) cannot do this: needs {role}"

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time
+from functools import cache
 from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from fastapi import Path, Query
 from pydantic import AfterValidator
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Select, bindparam, select
 
 from cobro.domain.money import Money as DomainMoney
 from cobro.store import tables as t
@@ -57,12 +58,18 @@ def money(value: DomainMoney) -> Money:
     return Money(amount=value.amount, currency=value.currency)
 
 
+@cache
+def _customer_id_statement() -> Select[Any]:
+    c = t.customers.c
+    return select(c.id).where(
+        c.company_id == bindparam("company"), c.external_id == bindparam("external_id")
+    )
+
+
 def customer_id(conn: Connection, who: Caller, external_id: str) -> int | None:
     """The id of the caller's debtor ``external_id`` (None: the company has none)."""
-    c = t.customers.c
-    found = conn.execute(
-        select(c.id).where(c.company_id == who.company_id, c.external_id == external_id)
-    ).scalar()
+    params = {"company": who.company_id, "external_id": external_id}
+    found = conn.execute(_customer_id_statement(), params).scalar()
     return None if found is None else int(found)
 
 

@@ -8,13 +8,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, Field
-from sqlalchemy import Row, Select, and_, not_, select
+from sqlalchemy import Connection, Row, Select, and_, not_, select
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from cobro.domain.money import Money
 from cobro.store import tables as t
 from cobro.web.api.auth import Caller, Collector, Reader
+from cobro.web.api.common import customer_id
 from cobro.web.api.idempotency import IdempotentRoute
 from cobro.web.api.intake import (
     MAX_BATCH,
@@ -27,6 +28,7 @@ from cobro.web.api.intake import (
 from cobro.web.api.models import Amount, DecimalText, ExternalId, Strict
 from cobro.web.api.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 from cobro.web.api.problems import not_found
+from cobro.web.api.reading import answer, read
 
 router = APIRouter(prefix="/receivables", tags=["receivables"], route_class=IdempotentRoute)
 
@@ -123,7 +125,7 @@ def _out(row: Row[Any], today: date) -> Receivable:
 
 
 @router.get("", response_model=Page[Receivable], summary="List receivables")
-def list_receivables(
+async def list_receivables(
     who: Reader,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -137,23 +139,13 @@ def list_receivables(
     currency: Annotated[str | None, Query(min_length=3, max_length=3)] = None,
     kind: ReceivableKind | None = None,
     updated_since: AwareDatetime | None = None,
-) -> Page[Receivable]:
-    r, cu = t.receivables.c, t.customers.c
+) -> Response:
+    r = t.receivables.c
     after = decode_cursor(cursor, (int,))
     today = who.state.today()
     query = _query(who.company_id)
     if after:
         query = query.where(r.id > after[0])
-    if customer is not None:
-        # The debtor's id first: its items are then read by ``ix_receivables_customer_id``
-        # (joined by external id, SQLite walked every item of the company).
-        with who.state.reader.connect() as conn:
-            found = conn.execute(
-                select(cu.id).where(cu.company_id == who.company_id, cu.external_id == customer)
-            ).scalar()
-        if found is None:
-            return Page[Receivable](data=[])
-        query = query.where(r.customer_id == found)
     if status == "open":
         query = query.where(r.balance_minor != 0)
     elif status == "paid":
@@ -171,28 +163,46 @@ def list_receivables(
         query = query.where(r.kind == kind)
     if updated_since is not None:
         query = query.where(r.updated_at >= updated_since)
-    with who.state.reader.connect() as conn:
-        rows = list(conn.execute(query.order_by(r.id).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page[Receivable](
-        data=[_out(row, today) for row in rows],
-        next_cursor=encode_cursor([rows[-1].id]) if more else None,
-    )
+
+    def work(conn: Connection) -> Page[Receivable]:
+        found = query
+        if customer is not None:
+            # The debtor's id first: its items are then read by
+            # ``ix_receivables_customer_id`` (joined by external id, SQLite walked every
+            # item of the company).
+            debtor = customer_id(conn, who, customer)
+            if debtor is None:
+                return Page[Receivable](data=[])
+            found = found.where(r.customer_id == debtor)
+        rows = list(conn.execute(found.order_by(r.id).limit(limit + 1)))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page[Receivable](
+            data=[_out(row, today) for row in rows],
+            next_cursor=encode_cursor([rows[-1].id]) if more else None,
+        )
+
+    # One debtor's items are read by its index; without a debtor, filters may walk many
+    # of the company's items before a page is full.
+    return answer(await read(who.state, work, short=customer is not None))
 
 
-def find_receivable(who: Caller, external_id: str) -> Receivable:
+def _find_receivable(conn: Connection, who: Caller, external_id: str) -> Receivable:
     r = t.receivables.c
-    with who.state.reader.connect() as conn:
-        row = conn.execute(_query(who.company_id).where(r.external_id == external_id)).first()
+    row = conn.execute(_query(who.company_id).where(r.external_id == external_id)).first()
     if row is None:
         raise not_found("receivable with this external_id")
     return _out(row, who.state.today())
 
 
+def find_receivable(who: Caller, external_id: str) -> Receivable:
+    with who.state.reader.connect() as conn:
+        return _find_receivable(conn, who, external_id)
+
+
 @router.get("/{external_id}", response_model=Receivable, summary="One receivable")
-def get_receivable(who: Reader, external_id: str) -> Receivable:
-    return find_receivable(who, external_id)
+async def get_receivable(who: Reader, external_id: str) -> Response:
+    return answer(await read(who.state, lambda conn: _find_receivable(conn, who, external_id)))
 
 
 @router.post(
