@@ -232,7 +232,7 @@ def test_a_mapping_file_is_checked_like_the_configuration(tmp_path: Path) -> Non
         f"{path}:4: columns.amont: 'amont' is not an import column (did you mean 'amount'?); "
         "the columns are amount, balance, currency, customer, description, due_on, email, "
         "external_id, group, invoice, issued_on, kind, language, name, number, optouts, paid_on, "
-        "phone, policy, receivable, reverses, roles, tags",
+        "phone, policy, receivable, reverses, roles, tags, timezone",
         f"{path}:5: decimal: Input should be ',' or '.'",
         f"{path}:6: date_format: '%d/%m' must name the day, the month and the year once each",
     ]
