@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import unicodedata
+from collections.abc import Awaitable, Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -222,24 +223,33 @@ class SmsChannel:
         if callback:
             args["status_callback"] = callback
         self.handovers.keep(message, args["body"].encode())
-        try:
-            sent = await self._client.messages.create_async(**args)
-        except TwilioRestException as exc:
-            raise _failure(exc) from exc
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise TemporaryFailure(f"Twilio unreachable: {type(exc).__name__}: {exc}") from exc
-        except TwilioException as exc:
-            raise TemporaryFailure(f"Twilio: {exc}") from exc
-        return f"twilio:{sent.sid}"
+        return await twilio_sid(
+            self._client.messages.create_async(**args), RECIPIENT_CODES, "channels.sms"
+        )
 
 
-def _failure(exc: TwilioRestException) -> TemporaryFailure | PermanentFailure:
-    code = exc.code if isinstance(exc.code, int) else 0
-    what = f"Twilio {exc.status} ({code}): {exc.msg}"
-    if code in RECIPIENT_CODES:
-        return PermanentFailure(f"{what} — {RECIPIENT_CODES[code]}")
-    if exc.status in (401, 403):
-        return PermanentFailure(f"{what} — check channels.sms.account_sid and the auth token")
-    if exc.status == 429 or exc.status >= 500:
-        return TemporaryFailure(what)
-    return PermanentFailure(what)
+async def twilio_sid(
+    request: Awaitable[Any], recipient_codes: Mapping[int, str], settings: str
+) -> str:
+    """The provider id (``twilio:SID``) of what a request to Twilio's API created, or the
+    failure it is: permanent for the recipient's error codes (``recipient_codes``) and for
+    refused credentials (``settings`` names where they are set), temporary otherwise."""
+    try:
+        made = await request
+    except TwilioRestException as exc:
+        code = exc.code if isinstance(exc.code, int) else 0
+        what = f"Twilio {exc.status} ({code}): {exc.msg}"
+        if code in recipient_codes:
+            raise PermanentFailure(f"{what} — {recipient_codes[code]}") from exc
+        if exc.status in (401, 403):
+            raise PermanentFailure(
+                f"{what} — check {settings}.account_sid and the auth token"
+            ) from exc
+        if exc.status == 429 or exc.status >= 500:
+            raise TemporaryFailure(what) from exc
+        raise PermanentFailure(what) from exc
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        raise TemporaryFailure(f"Twilio unreachable: {type(exc).__name__}: {exc}") from exc
+    except TwilioException as exc:
+        raise TemporaryFailure(f"Twilio: {exc}") from exc
+    return f"twilio:{made.sid}"

@@ -13,14 +13,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, ClassVar
 
-import aiohttp
-from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from cobro.channels.base import Handovers, Outgoing
-from cobro.channels.sms import TWILIO_ROOT, _TwilioHttp
-from cobro.errors import PermanentFailure, TemporaryFailure
+from cobro.channels.sms import TWILIO_ROOT, _TwilioHttp, twilio_sid
+from cobro.errors import PermanentFailure
 from cobro.render.labels import voice_label
 
 # Twilio error codes of a call that concern the number called.
@@ -178,24 +176,6 @@ class VoiceChannel:
         if self.machine_detection:
             args["machine_detection"] = "DetectMessageEnd" if self.voicemail else "Enable"
         self.handovers.keep(message, twiml)
-        try:
-            call = await self._client.calls.create_async(**args)
-        except TwilioRestException as exc:
-            raise _failure(exc) from exc
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise TemporaryFailure(f"Twilio unreachable: {type(exc).__name__}: {exc}") from exc
-        except TwilioException as exc:
-            raise TemporaryFailure(f"Twilio: {exc}") from exc
-        return f"twilio:{call.sid}"
-
-
-def _failure(exc: TwilioRestException) -> TemporaryFailure | PermanentFailure:
-    code = exc.code if isinstance(exc.code, int) else 0
-    what = f"Twilio {exc.status} ({code}): {exc.msg}"
-    if code in CALL_RECIPIENT_CODES:
-        return PermanentFailure(f"{what} — {CALL_RECIPIENT_CODES[code]}")
-    if exc.status in (401, 403):
-        return PermanentFailure(f"{what} — check channels.voice.account_sid and the auth token")
-    if exc.status == 429 or exc.status >= 500:
-        return TemporaryFailure(what)
-    return PermanentFailure(what)
+        return await twilio_sid(
+            self._client.calls.create_async(**args), CALL_RECIPIENT_CODES, "channels.voice"
+        )

@@ -132,10 +132,23 @@ async def status(request: Request, company: str) -> Response:
         known = RECIPIENT_CODES.get(int(code)) if code.isdigit() else None
         detail += f": {known})" if known else ")"
 
+    return await _record(state, ref, sid, new, detail, "sms")
+
+
+async def _record(
+    state: WebState,
+    ref: str | None,
+    sid: str | None,
+    new: DeliveryState,
+    detail: str,
+    channel: str,
+) -> Response:
+    """The state a status callback reports, on its delivery (none: nothing changes)."""
+
     def work() -> None:
         ws = state.ws
         with ws.engine.begin() as conn:
-            delivery = _delivery(conn, ws.company_id, ref, sid)
+            delivery = _delivery(conn, ws.company_id, ref, sid, channel)
             if delivery is None:
                 return
             record_state(
@@ -238,26 +251,7 @@ async def call_status(request: Request, company: str) -> Response:
     if seconds and seconds.isdigit() and new is DeliveryState.DELIVERED:
         detail += f", {seconds} s"
 
-    def work() -> None:
-        ws = state.ws
-        with ws.engine.begin() as conn:
-            delivery = _delivery(conn, ws.company_id, ref, sid, "voice")
-            if delivery is None:
-                return
-            record_state(
-                conn,
-                ws.company_id,
-                delivery,
-                new,
-                source="twilio",
-                detail=detail,
-                at=state.now(),
-                settings=followup(state),
-                provider_id=f"twilio:{sid}" if sid else None,
-            )
-
-    await run_in_threadpool(work)
-    return Response(status_code=204)
+    return await _record(state, ref, sid, new, detail, "voice")
 
 
 def _speech(twiml: bytes) -> tuple[str, str, str | None]:
