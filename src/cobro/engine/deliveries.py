@@ -381,6 +381,9 @@ def barriers(
 IN_DOUBT = "no answer recorded from the provider"
 
 
+REPORTING_CHANNELS = ("sms", "voice")  # status callbacks tell what became of a hand-over
+
+
 def settle_in_doubt(
     conn: Connection, company_id: int, now: datetime, minutes: int, settings: Followup
 ) -> list[Learned]:
@@ -397,6 +400,9 @@ def settle_in_doubt(
             d.status == "sending",
             d.state == DeliveryState.SENDING.value,
             d.provider_id.is_(None),
+            # Only channels whose provider reports back: an email interrupted mid-send is
+            # sent again, once, by the next dispatch (same Message-ID), as always.
+            d.channel.in_(REPORTING_CHANNELS),
             d.at <= now - timedelta(minutes=minutes),
         )
         .order_by(d.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -232,6 +233,9 @@ _WRITE = re.compile(
 UNCOUNTED = frozenset({"staff_sessions", "api_keys", "data_version"})
 
 
+_COUNT_CHANGE = "UPDATE data_version SET version = version + 1 WHERE id = 1"
+
+
 def count_changes(engine: Engine) -> None:
     """Move ``data_version`` on in every transaction of ``engine`` that wrote something,
     just before it commits (so a reader sees the new number with the new data, never
@@ -248,11 +252,25 @@ def count_changes(engine: Engine) -> None:
 
     def committing(conn: Connection) -> None:
         if conn.info.pop("cobro_wrote", True):
-            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            dbapi_conn: Any = conn.connection.dbapi_connection
+            cursor = dbapi_conn.cursor()
             try:
-                cursor.execute("UPDATE data_version SET version = version + 1 WHERE id = 1")
+                cursor.execute(_COUNT_CHANGE)
+            except conn.dialect.loaded_dbapi.Error as exc:
+                # Raised as SQLAlchemy raises a driver's error, so that a connection lost
+                # here (a server restarting, a terminated backend) is retried like any.
+                lost = conn.dialect.is_disconnect(exc, dbapi_conn, cursor)
+                raise DBAPIError.instance(
+                    _COUNT_CHANGE,
+                    None,
+                    exc,
+                    conn.dialect.loaded_dbapi.Error,
+                    connection_invalidated=lost,
+                    dialect=conn.dialect,
+                ) from exc
             finally:
-                cursor.close()
+                with contextlib.suppress(Exception):
+                    cursor.close()
 
     event.listen(engine, "begin", began)
     event.listen(engine, "after_cursor_execute", ran)
