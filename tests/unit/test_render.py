@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cobro.domain.money import Money
 from cobro.errors import PermanentFailure, TemplateError
@@ -139,6 +141,18 @@ def test_line_breaks_in_names_and_subjects_cannot_add_headers() -> None:
     msg = message_from_bytes(raw, policy=default)
     assert msg["Bcc"] is None
     assert b"\nBcc:" not in raw
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=300))
+def test_any_subject_is_folded_into_short_lines_and_read_back_whole(subject: str) -> None:
+    raw = build_email(
+        envelope(), subject + "€", "t", "h", headers={"X-Cobro-Reference": subject + "ñ"}
+    )  # never plain ASCII
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert all(len(line) <= 78 for line in head.split(b"\r\n") if b"=?utf-8?b?" in line)
+    msg = message_from_bytes(raw, policy=default)
+    assert msg["Subject"] == " ".join((subject + "€").split())
+    assert msg["X-Cobro-Reference"] == " ".join((subject + "ñ").split())
 
 
 def test_an_address_smuggling_a_second_recipient_is_refused() -> None:

@@ -16,7 +16,6 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email.header import Header
 from email.utils import format_datetime, formataddr
 from functools import lru_cache
 from urllib.parse import quote
@@ -77,11 +76,28 @@ def _address(name: str, addr: str) -> str:
     return formataddr((_one_line(name), checked_address(addr)), charset="utf-8")
 
 
-def _header_text(value: str) -> str:
+def _header_text(value: str, name: str = "Subject") -> str:
     value = _one_line(value)
     if value.isascii() and len(value) < 900:
         return value
-    return Header(value, "utf-8", header_name="Subject").encode(maxlinelen=76, linesep="\r\n")
+    return _encoded_words(value.encode("utf-8"), first=len(name) + 2)
+
+
+def _encoded_words(data: bytes, first: int) -> str:
+    """RFC 2047 base64 encoded-words, one per folded line of at most 78 characters (the
+    first line also holds the field's name, ``first`` characters); a character's UTF-8
+    bytes are never split between two words."""
+    words = []
+    start = 0
+    room = max(78 - first - 12, 8) // 4 * 3  # bytes whose base64 fits the first line
+    while start < len(data):
+        end = min(start + room, len(data))
+        while end < len(data) and end > start + 1 and data[end] & 0xC0 == 0x80:
+            end -= 1  # a continuation byte starts the next word with its character
+        words.append("=?utf-8?b?" + base64.b64encode(data[start:end]).decode("ascii") + "?=")
+        start = end
+        room = 45  # a continuation line: one space and 72 characters
+    return "\r\n ".join(words)
 
 
 def _qp(text: str) -> bytes:
@@ -137,7 +153,7 @@ def build_email(
     ]
     for name, value in (headers or {}).items():
         if name.replace("-", "").isalnum() and name.isascii():
-            lines.append(f"{name}: {_header_text(value)}")
+            lines.append(f"{name}: {_header_text(value, name)}")
     alternative = b"\r\n".join(
         [
             f"--{alt}".encode(),
@@ -217,7 +233,7 @@ def readdress(
         new["To"] = checked_address(to)
     for name, value in (headers or {}).items():
         if name.replace("-", "").isalnum() and name.isascii():
-            new[name] = _header_text(value)
+            new[name] = _header_text(value, name)
     wanted = {name.lower(): name for name in new}
     fields: list[list[bytes]] = []
     for line in head.split(b"\r\n"):
