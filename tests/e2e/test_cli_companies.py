@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .cli import free_port, run_cobro, start_serving
+from .cli import copy_workspace, free_port, run_cobro, start_serving
 from .test_cli_portal import write
 
 
@@ -30,13 +30,18 @@ def company_with_a_claim(root: Path, slug: str, debtor: str, email: str) -> Path
     return ws
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A server root with two companies, each with a debtor B1 sent a claim."""
-    root = tmp_path / "srv"
+    root = tmp_path_factory.mktemp("companies") / "srv"
     company_with_a_claim(root, "acme", "Ferretería Norte", "pagos@norte.example")
     company_with_a_claim(root, "beta", "Talleres Sur", "ap@sur.example")
     return root
+
+
+@pytest.fixture
+def root(built: Path, tmp_path: Path) -> Path:
+    return copy_workspace(built, tmp_path / "srv")
 
 
 @pytest.fixture
