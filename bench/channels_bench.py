@@ -1,8 +1,8 @@
 """Channels benchmark: a mix of email and SMS dispatched, against the raw client sends of the
 same messages; then Twilio status callbacks taken by ``cobro serve``.
 
-1. Two servers in other processes on 127.0.0.1: an aiosmtpd sink that accepts, counts and
-   discards mail (``dispatch_bench.py``'s, this script with ``--smtp-server``), and the
+1. Two servers in other processes on 127.0.0.1: an aiosmtpd sink that accepts, records and
+   discards mail (``common.py``'s, as in ``dispatch_bench.py``), and the
    Twilio-speaking test server of ``tests/fakes/twilio.py`` (``--twilio-server``), which
    records each message and the signed status callbacks Twilio would post for it
    ("sent", then "delivered").
@@ -55,6 +55,7 @@ from common import (
     BENCH_DATE,
     OUT_DIR,
     STARTER,
+    MemoryTransport,
     SmtpServerProcess,
     Timer,
     checkpoint,
@@ -129,23 +130,6 @@ class TwilioProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-
-
-class MemoryTransport:
-    """Keeps every finished email in memory instead of sending it."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, str, bytes]] = []
-
-    async def start(self) -> None:
-        return None
-
-    async def deliver(self, sender: str, recipient: str, data: bytes, name: str) -> str:
-        self.messages.append((sender, recipient, data))
-        return "250 kept"
-
-    async def stop(self) -> None:
-        return None
 
 
 # -- raw sends -------------------------------------------------------------------------
@@ -345,14 +329,8 @@ def main() -> None:
     ap.add_argument(
         "--no-calendar", action="store_true", help="no holidays, SMS hours or caps configured"
     )
-    ap.add_argument("--smtp-server", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--twilio-server", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.smtp_server:
-        from dispatch_bench import serve as serve_smtp
-
-        serve_smtp()
-        return
     if args.twilio_server:
         serve_twilio()
         return
@@ -364,7 +342,7 @@ def main() -> None:
     from cobro.store import tables as t
     from cobro.workspace import open_workspace
 
-    sink = SmtpServerProcess(__file__)
+    sink = SmtpServerProcess()
     twilio = TwilioProcess()
     os.environ["TWILIO_AUTH_TOKEN"] = twilio.token
     say(f"SMTP sink in process {sink.proc.pid}; Twilio test server in process {twilio.proc.pid}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import resource
 import shutil
 import sqlite3
@@ -18,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -43,13 +45,75 @@ PG_BENCH_URL = "postgresql://postgres@127.0.0.1:5432/cobro_bench"
 _DT = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime in SQLite
 
 
-class SmtpServerProcess:
-    """``SCRIPT --smtp-server`` in a child process: it prints its port, then answers one
-    line per command line on stdin, and stops when stdin closes."""
+SINK_LIFETIME_S = 1800  # the SMTP sink exits by itself after this long without a command
+_HEADER = re.compile(rb"^(Message-ID|X-Cobro-Claim):[ \t]*(.*?)\r?$", re.M | re.I)
 
-    def __init__(self, script: str) -> None:
+
+def serve_smtp() -> None:
+    """The recording SMTP sink (``python bench/common.py --smtp-server``): accepts every
+    message on 127.0.0.1, records (accepted at, Message-ID, X-Cobro-Claim, recipients)
+    and discards the rest. Prints its port, then answers on stdin: ``count`` (how many
+    are recorded), ``dump PATH`` (writes the records as JSON to PATH, forgets them,
+    prints ``ok``). Stops when stdin closes."""
+    import asyncio
+
+    from aiosmtpd.smtp import SMTP
+
+    records: list[tuple[float, str, str, list[str]]] = []
+
+    class Recorder:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            accepted = time.time()
+            data = envelope.original_content or envelope.content or b""
+            if isinstance(data, str):
+                data = data.encode("utf-8", "replace")
+            head = data.split(b"\r\n\r\n", 1)[0]
+            found = {k.lower(): v for k, v in _HEADER.findall(head)}
+            records.append(
+                (
+                    accepted,
+                    found.get(b"message-id", b"").decode("ascii", "replace"),
+                    found.get(b"x-cobro-claim", b"").decode("ascii", "replace"),
+                    list(envelope.rcpt_tos),
+                )
+            )
+            return "250 2.0.0 accepted"
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: SMTP(Recorder(), hostname="bench.localhost", ident="cobro-bench sink"),
+            "127.0.0.1",
+            0,
+        )
+        print(server.sockets[0].getsockname()[1], flush=True)
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        while True:  # stdin closed (the benchmark ended or died): stop
+            line = await asyncio.wait_for(reader.readline(), SINK_LIFETIME_S)
+            if not line:
+                break
+            cmd, _, arg = line.decode().strip().partition(" ")
+            if cmd == "count":
+                print(len(records), flush=True)
+            elif cmd == "dump":
+                Path(arg).write_text(json.dumps(records), encoding="utf-8")
+                records.clear()
+                print("ok", flush=True)
+        server.close()
+
+    asyncio.run(main())
+
+
+Record = tuple[float, str, str, list[str]]  # accepted at, Message-ID, X-Cobro-Claim, recipients
+
+
+class SmtpServerProcess:
+    """The recording SMTP sink (``serve_smtp``) in a child process."""
+
+    def __init__(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, script, "--smtp-server"],
+            [sys.executable, str(Path(__file__).resolve()), "--smtp-server"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -64,8 +128,15 @@ class SmtpServerProcess:
         return self.proc.stdout.readline().strip()
 
     def count(self) -> int:
-        """Messages the server has accepted so far."""
+        """Messages the server has accepted (and recorded) so far."""
         return int(self.ask("count"))
+
+    def dump(self, path: Path) -> list[Record]:
+        """The records so far, which the server then forgets."""
+        self.ask(f"dump {path}")
+        records = json.loads(path.read_text(encoding="utf-8"))
+        path.unlink()
+        return [(r[0], r[1], r[2], r[3]) for r in records]
 
     def close(self) -> None:
         if self.proc.stdin:
@@ -75,6 +146,108 @@ class SmtpServerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def received_claims(records: list[Record]) -> Counter[tuple[int, str]]:
+    """How many copies of each (outbox id, recipient) the sink received, read from each
+    message's ``X-Cobro-Claim`` header (``<company>/<outbox id>/<phase>``) and envelope
+    recipients; a message without that header counts under outbox id 0."""
+    got: Counter[tuple[int, str]] = Counter()
+    for _, _, claim, rcpts in records:
+        parts = claim.split("/")
+        outbox_id = int(parts[1]) if len(parts) >= 3 and parts[1].isdigit() else 0
+        for rcpt in rcpts:
+            got[(outbox_id, rcpt.lower())] += 1
+    return got
+
+
+def recorded_claims(engine: Any) -> Counter[tuple[int, str]]:
+    """The email deliveries the database records as sent, by (outbox id, recipient)."""
+    from sqlalchemy import select
+
+    from cobro.store import tables as t
+
+    d = t.deliveries.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(d.outbox_id, d.recipient).where(d.channel == "email", d.status == "sent")
+        ).all()
+    return Counter((int(o), str(r).lower()) for o, r in rows)
+
+
+def check_received(records: list[Record], engine: Any) -> int:
+    """The number of messages the sink received for the database's claims; raises
+    ``SystemExit`` (the benchmark fails) when the sink's count by claim and recipient
+    differs from the deliveries the database records: a message lost, doubled or
+    recorded without being received."""
+    got, recorded = received_claims(records), recorded_claims(engine)
+    if got == recorded:
+        return sum(got.values())
+    missing = recorded - got
+    extra = got - recorded
+    raise SystemExit(
+        f"FAILED: the SMTP sink received {sum(got.values()):,} messages, the database records "
+        f"{sum(recorded.values()):,} deliveries; recorded but not received: "
+        f"{sum(missing.values()):,} (e.g. {sorted(missing)[:3]}), received but not recorded "
+        f"(or twice): {sum(extra.values()):,} (e.g. {sorted(extra)[:3]})"
+    )
+
+
+def loadavg() -> str:
+    """The machine's load averages over 1, 5 and 15 minutes (what ``uptime`` prints)."""
+    return " ".join(Path("/proc/loadavg").read_text(encoding="utf-8").split()[:3])
+
+
+async def send_raw(
+    port: int, messages: list[tuple[str, str, bytes]], connections: int
+) -> tuple[int, float]:
+    """Send pre-built (sender, recipient, bytes) messages over ``connections`` persistent
+    aiosmtplib connections at once: the raw baseline of the dispatch benchmarks."""
+    import asyncio
+
+    import aiosmtplib
+
+    queue: asyncio.Queue[tuple[str, str, bytes]] = asyncio.Queue()
+    for m in messages:
+        queue.put_nowait(m)
+    sent = 0
+
+    async def worker() -> None:
+        nonlocal sent
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=30)
+        await client.connect()
+        try:
+            while True:
+                try:
+                    sender, rcpt, data = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                await client.sendmail(sender, [rcpt], data)
+                sent += 1
+        finally:
+            await client.quit()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return sent, time.perf_counter() - t0
+
+
+class MemoryTransport:
+    """An email transport that keeps every finished message in memory instead of sending
+    it: the messages the raw baselines send."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, str, bytes]] = []
+
+    async def start(self) -> None:
+        return None
+
+    async def deliver(self, sender: str, recipient: str, data: bytes, name: str) -> str:
+        self.messages.append((sender, recipient, data))
+        return "250 kept"
+
+    async def stop(self) -> None:
+        return None
 
 
 def peak_rss_mb() -> float:
@@ -205,12 +378,19 @@ def _receivable_rows(
     rnd = random.Random(seed)
     first = on - timedelta(days=SPREAD_DAYS)
     days = [first + timedelta(days=k) for k in range(2 * SPREAD_DAYS + 1)]
+    each = max(receivables // debtors, 1)
     for j in range(1, receivables + 1):
         if one_each:
-            # Debtor j owes receivable j, reaching a step on ``on``: b2b/01 for
-            # business debtors (7 days overdue), consumer/due for persons.
-            customer = j
-            due = on - timedelta(days=7) if j % 2 == 0 else on
+            # Debtor c owes receivables (c - 1) * each + 1 ... c * each; the first reaches
+            # a step on ``on``: b2b/01 for business debtors (7 days overdue), consumer/due
+            # for persons; the others fall due 10, 17, 24... days after ``on``, too late
+            # for any step today (the claim lists them, as it lists every open item).
+            customer, k = divmod(j - 1, each)
+            customer += 1
+            if k:
+                due = on + timedelta(days=3 + 7 * k)
+            else:
+                due = on - timedelta(days=7) if customer % 2 == 0 else on
         else:
             customer = rnd.randrange(1, debtors + 1)
             due = days[rnd.randrange(len(days))]
@@ -286,8 +466,8 @@ def load_company(
     """Bulk-load debtors, contacts and open receivables through a DB-API connection.
 
     Receivables go to random debtors with due dates spread evenly over a year
-    centred on ``on``; with ``one_each`` (receivables == debtors) each debtor
-    has one receivable that reaches a step on ``on``. The caller commits.
+    centred on ``on``; with ``one_each`` each debtor has ``receivables // debtors``
+    receivables, the first of which reaches a step on ``on``. The caller commits.
     ``dialect`` is ``"sqlite"`` or ``"postgresql"``.
     """
     now = datetime(2026, 1, 1, tzinfo=UTC)
@@ -438,7 +618,9 @@ def ensure_dataset(debtors: int, receivables: int, on: date = BENCH_DATE) -> Pat
     return root
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and sys.argv[1:] == ["--smtp-server"]:
+    serve_smtp()
+elif __name__ == "__main__":
     # python bench/common.py DEBTORS RECEIVABLES DATE: generate one dataset.
     _d, _r, _on = int(sys.argv[1]), int(sys.argv[2]), date.fromisoformat(sys.argv[3])
     generate_sqlite(dataset_dir(_d, _r, _on), _d, _r, _on)

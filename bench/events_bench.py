@@ -1,7 +1,7 @@
 """Events benchmark: ``charge.succeeded`` to an SMTP-accepted receipt with its PDF, embedded mode.
 
-1. An aiosmtpd server runs in another process on 127.0.0.1 (this script with
-   ``--smtp-server``). For every message it records the acceptance time
+1. An aiosmtpd server runs in another process on 127.0.0.1 (the recording sink of
+   ``common.py``). For every message it records the acceptance time
    (``time.time()`` when the whole DATA has arrived, just before the 250
    reply), the Message-ID and the X-Cobro-Claim header, and discards the rest.
 2. A workspace in ``bench/out/events`` (SQLite) gets the starter ``cobro.yaml``
@@ -44,14 +44,12 @@ configuration under cProfile (FILE.d<D>) and prints its top functions.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import cProfile
 import json
 import math
 import os
 import pstats
-import re
 import subprocess
 import sys
 import threading
@@ -71,79 +69,6 @@ from common import (
     sqlite_url,
     write_config,
 )
-
-SERVER_LIFETIME_S = 1800  # the server exits by itself after this long without a command
-_HEADER = re.compile(rb"^(Message-ID|X-Cobro-Claim):[ \t]*(.*?)\r?$", re.M | re.I)
-
-
-# -- the recording SMTP server (its own process) ---------------------------------------
-
-
-def serve() -> None:
-    """Record (accepted at, Message-ID, X-Cobro-Claim) for each message; print the port.
-
-    Commands on stdin: ``count`` (prints how many were recorded), ``dump PATH``
-    (writes the records as JSON to PATH, forgets them, prints ``ok``).
-    """
-    from aiosmtpd.smtp import SMTP
-
-    records: list[tuple[float, str, str]] = []
-
-    class Recorder:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            accepted = time.time()
-            data = envelope.original_content or envelope.content or b""
-            if isinstance(data, str):
-                data = data.encode("utf-8", "replace")
-            head = data.split(b"\r\n\r\n", 1)[0]
-            found = {k.lower(): v for k, v in _HEADER.findall(head)}
-            records.append(
-                (
-                    accepted,
-                    found.get(b"message-id", b"").decode("ascii", "replace"),
-                    found.get(b"x-cobro-claim", b"").decode("ascii", "replace"),
-                )
-            )
-            return "250 2.0.0 accepted"
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            lambda: SMTP(Recorder(), hostname="bench.localhost", ident="cobro-bench recorder"),
-            "127.0.0.1",
-            0,
-        )
-        print(server.sockets[0].getsockname()[1], flush=True)
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-        while True:  # stdin closed (the benchmark ended or died): stop
-            line = await asyncio.wait_for(reader.readline(), SERVER_LIFETIME_S)
-            if not line:
-                break
-            cmd, _, arg = line.decode().strip().partition(" ")
-            if cmd == "count":
-                print(len(records), flush=True)
-            elif cmd == "dump":
-                Path(arg).write_text(json.dumps(records), encoding="utf-8")
-                records.clear()
-                print("ok", flush=True)
-        server.close()
-
-    asyncio.run(main())
-
-
-class Recorder(SmtpServerProcess):
-    """The recording SMTP server in a child process."""
-
-    def __init__(self) -> None:
-        super().__init__(__file__)
-
-    def dump(self, path: Path) -> list[tuple[float, str, str]]:
-        self.ask(f"dump {path}")
-        records = json.loads(path.read_text(encoding="utf-8"))
-        path.unlink()
-        return [tuple(r) for r in records]  # type: ignore[misc]
-
 
 # -- a dispatcher (its own process) ------------------------------------------------------
 
@@ -334,7 +259,7 @@ def ms(v: float | None) -> float | None:
 
 
 def produce(
-    ws: Any, events: int, rate: float, members: int, tag: str, sink: Recorder
+    ws: Any, events: int, rate: float, members: int, tag: str, sink: SmtpServerProcess
 ) -> tuple[dict[str, float], list[float]]:
     """Post the events open loop; returns charge -> intake time and post_event durations."""
     from cobro.intake.events import post_event
@@ -378,7 +303,7 @@ def produce(
 def measure(
     root: Path,
     pristine: Path,
-    sink: Recorder,
+    sink: SmtpServerProcess,
     dispatchers: int,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
@@ -433,7 +358,7 @@ def measure(
     accepted: dict[str, float] = {}
     waits: list[float] = []  # intake -> start of the dispatch_due call that sent it
     inside: list[float] = []  # start of that call -> SMTP acceptance
-    for at, message_id, claim in records:
+    for at, message_id, claim, _ in records:
         parts = claim.split("/")
         if len(parts) < 3 or not parts[1].isdigit():
             continue
@@ -561,12 +486,8 @@ def main() -> None:
     ap.add_argument("--poll-ms", type=float, default=5.0, help="idle dispatcher's pause")
     ap.add_argument("--pdfs", type=int, help="PDFs in the baseline (default: --events)")
     ap.add_argument("--profile", type=Path, help="cProfile the first dispatcher into FILE.dN")
-    ap.add_argument("--smtp-server", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.smtp_server:
-        serve()
-        return
     if args.worker:
         worker(args.worker, args.poll_ms, args.profile)
         return
@@ -580,7 +501,7 @@ def main() -> None:
         else "libharfbuzz-subset is NOT installed: WeasyPrint falls back to fontTools for "
         "font subsetting (~200 ms per receipt expected; scripts/system-deps installs it)"
     )
-    sink = Recorder()
+    sink = SmtpServerProcess()
     say(f"SMTP recorder (aiosmtpd) in process {sink.proc.pid} on 127.0.0.1:{sink.port}")
     root = OUT_DIR / "events"
     results = []
