@@ -488,9 +488,10 @@ def _sqlite_page(
 def _sqlite_matching(
     dbapi: sqlite3.Connection, company_id: int, text: str, dense: int
 ) -> set[int] | None:
-    """The debtors ``_text_match`` names for ``text``, or None when it names none for
-    some alternative but checks them row by row (a word of it more than ``dense`` debtors
-    have, and no other word narrowing them)."""
+    """The debtors ``_text_match`` finds for ``text`` (every word of an alternative
+    starting a term of theirs), or None when in some alternative every word is one more
+    than ``dense`` debtors have (``search_debtors`` then checks the debtors row by
+    row)."""
     alternatives = [words(text)]
     digits = "".join(ch for ch in text if ch.isdigit())
     if len(digits) >= 3:
@@ -499,17 +500,20 @@ def _sqlite_matching(
     for prefixes in alternatives:
         known: set[int] | None = None
         checked: list[str] = []
-        for prefix in prefixes:
-            if known == set():
-                break
+        # The same debtors in any order of the words: those likely rarer first (digits,
+        # then the longest), so that a word every debtor has (``cliente``) is then only
+        # checked on the few debtors the others found, not read up to ``dense``.
+        for prefix in sorted(prefixes, key=lambda p: (not any(ch.isdigit() for ch in p), -len(p))):
+            if known is not None:
+                checked.append(prefix)
+                continue
             ids = dbapi.execute(
                 _SQLITE_TERMS, (company_id, prefix, prefix + LAST, dense + 1)
             ).fetchall()
             if len(ids) > dense:
                 checked.append(prefix)
             else:
-                got = {int(row[0]) for row in ids}
-                known = got if known is None else known & got
+                known = {int(row[0]) for row in ids}
         if known is None:
             if checked:
                 return None
