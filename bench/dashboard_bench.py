@@ -77,6 +77,25 @@ def add_user(ws: Path) -> str:
     return email
 
 
+def index_terms(ws: Path) -> None:
+    """The search's terms of every debtor, when the copy has none: migration ``0020``
+    fills them from the debtors there are, but a company generated at that schema
+    already was bulk-loaded without them (``common.py`` writes rows, not terms)."""
+    from cobro.engine.debtor_terms import index_debtors
+    from cobro.store import tables as t
+    from cobro.workspace import open_workspace
+
+    opened = open_workspace(ws)
+    try:
+        with opened.engine.begin() as conn:
+            if conn.execute(t.customer_terms.select().limit(1)).first() is None:
+                with Timer() as tm:
+                    written = index_debtors(conn, opened.company_id)
+                say(f"indexed {written:,} search terms in {tm.s:.1f} s")
+    finally:
+        opened.close()
+
+
 def log_in(base: str, email: str) -> str:
     """The session token of ``email`` logged in through the login form."""
     import httpx
@@ -272,6 +291,7 @@ def main() -> None:
     with Timer() as tm:
         ws = workspace(args.debtors, args.receivables, args.claims)
         email = add_user(ws)
+        index_terms(ws)
     say(f"workspace ready in {tm.s:.1f} s")
     from cobro.config.loader import load_config
 

@@ -17,7 +17,7 @@ from cobro.store.db import make_engine
 from cobro.web import brand
 from cobro.web.callbacks import twilio as twilio_callbacks
 from cobro.web.callbacks import unsubscribe
-from cobro.web.deps import Site, WebState
+from cobro.web.deps import EventLoopReads, Site, WebState
 from cobro.web.pages import Pages
 from cobro.web.portal import routes as portal
 from cobro.web.security import SecurityHeaders, content_security_policy
@@ -42,13 +42,14 @@ def create_app(
     if not served:
         raise ValueError("no company to serve")
     pages = Pages()
-    readers: dict[int, Engine] = {}
+    readers: dict[int, tuple[Engine, EventLoopReads]] = {}
     states: dict[str, WebState] = {}
     for ws in served:
-        reader = readers.get(id(ws.engine))
-        if reader is None:
-            reader = readers[id(ws.engine)] = reading_engine(ws)
-        states[ws.config.company.id] = WebState(ws, clock, pages, reader)
+        kept = readers.get(id(ws.engine))
+        if kept is None:
+            kept = readers[id(ws.engine)] = (reading_engine(ws), EventLoopReads())
+        reader, loop_reads = kept
+        states[ws.config.company.id] = WebState(ws, clock, pages, reader, loop_reads=loop_reads)
     app = FastAPI(
         title="Cobro",
         docs_url=None,

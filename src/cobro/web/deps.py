@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, cast
@@ -22,6 +24,36 @@ if TYPE_CHECKING:
 
 # The same browser opening a claim's page again is recorded as opened again after this.
 OPENED_AGAIN = timedelta(hours=1)
+
+
+class EventLoopReads:
+    """A SQLite driver connection of a reading engine, for the short reads a route makes on
+    the event loop (a session checked by its key, a bounded search): statements written
+    once, run on ``sqlite3`` without SQLAlchemy, where the trip to a worker thread and
+    back would cost more than the read. Opened on first use with the engine's file and
+    options, read-only, in autocommit mode (each statement its own snapshot; ``BEGIN``
+    for several in one). None on another database: its reads go to a worker thread."""
+
+    def __init__(self) -> None:
+        self._conns: dict[int, tuple[Engine, sqlite3.Connection]] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def connection(self, reader: Engine) -> Iterator[sqlite3.Connection | None]:
+        if reader.dialect.name != "sqlite":
+            yield None
+            return
+        with self._lock:  # one event loop uses it at a time; tests may run several
+            kept = self._conns.get(id(reader))
+            if kept is None:
+                args, kwargs = reader.dialect.create_connect_args(reader.url)
+                connect: Any = sqlite3.connect
+                options = {**kwargs, "check_same_thread": False, "isolation_level": None}
+                conn = connect(*args, **{"timeout": 30, **options})
+                conn.execute("PRAGMA query_only=ON")
+                conn.execute("PRAGMA cache_size=-16384")
+                kept = self._conns[id(reader)] = (reader, conn)
+            yield kept[1]
 
 
 @dataclass(frozen=True)
@@ -43,6 +75,8 @@ class WebState:
     # while ``data_version`` has not moved; computed by one request at a time.
     figures: PageCache[Any] = field(default_factory=lambda: PageCache(16))
     computing: threading.Lock = field(default_factory=threading.Lock)
+    # Reads made on the event loop, on SQLite (shared by the companies of one database).
+    loop_reads: EventLoopReads = field(default_factory=EventLoopReads)
 
     def now(self) -> datetime:
         return self.clock()

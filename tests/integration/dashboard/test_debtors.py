@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlencode
 
-from cobro.engine.debtor_search import DebtorFilter, search_debtors
+from sqlalchemy import update
+
+from cobro.engine.debtor_search import (
+    DebtorFilter,
+    bounded,
+    search_debtors,
+    search_debtors_sqlite,
+)
+from cobro.store import tables as t
 
 from ..support import load
 from .conftest import Site
@@ -92,3 +101,94 @@ def test_a_search_finds_debtors_by_the_start_of_their_words_as_they_are_now(site
                 for dense in (0, 1000)
             ]
             assert found[0] == found[1], text
+
+
+def test_a_search_read_on_the_event_loop_lists_what_the_general_search_lists(
+    site: Site, is_postgres: bool
+) -> None:
+    """On SQLite a bounded search (words typed, sorted by name or id, filtered by policy or
+    blocked at most) is read on the reading engine's driver connection with statements
+    written once: page after page, the same debtors and cursors as ``search_debtors``,
+    also when words are ones many debtors have (``dense``: checked on those the other
+    words found). On PostgreSQL there is no such connection: every list is read in a
+    worker thread by ``search_debtors``."""
+    state = site.app.state.cobro.companies["acme"]
+    with state.loop_reads.connection(state.reader) as raw:
+        if is_postgres:
+            assert raw is None
+            return
+        assert raw is not None
+        ws = site.acme
+        load(
+            ws,
+            "customers",
+            *(
+                {
+                    "external_id": f"N{i}",
+                    "name": name,
+                    "kind": "business",
+                    "email": f"acme{i}@norte.example",
+                    "phone": f"+34 611 99{i} 000",
+                }
+                for i, name in enumerate(
+                    ["Acme Norte", "Acme Sur", "Carla Acme", "Norte Retail", "Beta Norte"]
+                )
+            ),
+        )
+        c = t.customers.c
+        with ws.engine.begin() as conn:
+            conn.execute(update(t.customers).where(c.external_id == "C3").values(blocked=True))
+        texts = ["", "acme", "a", "c", "norte a", "acme n", "611 99", "+34 611", "acme0@"]
+        texts += ["retail beta", "c n1", "zzz", "acme zzz", "ca ru", "n1", "100%"]
+        compared = 0
+        with ws.engine.connect() as conn:
+            for text in texts:
+                for sort in ("name", "id"):
+                    for more in ({}, {"policy": "b2b"}, {"blocked": True}, {"blocked": False}):
+                        wanted = DebtorFilter(text=text, sort=sort, **more)  # type: ignore[arg-type]
+                        if not bounded(wanted):
+                            assert not text and more
+                            continue
+                        for dense in (0, 1, 2, 1000):
+                            cursor = None
+                            while True:
+                                fast = search_debtors_sqlite(
+                                    raw, ws.company_id, "EUR", TODAY, wanted, cursor, 2, dense
+                                )
+                                if fast is None:  # every word of an alternative dense
+                                    assert dense < 1000 and text
+                                    break
+                                general = search_debtors(
+                                    conn, ws.company_id, "EUR", TODAY, wanted, cursor, 2, dense
+                                )
+                                assert fast == general, (text, sort, more, dense, cursor)
+                                compared += 1
+                                cursor = fast.next_cursor
+                                if cursor is None:
+                                    break
+        assert compared > 300
+        acme = search_debtors_sqlite(raw, ws.company_id, "EUR", TODAY, DebtorFilter(text="acme"))
+        assert acme is not None
+        # by name or email
+        assert [r.external_id for r in acme.rows] == ["C1", "N0", "N1", "N4", "N2", "N3"]
+    # The page, read so, as the general search shows it.
+    assert listed(site, "q=norte") == ["N0", "N4", "N3"]
+    assert listed(site, "q=norte&sort=id&blocked=no") == ["N0", "N3", "N4"]
+    assert listed(site, "q=carla&blocked=yes") == ["C3"]
+
+
+def test_a_search_never_lists_another_companys_debtor(site: Site) -> None:
+    """Whatever is typed, a company's staff find their company's debtors only."""
+    for text in ("beta", "beta's own", "owner", "owner@beta-debtor.example", "b1", "debtor"):
+        query = urlencode({"q": text})
+        assert "B1" not in listed(site, query), text
+        assert (
+            "Beta's Own Debtor" not in site.staff("admin").get(f"/dashboard/debtors?{query}").text
+        )
+    beta = site.staff("read-only", "beta")
+    page = beta.get("/dashboard/debtors?q=beta")
+    assert page.status_code == 200
+    assert "Beta&#39;s Own Debtor" in page.text and "Beta Retail" not in page.text
+    for text in ("acme", "c1", "carla", "611 999", "ap@"):
+        found = beta.get(f"/dashboard/debtors?{urlencode({'q': text})}")
+        assert found.status_code == 200 and 'class="id"' not in found.text, text

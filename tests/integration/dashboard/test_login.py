@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 
-from cobro.engine.users import add_user, set_password
+from cobro.engine.users import add_user, remove_user, set_password
 from cobro.store import tables as t
 
 from .conftest import Site
@@ -156,3 +156,52 @@ def test_the_same_email_in_two_companies_logs_in_where_its_password_opens(site: 
     chosen = other.login(shared, "password of beta", company="acme")
     assert chosen.status_code == 303
     assert "Acme Industrial" in other.get("/dashboard/debtors").text
+
+
+def test_a_session_ended_elsewhere_is_refused_on_the_next_request(site: Site) -> None:
+    """The server keeps a session it found (on SQLite it then reads the session's row by
+    its key on each request): ended in the database by another process — a new password,
+    the user removed, the row deleted by hand — the very next request goes to the login."""
+    ws = site.acme
+    browsers = {role: site.staff(role) for role in ("admin", "collector", "read-only")}
+    for browser in browsers.values():
+        for _ in range(2):  # found, then kept
+            assert browser.get("/dashboard/debtors?q=acme").status_code == 200
+    with ws.engine.begin() as conn:
+        set_password(conn, ws.company_id, "collector@acme.example", "another long one", NOW)
+        remove_user(conn, ws.company_id, "read-only@acme.example")
+        user = t.staff_users.c
+        admin = select(user.id).where(user.email == "admin@acme.example").scalar_subquery()
+        conn.execute(delete(t.staff_sessions).where(t.staff_sessions.c.user_id == admin))
+    for role, browser in browsers.items():
+        ended = browser.get("/dashboard/debtors?q=acme")
+        assert ended.status_code == 303, role
+        assert ended.headers["location"].endswith("&ended=1"), role
+
+
+def test_a_kept_session_sees_its_users_role_and_records_its_activity(site: Site) -> None:
+    """Read again on each request, a kept session shows its user's role as it is now, and
+    its last activity is still written every few minutes (so that it does not end idle)."""
+    ws = site.acme
+    browser = site.staff("collector")
+    assert "(gestor de cobros)" in browser.get("/dashboard/debtors").text
+    user = t.staff_users.c
+    with ws.engine.begin() as conn:
+        conn.execute(
+            update(t.staff_users)
+            .where(user.email == "collector@acme.example")
+            .values(role="read-only")
+        )
+    page = browser.get("/dashboard/debtors")
+    assert page.status_code == 200
+    assert "(solo lectura)" in page.text and "(gestor de cobros)" not in page.text
+    s = t.staff_sessions.c
+    for minutes in (4, 6, 100, 190):
+        site.clock.now = NOW + timedelta(minutes=minutes)
+        assert browser.get("/dashboard/debtors").status_code == 200
+        with ws.engine.connect() as conn:
+            last_seen = conn.execute(select(s.last_seen_at)).scalar_one()
+        # Written when more than SEEN_EVERY (5 minutes) had passed since the last write.
+        assert last_seen == NOW + timedelta(minutes=0 if minutes == 4 else minutes)
+    site.clock.now = NOW + timedelta(minutes=190 + 121)
+    assert browser.get("/dashboard/debtors").status_code == 303  # two idle hours

@@ -1,5 +1,10 @@
 """The debtors list: search by name, id, email or phone; filter by segment, policy, phase,
-blocked and how long overdue; sort; a keyset page at a time (``cobro.engine.debtor_search``)."""
+blocked and how long overdue; sort; a keyset page at a time (``cobro.engine.debtor_search``).
+
+The route runs on the event loop. On SQLite a search whose cost does not grow with the
+company (``debtor_search.bounded``) is read there too, on the reading engine's driver
+connection (``EventLoopReads``); any other list, and every list on PostgreSQL, is read in
+a worker thread so that the event loop never waits on it."""
 
 from __future__ import annotations
 
@@ -7,10 +12,18 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from cobro.domain.reports import BUCKETS
-from cobro.engine.debtor_search import SORTS, DebtorFilter, search_debtors
+from cobro.engine.debtor_search import (
+    SORTS,
+    DebtorFilter,
+    DebtorPage,
+    bounded,
+    search_debtors,
+    search_debtors_sqlite,
+)
 from cobro.web.dashboard.session import PREFIX, StaffDep
 from cobro.web.dashboard.view import render
 
@@ -22,7 +35,7 @@ def _one_of(value: str | None, allowed: list[str] | tuple[str, ...]) -> str | No
 
 
 @router.get("/debtors", name="dashboard_debtors")
-def debtors(
+async def debtors(
     request: Request,
     who: StaffDep,
     q: str = "",
@@ -57,10 +70,19 @@ def debtors(
         sort=chosen["sort"],  # type: ignore[arg-type]
     )
     state = who.state
-    with state.reader.connect() as conn:
-        page = search_debtors(
-            conn, who.company_id, config.company.currency, state.today(), wanted, cursor
-        )
+    currency, today = config.company.currency, state.today()
+    page: DebtorPage | None = None
+    if bounded(wanted):
+        with state.loop_reads.connection(state.reader) as raw:
+            if raw is not None:
+                page = search_debtors_sqlite(raw, who.company_id, currency, today, wanted, cursor)
+
+    def read() -> DebtorPage:
+        with state.reader.connect() as conn:
+            return search_debtors(conn, who.company_id, currency, today, wanted, cursor)
+
+    if page is None:
+        page = await run_in_threadpool(read)
     kept: dict[str, Any] = {k: v for k, v in chosen.items() if v}
     return render(
         who,

@@ -29,6 +29,7 @@ from cobro.web.dashboard.session import (
     MAX_FORM,
     PREFIX,
     SESSION_COOKIE,
+    KnownSessions,
     LoginNeeded,
     Refused,
     StaffDep,
@@ -55,6 +56,7 @@ def install(app: FastAPI) -> None:
     window = timedelta(minutes=WINDOW_MINUTES)
     app.state.staff_failures_by_address = FailedAuth(ADDRESS_FAILURES, window)
     app.state.staff_failures_by_account = FailedAuth(ACCOUNT_FAILURES, window)
+    app.state.staff_sessions = KnownSessions()
 
     async def login_needed(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LoginNeeded)
@@ -304,6 +306,8 @@ async def logout(request: Request, who: StaffDep) -> Response:
             end_session(conn, who.token)
 
     await run_in_threadpool(end)
+    known: KnownSessions = request.app.state.staff_sessions
+    known.forget(who.session.digest)
     response = RedirectResponse(f"{PREFIX}/login?out=1", status_code=303)
     _forget(response, request, SESSION_COOKIE)
     return response
