@@ -16,6 +16,7 @@ from rich.table import Table
 
 from cobro.cli.common import (
     Options,
+    QuietOption,
     add_row,
     by_channel,
     err,
@@ -26,7 +27,7 @@ from cobro.cli.common import (
     print_json,
     report_not_sent,
 )
-from cobro.cli.progress import QuietOption, progress_for
+from cobro.cli.progress import progress_for
 from cobro.errors import CobroError, ConfigError
 
 if TYPE_CHECKING:
