@@ -45,3 +45,22 @@ def test_a_command_is_built_once_when_it_is_looked_up(group: Commands) -> None:
     assert group.get_command(ctx, "contacts") is contacts
     assert set(group._lazy_commands.built) == {"contacts"}
     assert group.get_command(ctx, "contcts") is None
+
+
+def test_a_command_registered_on_the_typer_itself_is_kept_after_the_table() -> None:
+    extra = typer.Typer(cls=Commands, add_completion=False)
+
+    @extra.callback()
+    def main() -> None:
+        """Top."""
+
+    @extra.command()
+    def hello() -> None:
+        """Says hello."""
+
+    group = get_command(extra)
+    assert isinstance(group, Commands)
+    ctx = typer.Context(group)
+    assert group.list_commands(ctx) == [*NAMES, "hello"]
+    built = group.get_command(ctx, "hello")
+    assert built is not None and built.help == "Says hello."

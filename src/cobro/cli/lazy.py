@@ -53,13 +53,16 @@ class _Commands(MutableMapping[str, "Command"]):
 
 class LazyGroup(TyperGroup):
     """A Typer group whose commands are listed in ``lazy`` (name -> "module:attribute")
-    and built when a command line or a help page needs them."""
+    and built when a command line or a help page needs them. Commands registered on the
+    Typer itself (``@app.command()``) are built by Typer as usual and listed after them."""
 
     lazy: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **attrs: Any) -> None:
         super().__init__(**attrs)
+        registered = self.commands  # those registered on the Typer itself, built already
         self.commands = self._lazy_commands = _Commands(self)
+        self.commands.update(registered)
         self._listing = False
 
     def _holder(self, name: str) -> typer.Typer:
