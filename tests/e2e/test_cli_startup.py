@@ -1,5 +1,7 @@
 """A command imports only what it uses: the PDF, SMS, push and HTTP libraries (about a
-second of start-up between them) are loaded by the commands that send or render with them."""
+second of start-up between them) are loaded by the commands that send or render with them,
+and a command's module is imported (and the command built) only when it is run or a help
+page lists it."""
 
 from __future__ import annotations
 
@@ -70,16 +72,49 @@ def ws(built: Path, tmp_path: Path) -> Path:
     return copy_workspace(built, tmp_path / "acme")
 
 
+# The modules of the command-line groups other than `contacts` (cobro.cli.events).
+OTHER_COMMANDS = {
+    "cobro.cli.api",
+    "cobro.cli.channels",
+    "cobro.cli.demo",
+    "cobro.cli.dispatch",
+    "cobro.cli.progress",
+    "cobro.cli.responses",
+    "cobro.cli.staff",
+    "cobro.cli.users",
+    "cobro.cli.web",
+    "cobro.cli.webhooks",
+    "cobro.cli.workers",
+}
+
+
 def test_help_loads_neither_the_database_nor_any_channel_or_pdf_library(ws: Path) -> None:
     modules = loaded(ws, "--help")
     assert "typer" in modules  # the probe did run the command
     assert not modules & {*HEAVY, "sqlalchemy", "alembic", "pydantic", "jinja2"}
+    # nor the validators of the configuration, nor what only sending or progress needs
+    assert not modules & {"email_validator", "babel", "phonenumbers", "yaml", "multiprocessing"}
+    assert "rich.progress" not in loaded_modules(ws, "--help")
 
 
 def test_listing_contacts_loads_no_channel_pdf_or_migration_library(ws: Path) -> None:
     modules = loaded(ws, "contacts", "list")
     assert "sqlalchemy" in modules
     assert not modules & {*HEAVY, "alembic"}  # a database already migrated is left alone
+    # nor what help pages and the other commands use
+    assert not modules & {"multiprocessing", "markdown_it", "pygments"}
+
+
+def test_a_command_loads_no_other_command_module(ws: Path) -> None:
+    modules = loaded_modules(ws, "contacts", "list")
+    assert "cobro.cli.events" in modules
+    assert not modules & {*OTHER_COMMANDS, "rich.progress", "typer.rich_utils"}
+
+
+def test_a_mistyped_command_is_still_matched_to_the_nearest_name(ws: Path) -> None:
+    proc = run_cobro(ws, "contcts", "list", ok=False)
+    assert proc.returncode == 2
+    assert "No such command 'contcts'. Did you mean 'contacts'?" in proc.stderr
 
 
 def test_a_command_on_sqlite_does_not_load_the_postgresql_dialect(ws: Path) -> None:

@@ -11,18 +11,17 @@ from datetime import date, datetime
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cobro.cli.api import companies_app, keys_app
-from cobro.cli.channels import bounces_app, optouts_app, suppressions_app
 from cobro.cli.common import (
     BAD_INPUT,
     Options,
+    QuietOption,
     add_row,
     by_channel,
     err,
@@ -33,22 +32,54 @@ from cobro.cli.common import (
     print_json,
     report_not_sent,
 )
-from cobro.cli.dispatch import dispatch, requeue, resend
-from cobro.cli.events import contacts_app, event_app, push_app
-from cobro.cli.progress import QuietOption, progress_for
-from cobro.cli.responses import disputes_app, promises_app
-from cobro.cli.staff import account, segments_app, tasks_app
-from cobro.cli.users import users_app
-from cobro.cli.web import portal_app, serve
-from cobro.cli.webhooks import webhooks_app
-from cobro.cli.workers import scheduler, worker
+from cobro.cli.lazy import LazyGroup
 from cobro.errors import CobroError, ConfigError, ConfigProblem
 from cobro.workspace import CONFIG_FILE, utcnow, write_gitignore
 
 if TYPE_CHECKING:
     from cobro.config.schema import CobroConfig, ImportMapping
 
+
+class Commands(LazyGroup):
+    """Every command of ``cobro``, in the order ``cobro --help`` lists them; a command's
+    module is imported when that command is run or a help page lists it."""
+
+    lazy: ClassVar[dict[str, str]] = {
+        "init": "cobro.cli.app:init",
+        "check": "cobro.cli.app:check",
+        "import": "cobro.cli.app:import_",
+        "run": "cobro.cli.app:run",
+        "simulate": "cobro.cli.app:simulate",
+        "history": "cobro.cli.app:history",
+        "account": "cobro.cli.staff:account",
+        "dispatch": "cobro.cli.dispatch:dispatch",
+        "requeue": "cobro.cli.dispatch:requeue",
+        "resend": "cobro.cli.dispatch:resend",
+        "serve": "cobro.cli.web:serve",
+        "worker": "cobro.cli.workers:worker",
+        "scheduler": "cobro.cli.workers:scheduler",
+        "demo": "cobro.cli.app:demo",
+        "segments": "cobro.cli.staff:segments_app",
+        "event": "cobro.cli.events:event_app",
+        "contacts": "cobro.cli.events:contacts_app",
+        "push": "cobro.cli.events:push_app",
+        "tasks": "cobro.cli.staff:tasks_app",
+        "disputes": "cobro.cli.responses:disputes_app",
+        "promises": "cobro.cli.responses:promises_app",
+        "bounces": "cobro.cli.channels:bounces_app",
+        "optouts": "cobro.cli.channels:optouts_app",
+        "suppressions": "cobro.cli.channels:suppressions_app",
+        "portal": "cobro.cli.web:portal_app",
+        "keys": "cobro.cli.api:keys_app",
+        "companies": "cobro.cli.api:companies_app",
+        "users": "cobro.cli.users:users_app",
+        "webhooks": "cobro.cli.webhooks:webhooks_app",
+        "evidence": "cobro.cli.app:evidence_app",
+    }
+
+
 app = typer.Typer(
+    cls=Commands,
     help="Cobro: collections and payment notifications.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -107,7 +138,6 @@ def create_workspace(directory: Path, slug: str | None = None, name: str | None 
     )
 
 
-@app.command()
 def init(
     directory: Annotated[Path, typer.Argument(help="Directory of the new workspace.")],
 ) -> None:
@@ -145,7 +175,6 @@ def _webhook_problems(root: Path, db: str | None) -> list[ConfigProblem]:
     return webhook_problems(str(cfg_file), text, config, names)
 
 
-@app.command()
 def check(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print the problems as JSON.")] = False,
@@ -173,7 +202,6 @@ def check(
     out.print(f"{root / CONFIG_FILE}: OK")
 
 
-@app.command(name="import")
 def import_(
     ctx: typer.Context,
     kind: Annotated[str, typer.Argument(help="customers, contacts, receivables or payments")],
@@ -194,6 +222,7 @@ def import_(
     quiet: QuietOption = False,
 ) -> None:
     """Upsert records by their external id; bad rows are reported, good rows kept."""
+    from cobro.cli.progress import progress_for
     from cobro.intake.importer import KINDS, import_file
 
     if kind not in KINDS:
@@ -264,7 +293,6 @@ def _import_mapping(
         raise CobroError(f"{option}: {problem['msg'].removeprefix('Value error, ')}") from None
 
 
-@app.command()
 def run(
     ctx: typer.Context,
     on: Annotated[
@@ -276,6 +304,7 @@ def run(
     """Plan everything due on the date into the outbox, then send what is due."""
     from zoneinfo import ZoneInfo
 
+    from cobro.cli.progress import progress_for
     from cobro.engine.runs import run_day
 
     ws = open_ws(ctx)
@@ -318,7 +347,6 @@ def run(
     report_not_sent(report.errors, report.failed, report.retrying)
 
 
-@app.command()
 def simulate(
     ctx: typer.Context,
     start: Annotated[str, typer.Option("--from", help="First day (YYYY-MM-DD).")],
@@ -327,6 +355,7 @@ def simulate(
     quiet: QuietOption = False,
 ) -> None:
     """What each day would send, to whom, on which channel and at what cost. Changes nothing."""
+    from cobro.cli.progress import progress_for
     from cobro.engine.simulate import simulate as run_simulation
 
     d1 = parse_date(start, "--from")
@@ -409,7 +438,6 @@ def simulate(
     )
 
 
-@app.command()
 def history(
     ctx: typer.Context,
     customer: Annotated[
@@ -518,31 +546,7 @@ def _show_message(ctx: typer.Context, delivery_id: int, customer: str | None) ->
     sys.stdout.buffer.flush()
 
 
-app.add_typer(segments_app, name="segments")
-app.add_typer(event_app, name="event")
-app.add_typer(contacts_app, name="contacts")
-app.add_typer(push_app, name="push")
-app.add_typer(tasks_app, name="tasks")
-app.add_typer(disputes_app, name="disputes")
-app.add_typer(promises_app, name="promises")
-app.add_typer(bounces_app, name="bounces")
-app.add_typer(optouts_app, name="optouts")
-app.add_typer(suppressions_app, name="suppressions")
-app.command(name="account")(account)
-app.command(name="dispatch")(dispatch)
-app.command(name="requeue")(requeue)
-app.command(name="resend")(resend)
-app.command(name="serve")(serve)
-app.command(name="worker")(worker)
-app.command(name="scheduler")(scheduler)
-app.add_typer(portal_app, name="portal")
-app.add_typer(keys_app, name="keys")
-app.add_typer(companies_app, name="companies")
-app.add_typer(users_app, name="users")
-app.add_typer(webhooks_app, name="webhooks")
-
 evidence_app = typer.Typer(help="The tamper-evident history.", no_args_is_help=True)
-app.add_typer(evidence_app, name="evidence")
 
 
 @evidence_app.command("verify")
@@ -646,7 +650,6 @@ def evidence_export(
         raise typer.Exit(1)
 
 
-@app.command()
 def demo(
     directory: Annotated[Path, typer.Argument(help="Directory of the demo workspace.")] = Path(
         "demo"

@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -37,6 +37,15 @@ err = _console(stderr=True)
 # Exit codes (README, "Exit codes"): 0 when everything due was sent.
 NOT_SENT = 1  # messages that were due failed or are still being retried
 BAD_INPUT = 2  # bad input, configuration, workspace or database: nothing was done
+
+
+# The --quiet option of the commands that show progress (cobro.cli.progress).
+QuietOption = Annotated[
+    bool,
+    typer.Option(
+        "--quiet", "-q", help="No progress and no summary (for cron); problems still go to stderr."
+    ),
+]
 
 
 @dataclass

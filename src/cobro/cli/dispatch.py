@@ -4,7 +4,6 @@ message again, as it was sent."""
 
 from __future__ import annotations
 
-import multiprocessing
 import signal
 import threading
 from pathlib import Path
@@ -16,6 +15,7 @@ from rich.table import Table
 
 from cobro.cli.common import (
     Options,
+    QuietOption,
     add_row,
     by_channel,
     err,
@@ -26,7 +26,6 @@ from cobro.cli.common import (
     print_json,
     report_not_sent,
 )
-from cobro.cli.progress import QuietOption, progress_for
 from cobro.errors import CobroError, ConfigError
 
 if TYPE_CHECKING:
@@ -98,8 +97,11 @@ def dispatch(
     through the Python API) go out within moments; several --workers share the work,
     each message claimed by one. A stop finishes the batch in hand first.
     """
+    import multiprocessing
+
     from sqlalchemy.exc import DBAPIError
 
+    from cobro.cli.progress import progress_for
     from cobro.engine.runs import dispatch_due, watch
     from cobro.workspace import utcnow
 

@@ -10,9 +10,7 @@ phase, as each phase ends.
 from __future__ import annotations
 
 import time
-from typing import Annotated
 
-import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -100,11 +98,3 @@ def progress_for(quiet: bool, console: Console) -> Progress:
     if console.is_terminal:
         return LiveProgress(console)
     return PhaseLines(console)
-
-
-QuietOption = Annotated[
-    bool,
-    typer.Option(
-        "--quiet", "-q", help="No progress and no summary (for cron); problems still go to stderr."
-    ),
-]
