@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -275,3 +276,25 @@ def test_a_debtor_batch_refuses_bad_rows_alone_and_keeps_the_others(server: Serv
         (3, "language"),
     ]
     assert count_customers(server, "acme") == 2
+
+
+def test_every_route_asks_for_a_key_through_caller() -> None:
+    """``caller`` (through Reader, Collector or Admin) authenticates and refuses NUL
+    characters: no API route may go without it (the routers add no dependency)."""
+    from fastapi.dependencies.utils import get_dependant
+
+    from cobro.web.api import ROUTERS
+    from cobro.web.api.auth import ROLE_CHECKS
+
+    def calls(dependant: Any) -> set[Any]:
+        found = {d.call for d in dependant.dependencies}
+        for d in dependant.dependencies:
+            found |= calls(d)
+        return found
+
+    routes = [route for router in ROUTERS for route in router.routes]
+    assert len(routes) >= 50
+    for route in routes:
+        dependant = get_dependant(path=route.path, call=route.endpoint)  # type: ignore[attr-defined]
+        reached = calls(dependant)
+        assert reached & ROLE_CHECKS, f"{route.path} has no Reader, Collector or Admin"

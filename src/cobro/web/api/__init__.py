@@ -4,9 +4,7 @@ in the server's application. Every route acts for the company of the caller's ke
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.responses import HTMLResponse, Response
 
@@ -29,8 +27,7 @@ from cobro.web.api import (
     tasks,
     webhooks,
 )
-from cobro.web.api.auth import Caller, FailedAuth, KnownKeys, caller
-from cobro.web.api.problems import FieldError, Problem
+from cobro.web.api.auth import FailedAuth, KnownKeys
 from cobro.web.deps import Site
 
 PREFIX = "/api/v1"
@@ -89,25 +86,6 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
-NUL = "\x00"
-
-
-async def without_nul(request: Request, who: Annotated[Caller, Depends(caller)]) -> None:
-    """No database stores a NUL character (PostgreSQL refuses one in any text): an id
-    holding one names nothing (404), a query parameter holding one is refused (422).
-    Checked once the key is (an unknown key still gets 401). On the event loop: it reads
-    nothing."""
-    if any(NUL in str(value) for value in request.path_params.values()):
-        raise Problem(404, "not-found", "no such record in this company")
-    refused = [
-        FieldError(field=f"query.{name}", problem="contains a NUL character")
-        for name, value in request.query_params.multi_items()
-        if NUL in name or NUL in value
-    ]
-    if refused:
-        raise Problem(422, "invalid-request", f"{len(refused)} field(s) refused", refused)
-
-
 def create_api(site: Site) -> FastAPI:
     """The API application for the companies of ``site``."""
     api = FastAPI(
@@ -126,7 +104,9 @@ def create_api(site: Site) -> FastAPI:
     api.state.known_keys = KnownKeys()
     problems.install(api)
     for router in ROUTERS:
-        api.include_router(router, responses=problems.ERRORS, dependencies=[Depends(without_nul)])
+        # Every route depends on ``caller`` (Reader, Collector or Admin), which also refuses a
+        # NUL character (``auth.without_nul``); tests/integration/api checks each route does.
+        api.include_router(router, responses=problems.ERRORS)
 
     @api.get("/docs", include_in_schema=False)
     def docs() -> Response:
