@@ -105,17 +105,16 @@ def test_a_bad_cobro_yaml_is_refused_in_one_line_naming_where_and_what(
     assert config_problems(data, tmp_path) == [f"{tmp_path / 'cobro.yaml'}:{expected}"]
 
 
-def test_a_billion_laughs_configuration_is_refused_fast_in_little_memory(tmp_path: Path) -> None:
+def test_a_billion_laughs_configuration_is_refused_in_little_memory(tmp_path: Path) -> None:
+    # Expanding its aliases would build a billion values: refused long before, in a few
+    # megabytes (its time is not asserted: time is measured in bench/, never in a test).
     tracemalloc.start()
-    began = time.monotonic()
     try:
         [problem] = config_problems(BILLION_LAUGHS.encode(), tmp_path)
-        took = time.monotonic() - began
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert f"more than {MAX_VALUES} values once aliases are expanded" in problem
-    assert took < 2.0
     assert peak < 64 * 1024 * 1024
 
 
