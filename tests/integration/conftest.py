@@ -172,6 +172,11 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             executor.stop()
 
 
+# A test database's commits do not wait for the disk (the server's own safety is not what
+# the tests are about; a commit is as visible and as ordered as with the default).
+NO_WAIT_FOR_DISK = 'ALTER DATABASE "{name}" SET synchronous_commit = off'
+
+
 def _database(request: pytest.FixtureRequest, tmp_path: Path, migrated: bool) -> Iterator[str]:
     if request.param == "sqlite":
         path = tmp_path / "cobro-test.db"
@@ -185,6 +190,7 @@ def _database(request: pytest.FixtureRequest, tmp_path: Path, migrated: bool) ->
     template = f' TEMPLATE "{pg_template(server)}"' if migrated else ""
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"{template}')
+        conn.execute(NO_WAIT_FOR_DISK.format(name=name))
     try:
         yield _with_database(server, name)
     finally:
@@ -399,6 +405,7 @@ def module_postgres_url(postgres_server: str) -> Iterator[str]:
     admin = _libpq_url(postgres_server)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(NO_WAIT_FOR_DISK.format(name=name))
     try:
         yield _with_database(postgres_server, name)
     finally:
