@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
@@ -71,9 +72,11 @@ def link_url(base: str, token: str) -> str:
     return f"{base.rstrip('/')}/{token}"
 
 
+@lru_cache(maxsize=4096)
 def token_company(token: str) -> str | None:
     """The company a token says it is for, read WITHOUT checking its signature: only to
-    choose whose secret checks it (``read_token``)."""
+    choose whose secret checks it (``read_token``). Kept per token: a debtor's page is
+    opened with the same token again and again."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         return None
     try:
@@ -91,6 +94,20 @@ def read_token(
     altered or for another company, ``expired`` when older than ``max_age_days``."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise LinkRefused("invalid", "malformed token")
+    link = _signed_link(secret, token)
+    if link.company != company:
+        raise LinkRefused("invalid", "the token is for another company")
+    if now >= link.expires_at(max_age_days):
+        raise LinkRefused("expired", f"issued {link.issued_at.isoformat()}")
+    return link
+
+
+@lru_cache(maxsize=4096)
+def _signed_link(secret: str, token: str) -> PortalLink:
+    """What ``token`` names, its signature checked with ``secret`` (``LinkRefused`` when
+    it is altered or names no claim). Kept per secret and token, valid ones only (an
+    exception is not kept): the same link is read on every request of its page; its age
+    is checked by the caller each time."""
     serializer = URLSafeTimedSerializer(secret, salt=SALT)
     try:
         payload, stamped = serializer.loads(token, return_timestamp=True)
@@ -104,9 +121,4 @@ def read_token(
         and not isinstance(payload.get("ob"), bool)
     ):
         raise LinkRefused("invalid", "the token does not name a claim")
-    if payload["co"] != company:
-        raise LinkRefused("invalid", "the token is for another company")
-    link = PortalLink(payload["co"], payload["cu"], payload["ob"], stamped.astimezone(UTC))
-    if now >= link.expires_at(max_age_days):
-        raise LinkRefused("expired", f"issued {link.issued_at.isoformat()}")
-    return link
+    return PortalLink(payload["co"], payload["cu"], payload["ob"], stamped.astimezone(UTC))
