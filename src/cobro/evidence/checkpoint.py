@@ -11,8 +11,10 @@ entry the chain no longer has.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,14 +68,23 @@ def _write_new_key(path: Path) -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+    # Written whole under a name of its own, then given its name in one step (a hard link,
+    # which never replaces a key another process made first): a process reading the key
+    # at the same moment finds either no file or the whole key, never a part of one.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return  # another process made it first
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(FileExistsError):  # another process made it first: its key
+            os.link(tmp, path)
     except OSError as exc:
         raise EvidenceKeyError(f"{path}: the evidence key cannot be created ({exc})") from None
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def public_hex(key: Ed25519PrivateKey) -> str:
