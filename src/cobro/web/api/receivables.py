@@ -201,35 +201,9 @@ async def list_receivables(
     r = t.receivables.c
     after = decode_cursor(cursor, (int,))
     today = who.state.today()
-    only_debtor = (
-        customer is not None
-        and (
-            status,
-            overdue,
-            due_before,
-            due_after,
-            currency,
-            kind,
-            updated_since,
-        )
-        == (None,) * 7
-    )
-    query = (
-        None
-        if only_debtor
-        else _filtered(
-            who.company_id,
-            today,
-            after,
-            status,
-            overdue,
-            due_before,
-            due_after,
-            currency,
-            kind,
-            updated_since,
-        )
-    )
+    filters = (status, overdue, due_before, due_after, currency, kind, updated_since)
+    only_debtor = customer is not None and all(f is None for f in filters)
+    query = None if only_debtor else _filtered(who.company_id, today, after, *filters)
 
     def work(conn: Connection) -> Page[Receivable]:
         debtor = None
