@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,9 +30,36 @@ SERVER_FILE = "cobro-server.yaml"
 IGNORED = (".cobro-secret", ".cobro-evidence-key", "vapid_private.pem", "cobro.db*", "mail/")
 
 
+# Sets the clock of every command and of ``cobro serve``: the time given is the time when
+# the process starts, and the clock runs on from there (docs/operations.md).
+CLOCK_VARIABLE = "COBRO_NOW"
+
+
 def utcnow() -> datetime:
-    """The real clock; only the command-line shell calls it, never the engine."""
-    return datetime.now(UTC)
+    """The clock: the real one, or the one ``COBRO_NOW`` sets. Only the command-line
+    shell and the servers call it; the engine takes the time as an argument."""
+    pinned = os.environ.get(CLOCK_VARIABLE)
+    shift = _shift(pinned) if pinned else timedelta(0)  # fixed before the real time is read
+    return datetime.now(UTC) + shift
+
+
+def clock_start(value: str) -> datetime:
+    """``COBRO_NOW``'s time (aware, UTC); a one-line ``WorkspaceError`` when it is not
+    an ISO 8601 time with a UTC offset."""
+    example = "give one like 2026-12-04T10:00:00+01:00"
+    try:
+        at = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise WorkspaceError(f"{CLOCK_VARIABLE}: {value!r} is not a time; {example}") from None
+    if at.tzinfo is None:
+        raise WorkspaceError(f"{CLOCK_VARIABLE}: {value!r} has no UTC offset; {example}")
+    return at.astimezone(UTC)
+
+
+@lru_cache(maxsize=4)
+def _shift(pinned: str) -> timedelta:
+    """How far the set clock is from the real one, fixed once per process."""
+    return clock_start(pinned) - datetime.now(UTC)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from e2e.cli import COBRO, ENV
+from e2e.cli import COBRO, ENV, clock_env
 
 CHROMIUM = Path(os.environ.get("COBRO_TEST_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
@@ -102,7 +102,13 @@ def serve(ws: Path, env: dict[str, str] | None = None) -> Served:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**ENV, "HOME": str(ws), "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})},
+            env={
+                **ENV,
+                "HOME": str(ws),
+                "PYTHONPATH": os.pathsep.join(sys.path),
+                **clock_env(),
+                **(env or {}),
+            },
             cwd=ws,
         )
         assert process.stdout is not None

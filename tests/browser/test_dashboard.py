@@ -5,7 +5,9 @@ mark it done on the task board; see the message log filtered; open a template's 
 for a debtor; simulate the next days. Screenshots are kept in
 test-artifacts/screenshots/.
 
-The data is dated around today: the server reads the real clock.
+The data is dated around today, and the server's clock is set to today's noon in the
+company's time zone (``COBRO_NOW``): the dates on the pages are those the tests expect
+at any hour.
 """
 
 from __future__ import annotations
@@ -21,13 +23,20 @@ from typing import Any
 
 import pytest
 
-from e2e.cli import run_cobro
+from e2e.cli import clock_set_to, run_cobro
 
 from .conftest import WIDTHS, Served, screenshot, serve, stop
 
 TODAY = date.today()
 D0 = TODAY - timedelta(days=1)  # the run: yesterday
 EMAIL, PASSWORD = "cobros@demo.example", "una contraseña larga"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def clock() -> Iterator[None]:
+    """The program's clock reads TODAY, as the data does."""
+    with clock_set_to(TODAY):
+        yield
 
 
 def write(path: Path, text: str) -> None:

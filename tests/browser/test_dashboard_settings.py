@@ -26,13 +26,20 @@ from typing import Any
 import pytest
 
 import documents
-from e2e.cli import run_cobro
+from e2e.cli import clock_set_to, run_cobro
 
 from .conftest import WIDTHS, Served, screenshot, serve, stop
 
 TODAY = date.today()
 EMAIL, PASSWORD = "admin@demo.example", "una contraseña larga"
 ADMIN_ADDRESS = "administracion@demo.example"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def clock() -> Iterator[None]:
+    """The program's clock reads TODAY, as the data does."""
+    with clock_set_to(TODAY):
+        yield
 
 
 def write(path: Path, text: str) -> None:

@@ -25,13 +25,22 @@ from typing import Any
 import pytest
 from pypdf import PdfReader
 
-from e2e.cli import run_cobro
+from e2e.cli import clock_set_to, run_cobro
 
 from .conftest import WIDTHS, Served, screenshot, serve, stop
 
 TOKEN = re.compile(r"https://pagos\.demo\.example/portal/([A-Za-z0-9_.-]+)")
-D0 = date.today() - timedelta(days=1)  # the first run: yesterday
+TODAY = date.today()
+D0 = TODAY - timedelta(days=1)  # the first run: yesterday
 GRACE = 3  # portal.promise_grace_days (the starter's default)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def clock() -> Iterator[None]:
+    """The program's clock reads TODAY, as the data does."""
+    with clock_set_to(TODAY):
+        yield
+
 
 # The tests below follow one workspace from claim to broken promise, in this order: with
 # pytest-xdist, ``--dist loadfile`` (pyproject.toml) runs them all, in order, on one worker.
@@ -185,7 +194,7 @@ def test_a_disputed_item_is_left_out_and_a_broken_promise_sends_one_claim(
     page.wait_for_load_state()
     assert "?done=dispute" in page.url
     # Promise to pay F-001 five days from today.
-    promised = date.today() + timedelta(days=5)
+    promised = TODAY + timedelta(days=5)
     page.locator("section.promise summary").click()
     page.locator("section.promise input[type=checkbox]").first.check()
     page.fill("#promised_on", promised.isoformat())

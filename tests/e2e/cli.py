@@ -6,10 +6,41 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 ENV = {"PATH": "/usr/bin:/bin", "COLUMNS": "200"}
 COBRO = [sys.executable, "-m", "cobro"]
+CLOCK = "COBRO_NOW"
+
+
+# How far the clock of the ``cobro`` processes started now is from the real one.
+_shift: list[timedelta] = []
+
+
+@contextmanager
+def clock_set_to(day: date, timezone: str = "Europe/Madrid") -> Iterator[None]:
+    """Meanwhile, every ``cobro`` started (commands and servers) reads a clock that was at
+    noon of ``day`` in the company's time zone when this began, and runs on: a module
+    dated around today sees the same day in the tests and in the program whatever the
+    real hour (midnight in Madrid is 23:00 UTC), and what one command records comes
+    after what the previous one did."""
+    noon = datetime.combine(day, time(12), ZoneInfo(timezone))
+    _shift.append(noon - datetime.now(UTC))
+    try:
+        yield
+    finally:
+        _shift.pop()
+
+
+def clock_env() -> dict[str, str]:
+    """``COBRO_NOW`` for a process started now, while ``clock_set_to`` holds."""
+    if not _shift:
+        return {}
+    return {CLOCK: (datetime.now(UTC) + _shift[-1]).isoformat()}
 
 
 def run_cobro(
@@ -26,7 +57,7 @@ def run_cobro(
         capture_output=True,
         text=True,
         input=stdin,
-        env={**ENV, "HOME": str(ws), **(env or {})},
+        env={**ENV, "HOME": str(ws), **clock_env(), **(env or {})},
         cwd=ws if ws.exists() else None,
         timeout=120,
     )

@@ -6,15 +6,23 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .cli import copy_workspace, run_cobro
+from .cli import clock_set_to, copy_workspace, run_cobro
 
-TODAY = date.today()  # `promises add` checks the promised date against the real clock
+TODAY = date.today()  # `promises add` checks the promised date against the clock
+
+
+@pytest.fixture(scope="module", autouse=True)
+def clock() -> Iterator[None]:
+    """The program's clock reads TODAY, as the data does."""
+    with clock_set_to(TODAY):
+        yield
 
 
 def day(offset: int) -> str:

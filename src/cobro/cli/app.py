@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sys
@@ -33,8 +34,8 @@ from cobro.cli.common import (
     report_not_sent,
 )
 from cobro.cli.lazy import LazyGroup
-from cobro.errors import CobroError, ConfigError, ConfigProblem
-from cobro.workspace import CONFIG_FILE, utcnow, write_gitignore
+from cobro.errors import CobroError, ConfigError, ConfigProblem, WorkspaceError
+from cobro.workspace import CLOCK_VARIABLE, CONFIG_FILE, clock_start, utcnow, write_gitignore
 
 if TYPE_CHECKING:
     from cobro.config.schema import CobroConfig, ImportMapping
@@ -98,6 +99,12 @@ def main_options(
         typer.Option("--db", envvar="COBRO_DATABASE_URL", help="Database URL (default: cobro.db)"),
     ] = None,
 ) -> None:
+    clock = os.environ.get(CLOCK_VARIABLE)
+    if clock:
+        try:
+            clock_start(clock)
+        except WorkspaceError as exc:
+            fail(str(exc), 2)
     ctx.obj = Options(workspace, db)
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import socket
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cobro.cli.common import Options, err, fail, open_ws, out, print_json
+from cobro.workspace import CLOCK_VARIABLE, utcnow
 
 if TYPE_CHECKING:
     from cobro.workspace import Workspace
@@ -90,6 +92,12 @@ def serve(
             server_header=False,
             proxy_headers=True,  # X-Forwarded-For / -Proto from a proxy on this machine
         )
+        if os.environ.get(CLOCK_VARIABLE):
+            out.print(
+                f"The clock is set by {CLOCK_VARIABLE}: it is {utcnow().isoformat()} now.",
+                markup=False,
+                highlight=False,
+            )
         shown = f"[{host}]" if ":" in host else host
         # Said once the socket listens: a script may connect as soon as it reads this line.
         names = ", ".join(w.config.company.name for w in served)
