@@ -11,6 +11,7 @@ from sqlalchemy import Connection, select
 
 from cobro.domain.model import Policy
 from cobro.engine import claims, planner
+from cobro.engine.accounts import blocking
 from cobro.engine.pauses import paused_table
 from cobro.engine.responses import open_dispute
 from cobro.store import tables as t
@@ -123,3 +124,12 @@ def test_a_debtors_debt_is_read_through_the_customer_index(
         )
     steps = [step for step in plan if "receivables" in step]
     assert steps and all("ix_receivables_customer_id" in step for step in steps), plan
+
+
+def test_blocking_accounts_finds_its_debtors_by_id(sqlite_ws: Workspace) -> None:
+    """A dispatch batch blocks a few hundred debtors: found by id, never by reading an
+    index of every debtor of the company (200,000 of them at the largest)."""
+    with sqlite_ws.engine.begin() as conn:
+        ids = set(conn.execute(select(t.customers.c.id).limit(30)).scalars())
+        plan = query_plan(conn, blocking(sqlite_ws.company_id, ids, NOW))
+    assert plan and all("USING INTEGER PRIMARY KEY" in step for step in plan), plan

@@ -699,7 +699,9 @@ class Dispatcher:
         if upcoming:
             s = t.subscriptions.c
             for sub in conn.execute(
-                select(t.subscriptions).where(s.company_id == self.company_id, s.id.in_(upcoming))
+                select(t.subscriptions).where(  # by id, not an index of the company's
+                    s.company_id + 0 == self.company_id, s.id.in_(upcoming)
+                )
             ):
                 for j in upcoming[sub.id]:
                     j.subscription = sub
@@ -1237,8 +1239,11 @@ class Dispatcher:
         return found
 
     async def _send(self, jobs: list[Job]) -> None:
-        ledger: Ledger[Attempted] = Ledger(self._write_deliveries, lambda a: a.job.outbox_id)
-        ahead: Ledger[Attempted] = Ledger(self._write_ahead, lambda a: a.job.outbox_id)
+        threaded = self.engine.dialect.name != "sqlite"
+        ledger: Ledger[Attempted] = Ledger(
+            self._write_deliveries, lambda a: a.job.outbox_id, threaded
+        )
+        ahead: Ledger[Attempted] = Ledger(self._write_ahead, lambda a: a.job.outbox_id, threaded)
         deadline_s = self.settings.connection_deadline_s
 
         def closed(channel: str) -> str | None:

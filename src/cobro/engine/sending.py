@@ -48,17 +48,26 @@ class Breaker:
 class Ledger(Generic[T]):
     """Records attempted messages as soon as they are known, many in one transaction.
 
-    ``write`` records a list of them (in a thread, so that other connections keep
-    sending) and returns the keys (``key_of``) of the rows still held. ``note`` returns
+    ``write`` records a list of them and returns the keys (``key_of``) of the rows still
+    held. With ``in_thread`` (PostgreSQL: a commit waits for the network and the disk) it
+    runs in a thread, so that other connections keep sending meanwhile; without it
+    (SQLite: a write takes a fraction of a millisecond) it runs on the event loop, which
+    spares a thread's hand-over for each write. ``note`` returns
     once its message is recorded (True) or found to belong to a row no longer held
     (False). The messages that arrive while a transaction is written wait for the next:
     a sender that waits for ``note`` before taking another message has at most one
     unrecorded at any time.
     """
 
-    def __init__(self, write: Callable[[list[T]], set[int]], key_of: Callable[[T], int]) -> None:
+    def __init__(
+        self,
+        write: Callable[[list[T]], set[int]],
+        key_of: Callable[[T], int],
+        in_thread: bool = True,
+    ) -> None:
         self._write = write
         self._key_of = key_of
+        self._in_thread = in_thread
         self._waiting: list[tuple[T, asyncio.Future[bool]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -74,7 +83,11 @@ class Ledger(Generic[T]):
             while self._waiting:
                 batch, self._waiting = self._waiting, []
                 try:
-                    held = await asyncio.to_thread(self._write, [a for a, _ in batch])
+                    attempted = [a for a, _ in batch]
+                    if self._in_thread:
+                        held = await asyncio.to_thread(self._write, attempted)
+                    else:
+                        held = self._write(attempted)
                 except Exception as exc:
                     for _, done in batch:
                         if not done.done():  # its sender may have been cancelled meanwhile
