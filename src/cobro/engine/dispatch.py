@@ -133,6 +133,22 @@ NO_CHANNEL = "no channel reaches this debtor: "
 # channel not answering, and "not started before the pass deadline".
 RETRY_KINDS = frozenset({"temporary", "down", "later"})
 
+# Run for every few messages recorded: built once.
+_HELD = (  # the rows of these ids a dispatcher still holds (locked until commit)
+    select(t.outbox.c.id, t.outbox.c.attempts)
+    .where(
+        t.outbox.c.id.in_(bindparam("ids", expanding=True)),
+        t.outbox.c.status == OutboxStatus.SENDING.value,
+        t.outbox.c.holder == bindparam("holder"),
+    )
+    .with_for_update()
+)
+_EXTENDED = (  # their leases extended
+    update(t.outbox)
+    .where(t.outbox.c.id.in_(bindparam("ids", expanding=True)))
+    .values(lease_until=bindparam("until"))
+)
+
 
 def require_sender(config: CobroConfig, config_file: str = "cobro.yaml") -> None:
     """Refuse to send anything until a valid sender address is configured (seed 003)."""
@@ -1330,17 +1346,8 @@ class Dispatcher:
 
     def _held(self, conn: Connection, jobs: list[Job]) -> set[int]:
         """The rows of ``jobs`` this dispatcher still holds (locked until commit)."""
-        o = t.outbox.c
         tokens = {j.outbox_id: j.attempts for j in jobs}
-        rows = conn.execute(
-            select(o.id, o.attempts)
-            .where(
-                o.id.in_(tokens),
-                o.status == OutboxStatus.SENDING.value,
-                o.holder == self.holder,
-            )
-            .with_for_update()
-        )
+        rows = conn.execute(_HELD, {"ids": list(tokens), "holder": self.holder})
         return {r.id for r in rows if tokens[r.id] == r.attempts}
 
     def _write_ahead(self, attempted: list[Attempted]) -> set[int]:
@@ -1374,10 +1381,7 @@ class Dispatcher:
                 held = self._held(conn, list({a.job.outbox_id: a.job for a in attempted}.values()))
                 if not held:
                     return held
-                o = t.outbox.c
-                conn.execute(
-                    update(t.outbox).where(o.id.in_(held)).values(lease_until=self.clock() + LEASE)
-                )
+                conn.execute(_EXTENDED, {"ids": list(held), "until": self.clock() + LEASE})
                 deliveries: list[dict[str, Any]] = []
                 evidence: list[EvidenceEntry] = []
                 gone: list[dict[str, Any]] = []

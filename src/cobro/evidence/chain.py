@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, bindparam, insert, select
 
 from cobro.store import tables as t
 from cobro.store.db import lock_company
@@ -89,15 +89,21 @@ def entry_form(prev: str, body: str, customer_id: int | None, stored: str) -> in
     return None
 
 
+# The chain's last entry (built once: appended to by every batch a dispatch records).
+_HEAD = (
+    select(t.evidence.c.seq, t.evidence.c.hash)
+    .where(t.evidence.c.company_id == bindparam("company_id"))
+    .order_by(t.evidence.c.seq.desc())
+    .limit(1)
+)
+
+
 def append(conn: Connection, company_id: int, entries: list[EvidenceEntry]) -> None:
     """Append entries to the company's chain, serialised on the company row."""
     if not entries:
         return
     lock_company(conn, company_id)
-    e = t.evidence.c
-    last = conn.execute(
-        select(e.seq, e.hash).where(e.company_id == company_id).order_by(e.seq.desc()).limit(1)
-    ).first()
+    last = conn.execute(_HEAD, {"company_id": company_id}).first()
     seq, prev = (int(last.seq), str(last.hash)) if last else (0, GENESIS)
     rows = []
     for entry in entries:

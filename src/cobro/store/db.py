@@ -18,7 +18,9 @@ from sqlalchemy import (
     Connection,
     Engine,
     Executable,
+    Select,
     Table,
+    bindparam,
     create_engine,
     event,
     inspect,
@@ -78,11 +80,17 @@ def lock_company(conn: Connection, company_id: int) -> None:
     that already inserted a row pointing at the company cannot deadlock with
     another one. SQLite needs nothing: BEGIN IMMEDIATE serialises writers.
     """
+    if conn.dialect.name == "sqlite":
+        return
+    conn.execute(_lock_company(), {"company_id": company_id})
+
+
+@cache
+def _lock_company() -> Select[tuple[int]]:
     from cobro.store.tables import companies
 
-    conn.execute(
-        select(companies.c.id).where(companies.c.id == company_id).with_for_update(key_share=True)
-    )
+    c = companies.c
+    return select(c.id).where(c.id == bindparam("company_id")).with_for_update(key_share=True)
 
 
 def like_literal(text: str) -> str:
