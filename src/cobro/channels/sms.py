@@ -124,6 +124,40 @@ class _TwilioHttp(AsyncTwilioHttpClient):  # type: ignore[misc]
         return response
 
 
+class TwilioClient:
+    """A channel's client of Twilio's REST API at ``api_url``, opened on first use; a
+    channel without an auth token refuses each message, naming where the token is read."""
+
+    def __init__(
+        self, account_sid: str, auth_token: str | None, api_url: str, timeout_s: float
+    ) -> None:
+        self.account_sid = account_sid
+        self._token = auth_token
+        self.api_url = api_url
+        self.timeout_s = timeout_s
+        self._http: _TwilioHttp | None = None
+        self._client: Client | None = None
+
+    async def start(self) -> None:
+        if self._token and self._client is None:
+            self._http = _TwilioHttp(self.api_url, self.timeout_s)
+            self._client = Client(self.account_sid, self._token, http_client=self._http)
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+        self._http = self._client = None
+
+    async def client(self, unset: str) -> Client:
+        """The client, opened if needed; ``PermanentFailure(unset)`` without a token."""
+        if not self._token:
+            raise PermanentFailure(unset)
+        if self._client is None:
+            await self.start()
+        assert self._client is not None
+        return self._client
+
+
 # Twilio error codes that concern the recipient: another channel may still reach them.
 RECIPIENT_CODES = {
     21211: "not a valid phone number",
@@ -158,7 +192,6 @@ class SmsChannel:
         token_source: str = "the auth token",
     ) -> None:
         self.account_sid = account_sid
-        self._token = auth_token
         self.sender = sender
         self.api_url = api_url
         self.status_callback = status_callback
@@ -167,8 +200,7 @@ class SmsChannel:
         self.smart_encoding = smart_encoding
         self.timeout_s = timeout_s
         self.token_source = token_source
-        self._http: _TwilioHttp | None = None
-        self._client: Client | None = None
+        self.twilio = TwilioClient(account_sid, auth_token, api_url, timeout_s)
         self.handovers = Handovers()
 
     @property
@@ -199,21 +231,13 @@ class SmsChannel:
         return self.cost_per_segment * sms_segments(self.body(message))
 
     async def start(self) -> None:
-        if self._token and self._client is None:
-            self._http = _TwilioHttp(self.api_url, self.timeout_s)
-            self._client = Client(self.account_sid, self._token, http_client=self._http)
+        await self.twilio.start()
 
     async def stop(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-        self._http = self._client = None
+        await self.twilio.stop()
 
     async def send(self, message: Outgoing) -> str:
-        if not self._token:
-            raise PermanentFailure(f"SMS is not set up: {self.token_source} is empty")
-        if self._client is None:
-            await self.start()
-        assert self._client is not None
+        client = await self.twilio.client(f"SMS is not set up: {self.token_source} is empty")
         args: dict[str, Any] = {"to": message.address, "body": self.body(message)}
         if self.sender.startswith("MG"):
             args["messaging_service_sid"] = self.sender
@@ -224,7 +248,7 @@ class SmsChannel:
             args["status_callback"] = callback
         self.handovers.keep(message, args["body"].encode())
         return await twilio_sid(
-            self._client.messages.create_async(**args), RECIPIENT_CODES, "channels.sms"
+            client.messages.create_async(**args), RECIPIENT_CODES, "channels.sms"
         )
 
 

@@ -13,12 +13,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from twilio.rest import Client
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
 from cobro.channels.base import Handovers, Outgoing
-from cobro.channels.sms import TWILIO_ROOT, _TwilioHttp, twilio_sid
-from cobro.errors import PermanentFailure
+from cobro.channels.sms import TWILIO_ROOT, TwilioClient, twilio_sid
 from cobro.render.labels import voice_label
 
 # Twilio error codes of a call that concern the number called.
@@ -106,7 +104,6 @@ class VoiceChannel:
         token_source: str = "the auth token",
     ) -> None:
         self.account_sid = account_sid
-        self._token = auth_token
         self.caller_id = caller_id
         self.callback_base = callback_base.rstrip("/")  # .../callbacks/COMPANY/twilio
         self.api_url = api_url
@@ -118,8 +115,7 @@ class VoiceChannel:
         self.cost_per_call = cost_per_call
         self.timeout_s = timeout_s
         self.token_source = token_source
-        self._http: _TwilioHttp | None = None
-        self._client: Client | None = None
+        self.twilio = TwilioClient(account_sid, auth_token, api_url, timeout_s)
         self.handovers = Handovers()
 
     def _with_ref(self, url: str, message: Outgoing) -> str:
@@ -147,21 +143,13 @@ class VoiceChannel:
         return self.cost_per_call
 
     async def start(self) -> None:
-        if self._token and self._client is None:
-            self._http = _TwilioHttp(self.api_url, self.timeout_s)
-            self._client = Client(self.account_sid, self._token, http_client=self._http)
+        await self.twilio.start()
 
     async def stop(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-        self._http = self._client = None
+        await self.twilio.stop()
 
     async def send(self, message: Outgoing) -> str:
-        if not self._token:
-            raise PermanentFailure(f"calls are not set up: {self.token_source} is empty")
-        if self._client is None:
-            await self.start()
-        assert self._client is not None
+        client = await self.twilio.client(f"calls are not set up: {self.token_source} is empty")
         twiml = self.handover(message)
         args: dict[str, Any] = {
             "to": message.address,
@@ -177,5 +165,5 @@ class VoiceChannel:
             args["machine_detection"] = "DetectMessageEnd" if self.voicemail else "Enable"
         self.handovers.keep(message, twiml)
         return await twilio_sid(
-            self._client.calls.create_async(**args), CALL_RECIPIENT_CODES, "channels.voice"
+            client.calls.create_async(**args), CALL_RECIPIENT_CODES, "channels.voice"
         )
