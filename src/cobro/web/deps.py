@@ -71,10 +71,12 @@ class WebState:
     linked: PageCache[Debtor] = field(default_factory=lambda: PageCache(16384))
     # Claims' pages this process knows were recorded as opened, by address and browser.
     opened: RecentlySeen = field(default_factory=lambda: RecentlySeen(OPENED_AGAIN))
-    # The dashboard overview's figures, by company, currency, day and time zone, kept
-    # while ``data_version`` has not moved; computed by one request at a time.
+    # The dashboard overview's figures, by company, currency, day and time zone, with the
+    # ``data_version`` they were computed at; computed in a thread of their own, one at a
+    # time per key (``refreshing``, guarded by ``computing``).
     figures: PageCache[Any] = field(default_factory=lambda: PageCache(16))
     computing: threading.Lock = field(default_factory=threading.Lock)
+    refreshing: dict[Any, threading.Thread] = field(default_factory=dict)
     # Reads made on the event loop, on SQLite (shared by the companies of one database).
     loop_reads: EventLoopReads = field(default_factory=EventLoopReads)
 

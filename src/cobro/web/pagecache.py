@@ -34,6 +34,12 @@ class PageCache(Generic[V]):
             self._pages.move_to_end(key)
             return found[1]
 
+    def latest(self, key: Hashable) -> V | None:
+        """What is kept for ``key``, whatever version it was kept for."""
+        with self._lock:
+            found = self._pages.get(key)
+            return None if found is None else found[1]
+
     def clear(self) -> None:
         """Forget every page (what they were rendered with, the configuration, changed)."""
         with self._lock:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import itertools
 import re
+import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -17,7 +19,8 @@ from cobro.engine.reports import overview, trend
 from cobro.engine.responses import Client, record_view
 from cobro.engine.tasks import open_task
 from cobro.store import tables as t
-from cobro.workspace import open_workspace
+from cobro.web.dashboard import overview as overview_page
+from cobro.workspace import Workspace, open_workspace
 
 from ..conftest import SmtpServer
 from ..support import load
@@ -230,3 +233,78 @@ def test_the_next_overview_shows_a_change_made_by_another_process(
     page = site.staff("read-only").get("/dashboard/")
     assert "5 de marzo de 2025" in page.text
     assert "Call Carla" not in page.text.partition('id="tasks-today"')[2]
+
+
+class HeldRefresh(overview_page._Refresh):
+    """A computation of the figures that starts when the test says so (``go``)."""
+
+    def __init__(self, go: threading.Event, *args: Any) -> None:
+        super().__init__(*args)
+        self.go = go
+
+    def run(self) -> None:
+        assert self.go.wait(60)
+        super().run()
+
+
+def test_while_new_figures_are_computed_the_overview_shows_the_last_ones_and_says_so(
+    make_site: Callable[..., Site], smtp_server: SmtpServer
+) -> None:
+    """A company of 200,000 debtors takes seconds to compute its figures: after a change,
+    the page waits for them a moment, then shows the figures it has, saying when they
+    were computed; the next page, once they are computed, shows the new ones."""
+    site = loaded(make_site, smtp_server)
+    browser = site.staff("read-only")
+    page = browser.get("/dashboard/")
+    assert kpi(page.text, "outstanding") == "2.050,00 €"
+    assert 'id="figures-updating"' not in page.text
+    pay(site.acme, "150.00")
+
+    state = site.app.state.cobro.companies["acme"]
+    company = state.ws.config.company
+    key = (site.acme.company_id, company.currency, state.today(), company.timezone)
+    go = threading.Event()
+    held = HeldRefresh(go, state, key, site.acme.company_id, state.today())
+    with state.computing:
+        state.refreshing[key] = held
+    held.start()
+    try:
+        page = browser.get("/dashboard/")  # waits FRESH_WITHIN_S, then shows what it has
+        assert kpi(page.text, "outstanding") == "2.050,00 €"
+        notice = re.search(r'id="figures-updating"[^>]*>([^<]*)<', page.text)
+        assert notice, page.text
+        shown = site.clock.now.astimezone(ZoneInfo(company.timezone))
+        assert f"se calcularon a las {shown:%-d/%-m/%y, %-H:%M}" in notice[1], notice[1]
+    finally:
+        go.set()
+        held.join(60)
+    assert held.error is None
+    page = browser.get("/dashboard/")
+    assert kpi(page.text, "outstanding") == "1.900,00 €"
+    assert 'id="figures-updating"' not in page.text
+
+
+def kpi(html: str, name: str) -> str:
+    found = re.search(rf'id="kpi-{name}".*?<span class="value">([^<]*)<', html)
+    assert found, html
+    return re.sub(r"\s+", " ", found[1])
+
+
+def pay(ws: Workspace, amount: str) -> None:
+    """C2 pays ``amount`` of F-4, written through another engine (another process)."""
+    other = open_workspace(ws.root, ws.engine.url.render_as_string(hide_password=False))
+    try:
+        load(
+            other,
+            "payments",
+            {
+                "external_id": "P9",
+                "customer": "C2",
+                "amount": amount,
+                "paid_on": "2025-03-04",
+                "receivable": "F-4",
+            },
+            now=datetime(2025, 3, 4, 11, 0, tzinfo=UTC),
+        )
+    finally:
+        other.close()

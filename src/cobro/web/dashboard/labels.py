@@ -81,6 +81,8 @@ DASHBOARD_LABELS: dict[str, dict[str, str]] = {
         "no_tasks": "No task is due today.",
         "more_tasks": "and {n} more",
         "how_computed": "How these figures are computed: docs/reports.md.",
+        "figures_updating": "These figures were computed at {time}; the data has changed "
+        "since and they are being computed again: reload the page in a moment.",
         # debtors
         "debtors": "Debtors",
         "search": "Search",
@@ -436,6 +438,8 @@ DASHBOARD_LABELS: dict[str, dict[str, str]] = {
         "no_tasks": "Hoy no vence ninguna tarea.",
         "more_tasks": "y {n} más",
         "how_computed": "Cómo se calculan estas cifras: docs/reports.md.",
+        "figures_updating": "Estas cifras se calcularon a las {time}; los datos han cambiado "
+        "desde entonces y se están calculando de nuevo: vuelva a cargar la página en un momento.",
         "debtors": "Deudores",
         "search": "Buscar",
         "search_hint": "Nombre, código, correo o teléfono",

@@ -4,8 +4,11 @@ the 90-day trend (messages and amount recovered per week, two charts), tasks due
 
 from __future__ import annotations
 
-from datetime import date
+import threading
+from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from babel.dates import format_date
 from babel.numbers import format_decimal
@@ -29,26 +32,83 @@ from cobro.web.pages import money_text
 router = APIRouter(prefix=PREFIX)
 
 
-def figures(state: WebState, company_id: int, today: date) -> tuple[Overview, list[Week]]:
-    """The overview's figures as of ``today``: computed once per ``data_version`` (every
-    transaction that writes moves it on, in any process) and kept; while they are
-    computed, other requests for them wait rather than compute them too."""
+# How long a request waits for figures being computed before it shows the last ones,
+# saying when they were computed: a company of thousands of debtors gets them well
+# within it; one of 200,000 sees the previous figures at once rather than wait seconds.
+FRESH_WITHIN_S = 1.0
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The overview's figures, the ``data_version`` they were computed at, and when."""
+
+    overview: Overview
+    weeks: list[Week]
+    version: int
+    computed_at: datetime
+
+
+class _Refresh(threading.Thread):
+    """Computes one key's figures and keeps them; an error is kept for the request."""
+
+    def __init__(self, state: WebState, key: tuple[Any, ...], company_id: int, today: date):
+        super().__init__(name="cobro-overview", daemon=True)
+        self.state, self.key, self.company_id, self.today = state, key, company_id, today
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        state, company = self.state, self.state.ws.config.company
+        currency, tz = company.currency, company.timezone
+        try:
+            with state.reader.connect() as conn:
+                version = data_version(conn)  # read first: the figures are at least this new
+                found = Figures(
+                    read_overview(conn, self.company_id, currency, self.today, tz),
+                    read_trend(conn, self.company_id, currency, self.today, tz),
+                    version,
+                    state.now(),
+                )
+            state.figures.put(self.key, version, found)
+        except Exception as exc:  # shown by the request that waits for it
+            self.error = exc
+
+
+def refresh_of(state: WebState, key: tuple[Any, ...], company_id: int, today: date) -> _Refresh:
+    """The computation of ``key``'s figures under way, started if none is."""
+    with state.computing:
+        running = state.refreshing.get(key)
+        if isinstance(running, _Refresh) and running.is_alive():
+            return running
+        started = _Refresh(state, key, company_id, today)
+        state.refreshing[key] = started
+        started.start()
+        return started
+
+
+def figures(
+    state: WebState, company_id: int, today: date, wait_s: float = FRESH_WITHIN_S
+) -> tuple[Figures, bool]:
+    """The overview's figures as of ``today``, and whether they are those of the data as
+    it is now. Figures are kept while ``data_version`` stays (every transaction that
+    writes moves it on, in any process). Once it moves, they are computed again in a
+    thread; a request waits for them at most ``wait_s`` when earlier figures are kept
+    (then it shows those, saying when they were computed), else until they are ready.
+    Concurrent requests share one computation."""
     company = state.ws.config.company
     key = (company_id, company.currency, today, company.timezone)
     with state.reader.connect() as conn:
-        kept: tuple[Overview, list[Week]] | None = state.figures.get(key, data_version(conn))
-    if kept is not None:
-        return kept
-    with state.computing, state.reader.connect() as conn:
-        version = data_version(conn)  # read first: the figures are at least this new
-        kept = state.figures.get(key, version)
-        if kept is None:
-            kept = (
-                read_overview(conn, company_id, company.currency, today, company.timezone),
-                read_trend(conn, company_id, company.currency, today, company.timezone),
-            )
-            state.figures.put(key, version, kept)
-    return kept
+        version = data_version(conn)
+    kept: Figures | None = state.figures.latest(key)
+    if kept is not None and kept.version >= version:
+        return kept, True
+    refresh = refresh_of(state, key, company_id, today)
+    refresh.join(None if kept is None else wait_s)
+    newest: Figures | None = state.figures.latest(key)
+    if newest is None:
+        if refresh.error is not None:
+            raise refresh.error
+        raise RuntimeError("the overview's figures could not be computed")
+    return newest, newest.version >= version
 
 
 @router.get("/", name="dashboard_overview")
@@ -57,7 +117,8 @@ def overview(request: Request, who: StaffDep) -> Response:
     config = state.ws.config
     company = config.company
     today = state.today()
-    found, weeks = figures(state, who.company_id, today)
+    computed, current = figures(state, who.company_id, today)
+    found, weeks = computed.overview, computed.weeks
     said = words(who.language)
 
     def text(value: Money) -> str:
@@ -119,6 +180,7 @@ def overview(request: Request, who: StaffDep) -> Response:
                 ),
             ],
             "buckets": BUCKETS,
+            "computed_at": None if current else computed.computed_at,
             "phases": phases,
             "overdue_total": sum(
                 (found.aging[name] for name in BUCKETS if name != "current"),
