@@ -1,0 +1,314 @@
+"""Claiming a batch and loading it: outbox rows taken ``planned -> sending`` under this
+dispatcher's lease (or taken over once a holder's lease is over or the holder is gone), then
+their items, recipients and push subscriptions, earlier deliveries and calls, items paused
+since planning, subscriptions, a resend's kept messages, statements, frequency caps and the
+barriers (suppressions, opt-outs) of their addresses."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, and_, func, or_, select, update
+
+from cobro.domain.delivery import FAILURES, DeliveryState
+from cobro.domain.model import OutboxStatus, Recipient
+from cobro.engine.deliveries import barriers
+from cobro.engine.dispatch_jobs import MAIN_ROLES, Job, Person, PushTarget
+from cobro.engine.dispatch_state import DispatchState
+from cobro.engine.leases import LEASE, gone_holders
+from cobro.engine.messages import RESEND_PREFIX
+from cobro.engine.pauses import paused_items
+from cobro.engine.resend import originals_by_id, targets
+from cobro.engine.subscriptions import UPCOMING
+from cobro.engine.webhooks import IS_WEBHOOK
+from cobro.render.statement import load_statement
+from cobro.store import tables as t
+
+FAILURE_STATES = frozenset(s.value for s in FAILURES)
+
+
+class Loading(DispatchState):
+    """The part of ``Dispatcher`` that claims a batch and loads what it needs."""
+
+    def _gone_holders(self, conn: Connection, now: datetime) -> list[str]:
+        """Holders of leased rows that are known to have stopped: processes of this host
+        that no longer run, and this process's own failed passes."""
+        return gone_holders(conn, self.company_id, now, self.orphans)
+
+    def _claim(self, conn: Connection, limit: int) -> list[Job]:
+        o, c = t.outbox.c, t.customers.c
+        now = self.clock()
+        free = or_(o.lease_until.is_(None), o.lease_until <= now)
+        gone = self._gone_holders(conn, now)
+        if gone:
+            free = or_(free, o.holder.in_(gone))
+        q = (
+            select(
+                o.id,
+                o.customer_id,
+                o.step,
+                o.occurrence_on,
+                o.attempts,
+                o.failing_since,
+                o.payload,
+                c.external_id,
+                c.name,
+                c.language,
+                c.timezone,
+            )
+            .join(t.customers, c.id == o.customer_id)
+            .where(
+                o.company_id == self.company_id,
+                o.step.not_like(IS_WEBHOOK),  # posted after the claims (_post_webhooks)
+                or_(
+                    and_(
+                        o.status == OutboxStatus.PLANNED.value,
+                        o.next_attempt_at <= self.as_of,
+                    ),
+                    # Another dispatcher's row: only when its lease (real clock) is over, or
+                    # its holder is gone.
+                    and_(o.status == OutboxStatus.SENDING.value, free),
+                ),
+            )
+            .order_by(o.next_attempt_at, o.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=t.outbox)
+        )
+        if self.only is not None:
+            q = q.where(o.id.in_(self.only))
+        rows = conn.execute(q).all()
+        if not rows:
+            return []
+        ids = [r.id for r in rows]
+        conn.execute(
+            update(t.outbox)
+            .where(o.id.in_(ids))
+            .values(
+                status=OutboxStatus.SENDING.value,
+                attempts=o.attempts + 1,
+                lease_until=now + LEASE,
+                holder=self.holder,
+            )
+        )
+        return [
+            Job(
+                outbox_id=r.id,
+                customer_id=r.customer_id,
+                customer_external_id=r.external_id,
+                customer_name=r.name,
+                customer_language=r.language,
+                step=r.step,
+                occurrence_on=r.occurrence_on,
+                attempts=r.attempts + 1,
+                failing_since=r.failing_since,
+                payload=r.payload or {},
+                timezone=r.timezone,
+            )
+            for r in rows
+        ]
+
+    def _load(self, conn: Connection, jobs: list[Job]) -> None:
+        by_id = {j.outbox_id: j for j in jobs}
+        customer_ids = {j.customer_id for j in jobs}
+        ci, r = t.claim_items.c, t.receivables.c
+        for row in conn.execute(
+            select(
+                ci.outbox_id,
+                ci.receivable_id,
+                r.number,
+                r.kind,
+                r.invoice_number,
+                r.due_on,
+                r.currency,
+                r.amount_minor,
+                r.balance_minor,
+                r.description,
+            )
+            .join(t.receivables, r.id == ci.receivable_id)
+            .where(ci.outbox_id.in_(by_id))
+            .order_by(r.due_on, r.id)
+        ):
+            by_id[row.outbox_id].items.append(row._asdict())
+        cu, ct = t.customers.c, t.contacts.c
+        people: dict[int, list[Person]] = defaultdict(list)
+        devices: dict[int, list[PushTarget]] = defaultdict(list)
+        if self.channels.get("push") is not None:
+            ps = t.push_subscriptions.c
+            for sub in conn.execute(
+                select(ps.id, ps.customer_id, ps.endpoint, ps.p256dh, ps.auth)
+                .where(ps.customer_id.in_(customer_ids), ps.gone_at.is_(None))
+                .order_by(ps.id)
+            ):
+                devices[sub.customer_id].append(
+                    PushTarget(sub.id, sub.endpoint, sub.p256dh, sub.auth)
+                )
+        for cust in conn.execute(
+            select(cu.id, cu.name, cu.email, cu.phone, cu.language).where(cu.id.in_(customer_ids))
+        ):
+            if cust.email or cust.phone or devices.get(cust.id):
+                people[cust.id].append(
+                    Person(
+                        Recipient.DEBTOR,
+                        cust.name,
+                        cust.email,
+                        cust.language,
+                        False,
+                        cust.phone,
+                        tuple(devices.get(cust.id, ())),
+                    )
+                )
+        for contact in conn.execute(
+            select(ct.customer_id, ct.name, ct.email, ct.phone, ct.language, ct.roles)
+            .where(
+                ct.customer_id.in_(customer_ids),
+                or_(ct.email.is_not(None), ct.phone.is_not(None)),
+            )
+            .order_by(ct.id)
+        ):
+            roles = set(filter(None, contact.roles.split(",")))
+            if "billing" in roles:
+                people[contact.customer_id].append(
+                    Person(
+                        Recipient.DEBTOR,
+                        contact.name,
+                        contact.email,
+                        contact.language,
+                        False,
+                        contact.phone,
+                    )
+                )
+            for role in (Recipient.SALES_REP, Recipient.ACCOUNT_MANAGER):
+                if role.value in roles and contact.email:
+                    people[contact.customer_id].append(
+                        Person(role, contact.name, contact.email, contact.language, True)
+                    )
+        self._leave_out_paused(conn, jobs)
+        if self._caps.caps:
+            self._caps.load(conn, self.company_id, customer_ids, self.as_of)
+        d = t.deliveries.c
+        for done in conn.execute(
+            select(d.outbox_id, d.channel, d.recipient, d.recipient_role, d.state)
+            .where(d.outbox_id.in_(by_id), d.status.in_(["sent", "sending"]))
+            .order_by(d.id)
+        ):
+            job = by_id[done.outbox_id]
+            if done.channel == "voice" and done.state == DeliveryState.TEMPORARY_FAILURE:
+                # unanswered (busy, no answer, a machine): called again up to the attempts
+                job.calls_failed[done.recipient.lower()] += 1
+                if job.calls_failed[done.recipient.lower()] < self._call(job.step).attempts:
+                    continue
+            if done.state in FAILURE_STATES:  # handed over, then failed: try elsewhere
+                job.failed_after.add((done.channel, done.recipient.lower()))
+                continue
+            # (a delivery still ``sending`` was handed over by a dispatcher that stopped
+            # before recording the answer: never sent twice, its callback settles it)
+            job.already_sent_to.add(done.recipient.lower())
+            job.reached_before = job.reached_before or done.recipient_role in MAIN_ROLES
+        for job in jobs:
+            if job.reached_before:
+                job.left_out.clear()  # already told with them: the other copies match
+        if "voice" in self.channels:
+            self._count_calls(conn, jobs)
+        admin = self.config.subscriptions.admin.email
+        named = {cid for j in jobs for cid in j.payload.get("contacts", [])}
+        contacts = {}
+        if named:
+            contacts = {
+                row.id: Person(Recipient.CONTACT, row.name, row.email, row.language, False)
+                for row in conn.execute(
+                    select(ct.id, ct.name, ct.email, ct.language).where(
+                        ct.id.in_(named), ct.company_id == self.company_id
+                    )
+                )
+            }
+        upcoming: dict[int, list[Job]] = defaultdict(list)
+        for j in jobs:
+            kind, _, ref = j.step.partition("/")
+            if kind == UPCOMING and ref.isdigit():
+                upcoming[int(ref)].append(j)
+        if upcoming:
+            s = t.subscriptions.c
+            for sub in conn.execute(
+                select(t.subscriptions).where(  # by id, not an index of the company's
+                    s.company_id + 0 == self.company_id, s.id.in_(upcoming)
+                )
+            ):
+                for j in upcoming[sub.id]:
+                    j.subscription = sub
+        resends = [j for j in jobs if j.step.startswith(RESEND_PREFIX)]
+        if resends:
+            kept = originals_by_id(
+                conn, self.company_id, [x.delivery for j in resends for x in targets(j.payload)]
+            )
+            for j in resends:
+                j.originals = {
+                    x.delivery: kept[x.delivery] for x in targets(j.payload) if x.delivery in kept
+                }
+        for job in jobs:
+            if self._wants_statement(job.step):
+                job.statement = load_statement(
+                    conn, self.company_id, job.customer_id, job.occurrence_on
+                )
+            job.people = list(people.get(job.customer_id, []))
+            if admin:
+                job.people.append(
+                    Person(
+                        Recipient.ADMIN, self.config.company.name, admin, self._company_lang, True
+                    )
+                )
+            job.people.extend(
+                contacts[cid] for cid in job.payload.get("contacts", []) if cid in contacts
+            )
+        self._barriers = barriers(
+            conn,
+            self.company_id,
+            customer_ids,
+            [
+                (ch, addr)
+                for j in jobs
+                for p in j.people
+                for ch in ("email", "sms")
+                for addr, _ in p.addresses(ch)
+            ],
+        )
+
+    def _count_calls(self, conn: Connection, jobs: list[Job]) -> None:
+        """Each debtor's calls handed over in the 7 days before now (the weekly cap)."""
+        d, o = t.deliveries.c, t.outbox.c
+        by_customer: dict[int, list[Job]] = defaultdict(list)
+        for job in jobs:
+            by_customer[job.customer_id].append(job)
+        ids = sorted(by_customer)
+        for at in range(0, len(ids), 5000):
+            for row in conn.execute(
+                select(o.customer_id, func.count())
+                .select_from(t.deliveries)
+                .join(t.outbox, o.id == d.outbox_id)
+                .where(
+                    d.company_id == self.company_id,
+                    d.channel == "voice",
+                    d.status.in_(["sent", "sending"]),
+                    d.at > self.as_of - timedelta(days=7),
+                    o.customer_id.in_(ids[at : at + 5000]),
+                )
+                .group_by(o.customer_id)
+            ):
+                for job in by_customer[row[0]]:
+                    job.calls_this_week = int(row[1])
+
+    def _leave_out_paused(self, conn: Connection, jobs: list[Job]) -> None:
+        """Mark the items disputed or promised since planning (``cobro.engine.pauses``)."""
+        ids = sorted({i["receivable_id"] for j in jobs for i in j.items if i["balance_minor"] > 0})
+        paused: set[int] = set()
+        for at in range(0, len(ids), 5000):
+            paused.update(paused_items(conn, self.company_id, ids[at : at + 5000]))
+        if paused:
+            for job in jobs:
+                job.left_out = {i["receivable_id"] for i in job.items} & paused
+
+    def _wants_statement(self, step: str) -> bool:
+        try:
+            return self._spec(step).statement_pdf
+        except KeyError:
+            return False
