@@ -103,6 +103,8 @@ def test_listing_contacts_loads_no_channel_pdf_or_migration_library(ws: Path) ->
     assert not modules & {*HEAVY, "alembic"}  # a database already migrated is left alone
     # nor what help pages and the other commands use
     assert not modules & {"multiprocessing", "markdown_it", "pygments"}
+    # the starter's plain addresses are checked without email-validator (cobro.domain.addresses)
+    assert not modules & {"email_validator", "idna"}
 
 
 def test_a_command_loads_no_other_command_module(ws: Path) -> None:
