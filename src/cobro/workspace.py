@@ -176,9 +176,11 @@ def ensure_company(conn: Connection, slug: str, name: str, now: datetime) -> int
 
     from cobro.store import tables as t
 
-    row = conn.execute(select(t.companies.c.id).where(t.companies.c.slug == slug)).first()
+    c = t.companies.c
+    row = conn.execute(select(c.id, c.name).where(c.slug == slug)).first()
     if row:
-        conn.execute(update(t.companies).where(t.companies.c.id == row.id).values(name=name))
+        if row.name != name:  # unchanged, the row is left alone (no write, no fsync)
+            conn.execute(update(t.companies).where(c.id == row.id).values(name=name))
         return int(row.id)
     result = conn.execute(insert(t.companies).values(slug=slug, name=name, created_at=now))
     pk = result.inserted_primary_key
