@@ -170,8 +170,8 @@ def write_gitignore(root: Path) -> None:
 
 
 def ensure_company(conn: Connection, slug: str, name: str, now: datetime) -> int:
-    """The id of the company ``slug`` (``company.id``), created on first use; its
-    name is updated to ``name``."""
+    """The id of the company ``slug`` (``company.id``), created on first use; its name
+    is set to ``name`` when it differs."""
     from sqlalchemy import insert, select, update
 
     from cobro.store import tables as t
