@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -27,7 +27,14 @@ SECRET_FILE = ".cobro-secret"
 # cobro.yaml is one company, and all of them share one database (docs/companies.md).
 SERVER_FILE = "cobro-server.yaml"
 # What `cobro init` keeps out of git: secrets, keys, personal data, caught mail.
-IGNORED = (".cobro-secret", ".cobro-evidence-key", "vapid_private.pem", "cobro.db*", "mail/")
+IGNORED = (
+    ".cobro-secret",
+    ".cobro-evidence-key",
+    "vapid_private.pem",
+    "cobro.db*",
+    "mail/",
+    ".cobro-validated",  # cobro.validated.RECORD_FILE
+)
 
 
 # Sets the clock of every command and of ``cobro serve``: the time given is the time when
@@ -64,13 +71,31 @@ def _shift(pinned: str) -> timedelta:
 
 @dataclass
 class Workspace:
-    """An opened workspace: its directory, configuration, engine and company."""
+    """An opened workspace: its directory, configuration, engine and company.
+
+    ``loaded`` is the validated configuration, or None when the workspace was opened
+    from the record of a ``cobro.yaml`` validated before (:mod:`cobro.validated`): the
+    configuration is then made from ``config_text``, the file's text when it was opened,
+    when it is first read."""
 
     root: Path
-    config: CobroConfig
+    loaded: CobroConfig | None
     engine: Engine
     company_id: int
     secret: str
+    config_text: str = field(default="", repr=False)
+
+    @property
+    def config(self) -> CobroConfig:
+        if self.loaded is None:
+            from cobro.config import parse_config
+
+            self.loaded = parse_config(self.config_text, str(self.root / CONFIG_FILE))
+        return self.loaded
+
+    @config.setter
+    def config(self, value: CobroConfig) -> None:
+        self.loaded = value
 
     @property
     def mail_dir(self) -> Path:
@@ -144,44 +169,80 @@ def write_gitignore(root: Path) -> None:
     path.write_text(text + "".join(f"{entry}\n" for entry in missing), encoding="utf-8")
 
 
-def ensure_company(conn: Connection, config: CobroConfig, now: datetime) -> int:
-    """The id of the configured company, created on first use."""
+def ensure_company(conn: Connection, slug: str, name: str, now: datetime) -> int:
+    """The id of the company ``slug`` (``company.id``), created on first use; its name
+    is set to ``name`` when it differs."""
     from sqlalchemy import insert, select, update
 
     from cobro.store import tables as t
 
-    slug = config.company.id
-    row = conn.execute(select(t.companies.c.id).where(t.companies.c.slug == slug)).first()
+    c = t.companies.c
+    row = conn.execute(select(c.id, c.name).where(c.slug == slug)).first()
     if row:
-        conn.execute(
-            update(t.companies).where(t.companies.c.id == row.id).values(name=config.company.name)
-        )
+        if row.name != name:  # unchanged, the row is left alone (no write, no fsync)
+            conn.execute(update(t.companies).where(c.id == row.id).values(name=name))
         return int(row.id)
-    result = conn.execute(
-        insert(t.companies).values(slug=slug, name=config.company.name, created_at=now)
-    )
+    result = conn.execute(insert(t.companies).values(slug=slug, name=name, created_at=now))
     pk = result.inserted_primary_key
     assert pk is not None
     return int(pk[0])
 
 
-def _config(root: Path) -> CobroConfig:
-    from cobro.config import load_config
-
+def _config_path(root: Path) -> Path:
     cfg_path = root / CONFIG_FILE
     if not cfg_path.exists():
         raise WorkspaceError(
             f"no {CONFIG_FILE} in {root}: run 'cobro init {root}' or pass --workspace DIR"
         )
-    return load_config(cfg_path)
+    return cfg_path
 
 
-def open_workspace(root: Path | str, db_url: str | None = None) -> Workspace:
-    """Open the workspace at ``root``: validate config, migrate, find the company."""
+def _config(root: Path) -> CobroConfig:
+    from cobro.config import load_config
+
+    return load_config(_config_path(root))
+
+
+def _recalled_config(root: Path) -> tuple[CobroConfig | None, str, str, str]:
+    """The configuration of ``root`` (None when the record of a validation of the same
+    bytes by the same code says it is valid), its text, and its company's id and name.
+    A file validated now is recorded for the next command."""
+    from cobro import validated
+
+    cfg_path = _config_path(root)
+    data = validated.read_limited(cfg_path)
+    if data is not None:
+        company = validated.recalled(root, validated.digest(data))
+        if company is not None:
+            try:
+                return None, data.decode("utf-8"), company.id, company.name
+            except UnicodeDecodeError:  # never validated, then
+                pass
+    from cobro.config.loader import parse_config, read_config_text
+
+    text = read_config_text(cfg_path)
+    config = parse_config(text, str(cfg_path))
+    company = validated.Company(config.company.id, config.company.name)
+    validated.remember(root, validated.digest(text.encode("utf-8")), company)
+    return config, text, company.id, company.name
+
+
+def open_workspace(
+    root: Path | str, db_url: str | None = None, *, recall: bool = False
+) -> Workspace:
+    """Open the workspace at ``root``: validate config, migrate, find the company.
+
+    With ``recall``, a ``cobro.yaml`` that the record of a previous validation
+    (:mod:`cobro.validated`) says is valid is not validated again until its
+    configuration is first read, and a file validated now is recorded."""
     from cobro.store.db import count_changes, make_engine, migrate, reaching
 
     root = Path(root).resolve()
-    config = _config(root)
+    if recall:
+        config, text, slug, name = _recalled_config(root)
+    else:
+        config = _config(root)
+        text, slug, name = "", config.company.id, config.company.name
     url = database_url(root, db_url)
     engine = make_engine(url)
     try:
@@ -189,11 +250,11 @@ def open_workspace(root: Path | str, db_url: str | None = None) -> Workspace:
             migrate(engine)
             count_changes(engine)
             with engine.begin() as conn:
-                company_id = ensure_company(conn, config, utcnow())
+                company_id = ensure_company(conn, slug, name, utcnow())
     except BaseException:
         engine.dispose()
         raise
-    return Workspace(root, config, engine, company_id, _secret(root))
+    return Workspace(root, config, engine, company_id, _secret(root), text)
 
 
 def company_dirs(server: Path) -> list[Path]:
@@ -234,7 +295,9 @@ def open_companies(root: Path | str, db_url: str | None = None) -> list[Workspac
             migrate(engine)
             count_changes(engine)
             with engine.begin() as conn:
-                ids = [ensure_company(conn, config, utcnow()) for config in configs]
+                ids = [
+                    ensure_company(conn, c.company.id, c.company.name, utcnow()) for c in configs
+                ]
     except BaseException:
         engine.dispose()
         raise

@@ -103,6 +103,23 @@ def test_listing_contacts_loads_no_channel_pdf_or_migration_library(ws: Path) ->
     assert not modules & {*HEAVY, "alembic"}  # a database already migrated is left alone
     # nor what help pages and the other commands use
     assert not modules & {"multiprocessing", "markdown_it", "pygments"}
+    # the starter's plain addresses are checked without email-validator (cobro.domain.addresses)
+    assert not modules & {"email_validator", "idna"}
+
+
+def test_a_command_that_does_not_read_the_configuration_validates_it_once(ws: Path) -> None:
+    # `built` listed the contacts once: cobro.yaml was validated and recorded then
+    # (cobro.validated); the same bytes are not validated again
+    assert not loaded(ws, "contacts", "list") & {"pydantic", "yaml", "babel"}
+    cfg = ws / "cobro.yaml"
+    good = cfg.read_text(encoding="utf-8")
+    cfg.write_text(good.replace("timezone: Europe/Madrid", "timezone: Mars/Olympus"), "utf-8")
+    proc = run_cobro(ws, "contacts", "list", ok=False)
+    assert proc.returncode == 2
+    assert "company.timezone: unknown time zone 'Mars/Olympus'" in proc.stderr
+    cfg.write_text(good.replace("name: Distribuciones Demo S.L.", "name: Demo Dos S.L."), "utf-8")
+    assert {"pydantic", "yaml"} <= loaded(ws, "contacts", "list")  # a new file is validated
+    assert not loaded(ws, "contacts", "list") & {"pydantic", "yaml", "babel"}  # and recorded
 
 
 def test_a_command_loads_no_other_command_module(ws: Path) -> None:

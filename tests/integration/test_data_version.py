@@ -3,6 +3,7 @@ by what a staff session writes about itself (when it was last seen)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
@@ -47,3 +48,25 @@ def test_writes_move_the_data_version_reads_and_session_bookkeeping_do_not(
     with ws.engine.begin() as conn:
         conn.execute(update(t.customers).values(name="Acme Works"))
     assert version() == signed_in + 1
+
+
+def test_opening_a_workspace_writes_only_a_changed_company_name(
+    ws: Workspace, reopen: Callable[[Workspace], Workspace]
+) -> None:
+    def version() -> int:
+        with ws.engine.connect() as conn:
+            return data_version(conn)
+
+    before = version()
+    reopen(ws)  # the company's row is as cobro.yaml says: nothing is written
+    assert version() == before
+    cfg = ws.root / "cobro.yaml"
+    cfg.write_text(
+        cfg.read_text(encoding="utf-8").replace("Distribuciones Demo S.L.", "Demo Dos S.L."),
+        encoding="utf-8",
+    )
+    reopen(ws)
+    assert version() == before + 1
+    with ws.engine.connect() as conn:
+        name = conn.execute(select(t.companies.c.name).where(t.companies.c.id == ws.company_id))
+        assert name.scalar_one() == "Demo Dos S.L."

@@ -73,7 +73,7 @@ def open_ws(ctx: typer.Context) -> Workspace:
 
     opts: Options = ctx.obj
     try:
-        return open_workspace(opts.workspace, opts.db)
+        return open_workspace(opts.workspace, opts.db, recall=True)
     except ConfigError as exc:
         for p in exc.problems:
             err.print(str(p), highlight=False, markup=False)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import time
 from typing import Annotated, Literal
 
-from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cobro.config.types import ClockTime
+from cobro.domain.addresses import ascii_address
 from cobro.domain.model import BANKING_TYPES as BANKING_TYPES  # re-exported
 
 
@@ -30,10 +30,7 @@ class AdminNotices(_Strict):
     def _valid(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        try:
-            return validate_email(v, check_deliverability=False, allow_smtputf8=False).ascii_email
-        except EmailNotValidError as exc:
-            raise ValueError(f"not a valid address: {exc}") from exc
+        return ascii_address(v, "not a valid address")
 
 
 class UpcomingCharge(_Strict):

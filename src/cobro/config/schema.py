@@ -12,7 +12,6 @@ from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
-from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -28,6 +27,7 @@ from cobro.config.calendar import CalendarConfig
 from cobro.config.notices import BankingNotices, SubscriptionNotices
 from cobro.config.types import ClockTime, EmailAddress
 from cobro.domain.actions import ScheduledAction
+from cobro.domain.addresses import ascii_address
 from cobro.domain.assignment import Rule
 from cobro.domain.model import DeliveryMode, Phase, Policy, Recipient
 from cobro.domain.money import Money
@@ -83,12 +83,7 @@ class Sender(_Strict):
     @field_validator("email")
     @classmethod
     def _valid(cls, v: str) -> str:
-        try:
-            return str(
-                validate_email(v, check_deliverability=False, allow_smtputf8=False).ascii_email
-            )
-        except EmailNotValidError as exc:
-            raise ValueError(f"not a valid sender address: {exc}") from exc
+        return ascii_address(v, "not a valid sender address")
 
 
 LOGO_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif")
@@ -414,10 +409,7 @@ class PushChannel(_Strict):
     @classmethod
     def _subject(cls, v: str) -> str:
         if v.startswith("mailto:"):
-            try:
-                validate_email(v[7:], check_deliverability=False, allow_smtputf8=False)
-            except EmailNotValidError as exc:
-                raise ValueError(f"not a valid mailto: address: {exc}") from exc
+            ascii_address(v[7:], "not a valid mailto: address")
             return v
         if re.fullmatch(r"https://(localhost|[\w-]+(\.[\w-]+)+)", v):
             return v

@@ -6,8 +6,9 @@ import re
 from datetime import time
 from typing import Annotated, Any
 
-from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BeforeValidator
+
+from cobro.domain.addresses import ascii_address
 
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
 
@@ -22,12 +23,7 @@ def _clock_time(value: Any) -> Any:
 
 
 def _address(value: str) -> str:
-    try:
-        return str(
-            validate_email(value, check_deliverability=False, allow_smtputf8=False).ascii_email
-        )
-    except EmailNotValidError as exc:
-        raise ValueError(f"not a valid email address: {exc}") from exc
+    return ascii_address(value, "not a valid email address")
 
 
 ClockTime = Annotated[time, BeforeValidator(_clock_time)]

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, delete, select
 
-from cobro.config.notices import BANKING_TYPES
+from cobro.domain.model import BANKING_TYPES
 from cobro.domain.routing import ContactInfo, can_be_assigned
 from cobro.errors import CobroError
 from cobro.store import tables as t

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 
-from cobro.config.notices import BANKING_TYPES
+from cobro.domain.model import BANKING_TYPES
 from cobro.engine.banking import AssignmentRefused, assign, assignments, unassign
 from cobro.web.api.auth import Admin, Caller, Reader
 from cobro.web.api.idempotency import IdempotentRoute
