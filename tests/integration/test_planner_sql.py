@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Connection, select
 
 from cobro.domain.model import Policy
-from cobro.engine import claims, planner
+from cobro.engine import claims, planner, scheduled
 from cobro.engine.accounts import blocking
 from cobro.engine.pauses import paused_table
 from cobro.engine.responses import open_dispute
@@ -133,3 +133,35 @@ def test_blocking_accounts_finds_its_debtors_by_id(sqlite_ws: Workspace) -> None
         ids = set(conn.execute(select(t.customers.c.id).limit(30)).scalars())
         plan = query_plan(conn, blocking(sqlite_ws.company_id, ids, NOW))
     assert plan and all("USING INTEGER PRIMARY KEY" in step for step in plan), plan
+
+
+@pytest.mark.parametrize("paused", [False, True])
+def test_the_items_a_claim_or_a_debt_notice_lists_are_read_from_the_open_customer_index(
+    sqlite_ws: Workspace, paused: bool
+) -> None:
+    """The items of the day's claims and of a debt notice (every open item of each debtor,
+    a million at the largest) are read debtor after debtor from the partial index of open
+    items alone, never from the table nor from an index of every receivable."""
+    notice = sqlite_ws.config.action("statement")
+    with sqlite_ws.engine.begin() as conn:
+        left_out = None
+        if paused:
+            first = conn.execute(select(t.receivables.c.customer_id, t.receivables.c.id)).first()
+            assert first is not None
+            open_dispute(conn, sqlite_ws.company_id, first[0], first[1], "no", NOW, source="staff")
+            left_out = paused_table(conn, sqlite_ws.company_id)
+            assert left_out is not None
+        claimed = claims._claims_table()
+        claimed.create(conn)
+        plans = [
+            query_plan(
+                conn, claims.open_items_select(sqlite_ws.company_id, RUN_ON, claimed, left_out)
+            ),
+            query_plan(
+                conn,
+                scheduled.statement_items_select(sqlite_ws.company_id, notice, RUN_ON, left_out),
+            ),
+        ]
+    for plan in plans:
+        steps = receivable_lookups(plan)
+        assert all("COVERING INDEX ix_receivables_open_customer" in step for step in steps), plan

@@ -389,6 +389,23 @@ def _claim_open_items(
 
     ``repeat_no`` holds the claim's day (as an ordinal), so an item is listed once per
     claim and day, as statements do."""
+    rows = open_items_select(company_id, run_on, claims, paused)
+    return counted(
+        conn,
+        insert_ignoring(conn, t.claim_items)
+        .from_select(["company_id", "outbox_id", "receivable_id", "step", "repeat_no"], rows)
+        .on_conflict_do_nothing(index_elements=["receivable_id", "step", "repeat_no"]),
+    )
+
+
+def open_items_select(
+    company_id: int, run_on: date, claims: Table, paused: Table | None = None
+) -> Any:
+    """The claim items of the day's claims: (company, outbox row, receivable, step, day).
+
+    The items are read debtor after debtor from ``ix_receivables_open_customer`` alone and
+    come out in the order of the receivables' ids, so that the unique index of the claim
+    items is written from one end to the other rather than at random places."""
     o, r = t.outbox.c, t.receivables.c
     rows = (
         select(
@@ -409,18 +426,15 @@ def _claim_open_items(
                 o.status == "planned",
             ),
         )
-        .join(t.receivables, r.customer_id == claims.c.customer_id)
+        .join(
+            t.receivables,
+            and_(r.company_id == company_id, r.customer_id == claims.c.customer_id),
+        )
         .where(r.balance_minor > 0)
+        .order_by(r.id)
     )
     keep = not_left_out(r.id, paused)
-    if keep is not None:
-        rows = rows.where(keep)
-    return counted(
-        conn,
-        insert_ignoring(conn, t.claim_items)
-        .from_select(["company_id", "outbox_id", "receivable_id", "step", "repeat_no"], rows)
-        .on_conflict_do_nothing(index_elements=["receivable_id", "step", "repeat_no"]),
-    )
+    return rows if keep is None else rows.where(keep)
 
 
 def _store_levels(

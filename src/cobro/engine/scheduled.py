@@ -153,31 +153,7 @@ def plan_actions(
         res = insert_planned(conn, rows)
         messages += res
         if action.type is ActionType.DEBT_NOTICE:
-            o, r = t.outbox.c, t.receivables.c
-            statement = (
-                select(
-                    literal(company_id),
-                    o.id,
-                    r.id,
-                    literal(action.step_id, String),
-                    literal(occ.toordinal(), Integer),
-                )
-                .select_from(t.receivables)
-                .join(
-                    t.outbox,
-                    and_(
-                        o.company_id == company_id,
-                        o.customer_id == r.customer_id,
-                        o.step == action.step_id,
-                        o.occurrence_on == occ,
-                        o.status == "planned",
-                    ),
-                )
-                .where(r.company_id == company_id, r.balance_minor > 0)
-            )
-            keep = not_left_out(r.id, paused)
-            if keep is not None:
-                statement = statement.where(keep)
+            statement = statement_items_select(company_id, action, occ, paused)
             res = counted(
                 conn,
                 insert_ignoring(conn, t.claim_items)
@@ -188,6 +164,43 @@ def plan_actions(
             )
             items += res
     return ActionsPlanned(messages, items, tasks, tuple(problems))
+
+
+def statement_items_select(
+    company_id: int, action: ScheduledAction, occ: date, paused: Table | None = None
+) -> Any:
+    """The claim items of a debt notice's outbox rows: every open item of each debtor
+    (company, outbox row, receivable, step, day), paused items left out.
+
+    The items are read from ``ix_receivables_open_customer`` alone, debtor after debtor
+    (each debtor's notice found once per item through the outbox's key), and come out in
+    the order of the receivables' ids, so that the unique index of the claim items is
+    written from one end to the other rather than at random places."""
+    o, r = t.outbox.c, t.receivables.c
+    statement = (
+        select(
+            literal(company_id),
+            o.id,
+            r.id,
+            literal(action.step_id, String),
+            literal(occ.toordinal(), Integer),
+        )
+        .select_from(t.receivables)
+        .join(
+            t.outbox,
+            and_(
+                o.company_id == company_id,
+                o.customer_id == r.customer_id,
+                o.step == action.step_id,
+                o.occurrence_on == occ,
+                o.status == "planned",
+            ),
+        )
+        .where(r.company_id == company_id, r.balance_minor > 0)
+        .order_by(r.id)
+    )
+    keep = not_left_out(r.id, paused)
+    return statement if keep is None else statement.where(keep)
 
 
 def _task_webhooks(

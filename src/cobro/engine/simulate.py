@@ -149,6 +149,50 @@ def _channels_and_costs(
     return found
 
 
+@dataclass(frozen=True)
+class _StepKind:
+    """What the messages of one outbox step share."""
+
+    shown: str  # the step as the simulation shows it (a notice's kind)
+    name: str
+    roles: tuple[str, ...]  # the recipient roles the message goes to
+    admin: bool  # the company's own address is among them
+    channels: tuple[str, ...]
+
+
+_UNKNOWN = _StepKind("", "", (), False, ())  # not looked up yet
+
+
+def _step_kind(config: CobroConfig, step: str) -> _StepKind | None:
+    """The step's messages, or None for a step with no message spec (not shown)."""
+    try:
+        spec = message_spec(config, step)
+    except KeyError:
+        return None
+    return _StepKind(
+        step.partition("/")[0] if notice_spec(config, step) else step,
+        spec.name,
+        tuple(x.value for x in spec.recipients),
+        Recipient.ADMIN in spec.recipients,
+        spec.channels,
+    )
+
+
+Reached = tuple[str, Decimal, int, tuple[tuple[str, Decimal], ...]]
+
+
+def _reached(config: CobroConfig, kind: _StepKind, profile: tuple[tuple[str, int], ...]) -> Reached:
+    """A message of ``kind`` to a debtor whose addresses are ``profile``: its channel, its
+    cost, how many recipients and the next channels that reach the debtor."""
+    roles = dict(profile)
+    if kind.admin:
+        roles[Recipient.ADMIN.value] = 1
+    recipients = sum(roles.get(x, 0) for x in kind.roles)
+    options = _channels_and_costs(config, kind.channels, roles, recipients)
+    channel, cost = options[0] if options else ("none", Decimal(0))
+    return channel, cost, 0 if channel == "none" else recipients, tuple(options[1:])
+
+
 def simulate(
     conn: Connection, config: CobroConfig, company_id: int, start: date, end: date
 ) -> Iterator[list[SimulatedMessage]]:
@@ -160,7 +204,16 @@ def simulate(
     exactly what the runs would do; every planned message is assumed sent and no payment
     to arrive. The caller passes a connection inside a transaction and rolls it back.
     """
-    reach = _reach(conn, company_id)
+    # Debtors reached the same way share one profile (role -> addresses), and the
+    # messages of a step to one profile one channel, cost and recipient count.
+    interned: dict[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]] = {}
+    profiles = {
+        cid: interned.setdefault(key, key)
+        for cid, roles in _reach(conn, company_id).items()
+        if (key := tuple(sorted(roles.items())))
+    }
+    kinds: dict[str, _StepKind | None] = {}
+    reaches: dict[tuple[str, tuple[tuple[str, int], ...]], Reached] = {}
     cu = t.customers.c
     names: dict[int, str] = {}
     zones: dict[int, str] = {}
@@ -225,46 +278,56 @@ def simulate(
             capped(replace(p, message=replace(p.message, date=day)), opens)
             for opens, p in sorted(waiting.pop(day, []), key=lambda x: (x[0], x[1].outbox_id))
         ]
-        for row in conn.execute(
+        openings: dict[tuple[str, str], tuple[datetime, date] | None] = {}
+        for outbox_id, customer_id, step in conn.execute(
             select(o.id, o.customer_id, o.step).where(o.run_id == run_id).order_by(o.id)
         ):
-            try:
-                spec = message_spec(config, row.step)
-            except KeyError:
+            kind = kinds.get(step, _UNKNOWN)
+            if kind is _UNKNOWN:
+                kind = kinds[step] = _step_kind(config, step)
+            if kind is None:
                 continue
-            roles = reach.get(row.customer_id, {})
-            if Recipient.ADMIN in spec.recipients:
-                roles = {**roles, Recipient.ADMIN.value: 1}
-            recipients = sum(roles.get(x.value, 0) for x in spec.recipients)
-            options = _channels_and_costs(config, spec.channels, roles, recipients)
-            channel, cost = options[0] if options else ("none", Decimal(0))
-            if channel == "none":
-                recipients = 0
-            pending = _Pending(
-                SimulatedMessage(
-                    date=day,
-                    customer=names.get(row.customer_id, ""),
-                    step=row.step.partition("/")[0] if notice_spec(config, row.step) else row.step,
-                    phase_name=spec.name,
-                    channel=channel,
-                    recipients=recipients,
-                    items=counts.get(row.id, 0),
-                    totals=dict(sorted(totals.get(row.id, {}).items())),
-                    cost=cost,
-                ),
-                row.customer_id,
-                row.id,
-                row.step,
-                tuple(options[1:]),
+            profile = profiles.get(customer_id, ())
+            reached = reaches.get((step, profile))
+            if reached is None:
+                reached = reaches[step, profile] = _reached(config, kind, profile)
+            channel, cost, recipients, others = reached
+            found = totals.get(outbox_id)
+            message = SimulatedMessage(
+                date=day,
+                customer=names.get(customer_id, ""),
+                step=kind.shown,
+                phase_name=kind.name,
+                channel=channel,
+                recipients=recipients,
+                items=counts.get(outbox_id, 0),
+                totals=dict(sorted(found.items())) if found else {},
+                cost=cost,
             )
-            tz = zones.get(row.customer_id, company.timezone)
-            opens = None if channel == "none" else calendar.opening(channel, at, tz)
-            if opens is None:
-                messages.append(capped(pending, at))
-            elif (on := local_date(opens, company.timezone)) <= day:
+            if channel == "none":
+                opening = None
+            else:
+                tz = zones.get(customer_id, company.timezone)
+                if (channel, tz) in openings:
+                    opening = openings[channel, tz]
+                else:
+                    opens = calendar.opening(channel, at, tz)
+                    opening = openings[channel, tz] = (
+                        None if opens is None else (opens, local_date(opens, company.timezone))
+                    )
+            if opening is None:
+                messages.append(
+                    capped(_Pending(message, customer_id, outbox_id, step, others), at)
+                    if caps.caps
+                    else message
+                )
+                continue
+            opens, on = opening
+            pending = _Pending(message, customer_id, outbox_id, step, others)
+            if on <= day:
                 messages.append(capped(pending, opens))  # later the same day
             else:
-                later = replace(pending.message, planned_on=day)
+                later = replace(message, planned_on=day)
                 waiting[on].append((opens, replace(pending, message=later)))
         for row in conn.execute(
             select(tk.customer_id, tk.action_key)

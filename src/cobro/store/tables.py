@@ -265,6 +265,15 @@ def _receivables() -> Table:
             "due_on",
             sqlite_where=text("balance_minor > 0"),
         ),
+        # The open items of each debtor in turn: the items a claim or a debt notice lists
+        # are read from the index alone (id, company, debtor, balance), debtor after debtor.
+        Index(
+            "ix_receivables_open_customer",
+            "company_id",
+            "customer_id",
+            "balance_minor",
+            sqlite_where=text("balance_minor > 0"),
+        ),
     )
     # A receivable's issue day: its issue date, else its due date (docs/reports.md, sales).
     Index(
