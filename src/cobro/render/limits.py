@@ -168,11 +168,17 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        _check_time()
+        # The most frequent check of all (every attribute a template reads): inlined.
+        budget = _BUDGET.get()
+        if budget is not None and time.monotonic() > budget.deadline:
+            raise LimitExceeded(f"took longer than {budget.seconds:g} s to render; stopped")
         value = super().getattr(obj, attribute)
         if isinstance(obj, str) and callable(value):
             return _limited_str_method(obj, attribute, value)
-        _check_size(_length(value))
+        if isinstance(value, str | list | tuple):
+            limit = budget.max_output if budget is not None else MAX_OUTPUT
+            if len(value) > limit:
+                raise LimitExceeded(f"would produce more than {limit} characters; stopped")
         return value
 
     def getitem(self, obj: Any, argument: Any) -> Any:
@@ -261,12 +267,17 @@ def render_within(template: Template, context: dict[str, Any], **extra: Any) -> 
     if _BUDGET.get() is None:
         with time_limit():
             return render_within(template, context, **extra)
+    budget = _BUDGET.get()
+    assert budget is not None
+    limit, deadline, clock = budget.max_output, budget.deadline, time.monotonic
     parts: list[str] = []
     size = 0
-    for chunk in template.generate(context, **extra):
+    for chunk in template.generate(context, **extra):  # the checks of every chunk, inlined
         size += len(chunk)
-        _check_size(size)
-        _check_time()
+        if size > limit:
+            _check_size(size)
+        if clock() > deadline:
+            _check_time()
         parts.append(chunk)
     return "".join(parts)
 
