@@ -75,7 +75,9 @@ def receivable_lookups(plan: list[str]) -> list[str]:
     return lookups
 
 
-def test_finding_the_debtors_of_the_day_uses_the_open_due_index(sqlite_ws: Workspace) -> None:
+def test_finding_the_debtors_of_the_day_reads_the_open_due_index_alone(
+    sqlite_ws: Workspace,
+) -> None:
     policies = sqlite_ws.config.all_policies()
     assert any(ph.min_balance_minor > 0 for p in policies for ph in p.phases)
     with sqlite_ws.engine.begin() as conn:
@@ -94,14 +96,19 @@ def test_finding_the_debtors_of_the_day_uses_the_open_due_index(sqlite_ws: Works
             for p in policies
             for ph in p.phases
         ]
+        # As run: inserted into the candidates' temporary table.
+        cand = claims._candidates_table()
+        cand.create(conn)
+        crossing = claims._crossing_select(sqlite_ws.company_id, policies, RUN_ON, covered)
+        inserted = query_plan(conn, claims._add_candidates(conn, cand, crossing))
     assert any("ix_receivables_open_due" in step for step in whole)
-    for plan in [whole, *each]:
+    for plan in [whole, inserted, *each]:
         for step in receivable_lookups(plan):
-            assert "USING INDEX ix_receivables_open_due" in step, plan
+            assert "USING COVERING INDEX ix_receivables_open_due" in step, plan
 
 
 @pytest.mark.parametrize("paused", [False, True])
-def test_a_debtors_debt_is_read_through_the_customer_index(
+def test_a_debtors_debt_is_read_candidate_by_candidate_from_the_open_customer_index(
     sqlite_ws: Workspace, paused: bool
 ) -> None:
     policy = sqlite_ws.config.policy("b2b")
@@ -122,8 +129,13 @@ def test_a_debtors_debt_is_read_through_the_customer_index(
             conn,
             claims._debt_select(sqlite_ws.company_id, policy, RUN_ON, cand, left_out),
         )
+    # Candidate after candidate (the temporary table is read first, whatever its size),
+    # each debtor's open items from the partial index of open items alone.
+    assert plan[0] == "SCAN cobro_candidates", plan
     steps = [step for step in plan if "receivables" in step]
-    assert steps and all("ix_receivables_customer_id" in step for step in steps), plan
+    assert steps and all("COVERING INDEX ix_receivables_open_customer" in step for step in steps), (
+        plan
+    )
 
 
 def test_blocking_accounts_finds_its_debtors_by_id(sqlite_ws: Workspace) -> None:

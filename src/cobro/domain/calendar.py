@@ -140,6 +140,11 @@ class DueDates:
     holidays: Holidays = NO_HOLIDAYS
     business_days: frozenset[int] = frozenset(range(5))
 
+    @property
+    def moves(self) -> bool:
+        """Whether any due date counts as due on another day."""
+        return self.move and bool(self.business_days)
+
     def business(self, day: date) -> bool:
         return day.weekday() in self.business_days and day not in self.holidays
 

@@ -95,10 +95,7 @@ def gap_days(policy: Policy, lower: Phase, higher: Phase) -> int:
 
 
 def _index(policy: Policy, key: str) -> int | None:
-    for i, ph in enumerate(policy.phases):
-        if ph.key == key:
-            return i
-    return None
+    return policy.positions.get(key)
 
 
 def still_standing(

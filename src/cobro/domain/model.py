@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 
 # Banking notifications (seed 000), by type; contacts are assigned to each.
 BANKING_TYPES = (
@@ -85,6 +86,14 @@ class Policy:
 
     name: str
     phases: tuple[Phase, ...] = field(default_factory=tuple)
+
+    @cached_property
+    def positions(self) -> dict[str, int]:
+        """Each phase's position in ``phases``, by its key."""
+        found: dict[str, int] = {}
+        for i, p in enumerate(self.phases):
+            found.setdefault(p.key, i)
+        return found
 
     def phase(self, key: str) -> Phase:
         for p in self.phases:

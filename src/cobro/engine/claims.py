@@ -39,6 +39,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    true,
     union_all,
     update,
 )
@@ -50,7 +51,8 @@ from cobro.domain.model import Policy
 from cobro.engine.outbox import insert_planned
 from cobro.engine.pauses import not_left_out
 from cobro.store import tables as t
-from cobro.store.db import counted, insert_ignoring
+from cobro.store.db import counted, execute_rows, insert_ignoring
+from cobro.store.joins import ordered_join
 
 KEEP_DUE_DATES = DueDates()  # due dates count as stored
 
@@ -127,10 +129,11 @@ def _crossing_select(
                 )
             parts.append(q)
     u = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("crossing")
-    return (
-        select(u.c.customer_id)
-        .join(t.customers, and_(c.id == u.c.customer_id, c.effective_policy == u.c.policy))
-        .distinct()
+    # A debtor may come out more than once (several items, several phases): the
+    # candidates' table keeps one. No DISTINCT here, which would lead SQLite to read the
+    # open items in debtors' order (every open item) rather than the days' ranges.
+    return select(u.c.customer_id).join(
+        t.customers, and_(c.id == u.c.customer_id, c.effective_policy == u.c.policy)
     )
 
 
@@ -165,12 +168,19 @@ def _fill_candidates(
         select(lv.customer_id).where(lv.company_id == company_id, lv.review_on <= run_on)
     )
     for source in sources:
-        rows = source.subquery()
-        conn.execute(
-            insert_ignoring(conn, cand)
-            .from_select(["customer_id"], select(rows.c.customer_id).where(rows.c.customer_id > 0))
-            .on_conflict_do_nothing()
-        )
+        conn.execute(_add_candidates(conn, cand, source))
+
+
+def _add_candidates(conn: Connection, cand: Table, source: Any) -> Any:
+    """INSERT the debtors ``source`` selects into ``cand``, those already there skipped."""
+    rows = source.subquery()
+    # SQLite reads "SELECT ... FROM x ON CONFLICT" as a join unless the SELECT has a WHERE:
+    # an always-true one, which leaves SQLite's choice of indexes to the source alone.
+    return (
+        insert_ignoring(conn, cand)
+        .from_select(["customer_id"], select(rows.c.customer_id).where(true()))
+        .on_conflict_do_nothing()
+    )
 
 
 def _debt_select(
@@ -186,7 +196,7 @@ def _debt_select(
     for each phase sent only on its own day whether an item reaches it today (``d<i>``);
     paused items left out."""
     r, c = t.receivables.c, t.customers.c
-    cols: list[Any] = [r.customer_id]
+    cols: list[Any] = [cand.c.customer_id]
     for least in _minimums(policy):
         cols.append(func.min(case((r.balance_minor >= least, r.due_on))).label(f"m{least}"))
     for i, ph in enumerate(policy.phases):
@@ -201,14 +211,27 @@ def _debt_select(
                 on = r.due_on.between(*exactly)
                 hit = func.max(case((and_(big, on), 1), else_=0))
             cols.append(hit.label(f"d{i}"))
-    q = (
-        select(*cols)
-        .select_from(cand)
-        .join(t.customers, and_(c.id == cand.c.customer_id, c.effective_policy == policy.name))
-        .join(t.receivables, r.customer_id == cand.c.customer_id)
-        .where(r.balance_minor > 0, c.company_id == company_id)
-        .group_by(r.customer_id)
+    # Candidate after candidate (a few thousand), each debtor's open items read from
+    # ix_receivables_open_customer alone.
+    debtors = ordered_join(
+        cand,
+        t.customers,
+        and_(
+            c.company_id == company_id,
+            c.effective_policy == policy.name,
+            c.id == cand.c.customer_id,
+        ),
     )
+    items = ordered_join(
+        debtors,
+        t.receivables,
+        and_(
+            r.company_id == company_id,
+            r.customer_id == cand.c.customer_id,
+            r.balance_minor > 0,
+        ),
+    )
+    q = select(*cols).select_from(items).group_by(cand.c.customer_id)
     keep = not_left_out(r.id, paused)
     return q if keep is None else q.where(keep)
 
@@ -236,12 +259,16 @@ def _debts(
     least = [at[f"m{max(1, ph.min_balance_minor)}"] for ph in policy.phases]
     day = [at.get(f"d{i}") for i in range(len(policy.phases))]
     oldest = at["m1"]
+    moved = due.moves
     out = {}
-    for row in conn.execute(query):
+    for row in conn.execute(query).all():
+        dates = [row[k] for k in least]
+        first = row[oldest]
+        if moved:
+            dates = [None if d is None else due.effective(d) for d in dates]
+            first = None if first is None else due.effective(first)
         out[row[0]] = DebtSummary(
-            tuple(None if row[k] is None else due.effective(row[k]) for k in least),
-            tuple(False if k is None else bool(row[k]) for k in day),
-            None if row[oldest] is None else due.effective(row[oldest]),
+            tuple(dates), tuple(False if k is None else bool(row[k]) for k in day), first
         )
     n = len(policy.phases)
     for cid, (name, due_on) in resting.items():
@@ -272,17 +299,18 @@ def _levels(conn: Connection, cand: Table) -> dict[int, tuple[str, Level | None,
     """The stored (policy, level, review day) of every candidate that has one."""
     lv = t.dunning_levels.c
     out: dict[int, tuple[str, Level | None, date | None]] = {}
-    for row in conn.execute(
+    rows = conn.execute(
         select(
             lv.customer_id, lv.policy, lv.phase_key, lv.reached_on, lv.repeats, lv.review_on
-        ).join(cand, cand.c.customer_id == lv.customer_id)
-    ):
+        ).select_from(ordered_join(cand, t.dunning_levels, lv.customer_id == cand.c.customer_id))
+    ).all()
+    for customer_id, policy, phase_key, reached_on, repeats, review_on in rows:
         level = (
-            Level(row.phase_key, row.reached_on, row.repeats)
-            if row.phase_key is not None and row.reached_on is not None
+            Level(phase_key, reached_on, repeats)
+            if phase_key is not None and reached_on is not None
             else None
         )
-        out[row.customer_id] = (row.policy, level, row.review_on)
+        out[customer_id] = (policy, level, review_on)
     return out
 
 
@@ -344,15 +372,12 @@ def plan_claims(
     claims = _claims_table()
     claims.drop(conn, checkfirst=True)
     claims.create(conn)
-    if sending:
-        conn.execute(
-            claims.insert(),
-            [
-                {"customer_id": cid, "step": d.send.step_id}
-                for cid, _, d, _ in sending
-                if d.send is not None
-            ],
-        )
+    execute_rows(
+        conn,
+        claims.insert(),
+        ["customer_id", "step"],
+        [(cid, d.send.step_id) for cid, _, d, _ in sending if d.send is not None],
+    )
     at = send_instant(run_on, config.company.send_time, config.company.timezone)
     planned = insert_planned(
         conn,
@@ -448,8 +473,9 @@ def _store_levels(
     now: datetime,
 ) -> None:
     """Write each candidate's level and next review day (only rows that change)."""
-    updates: list[dict[str, Any]] = []
-    inserts: list[dict[str, Any]] = []
+    # Rows of (debtor, policy, phase, reached on, repeats, review on, now).
+    updates: list[tuple[Any, ...]] = []
+    inserts: list[tuple[Any, ...]] = []
     for cid, policy, d, _debt in decided:
         before = stored.get(cid)
         level = before[1] if before is not None and before[0] == policy else None
@@ -458,63 +484,43 @@ def _store_levels(
             new_level, review = level, run_on + timedelta(days=1)
         else:
             new_level, review = d.level, d.review_on
-        row = {
-            "b_customer": cid,
-            "b_policy": policy,
-            "b_phase": new_level.phase_key if new_level else None,
-            "b_reached": new_level.reached_on if new_level else None,
-            "b_repeats": new_level.repeats if new_level else 0,
-            "b_review": review,
-            "b_now": now,
-        }
         if before is None:
-            if new_level is not None or review is not None:
-                inserts.append(row)
-        elif (before[0], before[1], before[2]) != (policy, new_level, review):
-            updates.append(row)
+            if new_level is None and review is None:
+                continue
+        elif (before[0], before[1], before[2]) == (policy, new_level, review):
+            continue
+        row = (
+            cid,
+            policy,
+            new_level.phase_key if new_level else None,
+            new_level.reached_on if new_level else None,
+            new_level.repeats if new_level else 0,
+            review,
+            now,
+        )
+        (inserts if before is None else updates).append(row)
     for cid in gone:
         if stored[cid][1] is None and stored[cid][2] is None:
             continue
-        updates.append(
-            {
-                "b_customer": cid,
-                "b_policy": stored[cid][0],
-                "b_phase": None,
-                "b_reached": None,
-                "b_repeats": 0,
-                "b_review": None,
-                "b_now": now,
-            }
-        )
+        updates.append((cid, stored[cid][0], None, None, 0, None, now))
     lv = t.dunning_levels.c
-    if updates:
-        conn.execute(
-            update(t.dunning_levels)
-            .where(lv.customer_id == bindparam("b_customer"))
-            .values(
-                policy=bindparam("b_policy"),
-                phase_key=bindparam("b_phase"),
-                reached_on=bindparam("b_reached"),
-                repeats=bindparam("b_repeats"),
-                review_on=bindparam("b_review"),
-                updated_at=bindparam("b_now"),
-            ),
-            updates,
-        )
-    if inserts:
-        conn.execute(
-            t.dunning_levels.insert(),
-            [
-                {
-                    "company_id": company_id,
-                    "customer_id": r["b_customer"],
-                    "policy": r["b_policy"],
-                    "phase_key": r["b_phase"],
-                    "reached_on": r["b_reached"],
-                    "repeats": r["b_repeats"],
-                    "review_on": r["b_review"],
-                    "updated_at": r["b_now"],
-                }
-                for r in inserts
-            ],
-        )
+    execute_rows(
+        conn,
+        update(t.dunning_levels)
+        .where(lv.customer_id == bindparam("b_customer_id"))
+        .values({k: bindparam(f"b_{k}") for k in _LEVEL[1:]}),
+        [f"b_{k}" for k in _LEVEL],
+        updates,
+    )
+    execute_rows(
+        conn,
+        t.dunning_levels.insert().values(
+            company_id=company_id, **{k: bindparam(f"b_{k}") for k in _LEVEL}
+        ),
+        [f"b_{k}" for k in _LEVEL],
+        inserts,
+    )
+
+
+# The columns of a level row that planning writes, in the order of its rows.
+_LEVEL = ("customer_id", "policy", "phase_key", "reached_on", "repeats", "review_on", "updated_at")

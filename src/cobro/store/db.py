@@ -7,7 +7,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from importlib import resources
@@ -20,6 +20,7 @@ from sqlalchemy import (
     Executable,
     Select,
     Table,
+    UpdateBase,
     bindparam,
     create_engine,
     event,
@@ -96,6 +97,51 @@ def _lock_company() -> Select[tuple[int]]:
 def like_literal(text: str) -> str:
     """``text`` for a LIKE pattern with ``escape="/"``: ``%`` and ``_`` match themselves."""
     return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+
+
+def execute_rows(
+    conn: Connection, statement: UpdateBase, names: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """``statement`` once for each row of ``rows``, in one executemany; each row holds the
+    values of the bind parameters ``names``, in that order (other parameters keep the
+    values written in the statement).
+
+    The same as ``conn.execute(statement, [dict(zip(names, row)) for row in rows])``, but
+    on SQLite each column's values are converted at once by its type's processor, where
+    SQLAlchemy builds and converts a dictionary per row (most of the time of a write of
+    thousands of rows)."""
+    if not rows:
+        return
+    dialect = conn.dialect
+    if dialect.paramstyle != "qmark":
+        conn.execute(statement, [dict(zip(names, row, strict=True)) for row in rows])
+        return
+    compiled = statement.compile(dialect=dialect)
+    order = compiled.positiontup or []
+    columns = list(zip(*rows, strict=True))
+    converted: list[Sequence[Any]] = []
+    for name in order:
+        kind = compiled.binds[name].type
+        process = kind.dialect_impl(dialect).bind_processor(dialect)
+        values: Sequence[Any]
+        if name in names:
+            values = columns[names.index(name)]
+        elif compiled.binds[name].required:
+            raise ValueError(f"no value for the bind parameter {name!r}")
+        else:  # a value written in the statement itself: the same for every row
+            values = [compiled.params[name]] * len(rows)
+        converted.append(values if process is None else _each(process, values))
+    conn.exec_driver_sql(compiled.string, list(zip(*converted, strict=True)))
+
+
+def _each(process: Callable[[Any], Any], values: Sequence[Any]) -> list[Any]:
+    """``process`` of each value, once per distinct value (a column written by a run
+    holds few: its day, its time)."""
+    done: dict[Any, Any] = {}
+    try:
+        return [done[v] if v in done else done.setdefault(v, process(v)) for v in values]
+    except TypeError:  # values that cannot be dictionary keys
+        return [process(v) for v in values]
 
 
 def counted(conn: Connection, statement: Executable) -> int:

@@ -259,19 +259,25 @@ def _receivables() -> Table:
         Column("updated_at", UTCDateTime, nullable=False),
         UniqueConstraint("company_id", "external_id"),
         Index(None, "customer_id"),
+        # The open items by due date, read from the index alone (id, company, due date,
+        # debtor, balance): the debtors an item of which reaches a phase on the day.
         Index(
             "ix_receivables_open_due",
             "company_id",
             "due_on",
+            "customer_id",
+            "balance_minor",
             sqlite_where=text("balance_minor > 0"),
         ),
-        # The open items of each debtor in turn: the items a claim or a debt notice lists
-        # are read from the index alone (id, company, debtor, balance), debtor after debtor.
+        # The open items of each debtor in turn, read from the index alone (id, company,
+        # debtor, balance, due date): the items a claim or a debt notice lists, and the
+        # candidates' debt when the day is planned.
         Index(
             "ix_receivables_open_customer",
             "company_id",
             "customer_id",
             "balance_minor",
+            "due_on",
             sqlite_where=text("balance_minor > 0"),
         ),
     )
@@ -843,6 +849,7 @@ def _webhook_attempts() -> Table:
 _POSTGRES_WHERE = {
     "ix_customers_blocked": "blocked",
     "ix_receivables_open_due": "balance_minor > 0",
+    "ix_receivables_open_customer": "balance_minor > 0",
     "ix_outbox_webhooks": "step LIKE 'webhook/%'",
 }
 

@@ -1,0 +1,101 @@
+"""Store helpers of the planner: ``execute_rows`` (many rows in one executemany) writes
+what SQLAlchemy's own executemany writes; ``ordered_join`` keeps SQLite's join order."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import StatementError
+
+from cobro.engine import claims
+from cobro.store import tables as t
+from cobro.store.db import execute_rows
+from cobro.store.joins import ordered_join
+from cobro.workspace import Workspace
+
+from .support import load
+
+NOW = datetime(2025, 3, 4, 9, 30, 15, 123456, tzinfo=UTC)
+COLUMNS = ("customer_id", "policy", "phase_key", "reached_on", "repeats", "review_on")
+
+
+def levels(ws: Workspace) -> list[tuple[object, ...]]:
+    lv = t.dunning_levels.c
+    with ws.engine.connect() as conn:
+        rows = conn.execute(
+            select(*(lv[c] for c in COLUMNS), lv.updated_at, lv.company_id).order_by(lv.customer_id)
+        )
+        return [tuple(r) for r in rows]
+
+
+def test_rows_written_and_updated_as_sqlalchemy_writes_them(ws: Workspace) -> None:
+    load(
+        ws,
+        "customers",
+        *({"external_id": f"C{i}", "name": f"Debtor {i}", "kind": "business"} for i in range(4)),
+    )
+    with ws.engine.connect() as conn:
+        ids = list(conn.execute(select(t.customers.c.id).order_by(t.customers.c.id)).scalars())
+    day = date(2025, 3, 4)
+    rows = [
+        (ids[0], "b2b", "03-reminder", day, 2, day + timedelta(days=7), NOW),
+        (ids[1], "b2b", None, None, 0, None, NOW + timedelta(hours=1)),  # NULLs pass through
+    ]
+    names = [f"b_{c}" for c in (*COLUMNS, "updated_at")]
+    lv = t.dunning_levels.c
+    insert = t.dunning_levels.insert().values(
+        company_id=ws.company_id,  # written in the statement: the same for every row
+        **{c: bindparam(f"b_{c}") for c in (*COLUMNS, "updated_at")},
+    )
+    with ws.engine.begin() as conn:
+        execute_rows(conn, insert, names, rows)
+        execute_rows(conn, insert, names, [])  # nothing to write: nothing happens
+    assert levels(ws) == [(*row, ws.company_id) for row in rows]
+
+    # The same rows through SQLAlchemy's own executemany, for two other debtors.
+    other = [(ids[2], *rows[0][1:]), (ids[3], *rows[1][1:])]
+    with ws.engine.begin() as conn:
+        conn.execute(insert, [dict(zip(names, row, strict=True)) for row in other])
+    written = levels(ws)
+    assert [r[1:] for r in written[2:]] == [r[1:] for r in written[:2]]
+
+    # An UPDATE whose key comes last in the statement but first in the rows.
+    change = [(ids[0], "b2b", "04-final", day + timedelta(days=1), 0, None, NOW)]
+    with ws.engine.begin() as conn:
+        execute_rows(
+            conn,
+            update(t.dunning_levels)
+            .where(lv.customer_id == bindparam("b_customer_id"))
+            .values({c: bindparam(f"b_{c}") for c in (*COLUMNS[1:], "updated_at")}),
+            names,
+            change,
+        )
+    assert levels(ws)[0] == (*change[0], ws.company_id)
+    assert levels(ws)[1:] == written[1:]
+
+
+def test_a_bind_parameter_the_rows_do_not_name_is_refused(ws: Workspace) -> None:
+    lv = t.dunning_levels.c
+    statement = (
+        update(t.dunning_levels)
+        .where(lv.customer_id == bindparam("b_customer"))
+        .values(policy=bindparam("b_policy"))
+    )
+    with ws.engine.begin() as conn, pytest.raises((ValueError, StatementError)):
+        execute_rows(conn, statement, ["b_customer_id", "b_policy"], [(1, "b2b")])
+
+
+def test_an_ordered_join_is_a_cross_join_on_sqlite_and_a_join_elsewhere() -> None:
+    cand = claims._candidates_table()
+    statement = select(t.customers.c.name).select_from(
+        ordered_join(cand, t.customers, t.customers.c.id == cand.c.customer_id)
+    )
+    assert "FROM cobro_candidates CROSS JOIN customers ON" in str(
+        statement.compile(dialect=sqlite.dialect())
+    )
+    on_postgres = str(statement.compile(dialect=postgresql.dialect()))
+    assert "FROM cobro_candidates JOIN customers ON" in on_postgres
+    assert "CROSS" not in on_postgres
