@@ -71,13 +71,15 @@ def _temp(name: str, *columns: Column[Any]) -> Table:
 
 
 def _candidates_table() -> Table:
-    return _temp("cobro_candidates", Column("customer_id", Integer, primary_key=True))
+    return _temp(
+        "cobro_candidates", Column("customer_id", Integer, primary_key=True, autoincrement=False)
+    )
 
 
 def _claims_table() -> Table:
     return _temp(
         "cobro_claims",
-        Column("customer_id", Integer, primary_key=True),
+        Column("customer_id", Integer, primary_key=True, autoincrement=False),
         Column("step", String(90), nullable=False),
     )
 

@@ -93,7 +93,7 @@ def paused_table(conn: Connection, company_id: int) -> Table | None:
     table = Table(
         "cobro_paused",
         MetaData(),
-        Column("receivable_id", Integer, primary_key=True),
+        Column("receivable_id", Integer, primary_key=True, autoincrement=False),
         Column("customer_id", Integer, nullable=False),
         Column("void", Boolean, nullable=False),
         prefixes=["TEMPORARY"],
