@@ -1,4 +1,5 @@
-"""The planner's selections are indexed (SQLite only: its query plan can be inspected cheaply)."""
+"""The planner's selections, and the API's list of debtors, are indexed (SQLite only: its query
+plan can be inspected cheaply)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from cobro.engine.accounts import blocking
 from cobro.engine.pauses import paused_table
 from cobro.engine.responses import open_dispute
 from cobro.store import tables as t
+from cobro.web.api.customers import customers_page
 from cobro.workspace import Workspace
 
 from .support import d, load
@@ -177,3 +179,19 @@ def test_the_items_a_claim_or_a_debt_notice_lists_are_read_from_the_open_custome
     for plan in plans:
         steps = receivable_lookups(plan)
         assert all("COVERING INDEX ix_receivables_open_customer" in step for step in steps), plan
+
+
+@pytest.mark.parametrize("blocked", [None, False])
+def test_the_apis_list_of_debtors_reads_them_in_id_order_from_an_index(
+    sqlite_ws: Workspace, blocked: bool | None
+) -> None:
+    """A page of the API's list of debtors (50 of 200,000 at the largest) is read in the
+    order of the debtors' ids from an index, never sorted after reading all of them."""
+    with sqlite_ws.engine.connect() as conn:
+        plans = [
+            query_plan(conn, customers_page(sqlite_ws.company_id, after, blocked, None, None, 50))
+            for after in (None, 17)
+        ]
+    for plan in plans:
+        assert not any("TEMP B-TREE" in step for step in plan), plan
+        assert any("USING INDEX ix_customers_company_id_id" in step for step in plan), plan

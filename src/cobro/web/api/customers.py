@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, Field
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, Row, Select, select
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
@@ -88,6 +89,29 @@ def customer_out(r: Row[Any]) -> Customer:
     )
 
 
+def customers_page(
+    company_id: int,
+    after: int | None,
+    blocked: bool | None,
+    policy: str | None,
+    updated_since: datetime | None,
+    limit: int,
+) -> Select[Any]:
+    """The company's debtors after the id ``after``, in the order of their ids, filtered;
+    one more than ``limit`` (whether there is a next page)."""
+    c = t.customers.c
+    query = select(t.customers).where(c.company_id == company_id)
+    if after is not None:
+        query = query.where(c.id > after)
+    if blocked is not None:
+        query = query.where(c.blocked == blocked)
+    if policy is not None:
+        query = query.where(c.effective_policy == policy)
+    if updated_since is not None:
+        query = query.where(c.updated_at >= updated_since)
+    return query.order_by(c.id).limit(limit + 1)
+
+
 @router.get("", response_model=Page[Customer], summary="List debtors")
 async def list_customers(
     who: Reader,
@@ -97,20 +121,13 @@ async def list_customers(
     policy: Annotated[str | None, Query(max_length=40)] = None,
     updated_since: AwareDatetime | None = None,
 ) -> Response:
-    c = t.customers.c
     after = decode_cursor(cursor, (int,))
-    query = select(t.customers).where(c.company_id == who.company_id)
-    if after:
-        query = query.where(c.id > after[0])
-    if blocked is not None:
-        query = query.where(c.blocked == blocked)
-    if policy is not None:
-        query = query.where(c.effective_policy == policy)
-    if updated_since is not None:
-        query = query.where(c.updated_at >= updated_since)
+    query = customers_page(
+        who.company_id, after[0] if after else None, blocked, policy, updated_since, limit
+    )
 
     def work(conn: Connection) -> Page[Customer]:
-        rows = list(conn.execute(query.order_by(c.id).limit(limit + 1)))
+        rows = list(conn.execute(query))
         more = len(rows) > limit
         rows = rows[:limit]
         return Page[Customer](
