@@ -298,3 +298,20 @@ def test_every_route_asks_for_a_key_through_caller() -> None:
         dependant = get_dependant(path=route.path, call=route.endpoint)  # type: ignore[attr-defined]
         reached = calls(dependant)
         assert reached & ROLE_CHECKS, f"{route.path} has no Reader, Collector or Admin"
+
+
+def test_every_post_route_honours_an_idempotency_key() -> None:
+    """Every ``POST`` of the API is an ``IdempotentRoute`` (a router made without it would
+    run a retried request twice)."""
+    from cobro.web.api import ROUTERS
+    from cobro.web.api.idempotency import IdempotentRoute
+
+    posts = [
+        route
+        for router in ROUTERS
+        for route in router.routes
+        if "POST" in getattr(route, "methods", set())
+    ]
+    assert len(posts) >= 20
+    for route in posts:
+        assert isinstance(route, IdempotentRoute), route.path  # type: ignore[attr-defined]
