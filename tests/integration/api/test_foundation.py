@@ -315,3 +315,21 @@ def test_every_post_route_honours_an_idempotency_key() -> None:
     assert len(posts) >= 20
     for route in posts:
         assert isinstance(route, IdempotentRoute), route.path  # type: ignore[attr-defined]
+
+
+def test_a_key_is_kept_only_as_its_digest(server: Server) -> None:
+    """The database holds the key's SHA-256 and its public prefix, never the key or its
+    secret part: a copy of the database authenticates nobody."""
+    import hashlib
+
+    key = server.keys["acme"]["collector"]
+    prefix, secret = key.split("_", 2)[1:]
+    ws = server.companies["acme"]
+    with ws.engine.connect() as conn:
+        row = conn.execute(select(t.api_keys).where(t.api_keys.c.prefix == prefix)).one()
+
+    assert row.digest == hashlib.sha256(key.encode()).hexdigest()
+    assert not any(secret in str(value) for value in row._mapping.values())
+    assert server.client("acme", "collector").get("/customers").status_code == 200
+    digest_as_key = server.anonymous(headers={"authorization": f"Bearer {row.digest}"})
+    assert digest_as_key.get("/customers").status_code == 401
