@@ -111,7 +111,7 @@ def test_a_record_the_importer_refuses_is_a_problem_naming_its_field(server: Ser
     assert count_customers(server, "acme") == 0
 
 
-def test_amounts_as_json_numbers_are_refused(server: Server) -> None:
+def test_a_json_number_for_a_text_field_is_refused(server: Server) -> None:
     response = server.client().post("/customers", json={**CUSTOMER, "name": 12.5})
     assert response.status_code == 422
 
