@@ -121,3 +121,14 @@ def test_removing_an_endpoint_cancels_what_waits_for_it(server: Server) -> None:
     assert removed.status_code == 200 and removed.json() == {"name": "erp", "cancelled": 1}
     assert admin.get("/webhooks/erp").status_code == 404
     assert admin.delete("/webhooks/erp").status_code == 404
+
+
+def test_redelivering_the_largest_id_is_not_found(server: Server) -> None:
+    """The largest id the API takes (2**31 - 1) names no delivery: 404, on PostgreSQL too
+    (whose integer column holds nothing past it)."""
+    admin = server.client("acme", "admin")
+
+    for delivery_id in (2**31 - 1, 1):
+        response = admin.post(f"/webhooks/deliveries/{delivery_id}/redeliver")
+        assert response.status_code == 404, response.text
+        assert response.json()["type"] == "/api/v1/problems/not-found"
