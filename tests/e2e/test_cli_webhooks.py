@@ -126,6 +126,19 @@ def test_bad_input_is_one_line_and_exit_2(ws: Path, args: list[str], message: st
     assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), proc.stderr
 
 
+@pytest.mark.parametrize(
+    "args", [["redeliver", "2147483648"], ["deliveries", "--before", "99999999999"]]
+)
+def test_a_delivery_id_no_database_can_hold_is_refused_with_exit_2(
+    ws: Path, args: list[str]
+) -> None:
+    """Delivery ids are 32-bit (PostgreSQL's integer column refuses a larger one)."""
+    proc = run_cobro(ws, "webhooks", *args, ok=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "is not in the range 1<=x<=2147483647" in proc.stderr
+
+
 def test_a_dispute_taken_by_phone_reaches_the_endpoint_signed_with_its_attempts_listed(
     ws: Path, receiver: WebhookReceiver
 ) -> None:

@@ -23,6 +23,7 @@ webhooks_app = typer.Typer(
 )
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
+MAX_ID = 2**31 - 1  # the largest id a delivery can have (PostgreSQL's integer)
 Name = Annotated[str, typer.Argument(help="The endpoint's name (`cobro webhooks list`).")]
 
 
@@ -180,7 +181,8 @@ def deliveries(
     customer: Annotated[str | None, typer.Option("--customer", help="Only this debtor.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="At most this many.")] = 50,
     before: Annotated[
-        int | None, typer.Option("--before", help="Only those older than this delivery id.")
+        int | None,
+        typer.Option("--before", min=1, max=MAX_ID, help="Only those older than this delivery id."),
     ] = None,
     as_json: AsJson = False,
 ) -> None:
@@ -234,7 +236,10 @@ def deliveries(
 @webhooks_app.command("redeliver")
 def redeliver(
     ctx: typer.Context,
-    delivery: Annotated[int, typer.Argument(help="The delivery's id (`webhooks deliveries`).")],
+    delivery: Annotated[
+        int,
+        typer.Argument(min=1, max=MAX_ID, help="The delivery's id (`webhooks deliveries`)."),
+    ],
 ) -> None:
     """Post a failed or cancelled delivery again (same webhook-id), with a fresh retry
     budget; the next `cobro dispatch` sends it."""

@@ -690,11 +690,12 @@ def list_deliveries(
     event: str | None = None,
     customer: str | None = None,
     before: int | None = None,
+    delivery: int | None = None,
     limit: int = 50,
 ) -> list[Delivery]:
     """The company's webhook deliveries, newest first, each with its attempts; filtered by
     endpoint name, status, event type and debtor (external id). ``before`` (a delivery id)
-    pages on: the deliveries older than it."""
+    pages on: the deliveries older than it; ``delivery`` (an id) selects that one."""
     if status is not None and status not in STATUSES:
         raise WebhookError(f"unknown status {status!r}; the statuses are {', '.join(STATUSES)}")
     if event is not None and event not in (*EVENT_TYPES, TICKET):
@@ -732,6 +733,8 @@ def list_deliveries(
         q = q.where(c.external_id == customer)
     if before is not None:
         q = q.where(o.id < before)
+    if delivery is not None:
+        q = q.where(o.id == delivery)
     rows = conn.execute(q).all()
     attempts: dict[int, list[Attempt]] = {}
     a = t.webhook_attempts.c

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 from typing import Any
 
 from sqlalchemy import event, func, select, update
@@ -355,6 +356,36 @@ def test_a_resend_repeated_with_its_idempotency_key_is_sent_once(server: Server)
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json()
     assert again.headers["idempotent-replayed"] == "true"
+    assert resends(server) == 1
+
+
+def test_concurrent_resends_with_one_idempotency_key_send_once(server: Server) -> None:
+    """Six identical resends with one key at once (each makes a new claim without the
+    key): one is sent, the others are told it is in progress or get its answer again."""
+    claimed(server)
+    claim_id = claims_of(server.companies["acme"])["C1"]
+    start = threading.Barrier(6)
+    answers: list[tuple[int, Any]] = []
+    lock = threading.Lock()
+
+    def send() -> None:
+        client = server.client("acme", "collector", headers={"idempotency-key": "race-C1"})
+        start.wait()
+        response = client.post(f"/claims/{claim_id}/resend")
+        with lock:
+            answers.append((response.status_code, response.json()))
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+
+    assert {status for status, _ in answers} <= {201, 409}
+    made = [body for status, body in answers if status == 201]
+    assert made and all(body == made[0] for body in made)
+    refused = [body["type"] for status, body in answers if status == 409]
+    assert set(refused) <= {"/api/v1/problems/request-in-progress"}
     assert resends(server) == 1
 
 

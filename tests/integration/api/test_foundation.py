@@ -111,7 +111,7 @@ def test_a_record_the_importer_refuses_is_a_problem_naming_its_field(server: Ser
     assert count_customers(server, "acme") == 0
 
 
-def test_amounts_as_json_numbers_are_refused(server: Server) -> None:
+def test_a_json_number_for_a_text_field_is_refused(server: Server) -> None:
     response = server.client().post("/customers", json={**CUSTOMER, "name": 12.5})
     assert response.status_code == 422
 
@@ -298,3 +298,38 @@ def test_every_route_asks_for_a_key_through_caller() -> None:
         dependant = get_dependant(path=route.path, call=route.endpoint)  # type: ignore[attr-defined]
         reached = calls(dependant)
         assert reached & ROLE_CHECKS, f"{route.path} has no Reader, Collector or Admin"
+
+
+def test_every_post_route_honours_an_idempotency_key() -> None:
+    """Every ``POST`` of the API is an ``IdempotentRoute`` (a router made without it would
+    run a retried request twice)."""
+    from cobro.web.api import ROUTERS
+    from cobro.web.api.idempotency import IdempotentRoute
+
+    posts = [
+        route
+        for router in ROUTERS
+        for route in router.routes
+        if "POST" in getattr(route, "methods", set())
+    ]
+    assert len(posts) >= 20
+    for route in posts:
+        assert isinstance(route, IdempotentRoute), route.path  # type: ignore[attr-defined]
+
+
+def test_a_key_is_kept_only_as_its_digest(server: Server) -> None:
+    """The database holds the key's SHA-256 and its public prefix, never the key or its
+    secret part: a copy of the database authenticates nobody."""
+    import hashlib
+
+    key = server.keys["acme"]["collector"]
+    prefix, secret = key.split("_", 2)[1:]
+    ws = server.companies["acme"]
+    with ws.engine.connect() as conn:
+        row = conn.execute(select(t.api_keys).where(t.api_keys.c.prefix == prefix)).one()
+
+    assert row.digest == hashlib.sha256(key.encode()).hexdigest()
+    assert not any(secret in str(value) for value in row._mapping.values())
+    assert server.client("acme", "collector").get("/customers").status_code == 200
+    digest_as_key = server.anonymous(headers={"authorization": f"Bearer {row.digest}"})
+    assert digest_as_key.get("/customers").status_code == 401

@@ -178,3 +178,80 @@ def test_another_companys_lists_hold_none_of_this_companys_rows(server: Server, 
         assert not any(word in theirs.text for word in ACME_ONLY), path
     # The same lists with acme's key do show acme's rows: the words are there to find.
     assert "Acme Industrial" in acme.request("GET", "/api/v1/customers").text
+
+
+# Filters that name a record by the company's own id: filled with acme's ids, read with
+# beta's key, they must find nothing of acme's (beta has no record of those ids).
+FILTER_IDS = {"customer": "C1", "receivable": "F-1", "subscription": "S1", "endpoint": "acme-erp"}
+# Filters naming a record the company must have (an endpoint of its own), refused otherwise.
+REFUSED_FILTERS = {("/webhooks/deliveries", "endpoint")}
+
+
+def filters_of(server: Server) -> list[tuple[str, str]]:
+    """(list path, filter) for every list route taking one of ``FILTER_IDS``."""
+    document = server.anonymous().request("GET", "/api/v1/openapi.json").json()
+    return [
+        (path, parameter["name"])
+        for path, item in document["paths"].items()
+        if "{" not in path and "get" in item
+        for parameter in item["get"].get("parameters", [])
+        if parameter["in"] == "query" and parameter["name"] in FILTER_IDS
+    ]
+
+
+def test_another_companys_ids_in_a_filter_find_none_of_its_rows(server: Server) -> None:
+    acme_data(server)
+    beta, acme = server.client("beta", "admin"), server.client("acme", "admin")
+    filtered = filters_of(server)
+    assert {name for _, name in filtered} == set(FILTER_IDS)
+    for path, name in filtered:
+        params = {name: FILTER_IDS[name], "limit": 500}
+        theirs = beta.request("GET", "/api/v1" + path, params=params)
+        assert not any(word in theirs.text for word in ACME_ONLY), (path, name)
+        if (path, name) in REFUSED_FILTERS:
+            # Refused as a name the company never had is: existence is not revealed.
+            never = beta.request("GET", "/api/v1" + path, params={**params, name: "never-was"})
+            assert theirs.status_code == never.status_code == 422, (path, theirs.text)
+            assert theirs.text.replace(FILTER_IDS[name], "never-was") == never.text
+            continue
+        assert theirs.status_code == 200, (path, name, theirs.text)
+        assert theirs.json()["data"] == [], (path, name)
+    # The same filters with acme's key do find acme's rows: the ids are real.
+    for path, name in (("/claims", "customer"), ("/payments", "receivable")):
+        mine = acme.request("GET", "/api/v1" + path, params={name: FILTER_IDS[name]})
+        assert mine.json()["data"], (path, name)
+
+
+def test_another_companys_ids_in_a_body_are_refused_and_change_nothing(server: Server) -> None:
+    """Creating routes whose body names records by id (a debtor, an item, a contact, a
+    subscription): beta naming acme's ids is told no such record exists, and acme's
+    records are as they were."""
+    acme_data(server)
+    beta = server.client("beta", "admin")
+    acme = server.client("acme", "admin")
+    before = {
+        url: acme.get(url).json()
+        for url in ("/customers/C1", "/receivables/F-3", "/contacts/K1", "/subscriptions/S1")
+    }
+    for url, body in (
+        ("/receivables", {"external_id": "X1", "customer": "C1", "due_on": "2025-03-10",
+                          "amount": "1.00"}),
+        ("/receivables", {"external_id": "X2", "customer": "C1", "kind": "credit_note",
+                          "invoice": "F-3", "due_on": "2025-03-10", "amount": "-1.00"}),
+        ("/payments", {"external_id": "X3", "customer": "C1", "receivable": "F-3",
+                       "paid_on": "2025-03-01", "amount": "1.00"}),
+        ("/contacts", {"external_id": "X4", "customer": "C1", "name": "Intruder",
+                       "email": "x@beta.example", "roles": ["billing"]}),
+        ("/banking-notices", {"type": "stop_payment", "contacts": ["K1"]}),
+        ("/charges", {"external_id": "X5", "subscription": "S1", "status": "succeeded",
+                      "amount": "39.90"}),
+        ("/disputes", {"customer": "C1", "item": "F-3", "reason": "x"}),
+        ("/promises", {"customer": "C1", "items": ["F-3"], "promised_on": "2025-03-10"}),
+    ):  # fmt: skip
+        theirs = beta.post(url, json=body)
+        assert theirs.status_code in (404, 422), (url, theirs.status_code, theirs.text)
+        assert not any(word in theirs.text for word in ACME_ONLY), (url, theirs.text)
+    after = {url: acme.get(url).json() for url in before}
+    assert after == before
+    for path in ("/receivables", "/payments", "/contacts", "/charges", "/disputes", "/promises"):
+        assert beta.get(path).json()["data"] == [], path

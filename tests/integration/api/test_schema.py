@@ -51,3 +51,27 @@ def test_every_operation_answers_as_documented(server: Server) -> None:
             case.call_and_validate(excluded_checks=[positive_data_acceptance])
 
         conforms()
+
+
+def test_the_document_has_no_json_number_anywhere(server: Server) -> None:
+    """Money is a decimal string and counts are integers: no request or answer of the
+    document is a JSON number (a binary float), so no generated client reads one."""
+    document = server.anonymous().request("GET", f"{PREFIX}/openapi.json").json()
+    numbers: list[str] = []
+    strings: list[str] = []
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "number":
+                numbers.append(where)
+            if where.endswith(("/amount", "/balance", "/price")) and node.get("type") == "string":
+                strings.append(where)
+            for name, value in node.items():
+                walk(value, f"{where}/{name}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{where}/{i}")
+
+    walk(document, "")
+    assert numbers == []
+    assert any("/Money" in where for where in strings), strings

@@ -50,6 +50,40 @@ def test_only_admin_keys_reach_the_endpoints(server: Server) -> None:
         assert client.post("/webhooks", json=ENDPOINT).status_code == 403
 
 
+def test_a_weaker_key_replaying_an_admins_idempotency_key_is_refused_403(
+    server: Server,
+) -> None:
+    """The answer kept for an Idempotency-Key holds the endpoint's secret: a key whose role
+    may not add endpoints gets 403 with that key and body, never the admin's answer."""
+    made = server.client("acme", "admin", headers={"idempotency-key": "add-erp"}).post(
+        "/webhooks", json=ENDPOINT
+    )
+    assert made.status_code == 201
+    secret = made.json()["secret"]
+    for role in ("collector", "read-only"):
+        weaker = server.client("acme", role, headers={"idempotency-key": "add-erp"})
+        refused = weaker.post("/webhooks", json=ENDPOINT)
+
+        assert refused.status_code == 403, (role, refused.text)
+        assert refused.json()["type"] == "/api/v1/problems/forbidden"
+        assert secret not in refused.text and "idempotent-replayed" not in refused.headers
+    again = server.client("acme", "admin", headers={"idempotency-key": "add-erp"}).post(
+        "/webhooks", json=ENDPOINT
+    )
+    assert again.headers["idempotent-replayed"] == "true" and again.json() == made.json()
+
+
+def test_a_weaker_key_replaying_a_collectors_idempotency_key_is_refused_403(
+    server: Server,
+) -> None:
+    customer = {"external_id": "C1", "name": "Acme Industrial"}
+    collector = server.client("acme", "collector", headers={"idempotency-key": "crm-1"})
+    assert collector.post("/customers", json=customer).status_code == 201
+    read_only = server.client("acme", "read-only", headers={"idempotency-key": "crm-1"})
+
+    assert read_only.post("/customers", json=customer).status_code == 403
+
+
 def test_an_event_is_listed_with_its_delivery_and_can_be_posted_again(server: Server) -> None:
     two_debtors_claimed(server.companies["acme"])
     admin = server.client("acme", "admin")
@@ -87,3 +121,14 @@ def test_removing_an_endpoint_cancels_what_waits_for_it(server: Server) -> None:
     assert removed.status_code == 200 and removed.json() == {"name": "erp", "cancelled": 1}
     assert admin.get("/webhooks/erp").status_code == 404
     assert admin.delete("/webhooks/erp").status_code == 404
+
+
+def test_redelivering_the_largest_id_is_not_found(server: Server) -> None:
+    """The largest id the API takes (2**31 - 1) names no delivery: 404, on PostgreSQL too
+    (whose integer column holds nothing past it)."""
+    admin = server.client("acme", "admin")
+
+    for delivery_id in (2**31 - 1, 1):
+        response = admin.post(f"/webhooks/deliveries/{delivery_id}/redeliver")
+        assert response.status_code == 404, response.text
+        assert response.json()["type"] == "/api/v1/problems/not-found"

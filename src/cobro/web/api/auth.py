@@ -254,6 +254,15 @@ def _used_long_ago(key: ApiKey, now: datetime) -> bool:
 
 
 ROLE_CHECKS: set[Callable[..., Awaitable[Caller]]] = set()  # what ``require`` made
+ROLE_NEEDED: dict[Callable[..., Awaitable[Caller]], Role] = {}  # each one's role
+
+
+def check_role(who: Caller, role: Role) -> None:
+    """403 unless ``who``'s key may do what ``role`` may."""
+    if not allows(who.key.role, role):
+        raise Problem(
+            403, "forbidden", f"this key's role ({who.key.role}) cannot do this: needs {role}"
+        )
 
 
 def require(role: Role) -> Callable[..., Awaitable[Caller]]:
@@ -265,13 +274,11 @@ def require(role: Role) -> Callable[..., Awaitable[Caller]]:
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_scheme)],
     ) -> Caller:
         who = await caller(request, credentials)
-        if not allows(who.key.role, role):
-            raise Problem(
-                403, "forbidden", f"this key's role ({who.key.role}) cannot do this: needs {role}"
-            )
+        check_role(who, role)
         return who
 
     ROLE_CHECKS.add(allowed)
+    ROLE_NEEDED[allowed] = role
     return allowed
 
 

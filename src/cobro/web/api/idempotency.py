@@ -16,14 +16,16 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import Request
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from cobro.engine.apikeys import ROLES, Role
 from cobro.store import tables as t
-from cobro.web.api.auth import Caller, caller
+from cobro.web.api.auth import ROLE_NEEDED, Caller, caller, check_role
 from cobro.web.api.problems import FieldError, Problem
 
 HEADER = "Idempotency-Key"
@@ -116,13 +118,27 @@ def _keep(who: Caller, key: str, response: Response | None) -> None:
         )
 
 
+def _role_needed(dependant: Dependant) -> Role:
+    """The strongest role the route's dependencies ask for (read-only when none does)."""
+    needed: Role = "read-only"
+    for dependency in dependant.dependencies:
+        role = ROLE_NEEDED.get(dependency.call) if dependency.call is not None else None
+        for found in (role, _role_needed(dependency)):
+            if found is not None and ROLES.index(found) > ROLES.index(needed):
+                needed = found
+    return needed
+
+
 class IdempotentRoute(APIRoute):
-    """A route whose POSTs honour ``Idempotency-Key``."""
+    """A route whose POSTs honour ``Idempotency-Key``. The key's role is checked before
+    the key is claimed or its answer given again: a key too weak for the route gets 403,
+    never the answer a stronger key was given (a webhook endpoint's secret)."""
 
     def get_route_handler(self) -> Handler:
         original: Handler = super().get_route_handler()
         if "POST" not in (self.methods or ()):
             return original
+        needed = _role_needed(self.dependant)
 
         async def handler(request: Request) -> Response:
             key = request.headers.get(HEADER)
@@ -130,6 +146,7 @@ class IdempotentRoute(APIRoute):
                 return await original(request)
             _check_key(key)
             who = await caller(request, None)
+            check_role(who, needed)
             fingerprint = _fingerprint(request, await request.body())
             replay = await run_in_threadpool(_claim, who, key, fingerprint)
             if replay is not None:

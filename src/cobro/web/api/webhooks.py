@@ -155,12 +155,12 @@ async def redeliver_webhook(who: Admin, delivery_id: Id) -> JSONResponse:
     def work() -> dict[str, Any]:
         try:
             with who.state.ws.engine.begin() as conn:
-                mine = hooks.list_deliveries(conn, who.company_id, before=delivery_id + 1, limit=1)
-                if not mine or mine[0].id != delivery_id:
+                mine = hooks.list_deliveries(conn, who.company_id, delivery=delivery_id, limit=1)
+                if not mine:
                     raise not_found("webhook delivery with this id")
                 hooks.redeliver(conn, who.company_id, delivery_id, who.state.now())
                 (again,) = hooks.list_deliveries(
-                    conn, who.company_id, before=delivery_id + 1, limit=1
+                    conn, who.company_id, delivery=delivery_id, limit=1
                 )
         except hooks.WebhookError as exc:
             raise conflict(str(exc)) from None
