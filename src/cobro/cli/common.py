@@ -37,6 +37,7 @@ err = _console(stderr=True)
 # Exit codes (README, "Exit codes"): 0 when everything due was sent.
 NOT_SENT = 1  # messages that were due failed or are still being retried
 BAD_INPUT = 2  # bad input, configuration, workspace or database: nothing was done
+MAX_ID = 2**31 - 1  # the largest id a row can have (PostgreSQL's integer columns)
 
 
 # The --quiet option of the commands that show progress (cobro.cli.progress).

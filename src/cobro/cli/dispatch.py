@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from cobro.cli.common import (
+    MAX_ID,
     Options,
     QuietOption,
     add_row,
@@ -185,7 +186,9 @@ def dispatch(
 
 def requeue(
     ctx: typer.Context,
-    claim: Annotated[int | None, typer.Option("--claim", help="The claim's outbox id.")] = None,
+    claim: Annotated[
+        int | None, typer.Option("--claim", min=1, max=MAX_ID, help="The claim's outbox id.")
+    ] = None,
     debtor: Annotated[
         str | None, typer.Option("--debtor", help="The debtor's external id.")
     ] = None,
@@ -244,7 +247,10 @@ def requeue(
 def resend(
     ctx: typer.Context,
     claim: Annotated[
-        int, typer.Argument(help="The claim's number (outbox id in `cobro history`).")
+        int,
+        typer.Argument(
+            min=1, max=MAX_ID, help="The claim's number (outbox id in `cobro history`)."
+        ),
     ],
     to: Annotated[
         str | None,

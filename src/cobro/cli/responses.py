@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.table import Table
 
-from cobro.cli.common import BAD_INPUT, add_row, fail, open_ws, out, parse_date, print_json
+from cobro.cli.common import BAD_INPUT, MAX_ID, add_row, fail, open_ws, out, parse_date, print_json
 from cobro.cli.staff import local_time
 from cobro.errors import CobroError
 from cobro.workspace import utcnow
@@ -150,7 +150,9 @@ def disputes_open(
 @disputes_app.command("resolve")
 def disputes_resolve(
     ctx: typer.Context,
-    dispute_id: Annotated[int, typer.Argument(help="The dispute's id (`cobro disputes list`).")],
+    dispute_id: Annotated[
+        int, typer.Argument(min=1, max=MAX_ID, help="The dispute's id (`cobro disputes list`).")
+    ],
     accept: Annotated[
         bool, typer.Option("--accept", help="The debtor is right: the item is not claimed.")
     ] = False,

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cobro.cli.common import add_row, fail, open_ws, out, parse_date, print_json
+from cobro.cli.common import MAX_ID, add_row, fail, open_ws, out, parse_date, print_json
 from cobro.errors import CobroError
 from cobro.workspace import Workspace, utcnow
 
@@ -166,7 +166,7 @@ def tasks_list(
 @tasks_app.command("done")
 def tasks_done(
     ctx: typer.Context,
-    task_id: Annotated[int, typer.Argument(help="Task id.")],
+    task_id: Annotated[int, typer.Argument(min=1, max=MAX_ID, help="Task id.")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Mark a task as done."""

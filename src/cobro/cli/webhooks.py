@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.table import Table
 
-from cobro.cli.common import BAD_INPUT, add_row, fail, open_ws, out, print_json
+from cobro.cli.common import BAD_INPUT, MAX_ID, add_row, fail, open_ws, out, print_json
 from cobro.cli.staff import local_time
 from cobro.errors import CobroError
 from cobro.workspace import utcnow
@@ -23,7 +23,6 @@ webhooks_app = typer.Typer(
 )
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
-MAX_ID = 2**31 - 1  # the largest id a delivery can have (PostgreSQL's integer)
 Name = Annotated[str, typer.Argument(help="The endpoint's name (`cobro webhooks list`).")]
 
 
