@@ -40,6 +40,7 @@ pytestmark = pytest.mark.postgres
 DAY = datetime(2025, 3, 3).date()  # phase 00 of b2b for invoices due 2025-03-10
 AFTER_SEND_TIME = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)  # 13:00 in Madrid, sent at 09:00
 SHARD = 5  # debtors per shard: a day of a few dozen debtors makes several tasks
+PLAN_SHARD = 7  # debtors per shard of a day's plan
 CONNECTIONS = 4  # the starter's smtp.connections
 CONCURRENCY = 2  # the worker's tasks at once
 REQUEUE = timedelta(seconds=601)  # after COBRO_REQUEUE_AFTER_S (600 s)
@@ -144,6 +145,7 @@ def cluster(
         workspace=root,
         queue=queue,
         shard_debtors=SHARD,
+        plan_shard_debtors=PLAN_SHARD,
         metrics_port=metrics_port,
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("COBRO_")}
@@ -151,6 +153,7 @@ def cluster(
         COBRO_BROKER_URL=broker_url,
         COBRO_QUEUE=queue,
         COBRO_SHARD_DEBTORS=str(SHARD),
+        COBRO_PLAN_SHARD_DEBTORS=str(PLAN_SHARD),
         COBRO_METRICS_PORT=str(metrics_port),
     )
     app, companies = make_app(settings)
@@ -229,9 +232,13 @@ def test_two_schedulers_start_one_run_whose_messages_each_go_once(
     assert duplicates(smtp.received) == 0
     assert _wait_until(lambda: statuses(ws) == {"sent": 23}), statuses(ws)
     with ws.engine.connect() as conn:
-        runs = conn.execute(select(func.count()).select_from(t.runs)).scalar_one()
+        runs = conn.execute(select(t.runs.c.planned, t.runs.c.report)).all()
         owed = conn.execute(select(t.daily_runs.c.finished_at)).scalars().all()
-    assert runs == 1 and len(owed) == 1 and owed[0] is not None
+        shards = conn.execute(select(t.plan_shards.c.planned_at, t.plan_shards.c.planned)).all()
+    assert len(runs) == 1 and len(owed) == 1 and owed[0] is not None
+    # Planned in shards of 7 debtors by the worker, the run's report adding them up.
+    assert len(shards) == 4 and all(s.planned_at is not None for s in shards)
+    assert sum(s.planned for s in shards) == runs[0].planned == runs[0].report["planned"] == 23
     # Later ticks of the same day start nothing more.
     again = tick(cluster["app"], cluster["companies"], AFTER_SEND_TIME + timedelta(hours=1))
     assert again.runs == () and again.shards == 0
