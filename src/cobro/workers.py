@@ -305,7 +305,7 @@ def finish_company_day(app: Celery, companies: Companies, ws: Workspace, run_on:
     ended it."""
     from cobro.engine.dispatch import DispatchReport
     from cobro.engine.plan_shards import finish_day
-    from cobro.engine.runs import _metrics, checkpoint, record_report, run_report
+    from cobro.engine.runs import checkpoint, count_run, record_report, run_report
     from cobro.store.db import retrying
 
     def finished() -> DayFinished | None:
@@ -320,9 +320,8 @@ def finish_company_day(app: Celery, companies: Companies, ws: Workspace, run_on:
     if day is None:
         return False
     checkpoint(ws, day.as_of)  # the plan's own evidence (accounts released)
-    if (metrics := _metrics()) is not None:
-        seconds = (utcnow() - day.started_at).total_seconds()
-        metrics.count_run(ws.config.company.id, day.plan.planned, seconds)
+    seconds = (utcnow() - day.started_at).total_seconds()  # from the start of the day
+    count_run(ws.config.company.id, day.plan.planned, seconds)
     queue_ready(app, companies, ws, utcnow())
     return True
 

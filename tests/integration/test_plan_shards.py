@@ -365,7 +365,8 @@ def test_the_day_ends_once_when_its_last_shards_finish_together(pg_ws: Workspace
 def test_the_run_of_a_day_started_twice_is_one(pg_ws: Workspace) -> None:
     """Two deliveries of the day's task at once: one starts it, the other finds it started."""
     day = DAYS[0]
-    results = _together(lambda: begin(pg_ws, day))
+    with rendezvous([pg_ws.engine], 2, lambda sql: "FROM companies" in sql and "FOR" in sql):
+        results = _together(lambda: begin(pg_ws, day))
     assert results[0] == results[1] and len(results[0].pending) == 7
     with pg_ws.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(t.plan_shards)).scalar_one() == 7

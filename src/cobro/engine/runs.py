@@ -223,6 +223,13 @@ def _metrics() -> ModuleType | None:
     return sys.modules.get("cobro.engine.metrics")
 
 
+def count_run(company: str, planned: int, seconds: float) -> None:
+    """Count a run that planned ``planned`` rows in ``seconds`` in this process's metrics
+    (when it serves them)."""
+    if (metrics := _metrics()) is not None:
+        metrics.count_run(company, planned, seconds)
+
+
 def dispatch_due(
     ws: Workspace,
     as_of: datetime,
@@ -392,8 +399,7 @@ def run_day(
 
     retrying(finished)
     checkpoint(ws, as_of)  # the plan's own evidence (accounts released) when nothing was sent
-    if (metrics := _metrics()) is not None:
-        metrics.count_run(company.id, plan.planned, time.monotonic() - began)
+    count_run(company.id, plan.planned, time.monotonic() - began)
     return report
 
 
