@@ -14,9 +14,13 @@ The day's plan (``cobro.engine.planner``) goes in three steps, each one transact
    IMMEDIATE`` serialises writers anyway), nothing done when it is planned already,
    else the claims of its debtors (``plan_claims`` bounded by the range) and the row
    marked planned with what it wrote. No company lock: the shards of a company run at
-   the same time. They write disjoint debtors' rows (outbox, claim items, levels), and
-   the row locks they take on the company and its debtors for the foreign keys are
-   shared ones (``KEY SHARE``), so two shards never wait for each other.
+   the same time. They write disjoint debtors' rows (outbox, claim items, levels; a
+   replay is skipped by the unique keys and ``ON CONFLICT DO NOTHING``), and the row
+   locks they take on the company and its debtors for the foreign keys are shared ones
+   (``KEY SHARE``, which the company lock ``FOR NO KEY UPDATE`` does not conflict with
+   either): two shards wait for each other only for the moment of a commit (the
+   ``data_version`` row every writing transaction moves on last), and no cycle of
+   waits, hence no deadlock, can form between them.
 3. **The end** (``finish_day``), tried after every shard commits: under the company
    lock, nothing done when the day has ended or a shard is not planned yet, else the
    scheduled actions (a debt notice is merged into a claim of the same day, so they come
