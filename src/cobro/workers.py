@@ -4,17 +4,26 @@ sends ``cobro.tick`` every ``COBRO_TICK_SECONDS``.
 - ``cobro.tick``: for each company whose send time has come today (in its time zone),
   records the day's run once (``daily_runs``: with two schedulers, one wins) and queues
   ``cobro.run_day``; then queues the outbox rows ready now as ``cobro.send_rows`` shards.
-- ``cobro.run_day``: plans the company's day (``run_day`` without sending), then queues
-  what is ready.
-- ``cobro.send_rows``: sends one shard with the dispatcher (``dispatch_rows``), paced
-  by the providers' shared rate limits.
+- ``cobro.run_day``: starts the company's day (``cobro.engine.plan_shards``: the start
+  of the plan, company-wide, and the day cut into ranges of ``COBRO_PLAN_SHARD_DEBTORS``
+  debtors) and queues a ``cobro.plan_shard`` per shard.
+- ``cobro.plan_shard``: plans the claims of one shard, then tries to end the day: the
+  worker that completes its last shard plans the scheduled actions and reminders, marks
+  the day finished and queues what is ready.
+- ``cobro.send_rows``: sends one shard of ready rows with the dispatcher
+  (``dispatch_rows``), paced by the providers' shared rate limits.
 - ``cobro.post_webhooks``: posts a company's webhook deliveries that are due.
 
 Every task is acknowledged after it ends (``acks_late``) and given back to the queue when
-its worker dies, and every task may run twice: planning is idempotent (the outbox's unique
-key) and sending claims each row under a lease. A worker killed mid-task loses nothing
-(its task is delivered again, its rows are taken over) and sends at most the messages it
-had on the wire again, under the same Message-ID, to recipients without a delivery.
+its worker dies, and every task may run twice: a shard is planned once (its row is
+locked and marked planned in the transaction that plans it; the outbox's unique key
+besides), the day is ended once (under the company lock, only while not ended), and
+sending claims each row under a lease. A worker killed mid-task loses nothing (its
+transaction is rolled back, its task is delivered again, its rows are taken over) and
+sends at most the messages it had on the wire again, under the same Message-ID, to
+recipients without a delivery. A day not finished ``COBRO_REQUEUE_AFTER_S`` after it
+was queued (a task lost with its broker, a shard that failed) is queued again by the
+scheduler, and its shards not planned yet with it.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
@@ -33,10 +42,14 @@ from cobro.config.settings import WorkerSettings
 from cobro.errors import CobroError
 from cobro.workspace import Workspace, utcnow
 
+if TYPE_CHECKING:
+    from cobro.engine.plan_shards import DayBegun, DayFinished
+
 log = logging.getLogger("cobro.workers")
 
 TICK = "cobro.tick"
 RUN_DAY = "cobro.run_day"
+PLAN_SHARD = "cobro.plan_shard"
 SEND_ROWS = "cobro.send_rows"
 POST_WEBHOOKS = "cobro.post_webhooks"
 
@@ -124,6 +137,10 @@ def make_app(settings: WorkerSettings | None = None) -> tuple[Celery, Companies]
     def run_day_task(root: str, run_on: str) -> None:
         plan_company_day(app, companies, root, date.fromisoformat(run_on))
 
+    @app.task(name=PLAN_SHARD)  # type: ignore[untyped-decorator]
+    def plan_shard_task(root: str, run_on: str, shard_id: int) -> None:
+        plan_company_shard(app, companies, root, date.fromisoformat(run_on), shard_id)
+
     @app.task(name=SEND_ROWS)  # type: ignore[untyped-decorator]
     def send_rows_task(root: str, ids: list[int]) -> None:
         send_shard(companies, root, ids)
@@ -205,29 +222,108 @@ def tick(app: Celery, companies: Companies, now: datetime) -> TickReport:
 
 
 def plan_company_day(app: Celery, companies: Companies, root: str, run_on: date) -> None:
-    """Plan ``run_on`` for the company at ``root`` (as of its send time) and queue what is
-    ready; nothing when that day's run has already finished."""
-    from cobro.engine.runs import end_run, run_day, start_run
-    from cobro.engine.sharding import daily_run_done, daily_run_finished
+    """Start the plan of ``run_on`` for the company at ``root`` (as of its send time) and
+    queue its shards not planned yet; nothing when that day's run has already finished."""
+    from cobro.domain.calendar import send_instant
+    from cobro.engine.plan_shards import begin_day
+    from cobro.engine.sharding import daily_run_finished
     from cobro.store.db import retrying
 
     ws = companies.get(root)
     with ws.engine.connect() as conn:
         if daily_run_finished(conn, ws.company_id, run_on):
             return
-    run_id = start_run(ws, run_on, at=utcnow())
-    try:
-        run_day(ws, run_on, send=False, run_id=run_id)  # counted in the metrics
-    except Exception as exc:  # recorded with the run; the scheduler queues it again later
-        end_run(ws, run_id, utcnow(), f"{type(exc).__name__}: {exc}")
-        raise
+    company = ws.config.company
+    as_of = send_instant(run_on, company.send_time, company.timezone)
 
-    def done() -> None:
+    def begun() -> DayBegun | None:
         with ws.engine.begin() as conn:
-            daily_run_done(conn, ws.company_id, run_on, run_id, utcnow())
+            return begin_day(
+                conn,
+                ws.config,
+                ws.company_id,
+                run_on,
+                as_of,
+                utcnow(),
+                companies.settings.plan_shard_debtors,
+            )
 
-    retrying(done)
+    day = retrying(begun)
+    if day is None:
+        return
+    for shard_id in day.pending:
+        app.send_task(
+            PLAN_SHARD,
+            args=[str(ws.root), run_on.isoformat(), shard_id],
+            queue=companies.settings.queue,
+        )
+    if not day.pending:  # no debtor, or every shard planned before this delivery
+        finish_company_day(app, companies, ws, run_on)
+
+
+def plan_company_shard(
+    app: Celery, companies: Companies, root: str, run_on: date, shard_id: int
+) -> None:
+    """Plan shard ``shard_id`` of ``run_on`` for the company at ``root`` (nothing when it is
+    planned already), then end the day if every shard of it is planned."""
+    from cobro.engine.plan_shards import plan_shard
+    from cobro.engine.runs import end_run
+    from cobro.store.db import retrying
+
+    ws = companies.get(root)
+
+    def planned() -> None:
+        with ws.engine.begin() as conn:
+            plan_shard(conn, ws.config, ws.company_id, run_on, shard_id, utcnow())
+
+    try:
+        retrying(planned)
+    except Exception as exc:  # recorded with the run; the scheduler queues the day again
+        run_id = _day_run(ws, run_on)
+        if run_id is not None:
+            end_run(ws, run_id, utcnow(), f"{type(exc).__name__}: {exc}")
+        raise
+    finish_company_day(app, companies, ws, run_on)
+
+
+def _day_run(ws: Workspace, run_on: date) -> int | None:
+    from sqlalchemy import select
+
+    from cobro.store import tables as t
+
+    d = t.daily_runs.c
+    with ws.engine.connect() as conn:
+        found = conn.execute(
+            select(d.run_id).where(d.company_id == ws.company_id, d.run_on == run_on)
+        ).scalar()
+    return None if found is None else int(found)
+
+
+def finish_company_day(app: Celery, companies: Companies, ws: Workspace, run_on: date) -> bool:
+    """End the plan of ``run_on`` when every shard of it is planned and nobody has ended it
+    (``finish_day``), keep the run's report, and queue what is ready; whether this call
+    ended it."""
+    from cobro.engine.dispatch import DispatchReport
+    from cobro.engine.plan_shards import finish_day
+    from cobro.engine.runs import checkpoint, count_run, record_report, run_report
+    from cobro.store.db import retrying
+
+    def finished() -> DayFinished | None:
+        with ws.engine.begin() as conn:
+            day = finish_day(conn, ws.config, ws.company_id, run_on, utcnow())
+            if day is not None:
+                report = run_report(run_on, day.as_of, day.plan, DispatchReport())
+                record_report(conn, day.run_id, report)
+            return day
+
+    day = retrying(finished)
+    if day is None:
+        return False
+    checkpoint(ws, day.as_of)  # the plan's own evidence (accounts released)
+    seconds = (utcnow() - day.started_at).total_seconds()  # from the start of the day
+    count_run(ws.config.company.id, day.plan.planned, seconds)
     queue_ready(app, companies, ws, utcnow())
+    return True
 
 
 def send_shard(companies: Companies, root: str, ids: list[int]) -> None:

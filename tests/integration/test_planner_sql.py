@@ -109,6 +109,50 @@ def test_finding_the_debtors_of_the_day_reads_the_open_due_index_alone(
             assert "USING COVERING INDEX ix_receivables_open_due" in step, plan
 
 
+def test_a_shards_debtors_of_the_day_are_found_in_the_open_due_index_bounded_by_its_range(
+    sqlite_ws: Workspace,
+) -> None:
+    """A shard of the day (a range of debtor ids) finds its debtors in the same range scans
+    of the open-due index, its debtor column bounding them; a first run's full scan reads
+    the range of debtors from the open-customer index."""
+    policies = sqlite_ws.config.all_policies()
+    with sqlite_ws.engine.begin() as conn:
+        planner.refresh_policies(conn, sqlite_ws.config, sqlite_ws.company_id)
+        ids = sorted(conn.execute(select(t.customers.c.id)).scalars())
+        covered = RUN_ON - timedelta(days=1)
+        plans = []
+        for debtors in (
+            claims.DebtorRange(ids[10], ids[19]),
+            claims.DebtorRange(ids[30], None),
+            claims.DebtorRange(None, ids[9]),
+        ):
+            crossing = claims._crossing_select(
+                sqlite_ws.company_id, policies, RUN_ON, covered, debtors=debtors
+            )
+            cand = claims._candidates_table()
+            cand.drop(conn, checkfirst=True)
+            cand.create(conn)
+            plans.append(query_plan(conn, crossing))
+            plans.append(query_plan(conn, claims._add_candidates(conn, cand, crossing)))
+            whole = (
+                select(t.receivables.c.customer_id)
+                .where(
+                    t.receivables.c.company_id == sqlite_ws.company_id,
+                    t.receivables.c.balance_minor > 0,
+                    *debtors.where(t.receivables.c.customer_id),
+                )
+                .distinct()
+            )
+            scan = query_plan(conn, claims._add_candidates(conn, cand, whole))
+            assert all(
+                "COVERING INDEX ix_receivables_open_customer" in step
+                for step in receivable_lookups(scan)
+            ), scan
+    for plan in plans:
+        for step in receivable_lookups(plan):
+            assert "USING COVERING INDEX ix_receivables_open_due" in step, plan
+
+
 @pytest.mark.parametrize("paused", [False, True])
 def test_a_debtors_debt_is_read_candidate_by_candidate_from_the_open_customer_index(
     sqlite_ws: Workspace, paused: bool

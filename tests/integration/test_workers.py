@@ -40,6 +40,7 @@ pytestmark = pytest.mark.postgres
 DAY = datetime(2025, 3, 3).date()  # phase 00 of b2b for invoices due 2025-03-10
 AFTER_SEND_TIME = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)  # 13:00 in Madrid, sent at 09:00
 SHARD = 5  # debtors per shard: a day of a few dozen debtors makes several tasks
+PLAN_SHARD = 7  # debtors per shard of a day's plan
 CONNECTIONS = 4  # the starter's smtp.connections
 CONCURRENCY = 2  # the worker's tasks at once
 REQUEUE = timedelta(seconds=601)  # after COBRO_REQUEUE_AFTER_S (600 s)
@@ -144,6 +145,7 @@ def cluster(
         workspace=root,
         queue=queue,
         shard_debtors=SHARD,
+        plan_shard_debtors=PLAN_SHARD,
         metrics_port=metrics_port,
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("COBRO_")}
@@ -151,6 +153,7 @@ def cluster(
         COBRO_BROKER_URL=broker_url,
         COBRO_QUEUE=queue,
         COBRO_SHARD_DEBTORS=str(SHARD),
+        COBRO_PLAN_SHARD_DEBTORS=str(PLAN_SHARD),
         COBRO_METRICS_PORT=str(metrics_port),
     )
     app, companies = make_app(settings)
@@ -229,9 +232,13 @@ def test_two_schedulers_start_one_run_whose_messages_each_go_once(
     assert duplicates(smtp.received) == 0
     assert _wait_until(lambda: statuses(ws) == {"sent": 23}), statuses(ws)
     with ws.engine.connect() as conn:
-        runs = conn.execute(select(func.count()).select_from(t.runs)).scalar_one()
+        runs = conn.execute(select(t.runs.c.planned, t.runs.c.report)).all()
         owed = conn.execute(select(t.daily_runs.c.finished_at)).scalars().all()
-    assert runs == 1 and len(owed) == 1 and owed[0] is not None
+        shards = conn.execute(select(t.plan_shards.c.planned_at, t.plan_shards.c.planned)).all()
+    assert len(runs) == 1 and len(owed) == 1 and owed[0] is not None
+    # Planned in shards of 7 debtors by the worker, the run's report adding them up.
+    assert len(shards) == 4 and all(s.planned_at is not None for s in shards)
+    assert sum(s.planned for s in shards) == runs[0].planned == runs[0].report["planned"] == 23
     # Later ticks of the same day start nothing more.
     again = tick(cluster["app"], cluster["companies"], AFTER_SEND_TIME + timedelta(hours=1))
     assert again.runs == () and again.shards == 0
@@ -465,3 +472,74 @@ def test_every_message_a_shard_sends_takes_a_slot_of_its_channel(
             select(t.rate_slots.c.next_at).where(t.rate_slots.c.channel == "email")
         ).scalar_one()
     assert next_at == pytest.approx(start + 5 * 0.001)
+
+
+def _waiting_on_a_lock(ws: Workspace) -> bool:
+    """Whether a session of the database waits for a row lock (a shard held up)."""
+    with ws.engine.connect() as conn:
+        return bool(
+            conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            ).scalar_one()
+        )
+
+
+def test_a_worker_killed_9_while_planning_a_shard_plans_it_once_and_sends_it_once(
+    cluster: dict[str, Any], smtp: Counting
+) -> None:
+    """The worker is killed while a shard of the day's plan has written part of its rows:
+    none of them is committed, the shard is planned again (the task delivered again, or
+    queued again with the day by the scheduler) and each claim is planned and sent once."""
+    ws: Workspace = cluster["ws"]
+    worker: WorkerProcess = cluster["worker"]
+    day = DAY + timedelta(days=1)
+    at = AFTER_SEND_TIME + timedelta(days=1)
+    addresses = debtors(ws, 20, day + timedelta(days=7), prefix="Q")
+    smtp.received.clear()
+    c, o = t.customers.c, t.outbox.c
+    held = ws.engine.connect()
+    try:
+        # A row lock on one debtor holds its shard at the claims' INSERT (the foreign key's
+        # shared lock on the debtor waits), after its candidates and debt were read.
+        held.begin()
+        held.execute(select(c.id).where(c.external_id == "Q12").with_for_update())
+        report = tick(cluster["app"], cluster["companies"], at)
+        assert report.runs == ((ws.config.company.id, day),)
+        assert _wait_until(lambda: _waiting_on_a_lock(ws)), "no shard reached the held debtor"
+        worker.kill()
+    finally:
+        held.rollback()
+        held.close()
+    q = select(func.count()).select_from(t.outbox).join(t.customers, c.id == o.customer_id)
+    q = q.where(c.external_id.like("Q%"), o.occurrence_on == day)
+    with ws.engine.connect() as conn:
+        unplanned = conn.execute(
+            select(func.count()).where(
+                t.plan_shards.c.run_on == day, t.plan_shards.c.planned_at.is_(None)
+            )
+        ).scalar_one()
+    assert unplanned >= 1
+    worker.start()
+    # RabbitMQ gives the shard's task back at once; the scheduler queues the unfinished
+    # day again after COBRO_REQUEUE_AFTER_S (Redis: before its visibility timeout).
+    tick(cluster["app"], cluster["companies"], at + REQUEUE)
+    _sent_everything(ws, smtp, addresses)
+    assert duplicates(smtp.received) == 0
+    assert _one_message_id_per_claim(smtp)
+    d_, s = t.daily_runs.c, t.plan_shards.c
+    assert _wait_until(lambda: _day_finished(ws, day))
+    with ws.engine.connect() as conn:
+        assert conn.execute(q).scalar_one() == 20  # one claim per debtor
+        shards = conn.execute(select(s.planned_at).where(s.run_on == day)).scalars().all()
+        runs = conn.execute(select(func.count()).where(t.runs.c.run_on == day)).scalar_one()
+        run_id = conn.execute(select(d_.run_id).where(d_.run_on == day)).scalar_one()
+        planned = conn.execute(select(t.runs.c.planned).where(t.runs.c.id == run_id)).scalar_one()
+    assert shards and all(p is not None for p in shards)
+    assert runs == 1 and planned == 20
+
+
+def _day_finished(ws: Workspace, day: Any) -> bool:
+    d_ = t.daily_runs.c
+    with ws.engine.connect() as conn:
+        return conn.execute(select(d_.finished_at).where(d_.run_on == day)).scalar() is not None

@@ -17,10 +17,14 @@ def test_settings_come_from_cobro_variables(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("COBRO_BROKER_URL", "redis://cache:6379/2")
     monkeypatch.setenv("COBRO_RATE_LIMITS", '{"email": 50, "sms": 2.5}')
     monkeypatch.setenv("COBRO_SHARD_DEBTORS", "40")
+    monkeypatch.delenv("COBRO_PLAN_SHARD_DEBTORS", raising=False)
     settings = WorkerSettings()
     assert settings.broker_url == "redis://cache:6379/2"
     assert settings.rate_limits == {"email": 50.0, "sms": 2.5}
     assert settings.shard_debtors == 40
+    assert settings.plan_shard_debtors == 50_000  # a day's plan: shards of this many
+    monkeypatch.setenv("COBRO_PLAN_SHARD_DEBTORS", "1000")
+    assert WorkerSettings().plan_shard_debtors == 1000
     assert settings.queue == "cobro"
 
 
@@ -28,6 +32,11 @@ def test_settings_come_from_cobro_variables(monkeypatch: pytest.MonkeyPatch) -> 
     ("variable", "value", "says"),
     [
         ("COBRO_TICK_SECONDS", "0", "COBRO_TICK_SECONDS: Input should be greater than 0"),
+        (
+            "COBRO_PLAN_SHARD_DEBTORS",
+            "0",
+            "COBRO_PLAN_SHARD_DEBTORS: Input should be greater than or equal to 1",
+        ),
         (
             "COBRO_RATE_LIMITS",
             "email=50",

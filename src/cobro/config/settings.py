@@ -26,6 +26,9 @@ class WorkerSettings(BaseSettings):
     queue: str = "cobro"
     # Debtors per shard: a company's ready rows are cut into tasks of this many debtors
     shard_debtors: int = Field(default=200, ge=1)
+    # Debtors per shard of a day's plan: a company's daily plan is cut into tasks of
+    # about this many consecutive debtors (one task during the go-live ramp)
+    plan_shard_debtors: int = Field(default=50_000, ge=1)
     # How often the scheduler looks for runs to start and rows to queue
     tick_seconds: float = Field(default=30.0, gt=0)
     # A queued row not sent by then is queued again (a task lost with its broker)

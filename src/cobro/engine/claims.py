@@ -6,7 +6,9 @@ Set-based around a small Python decision per debtor:
    whose due date plus a phase's offset falls in the days not planned yet (one
    indexed range scan per phase), those whose ``review_on`` has come (a gap to the
    next phase ended, a repeat is due, the go-live ramp deferred them), and on the
-   first run or after a long gap every debtor with open debt.
+   first run or after a long gap every debtor with open debt. A shard of the day
+   (``cobro.engine.plan_shards``) looks at a range of debtor ids only: each of these
+   selections is bounded by it.
 2. **Their debt**, one aggregate query per policy: for each phase the oldest open
    item big enough for it and whether an item reaches it exactly today. Items that
    are disputed or promised (``cobro.engine.pauses``) are left out of it, and of the
@@ -58,6 +60,30 @@ KEEP_DUE_DATES = DueDates()  # due dates count as stored
 
 
 @dataclass(frozen=True)
+class DebtorRange:
+    """The debtors whose ids run from ``first`` to ``last`` (both included; None: no bound)."""
+
+    first: int | None = None
+    last: int | None = None
+
+    def where(self, customer_id: Any, by_index: bool = True) -> list[Any]:
+        """The conditions keeping ``customer_id`` in the range; ``by_index=False``: written
+        so that no index is chosen for them (SQLite), where another condition's index
+        should be read and the debtor checked in it."""
+        if not by_index:
+            customer_id = customer_id + 0
+        out = []
+        if self.first is not None:
+            out.append(customer_id >= self.first)
+        if self.last is not None:
+            out.append(customer_id <= self.last)
+        return out
+
+
+EVERY_DEBTOR = DebtorRange()
+
+
+@dataclass(frozen=True)
 class ClaimsPlanned:
     claims: int  # outbox rows written
     items: int  # open items they list
@@ -96,9 +122,11 @@ def _crossing_select(
     run_on: date,
     covered: date,
     due: DueDates = KEEP_DUE_DATES,
+    debtors: DebtorRange = EVERY_DEBTOR,
 ) -> Any:
     """Debtors with an open item reaching one of their policy's phases on a day after
-    ``covered`` and up to ``run_on``: one range scan of the open-due index per phase.
+    ``covered`` and up to ``run_on``: one range scan of the open-due index per phase
+    (its debtor column bounds ``debtors``).
 
     An item reaching an after-due phase no higher than the one its debtor already stands
     at changes nothing (it is overdue, so the level stands, and it reaches no higher
@@ -120,6 +148,9 @@ def _crossing_select(
                 r.balance_minor >= max(1, ph.min_balance_minor),
                 r.due_on >= lo,
                 r.due_on <= hi,
+                # Checked in the day's range of the index, never read by debtor
+                # (SQLite would read every open item of the range's debtors).
+                *debtors.where(r.customer_id, by_index=False),
             )
             if ph.offset_days > 0:
                 q = q.where(
@@ -146,12 +177,15 @@ def _fill_candidates(
     run_on: date,
     covered: date | None,
     cand: Table,
+    debtors: DebtorRange = EVERY_DEBTOR,
 ) -> None:
     r, lv = t.receivables.c, t.dunning_levels.c
     sources: list[Any] = []
     if full_scan(config, run_on, covered):
         sources.append(
-            select(r.customer_id).where(r.company_id == company_id, r.balance_minor > 0).distinct()
+            select(r.customer_id)
+            .where(r.company_id == company_id, r.balance_minor > 0, *debtors.where(r.customer_id))
+            .distinct()
         )
     else:
         assert covered is not None
@@ -164,10 +198,13 @@ def _fill_candidates(
                     run_on,
                     covered,
                     config.calendar.due_calendar(),
+                    debtors,
                 )
             )
     sources.append(
-        select(lv.customer_id).where(lv.company_id == company_id, lv.review_on <= run_on)
+        select(lv.customer_id).where(
+            lv.company_id == company_id, lv.review_on <= run_on, *debtors.where(lv.customer_id)
+        )
     )
     for source in sources:
         conn.execute(_add_candidates(conn, cand, source))
@@ -316,12 +353,18 @@ def _levels(conn: Connection, cand: Table) -> dict[int, tuple[str, Level | None,
     return out
 
 
+def go_live_ramp(config: CobroConfig, run_on: date, go_live_on: date) -> bool:
+    """Whether ``run_on`` is a day of the go-live ramp, whose claims are limited company-wide."""
+    gl = config.company.go_live
+    return gl.max_claims_per_day is not None and run_on < go_live_on + timedelta(days=gl.days)
+
+
 def _go_live_room(
     conn: Connection, config: CobroConfig, company_id: int, run_on: date, go_live_on: date
 ) -> int | None:
     """How many more claims the go-live ramp allows today (None: no limit)."""
     gl = config.company.go_live
-    if gl.max_claims_per_day is None or run_on >= go_live_on + timedelta(days=gl.days):
+    if gl.max_claims_per_day is None or not go_live_ramp(config, run_on, go_live_on):
         return None
     o = t.outbox.c
     steps = [ph.step_id for p in config.all_policies() for ph in p.phases]
@@ -343,13 +386,16 @@ def plan_claims(
     now: datetime,
     run_id: int | None,
     paused: Table | None = None,
+    debtors: DebtorRange = EVERY_DEBTOR,
 ) -> ClaimsPlanned:
     """Plan the claims of ``run_on`` inside the caller's transaction (see the module);
-    ``paused``: the items left out (``cobro.engine.pauses.paused_table``)."""
+    ``paused``: the items left out (``cobro.engine.pauses.paused_table``); ``debtors``:
+    the debtors looked at (a shard of the day; the go-live ramp's limit holds for the
+    claims of the whole company only when one shard plans them all)."""
     cand = _candidates_table()
     cand.drop(conn, checkfirst=True)
     cand.create(conn)
-    _fill_candidates(conn, config, company_id, run_on, covered, cand)
+    _fill_candidates(conn, config, company_id, run_on, covered, cand, debtors)
     levels = _levels(conn, cand)
     resting = _resting(conn, cand, paused)
     decided: list[tuple[int, str, Decision, DebtSummary]] = []

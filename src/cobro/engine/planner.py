@@ -1,11 +1,17 @@
 """The daily run's first half: everything due on a date becomes outbox rows, set-based.
 
-In one transaction, serialised per company: debtors' policies are re-resolved when the
-assignment rules changed, paid-up accounts are released, promises to pay are settled
-(kept or broken, ``cobro.engine.pauses``), then the day's claims (one per
+In one transaction, serialised per company (``plan_day``): debtors' policies are
+re-resolved when the assignment rules changed, paid-up accounts are released, promises to
+pay are settled (kept or broken, ``cobro.engine.pauses``), then the day's claims (one per
 debtor at its phase, ``cobro.engine.claims``), scheduled actions and subscription
 reminders are written to the outbox (``INSERT ... SELECT`` with ``ON CONFLICT DO
 NOTHING`` on the idempotency key). No clock read: the date and the instant are arguments.
+
+The day is three steps, which the workers run as separate transactions
+(``cobro.engine.plan_shards``): its start (``start_day``, company-wide), the claims of
+ranges of debtors, and its end (``end_day``: the scheduled actions, which merge a debt
+notice into a claim of the same day and so come after every claim, the reminders, and
+the day marked covered).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     Connection,
+    Table,
     and_,
     case,
     func,
@@ -29,9 +36,9 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from cobro.config import CobroConfig
 from cobro.engine.accounts import release_paid_blocks
-from cobro.engine.claims import plan_claims
+from cobro.engine.claims import ClaimsPlanned, plan_claims
 from cobro.engine.pauses import paused_table, settle_promises
-from cobro.engine.scheduled import plan_actions
+from cobro.engine.scheduled import ActionsPlanned, plan_actions
 from cobro.engine.subscriptions import plan_subscriptions
 from cobro.store import tables as t
 from cobro.store.db import like_literal, lock_company
@@ -94,17 +101,32 @@ def refresh_policies(conn: Connection, config: CobroConfig, company_id: int) -> 
     return True
 
 
-def plan_day(
-    conn: Connection,
-    config: CobroConfig,
-    company_id: int,
-    run_on: date,
-    now: datetime,
-    run_id: int | None = None,
-) -> PlanResult:
-    """Plan everything due on ``run_on`` into the outbox, inside the caller's transaction."""
-    # Serialise planning per company (SQLite: the write lock taken by BEGIN IMMEDIATE).
-    lock_company(conn, company_id)
+@dataclass(frozen=True)
+class DayStarted:
+    """What the start of a day's plan found and did, company-wide. Every part of the day's
+    claims plans from ``covered_before`` and ``go_live_on``, whenever it runs."""
+
+    covered_before: date | None  # the company's covered_through before this day's run
+    go_live_on: date
+    unblocked: int = 0
+    promises_kept: int = 0
+    promises_broken: int = 0
+
+
+@dataclass(frozen=True)
+class DayEnded:
+    """What the end of a day's plan wrote: scheduled actions and subscription reminders."""
+
+    actions: ActionsPlanned
+    reminders: int
+
+
+def start_day(
+    conn: Connection, config: CobroConfig, company_id: int, run_on: date, now: datetime
+) -> DayStarted:
+    """The start of ``run_on``'s plan, for the whole company (the caller holds the company
+    lock): policies re-resolved, paid-up accounts released, the go-live day recorded,
+    promises settled."""
     refresh_policies(conn, config, company_id)
     unblocked = release_paid_blocks(conn, company_id, run_on, now)
     co = t.companies.c
@@ -116,26 +138,79 @@ def plan_day(
         go_live_on = run_on
         conn.execute(update(t.companies).where(co.id == company_id).values(go_live_on=run_on))
     settled = settle_promises(conn, company_id, run_on, now)
-    paused = paused_table(conn, company_id)  # disputed or promised: left out of the claims
-    claims = plan_claims(
-        conn, config, company_id, run_on, covered_before, go_live_on, now, run_id, paused
-    )
+    return DayStarted(covered_before, go_live_on, unblocked, len(settled.kept), len(settled.broken))
+
+
+def end_day(
+    conn: Connection,
+    config: CobroConfig,
+    company_id: int,
+    run_on: date,
+    covered_before: date | None,
+    now: datetime,
+    run_id: int | None,
+    paused: Table | None,
+) -> DayEnded:
+    """The end of ``run_on``'s plan, once every debtor's claim is planned (a debt notice
+    due the day of a claim is merged into it): scheduled actions, subscription reminders,
+    and the day marked covered."""
     actions = plan_actions(conn, config, company_id, run_on, covered_before, now, run_id, paused)
-    if paused is not None:
-        paused.drop(conn)
     subs = plan_subscriptions(conn, config, company_id, run_on, now, run_id)
-    if covered_before is None or covered_before < run_on:
-        conn.execute(update(t.companies).where(co.id == company_id).values(covered_through=run_on))
+    co = t.companies.c
+    conn.execute(
+        update(t.companies)
+        .where(co.id == company_id, or_(co.covered_through.is_(None), co.covered_through < run_on))
+        .values(covered_through=run_on)
+    )
+    return DayEnded(actions, subs.reminders)
+
+
+def day_result(
+    run_on: date, started: DayStarted, claims: ClaimsPlanned, ended: DayEnded
+) -> PlanResult:
+    """The plan of a day from its three steps (``claims``: of all its debtors)."""
+    actions = ended.actions
     return PlanResult(
         run_on,
-        claims.claims + actions.messages + subs.reminders,
+        claims.claims + actions.messages + ended.reminders,
         claims.items + actions.items,
         claims.candidates,
-        unblocked,
+        started.unblocked,
         actions.tasks,
         claims.held,
         claims.deferred,
-        promises_kept=len(settled.kept),
-        promises_broken=len(settled.broken),
+        promises_kept=started.promises_kept,
+        promises_broken=started.promises_broken,
         problems=actions.problems,
     )
+
+
+def plan_day(
+    conn: Connection,
+    config: CobroConfig,
+    company_id: int,
+    run_on: date,
+    now: datetime,
+    run_id: int | None = None,
+) -> PlanResult:
+    """Plan everything due on ``run_on`` into the outbox, inside the caller's transaction:
+    the day's start, the claims of every debtor, then the day's end."""
+    # Serialise planning per company (SQLite: the write lock taken by BEGIN IMMEDIATE).
+    lock_company(conn, company_id)
+    started = start_day(conn, config, company_id, run_on, now)
+    paused = paused_table(conn, company_id)  # disputed or promised: left out of the claims
+    claims = plan_claims(
+        conn,
+        config,
+        company_id,
+        run_on,
+        started.covered_before,
+        started.go_live_on,
+        now,
+        run_id,
+        paused,
+    )
+    ended = end_day(conn, config, company_id, run_on, started.covered_before, now, run_id, paused)
+    if paused is not None:
+        paused.drop(conn)
+    return day_result(run_on, started, claims, ended)

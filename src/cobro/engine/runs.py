@@ -20,7 +20,7 @@ from cobro.channels.email import CaptureTransport, EmailChannel, SmtpSettings, S
 from cobro.channels.webhook import WebhookChannel
 from cobro.domain.calendar import send_instant
 from cobro.engine.dispatch import Dispatcher, DispatchReport
-from cobro.engine.planner import plan_day
+from cobro.engine.planner import PlanResult, plan_day
 from cobro.engine.sending import Breaker
 from cobro.evidence.checkpoint import Checkpoint, checkpoint_head
 from cobro.progress import SILENT, Progress
@@ -223,6 +223,13 @@ def _metrics() -> ModuleType | None:
     return sys.modules.get("cobro.engine.metrics")
 
 
+def count_run(company: str, planned: int, seconds: float) -> None:
+    """Count a run that planned ``planned`` rows in ``seconds`` in this process's metrics
+    (when it serves them)."""
+    if (metrics := _metrics()) is not None:
+        metrics.count_run(company, planned, seconds)
+
+
 def dispatch_due(
     ws: Workspace,
     as_of: datetime,
@@ -384,7 +391,23 @@ def run_day(
     if send and as_of >= send_at:
         dispatched = dispatch_due(ws, as_of, channels, templates, progress, clock)
 
-    report = RunReport(
+    report = run_report(run_on, as_of, plan, dispatched)
+
+    def finished() -> None:
+        with ws.engine.begin() as conn:
+            record_report(conn, run_id, report)
+
+    retrying(finished)
+    checkpoint(ws, as_of)  # the plan's own evidence (accounts released) when nothing was sent
+    count_run(company.id, plan.planned, time.monotonic() - began)
+    return report
+
+
+def run_report(
+    run_on: date, as_of: datetime, plan: PlanResult, dispatched: DispatchReport
+) -> RunReport:
+    """The report of a run that planned ``plan`` and sent ``dispatched``."""
+    return RunReport(
         date=run_on,
         as_of=as_of,
         planned=plan.planned,
@@ -409,26 +432,22 @@ def run_day(
         held_back=dispatched.held_back,
     )
 
-    def finished() -> None:
-        with ws.engine.begin() as conn:
-            conn.execute(
-                update(t.runs)
-                .where(t.runs.c.id == run_id)
-                .values(
-                    planned=plan.planned,
-                    sent=dispatched.sent,
-                    failed=dispatched.failed,
-                    skipped=dispatched.cancelled,
-                    finished_at=as_of,
-                    report=report.to_json(),
-                )
-            )
 
-    retrying(finished)
-    checkpoint(ws, as_of)  # the plan's own evidence (accounts released) when nothing was sent
-    if (metrics := _metrics()) is not None:
-        metrics.count_run(company.id, plan.planned, time.monotonic() - began)
-    return report
+def record_report(conn: Connection, run_id: int, report: RunReport) -> None:
+    """Keep ``report`` with run ``run_id``, which it ends (as of the instant it reports)."""
+    conn.execute(
+        update(t.runs)
+        .where(t.runs.c.id == run_id)
+        .values(
+            planned=report.planned,
+            sent=report.sent,
+            failed=report.failed,
+            skipped=report.skipped,
+            finished_at=report.as_of,
+            report=report.to_json(),
+            error=None,
+        )
+    )
 
 
 def _insert_run(

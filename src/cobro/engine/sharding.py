@@ -1,6 +1,11 @@
 """What the scheduler hands the workers: each company's daily run, owed once, and the
 outbox rows ready now, cut into shards of consecutive debtors.
 
+A daily run is recorded in ``daily_runs`` by the first scheduler to get there, and
+queued again when it has not finished in time (its task lost, a shard of its plan that
+failed). The run's plan is cut into shards of debtors of its own, planned by any worker
+(``cobro.engine.plan_shards``); the rows it plans are queued here once they are ready.
+
 Only ids travel through the broker, and only of rows that are ready: a row due later
 is queued by the tick after it becomes due, never with a days-long ETA (Redis would deliver
 it again after its visibility timeout). A queued row is marked ``queued_until``; if its

@@ -143,6 +143,7 @@ if TYPE_CHECKING:
     debtor_notes: Table
     audit_log: Table
     daily_runs: Table
+    plan_shards: Table
     rate_slots: Table
     customer_terms: Table
     data_version: Table
@@ -982,6 +983,9 @@ def _audit_log() -> Table:
 
 # The daily run each company is owed (Celery scheduler): one row per company and day,
 # inserted by whichever scheduler gets there first; the run's task fills in the rest.
+# When the day's plan starts (``cobro.engine.plan_shards``) it records what every shard
+# of it plans from: the company's ``covered_through`` and ``go_live_on`` before the day,
+# and what the start of the day did (accounts released, promises settled).
 @_defines
 def _daily_runs() -> Table:
     return Table(
@@ -993,7 +997,36 @@ def _daily_runs() -> Table:
         Column("queued_at", UTCDateTime, nullable=False),
         Column("run_id", ForeignKey("runs.id")),
         Column("finished_at", UTCDateTime),
+        Column("started_at", UTCDateTime),  # the start of the day's plan committed
+        Column("covered_before", Date),
+        Column("go_live_on", Date),
+        Column("unblocked", Integer, nullable=False, server_default="0"),
+        Column("promises_kept", Integer, nullable=False, server_default="0"),
+        Column("promises_broken", Integer, nullable=False, server_default="0"),
         UniqueConstraint("company_id", "run_on", name="uq_daily_runs_day"),
+    )
+
+
+# A company's day planned in shards (``cobro.engine.plan_shards``): the claims of the
+# debtors whose ids run from ``first_customer_id`` to ``last_customer_id`` (NULL: no
+# upper bound), planned by one task; ``planned_at`` once they are, with what it planned.
+@_defines
+def _plan_shards() -> Table:
+    return Table(
+        "plan_shards",
+        _metadata,
+        Column("id", Integer, primary_key=True),
+        Column("company_id", ForeignKey("companies.id"), nullable=False),
+        Column("run_on", Date, nullable=False),
+        Column("first_customer_id", Integer, nullable=False),
+        Column("last_customer_id", Integer),
+        Column("planned_at", UTCDateTime),
+        Column("planned", Integer, nullable=False, server_default="0"),
+        Column("items", Integer, nullable=False, server_default="0"),
+        Column("candidates", Integer, nullable=False, server_default="0"),
+        Column("held", Integer, nullable=False, server_default="0"),
+        Column("deferred", Integer, nullable=False, server_default="0"),
+        UniqueConstraint("company_id", "run_on", "first_customer_id", name="uq_plan_shards_first"),
     )
 
 
