@@ -306,11 +306,60 @@ def test_the_next_days_are_simulated(page: Any) -> None:
     assert page.errors == []  # type: ignore[attr-defined]
 
 
+PHONE_PAGES = (
+    "/dashboard/",
+    "/dashboard/debtors",
+    "/dashboard/messages",
+    "/dashboard/tasks",
+    "/dashboard/disputes",
+    "/dashboard/simulation",
+    "/dashboard/policies",
+    "/dashboard/templates/b2b_01",
+    "/dashboard/actions",
+    "/dashboard/segments",
+    "/dashboard/settings/communications",
+    "/dashboard/banking",
+    "/dashboard/audit",
+)
+
+
+def page_width(page: Any) -> int:
+    return int(page.evaluate("document.documentElement.scrollWidth"))
+
+
 def test_the_dashboard_fits_a_phone(browser: Any, served: Served, page: Any) -> None:
+    """Every screen is as wide as the phone: a table wider than its card scrolls inside it,
+    and the page itself never scrolls sideways."""
     context = browser.new_context(viewport={"width": WIDTHS["phone"], "height": 800})
     context.add_cookies(page.context.cookies())
     phone = context.new_page()
     phone.goto(f"{served.url}/dashboard/")
     assert phone.locator("#aging-chart").is_visible()
     screenshot(phone, "dashboard-overview-phone")
+    # The overview's figures of both periods fit the phone, without scrolling.
+    for table in phone.locator("#indicators table, #messages table").all():
+        box, card = table.bounding_box(), table.locator("xpath=..").bounding_box()
+        assert box is not None and card is not None
+        assert box["x"] + box["width"] <= card["x"] + card["width"]
+    # An open task on the board: each row has its form to give it to someone.
+    phone.goto(f"{served.url}/dashboard/debtors?q=acme")
+    phone.locator("table#debtors").get_by_role("link", name="Acme Industrial").click()
+    phone.wait_for_load_state()
+    assert page_width(phone) == WIDTHS["phone"]
+    screenshot(phone, "dashboard-account-phone")
+    phone.locator("#task summary").click()
+    phone.fill(
+        "#task_message",
+        "Acordar con Acme un calendario de pagos de la F-002 y enviarlo a "
+        "administracion.proveedores@acme-industrial.example",
+    )
+    phone.get_by_role("button", name="Abrir la tarea").click()
+    phone.wait_for_load_state()
+    for path in PHONE_PAGES:
+        phone.goto(f"{served.url}{path}")
+        phone.wait_for_load_state()
+        assert page_width(phone) == WIDTHS["phone"], path
+        if path == "/dashboard/tasks":
+            assert phone.locator("table#tasks form.assign").count() == 1
+            screenshot(phone, "dashboard-tasks-phone")
     context.close()
