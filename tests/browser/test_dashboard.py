@@ -112,6 +112,9 @@ def page(browser: Any, served: Served) -> Iterator[Any]:
     errors: list[str] = []
     opened.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     opened.errors = errors  # type: ignore[attr-defined]
+    requested: list[str] = []
+    opened.on("request", lambda r: requested.append(r.url))
+    opened.requested = requested  # type: ignore[attr-defined]
     yield opened
     context.close()
 
@@ -333,6 +336,8 @@ def test_the_dashboard_fits_a_phone(browser: Any, served: Served, page: Any) -> 
     context = browser.new_context(viewport={"width": WIDTHS["phone"], "height": 800})
     context.add_cookies(page.context.cookies())
     phone = context.new_page()
+    requested: list[str] = []
+    phone.on("request", lambda r: requested.append(r.url))
     phone.goto(f"{served.url}/dashboard/")
     assert phone.locator("#aging-chart").is_visible()
     screenshot(phone, "dashboard-overview-phone")
@@ -359,7 +364,13 @@ def test_the_dashboard_fits_a_phone(browser: Any, served: Served, page: Any) -> 
         phone.goto(f"{served.url}{path}")
         phone.wait_for_load_state()
         assert page_width(phone) == WIDTHS["phone"], path
+        assert phone.locator("script").count() == 0, path
         if path == "/dashboard/tasks":
             assert phone.locator("table#tasks form.assign").count() == 1
             screenshot(phone, "dashboard-tasks-phone")
     context.close()
+    # Nothing on any screen came from anywhere but this server: no script, style, font or
+    # image from elsewhere (this company has no logo hosted on another site).
+    everything = requested + page.requested
+    assert len(everything) > len(PHONE_PAGES)
+    assert [url for url in everything if not url.startswith(f"{served.url}/")] == []
