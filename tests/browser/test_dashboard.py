@@ -168,6 +168,7 @@ def test_a_debtor_is_found_and_its_claim_resent(page: Any, ws: Path) -> None:
     page.locator("form.resend button").first.click()
     page.wait_for_load_state()
     assert "La reclamación se ha reenviado." in page.inner_text("main")
+    assert "Reenvío de la reclamación 1" in page.inner_text("main")
     assert len(mails(ws)) == before + 1
     screenshot(page, "dashboard-account-resent")
 
@@ -224,7 +225,7 @@ def test_the_message_log_is_filtered(page: Any) -> None:
     # Yesterday's run wrote to Acme (Beta's invoice is not due yet); the resend went again.
     rows = page.locator("table#messages tbody tr")
     assert rows.count() == 2
-    assert "Resend of claim" in rows.nth(0).inner_text()  # newest first
+    assert "Reenvío de la reclamación 1" in rows.nth(0).inner_text()  # newest first
     page.select_option("#channel", "email")
     page.fill("#recipient", "AP@acme")
     page.select_option("#phase", "resend")
@@ -232,7 +233,7 @@ def test_the_message_log_is_filtered(page: Any) -> None:
     page.wait_for_load_state()
     assert rows.count() == 1
     assert "ap@acme.example" in rows.nth(0).inner_text()
-    assert "Resend of claim" in rows.nth(0).inner_text()
+    assert "Reenvío de la reclamación 1" in rows.nth(0).inner_text()
     assert "recipient=AP%40acme" in page.url and "phase=resend" in page.url
     screenshot(page, "dashboard-messages-filtered")
     page.select_option("#phase", "")
