@@ -284,6 +284,11 @@ def test_a_template_is_previewed_for_a_debtor(page: Any) -> None:
     assert "F-001" not in email.inner_text()
     english = page.frame_locator("#preview-en iframe.email").locator("body")
     assert "F-002" in english.inner_text() and "Dear Acme Industrial" in english.inner_text()
+    # Each email is shown whole in its frame, nothing of it cut off at the side.
+    for frame in (email, english):
+        assert frame.evaluate("b => b.ownerDocument.documentElement.scrollWidth") <= int(
+            frame.evaluate("b => b.ownerDocument.documentElement.clientWidth")
+        )
     screenshot(page, "dashboard-template-preview")
     assert page.errors == []  # type: ignore[attr-defined]
 
