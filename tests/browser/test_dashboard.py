@@ -112,6 +112,9 @@ def page(browser: Any, served: Served) -> Iterator[Any]:
     errors: list[str] = []
     opened.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     opened.errors = errors  # type: ignore[attr-defined]
+    requested: list[str] = []
+    opened.on("request", lambda r: requested.append(r.url))
+    opened.requested = requested  # type: ignore[attr-defined]
     yield opened
     context.close()
 
@@ -165,6 +168,7 @@ def test_a_debtor_is_found_and_its_claim_resent(page: Any, ws: Path) -> None:
     page.locator("form.resend button").first.click()
     page.wait_for_load_state()
     assert "La reclamación se ha reenviado." in page.inner_text("main")
+    assert "Reenvío de la reclamación 1" in page.inner_text("main")
     assert len(mails(ws)) == before + 1
     screenshot(page, "dashboard-account-resent")
 
@@ -221,7 +225,7 @@ def test_the_message_log_is_filtered(page: Any) -> None:
     # Yesterday's run wrote to Acme (Beta's invoice is not due yet); the resend went again.
     rows = page.locator("table#messages tbody tr")
     assert rows.count() == 2
-    assert "Resend of claim" in rows.nth(0).inner_text()  # newest first
+    assert "Reenvío de la reclamación 1" in rows.nth(0).inner_text()  # newest first
     page.select_option("#channel", "email")
     page.fill("#recipient", "AP@acme")
     page.select_option("#phase", "resend")
@@ -229,7 +233,7 @@ def test_the_message_log_is_filtered(page: Any) -> None:
     page.wait_for_load_state()
     assert rows.count() == 1
     assert "ap@acme.example" in rows.nth(0).inner_text()
-    assert "Resend of claim" in rows.nth(0).inner_text()
+    assert "Reenvío de la reclamación 1" in rows.nth(0).inner_text()
     assert "recipient=AP%40acme" in page.url and "phase=resend" in page.url
     screenshot(page, "dashboard-messages-filtered")
     page.select_option("#phase", "")
@@ -280,6 +284,11 @@ def test_a_template_is_previewed_for_a_debtor(page: Any) -> None:
     assert "F-001" not in email.inner_text()
     english = page.frame_locator("#preview-en iframe.email").locator("body")
     assert "F-002" in english.inner_text() and "Dear Acme Industrial" in english.inner_text()
+    # Each email is shown whole in its frame, nothing of it cut off at the side.
+    for frame in (email, english):
+        assert frame.evaluate("b => b.ownerDocument.documentElement.scrollWidth") <= int(
+            frame.evaluate("b => b.ownerDocument.documentElement.clientWidth")
+        )
     screenshot(page, "dashboard-template-preview")
     assert page.errors == []  # type: ignore[attr-defined]
 
@@ -306,11 +315,68 @@ def test_the_next_days_are_simulated(page: Any) -> None:
     assert page.errors == []  # type: ignore[attr-defined]
 
 
+PHONE_PAGES = (
+    "/dashboard/",
+    "/dashboard/debtors",
+    "/dashboard/messages",
+    "/dashboard/tasks",
+    "/dashboard/disputes",
+    "/dashboard/simulation",
+    "/dashboard/policies",
+    "/dashboard/templates/b2b_01",
+    "/dashboard/actions",
+    "/dashboard/segments",
+    "/dashboard/settings/communications",
+    "/dashboard/banking",
+    "/dashboard/audit",
+)
+
+
+def page_width(page: Any) -> int:
+    return int(page.evaluate("document.documentElement.scrollWidth"))
+
+
 def test_the_dashboard_fits_a_phone(browser: Any, served: Served, page: Any) -> None:
+    """Every screen is as wide as the phone: a table wider than its card scrolls inside it,
+    and the page itself never scrolls sideways."""
     context = browser.new_context(viewport={"width": WIDTHS["phone"], "height": 800})
     context.add_cookies(page.context.cookies())
     phone = context.new_page()
+    requested: list[str] = []
+    phone.on("request", lambda r: requested.append(r.url))
     phone.goto(f"{served.url}/dashboard/")
     assert phone.locator("#aging-chart").is_visible()
     screenshot(phone, "dashboard-overview-phone")
+    # The overview's figures of both periods fit the phone, without scrolling.
+    for table in phone.locator("#indicators table, #messages table").all():
+        box, card = table.bounding_box(), table.locator("xpath=..").bounding_box()
+        assert box is not None and card is not None
+        assert box["x"] + box["width"] <= card["x"] + card["width"]
+    # An open task on the board: each row has its form to give it to someone.
+    phone.goto(f"{served.url}/dashboard/debtors?q=acme")
+    phone.locator("table#debtors").get_by_role("link", name="Acme Industrial").click()
+    phone.wait_for_load_state()
+    assert page_width(phone) == WIDTHS["phone"]
+    screenshot(phone, "dashboard-account-phone")
+    phone.locator("#task summary").click()
+    phone.fill(
+        "#task_message",
+        "Acordar con Acme un calendario de pagos de la F-002 y enviarlo a "
+        "administracion.proveedores@acme-industrial.example",
+    )
+    phone.get_by_role("button", name="Abrir la tarea").click()
+    phone.wait_for_load_state()
+    for path in PHONE_PAGES:
+        phone.goto(f"{served.url}{path}")
+        phone.wait_for_load_state()
+        assert page_width(phone) == WIDTHS["phone"], path
+        assert phone.locator("script").count() == 0, path
+        if path == "/dashboard/tasks":
+            assert phone.locator("table#tasks form.assign").count() == 1
+            screenshot(phone, "dashboard-tasks-phone")
     context.close()
+    # Nothing on any screen came from anywhere but this server: no script, style, font or
+    # image from elsewhere (this company has no logo hosted on another site).
+    everything = requested + page.requested
+    assert len(everything) > len(PHONE_PAGES)
+    assert [url for url in everything if not url.startswith(f"{served.url}/")] == []

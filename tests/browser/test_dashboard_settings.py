@@ -200,6 +200,20 @@ def test_a_message_on_the_20th_and_the_last_day_with_a_pdf_is_in_the_next_simula
         (twentieth.isoformat(), "P1", "email"),
         (last.isoformat(), "P1", "email"),
     }
+    # The dashboard's own simulation, from today to that day, shows the same.
+    page.get_by_role("link", name="Simulación").click()
+    page.wait_for_load_state()
+    page.fill("#days", str((end - TODAY).days + 1))
+    page.get_by_role("button", name="Simular").click()
+    page.wait_for_selector("#simulation-days", timeout=120_000)
+    page.wait_for_selector("#sim-running", state="detached", timeout=120_000)
+    for day in sorted({twentieth, last}):
+        page.goto(f"{page.url.split('/dashboard/')[0]}/dashboard/simulation/{day}?channel=email")
+        page.wait_for_load_state()
+        rows = page.locator("table#simulation-detail tbody tr", has_text="action/nuevas-tarifas")
+        assert rows.count() == 1, day
+        assert "Lucía Gómez" in rows.inner_text() and "Nuevas tarifas" in rows.inner_text()
+    screenshot(page, "dashboard-simulation-action")
     assert page.errors == []  # type: ignore[attr-defined]
 
 

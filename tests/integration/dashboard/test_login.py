@@ -3,6 +3,7 @@ companies, the login form's token."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import delete, func, select, update
@@ -205,3 +206,26 @@ def test_a_kept_session_sees_its_users_role_and_records_its_activity(site: Site)
         assert last_seen == NOW + timedelta(minutes=0 if minutes == 4 else minutes)
     site.clock.now = NOW + timedelta(minutes=190 + 121)
     assert browser.get("/dashboard/debtors").status_code == 303  # two idle hours
+
+
+def test_pages_are_in_the_companys_language_until_the_user_switches_to_the_other(
+    make_site: Callable[..., Site],
+) -> None:
+    """The company's locale gives the pages' language (en_US here); the header's link
+    switches a browser to the other, login page included."""
+    site = make_site(replace={"  locale: es_ES ": "  locale: en_US "})
+    acme = site.staff("collector")
+    page = acme.get("/dashboard/debtors")
+    assert page.status_code == 200
+    assert '<html lang="en">' in page.text and ">Debtors</a>" in page.text
+    assert "Deudores" not in page.text and "Acme Industrial" in page.text
+    switched = acme.get("/dashboard/language/es?next=/dashboard/debtors")
+    assert switched.status_code == 303 and switched.headers["location"] == "/dashboard/debtors"
+    spanish = acme.get("/dashboard/debtors")
+    assert '<html lang="es">' in spanish.text and ">Deudores</a>" in spanish.text
+    assert ">Debtors</a>" not in spanish.text
+    assert "Iniciar sesión" in acme.get("/dashboard/login?company=acme").text
+    # Another browser is still shown the company's language.
+    other = site.staff("read-only")
+    assert ">Debtors</a>" in other.get("/dashboard/debtors").text
+    assert acme.get("/dashboard/language/fr").status_code == 404

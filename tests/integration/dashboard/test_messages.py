@@ -129,7 +129,12 @@ def test_a_collector_resends_a_message_to_its_recipient_from_the_log(site: Site)
     after = collector.get(done.headers["location"])
     assert "La reclamación se ha reenviado." in after.text
     text = text_of(after.text)
-    assert f"Resend of claim {claim}" in text  # the resend is logged, newest first
+    # The resend is logged, newest first, named in the page's language.
+    assert f"Reenvío de la reclamación {claim}" in text and "Resend of" not in text
+    assert collector.get("/dashboard/language/en").status_code == 303
+    english = text_of(collector.get("/dashboard/messages").text)
+    assert f"Resend of claim {claim}" in english and "Reenvío de" not in english
+    assert collector.get("/dashboard/language/es").status_code == 303
     assert listed(site, "?phase=resend") == ["ap@acme-industrial.example"]
     # A place to go back to outside the log is not followed.
     away = collector.form(

@@ -39,6 +39,11 @@ def test_the_policies_page_shows_every_phase_as_configured(site: Site) -> None:
     assert 'href="/dashboard/templates/b2b_05"' in html
     templates = re.findall(r'<tr data-template="([^"]+)">', html)
     assert "b2b_00" in templates and "receipt" in templates and "statement" not in templates
+    # What uses a template: a phase by its name in cobro.yaml, a notice in the page's words.
+    rows = dict(re.findall(r'<tr data-template="([^"]+)">(.*?)</tr>', html, re.S))
+    assert "Recibo de pago" in text_of(rows["receipt"]) and "Payment" not in rows["receipt"]
+    assert "Aviso bancario" in text_of(rows["banking_notice"])
+    assert "b2b 01 · Overdue and unpaid for 7 days" in text_of(rows["b2b_01"])
 
 
 def test_a_template_is_previewed_for_a_debtor_in_both_languages(site: Site) -> None:

@@ -32,11 +32,14 @@ def eur(amount: str) -> Money:
     return Money.of(amount, "EUR")
 
 
-def loaded(make_site: Callable[..., Site], smtp_server: SmtpServer) -> Site:
+def loaded(
+    make_site: Callable[..., Site], smtp_server: SmtpServer, replace: dict[str, str] | None = None
+) -> Site:
     """The data set, its run of 2025-03-03 (C1's claim sent, C2's refused by the mail
-    server), then C1 paying 200 of F-2 on 2025-03-04, opening and confirming the claim."""
+    server), then C1 paying 200 of F-2 on 2025-03-04, opening and confirming the claim.
+    ``replace``: more changes to the companies' cobro.yaml."""
     smtp_server.handler.refuse("pay@beta-retail.example", "550 5.1.1 no such user")
-    site = make_site(replace=smtp_server.replace)
+    site = make_site(replace={**smtp_server.replace, **(replace or {})})
     ws = site.acme
     load(
         ws,
@@ -82,7 +85,8 @@ def loaded(make_site: Callable[..., Site], smtp_server: SmtpServer) -> Site:
 def test_the_overview_figures_match_those_worked_out_by_hand(
     make_site: Callable[..., Site], smtp_server: SmtpServer
 ) -> None:
-    site = loaded(make_site, smtp_server)
+    # An email costs 0.35 here (the starter's 0.0005 is less than a cent).
+    site = loaded(make_site, smtp_server, {"    cost: 0.0005 ": "    cost: 0.35 "})
     ws = site.acme
     with ws.engine.connect() as conn:
         found = overview(conn, ws.company_id, "EUR", TODAY, "Europe/Madrid")
@@ -120,6 +124,10 @@ def test_the_overview_figures_match_those_worked_out_by_hand(
     assert dict(last90.by_phase) == {"b2b/01": eur("200"), None: eur("800")}
     channels = {ch: (amount, cost) for ch, amount, cost in last30.by_channel}
     assert channels["email"][0] == eur("200") and channels[None][0] == eur("700")
+    # Against what each channel cost: C1's email delivered, 0.35; C2's, refused by the mail
+    # server, nothing. Payments with no claim before them: no channel, no cost.
+    assert channels["email"][1] == eur("0.35") and channels[None][1] == eur("0")
+    assert set(channels) == {"email", None}
     assert [x.message for x in found.tasks_today] == ["Call Carla"]
 
 

@@ -28,6 +28,7 @@ from cobro.engine.responses import add_promise, open_dispute
 from cobro.engine.tasks import list_tasks, open_task
 from cobro.errors import CobroError
 from cobro.evidence.history import claim_history
+from cobro.web.dashboard.helpers import step_label
 from cobro.web.dashboard.labels import words
 from cobro.web.dashboard.queries import (
     DebtorCard,
@@ -80,6 +81,9 @@ def _account(
         notes = list_notes(conn, who.company_id, card.id)
         paid = payments(conn, who.company_id, card.id)
         resent = resend_state(conn, who.company_id, card.id, resend) if resend else None
+    said = words(who.language)
+    for claim in claims:
+        claim.phase_name = step_label(config, claim.step, said)
     totals: dict[str, Any] = {}
     for item in items:
         totals[item.balance.currency] = (

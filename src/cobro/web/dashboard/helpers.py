@@ -14,6 +14,9 @@ from babel.numbers import format_currency
 from sqlalchemy import Connection
 from starlette.datastructures import FormData
 
+from cobro.config import CobroConfig
+from cobro.engine.messages import NOTICE_NAMES, RESEND_PREFIX, notice_spec
+from cobro.evidence.history import step_name
 from cobro.web.dashboard.session import PREFIX, Staff
 
 T = TypeVar("T")
@@ -92,3 +95,16 @@ def cost_text(amount: Decimal, currency: str, locale: str) -> str:
     return str(
         format_currency(amount.normalize(), currency, locale=locale, decimal_quantization=False)
     )
+
+
+def step_label(config: CobroConfig, step: str, said: dict[str, str]) -> str:
+    """What staff read for an outbox step in the page's language (``said``): a resend and
+    an event's notice in the dashboard's words; a policy's phase or a scheduled action by
+    the name ``cobro.yaml`` gives it."""
+    if step.startswith(RESEND_PREFIX):
+        claim = step.removeprefix(RESEND_PREFIX).partition("/")[0]
+        return said["step_resend"].format(claim=claim)
+    kind = step.partition("/")[0]
+    if kind in NOTICE_NAMES and notice_spec(config, step) is not None:
+        return said[f"step_{kind}"]
+    return step_name(config, step)

@@ -16,7 +16,6 @@ from starlette.responses import RedirectResponse, Response
 
 from cobro.engine.message_log import STATES, MessageFilter, message_log
 from cobro.engine.resend import OUTWARD_ROLES, ResendError
-from cobro.evidence.history import step_name
 from cobro.store import tables as t
 from cobro.web.dashboard.helpers import (
     back_to,
@@ -26,6 +25,7 @@ from cobro.web.dashboard.helpers import (
     one_of,
     read,
     read_day,
+    step_label,
     with_query,
     write,
 )
@@ -129,7 +129,7 @@ def _log(
     rows = []
     for m in page.rows:
         if m.step not in names:
-            names[m.step] = step_name(config, m.step)
+            names[m.step] = step_label(config, m.step, said)
         rows.append(
             {
                 "m": m,

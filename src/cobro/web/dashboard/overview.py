@@ -20,9 +20,9 @@ from cobro.domain.reports import BUCKETS
 from cobro.engine.reports import Overview, Week
 from cobro.engine.reports import overview as read_overview
 from cobro.engine.reports import trend as read_trend
-from cobro.evidence.history import step_name
 from cobro.store.db import data_version
 from cobro.web.dashboard.charts import bar_chart
+from cobro.web.dashboard.helpers import step_label
 from cobro.web.dashboard.labels import words
 from cobro.web.dashboard.session import PREFIX, StaffDep
 from cobro.web.dashboard.view import render
@@ -154,7 +154,7 @@ def overview(request: Request, who: StaffDep) -> Response:
     )
     phases = {
         p.days: [
-            (step_name(config, step) if step else said["no_claim"], amount)
+            (step_label(config, step, said) if step else said["no_claim"], amount)
             for step, amount in p.by_phase
         ]
         for p in found.periods

@@ -56,8 +56,9 @@ class Use:
     mode: str
 
 
-def template_uses(config: CobroConfig) -> dict[str, list[Use]]:
-    """Every template the configuration uses, by name, with where."""
+def template_uses(config: CobroConfig, said: dict[str, str] | None = None) -> dict[str, list[Use]]:
+    """Every template the configuration uses, by name, with where; an event's notice
+    described in the words of ``said`` (a page's language) when given."""
     from cobro.domain.actions import ActionType
     from cobro.engine.messages import NOTICE_NAMES
 
@@ -100,7 +101,8 @@ def template_uses(config: CobroConfig) -> dict[str, list[Use]]:
         ("subscriptions.admin.template", "admin", subs.admin.template),
         ("banking.template", "banking", config.banking.template),
     ):
-        add(name, Use(where, NOTICE_NAMES[kind], kind, NOTICE_NAMES[kind], "message"))
+        what = said[f"step_{kind}"] if said else NOTICE_NAMES[kind]
+        add(name, Use(where, what, kind, NOTICE_NAMES[kind], "message"))
     return dict(sorted(found.items()))
 
 
@@ -144,7 +146,7 @@ def checked(root: Path) -> list[ConfigProblem]:
 def policies(request: Request, who: StaffDep) -> Response:
     config = who.state.ws.config
     problems = checked(who.state.ws.root)
-    uses = template_uses(config)
+    uses = template_uses(config, words(who.language))
     by_field = {p.field: p for p in problems}
     failing = {
         name
@@ -325,7 +327,7 @@ def template(request: Request, name: str, who: StaffDep, debtor: str = "") -> Re
         )
         for lang in LANGUAGES
     ]
-    uses = template_uses(config)[name]
+    uses = template_uses(config, words(who.language))[name]
     fields = {u.field for u in uses if u.field}
     problems = [str(p) for p in checked(who.state.ws.root) if p.field in fields]
     return render(
