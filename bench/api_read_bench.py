@@ -42,7 +42,7 @@ from common import (
     BENCH_DATE,
     OUT_DIR,
     Timer,
-    _upgrade_schema,
+    upgrade_schema,
     checkpoint,
     copy_sqlite,
     ensure_dataset,
@@ -157,7 +157,7 @@ def build(debtors: int, receivables: int, per_debtor: int) -> Path:
         checkpoint(work)
         work.rename(cached)
         say(f"added {claims:,} claims listing {items:,} items in {tm.s:.1f} s")
-    _upgrade_schema(cached)  # cached by an earlier version: brought to the current schema
+    upgrade_schema(cached)  # cached by an earlier version: brought to the current schema
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)

@@ -604,7 +604,7 @@ def generate_sqlite(root: Path, debtors: int, receivables: int, on: date = BENCH
     (root / "ready.json").write_text(json.dumps(meta), encoding="utf-8")
 
 
-def _upgrade_schema(db: Path) -> None:
+def upgrade_schema(db: Path) -> None:
     """Bring a dataset cached by an earlier version up to the current schema once, so that
     no benchmark times a migration (a new index on a million rows) in the copy it opens."""
     from cobro.store.db import head_revision, make_engine, migrate
@@ -627,7 +627,7 @@ def ensure_dataset(debtors: int, receivables: int, on: date = BENCH_DATE) -> Pat
     root = dataset_dir(debtors, receivables, on)
     if (root / "ready.json").exists():
         say(f"using cached dataset {root.relative_to(REPO)}")
-        _upgrade_schema(root / "cobro.db")
+        upgrade_schema(root / "cobro.db")
         return root
     say(f"generating dataset {root.relative_to(REPO)} (cached for later runs)...")
     cmd = [sys.executable, str(Path(__file__).resolve()), str(debtors), str(receivables), str(on)]
