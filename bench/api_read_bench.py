@@ -42,11 +42,11 @@ from common import (
     BENCH_DATE,
     OUT_DIR,
     Timer,
-    upgrade_schema,
     checkpoint,
     copy_sqlite,
     ensure_dataset,
     say,
+    upgrade_schema,
 )
 
 OUT = OUT_DIR / "api"
