@@ -43,8 +43,14 @@ def _number(ctx: Context, value: Decimal | int) -> str:
 
 
 @pass_context
-def _date(ctx: Context, value: date | None, fmt: str = "medium") -> str:
-    return "" if value is None else _date_text(value, fmt, ctx["locale"])
+def _date(ctx: Context, value: date | str | None, fmt: str = "medium") -> str:
+    """``value`` (a date, or one written ISO 8601 as a history entry keeps it) as the
+    page's readers write dates."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        value = date.fromisoformat(value)
+    return _date_text(value, fmt, ctx["locale"])
 
 
 @pass_context

@@ -98,6 +98,7 @@ def test_a_collector_records_a_promise_a_dispute_a_note_and_a_task(site: Site) -
     text = text_of(collector.get(page).text)
     assert "F-1 Factura 20 dic 2024 1.000,00 € 600,00 € Pago prometido 10 mar 2025" in text
     assert "F-2 Factura 14 feb 2025 500,00 € 500,00 € En disputa" in text
+    assert "2025-03-10" not in text  # the promise's date as the page writes dates, everywhere
     assert "Goods returned Personal Abierta" in text
     assert "Call back Abierta" in text
     assert "Spoke to Ana in accounts collector@acme.example" in text
