@@ -6,6 +6,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,38 @@ from cobro.workspace import Workspace, open_workspace
 from migrated import copy_sqlite
 
 STARTER = Path(str(resources.files("cobro") / "starter"))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` (pyproject.toml) with the groups honoured.
+
+    pytest-xdist names a test's ``xdist_group`` by appending it to the test's id, which
+    pytest 9 no longer lets a plugin change: every test was handed out on its own. Here a
+    test of a file that marks its tests ``xdist_group`` (``pytestmark``) is given to the
+    worker that runs that file, in order; every other test goes on its own to the worker
+    that is free. Groups are handed out first, those of the most tests first."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    root = config.rootpath
+    grouped: dict[str, bool] = {}
+
+    class FileGroups(LoadGroupScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            scope = str(super()._split_scope(nodeid))
+            if scope != nodeid:  # a group pytest-xdist could name
+                return scope
+            path = nodeid.split("::")[0]
+            if path not in grouped:
+                try:
+                    text = (root / path).read_text(encoding="utf-8")
+                except OSError:
+                    text = ""
+                grouped[path] = "pytest.mark.xdist_group(" in text
+            return path if grouped[path] else nodeid
+
+    return FileGroups(config, log)
 
 
 @pytest.fixture

@@ -27,6 +27,10 @@ from e2e.cli import clock_set_to, run_cobro
 
 from .conftest import WIDTHS, Served, screenshot, serve, stop
 
+# The tests share module-scoped fixtures: with pytest-xdist one worker runs them all, in
+# order (--dist loadgroup, pyproject.toml).
+pytestmark = pytest.mark.xdist_group("tests/browser/test_dashboard.py")
+
 TODAY = date.today()
 D0 = TODAY - timedelta(days=1)  # the run: yesterday
 EMAIL, PASSWORD = "cobros@demo.example", "una contraseña larga"

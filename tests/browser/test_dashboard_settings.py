@@ -30,6 +30,10 @@ from e2e.cli import clock_set_to, run_cobro
 
 from .conftest import WIDTHS, Served, screenshot, serve, stop
 
+# The tests share module-scoped fixtures: with pytest-xdist one worker runs them all, in
+# order (--dist loadgroup, pyproject.toml).
+pytestmark = pytest.mark.xdist_group("tests/browser/test_dashboard_settings.py")
+
 TODAY = date.today()
 EMAIL, PASSWORD = "admin@demo.example", "una contraseña larga"
 ADMIN_ADDRESS = "administracion@demo.example"

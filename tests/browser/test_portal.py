@@ -29,6 +29,10 @@ from e2e.cli import clock_set_to, run_cobro
 
 from .conftest import WIDTHS, Served, screenshot, serve, stop
 
+# The tests share module-scoped fixtures: with pytest-xdist one worker runs them all, in
+# order (--dist loadgroup, pyproject.toml).
+pytestmark = pytest.mark.xdist_group("tests/browser/test_portal.py")
+
 TOKEN = re.compile(r"https://pagos\.demo\.example/portal/([A-Za-z0-9_.-]+)")
 TODAY = date.today()
 D0 = TODAY - timedelta(days=1)  # the first run: yesterday
@@ -43,7 +47,7 @@ def clock() -> Iterator[None]:
 
 
 # The tests below follow one workspace from claim to broken promise, in this order: with
-# pytest-xdist, ``--dist loadfile`` (pyproject.toml) runs them all, in order, on one worker.
+# pytest-xdist, their xdist_group (pytestmark above) runs them all, in order, on one worker.
 
 
 def write(path: Path, text: str) -> None:

@@ -13,6 +13,10 @@ import pytest
 
 from .cli import copy_workspace, run_cobro
 
+# The tests share module-scoped fixtures: with pytest-xdist one worker runs them all, in
+# order (--dist loadgroup, pyproject.toml).
+pytestmark = pytest.mark.xdist_group("tests/e2e/test_bad_input.py")
+
 DEEP = "[" * 100_000 + "]" * 100_000
 
 

@@ -15,6 +15,10 @@ import pytest
 
 from .cli import copy_workspace, run_cobro
 
+# The tests share module-scoped fixtures: with pytest-xdist one worker runs them all, in
+# order (--dist loadgroup, pyproject.toml).
+pytestmark = pytest.mark.xdist_group("tests/e2e/test_cli.py")
+
 
 def cobro(ws: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
     return run_cobro(ws, *args, ok=ok)

@@ -15,6 +15,10 @@ import pytest
 from .cli import copy_workspace, free_port, run_cobro, start_serving
 from .test_cli_portal import write
 
+# The tests share module-scoped fixtures: with pytest-xdist one worker runs them all, in
+# order (--dist loadgroup, pyproject.toml).
+pytestmark = pytest.mark.xdist_group("tests/e2e/test_cli_companies.py")
+
 
 def company_with_a_claim(root: Path, slug: str, debtor: str, email: str) -> Path:
     run_cobro(root, "companies", "add", slug, "--name", f"{slug.title()} S.L.")

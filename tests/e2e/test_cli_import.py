@@ -12,6 +12,10 @@ import pytest
 
 from .cli import copy_workspace, run_cobro
 
+# The tests share module-scoped fixtures: with pytest-xdist one worker runs them all, in
+# order (--dist loadgroup, pyproject.toml).
+pytestmark = pytest.mark.xdist_group("tests/e2e/test_cli_import.py")
+
 SAMPLES = Path(__file__).parent.parent / "data" / "import"
 
 

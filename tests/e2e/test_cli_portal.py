@@ -15,6 +15,10 @@ import pytest
 
 from .cli import ENV, copy_workspace, run_cobro, start_serving
 
+# The tests share module-scoped fixtures: with pytest-xdist one worker runs them all, in
+# order (--dist loadgroup, pyproject.toml).
+pytestmark = pytest.mark.xdist_group("tests/e2e/test_cli_portal.py")
+
 
 def write(path: Path, text: str) -> Path:
     path.write_text(text.strip() + "\n", encoding="utf-8")

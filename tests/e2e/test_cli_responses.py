@@ -15,6 +15,10 @@ import pytest
 
 from .cli import clock_set_to, copy_workspace, run_cobro
 
+# The tests share module-scoped fixtures: with pytest-xdist one worker runs them all, in
+# order (--dist loadgroup, pyproject.toml).
+pytestmark = pytest.mark.xdist_group("tests/e2e/test_cli_responses.py")
+
 TODAY = date.today()  # `promises add` checks the promised date against the clock
 
 

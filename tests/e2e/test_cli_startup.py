@@ -29,6 +29,10 @@ HEAVY = (
 # Runs the command as `python -m cobro` does, then lists every top-level module loaded.
 PROBE = """
 import json, runpy, sys
+
+# The tests share module-scoped fixtures: with pytest-xdist one worker runs them all, in
+# order (--dist loadgroup, pyproject.toml).
+pytestmark = pytest.mark.xdist_group("tests/e2e/test_cli_startup.py")
 sys.argv = ["cobro", *sys.argv[1:]]
 try:
     runpy.run_module("cobro", run_name="__main__", alter_sys=True)

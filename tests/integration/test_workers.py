@@ -35,7 +35,9 @@ from local_smtp import LocalSMTP
 from .conftest import STARTER_CONFIG, WITHOUT_ACTIONS
 from .test_exactly_once import Counting, debtors, duplicates, statuses
 
-pytestmark = pytest.mark.postgres
+# The tests share one Celery worker process: with pytest-xdist one worker runs them all
+# (--dist loadgroup, pyproject.toml).
+pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("tests/integration/test_workers.py")]
 
 DAY = datetime(2025, 3, 3).date()  # phase 00 of b2b for invoices due 2025-03-10
 AFTER_SEND_TIME = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)  # 13:00 in Madrid, sent at 09:00

@@ -28,6 +28,7 @@ from cobro.intake.events import EventError, parse_event
 from cobro.intake.importer import import_file
 from cobro.intake.jsontext import TooDeep, loads
 from cobro.intake.readers import MAX_FIELD
+from cobro.render.limits import LimitedSandbox, LimitExceeded, render_within, time_limit
 from cobro.render.templates import TemplateSet
 from cobro.store import tables as t
 from cobro.workspace import Workspace
@@ -333,6 +334,42 @@ def test_a_runaway_template_is_stopped_at_its_time_limit(claim: str, tmp_path: P
     with pytest.raises(TemplateError, match=r"^template runaway\.en\.j2: took longer than 0\.3 s"):
         templates.render("runaway", "en", sample_context(config, "en"))
     assert time.monotonic() - began < 3
+
+
+class Ticking:
+    """A clock that moves ``step`` seconds on each reading."""
+
+    def __init__(self, step: float) -> None:
+        self.now = 0.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_a_render_that_waits_on_a_loaded_machine_is_not_stopped_by_the_clock() -> None:
+    # A second passes on the clock between any two checks (the process waits for the
+    # processor), while the render itself takes a few milliseconds of it: it is finished.
+    template = LimitedSandbox().from_string("{% for i in range(50) %}{{ item.name }} {% endfor %}")
+    clock = Ticking(1.0)
+    with time_limit(0.5, clock=clock):
+        out = render_within(template, {"item": {"name": "x"}})
+    assert out.split() == ["x"] * 50
+    assert clock.now > 50  # the clock passed the limit a hundred times over
+
+
+def test_a_runaway_template_is_stopped_once_it_has_used_its_processor_time() -> None:
+    template = LimitedSandbox().from_string(
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    )
+    cpu = Ticking(0.01)  # 10 ms of processor time between two readings
+    with (
+        time_limit(0.3, clock=Ticking(1.0), cpu_clock=cpu),
+        pytest.raises(LimitExceeded, match=r"^took longer than 0\.3 s to render"),
+    ):
+        render_within(template, {})
+    assert 0.3 <= cpu.now < 0.35  # stopped at the first reading past the limit
 
 
 def test_ordinary_template_features_still_work_within_the_limits(tmp_path: Path) -> None:

@@ -6,16 +6,25 @@ expensive ones: ``"x" * 400000000``, a loop over ``lipsum`` or two nested
 refuses, before doing the work, every operation whose result would exceed
 ``MAX_OUTPUT`` characters (repetition, concatenation, padding, ``replace``, ``join``,
 ``format`` widths, ``lipsum``), and ``render_within`` renders a template as a stream,
-stopping once its output passes the size limit or the deadline of ``time_limit``
-passes (also checked on every ``range`` step, attribute lookup and call, so a silent
-loop stops too). Exceeding a limit raises ``LimitExceeded``.
+stopping once its output passes the size limit or the time of ``time_limit`` is spent
+(also checked on every ``range`` step, attribute lookup and call, so a silent loop stops
+too). Exceeding a limit raises ``LimitExceeded``.
+
+The time is the processor time of the rendering thread, not the time on the clock: a
+template that loops forever uses it up as fast as the clock runs, while a render that
+waits (for the processor on a loaded machine, for the interpreter lock another thread
+holds) does not, and a valid template is never refused because the machine was busy. The
+clock is read first, on every check, and the thread's time only once the clock has passed
+the deadline: a thread cannot use more processor time than the time that has passed, so
+until then the render is within its limit.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -27,7 +36,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 from jinja2.utils import generate_lorem_ipsum
 
 MAX_OUTPUT = 1_000_000  # characters of one rendered part, and of any value built on the way
-MAX_SECONDS = 2.0  # of one message, all its parts
+MAX_SECONDS = 2.0  # of processor time, for one message, all its parts
 MAX_LIPSUM = 20  # paragraphs
 
 
@@ -37,18 +46,50 @@ class LimitExceeded(Exception):
 
 @dataclass
 class _Budget:
+    """The limits of the renders inside one ``time_limit``.
+
+    ``deadline`` is the instant on the monotonic clock before which the renders cannot
+    have used ``seconds`` of processor time: it moves on (``_spent``) while they have not.
+    """
+
     deadline: float
     seconds: float
     max_output: int
+    clock: Callable[[], float]  # time.monotonic
+    cpu_clock: Callable[[], float]  # time.thread_time: processor time of the calling thread
+    started: float  # clock() when the budget was set
+    cpu_started: float  # cpu_clock() of ``thread`` then
+    thread: int  # the thread that set the budget
 
 
 _BUDGET: ContextVar[_Budget | None] = ContextVar("cobro_template_budget", default=None)
 
 
+def _spent(budget: _Budget) -> bool:
+    """Whether the renders have used their time, asked once the clock passed the deadline.
+
+    The time used is the processor time of the thread that set the budget; on another
+    thread (a copied context) it is the time on the clock. While time is left, the
+    deadline moves to the earliest instant at which it could be used up."""
+    now = budget.clock()
+    if threading.get_ident() == budget.thread:
+        used = budget.cpu_clock() - budget.cpu_started
+    else:
+        used = now - budget.started
+    if used >= budget.seconds:
+        return True
+    budget.deadline = now + (budget.seconds - used)
+    return False
+
+
+def _time_up(budget: _Budget) -> LimitExceeded:
+    return LimitExceeded(f"took longer than {budget.seconds:g} s to render; stopped")
+
+
 def _check_time() -> None:
     budget = _BUDGET.get()
-    if budget is not None and time.monotonic() > budget.deadline:
-        raise LimitExceeded(f"took longer than {budget.seconds:g} s to render; stopped")
+    if budget is not None and budget.clock() > budget.deadline and _spent(budget):
+        raise _time_up(budget)
 
 
 def _check_size(size: int) -> None:
@@ -170,8 +211,8 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
     def getattr(self, obj: Any, attribute: str) -> Any:
         # The most frequent check of all (every attribute a template reads): inlined.
         budget = _BUDGET.get()
-        if budget is not None and time.monotonic() > budget.deadline:
-            raise LimitExceeded(f"took longer than {budget.seconds:g} s to render; stopped")
+        if budget is not None and budget.clock() > budget.deadline and _spent(budget):
+            raise _time_up(budget)
         value = super().getattr(obj, attribute)
         if isinstance(obj, str) and callable(value):
             return _limited_str_method(obj, attribute, value)
@@ -252,9 +293,26 @@ def _limited_filter(name: str, original: Any) -> Any:
 
 
 @contextmanager
-def time_limit(seconds: float = MAX_SECONDS, max_output: int = MAX_OUTPUT) -> Iterator[None]:
-    """Every render inside shares one deadline, ``seconds`` from now."""
-    token = _BUDGET.set(_Budget(time.monotonic() + seconds, seconds, max_output))
+def time_limit(
+    seconds: float = MAX_SECONDS,
+    max_output: int = MAX_OUTPUT,
+    clock: Callable[[], float] = time.monotonic,
+    cpu_clock: Callable[[], float] = time.thread_time,
+) -> Iterator[None]:
+    """Every render inside shares one budget: ``seconds`` of processor time of this thread
+    (``cpu_clock``) from now; ``clock`` is the time on the clock."""
+    now = clock()
+    budget = _Budget(
+        now + seconds,
+        seconds,
+        max_output,
+        clock,
+        cpu_clock,
+        now,
+        cpu_clock(),
+        threading.get_ident(),
+    )
+    token = _BUDGET.set(budget)
     try:
         yield
     finally:
@@ -269,14 +327,14 @@ def render_within(template: Template, context: dict[str, Any], **extra: Any) -> 
             return render_within(template, context, **extra)
     budget = _BUDGET.get()
     assert budget is not None
-    limit, deadline, clock = budget.max_output, budget.deadline, time.monotonic
+    limit, clock = budget.max_output, budget.clock
     parts: list[str] = []
     size = 0
     for chunk in template.generate(context, **extra):  # the checks of every chunk, inlined
         size += len(chunk)
         if size > limit:
             _check_size(size)
-        if clock() > deadline:
+        if clock() > budget.deadline:
             _check_time()
         parts.append(chunk)
     return "".join(parts)
