@@ -11,6 +11,8 @@ import pytest
 
 from .cli import run_cobro
 
+pytestmark = pytest.mark.xdist_group("tests/e2e/test_cli_ids.py")
+
 TOO_BIG = "99999999999"
 
 
