@@ -10,6 +10,7 @@ name made of its parameters and reused by later runs.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import resource
@@ -307,10 +308,17 @@ def sqlite_url(path: Path) -> str:
 
 
 def copy_sqlite(src: Path, dst: Path) -> None:
-    """Copy a checkpointed SQLite database file (no -wal / -shm left beside it)."""
+    """Copy a checkpointed SQLite database file (no -wal / -shm left beside it), written
+    to disk before this returns: else the first fsync of the copy in a timed part (SQLite's
+    checkpoint at a commit) also writes the hundreds of megabytes just copied."""
     for suffix in ("", "-wal", "-shm"):
         Path(str(dst) + suffix).unlink(missing_ok=True)
     shutil.copyfile(src, dst)
+    fd = os.open(dst, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def checkpoint(path: Path) -> None:
