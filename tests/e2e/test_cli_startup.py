@@ -14,6 +14,10 @@ import pytest
 
 from .cli import ENV, copy_workspace, run_cobro
 
+# The tests share module-scoped fixtures: with pytest-xdist one worker runs them all, in
+# order (--dist loadgroup, pyproject.toml).
+pytestmark = pytest.mark.xdist_group("tests/e2e/test_cli_startup.py")
+
 HEAVY = (
     "weasyprint",
     "twilio",
@@ -30,9 +34,6 @@ HEAVY = (
 PROBE = """
 import json, runpy, sys
 
-# The tests share module-scoped fixtures: with pytest-xdist one worker runs them all, in
-# order (--dist loadgroup, pyproject.toml).
-pytestmark = pytest.mark.xdist_group("tests/e2e/test_cli_startup.py")
 sys.argv = ["cobro", *sys.argv[1:]]
 try:
     runpy.run_module("cobro", run_name="__main__", alter_sys=True)
