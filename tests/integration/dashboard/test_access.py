@@ -39,8 +39,9 @@ FORMS = (
     "/dashboard/disputes/{dispute_id}/resolve",
     "/dashboard/simulation",
 )
-# The screens that change the configuration (tested in test_communications, test_banking
-# and test_automatic_actions: roles, form tokens, another company's ids).
+# The screens that change the configuration (tested in test_communications, test_banking,
+# test_automatic_actions and test_template_editing: roles, form tokens, another
+# company's ids).
 CONFIGURATION = {
     ("GET", "/dashboard/settings/communications"),
     ("POST", "/dashboard/settings/communications"),
@@ -65,6 +66,9 @@ CONFIGURATION = {
     ("GET", "/dashboard/segments/{name}/delete"),
     ("POST", "/dashboard/segments/{name}/delete"),
     ("GET", "/dashboard/audit"),
+    ("POST", "/dashboard/templates/{name}"),
+    ("GET", "/dashboard/templates/{name}/restore"),
+    ("POST", "/dashboard/templates/{name}/restore"),
 }
 RECORDED = (
     t.outbox,
