@@ -11,6 +11,8 @@ nothing is written; a template changed since the form was shown is not written o
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -106,7 +108,8 @@ async def template_post(request: Request, name: str, who: StaffDep) -> Response:
             )
         if changes:
             _audit(who, "config.template.save", name, changes)
-        return RedirectResponse(f"{PREFIX}/templates/{name}?done=saved", status_code=303)
+        query = urlencode({"done": "saved", **({"debtor": debtor} if debtor else {})})
+        return RedirectResponse(f"{PREFIX}/templates/{name}?{query}", status_code=303)
 
     return await run_in_threadpool(work)
 
