@@ -5,11 +5,11 @@ list (``debtors``) and a debtor's account (``account``); the work screens: the m
 (``messages``), the task board (``tasks``), the disputes and promises queue (``queue``),
 the simulation (``simulation``), policies and templates with their preview
 (``policies``), a template edited and previewed before it is saved
-(``template_editing``); the screens that change the configuration, which ``settings`` saves to
-``cobro.yaml``: communications (``communications``), automatic actions (``actions``) and
-segments (``segments``); the banking notifications' contacts (``banking``); and the audit
-log (``audit``). ``login`` logs users in and out; ``session`` finds who is asking and
-refuses what they may not do.
+(``template_editing``) and a policy's phase edited (``phases``); the screens that change
+the configuration, which ``settings`` saves to ``cobro.yaml``: communications
+(``communications``), automatic actions (``actions``) and segments (``segments``); the
+banking notifications' contacts (``banking``); and the audit log (``audit``). ``login``
+logs users in and out; ``session`` finds who is asking and refuses what they may not do.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from cobro.web.dashboard import (
     login,
     messages,
     overview,
+    phases,
     policies,
     queue,
     segments,
@@ -45,6 +46,7 @@ ROUTERS = (
     simulation.router,
     policies.router,
     template_editing.router,
+    phases.router,
     communications.router,
     banking.router,
     actions.router,

@@ -179,6 +179,14 @@ CONFIG_LABELS: dict[str, dict[str, str]] = {
         "audit_config.segment.delete": "Segment deleted",
         "audit_config.template.save": "Template changed",
         "audit_config.template.restore": "Template restored to Cobro's default",
+        "audit_config.phase.edit": "Policy phase changed",
+        "phase_title": "Phase {key} of the policy {policy}",
+        "phase_edit": "Edit",
+        "phase_day": "Day, from the due date",
+        "phase_day_help": (
+            "Negative before it (-7: seven days before), 0 on the day, positive after."
+        ),
+        "phase_block": "Block the account until the overdue debt is paid",
         "tpl_source_title": "Edit the template",
         "tpl_help": (
             "Jinja2, run in Cobro's sandbox: the blocks subject, claim and short (the SMS "
@@ -382,6 +390,14 @@ CONFIG_LABELS: dict[str, dict[str, str]] = {
         "audit_config.segment.delete": "Segmento eliminado",
         "audit_config.template.save": "Plantilla cambiada",
         "audit_config.template.restore": "Plantilla restablecida a la de Cobro",
+        "audit_config.phase.edit": "Fase de política cambiada",
+        "phase_title": "Fase {key} de la política {policy}",
+        "phase_edit": "Editar",
+        "phase_day": "Día, desde el vencimiento",
+        "phase_day_help": (
+            "Negativo antes (-7: siete días antes), 0 el mismo día, positivo después."
+        ),
+        "phase_block": "Bloquear la cuenta hasta que se pague la deuda vencida",
         "tpl_source_title": "Editar la plantilla",
         "tpl_help": (
             "Jinja2, ejecutado en el entorno aislado de Cobro: los bloques subject, claim y "
