@@ -297,7 +297,7 @@ class Drafts:
     that previewed them only."""
 
     KEEP_SECONDS = 900.0
-    MOST = 200
+    MOST = 64
 
     def __init__(self) -> None:
         self._kept: OrderedDict[str, tuple[float, int, str, str, dict[str, str]]] = OrderedDict()
