@@ -354,3 +354,25 @@ def test_a_template_is_edited_and_its_preview_seen_before_it_is_saved(
     run_cobro(ws, "check")  # the saved template is one `cobro check` accepts
     preview_screenshot(page, "dashboard-template-saved")
     assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_a_phase_is_edited_and_saved_to_cobro_yaml(page: Any, ws: Path) -> None:
+    page.locator("nav.sections").get_by_role("link", name="Políticas y plantillas").click()
+    page.wait_for_load_state()
+    page.locator("#edit-b2b-05").click()
+    page.wait_for_load_state()
+    assert page.locator("#day").input_value() == "60"
+    page.fill("#day", "75")
+    page.get_by_label("comercial").uncheck()
+    screenshot(page, "dashboard-phase-form")
+    page.get_by_role("button", name="Guardar").click()
+    page.wait_for_load_state()
+    assert "Guardado en cobro.yaml; en vigor desde ahora." in page.inner_text("main")
+    text = (ws / "cobro.yaml").read_text(encoding="utf-8")
+    assert "        when: 75 days after due\n" in text
+    assert "        recipients: [debtor, account_manager]\n" in text
+    run_cobro(ws, "check")
+    page.locator("nav.sections").get_by_role("link", name="Políticas y plantillas").click()
+    page.wait_for_load_state()
+    assert "75 days after due" in page.locator('tr[data-phase="b2b/05"]').inner_text()
+    assert page.errors == []  # type: ignore[attr-defined]
