@@ -3,8 +3,8 @@
 removed through the confirmation ("Sí, eliminar"); a scheduled message on the 20th and the
 last day of the month with a PDF attached, then seen in ``cobro simulate``; an admin
 notice switched off, after which the next event sends none; a template edited and its
-preview seen before it is saved, on a desktop and on a phone. Screenshots are kept in
-test-artifacts/screenshots/.
+preview seen before it is saved, on a desktop and on a phone; a policy's phase edited.
+Screenshots are kept in test-artifacts/screenshots/.
 
 The server reads the real clock; ``cobro simulate`` and ``cobro event post`` are other
 processes that read the cobro.yaml the dashboard saved.
