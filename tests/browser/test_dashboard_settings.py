@@ -2,8 +2,9 @@
 ``cobro serve`` in its own process, as an administrator: a banking contact assigned, then
 removed through the confirmation ("Sí, eliminar"); a scheduled message on the 20th and the
 last day of the month with a PDF attached, then seen in ``cobro simulate``; an admin
-notice switched off, after which the next event sends none. Screenshots are kept in
-test-artifacts/screenshots/.
+notice switched off, after which the next event sends none; a template edited and its
+preview seen before it is saved, on a desktop and on a phone; a policy's phase edited.
+Screenshots are kept in test-artifacts/screenshots/.
 
 The server reads the real clock; ``cobro simulate`` and ``cobro event post`` are other
 processes that read the cobro.yaml the dashboard saved.
@@ -284,4 +285,98 @@ def test_an_admin_notice_switched_off_is_not_sent_for_the_next_event(page: Any, 
     assert "Ajustes de comunicaciones" in log and "subscriptions.admin.new_subscriber" in log
     assert "Gestión automática creada" in log and "Contacto bancario eliminado" in log
     screenshot(page, "dashboard-audit")
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def preview_screenshot(page: Any, name: str) -> None:
+    """A screenshot of the whole template page with both previews' emails drawn: the
+    window made as tall as the page first (an email's frame is another origin, which
+    chromium does not paint below the window in a full-page screenshot)."""
+    size = page.viewport_size
+    height = int(page.evaluate("document.documentElement.scrollHeight"))
+    page.set_viewport_size({"width": size["width"], "height": height})
+    for language in ("en", "es"):
+        page.frame_locator(f"#preview-{language} iframe.email").locator("table").first.wait_for()
+    screenshot(page, name)
+    page.set_viewport_size(size)
+
+
+def test_a_template_is_edited_and_its_preview_seen_before_it_is_saved(
+    browser: Any, served: Served, page: Any, ws: Path
+) -> None:
+    copy = ws / "templates" / "b2b_01.es.j2"  # `cobro init` gives the workspace a copy
+    before = copy.read_text(encoding="utf-8")
+    page.get_by_role("link", name="Políticas y plantillas").click()
+    page.wait_for_load_state()
+    page.locator('tr[data-template="b2b_01"]').get_by_role("link", name="b2b_01").click()
+    page.wait_for_load_state()
+    page.fill("#debtor", "P1")
+    page.get_by_role("button", name="Ver", exact=True).click()
+    page.wait_for_load_state()
+    source = page.locator("#source_es")
+    text = source.input_value()
+    assert text == before  # the workspace's copy, as the form shows it
+    edited = text.replace(": pago vencido", ": recordatorio amable").replace(
+        "Según nuestros registros", "Le escribimos porque"
+    )
+    source.fill(edited)
+    page.get_by_role("button", name="Ver sin guardar").click()
+    page.wait_for_load_state()
+    assert "Vista previa del texto del formulario de abajo: sin guardar." in page.inner_text("main")
+    es = page.locator("#preview-es")
+    assert "Distribuciones Demo S.L.: recordatorio amable" in es.locator("p.subject").inner_text()
+    assert (
+        es.locator(".sms-bubble")
+        .inner_text()
+        .startswith("Distribuciones Demo S.L.: recordatorio amable - Total pendiente: 120,00 €")
+    )
+    email = page.frame_locator("#preview-es iframe.email")
+    assert "Le escribimos porque" in email.locator("body").inner_text()
+    assert "overdue payment" in page.locator("#preview-en p.subject").inner_text()
+    assert page.locator("#source_es").input_value() == edited  # the text is kept to go on
+    assert copy.read_text(encoding="utf-8") == before  # nothing saved
+    preview_screenshot(page, "dashboard-template-preview")
+    phone_context = browser.new_context(viewport={"width": WIDTHS["phone"], "height": 800})
+    phone_context.add_cookies(page.context.cookies())
+    phone = phone_context.new_page()
+    phone.goto(page.url.replace("/templates/b2b_01", "/templates/b2b_01?debtor=P1"))
+    phone.wait_for_load_state()
+    phone.fill("#source_es", edited)
+    phone.get_by_role("button", name="Ver sin guardar").click()
+    phone.wait_for_load_state()
+    assert "recordatorio amable" in phone.locator("#preview-es p.subject").inner_text()
+    width = int(phone.evaluate("document.documentElement.scrollWidth"))
+    assert width == WIDTHS["phone"]  # the page never scrolls sideways
+    preview_screenshot(phone, "dashboard-template-preview-phone")
+    phone_context.close()
+    page.get_by_role("button", name="Guardar", exact=True).click()
+    page.wait_for_load_state()
+    assert "Guardada en templates/; en uso desde ahora." in page.inner_text("main")
+    assert "recordatorio amable" in page.locator("#preview-es p.subject").inner_text()
+    assert "Generada para Lucía Gómez (P1)" in page.inner_text("main")  # still for P1
+    assert copy.read_text(encoding="utf-8") == edited
+    run_cobro(ws, "check")  # the saved template is one `cobro check` accepts
+    preview_screenshot(page, "dashboard-template-saved")
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def test_a_phase_is_edited_and_saved_to_cobro_yaml(page: Any, ws: Path) -> None:
+    page.locator("nav.sections").get_by_role("link", name="Políticas y plantillas").click()
+    page.wait_for_load_state()
+    page.locator("#edit-b2b-05").click()
+    page.wait_for_load_state()
+    assert page.locator("#day").input_value() == "60"
+    page.fill("#day", "75")
+    page.get_by_label("comercial").uncheck()
+    screenshot(page, "dashboard-phase-form")
+    page.get_by_role("button", name="Guardar").click()
+    page.wait_for_load_state()
+    assert "Guardado en cobro.yaml; en vigor desde ahora." in page.inner_text("main")
+    text = (ws / "cobro.yaml").read_text(encoding="utf-8")
+    assert "        when: 75 days after due\n" in text
+    assert "        recipients: [debtor, account_manager]\n" in text
+    run_cobro(ws, "check")
+    page.locator("nav.sections").get_by_role("link", name="Políticas y plantillas").click()
+    page.wait_for_load_state()
+    assert "75 days after due" in page.locator('tr[data-phase="b2b/05"]').inner_text()
     assert page.errors == []  # type: ignore[attr-defined]

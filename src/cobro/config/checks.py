@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -236,11 +236,15 @@ def _statement_problems(
     return []
 
 
-def check_workspace(root: Path, text: str | None = None) -> list[ConfigProblem]:
+def check_workspace(
+    root: Path, text: str | None = None, sources: Mapping[str, str] | None = None
+) -> list[ConfigProblem]:
     """Every problem of the workspace's configuration; an empty list when all is well.
 
-    ``text``, when given, is checked as if it were ``cobro.yaml``'s content (what the
-    dashboard is about to save): the same problems, worded and placed the same."""
+    ``text``, when given, is checked as if it were ``cobro.yaml``'s content, and
+    ``sources`` (template sources by file name, ``b2b_01.es.j2``) as if they were the files of
+    ``templates/`` (what the dashboard is about to save): the same problems, worded and
+    placed the same."""
     cfg_file = root / "cobro.yaml"
     try:
         if text is None:
@@ -260,7 +264,9 @@ def check_workspace(root: Path, text: str | None = None) -> list[ConfigProblem]:
         )
     user_dir = root / "templates"
     templates = TemplateSet(
-        user_dir if user_dir.is_dir() else None, Locale.parse(config.company.locale).language
+        user_dir if user_dir.is_dir() else None,
+        Locale.parse(config.company.locale).language,
+        overrides=sources,
     )
     lines = text_lines(text, str(cfg_file))
     if config.company.sender is None:

@@ -164,7 +164,7 @@ def _same_problem(p: ConfigProblem) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def _locked(root: Path) -> Iterator[None]:
+def locked(root: Path) -> Iterator[None]:
     """One edit of a workspace's file at a time: in this process (a lock) and between
     processes (``flock`` on the workspace directory, where the system has it)."""
     with _LOCKS_GUARD:
@@ -220,7 +220,7 @@ def edit_config(
     file did not have (``EditRefused``). ``before_check`` runs under the lock before
     the check (e.g. to put an uploaded attachment in place)."""
     root = root.resolve()
-    with _locked(root):
+    with locked(root):
         current = read_file(root)
         if current.digest != expected_digest:
             raise ConcurrentEdit(

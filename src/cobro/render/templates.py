@@ -6,15 +6,18 @@ push notification carries (by default the subject and the total), and ``voice``:
 automated call says (by default who calls, the overdue amount and since when, spoken
 with the ``spoken`` filter: ``1234 euros con 50 céntimos``). The
 workspace's ``templates/`` directory overrides the bundled templates file by
-file. A failed charge's ``notice.reason`` reaches templates as a sentence in the
-message's language (``notice.reason_code`` keeps the provider's code, for staff
-templates). Templates run in Jinja's immutable
+file (a file added there is used from then on, also by a running server; one
+removed falls back to the bundled one). A failed charge's ``notice.reason`` reaches
+templates as a sentence in the message's language (``notice.reason_code`` keeps the
+provider's code, for staff templates). Templates run in Jinja's immutable
 sandbox with strict undefined variables; HTML output is autoescaped.
 """
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -31,7 +34,8 @@ from babel.numbers import (
     get_currency_precision,
 )
 from jinja2 import (
-    ChoiceLoader,
+    BaseLoader,
+    Environment,
     FileSystemLoader,
     PackageLoader,
     StrictUndefined,
@@ -43,6 +47,7 @@ from jinja2 import (
     TemplateError as JinjaTemplateError,
 )
 from jinja2.exceptions import SecurityError
+from jinja2.loaders import split_template_path
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -112,13 +117,44 @@ def _number(ctx: Context, value: Decimal | int) -> str:
     return str(format_decimal(value, locale=ctx["locale"]))
 
 
-def _env(autoescape: bool, user_dir: Path | None) -> ImmutableSandboxedEnvironment:
-    loaders: list[Any] = []
-    if user_dir is not None:
-        loaders.append(FileSystemLoader(str(user_dir)))
-    loaders.append(PackageLoader("cobro.render", "templates"))
+class _Loader(BaseLoader):
+    """Sources in order: ``overrides`` (a text not saved yet: a preview, an edit being
+    checked), the workspace's ``templates/``, Cobro's own. A bundled template stays
+    loaded only while the workspace has no file of that name: one added later is used."""
+
+    def __init__(self, user_dir: Path | None, overrides: Mapping[str, str] | None) -> None:
+        self.user_dir = user_dir
+        self.overrides = dict(overrides or {})
+        self.user = FileSystemLoader(str(user_dir)) if user_dir is not None else None
+        self.package = PackageLoader("cobro.render", "templates")
+
+    def get_source(
+        self, environment: Environment, template: str
+    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+        if template in self.overrides:
+            source = self.overrides[template]
+            return source, None, lambda: True
+        if self.user is not None:
+            try:
+                return self.user.get_source(environment, template)
+            except TemplateNotFound:
+                pass
+        source, filename, uptodate = self.package.get_source(environment, template)
+        if self.user_dir is None:
+            return source, filename, uptodate
+        shadow = os.path.join(self.user_dir, *split_template_path(template))
+
+        def still(uptodate: Callable[[], bool] | None = uptodate) -> bool:
+            return (uptodate is None or uptodate()) and not os.path.exists(shadow)
+
+        return source, filename, still
+
+
+def _env(
+    autoescape: bool, user_dir: Path | None, overrides: Mapping[str, str] | None = None
+) -> ImmutableSandboxedEnvironment:
     env = LimitedSandbox(
-        loader=ChoiceLoader(loaders),
+        loader=_Loader(user_dir, overrides),
         autoescape=autoescape,
         undefined=StrictUndefined,
         trim_blocks=False,
@@ -152,9 +188,12 @@ class TemplateSet:
         user_dir: Path | None = None,
         default_language: str = "en",
         max_seconds: float = MAX_SECONDS,
+        overrides: Mapping[str, str] | None = None,
     ) -> None:
-        self._html = _env(True, user_dir)
-        self._text = _env(False, user_dir)
+        """``overrides``: template sources by file name (``b2b_01.es.j2``) used instead
+        of the files (a text being previewed or checked before it is saved)."""
+        self._html = _env(True, user_dir, overrides)
+        self._text = _env(False, user_dir, overrides)
         self.default_language = default_language
         self.max_seconds = max_seconds  # per message rendered, all its parts
 

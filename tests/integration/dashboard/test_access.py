@@ -39,8 +39,9 @@ FORMS = (
     "/dashboard/disputes/{dispute_id}/resolve",
     "/dashboard/simulation",
 )
-# The screens that change the configuration (tested in test_communications, test_banking
-# and test_automatic_actions: roles, form tokens, another company's ids).
+# The screens that change the configuration (tested in test_communications, test_banking,
+# test_automatic_actions, test_template_editing and test_phases: roles, form tokens, another
+# company's ids).
 CONFIGURATION = {
     ("GET", "/dashboard/settings/communications"),
     ("POST", "/dashboard/settings/communications"),
@@ -65,6 +66,11 @@ CONFIGURATION = {
     ("GET", "/dashboard/segments/{name}/delete"),
     ("POST", "/dashboard/segments/{name}/delete"),
     ("GET", "/dashboard/audit"),
+    ("POST", "/dashboard/templates/{name}"),
+    ("GET", "/dashboard/templates/{name}/restore"),
+    ("POST", "/dashboard/templates/{name}/restore"),
+    ("GET", "/dashboard/policies/{policy}/phases/{key}"),
+    ("POST", "/dashboard/policies/{policy}/phases/{key}"),
 }
 RECORDED = (
     t.outbox,
@@ -286,6 +292,7 @@ def test_without_a_session_the_configuration_screens_go_to_the_login(site: Site)
             path.replace("{notice_type}", "stop_payment")
             .replace("{key}", "x")
             .replace("{name}", "overdue_30")
+            .replace("{policy}", "b2b")
         )
         response = anonymous.request(method, url, data={"csrf": "x"} if method == "POST" else None)
         assert response.status_code == 303, (method, url)

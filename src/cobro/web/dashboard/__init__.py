@@ -4,11 +4,12 @@ Screens (``view.SCREENS`` is the navigation): the overview (``overview``), the d
 list (``debtors``) and a debtor's account (``account``); the work screens: the message log
 (``messages``), the task board (``tasks``), the disputes and promises queue (``queue``),
 the simulation (``simulation``), policies and templates with their preview
-(``policies``); the screens that change the configuration, which ``settings`` saves to
-``cobro.yaml``: communications (``communications``), automatic actions (``actions``) and
-segments (``segments``); the banking notifications' contacts (``banking``); and the audit
-log (``audit``). ``login`` logs users in and out; ``session`` finds who is asking and
-refuses what they may not do.
+(``policies``), a template edited and previewed before it is saved
+(``template_editing``) and a policy's phase edited (``phases``); the screens that change
+the configuration, which ``settings`` saves to ``cobro.yaml``: communications
+(``communications``), automatic actions (``actions``) and segments (``segments``); the
+banking notifications' contacts (``banking``); and the audit log (``audit``). ``login``
+logs users in and out; ``session`` finds who is asking and refuses what they may not do.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from cobro.web.dashboard import (
     login,
     messages,
     overview,
+    phases,
     policies,
     queue,
     segments,
     simulation,
     tasks,
+    template_editing,
 )
 
 ROUTERS = (
@@ -42,6 +45,8 @@ ROUTERS = (
     queue.router,
     simulation.router,
     policies.router,
+    template_editing.router,
+    phases.router,
     communications.router,
     banking.router,
     actions.router,
@@ -54,5 +59,6 @@ def install(app: FastAPI) -> None:
     """Add the dashboard's routes, login limits and refusal pages to ``app``."""
     login.install(app)
     app.state.dashboard_simulations = simulation.Simulations()
+    app.state.dashboard_drafts = policies.Drafts()
     for router in ROUTERS:
         app.include_router(router)

@@ -177,6 +177,39 @@ CONFIG_LABELS: dict[str, dict[str, str]] = {
         "audit_config.segment.create": "Segment created",
         "audit_config.segment.edit": "Segment changed",
         "audit_config.segment.delete": "Segment deleted",
+        "audit_config.template.save": "Template changed",
+        "audit_config.template.restore": "Template restored to Cobro's default",
+        "audit_config.phase.edit": "Policy phase changed",
+        "phase_title": "Phase {key} of the policy {policy}",
+        "phase_edit": "Edit",
+        "phase_day": "Day, from the due date",
+        "phase_day_help": (
+            "Negative before it (-7: seven days before), 0 on the day, positive after."
+        ),
+        "phase_block": "Block the account until the overdue debt is paid",
+        "tpl_source_title": "Edit the template",
+        "tpl_help": (
+            "Jinja2, run in Cobro's sandbox: the blocks subject, claim and short (the SMS "
+            "line). Preview shows the text below in both languages without saving it; Save "
+            "keeps it in the workspace's templates/ once cobro check accepts it."
+        ),
+        "tpl_own_copy": "This workspace's own copy, used instead of Cobro's.",
+        "tpl_default": "Cobro's default: saving a change keeps a copy in templates/.",
+        "tpl_fallback": "No text in this language: the other language's is used.",
+        "tpl_preview": "Preview without saving",
+        "tpl_restore": "Restore Cobro's default",
+        "tpl_restore_question": "Remove this workspace's copy and use Cobro's default template?",
+        "tpl_restore_yes": "Yes, restore the default",
+        "tpl_back": "Template",
+        "tpl_previewing": "Preview of the text in the form below: not saved.",
+        "tpl_saved": "Saved in templates/; in use from now on.",
+        "tpl_restored": "Cobro's default template is in use again.",
+        "tpl_conflict": (
+            "This template was changed by someone else since this page was opened, so "
+            "nothing was saved. The page now shows it as it is: make the change again."
+        ),
+        "tpl_refused": "Not saved: cobro check would report this:",
+        "tpl_admin_only": "Only an administrator can change templates.",
         "audit_banking.assign": "Banking contacts added",
         "audit_banking.edit": "Banking contacts changed",
         "audit_banking.unassign": "Banking contact removed",
@@ -355,6 +388,39 @@ CONFIG_LABELS: dict[str, dict[str, str]] = {
         "audit_config.segment.create": "Segmento creado",
         "audit_config.segment.edit": "Segmento cambiado",
         "audit_config.segment.delete": "Segmento eliminado",
+        "audit_config.template.save": "Plantilla cambiada",
+        "audit_config.template.restore": "Plantilla restablecida a la de Cobro",
+        "audit_config.phase.edit": "Fase de política cambiada",
+        "phase_title": "Fase {key} de la política {policy}",
+        "phase_edit": "Editar",
+        "phase_day": "Día, desde el vencimiento",
+        "phase_day_help": (
+            "Negativo antes (-7: siete días antes), 0 el mismo día, positivo después."
+        ),
+        "phase_block": "Bloquear la cuenta hasta que se pague la deuda vencida",
+        "tpl_source_title": "Editar la plantilla",
+        "tpl_help": (
+            "Jinja2, ejecutado en el entorno aislado de Cobro: los bloques subject, claim y "
+            "short (la línea del SMS). «Ver sin guardar» muestra el texto de abajo en los dos "
+            "idiomas; «Guardar» lo guarda en templates/ si cobro check lo acepta."
+        ),
+        "tpl_own_copy": "Copia propia de este espacio de trabajo; se usa en lugar de la de Cobro.",
+        "tpl_default": "La de Cobro: al guardar un cambio se guarda una copia en templates/.",
+        "tpl_fallback": "Sin texto en este idioma: se usa el del otro idioma.",
+        "tpl_preview": "Ver sin guardar",
+        "tpl_restore": "Restablecer la de Cobro",
+        "tpl_restore_question": "¿Eliminar la copia de este espacio y usar la plantilla de Cobro?",
+        "tpl_restore_yes": "Sí, restablecer",
+        "tpl_back": "Plantilla",
+        "tpl_previewing": "Vista previa del texto del formulario de abajo: sin guardar.",
+        "tpl_saved": "Guardada en templates/; en uso desde ahora.",
+        "tpl_restored": "Vuelve a usarse la plantilla de Cobro.",
+        "tpl_conflict": (
+            "Otra persona ha cambiado esta plantilla desde que se abrió la página, así que "
+            "no se ha guardado nada. La página la muestra ahora tal como está: repita el cambio."
+        ),
+        "tpl_refused": "No se ha guardado: cobro check diría esto:",
+        "tpl_admin_only": "Solo un administrador puede cambiar las plantillas.",
         "audit_banking.assign": "Contactos bancarios añadidos",
         "audit_banking.edit": "Contactos bancarios cambiados",
         "audit_banking.unassign": "Contacto bancario eliminado",

@@ -1,7 +1,9 @@
-"""Policies and templates, as configured (read only): each policy's phases (day, channels,
-mode, recipients, block), and each template the configuration uses with a live preview
-for a chosen debtor (or the sample ``cobro check`` renders) in both languages: subject,
-text, the HTML email, and the SMS line.
+"""Policies and templates, as configured: each policy's phases (day, channels, mode,
+recipients, block), and each template the configuration uses with a live preview for a
+chosen debtor (or the sample ``cobro check`` renders) in both languages: subject, text,
+the HTML email, and the SMS line. An admin edits a template on its page
+(``template_editing``): the text in the form is previewed the same way before it is
+saved (a ``Drafts`` entry keeps it for the preview's email frame).
 
 Templates are rendered by the workspace's sandboxed renderer (``cobro.render.templates``)
 as they are on disk now, with the context ``cobro check`` builds (``sample_context``)
@@ -13,12 +15,17 @@ shows the reason it gives.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import secrets
 import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from babel import Locale
 from fastapi import APIRouter, Request
@@ -27,6 +34,7 @@ from starlette.responses import HTMLResponse, Response
 
 from cobro.config import CobroConfig
 from cobro.config.checks import check_workspace, sample_context
+from cobro.config.template_files import TemplateFiles, filename, read_template
 from cobro.domain.money import Money, totals_by_currency
 from cobro.engine.pauses import paused_items
 from cobro.errors import ConfigProblem, TemplateError
@@ -269,13 +277,68 @@ class Preview:
     problem: str | None  # the renderer's reason, when it refuses
 
 
-def _templates(who: Staff) -> TemplateSet:
+def _templates(who: Staff, overrides: dict[str, str] | None = None) -> TemplateSet:
     ws = who.state.ws
     user_dir = ws.templates_dir
     return TemplateSet(
         user_dir if user_dir.is_dir() else None,
         Locale.parse(ws.config.company.locale).language,
+        overrides=overrides,
     )
+
+
+def _session_of(who: Staff) -> str:
+    return hashlib.sha256(who.token.encode("utf-8")).hexdigest()
+
+
+class Drafts:
+    """Template texts previewed but not saved, kept a few minutes for the preview's
+    email frames (a frame loads a page of its own): by a random id, for the session
+    that previewed them only."""
+
+    KEEP_SECONDS = 900.0
+    MOST = 64
+
+    def __init__(self) -> None:
+        self._kept: OrderedDict[str, tuple[float, int, str, str, dict[str, str]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, who: Staff, name: str, texts: dict[str, str]) -> str:
+        key = secrets.token_urlsafe(16)
+        with self._lock:
+            self._kept[key] = (
+                time.monotonic(),
+                who.company_id,
+                _session_of(who),
+                name,
+                texts,
+            )
+            while len(self._kept) > self.MOST:
+                self._kept.popitem(last=False)
+        return key
+
+    def get(self, who: Staff, name: str, key: str) -> dict[str, str] | None:
+        with self._lock:
+            found = self._kept.get(key)
+        if found is None or time.monotonic() - found[0] > self.KEEP_SECONDS:
+            return None
+        _, company_id, session, kept_name, texts = found
+        if (company_id, session, kept_name) != (who.company_id, _session_of(who), name):
+            return None
+        return texts
+
+
+def draft_overrides(files: TemplateFiles, texts: dict[str, str]) -> dict[str, str]:
+    """The sources a preview of ``texts`` (by language) renders: each text in place of
+    its file; an empty one where there is no file leaves the other language's in use."""
+    found = {}
+    for source in files.sources:
+        text = texts.get(source.language)
+        if text is None:
+            continue
+        if text.strip() or source.overridden or source.packaged is not None:
+            found[filename(files.name, source.language)] = text
+    return found
 
 
 def _chosen(who: Staff, name: str, debtor_ref: str) -> tuple[Use, Debtor | None, Any]:
@@ -314,11 +377,35 @@ def _render(templates: TemplateSet, name: str, language: str, context: dict[str,
     return Preview(language, full, short, None)
 
 
-@router.get("/templates/{name}", name="dashboard_template")
-def template(request: Request, name: str, who: StaffDep, debtor: str = "") -> Response:
+def uses_of(who: Staff, name: str) -> list[Use]:
+    """Where the configuration names template ``name`` (404 when it does not)."""
+    uses = template_uses(who.state.ws.config, words(who.language)).get(name)
+    if not uses:
+        raise not_found()
+    return uses
+
+
+def template_page(
+    who: Staff,
+    request: Request,
+    name: str,
+    debtor: str,
+    *,
+    texts: dict[str, str] | None = None,
+    draft: str | None = None,
+    refused: list[ConfigProblem] | None = None,
+    conflict: bool = False,
+    done: str | None = None,
+    status: int = 200,
+) -> Response:
+    """A template's page: its previews (of ``texts``, the form's text not saved, when
+    given), its source and, for an admin, the form that edits it."""
     config = who.state.ws.config
+    uses = uses_of(who, name)
     use, chosen, items = _chosen(who, name, debtor.strip())
-    templates = _templates(who)
+    files = read_template(who.state.ws.root, name)
+    overrides = draft_overrides(files, texts) if texts is not None else None
+    templates = _templates(who, overrides)
     today = who.state.today()
     logo = _logo(who)
     previews = [
@@ -327,9 +414,12 @@ def template(request: Request, name: str, who: StaffDep, debtor: str = "") -> Re
         )
         for lang in LANGUAGES
     ]
-    uses = template_uses(config, words(who.language))[name]
     fields = {u.field for u in uses if u.field}
     problems = [str(p) for p in checked(who.state.ws.root) if p.field in fields]
+    shown = texts if texts is not None else {s.language: s.text for s in files.sources}
+    query = {k: v for k, v in (("debtor", chosen.external_id if chosen else ""),) if v}
+    if draft:
+        query["draft"] = draft
     return render(
         who,
         request,
@@ -342,24 +432,52 @@ def template(request: Request, name: str, who: StaffDep, debtor: str = "") -> Re
             "previews": previews,
             "problems": problems,
             "said": words(who.language),
+            "files": files,
+            "texts": shown,
+            "frame_query": urlencode(query),
+            "previewing": texts is not None and not refused,
+            "refused": [str(p) for p in refused or []],
+            "conflict": conflict,
+            "done": done if done in ("saved", "restored") else None,
         },
         screen="policies",
+        status=status,
     )
+
+
+@router.get("/templates/{name}", name="dashboard_template")
+def template(
+    request: Request, name: str, who: StaffDep, debtor: str = "", done: str | None = None
+) -> Response:
+    return template_page(who, request, name, debtor, done=done)
 
 
 @router.get("/templates/{name}/{language}.html", name="dashboard_template_html")
 def template_html(
-    request: Request, name: str, language: str, who: StaffDep, debtor: str = ""
+    request: Request,
+    name: str,
+    language: str,
+    who: StaffDep,
+    debtor: str = "",
+    draft: str = "",
 ) -> Response:
     """The HTML email of a preview, shown in the template page's sandboxed frame: no
-    script, nothing loaded but this site's images (and a logo hosted elsewhere)."""
+    script, nothing loaded but this site's images (and a logo hosted elsewhere). With
+    ``draft``, of the text an admin previewed without saving it."""
     if language not in LANGUAGES:
         raise not_found()
     config = who.state.ws.config
     use, chosen, items = _chosen(who, name, debtor.strip())
+    overrides = None
+    if draft:
+        drafts: Drafts = request.app.state.dashboard_drafts
+        texts = drafts.get(who, name, draft[:64])
+        if texts is None:
+            raise not_found()
+        overrides = draft_overrides(read_template(who.state.ws.root, name), texts)
     logo = _logo(who)
     context = preview_context(config, language, use, chosen, items, who.state.today(), logo)
-    found = _render(_templates(who), name, language, context)
+    found = _render(_templates(who, overrides), name, language, context)
     if found.full is None:
         from html import escape
 
