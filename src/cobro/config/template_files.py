@@ -164,12 +164,7 @@ def save_template(
     not the ones whose digest the form carried; ``EditRefused``: the check's reasons."""
     root = root.resolve()
     with locked(root):
-        current = read_template(root, name)
-        if current.digest != expected_digest:
-            raise ConcurrentEdit(
-                f"template {name} was changed since this page was opened; nothing was "
-                "saved: reload the page to see it as it is now"
-            )
+        current = _unchanged(root, name, expected_digest, "saved")
         writes: dict[str, tuple[Source, str]] = {}
         for source in current.sources:
             if source.language not in texts:
@@ -196,6 +191,18 @@ def save_template(
         return changes
 
 
+def _unchanged(root: Path, name: str, expected_digest: str, verb: str) -> TemplateFiles:
+    """Template ``name`` as the form that carried ``expected_digest`` showed it, else
+    ``ConcurrentEdit`` (nothing ``verb``)."""
+    current = read_template(root, name)
+    if current.digest != expected_digest:
+        raise ConcurrentEdit(
+            f"template {name} was changed since this page was opened; nothing was "
+            f"{verb}: reload the page to see it as it is now"
+        )
+    return current
+
+
 def restore_default(
     root: Path, name: str, expected_digest: str, fields: Collection[str]
 ) -> list[Change]:
@@ -203,12 +210,7 @@ def restore_default(
     once the workspace is checked without them; what changed."""
     root = root.resolve()
     with locked(root):
-        current = read_template(root, name)
-        if current.digest != expected_digest:
-            raise ConcurrentEdit(
-                f"template {name} was changed since this page was opened; nothing was "
-                "removed: reload the page to see it as it is now"
-            )
+        current = _unchanged(root, name, expected_digest, "removed")
         gone = [s for s in current.sources if s.overridden and s.packaged is not None]
         if not gone:
             return []

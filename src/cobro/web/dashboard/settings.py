@@ -100,18 +100,25 @@ async def save(
         saved = edit_config(state.ws.root, digest, edit, before_check=before_check)
         if saved.changes:
             state.ws.config = saved.config
-            state.rendered.clear()
-            with state.ws.engine.begin() as conn:
-                record(
-                    conn,
-                    who.company_id,
-                    state.now(),
-                    who.session.user.email,
-                    who.role,
-                    action,
-                    [c.as_json() for c in saved.changes],
-                    subject=subject,
-                )
+            audit_changes(who, action, saved.changes, subject)
         return saved
 
     return await run_in_threadpool(work)
+
+
+def audit_changes(who: Staff, action: str, changes: list[Any], subject: str | None) -> None:
+    """Record in the audit log who changed what in the configuration (``changes``: their
+    ``as_json()``), and forget the pages rendered with the configuration before it."""
+    state = who.state
+    state.rendered.clear()
+    with state.ws.engine.begin() as conn:
+        record(
+            conn,
+            who.company_id,
+            state.now(),
+            who.session.user.email,
+            who.role,
+            action,
+            [c.as_json() for c in changes],
+            subject=subject,
+        )

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
-from cobro.config.editing import Change, ConcurrentEdit, EditRefused
+from cobro.config.editing import ConcurrentEdit, EditRefused
 from cobro.config.template_files import (
     MAX_SOURCE,
     read_template,
@@ -26,11 +26,10 @@ from cobro.config.template_files import (
     save_template,
     valid_name,
 )
-from cobro.engine.audit import record
 from cobro.render.labels import LANGUAGES
 from cobro.web.dashboard.policies import Drafts, template_page, uses_of
 from cobro.web.dashboard.session import PREFIX, Refused, Staff, StaffDep, not_found, posted
-from cobro.web.dashboard.settings import text
+from cobro.web.dashboard.settings import audit_changes, text
 from cobro.web.dashboard.view import render
 
 router = APIRouter(prefix=PREFIX)
@@ -56,22 +55,6 @@ def _texts(form: FormData) -> dict[str, str]:
                 raise Refused(413, "bad_form")
             texts[language] = value.replace("\r\n", "\n")
     return texts
-
-
-def _audit(who: Staff, action: str, name: str, changes: list[Change]) -> None:
-    state = who.state
-    state.rendered.clear()
-    with state.ws.engine.begin() as conn:
-        record(
-            conn,
-            who.company_id,
-            state.now(),
-            who.session.user.email,
-            who.role,
-            action,
-            [c.as_json() for c in changes],
-            subject=name,
-        )
 
 
 @router.post("/templates/{name}", name="dashboard_template_save")
@@ -107,7 +90,7 @@ async def template_post(request: Request, name: str, who: StaffDep) -> Response:
                 status=422,
             )
         if changes:
-            _audit(who, "config.template.save", name, changes)
+            audit_changes(who, "config.template.save", changes, name)
         query = urlencode({"done": "saved", **({"debtor": debtor} if debtor else {})})
         return RedirectResponse(f"{PREFIX}/templates/{name}?{query}", status_code=303)
 
@@ -154,7 +137,7 @@ async def template_restore_post(request: Request, name: str, who: StaffDep) -> R
         except EditRefused as exc:
             return template_page(who, request, name, "", refused=exc.problems, status=422)
         if changes:
-            _audit(who, "config.template.restore", name, changes)
+            audit_changes(who, "config.template.restore", changes, name)
         return RedirectResponse(f"{PREFIX}/templates/{name}?done=restored", status_code=303)
 
     return await run_in_threadpool(work)
