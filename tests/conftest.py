@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from importlib import resources
@@ -10,10 +11,14 @@ from typing import Any
 
 import pytest
 
+from cheap_passwords import CHEAP
 from cobro.workspace import Workspace, open_workspace
 from migrated import copy_sqlite
 
 STARTER = Path(str(resources.files("cobro") / "starter"))
+
+for _variable, _least in CHEAP.items():  # before any test: every process started inherits it
+    os.environ.setdefault(_variable, _least)
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:

@@ -12,7 +12,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-ENV = {"PATH": "/usr/bin:/bin", "COLUMNS": "200"}
+from cheap_passwords import CHEAP
+
+ENV = {"PATH": "/usr/bin:/bin", "COLUMNS": "200", **CHEAP}
 COBRO = [sys.executable, "-m", "cobro"]
 CLOCK = "COBRO_NOW"
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .cli import run_cobro
+from .cli import free_port, run_cobro, start_serving
 
 
 def workspace(tmp_path: Path) -> Path:
@@ -77,3 +77,29 @@ def test_bad_input_is_one_line_and_changes_nothing(tmp_path: Path) -> None:
         ws, "users", "add", "A@example.com", "--password-stdin", ok=False, stdin="y" * 12 + "\n"
     )
     assert again.returncode == 2 and "already a user" in again.stderr
+
+
+def test_a_bad_password_cost_is_one_line_for_users_and_serve(tmp_path: Path) -> None:
+    ws = workspace(tmp_path)
+    bad = {"COBRO_PASSWORD_TIME_COST": "lots"}
+    for args in (
+        ("users", "add", "a@example.com", "--password-stdin"),
+        ("serve", "--port", str(free_port())),
+    ):
+        proc = run_cobro(ws, *args, ok=False, stdin="x" * 12 + "\n", env=bad)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.strip() == (
+            "error: COBRO_PASSWORD_TIME_COST: 'lots' is not a whole number from 1 to 64"
+        ), proc.stderr
+    assert json.loads(run_cobro(ws, "users", "list", "--json").stdout) == []
+
+
+def test_serve_says_when_passwords_are_hashed_at_a_lowered_cost(tmp_path: Path) -> None:
+    ws = workspace(tmp_path)
+    proc, _port, line = start_serving(ws)  # the suite's environment lowers the cost
+    try:
+        assert line.startswith("Serving ")
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=30)
+    assert "Staff passwords are hashed at less than the default cost" in err, err

@@ -78,8 +78,13 @@ def serve(
     workspace, or every company of a server root."""
     import uvicorn
 
+    from cobro.engine.users import UserError, lowered_cost
     from cobro.web.app import create_app
 
+    try:
+        lowered = lowered_cost()
+    except UserError as exc:
+        fail(str(exc), 2)
     served = open_companies_or_fail(ctx)
     ws = served[0]
     try:
@@ -95,6 +100,13 @@ def serve(
         if os.environ.get(CLOCK_VARIABLE):
             out.print(
                 f"The clock is set by {CLOCK_VARIABLE}: it is {utcnow().isoformat()} now.",
+                markup=False,
+                highlight=False,
+            )
+        if lowered:
+            err.print(
+                "Staff passwords are hashed at less than the default cost "
+                "(COBRO_PASSWORD_...): never on a production server.",
                 markup=False,
                 highlight=False,
             )

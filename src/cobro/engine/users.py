@@ -11,6 +11,7 @@ the configuration.
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -48,10 +49,56 @@ class StaffUser:
     last_login_at: datetime | None
 
 
+# The cost of a password's hash, from the environment; the defaults are argon2-cffi's
+# (RFC 9106's second recommended option: 3 passes over 64 MiB with 4 lanes). A lower cost
+# is for test suites, which hash hundreds of passwords; a higher one for stronger servers.
+COST_VARIABLES = {
+    "time_cost": ("COBRO_PASSWORD_TIME_COST", 3, 1, 64),
+    "memory_cost": ("COBRO_PASSWORD_MEMORY_KIB", 65_536, 8, 4_194_304),
+    "parallelism": ("COBRO_PASSWORD_PARALLELISM", 4, 1, 64),
+}
+
+
+def password_cost() -> dict[str, int]:
+    """The argon2id parameters passwords are hashed with (``COST_VARIABLES``); a value
+    that is not a whole number in its range is a ``UserError`` naming the variable."""
+    cost: dict[str, int] = {}
+    for name, (variable, default, least, most) in COST_VARIABLES.items():
+        given = os.environ.get(variable, "").strip()
+        if not given:
+            cost[name] = default
+            continue
+        try:
+            value = int(given)
+        except ValueError:
+            value = least - 1
+        if not least <= value <= most:
+            raise UserError(f"{variable}: {given!r} is not a whole number from {least} to {most}")
+        cost[name] = value
+    least_memory = 8 * cost["parallelism"]
+    if cost["memory_cost"] < least_memory:
+        raise UserError(
+            f"COBRO_PASSWORD_MEMORY_KIB: {cost['memory_cost']} is less than 8 KiB a lane "
+            f"({least_memory} with COBRO_PASSWORD_PARALLELISM={cost['parallelism']})"
+        )
+    return cost
+
+
+def lowered_cost() -> bool:
+    """Whether passwords are hashed at less than the default cost."""
+    cost = password_cost()
+    return any(cost[name] < default for name, (_, default, _, _) in COST_VARIABLES.items())
+
+
 @cache
 def _hasher() -> PasswordHasher:
-    """argon2id with the library's defaults (RFC 9106's second recommended option)."""
-    return PasswordHasher()
+    """argon2id at ``password_cost()``."""
+    cost = password_cost()
+    return PasswordHasher(
+        time_cost=cost["time_cost"],
+        memory_cost=cost["memory_cost"],
+        parallelism=cost["parallelism"],
+    )
 
 
 def normal_email(email: str) -> str:
@@ -171,6 +218,18 @@ def _decoy() -> str:
     return _hasher().hash(secrets.token_urlsafe(16))
 
 
+def _rehash(conn: Connection, user_id: int, password: str) -> None:
+    u = t.staff_users.c
+    stored = conn.execute(select(u.password_hash).where(u.id == user_id)).scalar_one_or_none()
+    if stored is None or not _hasher().check_needs_rehash(str(stored)):
+        return
+    if not _verifies(str(stored), password):
+        return  # changed since the login's check: left as it is
+    conn.execute(
+        update(t.staff_users).where(u.id == user_id).values(password_hash=_hasher().hash(password))
+    )
+
+
 def _verifies(stored: str, password: str) -> bool:
     try:
         return _hasher().verify(stored, password)
@@ -231,10 +290,14 @@ def start_session(
     now: datetime,
     ip: str | None = None,
     user_agent: str | None = None,
+    password: str | None = None,
 ) -> str:
     """A new session of ``user``: the token for the browser's cookie (kept only as a
-    digest); the user's last login is now."""
+    digest); the user's last login is now. With the ``password`` they logged in with, a
+    hash made at another cost than today's is made again at today's."""
     token = secrets.token_urlsafe(32)
+    if password is not None:
+        _rehash(conn, user.id, password)
     conn.execute(
         insert(t.staff_sessions).values(
             company_id=user.company_id,

@@ -288,7 +288,7 @@ async def login(request: Request) -> Response:
 
     def begin() -> str:
         with state.ws.engine.begin() as conn:
-            return start_session(conn, user, now, client.ip, client.user_agent)
+            return start_session(conn, user, now, client.ip, client.user_agent, password)
 
     token = await run_in_threadpool(begin)
     response = RedirectResponse(next_path, status_code=303)
