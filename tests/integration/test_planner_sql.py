@@ -12,7 +12,7 @@ from sqlalchemy import Connection, select
 
 from cobro.domain.model import Policy
 from cobro.engine import claims, planner, scheduled
-from cobro.engine.accounts import blocking
+from cobro.engine.accounts import blocking, releasing
 from cobro.engine.pauses import paused_table
 from cobro.engine.responses import open_dispute
 from cobro.store import tables as t
@@ -191,6 +191,14 @@ def test_blocking_accounts_finds_its_debtors_by_id(sqlite_ws: Workspace) -> None
         ids = set(conn.execute(select(t.customers.c.id).limit(30)).scalars())
         plan = query_plan(conn, blocking(sqlite_ws.company_id, ids, NOW))
     assert plan and all("USING INTEGER PRIMARY KEY" in step for step in plan), plan
+
+
+def test_releasing_paid_blocks_reads_the_blocked_debtors_alone(sqlite_ws: Workspace) -> None:
+    """Each day starts by releasing the blocks of debtors who paid: read from the partial
+    index of blocked debtors, never from an index of every debtor of the company."""
+    with sqlite_ws.engine.begin() as conn:
+        plan = query_plan(conn, releasing(sqlite_ws.company_id, RUN_ON, NOW))
+    assert "ix_customers_blocked" in plan[0], plan
 
 
 @pytest.mark.parametrize("paused", [False, True])

@@ -53,19 +53,22 @@ def block_accounts(
     return len(blocked)
 
 
-def release_paid_blocks(conn: Connection, company_id: int, on: date, at: datetime) -> int:
-    """Unblock every blocked debtor who no longer has overdue debt on ``on``."""
+def releasing(company_id: int, on: date, at: datetime) -> UpdateBase:
+    """The update unblocking every blocked debtor without overdue debt on ``on`` (found in
+    the partial index of blocked debtors), returning their ids."""
     c, r = t.customers.c, t.receivables.c
     overdue = exists().where(r.customer_id == c.id, r.balance_minor > 0, r.due_on < on)
-    released = [
-        row.id
-        for row in conn.execute(
-            update(t.customers)
-            .where(c.company_id == company_id, c.blocked == true(), ~overdue)
-            .values(blocked=False, updated_at=at)
-            .returning(c.id)
-        )
-    ]
+    return (
+        update(t.customers)
+        .where(c.company_id == company_id, c.blocked == true(), ~overdue)
+        .values(blocked=False, updated_at=at)
+        .returning(c.id)
+    )
+
+
+def release_paid_blocks(conn: Connection, company_id: int, on: date, at: datetime) -> int:
+    """Unblock every blocked debtor who no longer has overdue debt on ``on``."""
+    released = [row.id for row in conn.execute(releasing(company_id, on, at))]
     append(
         conn,
         company_id,
@@ -87,10 +90,8 @@ def release_paid_blocks(conn: Connection, company_id: int, on: date, at: datetim
 
 def blocked_accounts(conn: Connection, company_id: int) -> list[str]:
     c = t.customers.c
-    return list(
+    return sorted(  # sorted here: SQLite would read the company's debtors in that order
         conn.execute(
-            select(c.external_id)
-            .where(c.company_id == company_id, c.blocked.is_(True))
-            .order_by(c.external_id)
+            select(c.external_id).where(c.company_id == company_id, c.blocked == true())
         ).scalars()
     )

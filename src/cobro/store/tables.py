@@ -207,6 +207,7 @@ def _customers() -> Table:
         Index(
             "ix_customers_blocked",
             "company_id",
+            "blocked",
             sqlite_where=text("blocked = 1"),
         ),
     )
