@@ -19,8 +19,15 @@ same messages; then Twilio status callbacks taken by ``cobro serve``.
    connections as the email channel) and, at the same time, the same SMS through Twilio's
    own async client (``messages.create_async``, as many at once as the SMS channel), median
    of 3 runs.
-5. Measured: ``dispatch_due(ws, 10:00)``, its deliveries checked against both servers'
-   counts. Target: >= 80 % of the raw rate.
+5. Measured: ``dispatch_due(ws, 10:00)``; with ``--workers N`` (default 1) N processes
+   running it at once on the same database, as ``cobro dispatch --workers N`` shares the
+   outbox, each a new interpreter with its own workspace, released together once all have
+   imported and opened it and timed from the release to the last one's end
+   (``common.dispatch_in_processes``). The deliveries recorded are checked against both
+   servers by claim and recipient (email: the sink's ``X-Cobro-Claim`` and envelope; SMS:
+   the delivery each message names in its status callback URL), each received once, and
+   their number (summed over the processes) against the messages pre-rendered: any
+   difference fails the benchmark. Target: >= 80 % of the raw rate.
 6. Callbacks: ``cobro serve`` in its own process; the status callbacks of the measured SMS
    (signed by the test server with the auth token, as Twilio signs them): the "sent" ones
    posted by ``--clients`` concurrent clients as fast as they are answered (callbacks per
@@ -28,9 +35,9 @@ same messages; then Twilio status callbacks taken by ``cobro serve``.
    latency); every SMS delivery is then checked as recorded ``delivered``. Target: p99 <=
    50 ms.
 
-Final stdout line: {"bench": "channels", "messages": N, "email": E, "sms": S, "per_s": X,
-"raw_per_s": Y, "ratio": R, "callbacks": C, "callbacks_per_s": Z, "callback_rate": ..,
-"callback_p50_ms": .., "callback_p99_ms": ..}.
+Final stdout line: {"bench": "channels", "calendar": true, "workers": W, "messages": N,
+"email": E, "sms": S, "per_s": X, "raw_per_s": Y, "ratio": R, "callbacks": C,
+"callbacks_per_s": Z, "callback_rate": .., "callback_p50_ms": .., "callback_p99_ms": ..}.
 """
 
 from __future__ import annotations
@@ -43,10 +50,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from datetime import datetime, timedelta
 from datetime import time as clock
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -58,8 +67,11 @@ from common import (
     MemoryTransport,
     SmtpServerProcess,
     Timer,
+    check_once,
+    check_received,
     checkpoint,
     copy_sqlite,
+    dispatch_in_processes,
     emit,
     load_company,
     median,
@@ -130,6 +142,38 @@ class TwilioProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def check_sms(messages: list[dict[str, Any]], engine: Any) -> int:
+    """The number of SMS the Twilio test server took for the database's claims; raises
+    ``SystemExit`` (the benchmark fails) when its count by claim and recipient differs from
+    the SMS deliveries the database records as sent, or one was taken twice. Each message
+    names its delivery in its status callback URL (``?ref=``), which names the claim."""
+    from sqlalchemy import select
+
+    from cobro.store import tables as t
+
+    d = t.deliveries.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(d.ref, d.outbox_id, d.recipient, d.status).where(d.channel == "sms")
+        ).all()
+    claim_of = {r.ref: int(r.outbox_id) for r in rows if r.ref}
+    recorded = Counter((int(r.outbox_id), str(r.recipient)) for r in rows if r.status == "sent")
+    got: Counter[tuple[int, str]] = Counter()
+    for m in messages:
+        ref = parse_qs(urlsplit(m.get("status_callback") or "").query).get("ref", [""])[0]
+        got[(claim_of.get(ref, 0), str(m["to"]))] += 1
+    check_once(got, "the Twilio test server")
+    if got != recorded:
+        missing, extra = recorded - got, got - recorded
+        raise SystemExit(
+            f"FAILED: the Twilio test server took {sum(got.values()):,} SMS, the database "
+            f"records {sum(recorded.values()):,} SMS deliveries; recorded but not taken: "
+            f"{sum(missing.values()):,} (e.g. {sorted(missing)[:3]}), taken but not recorded: "
+            f"{sum(extra.values()):,} (e.g. {sorted(extra)[:3]})"
+        )
+    return sum(got.values())
 
 
 # -- raw sends -------------------------------------------------------------------------
@@ -329,15 +373,23 @@ def main() -> None:
     ap.add_argument(
         "--no-calendar", action="store_true", help="no holidays, SMS hours or caps configured"
     )
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes dispatching at once in the measured step (cobro dispatch --workers)",
+    )
     ap.add_argument("--twilio-server", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if not 1 <= args.workers <= 32:
+        ap.error("--workers must be from 1 to 32")
     if args.twilio_server:
         serve_twilio()
         return
 
     from sqlalchemy import func, select
 
-    from cobro.engine.dispatch import PARALLEL
+    from cobro.engine.dispatch import PARALLEL, DispatchReport
     from cobro.engine.runs import default_channels, dispatch_due, run_day
     from cobro.store import tables as t
     from cobro.workspace import open_workspace
@@ -397,23 +449,46 @@ def main() -> None:
             )
         raw_per_s = median(raw_rates)
 
-        ws = open_workspace(root, sqlite_url(db))
-        before_mail, before_sms = sink.count(), twilio.ask("count")
+        records = OUT_DIR / "channels-records.json"
+        sink.dump(records)  # the raw sends' records: the sink keeps the measured ones only
+        before_sms = twilio.ask("count")
         before_callbacks = len(twilio.ask("callbacks 0"))
-        with Timer() as tm:
-            result = dispatch_due(ws, send_at)
-        got_mail = sink.count() - before_mail
-        got_sms = twilio.ask("count") - before_sms
-        per_s = result.deliveries / tm.s
+        parts: list[tuple[DispatchReport, float]] = []
+        if args.workers == 1:
+            ws = open_workspace(root, sqlite_url(db))
+            with Timer() as tm:
+                result = dispatch_due(ws, send_at)
+            seconds = tm.s
+        else:
+            seconds, parts = dispatch_in_processes(root, sqlite_url(db), send_at, args.workers)
+            result = DispatchReport()
+            for part, _ in parts:
+                result.add(part)
+            ws = open_workspace(root, sqlite_url(db))
+        try:
+            got_mail = check_received(sink.dump(records), ws.engine)
+            got_sms = check_sms(twilio.ask(f"messages {before_sms}"), ws.engine)
+        finally:
+            ws.close()
+        per_s = result.deliveries / seconds
         say(
-            f"dispatch_due: {result.deliveries:,} deliveries ({dict(result.by_channel)}; "
-            f"servers got {got_mail:,} emails, {got_sms:,} SMS), {result.failed} failed, "
-            f"{result.retrying} retrying, {result.waiting} waiting, in {tm.s:.2f} s "
+            f"dispatch_due{f' in {args.workers} processes' if args.workers > 1 else ''}: "
+            f"{result.deliveries:,} deliveries ({dict(result.by_channel)}; servers got "
+            f"{got_mail:,} emails, {got_sms:,} SMS, one per delivery), {result.failed} failed, "
+            f"{result.retrying} retrying, {result.waiting} waiting, in {seconds:.2f} s "
             f"= {per_s:,.0f}/s"
+            + (
+                "; per process: "
+                + ", ".join(f"{p.deliveries:,} in {s:.2f} s ({p.lost} lost)" for p, s in parts)
+                if parts
+                else ""
+            )
         )
         if got_mail + got_sms != result.deliveries or result.deliveries != len(mails) + len(sms):
-            say("warning: deliveries, messages received and pre-rendered messages differ")
-        ws.close()
+            raise SystemExit(
+                f"FAILED: {result.deliveries:,} deliveries made, {got_mail + got_sms:,} "
+                f"messages received by the servers, {len(mails) + len(sms):,} pre-rendered"
+            )
 
         # Status callbacks of the measured SMS, posted to `cobro serve`.
         callbacks = twilio.ask(f"callbacks {before_callbacks}")
@@ -449,18 +524,21 @@ def main() -> None:
             server.wait(30)
         sink.close()
         twilio.close()
+        (OUT_DIR / "channels-records.json").unlink(missing_ok=True)
         for name in ("channels-planned.db", "channels-copy.db"):
             for suffix in ("", "-wal", "-shm"):
                 (OUT_DIR / (name + suffix)).unlink(missing_ok=True)
 
     say(
-        f"dispatch {per_s:,.0f} msg/s vs raw clients {raw_per_s:,.0f} msg/s "
+        f"dispatch ({args.workers} process(es)) {per_s:,.0f} msg/s vs raw clients "
+        f"{raw_per_s:,.0f} msg/s "
         f"= {per_s / raw_per_s:.0%} (target >= 80%); callback p99 {p99:.1f} ms (target <= 50)"
     )
     emit(
         {
             "bench": "channels",
             "calendar": not args.no_calendar,
+            "workers": args.workers,
             "messages": result.deliveries,
             "email": result.by_channel.get("email", 0),
             "sms": result.by_channel.get("sms", 0),

@@ -179,9 +179,11 @@ def recorded_claims(engine: Any) -> Counter[tuple[int, str]]:
 def check_received(records: list[Record], engine: Any) -> int:
     """The number of messages the sink received for the database's claims; raises
     ``SystemExit`` (the benchmark fails) when the sink's count by claim and recipient
-    differs from the deliveries the database records: a message lost, doubled or
-    recorded without being received."""
+    differs from the deliveries the database records, or when one (claim, recipient) was
+    received more than once: a message lost, doubled or recorded without being
+    received."""
     got, recorded = received_claims(records), recorded_claims(engine)
+    check_once(got, "the SMTP sink")
     if got == recorded:
         return sum(got.values())
     missing = recorded - got
@@ -192,6 +194,109 @@ def check_received(records: list[Record], engine: Any) -> int:
         f"{sum(missing.values()):,} (e.g. {sorted(missing)[:3]}), received but not recorded "
         f"(or twice): {sum(extra.values()):,} (e.g. {sorted(extra)[:3]})"
     )
+
+
+def check_once(got: Counter[tuple[int, str]], server: str) -> None:
+    """Raises ``SystemExit`` (the benchmark fails) when ``server`` received a (claim,
+    recipient) more than once, whether or not the database recorded each copy."""
+    twice = {key: n for key, n in got.items() if n > 1}
+    if twice:
+        raise SystemExit(
+            f"FAILED: {server} received {len(twice):,} (claim, recipient) more than once, "
+            f"{sum(twice.values()) - len(twice):,} extra copies (e.g. {sorted(twice.items())[:3]})"
+        )
+
+
+def _dispatch_process(conn: Any, go: Any, root: str, db_url: str, send_at: datetime) -> None:
+    """One process of ``dispatch_in_processes``: imports, opens its own workspace, says it is
+    ready, waits for the release, runs ``dispatch_due(ws, send_at)`` and sends back its
+    report and how long the call took."""
+    import traceback
+
+    try:
+        from cobro.engine.runs import dispatch_due, templates_for
+        from cobro.workspace import open_workspace
+
+        ws = open_workspace(Path(root), db_url)
+    except Exception:
+        conn.send(("error", traceback.format_exc()))  # the benchmark prints it and fails
+        raise SystemExit(1) from None
+    try:
+        templates_for(ws)  # the template environment, as a watcher makes it before its loop
+        conn.send(("ready", os.getpid()))
+        go.wait()
+        t0 = time.perf_counter()
+        report = dispatch_due(ws, send_at)
+        conn.send(("done", (report, time.perf_counter() - t0)))
+    except Exception:
+        conn.send(("error", traceback.format_exc()))
+        raise SystemExit(1) from None
+    finally:
+        ws.close()
+        conn.close()
+
+
+def dispatch_in_processes(
+    root: Path, db_url: str, send_at: datetime, workers: int
+) -> tuple[float, list[tuple[Any, float]]]:
+    """``dispatch_due(ws, send_at)`` in ``workers`` processes at once on the same database,
+    as ``cobro dispatch --workers N`` shares the outbox: each a new interpreter (``spawn``)
+    opening its own workspace. They are started first; once every one has imported and
+    opened its workspace they are released together (one ``multiprocessing.Event``), and
+    the time is taken from the release to the last one's report. Returns that time and
+    each process's (``DispatchReport``, seconds its call took); raises ``SystemExit`` (the
+    benchmark fails) when one fails or dies."""
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    ctx = multiprocessing.get_context("spawn")
+    go = ctx.Event()
+    procs: list[Any] = []
+    conns: list[Any] = []
+    finished = False
+    try:
+        for _ in range(workers):
+            here, there = ctx.Pipe(duplex=False)
+            proc = ctx.Process(
+                target=_dispatch_process, args=(there, go, str(root), db_url, send_at)
+            )
+            proc.start()
+            there.close()
+            procs.append(proc)
+            conns.append(here)
+
+        def answers(expected: str) -> dict[Any, Any]:
+            got: dict[Any, Any] = {}
+            while len(got) < len(conns):
+                for c in wait([c for c in conns if c not in got]):
+                    try:
+                        kind, value = c.recv()
+                    except EOFError:
+                        raise SystemExit(
+                            "FAILED: a dispatching process ended without a report"
+                        ) from None
+                    if kind != expected:
+                        raise SystemExit(f"FAILED: a dispatching process failed:\n{value}")
+                    got[c] = value
+            return got
+
+        answers("ready")
+        t0 = time.perf_counter()
+        go.set()
+        done = answers("done")
+        took = time.perf_counter() - t0
+        finished = True
+        return took, [done[c] for c in conns]
+    finally:
+        for proc in procs:
+            if not finished and proc.is_alive():
+                proc.terminate()  # another one failed: the rest stop, released or not
+            proc.join(timeout=60)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        for c in conns:
+            c.close()
 
 
 def loadavg() -> str:
