@@ -12,7 +12,7 @@ receivables list (``/receivables?customer=``) is measured when the server has th
 
     .venv/bin/python bench/api_read_bench.py [--receivables 1000000] [--debtors 200000]
         [--claims 5] [--connections 50] [--seconds 10] [--rounds 3] [--paths 2000]
-        [--build-only]
+        [--workers 1] [--build-only]
 
 Needs ``wrk`` (Debian package ``wrk``).
 """

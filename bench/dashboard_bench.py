@@ -12,7 +12,7 @@ Targets (issue 12): p99 under 20 concurrent users: overview â‰¤ 300 ms, search â
 
     .venv/bin/python bench/dashboard_bench.py [--receivables 1000000] [--debtors 200000]
         [--claims 5] [--connections 20] [--users 20] [--seconds 10] [--rounds 3]
-        [--paths 2000] [--sql-samples 200]
+        [--paths 2000] [--sql-samples 200] [--workers 1]
 
 Needs ``wrk`` (Debian package ``wrk``).
 """

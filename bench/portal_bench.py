@@ -8,7 +8,9 @@ requests per second. Rounds alternate page and baseline and medians are reported
 noisy machine moves both. Needs ``wrk`` (Debian package ``wrk``).
 
     .venv/bin/python bench/portal_bench.py [--items 50] [--connections 50] [--seconds 10]
-                                           [--rounds 3] [--pdfs 20]
+                                           [--rounds 3] [--pdfs 20] [--workers 1]
+
+``--workers N`` serves with ``cobro serve --workers N`` (N processes on one socket).
 """
 
 from __future__ import annotations
