@@ -268,3 +268,32 @@ def test_a_bad_configuration_is_said_once_before_any_worker_starts(ws: Path) -> 
     assert lines[0].startswith(f"{ws / 'cobro.yaml'}:") and "not valid YAML" in lines[0]
     assert lines[1] == "error: 1 configuration problem(s); nothing was done"
     assert proc.stdout == ""
+
+
+def test_metrics_sum_every_workers_counters_whichever_answers(ws: Path, server: Server) -> None:
+    key = run_cobro(ws, "keys", "create", "--name", "ERP", "--role", "collector").stdout.strip()
+    auth = {"authorization": f"Bearer {key}"}
+    started = httpx.post(f"{server.url}/api/v1/runs", headers=auth, json={}, timeout=30)
+    assert started.status_code == 202, started.text
+    run = f"{server.url}{started.headers['location']}"
+
+    def ended() -> bool:
+        return httpx.get(run, headers=auth, timeout=30).json()["status"] != "running"
+
+    wait_for(ended, "the run through the API ended")
+
+    def counted(body: str) -> list[str]:
+        return [
+            line
+            for line in body.splitlines()
+            if line.startswith("cobro_run_duration_seconds_count{")
+        ]
+
+    # One worker did the run; each scrape, on a connection of its own, may be answered by
+    # either: all of them say one run.
+    scrapes = [httpx.get(f"{server.url}/metrics", timeout=30).text for _ in range(8)]
+    assert all(
+        counted(body) == ['cobro_run_duration_seconds_count{company="demo"} 1.0']
+        for body in scrapes
+    ), [counted(body) for body in scrapes]
+    assert all("cobro_queue_lag_seconds{" in body for body in scrapes)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -215,12 +216,16 @@ def _serve_with_workers(
     import uvicorn
     from uvicorn.supervisors.multiprocess import Multiprocess
 
+    from cobro.engine.metrics import MULTIPROCESS_DIR
     from cobro.workspace import clock_held
 
     opts: Options = ctx.obj
     for each in served:  # checked; each worker opens its own
         each.close()
     sock = _listen(host, port)
+    # The workers' counters, one file each, summed by whichever answers /metrics.
+    counters = tempfile.TemporaryDirectory(prefix="cobro-serve-metrics-")
+    os.environ[MULTIPROCESS_DIR] = counters.name
     config = uvicorn.Config(
         WorkerApp(opts.workspace, opts.db, clock_held()),
         factory=True,
@@ -262,6 +267,7 @@ def _serve_with_workers(
         supervisor.run()
     finally:
         sock.close()
+        counters.cleanup()
     if not supervisor.stopped:
         fail("a worker could not start (said above); the server stopped", 1)
 
