@@ -297,3 +297,23 @@ def test_metrics_sum_every_workers_counters_whichever_answers(ws: Path, server: 
         for body in scrapes
     ), [counted(body) for body in scrapes]
     assert all("cobro_queue_lag_seconds{" in body for body in scrapes)
+
+
+def test_a_worker_that_cannot_start_stops_the_server_with_its_reason(
+    ws: Path, server: Server
+) -> None:
+    workers = workers_of(server.proc.pid)
+    with (ws / "cobro.yaml").open("a", encoding="utf-8") as f:
+        f.write("bogus: [\n")  # broken by hand since the server started
+
+    os.kill(min(workers), signal.SIGKILL)  # its replacement reads the file again
+
+    assert server.proc.wait(timeout=DEADLINE_S) == 1
+    wait_for(lambda: not any(alive(pid) for pid in workers), "every worker gone")
+    assert server.proc.stderr is not None
+    said = server.proc.stderr.read()
+    assert "not valid YAML" in said
+    assert "error: a worker of cobro serve cannot start: 1 configuration problem(s)" in said
+    assert said.rstrip().endswith(
+        "error: a worker could not start (said above); the server stopped"
+    ), said

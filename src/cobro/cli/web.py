@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
 import tempfile
 import time
@@ -239,18 +240,22 @@ def _serve_with_workers(
     class Workers(Multiprocess):
         stopped = False  # by a signal, rather than by a worker that could not start
 
+        def stopping(self) -> bool:
+            """Whether Ctrl-C or SIGTERM came (handled once the workers have started)."""
+            return any(sig in (signal.SIGINT, signal.SIGTERM) for sig in self.signal_queue)
+
         def init_processes(self) -> None:
             super().init_processes()
             deadline = time.monotonic() + WORKERS_START_S
             for process in self.processes:
                 while (
-                    not self.signal_queue
+                    not self.stopping()
                     and process.process.is_alive()
                     and time.monotonic() < deadline
                     and not process.is_ready(timeout=1)
                 ):
                     time.sleep(0.05)  # still starting: asked again in a moment
-            if all(p.process.is_alive() for p in self.processes) and not self.signal_queue:
+            if all(p.process.is_alive() for p in self.processes) and not self.stopping():
                 # Said once the workers accept: a script may connect as soon as it reads it.
                 _say_serving(served, host, port)
 
