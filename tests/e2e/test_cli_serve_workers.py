@@ -317,3 +317,21 @@ def test_a_worker_that_cannot_start_stops_the_server_with_its_reason(
     assert said.rstrip().endswith(
         "error: a worker could not start (said above); the server stopped"
     ), said
+
+
+def test_sighup_replaces_the_workers_one_by_one_answering_all_along(
+    ws: Path, server: Server
+) -> None:
+    before = workers_of(server.proc.pid)
+    codes = []
+
+    server.proc.send_signal(signal.SIGHUP)
+
+    def replaced() -> bool:
+        codes.append(httpx.get(f"{server.url}/healthz", timeout=30).status_code)
+        now = workers_of(server.proc.pid)
+        return len(now) == 2 and not now & before
+
+    wait_for(replaced, "both workers replaced")
+    assert set(codes) == {200}  # every request during the restart was answered
+    answers(ws, server.url)

@@ -151,6 +151,7 @@ def _say_serving(served: list[Workspace], host: str, port: int) -> None:
 # How long the workers of ``--workers`` may take to start (import, open the companies,
 # build the application) before the server says it is serving all the same.
 WORKERS_START_S = 120.0
+WORKER_HEALTHCHECK_S = 30
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,9 @@ class WorkerApp:
             highlight=False,
             markup=False,
         )
-        sys.exit(STARTUP_FAILURE)  # the server stops: a worker started again would fail too
+        # The server stops (a worker started again would fail too); in a rolling restart
+        # (SIGHUP), the workers in place go on.
+        sys.exit(STARTUP_FAILURE)
 
 
 def _serve_with_workers(
@@ -235,6 +238,10 @@ def _serve_with_workers(
         log_level="warning",
         server_header=False,
         proxy_headers=True,  # X-Forwarded-For / -Proto from a proxy on this machine
+        # A worker that does not answer the supervisor within this is killed and replaced,
+        # and a new one of a rolling restart (SIGHUP) must serve within it: room for one
+        # that starts on a busy machine (imports, the companies opened, the app built).
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
     )
 
     class Workers(Multiprocess):
