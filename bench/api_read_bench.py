@@ -12,7 +12,7 @@ receivables list (``/receivables?customer=``) is measured when the server has th
 
     .venv/bin/python bench/api_read_bench.py [--receivables 1000000] [--debtors 200000]
         [--claims 5] [--connections 50] [--seconds 10] [--rounds 3] [--paths 2000]
-        [--build-only]
+        [--workers 1] [--build-only]
 
 Needs ``wrk`` (Debian package ``wrk``).
 """
@@ -172,9 +172,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def serve(ws: Path, port: int) -> subprocess.Popen[str]:
+def serve(ws: Path, port: int, workers: int = 1) -> subprocess.Popen[str]:
+    """``cobro serve`` with ``workers`` processes, once it says it is serving."""
     proc = subprocess.Popen(
-        [*COBRO, "--workspace", str(ws), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            *COBRO,
+            "--workspace",
+            str(ws),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -252,6 +264,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--paths", type=int, default=2000, help="debtors asked for in turn")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="processes of cobro serve (its --workers)"
+    )
     ap.add_argument("--build-only", action="store_true", help="build the data, measure nothing")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
@@ -282,7 +297,7 @@ def main() -> None:
     chosen = rnd.sample(with_claims, min(args.paths, len(with_claims)))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = serve(ws, port)
+    server = serve(ws, port, args.workers)
     api = "/api/v1"
     targets: dict[str, list[str]] = {
         "healthz": ["/healthz"],
@@ -329,6 +344,7 @@ def main() -> None:
         "debtors": args.debtors,
         "claims": claims_n,
         "connections": args.connections,
+        "workers": args.workers,
         "cpus": os.cpu_count(),
     }
     for name in targets:

@@ -12,7 +12,7 @@ Targets (issue 12): p99 under 20 concurrent users: overview â‰¤ 300 ms, search â
 
     .venv/bin/python bench/dashboard_bench.py [--receivables 1000000] [--debtors 200000]
         [--claims 5] [--connections 20] [--users 20] [--seconds 10] [--rounds 3]
-        [--paths 2000] [--sql-samples 200]
+        [--paths 2000] [--sql-samples 200] [--workers 1]
 
 Needs ``wrk`` (Debian package ``wrk``).
 """
@@ -282,6 +282,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--paths", type=int, default=2000, help="searches asked in turn")
     ap.add_argument("--sql-samples", type=int, default=200, help="searches timed as raw SQL")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="processes of cobro serve (its --workers)"
+    )
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt install wrk")
@@ -303,7 +306,7 @@ def main() -> None:
     queries = searches(ws / "cobro.db", args.paths)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = serve(ws, port)
+    server = serve(ws, port, args.workers)
     results: dict[str, list[dict[str, float]]] = {"healthz": [], "overview": [], "search": []}
     single: dict[str, dict[str, float]] = {}
     try:
@@ -355,6 +358,7 @@ def main() -> None:
         "receivables": args.receivables,
         "debtors": args.debtors,
         "connections": args.connections,
+        "workers": args.workers,
         "users": args.users,
         "cpus": os.cpu_count(),
         "overview_first_ms": round(first.s * 1000, 1),

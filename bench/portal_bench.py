@@ -8,7 +8,9 @@ requests per second. Rounds alternate page and baseline and medians are reported
 noisy machine moves both. Needs ``wrk`` (Debian package ``wrk``).
 
     .venv/bin/python bench/portal_bench.py [--items 50] [--connections 50] [--seconds 10]
-                                           [--rounds 3] [--pdfs 20]
+                                           [--rounds 3] [--pdfs 20] [--workers 1]
+
+``--workers N`` serves with ``cobro serve --workers N`` (N processes on one socket).
 """
 
 from __future__ import annotations
@@ -77,9 +79,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def serve(ws: Path, port: int) -> subprocess.Popen[str]:
+def serve(ws: Path, port: int, workers: int = 1) -> subprocess.Popen[str]:
+    """``cobro serve`` with ``workers`` processes, once it says it is serving."""
     proc = subprocess.Popen(
-        [*COBRO, "--workspace", str(ws), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            *COBRO,
+            "--workspace",
+            str(ws),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -133,6 +147,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--pdfs", type=int, default=20)
+    ap.add_argument(
+        "--workers", type=int, default=1, help="processes of cobro serve (its --workers)"
+    )
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt install wrk")
@@ -141,7 +158,7 @@ def main() -> None:
     port = free_port()
     page = re.sub(r"^https?://[^/]+", f"http://127.0.0.1:{port}", link)
     health = f"http://127.0.0.1:{port}/healthz"
-    server = serve(ws, port)
+    server = serve(ws, port, args.workers)
     results: dict[str, list[dict[str, float]]] = {"page": [], "healthz": []}
     try:
         # The rounds measure a warm server: the first request of the page compiles its
@@ -167,6 +184,7 @@ def main() -> None:
         "bench": "portal",
         "items": args.items,
         "connections": args.connections,
+        "workers": args.workers,
         "page_rps": round(median("page", "rps"), 1),
         "page_p50_ms": round(median("page", "p50_ms"), 2),
         "page_p99_ms": round(median("page", "p99_ms"), 2),

@@ -46,8 +46,36 @@ def utcnow() -> datetime:
     """The clock: the real one, or the one ``COBRO_NOW`` sets. Only the command-line
     shell and the servers call it; the engine takes the time as an argument."""
     pinned = os.environ.get(CLOCK_VARIABLE)
-    shift = _shift(pinned) if pinned else timedelta(0)  # fixed before the real time is read
+    shift = timedelta(0)
+    if pinned:  # fixed before the real time is read
+        held = _held.get(pinned)
+        shift = _shift(pinned) if held is None else held
     return datetime.now(UTC) + shift
+
+
+# The clock of the process that started this one (``hold_clock``), by ``COBRO_NOW``.
+_held: dict[str, timedelta] = {}
+
+
+def clock_held() -> tuple[str, timedelta] | None:
+    """``COBRO_NOW`` and how far this process's clock is from the real one, for the
+    processes it starts to go on with the same clock (``hold_clock``); None on the real
+    clock."""
+    pinned = os.environ.get(CLOCK_VARIABLE)
+    if not pinned:
+        return None
+    utcnow()  # fixes the shift when nothing has read the clock yet
+    held = _held.get(pinned)
+    return pinned, _shift(pinned) if held is None else held
+
+
+def hold_clock(held: tuple[str, timedelta] | None) -> None:
+    """In a process started by another (a worker of ``cobro serve``, however much later):
+    the clock of that one (``clock_held``), rather than one starting again at
+    ``COBRO_NOW``'s time."""
+    _held.clear()
+    if held is not None:
+        _held[held[0]] = held[1]
 
 
 def clock_start(value: str) -> datetime:

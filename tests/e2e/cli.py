@@ -82,10 +82,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_serving(ws: Path, *args: str) -> tuple[subprocess.Popen[str], int, str]:
-    """``cobro --workspace WS serve --port PORT ARGS`` on a free port: the process, the port
-    and the line it printed once it listens. A free port can be taken by another process
-    (another pytest-xdist worker) before the server binds it: then it starts on another."""
+def start_serving(
+    ws: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], int, str]:
+    """``cobro --workspace WS serve --port PORT ARGS`` on a free port (plus ``env``): the
+    process, the port and the first line it printed once it listens. A free port can be
+    taken by another process (another pytest-xdist worker) before the server binds it:
+    then it starts on another."""
     for _attempt in range(3):
         port = free_port()
         proc = subprocess.Popen(
@@ -93,7 +96,7 @@ def start_serving(ws: Path, *args: str) -> tuple[subprocess.Popen[str], int, str
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**ENV, "HOME": str(ws)},
+            env={**ENV, "HOME": str(ws), **(env or {})},
             cwd=ws,
         )
         assert proc.stdout is not None and proc.stderr is not None

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
+import tempfile
+import time
+from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -15,6 +20,8 @@ from cobro.cli.common import Options, err, fail, open_ws, out, print_json
 from cobro.workspace import CLOCK_VARIABLE, utcnow
 
 if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
     from cobro.workspace import Workspace
 
 portal_app = typer.Typer(
@@ -72,21 +79,38 @@ def serve(
             help="Log every request (its URL holds the link's token; off by default).",
         ),
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            envvar="COBRO_SERVE_WORKERS",
+            min=1,
+            max=32,
+            help=(
+                "Processes serving on the one socket (one per core); a worker that dies "
+                "is replaced. Each counts failed logins and API authentications itself: "
+                "an address is refused after at most N times the limit."
+            ),
+        ),
+    ] = 1,
 ) -> None:
     """Serve the debtor portal (the page each claim's link opens), the staff dashboard
     (/dashboard, 'cobro users add') and the REST API (/api/v1) until Ctrl-C: for the
     workspace, or every company of a server root."""
-    import uvicorn
-
     from cobro.engine.users import UserError, lowered_cost
-    from cobro.web.app import create_app
 
     try:
-        lowered = lowered_cost()
+        lowered_cost()
     except UserError as exc:
         fail(str(exc), 2)
     served = open_companies_or_fail(ctx)
-    ws = served[0]
+    if workers > 1:
+        _serve_with_workers(ctx, served, host, port, access_log, workers)
+        return
+    import uvicorn
+
+    from cobro.web.app import create_app
+
     try:
         app = create_app(served)
         sock = _listen(host, port)
@@ -97,30 +121,8 @@ def serve(
             server_header=False,
             proxy_headers=True,  # X-Forwarded-For / -Proto from a proxy on this machine
         )
-        if os.environ.get(CLOCK_VARIABLE):
-            out.print(
-                f"The clock is set by {CLOCK_VARIABLE}: it is {utcnow().isoformat()} now.",
-                markup=False,
-                highlight=False,
-            )
-        if lowered:
-            err.print(
-                "Staff passwords are hashed at less than the default cost "
-                "(COBRO_PASSWORD_...): never on a production server.",
-                markup=False,
-                highlight=False,
-            )
-        shown = f"[{host}]" if ":" in host else host
         # Said once the socket listens: a script may connect as soon as it reads this line.
-        names = ", ".join(w.config.company.name for w in served)
-        out.print(
-            f"Serving {names} on http://{shown}:{port}/ "
-            f"(links: {ws.config.company.portal_url.rstrip('/')}/TOKEN; "
-            f"API: http://{shown}:{port}/api/v1/docs). Ctrl-C stops.",
-            markup=False,
-            highlight=False,
-        )
-        out.file.flush()
+        _say_serving(served, host, port)
         import gc
 
         gc.collect()
@@ -129,6 +131,172 @@ def serve(
     finally:
         for each in served:
             each.close()
+
+
+def _say_serving(served: list[Workspace], host: str, port: int) -> None:
+    """The line saying where the companies are served (and the clock's, when
+    ``COBRO_NOW`` sets it)."""
+    if os.environ.get(CLOCK_VARIABLE):
+        out.print(
+            f"The clock is set by {CLOCK_VARIABLE}: it is {utcnow().isoformat()} now.",
+            markup=False,
+            highlight=False,
+        )
+    shown = f"[{host}]" if ":" in host else host
+    names = ", ".join(w.config.company.name for w in served)
+    out.print(
+        f"Serving {names} on http://{shown}:{port}/ "
+        f"(links: {served[0].config.company.portal_url.rstrip('/')}/TOKEN; "
+        f"API: http://{shown}:{port}/api/v1/docs). Ctrl-C stops.",
+        markup=False,
+        highlight=False,
+    )
+    out.file.flush()
+    from cobro.engine.users import lowered_cost
+
+    if lowered_cost():
+        err.print(
+            "Staff passwords are hashed at less than the default cost "
+            "(COBRO_PASSWORD_...): never on a production server.",
+            markup=False,
+            highlight=False,
+        )
+
+
+# How long the workers of ``--workers`` may take to start (import, open the companies,
+# build the application) before the server says it is serving all the same.
+WORKERS_START_S = 120.0
+WORKER_HEALTHCHECK_S = 30
+
+
+@dataclass(frozen=True)
+class WorkerApp:
+    """What a worker process of ``cobro serve --workers`` serves: called in that process
+    (uvicorn's application factory), it opens the companies itself (no engine or SQLite
+    connection is shared between processes), on the clock of the server's process."""
+
+    workspace: Path
+    db: str | None
+    clock: tuple[str, timedelta] | None
+
+    def __call__(self) -> ASGIApp:
+        import atexit
+        import gc
+        import sys
+
+        from uvicorn.config import STARTUP_FAILURE
+
+        from cobro.errors import CobroError, ConfigError
+        from cobro.web.app import create_app
+        from cobro.workspace import hold_clock, open_companies
+
+        hold_clock(self.clock)
+        try:
+            served = open_companies(self.workspace, self.db)
+        except ConfigError as exc:
+            for p in exc.problems:
+                err.print(str(p), highlight=False, markup=False)
+            reason = f"{len(exc.problems)} configuration problem(s)"
+        except CobroError as exc:
+            reason = str(exc)
+        else:
+
+            def close() -> None:
+                for each in served:
+                    each.close()
+
+            atexit.register(close)
+            app = create_app(served)
+            gc.collect()
+            gc.freeze()  # what start-up made lives as long as the worker: never scanned again
+            return app
+        err.print(
+            f"error: a worker of cobro serve cannot start: {reason}",
+            highlight=False,
+            markup=False,
+        )
+        # The server stops (a worker started again would fail too); in a rolling restart
+        # (SIGHUP), the workers in place go on.
+        sys.exit(STARTUP_FAILURE)
+
+
+def _serve_with_workers(
+    ctx: typer.Context,
+    served: list[Workspace],
+    host: str,
+    port: int,
+    access_log: bool,
+    workers: int,
+) -> None:
+    """``cobro serve --workers N``: the configuration checked and the socket bound once,
+    here, then N processes serving on it under uvicorn's supervisor (which replaces a
+    worker that dies, and stops them all on Ctrl-C or SIGTERM); the line saying where
+    once each of them serves."""
+    import uvicorn
+    from uvicorn.supervisors.multiprocess import Multiprocess
+
+    from cobro.engine.metrics import MULTIPROCESS_DIR
+    from cobro.workspace import clock_held
+
+    opts: Options = ctx.obj
+    for each in served:  # checked; each worker opens its own
+        each.close()
+    sock = _listen(host, port)
+    # The workers' counters, one file each, summed by whichever answers /metrics.
+    counters = tempfile.TemporaryDirectory(prefix="cobro-serve-metrics-")
+    os.environ[MULTIPROCESS_DIR] = counters.name
+    config = uvicorn.Config(
+        WorkerApp(opts.workspace, opts.db, clock_held()),
+        factory=True,
+        workers=workers,
+        access_log=access_log,
+        log_level="warning",
+        server_header=False,
+        proxy_headers=True,  # X-Forwarded-For / -Proto from a proxy on this machine
+        # A worker that does not answer the supervisor within this is killed and replaced,
+        # and a new one of a rolling restart (SIGHUP) must serve within it: room for one
+        # that starts on a busy machine (imports, the companies opened, the app built).
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
+    )
+
+    class Workers(Multiprocess):
+        stopped = False  # by a signal, rather than by a worker that could not start
+
+        def stopping(self) -> bool:
+            """Whether Ctrl-C or SIGTERM came (handled once the workers have started)."""
+            return any(sig in (signal.SIGINT, signal.SIGTERM) for sig in self.signal_queue)
+
+        def init_processes(self) -> None:
+            super().init_processes()
+            deadline = time.monotonic() + WORKERS_START_S
+            for process in self.processes:
+                while (
+                    not self.stopping()
+                    and process.process.is_alive()
+                    and time.monotonic() < deadline
+                    and not process.is_ready(timeout=1)
+                ):
+                    time.sleep(0.05)  # still starting: asked again in a moment
+            if all(p.process.is_alive() for p in self.processes) and not self.stopping():
+                # Said once the workers accept: a script may connect as soon as it reads it.
+                _say_serving(served, host, port)
+
+        def handle_int(self) -> None:
+            self.stopped = True
+            super().handle_int()
+
+        def handle_term(self) -> None:
+            self.stopped = True
+            super().handle_term()
+
+    supervisor = Workers(config, sockets=[sock])
+    try:
+        supervisor.run()
+    finally:
+        sock.close()
+        counters.cleanup()
+    if not supervisor.stopped:
+        fail("a worker could not start (said above); the server stopped", 1)
 
 
 @portal_app.command("link")

@@ -111,17 +111,34 @@ def exposition() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
+# Where the workers of ``cobro serve --workers N`` keep their counters, one file each
+# (prometheus-client's multiprocess mode): set by the server's process before it starts
+# them, read by prometheus-client when it is imported.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
 def app_metrics(
     companies: Callable[[], Sequence[Workspace]], clock: Callable[[], datetime] = utcnow
 ) -> Callable[[], tuple[bytes, str]]:
     """The ``/metrics`` of a web application: this process's counters and the queue lag of
-    the companies it serves (a registry of its own: one process may build several apps)."""
+    the companies it serves (a registry of its own: one process may build several apps).
+    In a worker of ``cobro serve --workers N``, the counters and histograms of every
+    worker of the server, summed (those of a worker that died included), whichever
+    worker answers the scrape."""
+    import os
+
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
     own = CollectorRegistry(auto_describe=False)
     own.register(QueueLag(companies, clock))
+    counted = REGISTRY
+    if os.environ.get(MULTIPROCESS_DIR):
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        counted = CollectorRegistry(auto_describe=False)
+        MultiProcessCollector(counted)  # type: ignore[no-untyped-call]
 
     def render() -> tuple[bytes, str]:
-        return generate_latest(REGISTRY) + generate_latest(own), CONTENT_TYPE_LATEST
+        return generate_latest(counted) + generate_latest(own), CONTENT_TYPE_LATEST
 
     return render

@@ -354,3 +354,42 @@ def test_a_page_shown_before_is_refused_once_its_claim_is_no_longer_the_debtors(
 
     assert shown.status_code == 200 and "Acme Industrial" in shown.text
     assert moved.status_code == 404 and "Acme Industrial" not in moved.text
+
+
+def test_a_visit_recorded_meanwhile_by_another_server_process_is_not_recorded_again(
+    portal: Portal,
+) -> None:
+    # Two processes of one server (``cobro serve --workers``), each with a browser it has
+    # not seen: both look, find no visit recorded, and record one. The database decides:
+    # checked again under the company's write lock, the second finds the first's.
+    from cobro.engine.links import read_token
+    from cobro.engine.responses import Client
+    from cobro.web.portal.queries import find_debtor
+    from cobro.web.portal.routes import record_opened
+
+    state = portal.app.state.cobro.default
+    company = state.ws.config.company
+    link = read_token(
+        state.ws.secret, portal.token, company.id, state.now(), company.link_max_age_days
+    )
+    client = Client("198.51.100.30", "Phone/1.0")
+    with state.ws.engine.connect() as conn:
+        debtor = find_debtor(conn, state.ws.company_id, link)
+    assert debtor is not None
+    first_at = portal.clock.now
+    later = first_at + timedelta(seconds=2)
+
+    with state.ws.engine.begin() as conn:
+        first = record_opened(conn, state, debtor, client, first_at)
+    with state.ws.engine.begin() as conn:
+        second = record_opened(conn, state, debtor, client, later)
+    with state.ws.engine.begin() as conn:  # another browser: its own visit
+        other = record_opened(conn, state, debtor, Client("198.51.100.30", "Laptop/2.0"), later)
+
+    assert first == first_at and second == first_at and other == later
+    views = rows(portal.ws, t.claim_views)
+    assert [(v.kind, v.user_agent) for v in views] == [
+        ("opened", "Phone/1.0"),
+        ("opened", "Laptop/2.0"),
+    ]
+    assert evidence_kinds(portal.ws).count("claim.opened") == 2

@@ -28,6 +28,7 @@ from cobro.engine.responses import (
     open_dispute,
     record_view,
 )
+from cobro.store.db import lock_company
 from cobro.web.csrf import (
     FormRefused,
     browser_key,
@@ -171,10 +172,21 @@ def _again(request: Request, token: str, lang: str | None, done: str) -> Redirec
     return RedirectResponse(portal_path(request, token) + query, status_code=303)
 
 
-def _record_opened(
+def record_opened(
     conn: Connection, state: WebState, debtor: Debtor, client: Client, at: datetime
-) -> None:
+) -> datetime:
+    """Record that ``client`` opened the page of ``debtor``'s claim ``at`` (in the
+    transaction of ``conn``), unless a visit of the same address and browser is recorded
+    within ``OPENED_AGAIN`` before it; when that visit was recorded. The database decides,
+    under the company's write lock (``BEGIN IMMEDIATE`` on SQLite, the company's row on
+    PostgreSQL): of first visits made at once through several server processes, each of
+    which found none recorded, one is recorded."""
+    lock_company(conn, state.ws.company_id)
+    before = opened_since(conn, debtor, client, at - OPENED_AGAIN)
+    if before is not None:
+        return before
     record_view(conn, state.ws.company_id, debtor.id, debtor.outbox_id, "opened", at, client)
+    return at
 
 
 LINKED = "linked"  # the one version of ``WebState.linked``'s entries
@@ -237,10 +249,10 @@ async def page(
             opened = opened_since(conn, debtor, client, since) if check_opened else None
         if check_opened:
             if opened is None:
-                _in_transaction(
-                    state, lambda conn: _record_opened(conn, state, debtor, client, now)
+                opened = _in_transaction(
+                    state, lambda conn: record_opened(conn, state, debtor, client, now)
                 )
-            state.opened.mark(viewer, opened or now)
+            state.opened.mark(viewer, opened)
         return html, found, version
 
     html = kept_page(state, key, linked) if not check_opened else None
