@@ -337,3 +337,16 @@ def test_sighup_replaces_the_workers_one_by_one_answering_all_along(
     wait_for(replaced, "both workers replaced")
     assert set(codes) == {200}  # every request during the restart was answered
     answers(ws, server.url)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_one_process_stopped_right_after_its_line_stops_and_exits_0(
+    ws: Path, stop: signal.Signals
+) -> None:
+    """A Ctrl-C the moment "Serving" is said, before uvicorn has taken the signals over,
+    still stops the server (it was once swallowed, and the server served on)."""
+    proc, _port, line = start_serving(ws)
+    assert line.startswith("Serving ")
+    proc.send_signal(stop)
+    assert proc.wait(timeout=DEADLINE_S) == 0
+    assert proc.stderr is not None and "Traceback" not in proc.stderr.read()

@@ -121,13 +121,18 @@ def serve(
             server_header=False,
             proxy_headers=True,  # X-Forwarded-For / -Proto from a proxy on this machine
         )
+        server = uvicorn.Server(config)
+        # Ctrl-C or SIGTERM from the moment the line is said stops the server, even before
+        # uvicorn takes the signals over (it starts, sees it should stop, and stops).
+        for each_signal in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(each_signal, server.handle_exit)
         # Said once the socket listens: a script may connect as soon as it reads this line.
         _say_serving(served, host, port)
         import gc
 
         gc.collect()
         gc.freeze()  # what start-up made lives as long as the server: never scanned again
-        uvicorn.Server(config).run(sockets=[sock])
+        server.run(sockets=[sock])
     finally:
         for each in served:
             each.close()
