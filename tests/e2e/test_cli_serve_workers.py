@@ -346,7 +346,11 @@ def test_one_process_stopped_right_after_its_line_stops_and_exits_0(
     """A Ctrl-C the moment "Serving" is said, before uvicorn has taken the signals over,
     still stops the server (it was once swallowed, and the server served on)."""
     proc, _port, line = start_serving(ws)
-    assert line.startswith("Serving ")
-    proc.send_signal(stop)
-    assert proc.wait(timeout=DEADLINE_S) == 0
-    assert proc.stderr is not None and "Traceback" not in proc.stderr.read()
+    try:
+        assert line.startswith("Serving ")
+        proc.send_signal(stop)
+        assert proc.wait(timeout=DEADLINE_S) == 0
+        assert proc.stderr is not None and "Traceback" not in proc.stderr.read()
+    finally:
+        proc.kill()  # left running when it failed
+        proc.wait()

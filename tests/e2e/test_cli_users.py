@@ -101,5 +101,9 @@ def test_serve_says_when_passwords_are_hashed_at_a_lowered_cost(tmp_path: Path) 
         assert line.startswith("Serving ")
     finally:
         proc.terminate()
-        _out, err = proc.communicate(timeout=30)
+        try:
+            _out, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()  # left running when it did not stop
+            proc.wait()
     assert "Staff passwords are hashed at less than the default cost" in err, err
