@@ -1,33 +1,53 @@
-"""Channels benchmark: a mix of email and SMS dispatched, against the raw client sends of the
-same messages; then Twilio status callbacks taken by ``cobro serve``.
+"""Channels benchmark: a mix of email, SMS and automated calls dispatched, against the raw
+client sends of the same messages and calls; then Twilio status callbacks taken by
+``cobro serve``.
 
 1. Two servers in other processes on 127.0.0.1: an aiosmtpd sink that accepts, records and
    discards mail (``common.py``'s, as in ``dispatch_bench.py``), and the
    Twilio-speaking test server of ``tests/fakes/twilio.py`` (``--twilio-server``), which
    records each message and the signed status callbacks Twilio would post for it
-   ("sent", then "delivered").
+   ("sent", then "delivered"), and each call with the arguments of its request.
 2. A workspace in ``bench/out/channels`` (SQLite) gets N debtors, each with one receivable
-   reaching a step on the benchmark date: business debtors (b2b phase 01, by email to the
-   debtor and the sales rep) and persons with a mobile number (consumer phase "due" on
-   ``channels: [sms, email]``: one SMS). The calendar is on, so its checks are measured:
-   SMS hours 09:00-21:00, Spanish holidays, a cap of 3 messages in 7 days. ``run_day`` at
-   07:00 fills the outbox.
+   reaching a step on the benchmark date: business debtors, half of them (b2b phase 01, by
+   email to the debtor and the sales rep: 2 emails), and persons with a mobile number, the
+   other half, on consumer phase "due": two of each three persons (a third of the
+   debtors) have the policy ``consumer_calls``, whose phases go on ``channels: [voice,
+   sms, email]`` with ``call: {attempts: 3, retry_after_minutes: 120, max_per_7_days: 2}``
+   (one call each), the others the starter's ``consumer`` on ``channels: [sms, email]``
+   (one SMS each). The calendar is on, so its checks are measured: SMS hours
+   09:00-21:00, call hours 10:00-20:00, Spanish holidays, a cap of 3 messages in 7 days
+   and one of 1 call a day (and the phase's calls a week). ``run_day`` at 07:00 fills the
+   outbox.
 3. Pre-rendering for the baseline: ``dispatch_due`` on a copy of the database with the
-   email transport keeping the bytes in memory (SMS go to the test server, which keeps
-   each request's arguments).
+   email transport keeping the bytes in memory (SMS and calls go to the test server, which
+   keeps each request's arguments).
 4. Baseline (raw): the same email bytes over raw aiosmtplib (as many persistent
-   connections as the email channel) and, at the same time, the same SMS through Twilio's
-   own async client (``messages.create_async``, as many at once as the SMS channel), median
-   of 3 runs.
+   connections as the email channel) and, at the same time, the same SMS and the same
+   calls through Twilio's own async client (``messages.create_async`` and
+   ``calls.create_async`` with the arguments the test server recorded from Cobro's
+   requests: to, from, TwiML URL and method, status callback, its events and method,
+   machine detection, ring time; a client each, as many requests at once each as the SMS
+   and voice channels), median of 3 runs. Each run's calls are checked to be the calls
+   Cobro placed.
 5. Measured: ``dispatch_due(ws, 10:00)``; with ``--workers N`` (default 1) N processes
    running it at once on the same database, as ``cobro dispatch --workers N`` shares the
    outbox, each a new interpreter with its own workspace, released together once all have
    imported and opened it and timed from the release to the last one's end
    (``common.dispatch_in_processes``). The deliveries recorded are checked against both
-   servers by claim and recipient (email: the sink's ``X-Cobro-Claim`` and envelope; SMS:
-   the delivery each message names in its status callback URL), each received once, and
-   their number (summed over the processes) against the messages pre-rendered: any
-   difference fails the benchmark. Target: >= 80 % of the raw rate.
+   servers by claim and recipient (email: the sink's ``X-Cobro-Claim`` and envelope; SMS
+   and calls: the delivery each names in its status callback URL), each received once,
+   and their number (summed over the processes) against the messages and calls
+   pre-rendered: any difference fails the benchmark. Target: >= 80 % of the raw rate.
+
+   What a call costs here is what placing it costs: the voice text rendered, the TwiML
+   built and kept as the message as sent, the delivery recorded ``sending`` before the
+   request, the ``POST .../Calls.json`` answered 201 (the same request the raw baseline
+   makes), its answer recorded. What follows a real call happens after that, at Twilio's
+   pace, and is not measured: Twilio fetching the TwiML from ``cobro serve`` when the call
+   is answered, the key pressed, the call's status callbacks. The test server only does
+   those when a test plays the calls, which this benchmark does not, so no ``cobro
+   serve`` runs during the dispatch (the TwiML and status callback URLs the calls carry
+   point at the port it takes in step 6).
 6. Callbacks: ``cobro serve`` in its own process; the status callbacks of the measured SMS
    (signed by the test server with the auth token, as Twilio signs them): the "sent" ones
    posted by ``--clients`` concurrent clients as fast as they are answered (callbacks per
@@ -36,8 +56,9 @@ same messages; then Twilio status callbacks taken by ``cobro serve``.
    50 ms.
 
 Final stdout line: {"bench": "channels", "calendar": true, "workers": W, "messages": N,
-"email": E, "sms": S, "per_s": X, "raw_per_s": Y, "ratio": R, "callbacks": C,
-"callbacks_per_s": Z, "callback_rate": .., "callback_p50_ms": .., "callback_p99_ms": ..}.
+"email": E, "sms": S, "voice": V, "per_s": X, "raw_per_s": Y, "ratio": R, "callbacks": C,
+"callbacks_per_s": Z, "callback_rate": .., "callback_p50_ms": .., "callback_p99_ms": ..};
+``messages`` counts the calls too.
 """
 
 from __future__ import annotations
@@ -84,6 +105,8 @@ from common import (
 ROOT = Path(__file__).resolve().parent.parent
 COBRO = [sys.executable, "-m", "cobro"]
 SERVER_LIFETIME_S = 1800  # the test servers exit by themselves after this
+CALL_POLICY = "consumer_calls"  # the persons called: a third of the debtors
+CALL_SETTINGS = {"attempts": 3, "retry_after_minutes": 120, "max_per_7_days": 2}
 
 
 # -- the servers (each in its own process) ---------------------------------------------
@@ -91,7 +114,8 @@ SERVER_LIFETIME_S = 1800  # the test servers exit by themselves after this
 
 def serve_twilio() -> None:
     """The Twilio test server: prints its URL, account and token as JSON, then answers
-    ``count``, ``messages`` and ``callbacks FROM`` with one JSON line each."""
+    ``count`` (``[messages, calls]``), ``messages FROM``, ``calls FROM`` and
+    ``callbacks FROM`` with one JSON line each."""
     sys.path.insert(0, str(ROOT / "tests"))
     from fakes.twilio import FakeTwilio
 
@@ -102,9 +126,11 @@ def serve_twilio() -> None:
         for line in sys.stdin:
             command, _, arg = line.strip().partition(" ")
             if command == "count":
-                answer: Any = len(tw.messages)
+                answer: Any = [len(tw.messages), len(tw.calls)]
             elif command == "messages":
                 answer = tw.messages[int(arg or 0) :]
+            elif command == "calls":
+                answer = tw.calls[int(arg or 0) :]
             elif command == "callbacks":
                 answer = [
                     [c["url"], c["params"], c["signature"]] for c in tw.callbacks[int(arg or 0) :]
@@ -134,6 +160,11 @@ class TwilioProcess:
         self.proc.stdin.flush()
         return json.loads(self.proc.stdout.readline())
 
+    def counts(self) -> tuple[int, int]:
+        """(messages, calls) the test server has taken so far."""
+        messages, calls = self.ask("count")
+        return int(messages), int(calls)
+
     def close(self) -> None:
         if self.proc.stdin:
             self.proc.stdin.close()
@@ -144,36 +175,57 @@ class TwilioProcess:
             self.proc.wait()
 
 
-def check_sms(messages: list[dict[str, Any]], engine: Any) -> int:
-    """The number of SMS the Twilio test server took for the database's claims; raises
-    ``SystemExit`` (the benchmark fails) when its count by claim and recipient differs from
-    the SMS deliveries the database records as sent, or one was taken twice. Each message
-    names its delivery in its status callback URL (``?ref=``), which names the claim."""
+def check_twilio(taken: list[dict[str, Any]], engine: Any, channel: str) -> int:
+    """The number of SMS (``channel`` "sms": ``taken`` are the test server's messages) or
+    calls ("voice": its calls) the Twilio test server took for the database's claims;
+    raises ``SystemExit`` (the benchmark fails) when its count by claim and recipient
+    differs from the deliveries of ``channel`` the database records as sent, or one was
+    taken twice. Each message and call names its delivery in its status callback URL
+    (``?ref=``), which names the claim."""
     from sqlalchemy import select
 
     from cobro.store import tables as t
 
+    what = {"sms": "SMS", "voice": "calls"}[channel]
     d = t.deliveries.c
     with engine.connect() as conn:
         rows = conn.execute(
-            select(d.ref, d.outbox_id, d.recipient, d.status).where(d.channel == "sms")
+            select(d.ref, d.outbox_id, d.recipient, d.status).where(d.channel == channel)
         ).all()
     claim_of = {r.ref: int(r.outbox_id) for r in rows if r.ref}
     recorded = Counter((int(r.outbox_id), str(r.recipient)) for r in rows if r.status == "sent")
     got: Counter[tuple[int, str]] = Counter()
-    for m in messages:
+    for m in taken:
         ref = parse_qs(urlsplit(m.get("status_callback") or "").query).get("ref", [""])[0]
         got[(claim_of.get(ref, 0), str(m["to"]))] += 1
-    check_once(got, "the Twilio test server")
+    check_once(got, f"the Twilio test server ({what})")
     if got != recorded:
         missing, extra = recorded - got, got - recorded
         raise SystemExit(
-            f"FAILED: the Twilio test server took {sum(got.values()):,} SMS, the database "
-            f"records {sum(recorded.values()):,} SMS deliveries; recorded but not taken: "
-            f"{sum(missing.values()):,} (e.g. {sorted(missing)[:3]}), taken but not recorded: "
-            f"{sum(extra.values()):,} (e.g. {sorted(extra)[:3]})"
+            f"FAILED: the Twilio test server took {sum(got.values()):,} {what}, the database "
+            f"records {sum(recorded.values()):,} {channel} deliveries; recorded but not "
+            f"taken: {sum(missing.values()):,} (e.g. {sorted(missing)[:3]}), taken but not "
+            f"recorded: {sum(extra.values()):,} (e.g. {sorted(extra)[:3]})"
         )
     return sum(got.values())
+
+
+def call_args(call: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of ``calls.create_async`` that make the request the test server
+    recorded for ``call`` (what Cobro's voice channel sent)."""
+    args = {
+        "to": call["to"],
+        "from_": call["from_"],
+        "url": call["url"],
+        "method": call["method"],
+        "twiml": call["twiml"],
+        "status_callback": call["status_callback"],
+        "status_callback_event": call["events"] or None,
+        "status_callback_method": call["status_callback_method"],
+        "machine_detection": call["machine_detection"],
+        "timeout": call["timeout"],
+    }
+    return {name: value for name, value in args.items() if value is not None}
 
 
 # -- raw sends -------------------------------------------------------------------------
@@ -185,9 +237,12 @@ async def send_raw(
     connections: int,
     twilio: TwilioProcess,
     sms: list[dict[str, Any]],
+    calls: list[dict[str, Any]],
     parallel: int,
 ) -> tuple[int, float]:
-    """The email bytes over raw aiosmtplib and the SMS through Twilio's client, at once."""
+    """The email bytes over raw aiosmtplib, the SMS and the calls through Twilio's client
+    (one client each, ``parallel`` requests at once each, as Cobro's SMS and voice
+    channels), all at once."""
     import aiosmtplib
     from twilio.rest import Client
 
@@ -199,9 +254,14 @@ async def send_raw(
     sms_queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     for s in sms:
         sms_queue.put_nowait(s)
+    call_queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for c in calls:
+        call_queue.put_nowait(call_args(c))
     sent = 0
     http = _TwilioHttp(twilio.url, 15.0)
     client = Client(twilio.sid, twilio.token, http_client=http)
+    call_http = _TwilioHttp(twilio.url, 15.0)
+    call_client = Client(twilio.sid, twilio.token, http_client=call_http)
 
     async def mailer() -> None:
         nonlocal sent
@@ -231,13 +291,26 @@ async def send_raw(
             await client.messages.create_async(**args)
             sent += 1
 
+    async def caller() -> None:
+        nonlocal sent
+        while True:
+            try:
+                args = call_queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            await call_client.calls.create_async(**args)
+            sent += 1
+
     t0 = time.perf_counter()
     try:
         await asyncio.gather(
-            *(mailer() for _ in range(connections)), *(texter() for _ in range(parallel))
+            *(mailer() for _ in range(connections)),
+            *(texter() for _ in range(parallel)),
+            *(caller() for _ in range(parallel)),
         )
     finally:
         await http.close()
+        await call_http.close()
     return sent, time.perf_counter() - t0
 
 
@@ -262,6 +335,9 @@ def build_workspace(
     phases = yaml.safe_load(STARTER.read_text(encoding="utf-8"))["policies"]["consumer"]["phases"]
     for ph in phases:
         ph["channels"] = ["sms", "email"]
+    calling = [
+        {**ph, "channels": ["voice", "sms", "email"], "call": dict(CALL_SETTINGS)} for ph in phases
+    ]
     edit: dict[str, Any] = {
         "company.public_url": f"http://127.0.0.1:{serve_port}",
         "channels.email.smtp.host": "127.0.0.1",
@@ -274,13 +350,26 @@ def build_workspace(
             "api_url": twilio.url,
             "cost_per_segment": 0.05,
         },
+        "channels.voice": {
+            "account_sid": twilio.sid,
+            "caller_id": "+34910000000",
+            "api_url": twilio.url,
+            "cost_per_call": 0.10,
+        },
         "policies.consumer.phases": phases,
+        f"policies.{CALL_POLICY}": {
+            "description": "Card statements, each reminder by a call first",
+            "phases": calling,
+        },
     }
     if calendar:
         edit["calendar"] = {
             "holidays": {"country": "ES", "region": "MD"},
-            "windows": {"sms": {"start": "09:00", "end": "21:00"}},
-            "caps": [{"max": 3, "days": 7}],
+            "windows": {
+                "sms": {"start": "09:00", "end": "21:00"},
+                "voice": {"start": "10:00", "end": "20:00"},
+            },
+            "caps": [{"max": 3, "days": 7}, {"max": 1, "days": 1, "channels": ["voice"]}],
         }
     write_config(root, edit)
     ws = open_workspace(root, sqlite_url(root / "cobro.db"))
@@ -292,6 +381,14 @@ def build_workspace(
                 "UPDATE customers SET phone = '+3461' || substr('0000000' || id, -7, 7) "
                 "WHERE kind = 'person'"
             )
+        )
+        # Persons are the odd ids: two of each three (1 and 5 modulo 6) are called.
+        conn.execute(
+            text(
+                "UPDATE customers SET policy = :p, effective_policy = :p "
+                "WHERE kind = 'person' AND id % 6 != 3"
+            ),
+            {"p": CALL_POLICY},
         )
         set_covered(conn, ws.company_id, BENCH_DATE - timedelta(days=1))
     return ws
@@ -367,11 +464,15 @@ def percentile(values: list[float], p: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--debtors", type=int, default=3_000, help="debtors (1 or 2 messages each)")
+    ap.add_argument(
+        "--debtors", type=int, default=3_000, help="debtors (2 emails, 1 SMS or 1 call each)"
+    )
     ap.add_argument("--clients", type=int, default=8, help="concurrent callback clients")
     ap.add_argument("--rate", type=float, default=50, help="callbacks per second (latency)")
     ap.add_argument(
-        "--no-calendar", action="store_true", help="no holidays, SMS hours or caps configured"
+        "--no-calendar",
+        action="store_true",
+        help="no holidays, SMS or call hours or caps configured",
     )
     ap.add_argument(
         "--workers",
@@ -419,29 +520,41 @@ def main() -> None:
         pristine = OUT_DIR / "channels-planned.db"
         copy_sqlite(db, pristine)
 
-        # Pre-render: the real pipeline, email kept in memory, SMS recorded by the server.
+        # Pre-render: the real pipeline, email kept in memory, SMS and calls recorded by
+        # the test server.
         copy_db = OUT_DIR / "channels-copy.db"
         copy_sqlite(pristine, copy_db)
         ws_copy = open_workspace(root, sqlite_url(copy_db))
         channels = default_channels(ws_copy, send_at)
         memory = MemoryTransport()
         channels["email"].transport = memory  # type: ignore[attr-defined]
-        sms_before = twilio.ask("count")
+        sms_before, calls_before = twilio.counts()
         with Timer() as tm_mem:
             dispatch_due(ws_copy, send_at, channels=channels)
         ws_copy.close()
         mails = memory.messages
         sms = twilio.ask(f"messages {sms_before}")
+        calls = twilio.ask(f"calls {calls_before}")
         say(
-            f"pipeline with email in memory: {len(mails):,} emails, {len(sms):,} SMS "
-            f"in {tm_mem.s:.2f} s"
+            f"pipeline with email in memory: {len(mails):,} emails, {len(sms):,} SMS, "
+            f"{len(calls):,} calls in {tm_mem.s:.2f} s"
         )
+        if not calls or not sms or not mails:
+            raise SystemExit(
+                f"FAILED: the mix lacks a channel: {len(mails):,} emails, {len(sms):,} SMS, "
+                f"{len(calls):,} calls pre-rendered"
+            )
 
+        expected_calls = sorted(repr(call_args(c)) for c in calls)
         raw_rates = []
         for i in range(3):
-            before = sink.count(), twilio.ask("count")
-            sent, secs = asyncio.run(send_raw(sink.port, mails, 4, twilio, sms, PARALLEL))
-            got = sink.count() - before[0] + twilio.ask("count") - before[1]
+            mail_before, (sms_before, calls_before) = sink.count(), twilio.counts()
+            sent, secs = asyncio.run(send_raw(sink.port, mails, 4, twilio, sms, calls, PARALLEL))
+            sms_after, calls_after = twilio.counts()
+            placed = twilio.ask(f"calls {calls_before}")
+            if sorted(repr(call_args(c)) for c in placed) != expected_calls:
+                raise SystemExit("FAILED: the raw calls differ from the calls Cobro placed")
+            got = sink.count() - mail_before + sms_after - sms_before + calls_after - calls_before
             raw_rates.append(sent / secs)
             say(
                 f"[raw {i + 1}/3] {sent:,} sent, {got:,} received in {secs:.2f} s "
@@ -451,7 +564,7 @@ def main() -> None:
 
         records = OUT_DIR / "channels-records.json"
         sink.dump(records)  # the raw sends' records: the sink keeps the measured ones only
-        before_sms = twilio.ask("count")
+        before_sms, before_calls = twilio.counts()
         before_callbacks = len(twilio.ask("callbacks 0"))
         parts: list[tuple[DispatchReport, float]] = []
         if args.workers == 1:
@@ -467,16 +580,17 @@ def main() -> None:
             ws = open_workspace(root, sqlite_url(db))
         try:
             got_mail = check_received(sink.dump(records), ws.engine)
-            got_sms = check_sms(twilio.ask(f"messages {before_sms}"), ws.engine)
+            got_sms = check_twilio(twilio.ask(f"messages {before_sms}"), ws.engine, "sms")
+            got_calls = check_twilio(twilio.ask(f"calls {before_calls}"), ws.engine, "voice")
         finally:
             ws.close()
         per_s = result.deliveries / seconds
         say(
             f"dispatch_due{f' in {args.workers} processes' if args.workers > 1 else ''}: "
             f"{result.deliveries:,} deliveries ({dict(result.by_channel)}; servers got "
-            f"{got_mail:,} emails, {got_sms:,} SMS, one per delivery), {result.failed} failed, "
-            f"{result.retrying} retrying, {result.waiting} waiting, in {seconds:.2f} s "
-            f"= {per_s:,.0f}/s"
+            f"{got_mail:,} emails, {got_sms:,} SMS, {got_calls:,} calls, one per delivery), "
+            f"{result.failed} failed, {result.retrying} retrying, {result.waiting} waiting, "
+            f"in {seconds:.2f} s = {per_s:,.0f}/s"
             + (
                 "; per process: "
                 + ", ".join(f"{p.deliveries:,} in {s:.2f} s ({p.lost} lost)" for p, s in parts)
@@ -484,10 +598,12 @@ def main() -> None:
                 else ""
             )
         )
-        if got_mail + got_sms != result.deliveries or result.deliveries != len(mails) + len(sms):
+        got = got_mail + got_sms + got_calls
+        rendered = len(mails) + len(sms) + len(calls)
+        if got != result.deliveries or result.deliveries != rendered:
             raise SystemExit(
-                f"FAILED: {result.deliveries:,} deliveries made, {got_mail + got_sms:,} "
-                f"messages received by the servers, {len(mails) + len(sms):,} pre-rendered"
+                f"FAILED: {result.deliveries:,} deliveries made, {got:,} messages and calls "
+                f"received by the servers, {rendered:,} pre-rendered"
             )
 
         # Status callbacks of the measured SMS, posted to `cobro serve`.
@@ -542,6 +658,7 @@ def main() -> None:
             "messages": result.deliveries,
             "email": result.by_channel.get("email", 0),
             "sms": result.by_channel.get("sms", 0),
+            "voice": result.by_channel.get("voice", 0),
             "per_s": round(per_s, 1),
             "raw_per_s": round(raw_per_s, 1),
             "ratio": round(per_s / raw_per_s, 2),

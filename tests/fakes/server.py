@@ -13,6 +13,10 @@ class LocalHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
+    # Clients opening many connections at once (a dispatcher's parallel sends) are queued,
+    # not refused: with the default backlog of 5 the extra SYNs are dropped and retried a
+    # second later.
+    request_queue_size = 128
 
     def __init__(self, fake: Any, handler: type[BaseHTTPRequestHandler]) -> None:
         super().__init__(("127.0.0.1", 0), handler)
@@ -23,6 +27,9 @@ class QuietHandler(BaseHTTPRequestHandler):
     """HTTP/1.1 keep-alive, and no request log in the test output."""
 
     protocol_version = "HTTP/1.1"
+    # An answer's body is written right after its headers: with Nagle's algorithm it would
+    # wait for the client's delayed ACK of the headers (40 ms a request on Linux).
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         """Keep the test output quiet."""

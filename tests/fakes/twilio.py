@@ -156,8 +156,10 @@ class MadeCall(TypedDict):
     to: str
     from_: str
     url: str | None
+    method: str | None  # how the TwiML is fetched (``Method``; Twilio's default: POST)
     twiml: str | None
     status_callback: str | None
+    status_callback_method: str | None
     events: list[str]
     machine_detection: str | None
     timeout: int
@@ -592,8 +594,10 @@ class FakeTwilio(LocalService):
             "to": to,
             "from_": from_,
             "url": url,
+            "method": field("Method"),
             "twiml": twiml,
             "status_callback": callback,
+            "status_callback_method": field("StatusCallbackMethod"),
             "events": form.get("StatusCallbackEvent", []),
             "machine_detection": field("MachineDetection"),
             "timeout": int(field("Timeout") or 60),

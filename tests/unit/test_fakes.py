@@ -187,6 +187,25 @@ def test_twilio_call_is_created_fetched_and_played_with_signed_callbacks(tw: Fak
     assert tw.play_calls() == []  # a call is played once
 
 
+def test_twilio_call_records_how_its_twiml_and_callbacks_are_requested(tw: FakeTwilio) -> None:
+    client = client_for(tw)
+    client.calls.create(
+        to="+34600111222",
+        from_=SENDER,
+        url="http://127.0.0.1:9/twiml?ref=abc",
+        method="GET",
+        status_callback="http://127.0.0.1:9/status?ref=abc",
+        status_callback_method="POST",
+        timeout=25,
+    )
+    client.calls.create(to="+34600111223", from_=SENDER, url="http://127.0.0.1:9/twiml")
+    first, second = tw.calls
+    assert (first["url"], first["method"]) == ("http://127.0.0.1:9/twiml?ref=abc", "GET")
+    assert first["status_callback_method"] == "POST"
+    assert first["timeout"] == 25
+    assert (second["method"], second["status_callback_method"]) == (None, None)  # not sent
+
+
 @pytest.mark.parametrize(
     ("fields", "code"),
     [
