@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -354,3 +355,74 @@ def test_one_process_stopped_right_after_its_line_stops_and_exits_0(
     finally:
         proc.kill()  # left running when it failed
         proc.wait()
+
+
+def sockets_of(pid: int) -> set[str]:
+    """The inodes of the sockets the process ``pid`` holds."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def tcp_sockets(port: int, state: str) -> list[str]:
+    """The inodes of the TCP sockets on local ``port`` in ``state`` (01 established, 0A
+    listening)."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            local, in_state, inode = fields[1], fields[3], fields[9]
+            if in_state == state and int(local.rsplit(":", 1)[1], 16) == port:
+                found.append(inode)
+    return found
+
+
+def keep_alive_connections(url: str, count: int) -> list[socket.socket]:
+    """``count`` connections to the server, each having had one answer and kept open."""
+    host, port = url.removeprefix("http://").split(":")
+    opened = []
+    for _ in range(count):
+        conn = socket.create_connection((host, int(port)), timeout=DEADLINE_S)
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"ok\n"):
+            got = conn.recv(4096)
+            assert got, answer
+            answer += got
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        opened.append(conn)
+    return opened
+
+
+def test_connections_are_spread_over_the_workers_and_one_less_refuses_none(
+    server: Server,
+) -> None:
+    """Each worker has a socket of its own on the port: 40 connections made one after
+    the other are spread over both workers (on one shared socket, the worker that woke
+    first could take nearly all). ``kill -TTOU`` stops a worker and closes its socket:
+    every new connection then goes to the worker left, none waits on a socket no one
+    takes."""
+    port = int(server.url.rsplit(":", 1)[1])
+    workers = workers_of(server.proc.pid)
+    listening = tcp_sockets(port, "0A")
+    assert len(listening) == 2, listening  # one per worker, not one shared
+    assert sorted(len(sockets_of(pid) & set(listening)) for pid in workers) == [1, 1]
+    opened = keep_alive_connections(server.url, 40)
+    try:
+        established = set(tcp_sockets(port, "01"))
+        held = sorted(len(sockets_of(pid) & established) for pid in workers)
+        assert sum(held) == 40 and held[0] >= 8, held
+    finally:
+        for conn in opened:
+            conn.close()
+    server.proc.send_signal(signal.SIGTTOU)
+    wait_for(lambda: len(workers_of(server.proc.pid)) == 1, "one worker left")
+    wait_for(lambda: len(tcp_sockets(port, "0A")) == 1, "its socket closed")
+    for conn in keep_alive_connections(server.url, 20):
+        conn.close()

@@ -29,8 +29,10 @@ portal_app = typer.Typer(
 )
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """A socket listening on ``host:port``, or a one-line error naming the option."""
+def _listen(host: str, port: int, *, shared_port: bool = False) -> socket.socket:
+    """A socket listening on ``host:port``, or a one-line error naming the option. With
+    ``shared_port``, one of several listening on the same port (``SO_REUSEPORT``): the
+    kernel spreads new connections over them."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -39,6 +41,8 @@ def _listen(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if shared_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(2048)
     except OSError as exc:
@@ -233,12 +237,18 @@ def _serve_with_workers(
     access_log: bool,
     workers: int,
 ) -> None:
-    """``cobro serve --workers N``: the configuration checked and the socket bound once,
-    here, then N processes serving on it under uvicorn's supervisor (which replaces a
-    worker that dies, and stops them all on Ctrl-C or SIGTERM); the line saying where
-    once each of them serves."""
+    """``cobro serve --workers N``: the configuration checked and the sockets bound once,
+    here, then N processes serving under uvicorn's supervisor (which replaces a worker
+    that dies, and stops them all on Ctrl-C or SIGTERM); the line saying where once each
+    of them serves.
+
+    Each worker has a socket of its own on the port (``SO_REUSEPORT``), kept here and
+    handed to its replacement: the kernel spreads new connections evenly over the
+    workers. On one shared socket, whichever worker woke first took the connection, and a
+    client's 50 connections could land 40 on one worker and 10 on the other."""
     import uvicorn
-    from uvicorn.supervisors.multiprocess import Multiprocess
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
     from cobro.engine.metrics import MULTIPROCESS_DIR
     from cobro.workspace import clock_held
@@ -246,7 +256,7 @@ def _serve_with_workers(
     opts: Options = ctx.obj
     for each in served:  # checked; each worker opens its own
         each.close()
-    sock = _listen(host, port)
+    slots = [_listen(host, port, shared_port=True)]
     # The workers' counters, one file each, summed by whichever answers /metrics.
     counters = tempfile.TemporaryDirectory(prefix="cobro-serve-metrics-")
     os.environ[MULTIPROCESS_DIR] = counters.name
@@ -271,8 +281,17 @@ def _serve_with_workers(
             """Whether Ctrl-C or SIGTERM came (handled once the workers have started)."""
             return any(sig in (signal.SIGINT, signal.SIGTERM) for sig in self.signal_queue)
 
+        def slot(self, index: int) -> list[socket.socket]:
+            """The socket of the ``index``-th worker (bound when first asked for)."""
+            while len(slots) <= index:
+                slots.append(_listen(host, port, shared_port=True))
+            return [slots[index]]
+
         def init_processes(self) -> None:
-            super().init_processes()
+            for index in range(self.processes_num):
+                process = Process(self.config, self.slot(index))
+                process.start()
+                self.processes.append(process)
             deadline = time.monotonic() + WORKERS_START_S
             for process in self.processes:
                 while (
@@ -286,6 +305,64 @@ def _serve_with_workers(
                 # Said once the workers accept: a script may connect as soon as it reads it.
                 _say_serving(served, host, port)
 
+        # uvicorn's own, each worker started on its slot's socket:
+
+        def restart_all(self) -> None:
+            for index, old in enumerate(self.processes):
+                if self.should_exit.is_set():
+                    return
+                new = Process(self.config, self.slot(index))
+                new.start()
+                if not new.wait_until_ready(
+                    self.config.timeout_worker_healthcheck, self.should_exit
+                ):
+                    new.kill()
+                    new.join()
+                    if not self.should_exit.is_set():
+                        err.print(
+                            f"error: a new worker was not ready in time; worker {old.pid} "
+                            "kept, the restart abandoned",
+                            markup=False,
+                            highlight=False,
+                        )
+                    return
+                old.terminate()
+                old.join()
+                self.processes[index] = new
+
+        def keep_subprocess_alive(self) -> None:
+            if self.should_exit.is_set():
+                return
+            for index, process in enumerate(self.processes):
+                if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
+                    continue
+                process.kill()  # hung: killed
+                process.join()
+                if process.exitcode == STARTUP_FAILURE:
+                    self.should_exit.set()  # the next one would fail the same way
+                    return
+                if self.should_exit.is_set():
+                    return
+                replacement = Process(self.config, self.slot(index))
+                replacement.start()
+                self.processes[index] = replacement
+
+        def handle_ttin(self) -> None:
+            self.processes_num += 1
+            process = Process(self.config, self.slot(len(self.processes)))
+            process.start()
+            self.processes.append(process)
+
+        def handle_ttou(self) -> None:
+            if self.processes_num <= 1:
+                return
+            self.processes_num -= 1
+            process = self.processes.pop()
+            process.terminate()
+            process.join()
+            # Its socket closes with it: no new connection waits on a socket no one takes.
+            slots.pop().close()
+
         def handle_int(self) -> None:
             self.stopped = True
             super().handle_int()
@@ -294,11 +371,12 @@ def _serve_with_workers(
             self.stopped = True
             super().handle_term()
 
-    supervisor = Workers(config, sockets=[sock])
+    supervisor = Workers(config, sockets=slots)
     try:
         supervisor.run()
     finally:
-        sock.close()
+        for each_socket in slots:
+            each_socket.close()
         counters.cleanup()
     if not supervisor.stopped:
         fail("a worker could not start (said above); the server stopped", 1)
