@@ -7,7 +7,9 @@ server. Time is an input: each run and dispatch is given its instant.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -16,7 +18,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from cobro.engine.runs import dispatch_due, run_day
+from cobro.engine.dispatch import DispatchReport, Dispatcher
+from cobro.engine.runs import default_channels, dispatch_due, run_day, templates_for
 from cobro.engine.simulate import simulate
 from cobro.store import tables as t
 from cobro.workspace import Workspace
@@ -24,7 +27,7 @@ from e2e.cli import run_cobro
 from fakes.twilio import FakeTwilio
 
 from .conftest import SmtpServer
-from .support import invoice, load
+from .support import deliveries, invoice, load
 
 MADRID = ZoneInfo("Europe/Madrid")
 EMAIL_COST = "    cost: 0.0005                 # per message, in the company currency\n"
@@ -253,3 +256,74 @@ def test_a_cap_on_sms_sends_the_next_claim_by_the_phase_s_next_channel(
         ("consumer/before", "sent"),
         ("consumer/due", "sent"),
     ]
+
+
+def test_a_cap_holds_when_two_dispatchers_send_to_one_debtor_at_the_same_time(
+    make_ws: Callable[..., Workspace],
+    smtp_server: SmtpServer,
+    reopen: Callable[[Workspace], Workspace],
+) -> None:
+    ws = make_ws(
+        replace={
+            **smtp_server.replace,
+            POLICIES: "calendar:\n  caps:\n    - {max: 1, days: 7}\n\n" + POLICIES,
+        }
+    )
+    load(
+        ws,
+        "customers",
+        {"external_id": "C", "name": "Carla", "email": "c@example.com"},
+        {"external_id": "D", "name": "Dario", "email": "d@example.com"},
+    )
+    invoice(ws, "I-C", "C", date(2026, 3, 10), "100")
+    invoice(ws, "I-D", "D", date(2026, 3, 19), "100")
+    for day in (7, 10, 15, 16):  # planned only: three claims of C, then one of D, ready
+        run_day(ws, date(2026, 3, day), as_of=at(date(2026, 3, day), "07:00"))
+    assert [(r.step, r.status) for r in outbox(ws, "C")] == [
+        ("consumer/before", "planned"),
+        ("consumer/due", "planned"),
+        ("consumer/after", "planned"),
+    ]
+    as_of = at("2026-03-16")
+    # Two dispatchers of their own (engines, connections), one row a batch: each hands its
+    # first message over before either hears the answer and records it.
+    smtp_server.handler.hold(2)
+    reports: list[DispatchReport] = []
+    errors: list[BaseException] = []
+
+    def dispatch(w: Workspace) -> None:
+        dispatcher = Dispatcher(
+            w.engine,
+            w.config,
+            w.company_id,
+            w.secret,
+            templates_for(w),
+            default_channels(w, as_of),
+            as_of,
+            batch_size=1,
+        )
+        try:
+            reports.append(asyncio.run(dispatcher.run()))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=dispatch, args=(w,)) for w in (ws, reopen(ws))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+
+    assert [repr(e) for e in errors] == []
+    cap = "at most 1 message in 7 days (calendar.caps[0])"
+    to = [r.rcpt_tos for r in smtp_server.received]
+    assert sorted(to) == [("c@example.com",), ("d@example.com",)]
+    rows = outbox(ws, "C")
+    assert sorted((r.status, r.reason) for r in rows) == [
+        ("cancelled", f"held back: {cap}"),
+        ("cancelled", f"held back: {cap}"),
+        ("sent", None),
+    ]
+    assert [(r.step, r.status) for r in outbox(ws, "D")] == [("consumer/before", "sent")]
+    assert sum(r.sent for r in reports) == 2 and sum(r.held_back for r in reports) == 2
+    per_row = [x.outbox_id for x in deliveries(ws)]
+    assert len(per_row) == len(set(per_row)) == 2  # nothing sent twice
