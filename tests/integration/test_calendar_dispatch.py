@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from cobro.engine.dispatch import DispatchReport, Dispatcher
+from cobro.engine.dispatch import Dispatcher, DispatchReport
 from cobro.engine.runs import default_channels, dispatch_due, run_day, templates_for
 from cobro.engine.simulate import simulate
 from cobro.store import tables as t
@@ -27,7 +27,7 @@ from e2e.cli import run_cobro
 from fakes.twilio import FakeTwilio
 
 from .conftest import SmtpServer
-from .support import deliveries, invoice, load
+from .support import deliveries, invoice, load, rendezvous
 
 MADRID = ZoneInfo("Europe/Madrid")
 EMAIL_COST = "    cost: 0.0005                 # per message, in the company currency\n"
@@ -258,11 +258,11 @@ def test_a_cap_on_sms_sends_the_next_claim_by_the_phase_s_next_channel(
     ]
 
 
-def test_a_cap_holds_when_two_dispatchers_send_to_one_debtor_at_the_same_time(
-    make_ws: Callable[..., Workspace],
-    smtp_server: SmtpServer,
-    reopen: Callable[[Workspace], Workspace],
-) -> None:
+def capped_debtor_and_another(
+    make_ws: Callable[..., Workspace], smtp_server: SmtpServer
+) -> Workspace:
+    """A workspace capped at one message in 7 days where, on 16 March, the debtor C has
+    three claims ready and then D one."""
     ws = make_ws(
         replace={
             **smtp_server.replace,
@@ -277,17 +277,19 @@ def test_a_cap_holds_when_two_dispatchers_send_to_one_debtor_at_the_same_time(
     )
     invoice(ws, "I-C", "C", date(2026, 3, 10), "100")
     invoice(ws, "I-D", "D", date(2026, 3, 19), "100")
-    for day in (7, 10, 15, 16):  # planned only: three claims of C, then one of D, ready
+    for day in (7, 10, 15, 16):  # planned only
         run_day(ws, date(2026, 3, day), as_of=at(date(2026, 3, day), "07:00"))
     assert [(r.step, r.status) for r in outbox(ws, "C")] == [
         ("consumer/before", "planned"),
         ("consumer/due", "planned"),
         ("consumer/after", "planned"),
     ]
-    as_of = at("2026-03-16")
-    # Two dispatchers of their own (engines, connections), one row a batch: each hands its
-    # first message over before either hears the answer and records it.
-    smtp_server.handler.hold(2)
+    return ws
+
+
+def dispatch_at_once(workspaces: list[Workspace], as_of: datetime) -> list[DispatchReport]:
+    """Run a dispatcher of each workspace (engines and connections of its own), one row a
+    batch, in threads at the same time; their reports."""
     reports: list[DispatchReport] = []
     errors: list[BaseException] = []
 
@@ -307,23 +309,65 @@ def test_a_cap_holds_when_two_dispatchers_send_to_one_debtor_at_the_same_time(
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=dispatch, args=(w,)) for w in (ws, reopen(ws))]
+    threads = [threading.Thread(target=dispatch, args=(w,)) for w in workspaces]
     for th in threads:
         th.start()
     for th in threads:
         th.join(timeout=120)
-
     assert [repr(e) for e in errors] == []
+    assert len(reports) == len(workspaces)
+    return reports
+
+
+def assert_capped_once(
+    ws: Workspace, smtp_server: SmtpServer, reports: list[DispatchReport]
+) -> None:
+    """C got one message, its two other claims are held back by the cap; D got its own;
+    no claim was sent twice and none is left to send."""
     cap = "at most 1 message in 7 days (calendar.caps[0])"
     to = [r.rcpt_tos for r in smtp_server.received]
     assert sorted(to) == [("c@example.com",), ("d@example.com",)]
-    rows = outbox(ws, "C")
-    assert sorted((r.status, r.reason) for r in rows) == [
+    assert sorted((r.status, r.reason) for r in outbox(ws, "C")) == [
         ("cancelled", f"held back: {cap}"),
         ("cancelled", f"held back: {cap}"),
         ("sent", None),
     ]
     assert [(r.step, r.status) for r in outbox(ws, "D")] == [("consumer/before", "sent")]
-    assert sum(r.sent for r in reports) == 2 and sum(r.held_back for r in reports) == 2
+    assert sum(r.sent for r in reports) == 2
+    assert sum(r.held_back for r in reports) == 2
     per_row = [x.outbox_id for x in deliveries(ws)]
-    assert len(per_row) == len(set(per_row)) == 2  # nothing sent twice
+    assert len(per_row) == len(set(per_row)) == 2
+
+
+def test_a_cap_holds_when_two_dispatchers_send_to_one_debtor_at_the_same_time(
+    make_ws: Callable[..., Workspace],
+    smtp_server: SmtpServer,
+    reopen: Callable[[Workspace], Workspace],
+) -> None:
+    ws = capped_debtor_and_another(make_ws, smtp_server)
+    # Each dispatcher hands its first message over before either hears the answer and
+    # records it: the second claims while the first holds a row of C.
+    smtp_server.handler.hold(2)
+    reports = dispatch_at_once([ws, reopen(ws)], at("2026-03-16"))
+    assert_capped_once(ws, smtp_server, reports)
+
+
+def test_a_cap_holds_when_two_dispatchers_claim_rows_of_one_debtor_at_the_same_instant(
+    make_ws: Callable[..., Workspace],
+    smtp_server: SmtpServer,
+    reopen: Callable[[Workspace], Workspace],
+    is_postgres: bool,
+) -> None:
+    ws = capped_debtor_and_another(make_ws, smtp_server)
+    workspaces = [ws, reopen(ws)]
+    smtp_server.handler.hold(2)
+    # Both dispatchers have chosen their first row (one of C each) before either claim
+    # commits: PostgreSQL, whose claims run side by side (SQLite's take turns).
+    with rendezvous(
+        [w.engine for w in workspaces] if is_postgres else [],
+        2,
+        lambda sql: sql.startswith("SELECT outbox.id, outbox.customer_id") and "FOR UPDATE" in sql,
+        after=True,
+    ):
+        reports = dispatch_at_once(workspaces, at("2026-03-16"))
+    assert_capped_once(ws, smtp_server, reports)

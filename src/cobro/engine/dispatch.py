@@ -167,6 +167,7 @@ class Dispatcher(Loading, Composing, Sending, RecordingOutcomes):
         self._calendar = config.calendar.send_calendar()
         self._closed: dict[str, dict[str, datetime]] = {}  # per time zone: closed channels
         self._caps = CapCounter(config.calendar.caps, config.company.timezone)
+        self._passed_over = False  # the last claim left every row to another dispatcher
 
     async def run(self) -> DispatchReport:
         """Dispatch every ready row, a batch at a time: claim, render, send, record.
@@ -279,9 +280,14 @@ class Dispatcher(Loading, Composing, Sending, RecordingOutcomes):
 
     def _prepare(self, limit: int) -> list[Job]:
         """Claim the next batch, load what it needs and render it (no sending)."""
-        with self.engine.begin() as conn:
-            jobs = self._claim(conn, limit)
-            if jobs:
-                self._load(conn, jobs)
+        while True:
+            with self.engine.begin() as conn:
+                jobs = self._claim(conn, limit)
+                if jobs:
+                    self._load(conn, jobs)
+            # Rows left to another dispatcher that had just claimed their debtors: claim
+            # again (it has committed, the claim now passes them by).
+            if jobs or not self._passed_over:
+                break
         self._compose(jobs)
         return jobs
