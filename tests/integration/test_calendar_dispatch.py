@@ -19,7 +19,13 @@ import pytest
 from sqlalchemy import select
 
 from cobro.engine.dispatch import Dispatcher, DispatchReport
-from cobro.engine.runs import default_channels, dispatch_due, run_day, templates_for
+from cobro.engine.runs import (
+    default_channels,
+    dispatch_due,
+    dispatch_rows,
+    run_day,
+    templates_for,
+)
 from cobro.engine.simulate import simulate
 from cobro.store import tables as t
 from cobro.workspace import Workspace
@@ -53,7 +59,7 @@ def outbox(ws: Workspace, customer: str) -> list[Any]:
     with ws.engine.connect() as conn:
         return list(
             conn.execute(
-                select(o.step, o.occurrence_on, o.status, o.reason, o.next_attempt_at)
+                select(o.step, o.occurrence_on, o.status, o.reason, o.next_attempt_at, o.id)
                 .join(t.customers, c.id == o.customer_id)
                 .where(c.external_id == customer)
                 .order_by(o.id)
@@ -371,3 +377,16 @@ def test_a_cap_holds_when_two_dispatchers_claim_rows_of_one_debtor_at_the_same_i
     ):
         reports = dispatch_at_once(workspaces, at("2026-03-16"))
     assert_capped_once(ws, smtp_server, reports)
+
+
+def test_a_cap_counts_what_a_dispatcher_that_began_later_has_already_sent(
+    make_ws: Callable[..., Workspace], smtp_server: SmtpServer
+) -> None:
+    ws = capped_debtor_and_another(make_ws, smtp_server)
+    first = min(r.id for r in outbox(ws, "C"))
+    # A pass begun at 09:05 sends C's first claim while a pass begun at 09:00 goes on
+    # with the other rows: the message stamped 09:05 counts for it too.
+    assert dispatch_rows(ws, frozenset({first}), at("2026-03-16", "09:05")).sent == 1
+    report = dispatch_due(ws, at("2026-03-16", "09:00"))
+    assert (report.sent, report.held_back) == (1, 2)
+    assert_capped_once(ws, smtp_server, [report])
