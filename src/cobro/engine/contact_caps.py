@@ -3,9 +3,12 @@
 A cap counts the claims (policy phases and scheduled actions) that reached the debtor or
 its billing contacts on the cap's channels within its last days, read from the recorded
 deliveries, and those stamped after the instant a dispatch acts on by as many days (sent
-by another dispatcher whose pass began later); receipts, banking and subscription notices, resends and webhooks neither count
-nor are held back. The dispatcher asks before sending a claim on a channel and notes each
-claim it sends, so that a batch with two claims for one debtor respects the cap too.
+by another dispatcher whose pass began later); receipts, banking and subscription
+notices, resends and webhooks neither count nor are held back. The dispatcher asks
+before sending a claim on a channel and notes each claim it sends, so that a batch with
+two claims for one debtor respects the cap too; dispatchers running at once never hold
+rows of one debtor together (``cobro.engine.leases``), so each has read what the others
+sent before it sends.
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ writes happen only while this dispatcher still holds the row.
 A crash leaves rows in ``sending``: another dispatcher takes them over when the
 lease expires, or at once when the holder was a process of the same host that is
 gone. Recipients who already have a delivery are not sent to again, so a crash
-resends at most one message per connection, under the same Message-ID.
+resends at most one message per connection, under the same Message-ID. With frequency
+caps, a debtor's rows are held by one dispatcher at a time (``cobro.engine.leases``), so
+that the caps count what every dispatcher sent.
 
 Temporary failures are retried, with waits growing up to a cap, for
 ``dispatch.retry_hours``; a claim that fails for good names its debtor and

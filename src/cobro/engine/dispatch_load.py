@@ -89,12 +89,9 @@ class Loading(DispatchState):
             # statement began: wait for its claim to commit, then leave those debtors.
             debtors = {r.customer_id for r in rows}
             lock_debtors(conn, debtors)
+            held = held_debtors(self.company_id, now, self.holder, gone)
             taken = set(
-                conn.execute(
-                    held_debtors(self.company_id, now, self.holder, gone).where(
-                        o.customer_id.in_(debtors)
-                    )
-                ).scalars()
+                conn.execute(held.where(held.selected_columns.customer_id.in_(debtors))).scalars()
             )
             if taken:
                 kept = [r for r in rows if r.customer_id not in taken]

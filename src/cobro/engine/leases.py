@@ -25,6 +25,7 @@ from functools import cache
 from sqlalchemy import Connection, Select, bindparam, select, text
 
 from cobro.domain.model import OutboxStatus
+from cobro.engine.webhooks import IS_WEBHOOK
 from cobro.store import tables as t
 
 LEASE = timedelta(minutes=10)
@@ -100,14 +101,15 @@ def gone_holders(
 def held_debtors(
     company_id: int, now: datetime, holder: str, gone: Collection[str] = ()
 ) -> Select[tuple[int]]:
-    """The debtors of whom another dispatcher than ``holder`` still holds a row: leased
-    until after ``now`` by a holder not ``gone``."""
-    o = t.outbox.c
+    """The debtors of whom another dispatcher than ``holder`` still holds a row (not a
+    webhook delivery's): leased until after ``now`` by a holder not ``gone``."""
+    o = t.outbox.alias("held").c
     q = select(o.customer_id).where(
         o.company_id == company_id,
         o.status == OutboxStatus.SENDING.value,
         o.lease_until > now,
         o.holder != holder,
+        o.step.not_like(IS_WEBHOOK),
     )
     if gone:
         q = q.where(o.holder.not_in(list(gone)))
