@@ -126,7 +126,7 @@ _LOCK_DEBTORS = text(
 def lock_debtors(conn: Connection, customer_ids: Collection[int]) -> None:
     """Wait until no other transaction is claiming rows of these debtors, then keep them
     until this one ends (PostgreSQL; nothing on SQLite, whose writers are serialised).
-    Taken in the order of the ids: two claims never wait for each other."""
+    Taken in the order of the ids, so that claims never wait for each other in a circle."""
     if conn.dialect.name != "postgresql" or not customer_ids:
         return
     conn.execute(_LOCK_DEBTORS, {"ids": sorted(customer_ids)})
