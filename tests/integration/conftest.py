@@ -20,6 +20,7 @@ receives and can be told to refuse given recipients with a given reply.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import glob
 import os
@@ -277,12 +278,25 @@ class RecordingHandler:
     ``refuse("a@x", "451 4.3.0 try later", at="RCPT", times=1)`` refuses the next
     RCPT TO for that address once; ``times=None`` refuses it until ``clear()``.
     Messages refused at DATA are kept in ``refused``.
+
+    ``hold(2)`` answers no DATA until two messages have reached it (a rendezvous of two
+    senders: each has handed its message over before either hears the answer).
     """
 
     def __init__(self) -> None:
         self.received: list[Received] = []
         self.refused: list[Received] = []
         self._rules: dict[tuple[str, str], list[Any]] = {}
+        self._held = 0  # how many messages the rendezvous still waits for
+        self._timeout = 0.0
+        self._released: asyncio.Event | None = None
+
+    def hold(self, parties: int, *, timeout: float = 30.0) -> None:
+        """Answer the first ``parties`` messages only once all of them have reached DATA
+        (or ``timeout`` seconds after the first one arrived)."""
+        self._held = parties
+        self._timeout = timeout
+        self._released = None
 
     def refuse(self, address: str, reply: str, *, at: str = "RCPT", times: int | None = None):
         assert at in ("RCPT", "DATA"), at
@@ -315,6 +329,14 @@ class RecordingHandler:
             tuple(envelope.rcpt_tos),
             bytes(envelope.original_content or envelope.content),
         )
+        if self._held:
+            if self._released is None:
+                self._released = asyncio.Event()
+            self._held -= 1
+            if not self._held:
+                self._released.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._released.wait(), self._timeout)
         for address in envelope.rcpt_tos:
             reply = self._take("DATA", address)
             if reply is not None:

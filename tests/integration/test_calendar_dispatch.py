@@ -7,7 +7,9 @@ server. Time is an input: each run and dispatch is given its instant.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -16,7 +18,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from cobro.engine.runs import dispatch_due, run_day
+from cobro.engine.dispatch import Dispatcher, DispatchReport
+from cobro.engine.runs import (
+    default_channels,
+    dispatch_due,
+    dispatch_rows,
+    run_day,
+    templates_for,
+)
 from cobro.engine.simulate import simulate
 from cobro.store import tables as t
 from cobro.workspace import Workspace
@@ -24,7 +33,7 @@ from e2e.cli import run_cobro
 from fakes.twilio import FakeTwilio
 
 from .conftest import SmtpServer
-from .support import invoice, load
+from .support import deliveries, invoice, load, rendezvous
 
 MADRID = ZoneInfo("Europe/Madrid")
 EMAIL_COST = "    cost: 0.0005                 # per message, in the company currency\n"
@@ -50,7 +59,7 @@ def outbox(ws: Workspace, customer: str) -> list[Any]:
     with ws.engine.connect() as conn:
         return list(
             conn.execute(
-                select(o.step, o.occurrence_on, o.status, o.reason, o.next_attempt_at)
+                select(o.step, o.occurrence_on, o.status, o.reason, o.next_attempt_at, o.id)
                 .join(t.customers, c.id == o.customer_id)
                 .where(c.external_id == customer)
                 .order_by(o.id)
@@ -253,3 +262,132 @@ def test_a_cap_on_sms_sends_the_next_claim_by_the_phase_s_next_channel(
         ("consumer/before", "sent"),
         ("consumer/due", "sent"),
     ]
+
+
+def capped_debtor_and_another(
+    make_ws: Callable[..., Workspace], smtp_server: SmtpServer
+) -> Workspace:
+    """A workspace capped at one message in 7 days where, on 16 March, the debtor C has
+    three claims ready and then D one."""
+    ws = make_ws(
+        replace={
+            **smtp_server.replace,
+            POLICIES: "calendar:\n  caps:\n    - {max: 1, days: 7}\n\n" + POLICIES,
+        }
+    )
+    load(
+        ws,
+        "customers",
+        {"external_id": "C", "name": "Carla", "email": "c@example.com"},
+        {"external_id": "D", "name": "Dario", "email": "d@example.com"},
+    )
+    invoice(ws, "I-C", "C", date(2026, 3, 10), "100")
+    invoice(ws, "I-D", "D", date(2026, 3, 19), "100")
+    for day in (7, 10, 15, 16):  # planned only
+        run_day(ws, date(2026, 3, day), as_of=at(date(2026, 3, day), "07:00"))
+    assert [(r.step, r.status) for r in outbox(ws, "C")] == [
+        ("consumer/before", "planned"),
+        ("consumer/due", "planned"),
+        ("consumer/after", "planned"),
+    ]
+    return ws
+
+
+def dispatch_at_once(workspaces: list[Workspace], as_of: datetime) -> list[DispatchReport]:
+    """Run a dispatcher of each workspace (engines and connections of its own), one row a
+    batch, in threads at the same time; their reports."""
+    reports: list[DispatchReport] = []
+    errors: list[BaseException] = []
+
+    def dispatch(w: Workspace) -> None:
+        dispatcher = Dispatcher(
+            w.engine,
+            w.config,
+            w.company_id,
+            w.secret,
+            templates_for(w),
+            default_channels(w, as_of),
+            as_of,
+            batch_size=1,
+        )
+        try:
+            reports.append(asyncio.run(dispatcher.run()))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=dispatch, args=(w,)) for w in workspaces]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+    assert [repr(e) for e in errors] == []
+    assert len(reports) == len(workspaces)
+    return reports
+
+
+def assert_capped_once(
+    ws: Workspace, smtp_server: SmtpServer, reports: list[DispatchReport]
+) -> None:
+    """C got one message, its two other claims are held back by the cap; D got its own;
+    no claim was sent twice and none is left to send."""
+    cap = "at most 1 message in 7 days (calendar.caps[0])"
+    to = [r.rcpt_tos for r in smtp_server.received]
+    assert sorted(to) == [("c@example.com",), ("d@example.com",)]
+    assert sorted((r.status, r.reason) for r in outbox(ws, "C")) == [
+        ("cancelled", f"held back: {cap}"),
+        ("cancelled", f"held back: {cap}"),
+        ("sent", None),
+    ]
+    assert [(r.step, r.status) for r in outbox(ws, "D")] == [("consumer/before", "sent")]
+    assert sum(r.sent for r in reports) == 2
+    assert sum(r.held_back for r in reports) == 2
+    per_row = [x.outbox_id for x in deliveries(ws)]
+    assert len(per_row) == len(set(per_row)) == 2
+
+
+def test_a_cap_holds_when_two_dispatchers_send_to_one_debtor_at_the_same_time(
+    make_ws: Callable[..., Workspace],
+    smtp_server: SmtpServer,
+    reopen: Callable[[Workspace], Workspace],
+) -> None:
+    ws = capped_debtor_and_another(make_ws, smtp_server)
+    # Each dispatcher hands its first message over before either hears the answer and
+    # records it: the second claims while the first holds a row of C.
+    smtp_server.handler.hold(2)
+    reports = dispatch_at_once([ws, reopen(ws)], at("2026-03-16"))
+    assert_capped_once(ws, smtp_server, reports)
+
+
+def test_a_cap_holds_when_two_dispatchers_claim_rows_of_one_debtor_at_the_same_instant(
+    make_ws: Callable[..., Workspace],
+    smtp_server: SmtpServer,
+    reopen: Callable[[Workspace], Workspace],
+    is_postgres: bool,
+) -> None:
+    ws = capped_debtor_and_another(make_ws, smtp_server)
+    workspaces = [ws, reopen(ws)]
+    smtp_server.handler.hold(2)
+    # Both dispatchers have chosen their first row (one of C each) before either claim
+    # commits: PostgreSQL, whose claims run side by side (SQLite's take turns).
+    with rendezvous(
+        [w.engine for w in workspaces] if is_postgres else [],
+        2,
+        lambda sql: sql.startswith("SELECT outbox.id, outbox.customer_id") and "FOR UPDATE" in sql,
+        after=True,
+    ):
+        reports = dispatch_at_once(workspaces, at("2026-03-16"))
+    assert_capped_once(ws, smtp_server, reports)
+
+
+def test_a_cap_counts_what_a_dispatcher_that_began_later_has_already_sent(
+    make_ws: Callable[..., Workspace], smtp_server: SmtpServer
+) -> None:
+    ws = capped_debtor_and_another(make_ws, smtp_server)
+    first = min(r.id for r in outbox(ws, "C"))
+    # A pass begun at 09:05 sends C's first claim while a pass begun at 09:00 goes on
+    # with the other rows: the message stamped 09:05 counts for it too.
+    later = dispatch_rows(ws, frozenset({first}), at("2026-03-16", "09:05"))
+    assert later.sent == 1
+    earlier = dispatch_due(ws, at("2026-03-16", "09:00"))
+    assert (earlier.sent, earlier.held_back) == (1, 2)  # D's claim; C's other two
+    assert_capped_once(ws, smtp_server, [later, earlier])

@@ -2,9 +2,13 @@
 
 A cap counts the claims (policy phases and scheduled actions) that reached the debtor or
 its billing contacts on the cap's channels within its last days, read from the recorded
-deliveries; receipts, banking and subscription notices, resends and webhooks neither count
-nor are held back. The dispatcher asks before sending a claim on a channel and notes each
-claim it sends, so that a batch with two claims for one debtor respects the cap too.
+deliveries, and those stamped after the instant a dispatch acts on by as many days (sent
+by another dispatcher whose pass began later); receipts, banking and subscription
+notices, resends and webhooks neither count nor are held back. The dispatcher asks
+before sending a claim on a channel and notes each claim it sends, so that a batch with
+two claims for one debtor respects the cap too; dispatchers running at once never hold
+rows of one debtor together (``cobro.engine.leases``), so each has read what the others
+sent before it sends.
 """
 
 from __future__ import annotations
@@ -42,12 +46,14 @@ class CapCounter:
     def load(
         self, conn: Connection, company_id: int, customer_ids: Iterable[int], as_of: datetime
     ) -> None:
-        """Read the claims sent to ``customer_ids`` within the longest cap before ``as_of``."""
+        """Read the claims sent to ``customer_ids`` within the longest cap before (or
+        after) ``as_of``."""
         self._sent.clear()
         self._as_of = as_of
         if not self.caps:
             return
-        since = as_of - timedelta(days=max(c.days for c in self.caps))
+        longest = timedelta(days=max(c.days for c in self.caps))
+        since, until = as_of - longest, as_of + longest
         o, d = t.outbox.c, t.deliveries.c
         ids = sorted(customer_ids)
         for at in range(0, len(ids), _CHUNK):
@@ -61,7 +67,7 @@ class CapCounter:
                     d.status.in_(["sent", "sending"]),
                     d.recipient_role.in_(COUNTED_ROLES),
                     d.at > since,
-                    d.at <= as_of,
+                    d.at < until,
                 )
             )
             for row in rows:
@@ -80,11 +86,14 @@ class CapCounter:
         for i, cap in enumerate(self.caps):
             if cap.channels and channel not in cap.channels:
                 continue
-            since = self._as_of - timedelta(days=cap.days)
+            days = timedelta(days=cap.days)
+            since, until = self._as_of - days, self._as_of + days
             claims = {
                 oid
                 for at, ch, oid in sent
-                if at > since and oid != outbox_id and (not cap.channels or ch in cap.channels)
+                if since < at < until
+                and oid != outbox_id
+                and (not cap.channels or ch in cap.channels)
             }
             if len(claims) >= cap.max:
                 return f"{cap.describe()} (calendar.caps[{i}])"

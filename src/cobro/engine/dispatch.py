@@ -12,7 +12,9 @@ writes happen only while this dispatcher still holds the row.
 A crash leaves rows in ``sending``: another dispatcher takes them over when the
 lease expires, or at once when the holder was a process of the same host that is
 gone. Recipients who already have a delivery are not sent to again, so a crash
-resends at most one message per connection, under the same Message-ID.
+resends at most one message per connection, under the same Message-ID. With frequency
+caps, a debtor's rows are held by one dispatcher at a time (``cobro.engine.leases``), so
+that the caps count what every dispatcher sent.
 
 Temporary failures are retried, with waits growing up to a cap, for
 ``dispatch.retry_hours``; a claim that fails for good names its debtor and
@@ -167,6 +169,7 @@ class Dispatcher(Loading, Composing, Sending, RecordingOutcomes):
         self._calendar = config.calendar.send_calendar()
         self._closed: dict[str, dict[str, datetime]] = {}  # per time zone: closed channels
         self._caps = CapCounter(config.calendar.caps, config.company.timezone)
+        self._passed_over = False  # the last claim left every row to another dispatcher
 
     async def run(self) -> DispatchReport:
         """Dispatch every ready row, a batch at a time: claim, render, send, record.
@@ -279,9 +282,14 @@ class Dispatcher(Loading, Composing, Sending, RecordingOutcomes):
 
     def _prepare(self, limit: int) -> list[Job]:
         """Claim the next batch, load what it needs and render it (no sending)."""
-        with self.engine.begin() as conn:
-            jobs = self._claim(conn, limit)
-            if jobs:
-                self._load(conn, jobs)
+        while True:
+            with self.engine.begin() as conn:
+                jobs = self._claim(conn, limit)
+                if jobs:
+                    self._load(conn, jobs)
+            # Rows left to another dispatcher that had just claimed their debtors: claim
+            # again (it has committed, the claim now passes them by).
+            if jobs or not self._passed_over:
+                break
         self._compose(jobs)
         return jobs

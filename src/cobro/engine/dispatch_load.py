@@ -16,7 +16,7 @@ from cobro.domain.model import OutboxStatus, Recipient
 from cobro.engine.deliveries import barriers
 from cobro.engine.dispatch_jobs import MAIN_ROLES, Job, Person, PushTarget
 from cobro.engine.dispatch_state import DispatchState
-from cobro.engine.leases import LEASE, gone_holders
+from cobro.engine.leases import LEASE, gone_holders, held_debtors, lock_debtors
 from cobro.engine.messages import RESEND_PREFIX
 from cobro.engine.pauses import paused_items
 from cobro.engine.resend import originals_by_id, targets
@@ -77,7 +77,26 @@ class Loading(DispatchState):
         )
         if self.only is not None:
             q = q.where(o.id.in_(self.only))
+        self._passed_over = False
+        one_holder = bool(self._caps.caps)
+        if one_holder:
+            # A debtor another dispatcher holds a row of waits: the caps count what that
+            # dispatcher sends once it has recorded it (``cobro.engine.leases``).
+            q = q.where(o.customer_id.not_in(held_debtors(self.company_id, now, self.holder, gone)))
         rows = conn.execute(q).all()
+        if rows and one_holder and conn.dialect.name == "postgresql":
+            # Another dispatcher may have claimed rows of the same debtors since this
+            # statement began: wait for its claim to commit, then leave those debtors.
+            debtors = {r.customer_id for r in rows}
+            lock_debtors(conn, debtors)
+            held = held_debtors(self.company_id, now, self.holder, gone)
+            taken = set(
+                conn.execute(held.where(held.selected_columns.customer_id.in_(debtors))).scalars()
+            )
+            if taken:
+                kept = [r for r in rows if r.customer_id not in taken]
+                self._passed_over = not kept
+                rows = kept
         if not rows:
             return []
         ids = [r.id for r in rows]

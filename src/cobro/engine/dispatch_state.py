@@ -66,6 +66,7 @@ class DispatchState:
     _calendar: SendCalendar
     _closed: dict[str, dict[str, datetime]]
     _caps: CapCounter
+    _passed_over: bool
 
     def _call(self, step: str) -> CallSettings:
         """The ``call`` settings of the phase of ``step`` (the defaults for other steps)."""

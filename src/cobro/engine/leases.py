@@ -6,6 +6,12 @@ id and the process's start time. Another dispatcher takes a ``sending`` row over
 only when the lease has expired, or at once when the holder is a process of the
 same host that no longer exists (killed, crashed): what it had on the wire is then
 sent again under the same Message-ID.
+
+When a company has frequency caps, a debtor's rows are held by one dispatcher at a
+time: a dispatcher claims no row of a debtor another live dispatcher holds a row of
+(``held_debtors``), so that whoever sends to the debtor has read every delivery made to
+it before. On PostgreSQL two claims of one debtor are serialised by a lock of the debtor
+held until the claim commits (``lock_debtors``); on SQLite writers are serialised anyway.
 """
 
 from __future__ import annotations
@@ -16,9 +22,10 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from functools import cache
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Select, bindparam, select, text
 
 from cobro.domain.model import OutboxStatus
+from cobro.engine.webhooks import IS_WEBHOOK
 from cobro.store import tables as t
 
 LEASE = timedelta(minutes=10)
@@ -89,3 +96,37 @@ def gone_holders(
         .distinct()
     ).scalars()
     return [h for h in holders if h in orphans or holder_gone(h)]
+
+
+def held_debtors(
+    company_id: int, now: datetime, holder: str, gone: Collection[str] = ()
+) -> Select[tuple[int]]:
+    """The debtors of whom another dispatcher than ``holder`` still holds a row (not a
+    webhook delivery's): leased until after ``now`` by a holder not ``gone``."""
+    o = t.outbox.alias("held").c
+    q = select(o.customer_id).where(
+        o.company_id == company_id,
+        o.status == OutboxStatus.SENDING.value,
+        o.lease_until > now,
+        o.holder != holder,
+        o.step.not_like(IS_WEBHOOK),
+    )
+    if gone:
+        q = q.where(o.holder.not_in(list(gone)))
+    return q
+
+
+# pg_advisory_xact_lock(_DEBTOR_LOCKS, customer id): one debtor's claims, one at a time.
+_DEBTOR_LOCKS = 0x636F6272  # "cobr"
+_LOCK_DEBTORS = text(
+    "SELECT pg_advisory_xact_lock(:space, id) FROM unnest(CAST(:ids AS integer[])) AS id"
+).bindparams(bindparam("space", _DEBTOR_LOCKS))
+
+
+def lock_debtors(conn: Connection, customer_ids: Collection[int]) -> None:
+    """Wait until no other transaction is claiming rows of these debtors, then keep them
+    until this one ends (PostgreSQL; nothing on SQLite, whose writers are serialised).
+    Taken in the order of the ids, so that claims never wait for each other in a circle."""
+    if conn.dialect.name != "postgresql" or not customer_ids:
+        return
+    conn.execute(_LOCK_DEBTORS, {"ids": sorted(customer_ids)})
