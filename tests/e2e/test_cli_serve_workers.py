@@ -117,7 +117,11 @@ def server(ws: Path) -> Iterator[Server]:
     finally:
         if proc.poll() is None:
             proc.terminate()
-        proc.wait(timeout=DEADLINE_S)
+        try:
+            proc.wait(timeout=DEADLINE_S)
+        finally:
+            proc.kill()  # left running when it did not stop (its workers follow it)
+            proc.wait()
 
 
 def answers(ws: Path, url: str) -> None:
@@ -426,3 +430,20 @@ def test_connections_are_spread_over_the_workers_and_one_less_refuses_none(
     wait_for(lambda: len(tcp_sockets(port, "0A")) == 1, "its socket closed")
     for conn in keep_alive_connections(server.url, 20):
         conn.close()
+
+
+def test_a_second_server_on_the_port_is_refused_and_workers_end_with_their_server(
+    server: Server, ws: Path
+) -> None:
+    """The workers' sockets share the port among themselves only: another `cobro serve
+    --workers` on it is refused, as any program would be. A server killed outright
+    (SIGKILL: no chance to stop its workers) leaves no worker serving on alone."""
+    port = server.url.rsplit(":", 1)[1]
+    second = run_cobro(ws, "serve", "--port", port, "--workers", "2", ok=False)
+    assert second.returncode == 2, second.stderr
+    assert f"another program is listening on 127.0.0.1:{port}" in second.stderr
+    workers = workers_of(server.proc.pid)
+    assert len(workers) == 2
+    server.proc.kill()
+    server.proc.wait(timeout=DEADLINE_S)
+    wait_for(lambda: not any(alive(pid) for pid in workers), "every worker gone")

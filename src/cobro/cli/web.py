@@ -29,10 +29,18 @@ portal_app = typer.Typer(
 )
 
 
-def _listen(host: str, port: int, *, shared_port: bool = False) -> socket.socket:
+def _listen(
+    host: str, port: int, *, shared_port: bool = False, probe: bool = False
+) -> socket.socket:
     """A socket listening on ``host:port``, or a one-line error naming the option. With
-    ``shared_port``, one of several listening on the same port (``SO_REUSEPORT``): the
-    kernel spreads new connections over them."""
+    ``shared_port``, one of several bound to the same port (``SO_REUSEPORT``), not yet
+    listening: the worker it is for listens once it serves (asyncio's ``create_server``),
+    and the kernel spreads new connections over the sockets that listen. With ``probe``,
+    a port another program holds is refused first, by a socket bound without
+    ``SO_REUSEPORT`` (the sockets of another ``cobro serve --workers`` would otherwise let
+    it share the port)."""
+    if probe:
+        _listen(host, port).close()
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -44,7 +52,8 @@ def _listen(host: str, port: int, *, shared_port: bool = False) -> socket.socket
         if shared_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
-        sock.listen(2048)
+        if not shared_port:
+            sock.listen(2048)
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
@@ -200,6 +209,7 @@ class WorkerApp:
         from cobro.workspace import hold_clock, open_companies
 
         hold_clock(self.clock)
+        _end_with_server()
         try:
             served = open_companies(self.workspace, self.db)
         except ConfigError as exc:
@@ -215,10 +225,14 @@ class WorkerApp:
                     each.close()
 
             atexit.register(close)
-            app = create_app(served)
-            gc.collect()
-            gc.freeze()  # what start-up made lives as long as the worker: never scanned again
-            return app
+            try:
+                app = create_app(served)
+            except Exception as exc:  # said in one line: the server stops
+                reason = f"{type(exc).__name__}: {exc}"
+            else:
+                gc.collect()
+                gc.freeze()  # what start-up made lives as long as the worker
+                return app
         err.print(
             f"error: a worker of cobro serve cannot start: {reason}",
             highlight=False,
@@ -227,6 +241,22 @@ class WorkerApp:
         # The server stops (a worker started again would fail too); in a rolling restart
         # (SIGHUP), the workers in place go on.
         sys.exit(STARTUP_FAILURE)
+
+
+def _end_with_server() -> None:
+    """A worker stops (as on SIGTERM: the requests in hand finished) once the server's
+    process is gone, even killed with SIGKILL: no worker serves on alone, beside the
+    next server on the port."""
+    import threading
+
+    server = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == server:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="cobro-serve-parent", daemon=True).start()
 
 
 def _serve_with_workers(
@@ -256,7 +286,7 @@ def _serve_with_workers(
     opts: Options = ctx.obj
     for each in served:  # checked; each worker opens its own
         each.close()
-    slots = [_listen(host, port, shared_port=True)]
+    slots = [_listen(host, port, shared_port=True, probe=True)]
     # The workers' counters, one file each, summed by whichever answers /metrics.
     counters = tempfile.TemporaryDirectory(prefix="cobro-serve-metrics-")
     os.environ[MULTIPROCESS_DIR] = counters.name
@@ -320,8 +350,8 @@ def _serve_with_workers(
                     new.join()
                     if not self.should_exit.is_set():
                         err.print(
-                            f"error: a new worker was not ready in time; worker {old.pid} "
-                            "kept, the restart abandoned",
+                            f"error: a new worker could not start or was not ready in "
+                            f"time; worker {old.pid} kept, the restart abandoned",
                             markup=False,
                             highlight=False,
                         )
@@ -348,8 +378,12 @@ def _serve_with_workers(
                 self.processes[index] = replacement
 
         def handle_ttin(self) -> None:
+            try:
+                sockets = self.slot(len(self.processes))
+            except (typer.Exit, SystemExit):  # said by _listen; the workers go on
+                return
             self.processes_num += 1
-            process = Process(self.config, self.slot(len(self.processes)))
+            process = Process(self.config, sockets)
             process.start()
             self.processes.append(process)
 
@@ -358,10 +392,10 @@ def _serve_with_workers(
                 return
             self.processes_num -= 1
             process = self.processes.pop()
+            # Its socket is closed first: no new connection waits on a socket no one takes.
+            slots.pop().close()
             process.terminate()
             process.join()
-            # Its socket closes with it: no new connection waits on a socket no one takes.
-            slots.pop().close()
 
         def handle_int(self) -> None:
             self.stopped = True
@@ -378,6 +412,7 @@ def _serve_with_workers(
         for each_socket in slots:
             each_socket.close()
         counters.cleanup()
+        os.environ.pop(MULTIPROCESS_DIR, None)
     if not supervisor.stopped:
         fail("a worker could not start (said above); the server stopped", 1)
 
