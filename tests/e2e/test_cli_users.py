@@ -31,6 +31,8 @@ def test_users_are_added_listed_given_a_password_and_removed(tmp_path: Path) -> 
         stdin="correct horse battery\n",
     )
     assert "ana@example.com (collector) added" in added.stdout
+    # The suite hashes at a lowered cost (tests/cheap_passwords.py): said.
+    assert "hashed at less than the default cost" in added.stderr
     listed = json.loads(run_cobro(ws, "users", "list", "--json").stdout)
     assert [(u["email"], u["role"], u["last_login_at"]) for u in listed] == [
         ("ana@example.com", "collector", None)

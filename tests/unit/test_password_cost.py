@@ -83,30 +83,32 @@ def stored_hash(ws: Workspace, user_id: int) -> str:
         return str(conn.execute(select(u.password_hash).where(u.id == user_id)).scalar_one())
 
 
-def test_a_login_makes_a_hash_of_another_cost_again_at_todays(
+def set_cost(cost: pytest.MonkeyPatch, time_cost: int, memory_kib: int, lanes: int) -> None:
+    cost.setenv("COBRO_PASSWORD_TIME_COST", str(time_cost))
+    cost.setenv("COBRO_PASSWORD_MEMORY_KIB", str(memory_kib))
+    cost.setenv("COBRO_PASSWORD_PARALLELISM", str(lanes))
+    users._hasher.cache_clear()
+
+
+def test_a_hash_made_at_less_than_todays_cost_is_raised_never_lowered(
     cost: pytest.MonkeyPatch, workspace: Workspace
 ) -> None:
+    set_cost(cost, 1, 64, 1)
     with workspace.engine.begin() as conn:
         user = users.add_user(conn, workspace.company_id, "ana@example.com", "admin", PASSWORD, NOW)
     made = stored_hash(workspace, user.id)
-    assert params(made) == "m=65536,t=3,p=4"
-    cost.setenv("COBRO_PASSWORD_TIME_COST", "1")
-    cost.setenv("COBRO_PASSWORD_MEMORY_KIB", "64")
-    cost.setenv("COBRO_PASSWORD_PARALLELISM", "1")
-    users._hasher.cache_clear()
-    with workspace.engine.connect() as conn:
-        (found,) = users.authenticate(conn, [workspace.company_id], "ana@example.com", PASSWORD)
-    with workspace.engine.begin() as conn:  # a session without the password: left alone
-        users.start_session(conn, found, NOW)
+    assert params(made) == "m=64,t=1,p=1"
+    set_cost(cost, 2, 128, 1)  # the cost raised since
+    assert not users.raise_hash_cost(workspace.engine, user.id, "not the password")
     assert stored_hash(workspace, user.id) == made
-    with workspace.engine.begin() as conn:  # a wrong one (cannot come from a login): alone
-        users.start_session(conn, found, NOW, password="not the password")
-    assert stored_hash(workspace, user.id) == made
-    with workspace.engine.begin() as conn:
-        users.start_session(conn, found, NOW, password=PASSWORD)
-    again = stored_hash(workspace, user.id)
-    assert params(again) == "m=64,t=1,p=1"
-    assert PasswordHasher().verify(again, PASSWORD)
-    with workspace.engine.begin() as conn:  # at today's cost already: not made again
-        users.start_session(conn, found, NOW, password=PASSWORD)
-    assert stored_hash(workspace, user.id) == again
+    assert users.raise_hash_cost(workspace.engine, user.id, PASSWORD)
+    raised = stored_hash(workspace, user.id)
+    assert params(raised) == "m=128,t=2,p=1"
+    assert PasswordHasher().verify(raised, PASSWORD)
+    assert not users.raise_hash_cost(workspace.engine, user.id, PASSWORD)  # at today's
+    set_cost(cost, 1, 64, 1)  # lowered again: a stronger hash is kept as it is
+    assert not users.raise_hash_cost(workspace.engine, user.id, PASSWORD)
+    assert stored_hash(workspace, user.id) == raised
+    set_cost(cost, 3, 64, 1)  # more passes but less memory than the hash: kept too
+    assert not users.raise_hash_cost(workspace.engine, user.id, PASSWORD)
+    assert stored_hash(workspace, user.id) == raised

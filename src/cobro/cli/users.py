@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cobro.cli.common import BAD_INPUT, add_row, fail, open_ws, out, print_json
+from cobro.cli.common import BAD_INPUT, add_row, err, fail, open_ws, out, print_json
 
 users_app = typer.Typer(
     help="Staff users of the dashboard (/dashboard), per company.", no_args_is_help=True
@@ -77,6 +77,21 @@ def users_add(
         markup=False,
         highlight=False,
     )
+    _say_if_lowered()
+
+
+def _say_if_lowered() -> None:
+    """A warning when the password was hashed at less than the default cost."""
+    from cobro.engine.users import lowered_cost
+
+    if lowered_cost():
+        err.print(
+            "warning: the password was hashed at less than the default cost "
+            "(COBRO_PASSWORD_...): never on a production server; it is made again at "
+            "the default cost at the user's first login on a server without them.",
+            markup=False,
+            highlight=False,
+        )
 
 
 @users_app.command("list")
@@ -163,3 +178,4 @@ def users_passwd(
     finally:
         ws.close()
     out.print(f"Password of {user.email} changed.", markup=False, highlight=False)
+    _say_if_lowered()

@@ -19,10 +19,10 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy import Connection, Engine, Row, delete, insert, select, update
 
 from cobro.engine.apikeys import ROLES, Role
 from cobro.errors import CobroError
@@ -218,16 +218,36 @@ def _decoy() -> str:
     return _hasher().hash(secrets.token_urlsafe(16))
 
 
-def _rehash(conn: Connection, user_id: int, password: str) -> None:
+def _cheaper(stored: str) -> bool:
+    """Whether ``stored`` was made at less than today's cost (in one parameter at least,
+    and at more in none): a hash is never made again at a lower cost."""
+    try:
+        made = extract_parameters(stored)
+    except InvalidHashError:
+        return False
+    cost = password_cost()
+    have = (made.time_cost, made.memory_cost, made.parallelism)
+    want = (cost["time_cost"], cost["memory_cost"], cost["parallelism"])
+    return have != want and all(h <= w for h, w in zip(have, want, strict=True))
+
+
+def raise_hash_cost(engine: Engine, user_id: int, password: str) -> bool:
+    """After a login with ``password``: the user's hash made again at today's cost when
+    it was made at less (a cost raised since); whether it was. Checked and hashed outside
+    any transaction, written only if the hash is still the one checked."""
     u = t.staff_users.c
-    stored = conn.execute(select(u.password_hash).where(u.id == user_id)).scalar_one_or_none()
-    if stored is None or not _hasher().check_needs_rehash(str(stored)):
-        return
-    if not _verifies(str(stored), password):
-        return  # changed since the login's check: left as it is
-    conn.execute(
-        update(t.staff_users).where(u.id == user_id).values(password_hash=_hasher().hash(password))
-    )
+    with engine.connect() as conn:
+        stored = conn.execute(select(u.password_hash).where(u.id == user_id)).scalar_one_or_none()
+    if stored is None or not _cheaper(str(stored)) or not _verifies(str(stored), password):
+        return False
+    made = _hasher().hash(password)
+    with engine.begin() as conn:
+        done = conn.execute(
+            update(t.staff_users)
+            .where(u.id == user_id, u.password_hash == str(stored))
+            .values(password_hash=made)
+        )
+    return bool(done.rowcount)
 
 
 def _verifies(stored: str, password: str) -> bool:
@@ -290,14 +310,10 @@ def start_session(
     now: datetime,
     ip: str | None = None,
     user_agent: str | None = None,
-    password: str | None = None,
 ) -> str:
     """A new session of ``user``: the token for the browser's cookie (kept only as a
-    digest); the user's last login is now. With the ``password`` they logged in with, a
-    hash made at another cost than today's is made again at today's."""
+    digest); the user's last login is now."""
     token = secrets.token_urlsafe(32)
-    if password is not None:
-        _rehash(conn, user.id, password)
     conn.execute(
         insert(t.staff_sessions).values(
             company_id=user.company_id,

@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import delete, func, select, update
 
+from cobro.engine import users
 from cobro.engine.users import add_user, remove_user, set_password
 from cobro.store import tables as t
 
@@ -229,3 +231,34 @@ def test_pages_are_in_the_companys_language_until_the_user_switches_to_the_other
     other = site.staff("read-only")
     assert ">Debtors</a>" in other.get("/dashboard/debtors").text
     assert acme.get("/dashboard/language/fr").status_code == 404
+
+
+def test_a_login_raises_a_hash_made_at_less_than_todays_cost(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The users were added at the suite's lowered cost; with the cost raised since, a
+    login makes the hash again at today's, and the password still logs in."""
+    u = t.staff_users.c
+
+    def stored() -> str:
+        with site.acme.engine.connect() as conn:
+            return str(
+                conn.execute(
+                    select(u.password_hash).where(u.email == "collector@acme.example")
+                ).scalar_one()
+            )
+
+    before = stored()
+    monkeypatch.setenv("COBRO_PASSWORD_TIME_COST", "2")
+    monkeypatch.setenv("COBRO_PASSWORD_MEMORY_KIB", "16")
+    monkeypatch.setenv("COBRO_PASSWORD_PARALLELISM", "1")
+    users._hasher.cache_clear()
+    try:
+        site.staff("collector")
+        after = stored()
+        assert after != before and after.split("$")[3] == "m=16,t=2,p=1"
+        site.staff("collector")  # logs in with the hash made again
+        assert stored() == after
+    finally:
+        monkeypatch.undo()
+        users._hasher.cache_clear()

@@ -20,7 +20,13 @@ from fastapi import APIRouter, FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from cobro.engine.users import StaffUser, authenticate, end_session, start_session
+from cobro.engine.users import (
+    StaffUser,
+    authenticate,
+    end_session,
+    raise_hash_cost,
+    start_session,
+)
 from cobro.web.api.auth import FailedAuth
 from cobro.web.csrf import form_token, tokens_match
 from cobro.web.dashboard.labels import LANGUAGES, words
@@ -288,9 +294,11 @@ async def login(request: Request) -> Response:
 
     def begin() -> str:
         with state.ws.engine.begin() as conn:
-            return start_session(conn, user, now, client.ip, client.user_agent, password)
+            return start_session(conn, user, now, client.ip, client.user_agent)
 
     token = await run_in_threadpool(begin)
+    # A hash made at less than today's cost is made again, now the password is known.
+    await run_in_threadpool(raise_hash_cost, state.ws.engine, user.id, password)
     response = RedirectResponse(next_path, status_code=303)
     _keep(response, request, SESSION_COOKIE, token, strict=False)
     _forget(response, request, LOGIN_COOKIE)
