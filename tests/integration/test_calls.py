@@ -4,7 +4,7 @@ call's TwiML from, presses keys at, and reports each call's outcome to a real HT
 running the app, signed as Twilio signs. Over simulated days: an undelivered SMS makes
 the claim a call, an unanswered call is called again up to the phase's attempts and then
 goes by email, pressing 1 sends the pay link by SMS, and a debtor is called at most so
-many times a week."""
+many times a week, however many dispatchers call it at once."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -20,8 +21,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from cobro.engine.dispatch import DispatchReport
 from cobro.engine.links import read_token
-from cobro.engine.runs import dispatch_due, run_day
+from cobro.engine.runs import dispatch_due, dispatch_rows, run_day
 from cobro.evidence.history import claim_history
 from cobro.evidence.messages import message_as_sent
 from cobro.store import tables as t
@@ -32,7 +34,8 @@ from fakes.twilio import FakeTwilio, twilio_signature
 from .conftest import SmtpServer
 from .portal.helpers import Clock
 from .serving import listening, origin, serving
-from .support import invoice, load, pay
+from .support import invoice, load, pay, rendezvous
+from .test_calendar_dispatch import dispatch_at_once, outbox
 from .test_channels import EMAIL_COST, PHONE, SENDER, at, mails_to
 from .test_delivery_status import chain_is_sound, rows
 
@@ -328,6 +331,192 @@ def test_a_debtor_overdue_is_called_every_k_days_until_paid_at_most_n_a_week(
     assert len(s.tw.calls) == 3  # paid: no more calls
     assert [c for c, _, _ in deliveries(s.ws)] == ["voice", "voice", "email", "voice"]
     chain_is_sound(s.ws)
+
+
+# --------------------------------------------------------------------------- several dispatchers
+
+OTHER_PHONE = "+34612345679"
+
+
+def called_debtor_and_another(
+    make_ws: Callable[..., Workspace], smtp_server: SmtpServer, twilio: FakeTwilio
+) -> Workspace:
+    """A workspace whose consumer phases call, then email, with at most one call in 7 days,
+    where on 16 March the debtor C has three claims ready and then D one."""
+    phases = {
+        f"        template: reminder_{key}\n        mode: full\n": (
+            f"        template: reminder_{key}\n        mode: full\n"
+            "        channels: [voice, email]\n"
+            "        call: {attempts: 1, max_per_7_days: 1}\n"
+        )
+        for key in ("before", "due", "after")
+    }
+    ws = make_ws(
+        replace={
+            **smtp_server.replace,
+            EMAIL_COST: EMAIL_COST + "  voice:\n"
+            f"    account_sid: {twilio.account_sid}\n"
+            f'    caller_id: "{CALLER}"\n'
+            f"    api_url: {twilio.url}\n"
+            "    press_for_sms: false\n",
+            **phases,
+        }
+    )
+    load(
+        ws,
+        "customers",
+        {"external_id": "C", "name": "Carla", "email": "c@example.com", "phone": PHONE},
+        {"external_id": "D", "name": "Dario", "email": "d@example.com", "phone": OTHER_PHONE},
+    )
+    invoice(ws, "I-C", "C", date(2026, 3, 10), "100")
+    invoice(ws, "I-D", "D", date(2026, 3, 19), "100")
+    for day in (7, 10, 15, 16):  # planned only
+        run_day(ws, date(2026, 3, day), as_of=at(f"2026-03-{day:02}", "07:00"))
+    assert [(r.step, r.status) for r in outbox(ws, "C")] == [
+        ("consumer/before", "planned"),
+        ("consumer/due", "planned"),
+        ("consumer/after", "planned"),
+    ]
+    return ws
+
+
+def channels_to(ws: Workspace, customer: str) -> list[str]:
+    """The channel of each delivery to the debtor ``customer``, sorted."""
+    d, o, c = t.deliveries.c, t.outbox.c, t.customers.c
+    with ws.engine.connect() as conn:
+        return sorted(
+            conn.execute(
+                select(d.channel)
+                .join(t.outbox, o.id == d.outbox_id)
+                .join(t.customers, c.id == o.customer_id)
+                .where(c.external_id == customer)
+            ).scalars()
+        )
+
+
+def assert_called_once(
+    ws: Workspace, smtp: SmtpServer, tw: FakeTwilio, reports: list[DispatchReport]
+) -> None:
+    """C was called once and got its two other claims by email (its call of the week is
+    made: the next channel); D was called; no claim was sent twice and none is left."""
+    assert sorted(call["to"] for call in tw.calls) == [PHONE, OTHER_PHONE]
+    assert channels_to(ws, "C") == ["email", "email", "voice"]
+    assert channels_to(ws, "D") == ["voice"]
+    assert len(mails_to(smtp, "c@example.com")) == 2
+    assert mails_to(smtp, "d@example.com") == []
+    assert [r.status for r in outbox(ws, "C")] == ["sent", "sent", "sent"]
+    assert [r.status for r in outbox(ws, "D")] == ["sent"]
+    assert (sum(r.sent for r in reports), sum(r.failed for r in reports)) == (4, 0)
+    d = t.deliveries.c
+    with ws.engine.connect() as conn:
+        per_row = list(conn.execute(select(d.outbox_id)).scalars())
+    assert len(per_row) == len(set(per_row)) == 4
+
+
+def before_a_call_is_recorded(is_postgres: bool) -> Callable[[str], bool]:
+    """For ``rendezvous``: the first write of each of two dispatchers that records a call
+    as handed over (before the call is placed), once that dispatcher has counted its
+    debtor's calls. On PostgreSQL (the write runs in a thread of its own) its first
+    statement, the check that the row is still held; on SQLite its BEGIN IMMEDIATE, before
+    it takes the write lock."""
+    counted = threading.local()
+    guard = threading.Lock()
+    matched = 0
+
+    def matches(sql: str) -> bool:
+        nonlocal matched
+        if "count(*)" in sql and "deliveries.channel" in sql:
+            counted.yes = True
+            return False
+        if is_postgres:
+            hit = sql.startswith("SELECT outbox.id, outbox.attempts") and "FOR UPDATE" in sql
+        else:
+            hit = sql == "BEGIN IMMEDIATE" and getattr(counted, "yes", False)
+        with guard:
+            if hit and matched < 2:
+                matched += 1
+                return True
+        return False
+
+    return matches
+
+
+def test_a_debtor_is_called_at_most_n_a_week_when_two_dispatchers_call_it_at_the_same_time(
+    make_ws: Callable[..., Workspace],
+    smtp_server: SmtpServer,
+    twilio: FakeTwilio,
+    reopen: Callable[[Workspace], Workspace],
+    is_postgres: bool,
+) -> None:
+    ws = called_debtor_and_another(make_ws, smtp_server, twilio)
+    workspaces = [ws, reopen(ws)]
+    # Each dispatcher has counted the calls of the debtor of its first row before either
+    # records its call: the second claims while the first holds a row of C.
+    with rendezvous([w.engine for w in workspaces], 2, before_a_call_is_recorded(is_postgres)):
+        reports = dispatch_at_once(workspaces, at("2026-03-16", "09:00"))
+    assert_called_once(ws, smtp_server, twilio, reports)
+
+
+def test_a_debtor_is_called_at_most_n_a_week_when_two_dispatchers_claim_its_rows_at_once(
+    make_ws: Callable[..., Workspace],
+    smtp_server: SmtpServer,
+    twilio: FakeTwilio,
+    reopen: Callable[[Workspace], Workspace],
+    is_postgres: bool,
+) -> None:
+    ws = called_debtor_and_another(make_ws, smtp_server, twilio)
+    workspaces = [ws, reopen(ws)]
+    engines = [w.engine for w in workspaces]
+    # Both dispatchers have chosen their first row (one of C each) before either claim
+    # commits (PostgreSQL, whose claims run side by side; SQLite's take turns), then both
+    # have counted calls before either records one.
+    with (
+        rendezvous(
+            engines if is_postgres else [],
+            2,
+            lambda sql: (
+                sql.startswith("SELECT outbox.id, outbox.customer_id") and "FOR UPDATE" in sql
+            ),
+            after=True,
+        ),
+        rendezvous(engines, 2, before_a_call_is_recorded(is_postgres)),
+    ):
+        reports = dispatch_at_once(workspaces, at("2026-03-16", "09:00"))
+    assert_called_once(ws, smtp_server, twilio, reports)
+
+
+def test_one_batch_with_several_calls_to_one_debtor_calls_it_at_most_n_a_week(
+    make_ws: Callable[..., Workspace], smtp_server: SmtpServer, twilio: FakeTwilio
+) -> None:
+    ws = called_debtor_and_another(make_ws, smtp_server, twilio)
+    report = dispatch_due(ws, at("2026-03-16", "09:00"))  # the four rows in one batch
+    assert_called_once(ws, smtp_server, twilio, [report])
+
+
+def test_a_call_counts_for_a_dispatcher_whose_pass_began_earlier(
+    make_ws: Callable[..., Workspace], smtp_server: SmtpServer, twilio: FakeTwilio
+) -> None:
+    ws = called_debtor_and_another(make_ws, smtp_server, twilio)
+    first = min(r.id for r in outbox(ws, "C"))
+    # A pass begun at 09:05 calls C while a pass begun at 09:00 goes on with the other
+    # rows: the call stamped 09:05 counts for it too.
+    later = dispatch_rows(ws, frozenset({first}), at("2026-03-16", "09:05"))
+    assert later.sent == 1
+    earlier = dispatch_due(ws, at("2026-03-16", "09:00"))
+    assert_called_once(ws, smtp_server, twilio, [later, earlier])
+
+
+def test_a_call_more_than_7_days_after_the_instant_of_a_dispatch_does_not_count_for_it(
+    make_ws: Callable[..., Workspace], smtp_server: SmtpServer, twilio: FakeTwilio
+) -> None:
+    ws = called_debtor_and_another(make_ws, smtp_server, twilio)
+    before, _, after = (r.id for r in outbox(ws, "C"))
+    assert dispatch_rows(ws, frozenset({after}), at("2026-03-16", "09:00")).sent == 1
+    # A dispatch for 7 March, 9 days earlier: no 7 days hold both calls.
+    assert dispatch_rows(ws, frozenset({before}), at("2026-03-07", "09:00")).sent == 1
+    assert [call["to"] for call in twilio.calls] == [PHONE, PHONE]
+    assert channels_to(ws, "C") == ["voice", "voice"]
+    assert mails_to(smtp_server, "c@example.com") == []
 
 
 # --------------------------------------------------------------------------- kill -9

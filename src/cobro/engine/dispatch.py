@@ -13,8 +13,9 @@ A crash leaves rows in ``sending``: another dispatcher takes them over when the
 lease expires, or at once when the holder was a process of the same host that is
 gone. Recipients who already have a delivery are not sent to again, so a crash
 resends at most one message per connection, under the same Message-ID. With frequency
-caps, a debtor's rows are held by one dispatcher at a time (``cobro.engine.leases``), so
-that the caps count what every dispatcher sent.
+caps, or calls (``channels.voice``), a debtor's rows are held by one dispatcher at a time
+(``cobro.engine.leases``), so that the caps and the weekly limit of calls count what every
+dispatcher sent.
 
 Temporary failures are retried, with waits growing up to a cap, for
 ``dispatch.retry_hours``; a claim that fails for good names its debtor and
@@ -169,6 +170,11 @@ class Dispatcher(Loading, Composing, Sending, RecordingOutcomes):
         self._calendar = config.calendar.send_calendar()
         self._closed: dict[str, dict[str, datetime]] = {}  # per time zone: closed channels
         self._caps = CapCounter(config.calendar.caps, config.company.timezone)
+        # A debtor's rows held by one dispatcher at a time (``cobro.engine.leases``): with
+        # frequency caps, and whenever the company can call (``channels.voice``: every phase
+        # that calls has a weekly limit, ``call.max_per_7_days``, and a resend of a call
+        # calls again), so that what limits a debtor's messages counts every dispatcher's.
+        self._one_holder = bool(self._caps.caps) or config.channels.voice is not None
         self._passed_over = False  # the last claim left every row to another dispatcher
 
     async def run(self) -> DispatchReport:

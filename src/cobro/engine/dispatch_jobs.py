@@ -106,8 +106,9 @@ class Job:
     # delivered): the claim goes on without them.
     failed_after: set[tuple[str, str]] = field(default_factory=set)
     blocked: list[str] = field(default_factory=list)  # why each channel of a debtor is shut
-    # voice: the unanswered calls of this claim per number, and the debtor's calls in the
-    # last 7 days (``call`` settings of the phase: attempts and weekly cap).
+    # voice: the unanswered calls of this claim per number, and the debtor's calls within 7
+    # days of the dispatch's instant, those its batch makes before included (``call``
+    # settings of the phase: attempts and weekly cap).
     calls_failed: Counter[str] = field(default_factory=Counter)
     calls_this_week: int = 0
     no_channel: bool = False  # every channel of the debtor is exhausted

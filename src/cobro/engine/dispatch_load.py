@@ -78,10 +78,11 @@ class Loading(DispatchState):
         if self.only is not None:
             q = q.where(o.id.in_(self.only))
         self._passed_over = False
-        one_holder = bool(self._caps.caps)
+        one_holder = self._one_holder
         if one_holder:
-            # A debtor another dispatcher holds a row of waits: the caps count what that
-            # dispatcher sends once it has recorded it (``cobro.engine.leases``).
+            # A debtor another dispatcher holds a row of waits: the caps and the weekly
+            # limit of calls count what that dispatcher sends once it has recorded it
+            # (``cobro.engine.leases``).
             q = q.where(o.customer_id.not_in(held_debtors(self.company_id, now, self.holder, gone)))
         rows = conn.execute(q).all()
         if rows and one_holder and conn.dialect.name == "postgresql":
@@ -293,8 +294,12 @@ class Loading(DispatchState):
         )
 
     def _count_calls(self, conn: Connection, jobs: list[Job]) -> None:
-        """Each debtor's calls handed over in the 7 days before now (the weekly cap)."""
+        """Each debtor's calls handed over within 7 days on either side of the instant this
+        dispatch acts on (``call.max_per_7_days``): those stamped after it count too (made
+        by another dispatcher whose pass began later), and a run for a past date leaves
+        out those made more than 7 days after it."""
         d, o = t.deliveries.c, t.outbox.c
+        week = timedelta(days=7)
         by_customer: dict[int, list[Job]] = defaultdict(list)
         for job in jobs:
             by_customer[job.customer_id].append(job)
@@ -308,7 +313,8 @@ class Loading(DispatchState):
                     d.company_id == self.company_id,
                     d.channel == "voice",
                     d.status.in_(["sent", "sending"]),
-                    d.at > self.as_of - timedelta(days=7),
+                    d.at > self.as_of - week,
+                    d.at < self.as_of + week,
                     o.customer_id.in_(ids[at : at + 5000]),
                 )
                 .group_by(o.customer_id)

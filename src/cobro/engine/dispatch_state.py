@@ -67,6 +67,7 @@ class DispatchState:
     _closed: dict[str, dict[str, datetime]]
     _caps: CapCounter
     _passed_over: bool
+    _one_holder: bool
 
     def _call(self, step: str) -> CallSettings:
         """The ``call`` settings of the phase of ``step`` (the defaults for other steps)."""

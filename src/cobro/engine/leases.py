@@ -7,8 +7,9 @@ only when the lease has expired, or at once when the holder is a process of the
 same host that no longer exists (killed, crashed): what it had on the wire is then
 sent again under the same Message-ID.
 
-When a company has frequency caps, a debtor's rows are held by one dispatcher at a
-time: a dispatcher claims no row of a debtor another live dispatcher holds a row of
+When a company has frequency caps or calls (``channels.voice``, whose phases call a debtor
+at most ``call.max_per_7_days`` times a week), a debtor's rows are held by one dispatcher
+at a time: a dispatcher claims no row of a debtor another live dispatcher holds a row of
 (``held_debtors``), so that whoever sends to the debtor has read every delivery made to
 it before. On PostgreSQL two claims of one debtor are serialised by a lock of the debtor
 held until the claim commits (``lock_debtors``); on SQLite writers are serialised anyway.
