@@ -117,17 +117,26 @@ def held_debtors(
     return q
 
 
-# pg_advisory_xact_lock(_DEBTOR_LOCKS, customer id): one debtor's claims, one at a time.
+# pg_advisory_xact_lock(_DEBTOR_LOCKS, bucket): the claims of the debtors of one bucket
+# (customer id modulo _DEBTOR_BUCKETS), one at a time. Buckets, not one lock per debtor:
+# advisory locks take room in PostgreSQL's shared lock table (64 a connection by
+# default), which a batch of 500 debtors a dispatcher, with a dozen dispatchers, would
+# fill ("out of shared memory" in every session). A bucket shared by debtors of two
+# claims only makes one wait for the other; the check that follows decides.
 _DEBTOR_LOCKS = 0x636F6272  # "cobr"
+_DEBTOR_BUCKETS = 64
 _LOCK_DEBTORS = text(
-    "SELECT pg_advisory_xact_lock(:space, id) FROM unnest(CAST(:ids AS integer[])) AS id"
+    "SELECT pg_advisory_xact_lock(:space, bucket) "
+    "FROM unnest(CAST(:buckets AS integer[])) WITH ORDINALITY AS b(bucket, n) ORDER BY n"
 ).bindparams(bindparam("space", _DEBTOR_LOCKS))
 
 
 def lock_debtors(conn: Connection, customer_ids: Collection[int]) -> None:
-    """Wait until no other transaction is claiming rows of these debtors, then keep them
-    until this one ends (PostgreSQL; nothing on SQLite, whose writers are serialised).
-    Taken in the order of the ids, so that claims never wait for each other in a circle."""
+    """Wait until no other transaction is claiming rows of these debtors (or of others
+    in their buckets), then keep them until this one ends (PostgreSQL; nothing on SQLite,
+    whose writers are serialised). Taken in the order of the buckets, so that claims never
+    wait for each other in a circle."""
     if conn.dialect.name != "postgresql" or not customer_ids:
         return
-    conn.execute(_LOCK_DEBTORS, {"ids": sorted(customer_ids)})
+    buckets = sorted({int(i) % _DEBTOR_BUCKETS for i in customer_ids})
+    conn.execute(_LOCK_DEBTORS, {"buckets": buckets})
