@@ -349,7 +349,7 @@ def test_one_process_stopped_right_after_its_line_stops_and_exits_0(
     ws: Path, stop: signal.Signals
 ) -> None:
     """A Ctrl-C the moment "Serving" is said, before uvicorn has taken the signals over,
-    still stops the server (it was once swallowed, and the server served on)."""
+    still stops the server (not swallowed by whatever runs at that moment)."""
     proc, _port, line = start_serving(ws)
     try:
         assert line.startswith("Serving ")

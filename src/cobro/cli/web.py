@@ -274,8 +274,8 @@ def _serve_with_workers(
 
     Each worker has a socket of its own on the port (``SO_REUSEPORT``), kept here and
     handed to its replacement: the kernel spreads new connections evenly over the
-    workers. On one shared socket, whichever worker woke first took the connection, and a
-    client's 50 connections could land 40 on one worker and 10 on the other."""
+    workers (on one shared socket, whichever worker wakes first takes the connection, and
+    a client's connections can land mostly on one worker)."""
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors.multiprocess import Multiprocess, Process
