@@ -41,9 +41,9 @@ def test_a_process_started_later_by_another_goes_on_with_that_ones_clock(
 ) -> None:
     monkeypatch.delenv("COBRO_NOW", raising=False)
     assert clock_held() is None  # the real clock: nothing to hand on
-    pinned = "2031-05-06T09:15:00+02:00"
+    pinned = "2031-05-06T09:16:00+02:00"  # a time no other test pins: its own clock
     monkeypatch.setenv("COBRO_NOW", pinned)
-    start = datetime(2031, 5, 6, 7, 15, tzinfo=UTC)
+    start = datetime(2031, 5, 6, 7, 16, tzinfo=UTC)
     # The clock of a server process that started an hour ago, as it hands it on to a
     # worker (``cobro serve --workers``) it starts now.
     server = (pinned, start - (datetime.now(UTC) - timedelta(hours=1)))
@@ -54,5 +54,5 @@ def test_a_process_started_later_by_another_goes_on_with_that_ones_clock(
     finally:
         hold_clock(None)
     an_hour_on = start + timedelta(hours=1)
-    assert an_hour_on <= now < an_hour_on + timedelta(seconds=5)  # not 07:15 again
+    assert an_hour_on <= now < an_hour_on + timedelta(seconds=5)  # not 07:16 again
     assert utcnow() < start + timedelta(seconds=5)  # its own clock, once nothing is held
