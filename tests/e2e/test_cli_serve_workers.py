@@ -18,7 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from .cli import copy_workspace, run_cobro, start_serving
+from .cli import COBRO, ENV, copy_workspace, free_port, run_cobro, start_serving
 
 # The tests share a module-scoped fixture: with pytest-xdist one worker runs them all, in
 # order (--dist loadgroup, pyproject.toml).
@@ -447,3 +447,31 @@ def test_a_second_server_on_the_port_is_refused_and_workers_end_with_their_serve
     server.proc.kill()
     server.proc.wait(timeout=DEADLINE_S)
     wait_for(lambda: not any(alive(pid) for pid in workers), "every worker gone")
+
+
+def test_ctrl_c_at_the_terminal_while_workers_start_stops_all_without_a_traceback(
+    ws: Path,
+) -> None:
+    """Ctrl-C at a terminal reaches every process of the group, workers still importing
+    included: they leave it to the server, which stops them, and nothing prints a
+    traceback."""
+    proc = subprocess.Popen(
+        [*COBRO, "--workspace", str(ws), "serve", "--port", str(free_port()), "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**ENV, "HOME": str(ws)},
+        cwd=ws,
+        start_new_session=True,  # a process group of its own, as a terminal's job
+    )
+    try:
+        wait_for(lambda: len(workers_of(proc.pid)) == 2, "two workers starting")
+        workers = workers_of(proc.pid)
+        os.killpg(proc.pid, signal.SIGINT)
+        _out, said = proc.communicate(timeout=DEADLINE_S)
+        assert proc.returncode == 0, said
+        assert "Traceback" not in said and "KeyboardInterrupt" not in said, said
+        wait_for(lambda: not any(alive(pid) for pid in workers), "every worker gone")
+    finally:
+        proc.kill()
+        proc.wait()

@@ -311,6 +311,19 @@ def _serve_with_workers(
             """Whether Ctrl-C or SIGTERM came (handled once the workers have started)."""
             return any(sig in (signal.SIGINT, signal.SIGTERM) for sig in self.signal_queue)
 
+        def start(self, process: Process) -> None:
+            """``process`` started ignoring Ctrl-C until it serves (an ignored signal is
+            the one disposition a new program keeps; uvicorn takes the signal over
+            when the worker serves): a Ctrl-C at the terminal, which reaches every
+            process of the group, stops the workers through this process, gracefully,
+            not each on its own with a traceback of wherever its start-up was. This
+            process ignores it only for the instant of the fork."""
+            handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                process.start()
+            finally:
+                signal.signal(signal.SIGINT, handler)
+
         def slot(self, index: int) -> list[socket.socket]:
             """The socket of the ``index``-th worker (bound when first asked for)."""
             while len(slots) <= index:
@@ -320,7 +333,7 @@ def _serve_with_workers(
         def init_processes(self) -> None:
             for index in range(self.processes_num):
                 process = Process(self.config, self.slot(index))
-                process.start()
+                self.start(process)
                 self.processes.append(process)
             deadline = time.monotonic() + WORKERS_START_S
             for process in self.processes:
@@ -342,7 +355,7 @@ def _serve_with_workers(
                 if self.should_exit.is_set():
                     return
                 new = Process(self.config, self.slot(index))
-                new.start()
+                self.start(new)
                 if not new.wait_until_ready(
                     self.config.timeout_worker_healthcheck, self.should_exit
                 ):
@@ -374,7 +387,7 @@ def _serve_with_workers(
                 if self.should_exit.is_set():
                     return
                 replacement = Process(self.config, self.slot(index))
-                replacement.start()
+                self.start(replacement)
                 self.processes[index] = replacement
 
         def handle_ttin(self) -> None:
@@ -384,7 +397,7 @@ def _serve_with_workers(
                 return
             self.processes_num += 1
             process = Process(self.config, sockets)
-            process.start()
+            self.start(process)
             self.processes.append(process)
 
         def handle_ttou(self) -> None:
