@@ -317,8 +317,8 @@ def test_staff_read_action_descriptions_and_task_times_in_company_time(ws: Path)
 def test_check_reports_a_missing_or_non_image_logo_file_with_its_line(ws: Path) -> None:
     cfg = ws / "cobro.yaml"
     text = cfg.read_text(encoding="utf-8").replace(
-        "    logo_url: https://demo.example/logo.png\n",
-        "    logo_url: https://demo.example/logo.png\n    logo_file: brand/logo.png\n",
+        "  branding:\n",
+        "  branding:\n    logo_url: https://demo.example/logo.png\n    logo_file: brand/logo.png\n",
     )
     cfg.write_text(text, encoding="utf-8")
     line = next(i for i, s in enumerate(text.splitlines(), 1) if "logo_file:" in s)

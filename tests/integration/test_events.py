@@ -330,9 +330,10 @@ def png(width: int = 6, height: int = 3) -> bytes:
 def test_the_workspace_logo_and_receipt_template_reach_the_email_and_its_pdf(
     make_ws: Callable[..., Workspace], smtp_server: SmtpServer
 ) -> None:
-    logo_line = "    logo_url: https://demo.example/logo.png\n"
+    branding = "  branding:\n"
+    hosted = "    logo_url: https://demo.example/logo.png\n"
     ws = make_ws(
-        replace={**smtp_server.replace, logo_line: logo_line + "    logo_file: logo.png\n"}
+        replace={**smtp_server.replace, branding: branding + hosted + "    logo_file: logo.png\n"}
     )
     (ws.root / "logo.png").write_bytes(png())
     (ws.root / "templates").mkdir()

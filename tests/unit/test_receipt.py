@@ -206,7 +206,9 @@ def test_a_failing_workspace_receipt_template_is_a_template_error(tmp_path: Path
 
 def test_the_workspace_logo_file_is_drawn_in_the_receipt_without_any_fetch(tmp_path: Path) -> None:
     (tmp_path / "logo.png").write_bytes(png())
-    company = parse_config(STARTER).company  # its logo_url is remote: never drawn in a PDF
+    starter = parse_config(STARTER).company
+    remote = starter.branding.model_copy(update={"logo_url": "https://demo.example/logo.png"})
+    company = starter.model_copy(update={"branding": remote})  # never drawn in a PDF
     logo = load_logo(tmp_path, "logo.png")
     with_logo = receipt_pdf(company, "Ana", "C1", charge("monthly"), "en", "en_US", logo=logo)
     assert images(with_logo) == 1

@@ -25,7 +25,9 @@ def text_of(page: str) -> str:
     return re.sub(r"[ \t\r\n]+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page))).strip()
 
 
-def test_the_link_in_a_real_runs_email_opens_the_debtors_page(portal: Portal) -> None:
+def test_the_link_in_a_real_runs_email_opens_the_debtors_page(make_portal: MakePortal) -> None:
+    hosted = "  branding:\n    logo_url: https://demo.example/logo.png\n"
+    portal = make_portal(replace={"  branding:\n": hosted})
     page = portal.browser().get(f"/portal/{portal.token}")
 
     assert page.status_code == 200
