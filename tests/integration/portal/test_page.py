@@ -18,6 +18,9 @@ from ..support import business, captured, d, invoice, money, plain
 from .conftest import MakePortal, Portal
 from .helpers import IBAN, LINK, evidence_kinds, outbox_id, rows
 
+# The starter has no logo; these tests give the company one hosted elsewhere.
+HOSTED_LOGO = {"  branding:\n": "  branding:\n    logo_url: https://demo.example/logo.png\n"}
+
 
 def text_of(page: str) -> str:
     """The page's text, tags removed, entities decoded, white space (not the no-break spaces
@@ -26,8 +29,7 @@ def text_of(page: str) -> str:
 
 
 def test_the_link_in_a_real_runs_email_opens_the_debtors_page(make_portal: MakePortal) -> None:
-    hosted = "  branding:\n    logo_url: https://demo.example/logo.png\n"
-    portal = make_portal(replace={"  branding:\n": hosted})
+    portal = make_portal(replace=HOSTED_LOGO)
     page = portal.browser().get(f"/portal/{portal.token}")
 
     assert page.status_code == 200
@@ -168,7 +170,10 @@ def test_the_page_of_a_later_claim_lists_the_dates_of_the_earlier_ones(portal: P
     assert "Mensajes anteriores Ninguno." in older  # a later claim is not an earlier one
 
 
-def test_every_response_carries_the_security_headers(portal: Portal) -> None:
+def test_every_response_carries_the_security_headers(make_portal: MakePortal) -> None:
+    plain = make_portal().browser().get("/healthz").headers["content-security-policy"]
+    assert "img-src 'self';" in plain  # no logo hosted elsewhere: no other host
+    portal = make_portal(replace=HOSTED_LOGO)
     browser = portal.browser()
     for url in (f"/portal/{portal.token}", "/portal/not-a-token", "/healthz", "/static/portal.css"):
         response = browser.get(url)
