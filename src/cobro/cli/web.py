@@ -316,13 +316,20 @@ def _serve_with_workers(
             the one disposition a new program keeps; uvicorn takes the signal over
             when the worker serves): a Ctrl-C at the terminal, which reaches every
             process of the group, stops the workers through this process, gracefully,
-            not each on its own with a traceback of wherever its start-up was. This
-            process ignores it only for the instant of the fork."""
-            handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            not each on its own with a traceback of wherever its start-up was.
+
+            This process blocks the signal meanwhile: one that comes while it is
+            ignored for the child's sake is kept pending (the kernel never discards a
+            blocked signal), and handled here once its handler is back."""
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
             try:
-                process.start()
+                handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+                try:
+                    process.start()
+                finally:
+                    signal.signal(signal.SIGINT, handler)
             finally:
-                signal.signal(signal.SIGINT, handler)
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
         def slot(self, index: int) -> list[socket.socket]:
             """The socket of the ``index``-th worker (bound when first asked for)."""
