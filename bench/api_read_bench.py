@@ -31,7 +31,6 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from common import (
     copy_sqlite,
     ensure_dataset,
     say,
+    serve_cobro,
     upgrade_schema,
 )
 
@@ -172,33 +172,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def serve(ws: Path, port: int, workers: int = 1) -> subprocess.Popen[str]:
-    """``cobro serve`` with ``workers`` processes, once it says it is serving."""
-    proc = subprocess.Popen(
-        [
-            *COBRO,
-            "--workspace",
-            str(ws),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("Serving "):  # printed once the socket listens
-            threading.Thread(target=proc.stdout.read, daemon=True).start()
-            return proc
-    raise SystemExit("cobro serve did not start")
-
-
 def script(paths: list[str], key: str | None) -> Path:
     """A wrk script asking for ``paths`` in turn (each thread from its own place)."""
     lua = OUT / f"paths-{abs(hash(tuple(paths)))}.lua"
@@ -297,7 +270,7 @@ def main() -> None:
     chosen = rnd.sample(with_claims, min(args.paths, len(with_claims)))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = serve(ws, port, args.workers)
+    server = serve_cobro(ws, port, args.workers)
     api = "/api/v1"
     targets: dict[str, list[str]] = {
         "healthz": ["/healthz"],

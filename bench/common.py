@@ -19,6 +19,7 @@ import sqlite3
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -754,3 +755,33 @@ elif __name__ == "__main__":
     # python bench/common.py DEBTORS RECEIVABLES DATE: generate one dataset.
     _d, _r, _on = int(sys.argv[1]), int(sys.argv[2]), date.fromisoformat(sys.argv[3])
     generate_sqlite(dataset_dir(_d, _r, _on), _d, _r, _on)
+
+
+def serve_cobro(ws: Path, port: int, workers: int = 1) -> subprocess.Popen[str]:
+    """``cobro serve`` with ``workers`` processes, once it says it is serving."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cobro",
+            "--workspace",
+            str(ws),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("Serving "):  # printed once the socket listens
+            # Keep reading its output, so that a full pipe never stops the server.
+            threading.Thread(target=proc.stdout.read, daemon=True).start()
+            return proc
+    raise SystemExit("cobro serve did not start")

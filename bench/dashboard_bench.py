@@ -39,8 +39,8 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from api_read_bench import build, free_port, serve, wrk
-from common import OUT_DIR, Timer, say
+from api_read_bench import build, free_port, wrk
+from common import OUT_DIR, Timer, say, serve_cobro
 
 OUT = OUT_DIR / "dashboard"
 PASSWORD = "bench-password-12"
@@ -306,7 +306,7 @@ def main() -> None:
     queries = searches(ws / "cobro.db", args.paths)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = serve(ws, port, args.workers)
+    server = serve_cobro(ws, port, args.workers)
     results: dict[str, list[dict[str, float]]] = {"healthz": [], "overview": [], "search": []}
     single: dict[str, dict[str, float]] = {}
     try:

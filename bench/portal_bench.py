@@ -25,13 +25,14 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from common import serve_cobro
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out" / "portal"
@@ -77,34 +78,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def serve(ws: Path, port: int, workers: int = 1) -> subprocess.Popen[str]:
-    """``cobro serve`` with ``workers`` processes, once it says it is serving."""
-    proc = subprocess.Popen(
-        [
-            *COBRO,
-            "--workspace",
-            str(ws),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("Serving "):  # printed once the socket listens
-            # Keep reading its output, so that a full pipe never stops the server.
-            threading.Thread(target=proc.stdout.read, daemon=True).start()
-            return proc
-    raise SystemExit("cobro serve did not start")
 
 
 def wrk(url: str, connections: int, seconds: int) -> dict[str, float]:
@@ -158,7 +131,7 @@ def main() -> None:
     port = free_port()
     page = re.sub(r"^https?://[^/]+", f"http://127.0.0.1:{port}", link)
     health = f"http://127.0.0.1:{port}/healthz"
-    server = serve(ws, port, args.workers)
+    server = serve_cobro(ws, port, args.workers)
     results: dict[str, list[dict[str, float]]] = {"page": [], "healthz": []}
     try:
         # The rounds measure a warm server: the first request of the page compiles its
