@@ -1,5 +1,6 @@
 """Store helpers of the planner: ``execute_rows`` (many rows in one executemany) writes
-what SQLAlchemy's own executemany writes; ``ordered_join`` keeps SQLite's join order."""
+what SQLAlchemy's own executemany writes; ``insert_rows`` and ``update_rows`` (one statement
+from arrays on PostgreSQL) write the same; ``ordered_join`` keeps SQLite's join order."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy.exc import StatementError
 
 from cobro.engine import claims
 from cobro.store import tables as t
-from cobro.store.db import execute_rows
+from cobro.store.db import execute_rows, insert_rows, update_rows
 from cobro.store.joins import ordered_join
 from cobro.workspace import Workspace
 
@@ -75,6 +76,42 @@ def test_rows_written_and_updated_as_sqlalchemy_writes_them(ws: Workspace) -> No
         )
     assert levels(ws)[0] == (*change[0], ws.company_id)
     assert levels(ws)[1:] == written[1:]
+
+
+def test_rows_inserted_and_updated_by_key_in_one_statement(ws: Workspace) -> None:
+    load(
+        ws,
+        "customers",
+        *({"external_id": f"C{i}", "name": f"Debtor {i}", "kind": "business"} for i in range(3)),
+    )
+    with ws.engine.connect() as conn:
+        ids = list(conn.execute(select(t.customers.c.id).order_by(t.customers.c.id)).scalars())
+    day = date(2025, 3, 4)
+    columns = (*COLUMNS, "updated_at")
+    rows = [
+        (ids[0], "b2b", "03-reminder", day, 2, day + timedelta(days=7), NOW),
+        (ids[1], "b2b", None, None, 0, None, NOW + timedelta(hours=1)),  # NULLs pass through
+        (ids[2], "consumer", "due", day, 0, day, NOW),
+    ]
+    with ws.engine.begin() as conn:
+        insert_rows(conn, t.dunning_levels, columns, rows, company_id=ws.company_id)
+        insert_rows(conn, t.dunning_levels, columns, [], company_id=ws.company_id)
+    assert levels(ws) == [(*row, ws.company_id) for row in rows]
+
+    # Two of the three rows change, found by their debtor; the third is left as it was.
+    later = NOW + timedelta(days=1)
+    change = [
+        (ids[2], "consumer", None, None, 0, None, later),
+        (ids[0], "b2b", "04-final", day + timedelta(days=1), 3, None, later),
+    ]
+    with ws.engine.begin() as conn:
+        update_rows(conn, t.dunning_levels, "customer_id", columns[1:], change)
+        update_rows(conn, t.dunning_levels, "customer_id", columns[1:], [])
+    assert levels(ws) == [
+        (*change[1], ws.company_id),
+        (*rows[1], ws.company_id),
+        (*change[0], ws.company_id),
+    ]
 
 
 def test_a_bind_parameter_the_rows_do_not_name_is_refused(ws: Workspace) -> None:

@@ -35,7 +35,6 @@ from sqlalchemy import (
     String,
     Table,
     and_,
-    bindparam,
     case,
     exists,
     func,
@@ -43,7 +42,6 @@ from sqlalchemy import (
     select,
     true,
     union_all,
-    update,
 )
 
 from cobro.config import CobroConfig
@@ -53,7 +51,7 @@ from cobro.domain.model import Policy
 from cobro.engine.outbox import insert_planned
 from cobro.engine.pauses import not_left_out
 from cobro.store import tables as t
-from cobro.store.db import counted, execute_rows, insert_ignoring
+from cobro.store.db import counted, insert_ignoring, insert_rows, update_rows
 from cobro.store.joins import ordered_join
 
 KEEP_DUE_DATES = DueDates()  # due dates count as stored
@@ -420,9 +418,9 @@ def plan_claims(
     claims = _claims_table()
     claims.drop(conn, checkfirst=True)
     claims.create(conn)
-    execute_rows(
+    insert_rows(
         conn,
-        claims.insert(),
+        claims,
         ["customer_id", "step"],
         [(cid, d.send.step_id) for cid, _, d, _ in sending if d.send is not None],
     )
@@ -551,23 +549,8 @@ def _store_levels(
         if stored[cid][1] is None and stored[cid][2] is None:
             continue
         updates.append((cid, stored[cid][0], None, None, 0, None, now))
-    lv = t.dunning_levels.c
-    execute_rows(
-        conn,
-        update(t.dunning_levels)
-        .where(lv.customer_id == bindparam("b_customer_id"))
-        .values({k: bindparam(f"b_{k}") for k in _LEVEL[1:]}),
-        [f"b_{k}" for k in _LEVEL],
-        updates,
-    )
-    execute_rows(
-        conn,
-        t.dunning_levels.insert().values(
-            company_id=company_id, **{k: bindparam(f"b_{k}") for k in _LEVEL}
-        ),
-        [f"b_{k}" for k in _LEVEL],
-        inserts,
-    )
+    update_rows(conn, t.dunning_levels, "customer_id", _LEVEL[1:], updates)
+    insert_rows(conn, t.dunning_levels, _LEVEL, inserts, company_id=company_id)
 
 
 # The columns of a level row that planning writes, in the order of its rows.

@@ -22,12 +22,17 @@ from sqlalchemy import (
     Table,
     UpdateBase,
     bindparam,
+    column,
     create_engine,
     event,
+    func,
     inspect,
+    literal,
     select,
     text,
+    update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -132,6 +137,65 @@ def execute_rows(
             values = [compiled.params[name]] * len(rows)
         converted.append(values if process is None else _each(process, values))
     conn.exec_driver_sql(compiled.string, list(zip(*converted, strict=True)))
+
+
+def _unnested(table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> Any:
+    """PostgreSQL: ``rows`` as a table in one statement, an array a column taken apart by
+    ``unnest``, typed as ``table``'s columns ``names``."""
+    columns = list(zip(*rows, strict=True))
+    arrays = [
+        bindparam(f"rows_{i}", list(values), type_=ARRAY(table.c[name].type))
+        for i, (name, values) in enumerate(zip(names, columns, strict=True))
+    ]
+    return (
+        func.unnest(*arrays)
+        .table_valued(*(column(name, table.c[name].type) for name in names))
+        .render_derived()
+    )
+
+
+def insert_rows(
+    conn: Connection,
+    table: Table,
+    names: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    **fixed: Any,
+) -> None:
+    """Insert ``rows`` (values of the columns ``names``, in that order) into ``table``, with
+    the values ``fixed`` the same in every row. On PostgreSQL in one ``INSERT ... SELECT``
+    from arrays, where a statement a row (even pipelined) costs some 25 µs each on the
+    server; elsewhere in one executemany (``execute_rows``)."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        statement = table.insert().values({**{k: bindparam(f"v_{k}") for k in names}, **fixed})
+        execute_rows(conn, statement, [f"v_{k}" for k in names], rows)
+        return
+    src = _unnested(table, names, rows)
+    values = [src.c[k] for k in names] + [literal(v, table.c[k].type) for k, v in fixed.items()]
+    conn.execute(table.insert().from_select([*names, *fixed], select(*values)))
+
+
+def update_rows(
+    conn: Connection, table: Table, key: str, names: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """Update ``table``'s rows found by the column ``key``: each of ``rows`` holds the key,
+    then the new values of the columns ``names``. One ``UPDATE ... FROM`` arrays on
+    PostgreSQL, one executemany elsewhere (as ``insert_rows``)."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        statement = (
+            update(table)
+            .where(table.c[key] == bindparam("v_key"))
+            .values({k: bindparam(f"v_{k}") for k in names})
+        )
+        execute_rows(conn, statement, ["v_key", *(f"v_{k}" for k in names)], rows)
+        return
+    src = _unnested(table, [key, *names], rows)
+    conn.execute(
+        update(table).where(table.c[key] == src.c[key]).values({k: src.c[k] for k in names})
+    )
 
 
 def _each(process: Callable[[Any], Any], values: Sequence[Any]) -> list[Any]:
