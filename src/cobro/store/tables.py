@@ -272,10 +272,12 @@ def _receivables() -> Table:
             "customer_id",
             "balance_minor",
             sqlite_where=text("balance_minor > 0"),
+            postgresql_include=["id"],
         ),
         # The open items of each debtor in turn, read from the index alone (id, company,
         # debtor, balance, due date): the items a claim or a debt notice lists, and the
-        # candidates' debt when the day is planned.
+        # candidates' debt when the day is planned. (SQLite keeps the id in every index;
+        # PostgreSQL, only where it is included.)
         Index(
             "ix_receivables_open_customer",
             "company_id",
@@ -283,6 +285,7 @@ def _receivables() -> Table:
             "balance_minor",
             "due_on",
             sqlite_where=text("balance_minor > 0"),
+            postgresql_include=["id"],
         ),
     )
     # A receivable's issue day: its issue date, else its due date (docs/reports.md, sales).
