@@ -143,6 +143,8 @@ def worker_baseline(root: Path, url: str) -> dict[str, Any]:
     candidates, their debt, then one claim row per candidate with debt and every open item
     of those debtors written to scratch tables (more rows than the plan writes, which
     claims only the debtors whose phase changes)."""
+    from cobro.store.db import RANDOM_PAGE_COST
+
     ws = _open(root, url)
     sqlite = ws.engine.dialect.name == "sqlite"
     mark = "?" if sqlite else "%s"
@@ -161,6 +163,10 @@ def worker_baseline(root: Path, url: str) -> dict[str, Any]:
             with Timer() as tm:
                 if sqlite:
                     cur.execute("BEGIN IMMEDIATE")
+                else:  # the planner's own setting of its transaction (favour_indexes)
+                    cur.execute(
+                        "SELECT set_config('random_page_cost', %s, true)", [str(RANDOM_PAGE_COST)]
+                    )
                 cur.execute(
                     "CREATE TEMPORARY TABLE cobro_candidates (customer_id INTEGER PRIMARY KEY)"
                 )

@@ -7,13 +7,13 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import StatementError
 
 from cobro.engine import claims
 from cobro.store import tables as t
-from cobro.store.db import execute_rows, insert_rows, update_rows
+from cobro.store.db import RANDOM_PAGE_COST, execute_rows, favour_indexes, insert_rows, update_rows
 from cobro.store.joins import ordered_join
 from cobro.workspace import Workspace
 
@@ -98,19 +98,20 @@ def test_rows_inserted_and_updated_by_key_in_one_statement(ws: Workspace) -> Non
         insert_rows(conn, t.dunning_levels, columns, [], company_id=ws.company_id)
     assert levels(ws) == [(*row, ws.company_id) for row in rows]
 
-    # Two of the three rows change, found by their debtor; the third is left as it was.
+    # Two of the three rows change, found by their debtor, at the same time; the third is
+    # left as it was.
     later = NOW + timedelta(days=1)
     change = [
-        (ids[2], "consumer", None, None, 0, None, later),
-        (ids[0], "b2b", "04-final", day + timedelta(days=1), 3, None, later),
+        (ids[2], "consumer", None, None, 0, None),
+        (ids[0], "b2b", "04-final", day + timedelta(days=1), 3, None),
     ]
     with ws.engine.begin() as conn:
-        update_rows(conn, t.dunning_levels, "customer_id", columns[1:], change)
-        update_rows(conn, t.dunning_levels, "customer_id", columns[1:], [])
+        update_rows(conn, t.dunning_levels, "customer_id", COLUMNS[1:], change, updated_at=later)
+        update_rows(conn, t.dunning_levels, "customer_id", COLUMNS[1:], [], updated_at=NOW)
     assert levels(ws) == [
-        (*change[1], ws.company_id),
+        (*change[1], later, ws.company_id),
         (*rows[1], ws.company_id),
-        (*change[0], ws.company_id),
+        (*change[0], later, ws.company_id),
     ]
 
 
@@ -136,3 +137,27 @@ def test_an_ordered_join_is_a_cross_join_on_sqlite_and_a_join_elsewhere() -> Non
     on_postgres = str(statement.compile(dialect=postgresql.dialect()))
     assert "FROM cobro_candidates JOIN customers ON" in on_postgres
     assert "CROSS" not in on_postgres
+
+
+def test_index_reads_are_favoured_for_the_planning_transaction_only(ws: Workspace) -> None:
+    if ws.engine.dialect.name != "postgresql":
+        pytest.skip("random_page_cost: PostgreSQL's planner")
+
+    def cost(conn: Connection) -> float:
+        return float(conn.execute(text("SHOW random_page_cost")).scalar_one())
+
+    with ws.engine.connect() as conn:
+        conn.execute(text("SET random_page_cost = 4"))  # PostgreSQL's default
+        conn.commit()
+        with conn.begin():
+            favour_indexes(conn)
+            assert cost(conn) == RANDOM_PAGE_COST
+        assert cost(conn) == 4  # the transaction is over: the session's own again
+
+        conn.execute(text("SET random_page_cost = 1.0"))  # an operator's lower setting
+        conn.commit()
+        with conn.begin():
+            favour_indexes(conn)
+            assert cost(conn) == 1.0  # kept, never raised
+        conn.execute(text("RESET random_page_cost"))
+        conn.commit()

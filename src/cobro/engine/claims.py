@@ -51,7 +51,7 @@ from cobro.domain.model import Policy
 from cobro.engine.outbox import insert_planned
 from cobro.engine.pauses import not_left_out
 from cobro.store import tables as t
-from cobro.store.db import counted, insert_ignoring, insert_rows, update_rows
+from cobro.store.db import counted, favour_indexes, insert_ignoring, insert_rows, update_rows
 from cobro.store.joins import ordered_join
 
 KEEP_DUE_DATES = DueDates()  # due dates count as stored
@@ -390,6 +390,7 @@ def plan_claims(
     ``paused``: the items left out (``cobro.engine.pauses.paused_table``); ``debtors``:
     the debtors looked at (a shard of the day; the go-live ramp's limit holds for the
     claims of the whole company only when one shard plans them all)."""
+    favour_indexes(conn)
     cand = _candidates_table()
     cand.drop(conn, checkfirst=True)
     cand.create(conn)
@@ -519,7 +520,7 @@ def _store_levels(
     now: datetime,
 ) -> None:
     """Write each candidate's level and next review day (only rows that change)."""
-    # Rows of (debtor, policy, phase, reached on, repeats, review on, now).
+    # Rows of (debtor, policy, phase, reached on, repeats, review on); updated ``now``.
     updates: list[tuple[Any, ...]] = []
     inserts: list[tuple[Any, ...]] = []
     for cid, policy, d, _debt in decided:
@@ -542,16 +543,15 @@ def _store_levels(
             new_level.reached_on if new_level else None,
             new_level.repeats if new_level else 0,
             review,
-            now,
         )
         (inserts if before is None else updates).append(row)
     for cid in gone:
         if stored[cid][1] is None and stored[cid][2] is None:
             continue
-        updates.append((cid, stored[cid][0], None, None, 0, None, now))
-    update_rows(conn, t.dunning_levels, "customer_id", _LEVEL[1:], updates)
-    insert_rows(conn, t.dunning_levels, _LEVEL, inserts, company_id=company_id)
+        updates.append((cid, stored[cid][0], None, None, 0, None))
+    update_rows(conn, t.dunning_levels, "customer_id", _LEVEL[1:], updates, updated_at=now)
+    insert_rows(conn, t.dunning_levels, _LEVEL, inserts, company_id=company_id, updated_at=now)
 
 
 # The columns of a level row that planning writes, in the order of its rows.
-_LEVEL = ("customer_id", "policy", "phase_key", "reached_on", "repeats", "review_on", "updated_at")
+_LEVEL = ("customer_id", "policy", "phase_key", "reached_on", "repeats", "review_on")

@@ -154,6 +154,27 @@ def _unnested(table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]])
     )
 
 
+# PostgreSQL's cost of a random page read, relative to a sequential one, in a planning
+# transaction: its default, 4, is made for spinning disks; 1.1 is the usual figure for SSDs
+# and for data held in memory.
+RANDOM_PAGE_COST = 1.1
+
+
+def favour_indexes(conn: Connection) -> None:
+    """PostgreSQL: for the rest of the transaction, a random page read costs
+    ``RANDOM_PAGE_COST`` sequential ones, unless the server is set lower already. With the
+    default cost, finding the day's debtors hashed the whole table of levels once for each
+    phase where a few thousand index look-ups do (0.22 s against 0.09 s of a 0.96 s plan)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text(
+                "SELECT set_config('random_page_cost', :cost, true) "
+                "WHERE CAST(current_setting('random_page_cost') AS float) > CAST(:cost AS float)"
+            ),
+            {"cost": str(RANDOM_PAGE_COST)},
+        )
+
+
 def insert_rows(
     conn: Connection,
     table: Table,
@@ -177,24 +198,32 @@ def insert_rows(
 
 
 def update_rows(
-    conn: Connection, table: Table, key: str, names: Sequence[str], rows: Sequence[Sequence[Any]]
+    conn: Connection,
+    table: Table,
+    key: str,
+    names: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    **fixed: Any,
 ) -> None:
     """Update ``table``'s rows found by the column ``key``: each of ``rows`` holds the key,
-    then the new values of the columns ``names``. One ``UPDATE ... FROM`` arrays on
-    PostgreSQL, one executemany elsewhere (as ``insert_rows``)."""
+    then the new values of the columns ``names``; the values ``fixed`` are the same for
+    every row. One ``UPDATE ... FROM`` arrays on PostgreSQL, one executemany elsewhere (as
+    ``insert_rows``)."""
     if not rows:
         return
     if conn.dialect.name != "postgresql":
         statement = (
             update(table)
             .where(table.c[key] == bindparam("v_key"))
-            .values({k: bindparam(f"v_{k}") for k in names})
+            .values({**{k: bindparam(f"v_{k}") for k in names}, **fixed})
         )
         execute_rows(conn, statement, ["v_key", *(f"v_{k}" for k in names)], rows)
         return
     src = _unnested(table, [key, *names], rows)
     conn.execute(
-        update(table).where(table.c[key] == src.c[key]).values({k: src.c[k] for k in names})
+        update(table)
+        .where(table.c[key] == src.c[key])
+        .values({**{k: src.c[k] for k in names}, **fixed})
     )
 
 
