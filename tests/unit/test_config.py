@@ -228,3 +228,37 @@ def test_attach_statement_goes_with_debt_notices_only() -> None:
     (found,) = problems(task)
     assert "actions.1: attach_statement goes with debt notices (type: debt_notice)" in found
     assert "not with a task" in found
+
+
+def test_a_phase_and_an_action_are_named_per_language_where_given() -> None:
+    from cobro.evidence.history import step_name
+
+    config = parse_config(STARTER)
+    assert step_name(config, "b2b/01") == "Overdue and unpaid for 7 days"
+    assert step_name(config, "b2b/01", "es") == "Vencida e impagada desde hace 7 días"
+    assert step_name(config, "b2b/01", "fr") == "Overdue and unpaid for 7 days"  # no French
+    assert step_name(config, "action/statement", "es").startswith("Estado de cuenta")
+    assert step_name(config, "action/call-large-debtors", "es") == (
+        "Call businesses with large overdue debt"  # no Spanish given
+    )
+
+
+@pytest.mark.parametrize(
+    ("names", "problem"),
+    [
+        ("{ES: Vencida}", "'ES' is not a language code (es, en)"),
+        ("{es: ' '}", "the name in 'es' is empty"),
+        ("{es: [Vencida]}", "Input should be a valid string"),
+    ],
+)
+def test_a_name_in_another_language_is_checked(names: str, problem: str) -> None:
+    text = STARTER.replace(
+        "        names:\n          es: Vencida e impagada desde hace 7 días\n",
+        f"        names: {names}\n",
+    )
+    assert text != STARTER
+    [p] = problems(text)
+    assert p.startswith(
+        f"cobro.yaml:{line_of(text, f'names: {names}')}: policies.b2b.phases.1.names"
+    )
+    assert problem in p

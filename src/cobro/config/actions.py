@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cobro.config.types import ClockTime
+from cobro.config.types import ClockTime, LocalNames
 from cobro.domain.actions import ActionType
 from cobro.domain.model import CONFIGURABLE_RECIPIENTS, Recipient
 
@@ -78,6 +78,11 @@ class SegmentConfig(_Strict):
 class ActionConfig(_Strict):
     key: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")]
     description: str
+    names: LocalNames = Field(
+        default={},
+        description="the description in other languages, by language code (es: ..., en: "
+        "...): what a debtor or a staff member reading in that language sees",
+    )
     type: ActionType
     days: list[MonthDayField] = Field(min_length=1, max_length=3)
     segment: str

@@ -25,7 +25,7 @@ from pydantic import (
 from cobro.config.actions import ActionConfig, ConfigurableRecipient, SegmentConfig
 from cobro.config.calendar import CalendarConfig
 from cobro.config.notices import BankingNotices, SubscriptionNotices
-from cobro.config.types import ClockTime, EmailAddress
+from cobro.config.types import ClockTime, EmailAddress, LocalNames
 from cobro.domain.actions import ScheduledAction
 from cobro.domain.addresses import ascii_address
 from cobro.domain.assignment import Rule
@@ -482,6 +482,12 @@ class PhaseConfig(_Strict):
         default=None,
         description="the webhook endpoint (by name) sent a ticket.requested when it is sent",
     )
+    names: LocalNames = Field(
+        default={},
+        description="the phase's name in other languages, by language code (es: ..., en: "
+        "...): what a debtor or a staff member reading in that language sees; `name` "
+        "otherwise",
+    )
     call: CallSettings = Field(
         default=CallSettings(),
         description="voice: attempts of an unanswered call, the wait between them and the "
@@ -768,6 +774,7 @@ class CobroConfig(_Strict):
                 min_gap_days=ph.min_gap_days,
                 attach_statement=ph.attach_statement,
                 unsubscribable=ph.unsubscribable,
+                names=tuple(sorted(ph.names.items())),
             )
             for ph in sorted(pc.phases, key=lambda p: p.offset_days)
         )
@@ -831,6 +838,7 @@ class CobroConfig(_Strict):
                     due_after_days=a.due_after_days,
                     due_time=a.due_time,
                     webhook=a.webhook,
+                    names=tuple(sorted(a.names.items())),
                 )
         raise KeyError(key)
 

@@ -28,3 +28,16 @@ def _address(value: str) -> str:
 
 ClockTime = Annotated[time, BeforeValidator(_clock_time)]
 EmailAddress = Annotated[str, AfterValidator(_address)]
+
+
+def _local_names(value: dict[str, str]) -> dict[str, str]:
+    """A name per language: keys are language codes (es, en), names are not empty."""
+    for language, name in value.items():
+        if not re.fullmatch(r"[a-z]{2,3}", language):
+            raise ValueError(f"{language!r} is not a language code (es, en)")
+        if not name.strip():
+            raise ValueError(f"the name in {language!r} is empty")
+    return {language: name.strip() for language, name in value.items()}
+
+
+LocalNames = Annotated[dict[str, str], AfterValidator(_local_names)]

@@ -35,6 +35,7 @@ class ScheduledAction:
     due_after_days: int | None = None
     due_time: time = time(17, 0)
     webhook: str | None = None  # the webhook endpoint sent a ticket.requested per debtor
+    names: tuple[tuple[str, str], ...] = ()  # (language, description) in other languages
 
     @property
     def step_id(self) -> str:

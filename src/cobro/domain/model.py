@@ -73,6 +73,7 @@ class Phase:
     # A debtor may opt out of its email (one-click unsubscribe); a legally required
     # notice (a final demand) is marked not unsubscribable and still goes.
     unsubscribable: bool = True
+    names: tuple[tuple[str, str], ...] = ()  # (language, name): the name in other languages
 
     @property
     def step_id(self) -> str:

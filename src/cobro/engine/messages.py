@@ -40,6 +40,12 @@ class MessageSpec:
     # Channels for the debtor, in order of preference; internal copies go by email.
     channels: tuple[str, ...] = ("email",)
     unsubscribable: bool = False  # a policy phase a debtor may opt out of by email
+    names: tuple[tuple[str, str], ...] = ()  # (language, name): ``name`` in other languages
+
+    def name_in(self, language: str | None) -> str:
+        """The name a reader of ``language`` sees: the configured one in that language,
+        else ``name``."""
+        return next((n for lang, n in self.names if lang == language), self.name)
 
 
 NOTICE_NAMES = {
@@ -143,6 +149,7 @@ def message_spec(config: CobroConfig, step: str) -> MessageSpec:
             text=action.text,
             attachment=action.attachment,
             statement_pdf=action.attach_statement,
+            names=action.names,
         )
     phase = config.phase_by_step(step)
     return MessageSpec(
@@ -157,6 +164,7 @@ def message_spec(config: CobroConfig, step: str) -> MessageSpec:
         channels=phase.channels,
         statement_pdf=phase.attach_statement,
         unsubscribable=phase.unsubscribable,
+        names=phase.names,
     )
 
 

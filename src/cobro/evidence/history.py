@@ -20,11 +20,12 @@ from cobro.evidence.timeline import ClaimEvent, claim_events
 from cobro.store import tables as t
 
 
-def step_name(config: CobroConfig, step: str) -> str:
+def step_name(config: CobroConfig, step: str, language: str | None = None) -> str:
     """What a person reads for an outbox step: the phase's name, the scheduled action's
-    description, the kind of notice; the step itself once it is no longer configured."""
+    description (in ``language`` where ``cobro.yaml`` gives it one), the kind of notice;
+    the step itself once it is no longer configured."""
     try:
-        return message_spec(config, step).name
+        return message_spec(config, step).name_in(language)
     except KeyError:
         return step
 

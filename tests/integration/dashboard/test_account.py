@@ -44,10 +44,10 @@ def test_the_account_shows_statement_claims_and_payments(site: Site) -> None:
     assert "Acme Industrial" in text and "C1" in text
     assert "F-1 Factura 20 dic 2024 1.000,00 € 600,00 € Vencido 74 d" in text
     assert "Total 1.100,00 €" in text and "50,00 US$" in text
-    assert "Overdue and unpaid for 7 days" in text  # the claim the run sent
+    assert "Vencida e impagada desde hace 7 días" in text  # the claim the run sent
     # Statuses and channels in the page's language, not the stored codes.
     assert "Correo → ap@acme-industrial.example · Enviado" in text
-    assert "Overdue and unpaid for 7 days 3 mar 2025 · Enviada" in text
+    assert "Vencida e impagada desde hace 7 días 3 mar 2025 · Enviada" in text
     assert "P1 10 feb 2025 300,00 €" in text
     assert not re.search(r"\d{4}-\d\d-\d\d", text)  # every date as the page writes dates
 

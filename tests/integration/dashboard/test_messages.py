@@ -35,7 +35,7 @@ def test_the_log_lists_every_message_newest_first_linked_to_its_debtor(site: Sit
     assert "Acme Industrial C1" in text and "Beta Retail C2" in text
     assert "ap@acme-industrial.example" in text and "pay@beta-retail.example" in text
     table = text_of(page.text.partition('id="messages"')[2])
-    assert table.count("Overdue and unpaid for 7 days") == 2
+    assert table.count("Vencida e impagada desde hace 7 días") == 2
     assert re.search(r"3/3/25, 9:00 #\d+ Beta Retail C2", table)  # company time, claim number
     c1, c2 = customer_id(site.acme, "C1"), customer_id(site.acme, "C2")
     assert f'href="/dashboard/debtors/{c1}"' in page.text

@@ -153,7 +153,7 @@ def test_the_overview_page_shows_the_figures_and_draws_the_aging_chart(
     assert "2.050,00 €" in text  # outstanding, in the company's Spanish
     assert "64,7" in text and "99,7" in text and "41,9 %" in text and "44,4 %" in text
     assert "Pagado sin reclamación enviada 700,00 €" in text
-    assert "Overdue and unpaid for 7 days 200,00 €" in text
+    assert "Vencida e impagada desde hace 7 días 200,00 €" in text
     assert "Call Carla" in text
     # The bars link to the debtors of their bucket.
     assert 'href="/dashboard/debtors?overdue=90+"' in html

@@ -65,7 +65,11 @@ def test_the_page_shows_the_claim_that_brought_the_debtor_with_its_text_as_sent(
 ) -> None:
     text = text_of(portal.browser().get(f"/portal/{portal.token}").text)
 
-    assert "Debt due in the next 7 days" in text  # the phase's name
+    # The phase's name in the page's language (cobro.yaml's `names`), else its `name`.
+    assert "Deuda que vence en los próximos 7 días" in text
+    assert "Debt due in the next 7 days" not in text
+    english = text_of(portal.browser().get(f"/portal/{portal.token}?lang=en").text)
+    assert "Debt due in the next 7 days" in english
     assert "3 de marzo de 2025" in text  # the day it went out, company time
     assert "Estimado/a Acme Industrial" in text  # the text/plain part of the email sent
     assert "Le recordamos que los siguientes documentos vencen" in text
@@ -165,7 +169,9 @@ def test_the_page_of_a_later_claim_lists_the_dates_of_the_earlier_ones(portal: P
     newer = text_of(portal.browser().get(f"/portal/{token}").text)
     older = text_of(portal.browser().get(f"/portal/{portal.token}").text)
 
-    assert "Mensajes anteriores 3 de marzo de 2025 · Debt due in the next 7 days" in newer
+    assert (
+        "Mensajes anteriores 3 de marzo de 2025 · Deuda que vence en los próximos 7 días" in newer
+    )
     assert "17 de marzo de 2025" in newer  # the claim of this link
     assert "Mensajes anteriores Ninguno." in older  # a later claim is not an earlier one
 

@@ -83,7 +83,7 @@ def _account(
         resent = resend_state(conn, who.company_id, card.id, resend) if resend else None
     said = words(who.language)
     for claim in claims:
-        claim.phase_name = step_label(config, claim.step, said)
+        claim.phase_name = step_label(config, claim.step, said, who.language)
     totals: dict[str, Any] = {}
     for item in items:
         totals[item.balance.currency] = (

@@ -97,14 +97,14 @@ def cost_text(amount: Decimal, currency: str, locale: str) -> str:
     )
 
 
-def step_label(config: CobroConfig, step: str, said: dict[str, str]) -> str:
-    """What staff read for an outbox step in the page's language (``said``): a resend and
-    an event's notice in the dashboard's words; a policy's phase or a scheduled action by
-    the name ``cobro.yaml`` gives it."""
+def step_label(config: CobroConfig, step: str, said: dict[str, str], language: str) -> str:
+    """What staff read for an outbox step in the page's language (``language``, its words
+    ``said``): a resend and an event's notice in the dashboard's words; a policy's phase or
+    a scheduled action by the name ``cobro.yaml`` gives it (in that language if given)."""
     if step.startswith(RESEND_PREFIX):
         claim = step.removeprefix(RESEND_PREFIX).partition("/")[0]
         return said["step_resend"].format(claim=claim)
     kind = step.partition("/")[0]
     if kind in NOTICE_NAMES and notice_spec(config, step) is not None:
         return said[f"step_{kind}"]
-    return step_name(config, step)
+    return step_name(config, step, language)

@@ -129,7 +129,7 @@ def _log(
     rows = []
     for m in page.rows:
         if m.step not in names:
-            names[m.step] = step_label(config, m.step, said)
+            names[m.step] = step_label(config, m.step, said, who.language)
         rows.append(
             {
                 "m": m,

@@ -154,7 +154,7 @@ def overview(request: Request, who: StaffDep) -> Response:
     )
     phases = {
         p.days: [
-            (step_label(config, step, said) if step else said["no_claim"], amount)
+            (step_label(config, step, said, who.language) if step else said["no_claim"], amount)
             for step, amount in p.by_phase
         ]
         for p in found.periods

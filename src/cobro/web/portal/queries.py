@@ -22,7 +22,6 @@ from cobro.domain.money import Money, totals_by_currency
 from cobro.engine.links import PortalLink
 from cobro.engine.messages import message_spec
 from cobro.engine.responses import Client
-from cobro.evidence.history import step_name
 from cobro.evidence.messages import unpack
 from cobro.store import tables as t
 
@@ -52,6 +51,11 @@ class ClaimText:
     channel: str | None
     subject: str | None
     text: str | None
+    phase_names: tuple[tuple[str, str], ...] = ()  # (language, name) where configured
+
+    def phase_in(self, language: str) -> str:
+        """The phase's name for a page in ``language``."""
+        return next((n for lang, n in self.phase_names if lang == language), self.phase_name)
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,11 @@ class OpenItem:
 class EarlierClaim:
     sent_on: date
     phase_name: str
+    phase_names: tuple[tuple[str, str], ...] = ()  # (language, name) where configured
+
+    def phase_in(self, language: str) -> str:
+        """The phase's name for a page in ``language``."""
+        return next((n for lang, n in self.phase_names if lang == language), self.phase_name)
 
 
 @dataclass(frozen=True)
@@ -175,6 +184,16 @@ def _delivery_query() -> Select[Any]:
     )
 
 
+def _names(config: CobroConfig, step: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """A step's name and its names in other languages (a page is cached once for every
+    language it is shown in)."""
+    try:
+        spec = message_spec(config, step)
+    except KeyError:
+        return step, ()
+    return spec.name, spec.names
+
+
 def claim_text(conn: Connection, config: CobroConfig, company_id: int, debtor: Debtor) -> ClaimText:
     """The claim of the link: its phase, the day it went out and the text the debtor was
     sent (the kept message of its first delivery to the debtor, never a staff copy)."""
@@ -188,7 +207,8 @@ def claim_text(conn: Connection, config: CobroConfig, company_id: int, debtor: D
         sent_on = kept.at.astimezone(ZoneInfo(config.company.timezone)).date()
         if kept.message_zlib is not None:
             subject, text = _message_text(channel, bytes(kept.message_zlib))
-    return ClaimText(debtor.step, step_name(config, debtor.step), sent_on, channel, subject, text)
+    name, names = _names(config, debtor.step)
+    return ClaimText(debtor.step, name, sent_on, channel, subject, text, names)
 
 
 @cache
@@ -296,7 +316,7 @@ def earlier_claims(
         sent_on = row.sent_at.astimezone(tz).date()
         if sent_on > before or not is_claim(config, row.step):
             continue
-        found.append(EarlierClaim(sent_on, step_name(config, row.step)))
+        found.append(EarlierClaim(sent_on, *_names(config, row.step)))
         if len(found) == MAX_EARLIER:
             break
     return found
