@@ -339,14 +339,18 @@ OTHER_PHONE = "+34612345679"
 
 
 def called_debtor_and_another(
-    make_ws: Callable[..., Workspace], smtp_server: SmtpServer, twilio: FakeTwilio
+    make_ws: Callable[..., Workspace],
+    smtp_server: SmtpServer,
+    twilio: FakeTwilio,
+    first: str = "voice, email",
 ) -> Workspace:
     """A workspace whose consumer phases call, then email, with at most one call in 7 days,
-    where on 16 March the debtor C has three claims ready and then D one."""
+    where on 16 March the debtor C has three claims ready and then D one; the first
+    phase's channels are ``first``."""
     phases = {
         f"        template: reminder_{key}\n        mode: full\n": (
             f"        template: reminder_{key}\n        mode: full\n"
-            "        channels: [voice, email]\n"
+            f"        channels: [{first if key == 'before' else 'voice, email'}]\n"
             "        call: {attempts: 1, max_per_7_days: 1}\n"
         )
         for key in ("before", "due", "after")
@@ -354,7 +358,11 @@ def called_debtor_and_another(
     ws = make_ws(
         replace={
             **smtp_server.replace,
-            EMAIL_COST: EMAIL_COST + "  voice:\n"
+            EMAIL_COST: EMAIL_COST + "  sms:\n"
+            f"    account_sid: {twilio.account_sid}\n"
+            f'    sender: "{SENDER}"\n'
+            f"    api_url: {twilio.url}\n"
+            "  voice:\n"
             f"    account_sid: {twilio.account_sid}\n"
             f'    caller_id: "{CALLER}"\n'
             f"    api_url: {twilio.url}\n"
@@ -425,7 +433,7 @@ def before_a_call_is_recorded(is_postgres: bool) -> Callable[[str], bool]:
 
     def matches(sql: str) -> bool:
         nonlocal matched
-        if "count(*)" in sql and "deliveries.channel" in sql:
+        if sql.startswith("SELECT outbox.customer_id, deliveries.at"):
             counted.yes = True
             return False
         if is_postgres:
@@ -517,6 +525,24 @@ def test_a_call_more_than_7_days_after_the_instant_of_a_dispatch_does_not_count_
     assert [call["to"] for call in twilio.calls] == [PHONE, PHONE]
     assert channels_to(ws, "C") == ["voice", "voice"]
     assert mails_to(smtp_server, "c@example.com") == []
+
+
+def test_a_call_an_sms_falls_back_to_within_a_batch_counts_for_the_weekly_limit(
+    make_ws: Callable[..., Workspace], smtp_server: SmtpServer, twilio: FakeTwilio
+) -> None:
+    # C's first claim goes by SMS, then a call; its number takes calls but no SMS, so the
+    # SMS is refused on the spot and the claim falls back to a call within the batch.
+    ws = called_debtor_and_another(make_ws, smtp_server, twilio, first="sms, voice, email")
+    twilio.landlines.add(PHONE)
+    report = dispatch_due(ws, at("2026-03-16", "09:00"))  # the four rows in one batch
+    assert [m["to"] for m in twilio.messages] == [OTHER_PHONE]  # C's refused: not a mobile
+    assert [call["to"] for call in twilio.calls] == [PHONE]
+    assert channels_to(ws, "C") == ["email", "email", "sms", "voice"]
+    assert channels_to(ws, "D") == ["sms"]
+    assert len(mails_to(smtp_server, "c@example.com")) == 2
+    assert [r.status for r in outbox(ws, "C")] == ["sent", "sent", "sent"]
+    assert [r.status for r in outbox(ws, "D")] == ["sent"]
+    assert (report.sent, report.failed) == (4, 0)
 
 
 # --------------------------------------------------------------------------- kill -9

@@ -6,7 +6,6 @@ messages."""
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
@@ -47,10 +46,6 @@ class Composing(Rendering):
             "logo_url": self._logo.src_email if self._logo else company.branding.logo_url,
             "footer": company.branding.footer,
         }
-        # The calls this batch places (a route whose first channel is voice), per debtor:
-        # they count for the debtor's next claims in it (``call.max_per_7_days``), as the
-        # calls recorded before it do.
-        calls: Counter[int] = Counter()
         for job in jobs:
             try:
                 spec = job.spec = self._spec(job.step)
@@ -100,7 +95,6 @@ class Composing(Rendering):
             seen: set[str] = set()
             asked = job.payload.get("to") if spec.key == PAYLINK else None
             targets: list[tuple[Person, list[tuple[str, list[tuple[str, dict[str, str]]]]]]] = []
-            job.calls_this_week += calls[job.customer_id]
             capped = bool(self._caps.caps) and capped_step(job.step) and not job.already_sent_to
             held: str | None = None
             for p in job.people:
@@ -219,11 +213,16 @@ class Composing(Rendering):
                     job.outgoing.clear()
                     break
                 job.outgoing.append(route)
-            calls[job.customer_id] += sum(
+            # The calls of routes whose first channel is voice count for the debtor's next
+            # claims in the batch (``call.max_per_7_days``), as the calls recorded before it
+            # do; a route that falls back to a call is counted when it does (``_send``).
+            calls = sum(
                 len(r.options[0][1])
                 for r in job.outgoing
                 if r.options and r.options[0][0] == "voice"
             )
+            if calls:
+                self._calls.made(job.customer_id, self.as_of, calls)
 
     def _open(
         self, job: Job, spec: MessageSpec, person: Person, channel: str
@@ -236,8 +235,8 @@ class Composing(Rendering):
         if channel == "email" and not spec.unsubscribable:
             debtor = None
         capped = None
-        if channel == "voice" and job.calls_this_week >= self._call(job.step).max_per_7_days:
-            capped = f"voice: {job.calls_this_week} call(s) within 7 days (call.max_per_7_days)"
+        if channel == "voice":
+            capped = self._calls.refused(job.customer_id, job.call_limit, self.as_of)
         for address, meta in person.addresses(channel):
             why = self._barriers.blocks(debtor, channel, address) or capped
             if why is None and (channel, address.lower()) in job.failed_after:
