@@ -23,12 +23,14 @@ from sqlalchemy import select
 
 from cobro.engine.dispatch import DispatchReport
 from cobro.engine.links import read_token
+from cobro.engine.resend import ResendError, resend_claim
 from cobro.engine.runs import dispatch_due, dispatch_rows, run_day
 from cobro.evidence.history import claim_history
 from cobro.evidence.messages import message_as_sent
 from cobro.store import tables as t
 from cobro.web.app import create_app
 from cobro.workspace import Workspace, open_workspace
+from e2e.cli import run_cobro
 from fakes.twilio import FakeTwilio, twilio_signature
 
 from .conftest import SmtpServer
@@ -331,6 +333,98 @@ def test_a_debtor_overdue_is_called_every_k_days_until_paid_at_most_n_a_week(
     assert len(s.tw.calls) == 3  # paid: no more calls
     assert [c for c, _, _ in deliveries(s.ws)] == ["voice", "voice", "email", "voice"]
     chain_is_sound(s.ws)
+
+
+# --------------------------------------------------------------------------- resending a call
+
+
+def the_claim(s: Shop) -> int:
+    [claim] = [r.id for r in rows(s.ws, t.outbox, "id", "step") if r.step == "consumer/after"]
+    return int(claim)
+
+
+def plan_resend(s: Shop, claim: int, when: datetime) -> int:
+    with s.ws.engine.begin() as conn:
+        return resend_claim(conn, s.ws.config, s.ws.company_id, claim, to=None, at=when)
+
+
+def test_a_resend_of_a_call_beyond_the_weekly_limit_is_refused_saying_when_it_may_call(
+    shop: Callable[..., Shop], db_url: str
+) -> None:
+    s = shop("voice, email", "attempts: 1, max_per_7_days: 1")
+    week = (LATE + timedelta(days=7)).isoformat()
+    with s.serving():
+        run_day(s.ws, LATE, as_of=at(LATE.isoformat(), "09:00"))
+        s.play(LATE, "09:01")
+        claim = the_claim(s)
+        with pytest.raises(ResendError) as refused:
+            plan_resend(s, claim, at(LATE.isoformat(), "11:00"))
+        proc = run_cobro(
+            s.ws.root,
+            "--db",
+            db_url,
+            "resend",
+            str(claim),
+            ok=False,
+            env={"COBRO_NOW": "2025-03-11T11:00:00+01:00", "TWILIO_AUTH_TOKEN": s.tw.auth_token},
+        )
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert "the next call is allowed from 2025-03-18 09:00 (Europe/Madrid)" in proc.stderr
+        assert len(rows(s.ws, t.outbox, "id")) == 1  # nothing planned
+        row = plan_resend(s, claim, at(week, "09:00"))  # the call has left the 7 days
+        assert dispatch_rows(s.ws, frozenset({row}), at(week, "09:00")).sent == 1
+    assert str(refused.value) == (
+        f"claim {claim} reached the debtor by a call only, and the debtor was called 1 "
+        "time(s) within 7 days, the most consumer/after allows (call.max_per_7_days: 1); "
+        "the next call is allowed from 2025-03-18 09:00 (Europe/Madrid)"
+    )
+    assert [c["to"] for c in s.tw.calls] == [PHONE, PHONE]
+    assert mails_to(s.smtp, "lucia@example.com") == []
+
+
+def test_a_resend_beyond_the_weekly_limit_goes_on_the_claim_s_other_channel(
+    shop: Callable[..., Shop],
+) -> None:
+    s = shop("voice, email", "attempts: 1, max_per_7_days: 1")
+    s.tw.call_outcomes[PHONE] = "no-answer"
+    with s.serving():
+        run_day(s.ws, LATE, as_of=at(LATE.isoformat(), "09:00"))
+        s.play(LATE, "09:01")
+        assert s.dispatch(LATE, "09:02") == 1  # unanswered: by email
+        row = plan_resend(s, the_claim(s), at(LATE.isoformat(), "11:00"))
+        assert dispatch_rows(s.ws, frozenset({row}), at(LATE.isoformat(), "11:00")).sent == 1
+    assert len(s.tw.calls) == 1  # not called again
+    assert len(mails_to(s.smtp, "lucia@example.com")) == 2  # the email, resent
+    resent = [
+        (x.channel, x.status)
+        for x in rows(s.ws, t.deliveries, "outbox_id", "channel", "status")
+        if x.outbox_id == row
+    ]
+    assert resent == [("email", "sent")]
+    chain_is_sound(s.ws)
+
+
+def test_a_resend_dispatched_beyond_the_weekly_limit_does_not_call_and_fails_saying_why(
+    shop: Callable[..., Shop],
+) -> None:
+    s = shop("voice, email", "attempts: 1, max_per_7_days: 2")
+    with s.serving():
+        run_day(s.ws, LATE, as_of=at(LATE.isoformat(), "09:00"))
+        s.play(LATE, "09:01")
+        claim = the_claim(s)
+        # Two resends planned while one call more is allowed, sent in one batch.
+        first = plan_resend(s, claim, at(LATE.isoformat(), "10:00"))
+        second = plan_resend(s, claim, at(LATE.isoformat(), "10:00"))
+        report = dispatch_due(s.ws, at(LATE.isoformat(), "10:00"))
+    assert (report.sent, report.failed) == (1, 1)
+    assert len(s.tw.calls) == 2
+    status = {r.id: (r.status, r.reason) for r in rows(s.ws, t.outbox, "id", "status", "reason")}
+    assert status[first] == ("sent", None)
+    assert status[second] == (
+        "failed",
+        "voice: 2 call(s) within 7 days (call.max_per_7_days); "
+        "the next call is allowed from 2025-03-18 09:00 (Europe/Madrid)",
+    )
 
 
 # --------------------------------------------------------------------------- several dispatchers

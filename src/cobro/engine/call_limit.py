@@ -9,8 +9,9 @@ beyond the limit goes on the phase's next channel.
 
 ``WeeklyCalls`` holds the calls of some debtors around an instant and those made since (by
 a dispatch batch); dispatch decides with it (``dispatch_load`` reads the calls,
-``dispatch_compose`` counts the calls a batch makes on a message's first channel,
-``dispatch_send`` those it makes on falling back to a call).
+``dispatch_compose`` counts the calls a batch makes on a message's first channel and
+those it resends, ``dispatch_send`` those it makes on falling back to a call), and so does
+``cobro resend`` before it plans a resend that calls (``resend``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from bisect import insort
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select
 
@@ -84,3 +86,9 @@ class WeeklyCalls:
         """Note ``calls`` calls to the debtor made (or about to be made) at ``at``."""
         for _ in range(calls):
             insort(self._at[customer_id], at)
+
+
+def next_call(when: datetime, timezone: str) -> str:
+    """When the next call is allowed, as messages say it (in ``timezone``)."""
+    local = when.astimezone(ZoneInfo(timezone))
+    return f"the next call is allowed from {local:%Y-%m-%d %H:%M} ({timezone})"

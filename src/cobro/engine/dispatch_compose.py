@@ -13,13 +13,14 @@ from typing import Any
 from cobro.domain.escalation import reached_phase
 from cobro.domain.model import Recipient
 from cobro.domain.money import Money, totals_by_currency
+from cobro.engine.call_limit import next_call
 from cobro.engine.contact_caps import capped_step
 from cobro.engine.dispatch_jobs import NO_CHANNEL, Job, Person, Route
 from cobro.engine.dispatch_render import Rendering
 from cobro.engine.links import link_url, make_token
 from cobro.engine.messages import PAYLINK, MessageSpec
 from cobro.engine.notices import UNREACHABLE, main_role, notice_context, upcoming_cancel_reason
-from cobro.engine.resend import resent_message, targets
+from cobro.engine.resend import OUTWARD_ROLES, resent_message, targets
 from cobro.errors import CobroError, PermanentFailure, TemplateError
 
 
@@ -252,7 +253,10 @@ class Composing(Rendering):
 
     def _compose_resend(self, job: Job) -> None:
         """A resend row: each original message, as kept, to its target (those a crashed
-        attempt already reached are left out)."""
+        attempt already reached are left out). A call beyond the weekly limit of calls is
+        left out, the claim's messages on its other channels going; a resend left with no
+        message to the debtor fails, saying when the next call is allowed."""
+        limited: str | None = None
         for target in targets(job.payload):
             original = job.originals.get(target.delivery)
             if original is None:
@@ -266,6 +270,12 @@ class Composing(Rendering):
                 job.failure = f"{target.channel} is not set up: the resend cannot go"
                 job.permanent = True
                 continue
+            if target.channel == "voice":
+                limited = self._calls.refused(job.customer_id, job.call_limit, self.as_of)
+                if limited is not None:
+                    job.blocked.append(limited)
+                    continue
+                self._calls.made(job.customer_id, self.as_of)
             job.closed = self._closed_now(job)
             meta = self._push_keys(job, target.address) if target.channel == "push" else {}
             msg = resent_message(
@@ -286,6 +296,11 @@ class Composing(Rendering):
                 role not in (Recipient.DEBTOR, Recipient.CONTACT),
             )
             job.outgoing.append(Route(person, [(target.channel, [msg])]))
+        if limited is not None and not any(r.person.role in OUTWARD_ROLES for r in job.outgoing):
+            allowed = self._calls.next_allowed(job.customer_id, job.call_limit, self.as_of)
+            tz = job.timezone or self.config.company.timezone
+            job.failure = f"{limited}; {next_call(allowed, tz)}"
+            job.permanent = True
 
     def _closed_now(self, job: Job) -> dict[str, datetime]:
         """The channels that may not write to the job's debtor now (their hours, a public

@@ -266,10 +266,20 @@ class Loading(DispatchState):
             kept = originals_by_id(
                 conn, self.company_id, [x.delivery for j in resends for x in targets(j.payload)]
             )
+            o = t.outbox.c
+            resent = {int(j.payload["resend_of"]) for j in resends if "resend_of" in j.payload}
+            steps = dict(
+                conn.execute(
+                    select(o.id, o.step).where(o.id.in_(resent), o.company_id == self.company_id)
+                ).all()
+            )
             for j in resends:
                 j.originals = {
                     x.delivery: kept[x.delivery] for x in targets(j.payload) if x.delivery in kept
                 }
+                # A call resent counts against the weekly limit of the claim's phase.
+                step = steps.get(int(j.payload.get("resend_of", 0)), j.step)
+                j.call_limit = self._call(step).max_per_7_days
         for job in jobs:
             if self._wants_statement(job.step):
                 job.statement = load_statement(
