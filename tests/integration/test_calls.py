@@ -8,6 +8,7 @@ many times a week, however many dispatchers call it at once."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
@@ -16,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -25,6 +27,7 @@ from cobro.engine.dispatch import DispatchReport
 from cobro.engine.links import read_token
 from cobro.engine.resend import ResendError, resend_claim
 from cobro.engine.runs import dispatch_due, dispatch_rows, run_day
+from cobro.engine.simulate import simulate
 from cobro.evidence.history import claim_history
 from cobro.evidence.messages import message_as_sent
 from cobro.store import tables as t
@@ -425,6 +428,59 @@ def test_a_resend_dispatched_beyond_the_weekly_limit_does_not_call_and_fails_say
         "voice: 2 call(s) within 7 days (call.max_per_7_days); "
         "the next call is allowed from 2025-03-18 09:00 (Europe/Madrid)",
     )
+
+
+# --------------------------------------------------------------------------- simulation
+
+
+def test_the_simulation_shows_calls_beyond_the_weekly_limit_on_the_next_channel(
+    shop: Callable[..., Shop], db_url: str
+) -> None:
+    s = shop(
+        "voice, email",
+        "attempts: 1, max_per_7_days: 2",
+        phase="        repeat_every_days: 2\n",
+    )
+    run_day(s.ws, LATE)  # a call recorded: it counts for the days simulated
+    first, last = LATE + timedelta(days=2), LATE + timedelta(days=6)
+    with s.ws.engine.connect() as conn, conn.begin() as trans:
+        shown = [
+            m for day in simulate(conn, s.ws.config, s.ws.company_id, first, last) for m in day
+        ]
+        trans.rollback()
+    limit = "voice: 2 call(s) within 7 days (call.max_per_7_days)"
+    assert [(m.date, m.channel, m.cost, m.call_limit) for m in shown] == [
+        (first, "voice", Decimal("0.12"), None),
+        (LATE + timedelta(days=4), "email", Decimal("0.0005"), limit),  # costed as email
+        (last, "email", Decimal("0.0005"), limit),
+    ]
+    proc = run_cobro(
+        s.ws.root,
+        "--db",
+        db_url,
+        "simulate",
+        "--from",
+        first.isoformat(),
+        "--to",
+        last.isoformat(),
+        "--json",
+        env={"TWILIO_AUTH_TOKEN": s.tw.auth_token},
+    )
+    report = json.loads(proc.stdout)
+    assert (report["messages"], report["beyond_call_limit"]) == (3, 2)
+    assert Decimal(report["cost"]) == Decimal("0.121")
+    assert [(m["channel"], m.get("call_limit")) for d in report["days"] for m in d["messages"]] == [
+        ("voice", None),
+        ("email", limit),
+        ("email", limit),
+    ]
+
+    day = first  # the runs send what the simulation showed
+    while day <= last:
+        run_day(s.ws, day)
+        day += timedelta(days=1)
+    assert [c for c, _, _ in deliveries(s.ws)] == ["voice", "voice", "email", "email"]
+    assert len(s.tw.calls) == 2
 
 
 # --------------------------------------------------------------------------- several dispatchers
