@@ -2,8 +2,8 @@
 per connection), a permanent refusal moving on to the next channel. What goes now is decided
 here: the channel's hours, the pass deadline, the circuit breaker of a channel that keeps
 failing, the pace of its rate limits, and the weekly limit of calls for a message that
-falls back to a call. Each answer is recorded (``dispatch_deliveries``)
-before its connection takes the next message."""
+falls back to a call. Each answer is recorded (``dispatch_deliveries``) before its
+connection takes the next message."""
 
 from __future__ import annotations
 

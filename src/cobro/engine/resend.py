@@ -12,6 +12,12 @@ link, signed when the claim was first sent). An email gets a new ``Date`` and
 ``Message-ID`` (mail clients drop a message whose Message-ID they already hold), ``To``
 when sent to another address, and ``X-Cobro-Claim``/``X-Cobro-Resend-Of`` headers naming
 the resend and the message it repeats; an SMS or a push notification is the same text.
+
+A call resent counts against the weekly limit of calls of the claim's phase
+(``call.max_per_7_days``, ``cobro.engine.call_limit``): beyond it the call is left out and
+the claim's messages on its other channels go; a claim that reached the debtor by a call
+only is refused, saying when the next call is allowed. The dispatcher checks again when it
+sends the row.
 """
 
 from __future__ import annotations
