@@ -338,6 +338,20 @@ def test_a_debtor_overdue_is_called_every_k_days_until_paid_at_most_n_a_week(
     chain_is_sound(s.ws)
 
 
+def test_a_fallback_call_beyond_the_limit_with_no_channel_after_is_not_made_and_fails_saying_why(
+    make_ws: Callable[..., Workspace], smtp_server: SmtpServer, twilio: FakeTwilio
+) -> None:
+    ws = called_debtor_and_another(make_ws, smtp_server, twilio, first="sms, voice")
+    twilio.landlines.add(PHONE)
+    report = dispatch_due(ws, at("2026-03-16", "09:00"))  # the four rows in one batch
+    assert [call["to"] for call in twilio.calls] == [PHONE]  # the second claim's
+    assert channels_to(ws, "C") == ["email", "sms", "voice"]  # the SMS refused, recorded
+    [first, *_] = outbox(ws, "C")
+    assert first.status == "failed"
+    assert first.reason.endswith("; voice: 1 call(s) within 7 days (call.max_per_7_days)")
+    assert (report.sent, report.failed) == (3, 1)
+
+
 # --------------------------------------------------------------------------- resending a call
 
 
@@ -481,6 +495,30 @@ def test_the_simulation_shows_calls_beyond_the_weekly_limit_on_the_next_channel(
         day += timedelta(days=1)
     assert [c for c, _, _ in deliveries(s.ws)] == ["voice", "voice", "email", "email"]
     assert len(s.tw.calls) == 2
+
+
+def test_the_simulation_shows_a_call_beyond_the_limit_with_no_channel_after_as_reaching_nobody(
+    shop: Callable[..., Shop],
+) -> None:
+    s = shop("voice", "attempts: 1, max_per_7_days: 1", phase="        repeat_every_days: 2\n")
+    second = LATE + timedelta(days=2)
+    with s.ws.engine.connect() as conn, conn.begin() as trans:
+        shown = [
+            m for day in simulate(conn, s.ws.config, s.ws.company_id, LATE, second) for m in day
+        ]
+        trans.rollback()
+    limit = "voice: 1 call(s) within 7 days (call.max_per_7_days)"
+    assert [(m.date, m.channel, m.recipients, m.cost, m.call_limit) for m in shown] == [
+        (LATE, "voice", 1, Decimal("0.12"), None),
+        (second, "none", 0, Decimal(0), limit),
+    ]
+    run_day(s.ws, LATE)  # the runs: the second claim fails, naming the limit
+    run_day(s.ws, second)
+    assert len(s.tw.calls) == 1
+    assert [(r.status, r.reason) for r in rows(s.ws, t.outbox, "status", "reason")] == [
+        ("sent", None),
+        ("failed", f"no channel reaches this debtor: {limit}"),
+    ]
 
 
 # --------------------------------------------------------------------------- several dispatchers
