@@ -199,7 +199,9 @@ class FakeTwilio(LocalService):
 
     ``refuse`` maps a ``To`` number to the ``(http status, Twilio error code, message)`` the
     API answers for it (for example ``(400, 21610, "Attempt to send to unsubscribed
-    recipient")``); ``fail_next`` makes the next N requests answer 503 (error 20503).
+    recipient")``); ``landlines`` holds numbers that take calls but no SMS (a message to
+    one answers 400, error 21614, as Twilio answers for a number that is not a mobile);
+    ``fail_next`` makes the next N requests answer 503 (error 20503).
     """
 
     def __init__(self, account_sid: str | None = None, auth_token: str | None = None) -> None:
@@ -208,6 +210,7 @@ class FakeTwilio(LocalService):
         self.auth_token = auth_token or secrets.token_hex(16)
         self.messages: list[SentMessage] = []
         self.refuse: dict[str, tuple[int, int, str]] = {}
+        self.landlines: set[str] = set()
         self.fail_next = 0
         self.requests = 0  # every request the server answered, failures included
         # Number -> outcome reported after "sent" ("delivered", "undelivered",
@@ -468,6 +471,8 @@ class FakeTwilio(LocalService):
             return
         with self._lock:
             refusal = self.refuse.get(to)
+            if refusal is None and to in self.landlines:
+                refusal = (400, 21614, f"'To' number {to} is not a valid mobile number")
         if refusal is not None:
             self._error(handler, *refusal)
             return

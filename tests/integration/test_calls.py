@@ -8,6 +8,7 @@ many times a week, however many dispatchers call it at once."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
@@ -16,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -23,12 +25,15 @@ from sqlalchemy import select
 
 from cobro.engine.dispatch import DispatchReport
 from cobro.engine.links import read_token
+from cobro.engine.resend import ResendError, resend_claim
 from cobro.engine.runs import dispatch_due, dispatch_rows, run_day
+from cobro.engine.simulate import simulate
 from cobro.evidence.history import claim_history
 from cobro.evidence.messages import message_as_sent
 from cobro.store import tables as t
 from cobro.web.app import create_app
 from cobro.workspace import Workspace, open_workspace
+from e2e.cli import run_cobro
 from fakes.twilio import FakeTwilio, twilio_signature
 
 from .conftest import SmtpServer
@@ -333,20 +338,207 @@ def test_a_debtor_overdue_is_called_every_k_days_until_paid_at_most_n_a_week(
     chain_is_sound(s.ws)
 
 
+def test_a_fallback_call_beyond_the_limit_with_no_channel_after_is_not_made_and_fails_saying_why(
+    make_ws: Callable[..., Workspace], smtp_server: SmtpServer, twilio: FakeTwilio
+) -> None:
+    ws = called_debtor_and_another(make_ws, smtp_server, twilio, first="sms, voice")
+    twilio.landlines.add(PHONE)
+    report = dispatch_due(ws, at("2026-03-16", "09:00"))  # the four rows in one batch
+    assert [call["to"] for call in twilio.calls] == [PHONE]  # the second claim's
+    assert channels_to(ws, "C") == ["email", "sms", "voice"]  # the SMS refused, recorded
+    [first, *_] = outbox(ws, "C")
+    assert first.status == "failed"
+    assert first.reason.endswith("; voice: 1 call(s) within 7 days (call.max_per_7_days)")
+    assert (report.sent, report.failed) == (3, 1)
+
+
+# --------------------------------------------------------------------------- resending a call
+
+
+def the_claim(s: Shop) -> int:
+    [claim] = [r.id for r in rows(s.ws, t.outbox, "id", "step") if r.step == "consumer/after"]
+    return int(claim)
+
+
+def plan_resend(s: Shop, claim: int, when: datetime) -> int:
+    with s.ws.engine.begin() as conn:
+        return resend_claim(conn, s.ws.config, s.ws.company_id, claim, to=None, at=when)
+
+
+def test_a_resend_of_a_call_beyond_the_weekly_limit_is_refused_saying_when_it_may_call(
+    shop: Callable[..., Shop], db_url: str
+) -> None:
+    s = shop("voice, email", "attempts: 1, max_per_7_days: 1")
+    week = (LATE + timedelta(days=7)).isoformat()
+    with s.serving():
+        run_day(s.ws, LATE, as_of=at(LATE.isoformat(), "09:00"))
+        s.play(LATE, "09:01")
+        claim = the_claim(s)
+        with pytest.raises(ResendError) as refused:
+            plan_resend(s, claim, at(LATE.isoformat(), "11:00"))
+        proc = run_cobro(
+            s.ws.root,
+            "--db",
+            db_url,
+            "resend",
+            str(claim),
+            ok=False,
+            env={"COBRO_NOW": "2025-03-11T11:00:00+01:00", "TWILIO_AUTH_TOKEN": s.tw.auth_token},
+        )
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert "the next call is allowed from 2025-03-18 09:00 (Europe/Madrid)" in proc.stderr
+        assert len(rows(s.ws, t.outbox, "id")) == 1  # nothing planned
+        row = plan_resend(s, claim, at(week, "09:00"))  # the call has left the 7 days
+        assert dispatch_rows(s.ws, frozenset({row}), at(week, "09:00")).sent == 1
+    assert str(refused.value) == (
+        f"claim {claim} reached the debtor by a call only, and the debtor was called 1 "
+        "time(s) within 7 days, the most consumer/after allows (call.max_per_7_days: 1); "
+        "the next call is allowed from 2025-03-18 09:00 (Europe/Madrid)"
+    )
+    assert [c["to"] for c in s.tw.calls] == [PHONE, PHONE]
+    assert mails_to(s.smtp, "lucia@example.com") == []
+
+
+def test_a_resend_beyond_the_weekly_limit_goes_on_the_claim_s_other_channel(
+    shop: Callable[..., Shop],
+) -> None:
+    s = shop("voice, email", "attempts: 1, max_per_7_days: 1")
+    s.tw.call_outcomes[PHONE] = "no-answer"
+    with s.serving():
+        run_day(s.ws, LATE, as_of=at(LATE.isoformat(), "09:00"))
+        s.play(LATE, "09:01")
+        assert s.dispatch(LATE, "09:02") == 1  # unanswered: by email
+        row = plan_resend(s, the_claim(s), at(LATE.isoformat(), "11:00"))
+        assert dispatch_rows(s.ws, frozenset({row}), at(LATE.isoformat(), "11:00")).sent == 1
+    assert len(s.tw.calls) == 1  # not called again
+    assert len(mails_to(s.smtp, "lucia@example.com")) == 2  # the email, resent
+    resent = [
+        (x.channel, x.status)
+        for x in rows(s.ws, t.deliveries, "outbox_id", "channel", "status")
+        if x.outbox_id == row
+    ]
+    assert resent == [("email", "sent")]
+    chain_is_sound(s.ws)
+
+
+def test_a_resend_dispatched_beyond_the_weekly_limit_does_not_call_and_fails_saying_why(
+    shop: Callable[..., Shop],
+) -> None:
+    s = shop("voice, email", "attempts: 1, max_per_7_days: 2")
+    with s.serving():
+        run_day(s.ws, LATE, as_of=at(LATE.isoformat(), "09:00"))
+        s.play(LATE, "09:01")
+        claim = the_claim(s)
+        # Two resends planned while one call more is allowed, sent in one batch.
+        first = plan_resend(s, claim, at(LATE.isoformat(), "10:00"))
+        second = plan_resend(s, claim, at(LATE.isoformat(), "10:00"))
+        report = dispatch_due(s.ws, at(LATE.isoformat(), "10:00"))
+    assert (report.sent, report.failed) == (1, 1)
+    assert len(s.tw.calls) == 2
+    status = {r.id: (r.status, r.reason) for r in rows(s.ws, t.outbox, "id", "status", "reason")}
+    assert status[first] == ("sent", None)
+    assert status[second] == (
+        "failed",
+        "voice: 2 call(s) within 7 days (call.max_per_7_days); "
+        "the next call is allowed from 2025-03-18 09:00 (Europe/Madrid)",
+    )
+
+
+# --------------------------------------------------------------------------- simulation
+
+
+def test_the_simulation_shows_calls_beyond_the_weekly_limit_on_the_next_channel(
+    shop: Callable[..., Shop], db_url: str
+) -> None:
+    s = shop(
+        "voice, email",
+        "attempts: 1, max_per_7_days: 2",
+        phase="        repeat_every_days: 2\n",
+    )
+    run_day(s.ws, LATE)  # a call recorded: it counts for the days simulated
+    first, last = LATE + timedelta(days=2), LATE + timedelta(days=6)
+    with s.ws.engine.connect() as conn, conn.begin() as trans:
+        shown = [
+            m for day in simulate(conn, s.ws.config, s.ws.company_id, first, last) for m in day
+        ]
+        trans.rollback()
+    limit = "voice: 2 call(s) within 7 days (call.max_per_7_days)"
+    assert [(m.date, m.channel, m.cost, m.call_limit) for m in shown] == [
+        (first, "voice", Decimal("0.12"), None),
+        (LATE + timedelta(days=4), "email", Decimal("0.0005"), limit),  # costed as email
+        (last, "email", Decimal("0.0005"), limit),
+    ]
+    proc = run_cobro(
+        s.ws.root,
+        "--db",
+        db_url,
+        "simulate",
+        "--from",
+        first.isoformat(),
+        "--to",
+        last.isoformat(),
+        "--json",
+        env={"TWILIO_AUTH_TOKEN": s.tw.auth_token},
+    )
+    report = json.loads(proc.stdout)
+    assert (report["messages"], report["beyond_call_limit"]) == (3, 2)
+    assert Decimal(report["cost"]) == Decimal("0.121")
+    assert [(m["channel"], m.get("call_limit")) for d in report["days"] for m in d["messages"]] == [
+        ("voice", None),
+        ("email", limit),
+        ("email", limit),
+    ]
+
+    day = first  # the runs send what the simulation showed
+    while day <= last:
+        run_day(s.ws, day)
+        day += timedelta(days=1)
+    assert [c for c, _, _ in deliveries(s.ws)] == ["voice", "voice", "email", "email"]
+    assert len(s.tw.calls) == 2
+
+
+def test_the_simulation_shows_a_call_beyond_the_limit_with_no_channel_after_as_reaching_nobody(
+    shop: Callable[..., Shop],
+) -> None:
+    s = shop("voice", "attempts: 1, max_per_7_days: 1", phase="        repeat_every_days: 2\n")
+    second = LATE + timedelta(days=2)
+    with s.ws.engine.connect() as conn, conn.begin() as trans:
+        shown = [
+            m for day in simulate(conn, s.ws.config, s.ws.company_id, LATE, second) for m in day
+        ]
+        trans.rollback()
+    limit = "voice: 1 call(s) within 7 days (call.max_per_7_days)"
+    assert [(m.date, m.channel, m.recipients, m.cost, m.call_limit) for m in shown] == [
+        (LATE, "voice", 1, Decimal("0.12"), None),
+        (second, "none", 0, Decimal(0), limit),
+    ]
+    run_day(s.ws, LATE)  # the runs: the second claim fails, naming the limit
+    run_day(s.ws, second)
+    assert len(s.tw.calls) == 1
+    assert [(r.status, r.reason) for r in rows(s.ws, t.outbox, "status", "reason")] == [
+        ("sent", None),
+        ("failed", f"no channel reaches this debtor: {limit}"),
+    ]
+
+
 # --------------------------------------------------------------------------- several dispatchers
 
 OTHER_PHONE = "+34612345679"
 
 
 def called_debtor_and_another(
-    make_ws: Callable[..., Workspace], smtp_server: SmtpServer, twilio: FakeTwilio
+    make_ws: Callable[..., Workspace],
+    smtp_server: SmtpServer,
+    twilio: FakeTwilio,
+    first: str = "voice, email",
 ) -> Workspace:
     """A workspace whose consumer phases call, then email, with at most one call in 7 days,
-    where on 16 March the debtor C has three claims ready and then D one."""
+    where on 16 March the debtor C has three claims ready and then D one; the first
+    phase's channels are ``first``."""
     phases = {
         f"        template: reminder_{key}\n        mode: full\n": (
             f"        template: reminder_{key}\n        mode: full\n"
-            "        channels: [voice, email]\n"
+            f"        channels: [{first if key == 'before' else 'voice, email'}]\n"
             "        call: {attempts: 1, max_per_7_days: 1}\n"
         )
         for key in ("before", "due", "after")
@@ -354,7 +546,11 @@ def called_debtor_and_another(
     ws = make_ws(
         replace={
             **smtp_server.replace,
-            EMAIL_COST: EMAIL_COST + "  voice:\n"
+            EMAIL_COST: EMAIL_COST + "  sms:\n"
+            f"    account_sid: {twilio.account_sid}\n"
+            f'    sender: "{SENDER}"\n'
+            f"    api_url: {twilio.url}\n"
+            "  voice:\n"
             f"    account_sid: {twilio.account_sid}\n"
             f'    caller_id: "{CALLER}"\n'
             f"    api_url: {twilio.url}\n"
@@ -425,7 +621,7 @@ def before_a_call_is_recorded(is_postgres: bool) -> Callable[[str], bool]:
 
     def matches(sql: str) -> bool:
         nonlocal matched
-        if "count(*)" in sql and "deliveries.channel" in sql:
+        if sql.startswith("SELECT outbox.customer_id, deliveries.at"):
             counted.yes = True
             return False
         if is_postgres:
@@ -517,6 +713,24 @@ def test_a_call_more_than_7_days_after_the_instant_of_a_dispatch_does_not_count_
     assert [call["to"] for call in twilio.calls] == [PHONE, PHONE]
     assert channels_to(ws, "C") == ["voice", "voice"]
     assert mails_to(smtp_server, "c@example.com") == []
+
+
+def test_a_call_an_sms_falls_back_to_within_a_batch_counts_for_the_weekly_limit(
+    make_ws: Callable[..., Workspace], smtp_server: SmtpServer, twilio: FakeTwilio
+) -> None:
+    # C's first claim goes by SMS, then a call; its number takes calls but no SMS, so the
+    # SMS is refused on the spot and the claim falls back to a call within the batch.
+    ws = called_debtor_and_another(make_ws, smtp_server, twilio, first="sms, voice, email")
+    twilio.landlines.add(PHONE)
+    report = dispatch_due(ws, at("2026-03-16", "09:00"))  # the four rows in one batch
+    assert [m["to"] for m in twilio.messages] == [OTHER_PHONE]  # C's refused: not a mobile
+    assert [call["to"] for call in twilio.calls] == [PHONE]
+    assert channels_to(ws, "C") == ["email", "email", "sms", "voice"]
+    assert channels_to(ws, "D") == ["sms"]
+    assert len(mails_to(smtp_server, "c@example.com")) == 2
+    assert [r.status for r in outbox(ws, "C")] == ["sent", "sent", "sent"]
+    assert [r.status for r in outbox(ws, "D")] == ["sent"]
+    assert (report.sent, report.failed) == (4, 0)
 
 
 # --------------------------------------------------------------------------- kill -9

@@ -376,7 +376,7 @@ def simulate(
     for col in ("date", "messages", "by phase", "unreachable", "held back", "tasks", "cost"):
         table.add_column(col)
     total_cost = Decimal(0)
-    total_msgs = total_tasks = total_held = 0
+    total_msgs = total_tasks = total_held = total_moved = 0
     progress = progress_for(quiet, err)
     progress.start("simulate", (d2 - d1).days + 1)
     try:
@@ -398,6 +398,8 @@ def simulate(
                     total_msgs += len(messages)
                     total_tasks += len(tasks)
                     total_held += len(held)
+                    # calls beyond call.max_per_7_days, shown on the phase's next channel
+                    total_moved += sum(1 for m in found if m.call_limit)
                     if as_json:
                         days.append(
                             {
@@ -431,6 +433,7 @@ def simulate(
                 "to": d2.isoformat(),
                 "messages": total_msgs,
                 "held_back": total_held,
+                "beyond_call_limit": total_moved,
                 "tasks": total_tasks,
                 "cost": str(total_cost),
                 "days": days,
@@ -440,7 +443,12 @@ def simulate(
     out.print(table)
     out.print(
         f"Total: {total_msgs} message(s), {total_held} held back by frequency caps,"
-        f" {total_tasks} task(s),"
+        + (
+            f" {total_moved} call(s) beyond call.max_per_7_days on the next channel,"
+            if total_moved
+            else ""
+        )
+        + f" {total_tasks} task(s),"
         f" cost {total_cost} {ws.config.company.currency}"
     )
 

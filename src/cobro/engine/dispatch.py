@@ -53,6 +53,7 @@ from cobro.channels.base import Attachment, Channel
 from cobro.channels.webhook import WebhookChannel
 from cobro.config import CobroConfig
 from cobro.domain.model import OutboxStatus, Policy
+from cobro.engine.call_limit import WeeklyCalls
 from cobro.engine.contact_caps import CapCounter
 from cobro.engine.deliveries import Barriers, followup_of, settle_in_doubt
 from cobro.engine.dispatch_compose import Composing
@@ -170,6 +171,9 @@ class Dispatcher(Loading, Composing, Sending, RecordingOutcomes):
         self._calendar = config.calendar.send_calendar()
         self._closed: dict[str, dict[str, datetime]] = {}  # per time zone: closed channels
         self._caps = CapCounter(config.calendar.caps, config.company.timezone)
+        # The calls of a batch's debtors within 7 days, those the batch makes included
+        # (``call.max_per_7_days``, ``cobro.engine.call_limit``).
+        self._calls = WeeklyCalls()
         # A debtor's rows held by one dispatcher at a time (``cobro.engine.leases``): with
         # frequency caps, and whenever the company can call (``channels.voice``: every phase
         # that calls has a weekly limit, ``call.max_per_7_days``, and a resend of a call

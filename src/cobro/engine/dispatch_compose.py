@@ -6,7 +6,6 @@ messages."""
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
@@ -14,13 +13,14 @@ from typing import Any
 from cobro.domain.escalation import reached_phase
 from cobro.domain.model import Recipient
 from cobro.domain.money import Money, totals_by_currency
+from cobro.engine.call_limit import next_call
 from cobro.engine.contact_caps import capped_step
 from cobro.engine.dispatch_jobs import NO_CHANNEL, Job, Person, Route
 from cobro.engine.dispatch_render import Rendering
 from cobro.engine.links import link_url, make_token
 from cobro.engine.messages import PAYLINK, MessageSpec
 from cobro.engine.notices import UNREACHABLE, main_role, notice_context, upcoming_cancel_reason
-from cobro.engine.resend import resent_message, targets
+from cobro.engine.resend import OUTWARD_ROLES, resent_message, targets
 from cobro.errors import CobroError, PermanentFailure, TemplateError
 
 
@@ -47,10 +47,6 @@ class Composing(Rendering):
             "logo_url": self._logo.src_email if self._logo else company.branding.logo_url,
             "footer": company.branding.footer,
         }
-        # The calls this batch places (a route whose first channel is voice), per debtor:
-        # they count for the debtor's next claims in it (``call.max_per_7_days``), as the
-        # calls recorded before it do.
-        calls: Counter[int] = Counter()
         for job in jobs:
             try:
                 spec = job.spec = self._spec(job.step)
@@ -100,7 +96,6 @@ class Composing(Rendering):
             seen: set[str] = set()
             asked = job.payload.get("to") if spec.key == PAYLINK else None
             targets: list[tuple[Person, list[tuple[str, list[tuple[str, dict[str, str]]]]]]] = []
-            job.calls_this_week += calls[job.customer_id]
             capped = bool(self._caps.caps) and capped_step(job.step) and not job.already_sent_to
             held: str | None = None
             for p in job.people:
@@ -219,11 +214,16 @@ class Composing(Rendering):
                     job.outgoing.clear()
                     break
                 job.outgoing.append(route)
-            calls[job.customer_id] += sum(
+            # The calls of routes whose first channel is voice count for the debtor's next
+            # claims in the batch (``call.max_per_7_days``), as the calls recorded before it
+            # do; a route that falls back to a call is counted when it does (``_send``).
+            calls = sum(
                 len(r.options[0][1])
                 for r in job.outgoing
                 if r.options and r.options[0][0] == "voice"
             )
+            if calls:
+                self._calls.made(job.customer_id, self.as_of, calls)
 
     def _open(
         self, job: Job, spec: MessageSpec, person: Person, channel: str
@@ -236,8 +236,8 @@ class Composing(Rendering):
         if channel == "email" and not spec.unsubscribable:
             debtor = None
         capped = None
-        if channel == "voice" and job.calls_this_week >= self._call(job.step).max_per_7_days:
-            capped = f"voice: {job.calls_this_week} call(s) within 7 days (call.max_per_7_days)"
+        if channel == "voice":
+            capped = self._calls.refused(job.customer_id, job.call_limit, self.as_of)
         for address, meta in person.addresses(channel):
             why = self._barriers.blocks(debtor, channel, address) or capped
             if why is None and (channel, address.lower()) in job.failed_after:
@@ -253,7 +253,10 @@ class Composing(Rendering):
 
     def _compose_resend(self, job: Job) -> None:
         """A resend row: each original message, as kept, to its target (those a crashed
-        attempt already reached are left out)."""
+        attempt already reached are left out). A call beyond the weekly limit of calls is
+        left out, the claim's messages on its other channels going; a resend left with no
+        message to the debtor fails, saying when the next call is allowed."""
+        limited: str | None = None
         for target in targets(job.payload):
             original = job.originals.get(target.delivery)
             if original is None:
@@ -267,6 +270,12 @@ class Composing(Rendering):
                 job.failure = f"{target.channel} is not set up: the resend cannot go"
                 job.permanent = True
                 continue
+            if target.channel == "voice":
+                limited = self._calls.refused(job.customer_id, job.call_limit, self.as_of)
+                if limited is not None:
+                    job.blocked.append(limited)
+                    continue
+                self._calls.made(job.customer_id, self.as_of)
             job.closed = self._closed_now(job)
             meta = self._push_keys(job, target.address) if target.channel == "push" else {}
             msg = resent_message(
@@ -287,6 +296,11 @@ class Composing(Rendering):
                 role not in (Recipient.DEBTOR, Recipient.CONTACT),
             )
             job.outgoing.append(Route(person, [(target.channel, [msg])]))
+        if limited is not None and not any(r.person.role in OUTWARD_ROLES for r in job.outgoing):
+            allowed = self._calls.next_allowed(job.customer_id, job.call_limit, self.as_of)
+            tz = job.timezone or self.config.company.timezone
+            job.failure = f"{limited}; {next_call(allowed, tz)}"
+            job.permanent = True
 
     def _closed_now(self, job: Job) -> dict[str, datetime]:
         """The channels that may not write to the job's debtor now (their hours, a public

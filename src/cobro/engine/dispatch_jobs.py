@@ -99,6 +99,7 @@ class Job:
     outgoing: list[Route] = field(default_factory=list)
     # (channel, address) -> 'ok:id' | 'temporary:error' | 'permanent:error' | 'gone:error'
     # | 'down:why' (channel not answering) | 'later:why' (not started in this pass)
+    # | 'skipped:why' (a fallback to a call beyond the weekly limit of calls: not placed)
     outcome: dict[tuple[str, str], str] = field(default_factory=dict)
     failure: str | None = None  # why the row cannot be sent at all
     cancel: str | None = None  # why the row need not be sent any more
@@ -106,11 +107,11 @@ class Job:
     # delivered): the claim goes on without them.
     failed_after: set[tuple[str, str]] = field(default_factory=set)
     blocked: list[str] = field(default_factory=list)  # why each channel of a debtor is shut
-    # voice: the unanswered calls of this claim per number, and the debtor's calls within 7
-    # days of the dispatch's instant, those its batch makes before included (``call``
-    # settings of the phase: attempts and weekly cap).
+    # voice: the unanswered calls of this claim per number, and the most calls the debtor
+    # may get in 7 days (``call`` settings of the phase, of the claim resent for a resend;
+    # the debtor's calls are counted by the dispatcher, ``cobro.engine.call_limit``).
     calls_failed: Counter[str] = field(default_factory=Counter)
-    calls_this_week: int = 0
+    call_limit: int = 0
     no_channel: bool = False  # every channel of the debtor is exhausted
     permanent: bool = False
     lost: bool = False  # another dispatcher took the row over: send nothing more of it

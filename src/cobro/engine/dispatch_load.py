@@ -1,15 +1,16 @@
 """Claiming a batch and loading it: outbox rows taken ``planned -> sending`` under this
 dispatcher's lease (or taken over once a holder's lease is over or the holder is gone), then
-their items, recipients and push subscriptions, earlier deliveries and calls, items paused
-since planning, subscriptions, a resend's kept messages, statements, frequency caps and the
+their items, recipients and push subscriptions, earlier deliveries and calls (those of the
+claim, and the debtor's within 7 days: ``cobro.engine.call_limit``), items paused since
+planning, subscriptions, a resend's kept messages, statements, frequency caps and the
 barriers (suppressions, opt-outs) of their addresses."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, and_, or_, select, update
 
 from cobro.domain.delivery import FAILURES, DeliveryState
 from cobro.domain.model import OutboxStatus, Recipient
@@ -229,7 +230,11 @@ class Loading(DispatchState):
             if job.reached_before:
                 job.left_out.clear()  # already told with them: the other copies match
         if "voice" in self.channels:
-            self._count_calls(conn, jobs)
+            # Each debtor's calls handed over within 7 days on either side of the instant
+            # this dispatch acts on (``cobro.engine.call_limit``).
+            self._calls.load(conn, self.company_id, customer_ids, self.as_of)
+            for job in jobs:
+                job.call_limit = self._call(job.step).max_per_7_days
         admin = self.config.subscriptions.admin.email
         named = {cid for j in jobs for cid in j.payload.get("contacts", [])}
         contacts = {}
@@ -261,10 +266,20 @@ class Loading(DispatchState):
             kept = originals_by_id(
                 conn, self.company_id, [x.delivery for j in resends for x in targets(j.payload)]
             )
+            o = t.outbox.c
+            resent = {int(j.payload["resend_of"]) for j in resends if "resend_of" in j.payload}
+            steps = dict(
+                conn.execute(
+                    select(o.id, o.step).where(o.id.in_(resent), o.company_id == self.company_id)
+                ).all()
+            )
             for j in resends:
                 j.originals = {
                     x.delivery: kept[x.delivery] for x in targets(j.payload) if x.delivery in kept
                 }
+                # A call resent counts against the weekly limit of the claim's phase.
+                step = steps.get(int(j.payload.get("resend_of", 0)), j.step)
+                j.call_limit = self._call(step).max_per_7_days
         for job in jobs:
             if self._wants_statement(job.step):
                 job.statement = load_statement(
@@ -292,35 +307,6 @@ class Loading(DispatchState):
                 for addr, _ in p.addresses(ch)
             ],
         )
-
-    def _count_calls(self, conn: Connection, jobs: list[Job]) -> None:
-        """Each debtor's calls handed over within 7 days on either side of the instant this
-        dispatch acts on (``call.max_per_7_days``): those stamped after it count too (made
-        by another dispatcher whose pass began later), and a run for a past date leaves
-        out those made more than 7 days after it."""
-        d, o = t.deliveries.c, t.outbox.c
-        week = timedelta(days=7)
-        by_customer: dict[int, list[Job]] = defaultdict(list)
-        for job in jobs:
-            by_customer[job.customer_id].append(job)
-        ids = sorted(by_customer)
-        for at in range(0, len(ids), 5000):
-            for row in conn.execute(
-                select(o.customer_id, func.count())
-                .select_from(t.deliveries)
-                .join(t.outbox, o.id == d.outbox_id)
-                .where(
-                    d.company_id == self.company_id,
-                    d.channel == "voice",
-                    d.status.in_(["sent", "sending"]),
-                    d.at > self.as_of - week,
-                    d.at < self.as_of + week,
-                    o.customer_id.in_(ids[at : at + 5000]),
-                )
-                .group_by(o.customer_id)
-            ):
-                for job in by_customer[row[0]]:
-                    job.calls_this_week = int(row[1])
 
     def _leave_out_paused(self, conn: Connection, jobs: list[Job]) -> None:
         """Mark the items disputed or promised since planning (``cobro.engine.pauses``)."""

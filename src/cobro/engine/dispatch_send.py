@@ -1,8 +1,9 @@
 """Sending a batch: each recipient's message on its channels in order, concurrently (a slot
 per connection), a permanent refusal moving on to the next channel. What goes now is decided
 here: the channel's hours, the pass deadline, the circuit breaker of a channel that keeps
-failing and the pace of its rate limits. Each answer is recorded (``dispatch_deliveries``)
-before its connection takes the next message."""
+failing, the pace of its rate limits, and the weekly limit of calls for a message that
+falls back to a call. Each answer is recorded (``dispatch_deliveries``) before its
+connection takes the next message."""
 
 from __future__ import annotations
 
@@ -112,8 +113,18 @@ class Sending(RecordingDeliveries):
             return kind
 
         async def route(job: Job, r: Route) -> None:
-            for channel, outs in r.options:
+            for i, (channel, outs) in enumerate(r.options):
                 r.tried.extend((channel, m) for m in outs)
+                if i and channel == "voice":
+                    # Falling back to a call: it counts against the debtor's weekly limit
+                    # like the batch's other calls (counted as they were composed), so a
+                    # debtor beyond it is not called and the route goes on.
+                    why = self._calls.refused(job.customer_id, job.call_limit, self.as_of)
+                    if why is not None:
+                        for m in outs:
+                            job.outcome[(channel, m.address)] = f"skipped:{why}"
+                        continue
+                    self._calls.made(job.customer_id, self.as_of, len(outs))
                 kinds = await asyncio.gather(*(one(job, r.person, channel, m) for m in outs))
                 if {"ok", "temporary", "later"} & set(kinds):
                     return  # reached, or worth retrying on this channel later

@@ -19,6 +19,7 @@ from cobro.config import CobroConfig
 from cobro.config.schema import CallSettings, Dispatch
 from cobro.domain.calendar import SendCalendar
 from cobro.domain.model import Policy
+from cobro.engine.call_limit import WeeklyCalls
 from cobro.engine.contact_caps import CapCounter
 from cobro.engine.deliveries import Barriers
 from cobro.engine.dispatch_report import DispatchReport
@@ -66,6 +67,7 @@ class DispatchState:
     _calendar: SendCalendar
     _closed: dict[str, dict[str, datetime]]
     _caps: CapCounter
+    _calls: WeeklyCalls
     _passed_over: bool
     _one_holder: bool
 

@@ -12,6 +12,12 @@ link, signed when the claim was first sent). An email gets a new ``Date`` and
 ``Message-ID`` (mail clients drop a message whose Message-ID they already hold), ``To``
 when sent to another address, and ``X-Cobro-Claim``/``X-Cobro-Resend-Of`` headers naming
 the resend and the message it repeats; an SMS or a push notification is the same text.
+
+A call resent counts against the weekly limit of calls of the claim's phase
+(``call.max_per_7_days``, ``cobro.engine.call_limit``): beyond it the call is left out and
+the claim's messages on its other channels go; a claim that reached the debtor by a call
+only is refused, saying when the next call is allowed. The dispatcher checks again when it
+sends the row.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from sqlalchemy import Connection, func, select
 from cobro.channels.base import Outgoing
 from cobro.config import CobroConfig
 from cobro.domain.model import OutboxStatus, Recipient
+from cobro.engine.call_limit import WeeklyCalls, next_call
 from cobro.engine.messages import RESEND_PREFIX
 from cobro.errors import CobroError, PermanentFailure
 from cobro.evidence.messages import unpack
@@ -182,7 +189,7 @@ def resend_claim(
     kept as sent, or for an address that is not one."""
     o = t.outbox.c
     row = conn.execute(
-        select(o.customer_id, o.status).where(o.id == claim, o.company_id == company_id)
+        select(o.customer_id, o.status, o.step).where(o.id == claim, o.company_id == company_id)
     ).one_or_none()
     if row is None:
         raise ResendError(f"no claim {claim} (see `cobro history` for claim numbers)")
@@ -204,6 +211,9 @@ def resend_claim(
             )
         first = outward[0]
         chosen = [Target(first.delivery, channel, address, first.role, True)]
+    chosen = _within_call_limit(
+        conn, config, company_id, claim, row.customer_id, row.step, chosen, at
+    )
     resend_of = f"{RESEND_PREFIX}{claim}/"
     earlier = conn.execute(
         select(func.count()).where(o.company_id == company_id, o.step.startswith(resend_of))
@@ -229,6 +239,42 @@ def resend_claim(
         if inserted is not None:
             return int(inserted)
     raise ResendError(f"claim {claim} could not be planned for resending; try again")
+
+
+def _within_call_limit(
+    conn: Connection,
+    config: CobroConfig,
+    company_id: int,
+    claim: int,
+    customer_id: int,
+    step: str,
+    chosen: list[Target],
+    at: datetime,
+) -> list[Target]:
+    """``chosen`` without its calls when the debtor was called as often in 7 days as the
+    claim's phase allows (``call.max_per_7_days``, ``cobro.engine.call_limit``): the
+    claim's messages on its other channels go. ``ResendError`` when none of them is for
+    the debtor: the call alone was asked for, and when it is allowed again is said."""
+    if not any(x.channel == "voice" for x in chosen):
+        return chosen
+    limit = config.call_settings(step).max_per_7_days
+    calls = WeeklyCalls()
+    calls.load(conn, company_id, [customer_id], at)
+    if calls.refused(customer_id, limit, at) is None:
+        return chosen
+    kept = [x for x in chosen if x.channel != "voice"]
+    if not any(x.role in OUTWARD_ROLES for x in kept):
+        c = t.customers.c
+        tz = conn.execute(select(c.timezone).where(c.id == customer_id)).scalar_one_or_none()
+        allowed = next_call(
+            calls.next_allowed(customer_id, limit, at), tz or config.company.timezone
+        )
+        raise ResendError(
+            f"claim {claim} reached the debtor by a call only, and the debtor was called "
+            f"{calls.count(customer_id, at)} time(s) within 7 days, the most {step} allows "
+            f"(call.max_per_7_days: {limit}); {allowed}"
+        )
+    return kept
 
 
 def _subject(data: bytes) -> str:

@@ -11,6 +11,10 @@ The calendar is applied as dispatch applies it: a message whose channel is close
 day's send time (its hours in the debtor's time zone, a public holiday) is shown on the
 day its channel opens (``planned_on`` says when it was planned), and a claim a frequency
 cap holds back is shown with ``channel="held"`` and the cap (``held_back``), at no cost.
+Calls follow the weekly limit of calls as dispatch does (``call.max_per_7_days``,
+``cobro.engine.call_limit``): the calls recorded and those simulated count, and a message
+due beyond the limit is shown on the phase's next channel, at that channel's cost, with
+the limit it met (``call_limit``); with no channel left, as reaching nobody (``none``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from cobro.config import CobroConfig
 from cobro.domain.calendar import local_date, send_instant
 from cobro.domain.model import Recipient
 from cobro.domain.money import Money
+from cobro.engine.call_limit import WeeklyCalls
 from cobro.engine.contact_caps import CapCounter, capped_step
 from cobro.engine.messages import message_spec, notice_spec
 from cobro.engine.planner import plan_day
@@ -50,6 +55,7 @@ class SimulatedMessage:
     cost: Decimal
     held_back: str | None = None  # the cap that held it back
     planned_on: dt.date | None = None  # set when it waited for its channel's hours
+    call_limit: str | None = None  # set when a call beyond call.max_per_7_days went elsewhere
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,6 +70,7 @@ class SimulatedMessage:
             "cost": str(self.cost),
             **({"held_back": self.held_back} if self.held_back else {}),
             **({"planned_on": self.planned_on.isoformat()} if self.planned_on else {}),
+            **({"call_limit": self.call_limit} if self.call_limit else {}),
         }
 
 
@@ -76,6 +83,8 @@ class _Pending:
     outbox_id: int
     step: str
     others: tuple[tuple[str, Decimal], ...] = ()  # the next channels that reach the debtor
+    calls: int = 0  # the numbers a call of it calls
+    call_limit: int = 0  # the most calls in 7 days its phase allows
 
 
 def _reach(conn: Connection, company_id: int) -> dict[int, dict[str, int]]:
@@ -158,9 +167,10 @@ class _StepKind:
     roles: tuple[str, ...]  # the recipient roles the message goes to
     admin: bool  # the company's own address is among them
     channels: tuple[str, ...]
+    call_limit: int  # call.max_per_7_days of its phase
 
 
-_UNKNOWN = _StepKind("", "", (), False, ())  # not looked up yet
+_UNKNOWN = _StepKind("", "", (), False, (), 0)  # not looked up yet
 
 
 def _step_kind(config: CobroConfig, step: str) -> _StepKind | None:
@@ -175,6 +185,7 @@ def _step_kind(config: CobroConfig, step: str) -> _StepKind | None:
         tuple(x.value for x in spec.recipients),
         Recipient.ADMIN in spec.recipients,
         spec.channels,
+        config.call_settings(step).max_per_7_days,
     )
 
 
@@ -214,6 +225,7 @@ def simulate(
     }
     kinds: dict[str, _StepKind | None] = {}
     reaches: dict[tuple[str, tuple[tuple[str, int], ...]], Reached] = {}
+    numbers: dict[tuple[tuple[str, int], ...], int] = {}  # per profile: the phones a call calls
     cu = t.customers.c
     names: dict[int, str] = {}
     zones: dict[int, str] = {}
@@ -225,25 +237,46 @@ def simulate(
             zones[who.id] = who.timezone
     calendar = config.calendar.send_calendar()
     caps = CapCounter(config.calendar.caps)
+    first = send_instant(start, config.company.send_time, config.company.timezone)
     if caps.caps:
-        first = send_instant(start, config.company.send_time, config.company.timezone)
         caps.load(conn, company_id, names, first)
+    calls = WeeklyCalls()
+    calling = config.channels.voice is not None
+    if calling:
+        calls.load(conn, company_id, names, first)
     waiting: dict[date, list[tuple[datetime, _Pending]]] = defaultdict(list)
 
-    def capped(p: _Pending, at: datetime) -> SimulatedMessage:
-        """The message as sent at ``at``, or held back by a cap."""
+    def sent(p: _Pending, at: datetime) -> SimulatedMessage:
+        """The message as sent at ``at``: on the first of its channels that the weekly limit
+        of calls and the caps allow, or held back by a cap."""
         m = p.message
-        if not caps.caps or m.channel in ("none", "task") or not capped_step(p.step):
+        if m.channel in ("none", "task"):
             return m
-        caps.moved_to(at)
-        cap = None
+        capping = bool(caps.caps) and capped_step(p.step)
+        if not capping and (not calling or m.channel != "voice"):
+            return m
+        if capping:
+            caps.moved_to(at)
+        cap = limited = None
         for channel, cost in ((m.channel, m.cost), *p.others):
-            full = caps.full(p.customer_id, channel, p.outbox_id)
-            if full is None:  # the first channel the caps allow
+            if channel == "voice":
+                limited = limited or calls.refused(p.customer_id, p.call_limit, at)
+                if limited:  # beyond the weekly limit of calls: the next channel
+                    continue
+            if capping:
+                full = caps.full(p.customer_id, channel, p.outbox_id)
+                if full is not None:
+                    cap = cap or full
+                    continue
                 caps.use(p.customer_id, channel, p.outbox_id, at)
-                return replace(m, channel=channel, cost=cost)
-            cap = cap or full
-        return replace(m, channel="held", recipients=0, cost=Decimal(0), held_back=cap)
+            if channel == "voice":
+                calls.made(p.customer_id, at, p.calls)
+            return replace(m, channel=channel, cost=cost, call_limit=limited)
+        if cap is None:  # no channel left after the call the limit refused
+            return replace(m, channel="none", recipients=0, cost=Decimal(0), call_limit=limited)
+        return replace(
+            m, channel="held", recipients=0, cost=Decimal(0), held_back=cap, call_limit=limited
+        )
 
     o, ci, r = t.outbox.c, t.claim_items.c, t.receivables.c
     tk = t.tasks.c
@@ -275,7 +308,7 @@ def simulate(
             totals[row.outbox_id][row.currency] = amount
             counts[row.outbox_id] += int(row.n)
         messages: list[SimulatedMessage] = [
-            capped(replace(p, message=replace(p.message, date=day)), opens)
+            sent(replace(p, message=replace(p.message, date=day)), opens)
             for opens, p in sorted(waiting.pop(day, []), key=lambda x: (x[0], x[1].outbox_id))
         ]
         openings: dict[tuple[str, str], tuple[datetime, date] | None] = {}
@@ -315,17 +348,21 @@ def simulate(
                     opening = openings[channel, tz] = (
                         None if opens is None else (opens, local_date(opens, company.timezone))
                     )
+            if opening is None and not (caps.caps or calling):
+                messages.append(message)
+                continue
+            phones = numbers.get(profile)
+            if phones is None:
+                phones = numbers[profile] = dict(profile).get("@sms", 0)
+            pending = _Pending(
+                message, customer_id, outbox_id, step, others, phones, kind.call_limit
+            )
             if opening is None:
-                messages.append(
-                    capped(_Pending(message, customer_id, outbox_id, step, others), at)
-                    if caps.caps
-                    else message
-                )
+                messages.append(sent(pending, at))
                 continue
             opens, on = opening
-            pending = _Pending(message, customer_id, outbox_id, step, others)
             if on <= day:
-                messages.append(capped(pending, opens))  # later the same day
+                messages.append(sent(pending, opens))  # later the same day
             else:
                 later = replace(message, planned_on=day)
                 waiting[on].append((opens, replace(pending, message=later)))

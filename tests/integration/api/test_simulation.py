@@ -56,6 +56,7 @@ def test_a_simulation_tells_what_each_day_would_send_and_its_cost(server: Server
         "cost": {"amount": "0.0005", "currency": "EUR"},
         "held_back": None,
         "planned_on": None,
+        "call_limit": None,
     }
     assert [m["customer"] for m in detail] == ["C1", "C2"]
     acme = server.companies["acme"]

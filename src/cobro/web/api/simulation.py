@@ -35,8 +35,8 @@ class Message(BaseModel):
     step: str
     name: str
     channel: str = Field(
-        description="email, sms, push; none when the debtor cannot be reached; held when a "
-        "frequency cap (calendar.caps) holds the claim back; task for a staff task."
+        description="email, sms, push, voice; none when the debtor cannot be reached; held "
+        "when a frequency cap (calendar.caps) holds the claim back; task for a staff task."
     )
     recipients: int
     items: int
@@ -47,6 +47,12 @@ class Message(BaseModel):
         default=None,
         description="The day it was planned, when it waited for its channel's hours or a "
         "holiday (calendar.windows, calendar.holidays).",
+    )
+    call_limit: str | None = Field(
+        default=None,
+        description="Set when the message was due as a call beyond the debtor's weekly "
+        "limit of calls (call.max_per_7_days): it goes on the phase's next channel (its "
+        "`channel`), or reaches nobody (`none`).",
     )
 
 
@@ -92,6 +98,7 @@ def _message(m: SimulatedMessage, currency: str) -> Message:
         cost=Money(amount=m.cost, currency=currency),
         held_back=m.held_back,
         planned_on=m.planned_on,
+        call_limit=m.call_limit,
     )
 
 
