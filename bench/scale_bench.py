@@ -177,6 +177,11 @@ def ensure_company(debtors: int, receivables: int, regenerate: bool) -> tuple[fl
         open_workspace(ROOT, pg_url(DB)).close()  # migrated once, if the schema moved on
         return float(found.get("generated_s") or 0.0), True
 
+    if not admin("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")[0][0]:
+        raise SystemExit(
+            f"{PG_ADMIN_URL}: generating {DB} needs a superuser (its foreign-key triggers are "
+            "turned off while it loads)"
+        )
     say(f"generating {debtors:,} debtors and {receivables:,} receivables into {DB}...")
     drop(DB)
     admin(f"CREATE DATABASE {DB}")
