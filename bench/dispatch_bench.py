@@ -44,6 +44,7 @@ import asyncio
 import cProfile
 import pstats
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from datetime import time as clock
 from pathlib import Path
@@ -103,19 +104,32 @@ def build_workspace(root: Path, port: int, debtors: int, items: int, connections
 
 
 def dispatch_round(
-    sink: SmtpServerProcess, send_at: datetime, expected: int, workers: int = 1
+    sink: SmtpServerProcess,
+    send_at: datetime,
+    expected: int,
+    workers: int = 1,
+    *,
+    root: Path = ROOT,
+    fresh: Callable[[], str] | None = None,
+    processes: bool = False,
 ) -> float:
     """``dispatch_due`` on a fresh copy of the planned outbox, in this process or (``workers``
-    > 1) in that many processes at once; its rate, once the sink's count by claim and
-    recipient matches the deliveries recorded, one each."""
+    > 1, or ``processes``) in that many processes at once; its rate, once the sink's count
+    by claim and recipient matches the deliveries recorded, one each. ``fresh`` makes the
+    copy and returns its database URL (default: the planned SQLite file copied); ``root`` is
+    the workspace whose ``cobro.yaml`` the dispatchers read."""
     from cobro.engine.dispatch import DispatchReport
     from cobro.engine.runs import dispatch_due
     from cobro.workspace import open_workspace
 
-    copy_sqlite(PLANNED, TRIAL)
+    if fresh is None:
+        copy_sqlite(PLANNED, TRIAL)
+        url = sqlite_url(TRIAL)
+    else:
+        url = fresh()
     parts: list[tuple[DispatchReport, float]] = []
-    if workers == 1:
-        ws = open_workspace(ROOT, sqlite_url(TRIAL))
+    if workers == 1 and not processes:
+        ws = open_workspace(root, url)
         try:
             with Timer() as tm:
                 result = dispatch_due(ws, send_at)
@@ -124,17 +138,17 @@ def dispatch_round(
             ws.close()
         seconds = tm.s
     else:
-        seconds, parts = dispatch_in_processes(ROOT, sqlite_url(TRIAL), send_at, workers)
+        seconds, parts = dispatch_in_processes(root, url, send_at, workers)
         result = DispatchReport()
         for part, _ in parts:
             result.add(part)
-        ws = open_workspace(ROOT, sqlite_url(TRIAL))
+        ws = open_workspace(root, url)
         try:
             received = check_received(sink.dump(RECORDS), ws.engine)
         finally:
             ws.close()
     say(
-        f"[dispatch{f', {workers} processes' if workers > 1 else ''}] {result.sent:,} rows "
+        f"[dispatch{f', {workers} process(es)' if parts else ''}] {result.sent:,} rows "
         f"sent, {result.deliveries:,} deliveries ({received:,} received by the sink, one per "
         f"delivery), {result.failed} failed, {result.retrying} retrying, in {seconds:.2f} s "
         f"= {result.deliveries / seconds:,.0f}/s"
@@ -148,10 +162,37 @@ def dispatch_round(
     if result.deliveries != expected or received != result.deliveries:
         raise SystemExit(
             f"FAILED: dispatch_due made {result.deliveries:,} deliveries"
-            f"{f' in {workers} processes' if workers > 1 else ''} where {expected:,} messages "
+            f"{f' in {workers} process(es)' if parts else ''} where {expected:,} messages "
             f"were pre-rendered and the sink received {received:,}"
         )
     return result.deliveries / seconds
+
+
+def prerender(root: Path, url: str, send_at: datetime, rows: int) -> list[tuple[str, str, bytes]]:
+    """Every message ``dispatch_due(ws, send_at)`` sends from the planned copy at ``url``, made
+    by the real pipeline with the email channel's transport keeping the bytes in memory:
+    (sender, recipient, bytes), what the raw rounds send. Prints the rate of that pipeline
+    without network (``rows``: the outbox rows planned)."""
+    from cobro.engine.runs import dispatch_due, email_channel
+    from cobro.workspace import open_workspace
+
+    ws = open_workspace(root, url)
+    try:
+        channel = email_channel(ws, send_at)
+        memory = MemoryTransport()
+        channel.transport = memory
+        with Timer() as tm:
+            report = dispatch_due(ws, send_at, channels={"email": channel})
+    finally:
+        ws.close()
+    messages = memory.messages
+    size = sum(len(m[2]) for m in messages) / max(len(messages), 1)
+    say(
+        f"pipeline without network: {len(messages):,} messages from {rows:,} rows in "
+        f"{tm.s:.2f} s = {len(messages) / tm.s:,.0f}/s (avg {size / 1024:.1f} KiB each, "
+        f"{report.failed} failed)"
+    )
+    return messages
 
 
 def raw_round(sink: SmtpServerProcess, messages: list[tuple[str, str, bytes]], n: int) -> float:
@@ -180,7 +221,7 @@ def main() -> None:
     if not 1 <= args.workers <= 32:
         ap.error("--workers must be from 1 to 32")
 
-    from cobro.engine.runs import dispatch_due, email_channel, run_day
+    from cobro.engine.runs import dispatch_due, run_day
     from cobro.workspace import open_workspace
 
     load_before = loadavg()
@@ -200,20 +241,7 @@ def main() -> None:
 
         # Pre-render every message with the real pipeline, keeping the bytes.
         copy_sqlite(PLANNED, TRIAL)
-        ws_copy = open_workspace(ROOT, sqlite_url(TRIAL))
-        channel = email_channel(ws_copy, send_at)
-        memory = MemoryTransport()
-        channel.transport = memory
-        with Timer() as tm_mem:
-            mem_report = dispatch_due(ws_copy, send_at, channels={"email": channel})
-        ws_copy.close()
-        messages = memory.messages
-        size = sum(len(m[2]) for m in messages) / max(len(messages), 1)
-        say(
-            f"pipeline without network: {len(messages):,} messages from {report.planned:,} "
-            f"rows in {tm_mem.s:.2f} s = {len(messages) / tm_mem.s:,.0f}/s (avg "
-            f"{size / 1024:.1f} KiB each, {mem_report.failed} failed)"
-        )
+        messages = prerender(ROOT, sqlite_url(TRIAL), send_at, report.planned)
 
         rates: list[float] = []
         raw_rates: list[float] = []
