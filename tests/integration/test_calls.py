@@ -50,6 +50,8 @@ CALLER = "+34910000000"
 AFTER_PHASE = (
     "      - key: after\n"
     "        name: Payment overdue\n"
+    "        names:\n"
+    "          es: Pago vencido\n"
     "        when: 5 days after due\n"
     "        template: reminder_after\n"
     "        mode: full\n"
@@ -524,6 +526,7 @@ def test_the_simulation_shows_a_call_beyond_the_limit_with_no_channel_after_as_r
 # --------------------------------------------------------------------------- several dispatchers
 
 OTHER_PHONE = "+34612345679"
+THIRD_PHONE = "+34612345680"
 
 
 def called_debtor_and_another(
@@ -731,6 +734,33 @@ def test_a_call_an_sms_falls_back_to_within_a_batch_counts_for_the_weekly_limit(
     assert [r.status for r in outbox(ws, "C")] == ["sent", "sent", "sent"]
     assert [r.status for r in outbox(ws, "D")] == ["sent"]
     assert (report.sent, report.failed) == (4, 0)
+
+
+def test_a_debtor_reached_on_two_numbers_gets_no_more_calls_than_the_limit(
+    make_ws: Callable[..., Workspace], smtp_server: SmtpServer, twilio: FakeTwilio
+) -> None:
+    # C's billing contact has a number of its own: the claim would call both numbers, but
+    # the limit of one call in 7 days leaves room for one; the contact gets the email.
+    ws = called_debtor_and_another(make_ws, smtp_server, twilio)
+    load(
+        ws,
+        "contacts",
+        {
+            "external_id": "K-C",
+            "customer": "C",
+            "name": "Cuentas de Carla",
+            "email": "cuentas@example.com",
+            "phone": THIRD_PHONE,
+            "roles": "billing",
+        },
+    )
+    before, _, _ = (r.id for r in outbox(ws, "C"))
+    report = dispatch_rows(ws, frozenset({before}), at("2026-03-16", "09:00"))
+    assert report.sent == 1
+    assert [call["to"] for call in twilio.calls] == [PHONE]
+    assert channels_to(ws, "C") == ["email", "voice"]
+    assert len(mails_to(smtp_server, "cuentas@example.com")) == 1
+    assert mails_to(smtp_server, "c@example.com") == []
 
 
 # --------------------------------------------------------------------------- kill -9

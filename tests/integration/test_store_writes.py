@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import Connection, bindparam, select, text, update
+from sqlalchemy import Connection, bindparam, event, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import StatementError
 
@@ -98,20 +98,56 @@ def test_rows_inserted_and_updated_by_key_in_one_statement(ws: Workspace) -> Non
         insert_rows(conn, t.dunning_levels, columns, [], company_id=ws.company_id)
     assert levels(ws) == [(*row, ws.company_id) for row in rows]
 
-    # Two of the three rows change, found by their debtor, at the same time; the third is
-    # left as it was.
+    # Another company's debtor with a level of its own.
+    with ws.engine.begin() as conn:
+        other = conn.execute(
+            t.companies.insert()
+            .values(slug="other", name="Other Co", created_at=NOW)
+            .returning(t.companies.c.id)
+        ).scalar_one()
+        stranger = conn.execute(
+            t.customers.insert()
+            .values(
+                company_id=other, external_id="X1", name="Stranger", created_at=NOW, updated_at=NOW
+            )
+            .returning(t.customers.c.id)
+        ).scalar_one()
+        insert_rows(conn, t.dunning_levels, columns, [(stranger, *rows[0][1:])], company_id=other)
+
+    # Two of the company's rows change, found by their debtor, at the same time, in one
+    # statement; its third row and the other company's row (its key given too) stay.
     later = NOW + timedelta(days=1)
     change = [
         (ids[2], "consumer", None, None, 0, None),
         (ids[0], "b2b", "04-final", day + timedelta(days=1), 3, None),
+        (stranger, "consumer", None, None, 0, None),
     ]
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
     with ws.engine.begin() as conn:
-        update_rows(conn, t.dunning_levels, "customer_id", COLUMNS[1:], change, updated_at=later)
-        update_rows(conn, t.dunning_levels, "customer_id", COLUMNS[1:], [], updated_at=NOW)
+        event.listen(conn, "before_cursor_execute", count)
+        update_rows(
+            conn,
+            t.dunning_levels,
+            ws.company_id,
+            "customer_id",
+            COLUMNS[1:],
+            change,
+            updated_at=later,
+        )
+        update_rows(
+            conn, t.dunning_levels, ws.company_id, "customer_id", COLUMNS[1:], [], updated_at=NOW
+        )
+        event.remove(conn, "before_cursor_execute", count)
+    assert len(statements) == 1 and statements[0].startswith("UPDATE dunning_levels")
     assert levels(ws) == [
         (*change[1], later, ws.company_id),
         (*rows[1], ws.company_id),
         (*change[0], later, ws.company_id),
+        (stranger, *rows[0][1:], other),
     ]
 
 

@@ -207,7 +207,8 @@ def test_attach_statement_goes_with_email_phases_that_show_the_debt() -> None:
         "        template: b2b_04\n        mode: link\n        attach_statement: true\n",
     )
     (found,) = problems(link)
-    assert f"cobro.yaml:{line_of(link, 'template: b2b_04') - 3}: policies.b2b.phases.4" in found
+    phase = line_of(link, 'key: "04"')
+    assert f"cobro.yaml:{phase}: policies.b2b.phases.4" in found
     assert "attach_statement does not go with mode: link" in found
 
     no_email = STARTER.replace(

@@ -73,6 +73,11 @@ class WeeklyCalls:
             return None
         return f"voice: {calls} call(s) within 7 days (call.max_per_7_days)"
 
+    def room(self, customer_id: int, limit: int, at: datetime) -> int:
+        """How many more calls the debtor may get at ``at`` under a limit of ``limit``
+        calls in 7 days: a message to several of their numbers calls only that many."""
+        return max(0, limit - self.count(customer_id, at))
+
     def next_allowed(self, customer_id: int, limit: int, at: datetime) -> datetime:
         """The first instant from ``at`` on at which the debtor may be called again under
         a limit of ``limit`` calls in 7 days (``at`` itself when it may be now): the
@@ -86,6 +91,11 @@ class WeeklyCalls:
         """Note ``calls`` calls to the debtor made (or about to be made) at ``at``."""
         for _ in range(calls):
             insort(self._at[customer_id], at)
+
+
+def beyond(limit: int) -> str:
+    """Why a call the limit leaves no room for is not made (a debtor's other numbers)."""
+    return f"voice: {limit} call(s) within 7 days (call.max_per_7_days)"
 
 
 def next_call(when: datetime, timezone: str) -> str:

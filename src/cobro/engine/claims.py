@@ -549,7 +549,9 @@ def _store_levels(
         if stored[cid][1] is None and stored[cid][2] is None:
             continue
         updates.append((cid, stored[cid][0], None, None, 0, None))
-    update_rows(conn, t.dunning_levels, "customer_id", _LEVEL[1:], updates, updated_at=now)
+    update_rows(
+        conn, t.dunning_levels, company_id, "customer_id", _LEVEL[1:], updates, updated_at=now
+    )
     insert_rows(conn, t.dunning_levels, _LEVEL, inserts, company_id=company_id, updated_at=now)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from cobro.domain.escalation import reached_phase
 from cobro.domain.model import Recipient
 from cobro.domain.money import Money, totals_by_currency
-from cobro.engine.call_limit import next_call
+from cobro.engine.call_limit import beyond, next_call
 from cobro.engine.contact_caps import capped_step
 from cobro.engine.dispatch_jobs import NO_CHANNEL, Job, Person, Route
 from cobro.engine.dispatch_render import Rendering
@@ -121,6 +121,12 @@ class Composing(Rendering):
                 if routes:
                     seen.add(p.key)
                     targets.append((p, routes))
+                    if routes[0][0] == "voice":
+                        # Its calls count at once for the debtor's next recipients and
+                        # claims in the batch (``call.max_per_7_days``), as the calls
+                        # recorded before it do; a route that falls back to a call is
+                        # counted when it does (``_send``).
+                        self._calls.made(job.customer_id, self.as_of, len(routes[0][1]))
             main = main_role(spec.recipients)
             if held and not any(p.role is main for p, _ in targets):
                 job.cancel = f"held back: {held}"
@@ -214,16 +220,6 @@ class Composing(Rendering):
                     job.outgoing.clear()
                     break
                 job.outgoing.append(route)
-            # The calls of routes whose first channel is voice count for the debtor's next
-            # claims in the batch (``call.max_per_7_days``), as the calls recorded before it
-            # do; a route that falls back to a call is counted when it does (``_send``).
-            calls = sum(
-                len(r.options[0][1])
-                for r in job.outgoing
-                if r.options and r.options[0][0] == "voice"
-            )
-            if calls:
-                self._calls.made(job.customer_id, self.as_of, calls)
 
     def _open(
         self, job: Job, spec: MessageSpec, person: Person, channel: str
@@ -231,15 +227,23 @@ class Composing(Rendering):
         """``person``'s addresses on ``channel`` that may be written to: not suppressed,
         not opted out by the debtor (a phase that is not unsubscribable still goes by
         email), not failed after sending for this claim. What is shut is noted on the job."""
-        found = []
+        found: list[tuple[str, dict[str, str]]] = []
         debtor = job.customer_id if person.role is Recipient.DEBTOR else None
         if channel == "email" and not spec.unsubscribable:
             debtor = None
         capped = None
+        room = len(person.addresses(channel))
         if channel == "voice":
-            capped = self._calls.refused(job.customer_id, job.call_limit, self.as_of)
+            # A debtor with several numbers is called on as many as the weekly limit
+            # leaves room for, in order; the others are left out for the same reason.
+            room = self._calls.room(job.customer_id, job.call_limit, self.as_of)
+            capped = self._calls.refused(job.customer_id, job.call_limit, self.as_of) or beyond(
+                job.call_limit
+            )
         for address, meta in person.addresses(channel):
-            why = self._barriers.blocks(debtor, channel, address) or capped
+            why = self._barriers.blocks(debtor, channel, address)
+            if why is None and channel == "voice" and len(found) >= room:
+                why = capped
             if why is None and (channel, address.lower()) in job.failed_after:
                 why = f"{channel} {address} failed after sending"
                 if channel == "voice":

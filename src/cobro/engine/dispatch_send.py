@@ -13,6 +13,7 @@ import time
 from dataclasses import replace
 
 from cobro.channels.base import Outgoing, reports_back
+from cobro.engine.call_limit import beyond
 from cobro.engine.dispatch_deliveries import RecordingDeliveries
 from cobro.engine.dispatch_jobs import Attempted, Job, Person, Route
 from cobro.engine.sending import Breaker, Ledger
@@ -119,10 +120,16 @@ class Sending(RecordingDeliveries):
                     # Falling back to a call: it counts against the debtor's weekly limit
                     # like the batch's other calls (counted as they were composed), so a
                     # debtor beyond it is not called and the route goes on.
+                    # A debtor with several numbers is called on as many as the limit
+                    # leaves room for, in order.
+                    room = self._calls.room(job.customer_id, job.call_limit, self.as_of)
                     why = self._calls.refused(job.customer_id, job.call_limit, self.as_of)
-                    if why is not None:
-                        for m in outs:
+                    if room < len(outs):
+                        why = why or beyond(job.call_limit)
+                        for m in outs[room:]:
                             job.outcome[(channel, m.address)] = f"skipped:{why}"
+                        outs = outs[:room]
+                    if not outs:
                         continue
                     self._calls.made(job.customer_id, self.as_of, len(outs))
                 kinds = await asyncio.gather(*(one(job, r.person, channel, m) for m in outs))

@@ -269,8 +269,10 @@ def simulate(
                     cap = cap or full
                     continue
                 caps.use(p.customer_id, channel, p.outbox_id, at)
-            if channel == "voice":
-                calls.made(p.customer_id, at, p.calls)
+            if channel == "voice":  # as many of the debtor's numbers as the limit leaves
+                calls.made(
+                    p.customer_id, at, min(p.calls, calls.room(p.customer_id, p.call_limit, at))
+                )
             return replace(m, channel=channel, cost=cost, call_limit=limited)
         if cap is None:  # no channel left after the call the limit refused
             return replace(m, channel="none", recipients=0, cost=Decimal(0), call_limit=limited)

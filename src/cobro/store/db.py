@@ -19,6 +19,7 @@ from sqlalchemy import (
     Engine,
     Executable,
     Select,
+    String,
     Table,
     UpdateBase,
     bindparam,
@@ -32,7 +33,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -139,12 +139,20 @@ def execute_rows(
     conn.exec_driver_sql(compiled.string, list(zip(*converted, strict=True)))
 
 
+def _element(kind: Any) -> Any:
+    """An array's element type: text without its length, since a cast to ``VARCHAR(n)[]``
+    cuts longer values where a single value's ``VARCHAR(n)`` column refuses them."""
+    return String() if isinstance(kind, String) and kind.length is not None else kind
+
+
 def _unnested(table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> Any:
     """PostgreSQL: ``rows`` as a table in one statement, an array a column taken apart by
     ``unnest``, typed as ``table``'s columns ``names``."""
+    from sqlalchemy.dialects.postgresql import ARRAY  # loaded on PostgreSQL only
+
     columns = list(zip(*rows, strict=True))
     arrays = [
-        bindparam(f"rows_{i}", list(values), type_=ARRAY(table.c[name].type))
+        bindparam(f"rows_{i}", list(values), type_=ARRAY(_element(table.c[name].type)))
         for i, (name, values) in enumerate(zip(names, columns, strict=True))
     ]
     return (
@@ -200,21 +208,24 @@ def insert_rows(
 def update_rows(
     conn: Connection,
     table: Table,
+    company_id: int,
     key: str,
     names: Sequence[str],
     rows: Sequence[Sequence[Any]],
     **fixed: Any,
 ) -> None:
-    """Update ``table``'s rows found by the column ``key``: each of ``rows`` holds the key,
-    then the new values of the columns ``names``; the values ``fixed`` are the same for
-    every row. One ``UPDATE ... FROM`` arrays on PostgreSQL, one executemany elsewhere (as
-    ``insert_rows``)."""
+    """Update the company's rows of ``table`` found by the column ``key``: each of ``rows``
+    holds the key, then the new values of the columns ``names``; the values ``fixed`` are
+    the same for every row. One ``UPDATE ... FROM`` arrays on PostgreSQL, one executemany
+    elsewhere (as ``insert_rows``). A key of another company's row changes nothing."""
     if not rows:
         return
+    # ``+ 0``: the rows are found by their key, never through an index led by the company.
+    company = table.c.company_id + 0 == company_id
     if conn.dialect.name != "postgresql":
         statement = (
             update(table)
-            .where(table.c[key] == bindparam("v_key"))
+            .where(table.c[key] == bindparam("v_key"), company)
             .values({**{k: bindparam(f"v_{k}") for k in names}, **fixed})
         )
         execute_rows(conn, statement, ["v_key", *(f"v_{k}" for k in names)], rows)
@@ -222,7 +233,7 @@ def update_rows(
     src = _unnested(table, [key, *names], rows)
     conn.execute(
         update(table)
-        .where(table.c[key] == src.c[key])
+        .where(table.c[key] == src.c[key], company)
         .values({**{k: src.c[k] for k in names}, **fixed})
     )
 

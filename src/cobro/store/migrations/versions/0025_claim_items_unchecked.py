@@ -25,7 +25,8 @@ REFERENCES = (
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("claim_items") as batch:
+    # The table alone is reflected (SQLite rebuilds it), not the tables it refers to.
+    with op.batch_alter_table("claim_items", reflect_kwargs={"resolve_fks": False}) as batch:
         for column, table in REFERENCES:
             batch.drop_constraint(f"fk_claim_items_{column}_{table}", type_="foreignkey")
 
