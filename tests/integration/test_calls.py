@@ -401,6 +401,23 @@ def test_a_resend_of_a_call_beyond_the_weekly_limit_is_refused_saying_when_it_ma
     assert mails_to(s.smtp, "lucia@example.com") == []
 
 
+def test_a_resend_of_a_resend_keeps_to_the_limit_of_the_first_claims_phase(
+    shop: Callable[..., Shop],
+) -> None:
+    s = shop("voice, email", "attempts: 1, max_per_7_days: 1")
+    week = (LATE + timedelta(days=7)).isoformat()
+    with s.serving():
+        run_day(s.ws, LATE, as_of=at(LATE.isoformat(), "09:00"))
+        s.play(LATE, "09:01")
+        row = plan_resend(s, the_claim(s), at(week, "09:00"))  # the first call is 7 days old
+        assert dispatch_rows(s.ws, frozenset({row}), at(week, "09:00")).sent == 1
+        # The resend called: resending it the same day would be a second call within 7
+        # days, which consumer/after's limit of one does not allow (not the default 3).
+        with pytest.raises(ResendError, match=r"consumer/after allows \(call.max_per_7_days: 1\)"):
+            plan_resend(s, row, at(week, "11:00"))
+    assert [c["to"] for c in s.tw.calls] == [PHONE, PHONE]
+
+
 def test_a_resend_beyond_the_weekly_limit_goes_on_the_claim_s_other_channel(
     shop: Callable[..., Shop],
 ) -> None:

@@ -20,7 +20,7 @@ from cobro.engine.dispatch_state import DispatchState
 from cobro.engine.leases import LEASE, gone_holders, held_debtors, lock_debtors
 from cobro.engine.messages import RESEND_PREFIX
 from cobro.engine.pauses import paused_items
-from cobro.engine.resend import originals_by_id, targets
+from cobro.engine.resend import original_step, originals_by_id, targets
 from cobro.engine.subscriptions import UPCOMING
 from cobro.engine.webhooks import IS_WEBHOOK
 from cobro.render.statement import load_statement
@@ -279,7 +279,7 @@ class Loading(DispatchState):
                 }
                 # A call resent counts against the weekly limit of the claim's phase.
                 step = steps.get(int(j.payload.get("resend_of", 0)), j.step)
-                j.call_limit = self._call(step).max_per_7_days
+                j.call_limit = self._call(original_step(conn, self.company_id, step)).max_per_7_days
         for job in jobs:
             if self._wants_statement(job.step):
                 job.statement = load_statement(

@@ -241,6 +241,25 @@ def resend_claim(
     raise ResendError(f"claim {claim} could not be planned for resending; try again")
 
 
+def original_step(conn: Connection, company_id: int, step: str) -> str:
+    """The step of the claim a resend goes back to, through resends of resends: its
+    phase's settings (the weekly limit of calls) are the ones that hold."""
+    o = t.outbox.c
+    for _ in range(100):  # a chain of resends is short; a loop is not followed forever
+        if not step.startswith(RESEND_PREFIX):
+            return step
+        claim = step.removeprefix(RESEND_PREFIX).partition("/")[0]
+        if not claim.isdigit():
+            return step
+        found = conn.execute(
+            select(o.step).where(o.id == int(claim), o.company_id == company_id)
+        ).scalar_one_or_none()
+        if found is None:
+            return step
+        step = str(found)
+    return step
+
+
 def _within_call_limit(
     conn: Connection,
     config: CobroConfig,
@@ -257,6 +276,7 @@ def _within_call_limit(
     the debtor: the call alone was asked for, and when it is allowed again is said."""
     if not any(x.channel == "voice" for x in chosen):
         return chosen
+    step = original_step(conn, company_id, step)
     limit = config.call_settings(step).max_per_7_days
     calls = WeeklyCalls()
     calls.load(conn, company_id, [customer_id], at)
