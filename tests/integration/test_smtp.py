@@ -475,7 +475,8 @@ def test_staff_copies_of_the_last_phases_tell_staff_what_the_debtor_was_told_and
         assert (
             "Copia interna (no enviada al cliente) sobre el cliente Acme Industrial (C1)." in text
         )
-        assert "Enviado al cliente el 9 de mayo de 2025" in text
+        # The phase by its Spanish name (cobro.yaml's `names`), as the copy is in Spanish.
+        assert "Enviado al cliente el 9 de mayo de 2025 (Último aviso, cuenta bloqueada" in text
         assert "Se ha enviado al cliente el último aviso: su cuenta está bloqueada" in text
         assert "Qué hacer: no acepte ni envíe nuevos pedidos" in text
         assert "Su cuenta ha sido bloqueada" not in text and "Estimado/a" not in text

@@ -180,9 +180,9 @@ class Composing(Rendering):
                     addr.lower() in job.already_sent_to for _, found in routes for addr, _ in found
                 ):
                     continue  # reached on some channel by an earlier attempt
-                locale = self._language_and_locale(
+                language, locale = self._language_and_locale(
                     person.language or job.customer_language or self._company_lang
-                )[1]
+                )
                 link = None if person.internal or spec.hide_pay_link else pay_url
                 context = {
                     "locale": locale,
@@ -196,7 +196,7 @@ class Composing(Rendering):
                         "internal": person.internal,
                         "staff_copy": person.internal and person.role is not main,
                     },
-                    "phase": {"key": spec.key, "name": spec.name},
+                    "phase": {"key": spec.key, "name": spec.name_in(language)},
                     "mode": spec.mode,
                     "items": items,
                     "totals": totals,

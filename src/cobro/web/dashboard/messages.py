@@ -16,6 +16,7 @@ from starlette.responses import RedirectResponse, Response
 
 from cobro.engine.message_log import STATES, MessageFilter, message_log
 from cobro.engine.resend import OUTWARD_ROLES, ResendError
+from cobro.evidence.history import step_name
 from cobro.store import tables as t
 from cobro.web.dashboard.helpers import (
     back_to,
@@ -53,11 +54,13 @@ def phase_choices(who: Staff) -> list[tuple[str, str]]:
     config = who.state.ws.config
     said = words(who.language)
     found = [
-        (ph.step_id, f"{ph.policy} {ph.key} · {ph.name}")
+        (ph.step_id, f"{ph.policy} {ph.key} · {step_name(config, ph.step_id, who.language)}")
         for p in config.all_policies()
         for ph in p.phases
     ]
-    found += [(a.step_id, a.description) for a in config.scheduled_actions()]
+    found += [
+        (a.step_id, step_name(config, a.step_id, who.language)) for a in config.scheduled_actions()
+    ]
     found += [(kind, said[f"kind_{kind}"]) for kind in EVENT_KINDS]
     return found
 
