@@ -398,7 +398,7 @@ def simulate(
                     total_msgs += len(messages)
                     total_tasks += len(tasks)
                     total_held += len(held)
-                    # calls beyond call.max_per_7_days, shown on the phase's next channel
+                    # calls beyond call.max_per_7_days: on the phase's next channel, else none
                     total_moved += sum(1 for m in found if m.call_limit)
                     if as_json:
                         days.append(
@@ -444,7 +444,8 @@ def simulate(
     out.print(
         f"Total: {total_msgs} message(s), {total_held} held back by frequency caps,"
         + (
-            f" {total_moved} call(s) beyond call.max_per_7_days on the next channel,"
+            f" {total_moved} call(s) beyond call.max_per_7_days (on the next channel,"
+            " or none left),"
             if total_moved
             else ""
         )
