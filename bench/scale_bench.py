@@ -72,7 +72,7 @@ from common import (
 from dispatch_bench import dispatch_round, prerender, raw_round
 from plan_bench import pg_reachable, run_worker
 
-SCALE_VERSION = 1  # part of the dataset's marker: bump when the generator changes
+SCALE_VERSION = 2  # part of the dataset's marker: bump when the generator changes
 DB = "cobro_scale"
 TRIAL = "cobro_scale_trial"
 PLANNED = "cobro_scale_planned"
