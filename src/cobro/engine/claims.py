@@ -121,10 +121,13 @@ def _crossing_select(
     covered: date,
     due: DueDates = KEEP_DUE_DATES,
     debtors: DebtorRange = EVERY_DEBTOR,
+    by_index: bool = False,
 ) -> Any:
     """Debtors with an open item reaching one of their policy's phases on a day after
-    ``covered`` and up to ``run_on``: one range scan of the open-due index per phase
-    (its debtor column bounds ``debtors``).
+    ``covered`` and up to ``run_on``: one range scan of the open-due index per phase.
+    ``debtors`` is checked in the day's range of the index; ``by_index`` (PostgreSQL): on
+    a single day, the debtor column bounds the scan itself (a shard reads its own
+    debtors' items, not the whole day's).
 
     An item reaching an after-due phase no higher than the one its debtor already stands
     at changes nothing (it is overdue, so the level stands, and it reaches no higher
@@ -138,17 +141,17 @@ def _crossing_select(
             # Stored due dates that count as due from lo to hi (calendar.due_dates).
             lo = due.due_by(first - timedelta(days=ph.offset_days + 1)) + timedelta(days=1)
             hi = due.due_by(run_on - timedelta(days=ph.offset_days))
+            days = [r.due_on == lo] if lo == hi else [r.due_on >= lo, r.due_on <= hi]
             q = select(
                 r.customer_id.label("customer_id"), literal(policy.name).label("policy")
             ).where(
                 r.company_id == company_id,
                 r.balance_minor > 0,
                 r.balance_minor >= max(1, ph.min_balance_minor),
-                r.due_on >= lo,
-                r.due_on <= hi,
+                *days,
                 # Checked in the day's range of the index, never read by debtor
                 # (SQLite would read every open item of the range's debtors).
-                *debtors.where(r.customer_id, by_index=False),
+                *debtors.where(r.customer_id, by_index=by_index and lo == hi),
             )
             if ph.offset_days > 0:
                 q = q.where(
@@ -197,6 +200,7 @@ def _fill_candidates(
                     covered,
                     config.calendar.due_calendar(),
                     debtors,
+                    by_index=conn.dialect.name == "postgresql",
                 )
             )
     sources.append(
