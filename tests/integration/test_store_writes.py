@@ -14,7 +14,7 @@ from sqlalchemy.exc import StatementError
 from cobro.engine import claims
 from cobro.store import tables as t
 from cobro.store.db import RANDOM_PAGE_COST, execute_rows, favour_indexes, insert_rows, update_rows
-from cobro.store.joins import ordered_join
+from cobro.store.joins import ordered_join, written_join_order
 from cobro.workspace import Workspace
 
 from .support import load
@@ -197,3 +197,22 @@ def test_index_reads_are_favoured_for_the_planning_transaction_only(ws: Workspac
             assert cost(conn) == 1.0  # kept, never raised
         conn.execute(text("RESET random_page_cost"))
         conn.commit()
+
+
+def test_joins_keep_their_written_order_inside_the_block_only(ws: Workspace) -> None:
+    if ws.engine.dialect.name != "postgresql":
+        with ws.engine.begin() as conn, written_join_order(conn):
+            pass  # nothing to set on SQLite (CROSS JOIN keeps its order)
+        pytest.skip("join_collapse_limit: PostgreSQL's planner")
+
+    def limit(conn: Connection) -> str:
+        return str(conn.execute(text("SHOW join_collapse_limit")).scalar_one())
+
+    with ws.engine.begin() as conn:
+        before = limit(conn)
+        assert before != "1"
+        with written_join_order(conn):
+            assert limit(conn) == "1"
+        assert limit(conn) == before  # as it was, for the rest of the transaction
+    with ws.engine.connect() as conn:
+        assert limit(conn) == before

@@ -52,7 +52,7 @@ from cobro.engine.outbox import insert_planned
 from cobro.engine.pauses import not_left_out
 from cobro.store import tables as t
 from cobro.store.db import counted, favour_indexes, insert_ignoring, insert_rows, update_rows
-from cobro.store.joins import ordered_join
+from cobro.store.joins import ordered_join, written_join_order
 
 KEEP_DUE_DATES = DueDates()  # due dates count as stored
 
@@ -466,12 +466,13 @@ def _claim_open_items(
     ``repeat_no`` holds the claim's day (as an ordinal), so an item is listed once per
     claim and day, as statements do."""
     rows = open_items_select(company_id, run_on, claims, paused)
-    return counted(
-        conn,
-        insert_ignoring(conn, t.claim_items)
-        .from_select(["company_id", "outbox_id", "receivable_id", "step", "repeat_no"], rows)
-        .on_conflict_do_nothing(index_elements=["receivable_id", "step", "repeat_no"]),
-    )
+    with written_join_order(conn):  # the day's claims, then their outbox rows and items
+        return counted(
+            conn,
+            insert_ignoring(conn, t.claim_items)
+            .from_select(["company_id", "outbox_id", "receivable_id", "step", "repeat_no"], rows)
+            .on_conflict_do_nothing(index_elements=["receivable_id", "step", "repeat_no"]),
+        )
 
 
 def open_items_select(
