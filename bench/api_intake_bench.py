@@ -38,12 +38,11 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from common import Timer, copy_sqlite, emit, say
+from common import Timer, copy_sqlite, emit, say, serve_cobro
 from import_bench import _paths
 
 COBRO = [sys.executable, "-m", "cobro"]
@@ -83,18 +82,7 @@ def _cobro(ws: Path, db: Path, *args: str) -> str:
 
 
 def _serve(ws: Path, db: Path, port: int) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [*COBRO, "--workspace", str(ws), "--db", f"sqlite:///{db}", "serve", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("Serving "):  # printed once the socket listens
-            threading.Thread(target=proc.stdout.read, daemon=True).start()
-            return proc
-    raise SystemExit("cobro serve did not start")
+    return serve_cobro(ws, port, db=f"sqlite:///{db}")
 
 
 def _peak_rss_mb(pid: int) -> float:

@@ -69,7 +69,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from datetime import datetime, timedelta
@@ -97,6 +96,7 @@ from common import (
     load_company,
     median,
     say,
+    serve_cobro,
     set_covered,
     sqlite_url,
     write_config,
@@ -398,19 +398,7 @@ def build_workspace(
 
 
 def serve(ws: Path, port: int, token: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [*COBRO, "--workspace", str(ws), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "TWILIO_AUTH_TOKEN": token},
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("Serving "):  # printed once the socket listens
-            threading.Thread(target=proc.stdout.read, daemon=True).start()
-            return proc
-    raise SystemExit("cobro serve did not start")
+    return serve_cobro(ws, port, env={"TWILIO_AUTH_TOKEN": token})
 
 
 async def post_callbacks(

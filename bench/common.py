@@ -906,8 +906,15 @@ elif __name__ == "__main__":
     generate_sqlite(dataset_dir(_d, _r, _on), _d, _r, _on)
 
 
-def serve_cobro(ws: Path, port: int, workers: int = 1) -> subprocess.Popen[str]:
-    """``cobro serve`` with ``workers`` processes, once it says it is serving."""
+def serve_cobro(
+    ws: Path,
+    port: int,
+    workers: int = 1,
+    db: str | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[str]:
+    """``cobro serve`` with ``workers`` processes (on the database ``db``, with the
+    environment ``env`` added), once it says it is serving."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -915,6 +922,7 @@ def serve_cobro(ws: Path, port: int, workers: int = 1) -> subprocess.Popen[str]:
             "cobro",
             "--workspace",
             str(ws),
+            *(["--db", db] if db else []),
             "serve",
             "--host",
             "127.0.0.1",
@@ -926,6 +934,7 @@ def serve_cobro(ws: Path, port: int, workers: int = 1) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env={**os.environ, **env} if env else None,
     )
     assert proc.stdout is not None
     for line in proc.stdout:

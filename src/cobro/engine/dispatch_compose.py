@@ -231,8 +231,7 @@ class Composing(Rendering):
         debtor = job.customer_id if person.role is Recipient.DEBTOR else None
         if channel == "email" and not spec.unsubscribable:
             debtor = None
-        capped = None
-        room = len(person.addresses(channel))
+        capped = room = None
         if channel == "voice":
             # A debtor with several numbers is called on as many as the weekly limit
             # leaves room for, in order; the others are left out for the same reason.
@@ -242,7 +241,7 @@ class Composing(Rendering):
             )
         for address, meta in person.addresses(channel):
             why = self._barriers.blocks(debtor, channel, address)
-            if why is None and channel == "voice" and len(found) >= room:
+            if why is None and room is not None and len(found) >= room:
                 why = capped
             if why is None and (channel, address.lower()) in job.failed_after:
                 why = f"{channel} {address} failed after sending"
