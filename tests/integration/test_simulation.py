@@ -87,18 +87,39 @@ def test_simulation_changes_nothing_and_predicts_the_runs(ws: Workspace) -> None
         day += timedelta(days=1)
 
     assert sent_by_run(ws) == predicted
-    o, ci, c = t.outbox.c, t.claim_items.c, t.customers.c
+    assert listed_by_run(ws) == listed_by_simulation(messages)
+
+
+Listed = dict[tuple[date, str, str], tuple[int, dict[str, Decimal]]]
+
+
+def listed_by_run(ws: Workspace) -> Listed:
+    """Per message the runs sent (day, debtor, step): its items and their total by currency."""
+    o, ci, c, r = t.outbox.c, t.claim_items.c, t.customers.c, t.receivables.c
+    out: Listed = {}
     with ws.engine.connect() as conn:
-        items = {
-            (r.occurrence_on, r.external_id, r.step): r.n
-            for r in conn.execute(
-                select(o.occurrence_on, c.external_id, o.step, func.count(ci.id).label("n"))
-                .join(t.customers, c.id == o.customer_id)
-                .join(t.claim_items, ci.outbox_id == o.id)
-                .group_by(o.occurrence_on, c.external_id, o.step)
+        for row in conn.execute(
+            select(
+                o.occurrence_on,
+                c.external_id,
+                o.step,
+                r.currency,
+                func.count(ci.id).label("n"),
+                func.sum(r.balance_minor).label("minor"),
             )
-        }
-    assert items == {(m.date, m.customer, m.step): m.items for m in messages}
+            .join(t.customers, c.id == o.customer_id)
+            .join(t.claim_items, ci.outbox_id == o.id)
+            .join(t.receivables, r.id == ci.receivable_id)
+            .group_by(o.occurrence_on, c.external_id, o.step, r.currency)
+        ):
+            n, totals = out.setdefault((row.occurrence_on, row.external_id, row.step), (0, {}))
+            totals[row.currency] = Decimal(row.minor) / 100
+            out[row.occurrence_on, row.external_id, row.step] = (n + row.n, totals)
+    return out
+
+
+def listed_by_simulation(messages: list[SimulatedMessage]) -> Listed:
+    return {(m.date, m.customer, m.step): (m.items, m.totals) for m in messages if m.items}
 
 
 def test_simulation_predicts_the_runs_with_the_starter_scheduled_actions(
@@ -119,6 +140,9 @@ def test_simulation_predicts_the_runs_with_the_starter_scheduled_actions(
         day += timedelta(days=1)
 
     assert sent_by_run(ws) == predicted
+    listed = listed_by_simulation(messages)
+    assert any(step.startswith("action/") for _, _, step in listed)  # a debt notice's items
+    assert listed_by_run(ws) == listed
 
 
 def test_simulation_names_the_first_channel_that_reaches_each_debtor_and_its_cost(

@@ -48,10 +48,11 @@ from cobro.config import CobroConfig
 from cobro.domain.calendar import DueDates, send_instant
 from cobro.domain.escalation import DebtSummary, Decision, Level, decide
 from cobro.domain.model import Policy
+from cobro.engine.claim_items import write_items
 from cobro.engine.outbox import insert_planned
 from cobro.engine.pauses import not_left_out
 from cobro.store import tables as t
-from cobro.store.db import counted, favour_indexes, insert_ignoring, insert_rows, update_rows
+from cobro.store.db import favour_indexes, insert_ignoring, insert_rows, update_rows
 from cobro.store.joins import ordered_join, written_join_order
 
 KEEP_DUE_DATES = DueDates()  # due dates count as stored
@@ -389,11 +390,13 @@ def plan_claims(
     run_id: int | None,
     paused: Table | None = None,
     debtors: DebtorRange = EVERY_DEBTOR,
+    totals: Table | None = None,
 ) -> ClaimsPlanned:
     """Plan the claims of ``run_on`` inside the caller's transaction (see the module);
     ``paused``: the items left out (``cobro.engine.pauses.paused_table``); ``debtors``:
     the debtors looked at (a shard of the day; the go-live ramp's limit holds for the
-    claims of the whole company only when one shard plans them all)."""
+    claims of the whole company only when one shard plans them all); ``totals``: the
+    claims' items counted there instead of written (``cobro.engine.claim_items``)."""
     favour_indexes(conn)
     cand = _candidates_table()
     cand.drop(conn, checkfirst=True)
@@ -444,7 +447,7 @@ def plan_claims(
             literal(now, t.UTCDateTime),
         ).where(claims.c.customer_id.is_not(None)),
     )
-    items = _claim_open_items(conn, company_id, run_on, claims, paused)
+    items = _claim_open_items(conn, company_id, run_on, claims, paused, totals)
     _store_levels(conn, company_id, decided, deferred, gone, levels, run_on, now)
     claims.drop(conn)
     cand.drop(conn)
@@ -458,7 +461,12 @@ def plan_claims(
 
 
 def _claim_open_items(
-    conn: Connection, company_id: int, run_on: date, claims: Table, paused: Table | None
+    conn: Connection,
+    company_id: int,
+    run_on: date,
+    claims: Table,
+    paused: Table | None,
+    totals: Table | None,
 ) -> int:
     """Every open item of each claimed debtor that is not paused goes in the claim (its
     statement).
@@ -467,12 +475,7 @@ def _claim_open_items(
     claim and day, as statements do."""
     rows = open_items_select(company_id, run_on, claims, paused)
     with written_join_order(conn):  # the day's claims, then their outbox rows and items
-        return counted(
-            conn,
-            insert_ignoring(conn, t.claim_items)
-            .from_select(["company_id", "outbox_id", "receivable_id", "step", "repeat_no"], rows)
-            .on_conflict_do_nothing(index_elements=["receivable_id", "step", "repeat_no"]),
-        )
+        return write_items(conn, rows, totals, ["receivable_id", "step", "repeat_no"])
 
 
 def open_items_select(
@@ -487,8 +490,8 @@ def open_items_select(
     rows = (
         select(
             literal(company_id),
-            o.id,
-            r.id,
+            o.id.label("outbox_id"),
+            r.id.label("receivable_id"),
             claims.c.step,
             literal(run_on.toordinal(), Integer),
         )

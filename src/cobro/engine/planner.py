@@ -150,11 +150,14 @@ def end_day(
     now: datetime,
     run_id: int | None,
     paused: Table | None,
+    totals: Table | None = None,
 ) -> DayEnded:
     """The end of ``run_on``'s plan, once every debtor's claim is planned (a debt notice
     due the day of a claim is merged into it): scheduled actions, subscription reminders,
     and the day marked covered."""
-    actions = plan_actions(conn, config, company_id, run_on, covered_before, now, run_id, paused)
+    actions = plan_actions(
+        conn, config, company_id, run_on, covered_before, now, run_id, paused, totals
+    )
     subs = plan_subscriptions(conn, config, company_id, run_on, now, run_id)
     co = t.companies.c
     conn.execute(
@@ -192,9 +195,12 @@ def plan_day(
     run_on: date,
     now: datetime,
     run_id: int | None = None,
+    totals: Table | None = None,
 ) -> PlanResult:
     """Plan everything due on ``run_on`` into the outbox, inside the caller's transaction:
-    the day's start, the claims of every debtor, then the day's end."""
+    the day's start, the claims of every debtor, then the day's end. ``totals``: the
+    claims' items counted there instead of written (the simulation,
+    ``cobro.engine.claim_items``)."""
     # Serialise planning per company (SQLite: the write lock taken by BEGIN IMMEDIATE).
     lock_company(conn, company_id)
     started = start_day(conn, config, company_id, run_on, now)
@@ -209,8 +215,11 @@ def plan_day(
         now,
         run_id,
         paused,
+        totals=totals,
     )
-    ended = end_day(conn, config, company_id, run_on, started.covered_before, now, run_id, paused)
+    ended = end_day(
+        conn, config, company_id, run_on, started.covered_before, now, run_id, paused, totals
+    )
     if paused is not None:
         paused.drop(conn)
     return day_result(run_on, started, claims, ended)

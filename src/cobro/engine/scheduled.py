@@ -21,6 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from cobro.config import CobroConfig
 from cobro.domain.actions import ActionType, ScheduledAction, due_occurrence
 from cobro.domain.calendar import send_instant
+from cobro.engine.claim_items import write_items
 from cobro.engine.outbox import insert_planned
 from cobro.engine.pauses import not_left_out
 from cobro.engine.segments import members_select
@@ -85,8 +86,10 @@ def plan_actions(
     now: datetime,
     run_id: int | None,
     paused: Table | None = None,
+    totals: Table | None = None,
 ) -> ActionsPlanned:
-    """Write the outbox rows and tasks of every action due on ``run_on``."""
+    """Write the outbox rows and tasks of every action due on ``run_on``; ``totals``: a
+    debt notice's items counted there instead of written (``cobro.engine.claim_items``)."""
     messages = items = tasks = 0
     problems: list[str] = []
     company = config.company
@@ -154,15 +157,7 @@ def plan_actions(
         messages += res
         if action.type is ActionType.DEBT_NOTICE:
             statement = statement_items_select(company_id, action, occ, paused)
-            res = counted(
-                conn,
-                insert_ignoring(conn, t.claim_items)
-                .from_select(
-                    ["company_id", "outbox_id", "receivable_id", "step", "repeat_no"], statement
-                )
-                .on_conflict_do_nothing(),
-            )
-            items += res
+            items += write_items(conn, statement, totals)
     return ActionsPlanned(messages, items, tasks, tuple(problems))
 
 
@@ -180,8 +175,8 @@ def statement_items_select(
     statement = (
         select(
             literal(company_id),
-            o.id,
-            r.id,
+            o.id.label("outbox_id"),
+            r.id.label("receivable_id"),
             literal(action.step_id, String),
             literal(occ.toordinal(), Integer),
         )

@@ -2,10 +2,11 @@
 
 It runs the daily planner itself for every day, assumes every message is sent
 and no payment arrives, and changes nothing: the work happens in a transaction
-that is rolled back. Disputed and promised items are left out as the runs leave them
-out (``cobro.engine.pauses``): nobody resolves a dispute during the period, and, since
-nothing is paid, a promise breaks at the first simulated day after its grace and its
-items are claimed again from then on.
+that is rolled back. The items each message lists are counted and summed, not written
+(``cobro.engine.claim_items``): nothing in planning reads them back. Disputed and
+promised items are left out as the runs leave them out (``cobro.engine.pauses``): nobody
+resolves a dispute during the period, and, since nothing is paid, a promise breaks at
+the first simulated day after its grace and its items are claimed again from then on.
 
 The calendar is applied as dispatch applies it: a message whose channel is closed at the
 day's send time (its hours in the debtor's time zone, a public holiday) is shown on the
@@ -27,13 +28,14 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, or_, select
+from sqlalchemy import Connection, delete, func, insert, or_, select
 
 from cobro.config import CobroConfig
 from cobro.domain.calendar import local_date, send_instant
 from cobro.domain.model import Recipient
 from cobro.domain.money import Money
 from cobro.engine.call_limit import WeeklyCalls
+from cobro.engine.claim_items import totals_table
 from cobro.engine.contact_caps import CapCounter, capped_step
 from cobro.engine.messages import message_spec, notice_spec
 from cobro.engine.planner import plan_day
@@ -280,8 +282,11 @@ def simulate(
             m, channel="held", recipients=0, cost=Decimal(0), held_back=cap, call_limit=limited
         )
 
-    o, ci, r = t.outbox.c, t.claim_items.c, t.receivables.c
-    tk = t.tasks.c
+    # The items of each day's messages are counted, not written (``claim_items``).
+    listed = totals_table()
+    listed.drop(conn, checkfirst=True)
+    listed.create(conn)
+    o, tk = t.outbox.c, t.tasks.c
     day = start
     while day <= end:
         company = config.company
@@ -296,19 +301,14 @@ def simulate(
         tasks_before = conn.execute(
             select(func.coalesce(func.max(tk.id), 0)).where(tk.company_id == company_id)
         ).scalar_one()
-        plan_day(conn, config, company_id, day, at, run_id)
+        plan_day(conn, config, company_id, day, at, run_id, listed)
         totals: dict[int, dict[str, Decimal]] = defaultdict(dict)
         counts: dict[int, int] = defaultdict(int)
-        for row in conn.execute(
-            select(ci.outbox_id, r.currency, func.count().label("n"), func.sum(r.balance_minor))
-            .join(t.receivables, r.id == ci.receivable_id)
-            .join(t.outbox, o.id == ci.outbox_id)
-            .where(o.run_id == run_id)
-            .group_by(ci.outbox_id, r.currency)
-        ):
-            amount = Money.from_minor(int(row[3]), row.currency).amount
+        for row in conn.execute(select(listed)):
+            amount = Money.from_minor(int(row.balance_minor), row.currency).amount
             totals[row.outbox_id][row.currency] = amount
-            counts[row.outbox_id] += int(row.n)
+            counts[row.outbox_id] += int(row.items)
+        conn.execute(delete(listed))
         messages: list[SimulatedMessage] = [
             sent(replace(p, message=replace(p.message, date=day)), opens)
             for opens, p in sorted(waiting.pop(day, []), key=lambda x: (x[0], x[1].outbox_id))
@@ -392,6 +392,7 @@ def simulate(
             )
         yield messages
         day += timedelta(days=1)
+    listed.drop(conn)
 
 
 def count_open(conn: Connection, company_id: int) -> int:
