@@ -70,6 +70,12 @@ def write_items(
     per_message = select(
         listed.c.outbox_id, listed.c.currency, func.count(), func.sum(listed.c.amount)
     ).group_by(listed.c.outbox_id, listed.c.currency)
+    return add_totals(conn, totals, per_message)
+
+
+def add_totals(conn: Connection, totals: Table, per_message: Any) -> int:
+    """Add the rows ``per_message`` selects (outbox row, currency, items, amount) to
+    ``totals`` and return how many items they count."""
     before = _items(conn, totals)
     conn.execute(
         insert(totals).from_select(["outbox_id", "currency", "items", "balance_minor"], per_message)

@@ -21,7 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from cobro.config import CobroConfig
 from cobro.domain.actions import ActionType, ScheduledAction, due_occurrence
 from cobro.domain.calendar import send_instant
-from cobro.engine.claim_items import write_items
+from cobro.engine.claim_items import add_totals, write_items
 from cobro.engine.outbox import insert_planned
 from cobro.engine.pauses import not_left_out
 from cobro.engine.segments import members_select
@@ -156,8 +156,13 @@ def plan_actions(
         res = insert_planned(conn, rows)
         messages += res
         if action.type is ActionType.DEBT_NOTICE:
-            statement = statement_items_select(company_id, action, occ, paused)
-            items += write_items(conn, statement, totals)
+            if totals is None:
+                statement = statement_items_select(company_id, action, occ, paused)
+                items += write_items(conn, statement, None)
+            else:
+                items += add_totals(
+                    conn, totals, statement_totals_select(company_id, action, occ, paused)
+                )
     return ActionsPlanned(messages, items, tasks, tuple(problems))
 
 
@@ -196,6 +201,37 @@ def statement_items_select(
     )
     keep = not_left_out(r.id, paused)
     return statement if keep is None else statement.where(keep)
+
+
+def statement_totals_select(
+    company_id: int, action: ScheduledAction, occ: date, paused: Table | None = None
+) -> Any:
+    """What ``statement_items_select`` lists, counted and summed per debt notice and
+    currency (outbox row, currency, items, amount): every open item of the company summed
+    per debtor and currency from ``ix_receivables_open_customer`` alone, in one pass, then
+    joined to the day's notices, rather than each item joined to its debtor's notice."""
+    o, r = t.outbox.c, t.receivables.c
+    per_debtor = select(
+        r.customer_id,
+        r.currency,
+        func.count().label("items"),
+        func.sum(r.balance_minor).label("amount"),
+    ).where(r.company_id == company_id, r.balance_minor > 0)
+    keep = not_left_out(r.id, paused)
+    if keep is not None:
+        per_debtor = per_debtor.where(keep)
+    debt = per_debtor.group_by(r.customer_id, r.currency).subquery()
+    return (
+        select(o.id, debt.c.currency, debt.c["items"], debt.c.amount)
+        .select_from(t.outbox)
+        .join(debt, debt.c.customer_id == o.customer_id)
+        .where(
+            o.company_id == company_id,
+            o.step == action.step_id,
+            o.occurrence_on == occ,
+            o.status == "planned",
+        )
+    )
 
 
 def _task_webhooks(

@@ -89,36 +89,73 @@ class _Pending:
     call_limit: int = 0  # the most calls in 7 days its phase allows
 
 
-def _reach(conn: Connection, company_id: int) -> dict[int, dict[str, int]]:
-    """Per debtor, how many addresses each recipient role has."""
-    out: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    cu, ct = t.customers.c, t.contacts.c
-    for cust in conn.execute(
-        select(cu.id, cu.email, cu.phone).where(
-            cu.company_id == company_id, or_(cu.email.is_not(None), cu.phone.is_not(None))
-        )
-    ):
-        out[cust.id][Recipient.DEBTOR.value] += cust.email is not None
-        out[cust.id]["@sms"] += cust.phone is not None
+Profile = tuple[tuple[str, int], ...]  # a debtor's addresses: (role, how many), sorted
+
+
+@dataclass
+class _Debtors:
+    """Every debtor's external id, time zone (when it has one) and profile (when it can be
+    reached at all). Debtors reached the same way share one profile object."""
+
+    names: dict[int, str]
+    zones: dict[int, str]
+    profiles: dict[int, Profile]
+
+
+def _debtors(conn: Connection, company_id: int) -> _Debtors:
+    """The company's debtors, read in one pass (plus their contacts and push
+    subscriptions): a debtor's own email and phone count for the debtor and for SMS,
+    a billing contact's too, a sales rep's or account manager's email for that role."""
+    extra: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    ct, ps, cu = t.contacts.c, t.push_subscriptions.c, t.customers.c
     for row in conn.execute(
         select(ct.customer_id, ct.roles, ct.email, ct.phone).where(
             ct.company_id == company_id, or_(ct.email.is_not(None), ct.phone.is_not(None))
         )
     ):
         roles = set(filter(None, row.roles.split(",")))
+        more = extra[row.customer_id]
         if "billing" in roles:
-            out[row.customer_id][Recipient.DEBTOR.value] += row.email is not None
-            out[row.customer_id]["@sms"] += row.phone is not None
+            more[Recipient.DEBTOR.value] += row.email is not None
+            more["@sms"] += row.phone is not None
         if row.email is None:
             continue
         for role in (Recipient.SALES_REP.value, Recipient.ACCOUNT_MANAGER.value):
             if role in roles:
-                out[row.customer_id][role] += 1
-    ps = t.push_subscriptions.c
-    for row in conn.execute(
+                more[role] += 1
+    for (customer_id,) in conn.execute(
         select(ps.customer_id).where(ps.company_id == company_id, ps.gone_at.is_(None))
     ):
-        out[row.customer_id]["@push"] += 1
+        extra[customer_id]["@push"] += 1
+    interned: dict[Profile, Profile] = {}
+
+    def profile(roles: dict[str, int]) -> Profile:
+        key = tuple(sorted((role, n) for role, n in roles.items() if n))
+        return interned.setdefault(key, key)
+
+    own: dict[tuple[bool, bool], Profile] = {}  # reached by the debtor's own email, phone
+    out = _Debtors({}, {}, {})
+    for customer_id, external_id, zone, email, phone in conn.execute(
+        select(
+            cu.id, cu.external_id, cu.timezone, cu.email.is_not(None), cu.phone.is_not(None)
+        ).where(cu.company_id == company_id)
+    ).tuples():
+        out.names[customer_id] = external_id
+        if zone:
+            out.zones[customer_id] = zone
+        added = extra.get(customer_id)
+        if added is None:
+            key = (bool(email), bool(phone))
+            found = own.get(key)
+            if found is None:
+                found = own[key] = profile({Recipient.DEBTOR.value: key[0], "@sms": key[1]})
+        else:
+            counts = dict(added)
+            counts[Recipient.DEBTOR.value] = counts.get(Recipient.DEBTOR.value, 0) + bool(email)
+            counts["@sms"] = counts.get("@sms", 0) + bool(phone)
+            found = profile(counts)
+        if found:
+            out.profiles[customer_id] = found
     return out
 
 
@@ -194,7 +231,7 @@ def _step_kind(config: CobroConfig, step: str) -> _StepKind | None:
 Reached = tuple[str, Decimal, int, tuple[tuple[str, Decimal], ...]]
 
 
-def _reached(config: CobroConfig, kind: _StepKind, profile: tuple[tuple[str, int], ...]) -> Reached:
+def _reached(config: CobroConfig, kind: _StepKind, profile: Profile) -> Reached:
     """A message of ``kind`` to a debtor whose addresses are ``profile``: its channel, its
     cost, how many recipients and the next channels that reach the debtor."""
     roles = dict(profile)
@@ -219,24 +256,11 @@ def simulate(
     """
     # Debtors reached the same way share one profile (role -> addresses), and the
     # messages of a step to one profile one channel, cost and recipient count.
-    interned: dict[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]] = {}
-    profiles = {
-        cid: interned.setdefault(key, key)
-        for cid, roles in _reach(conn, company_id).items()
-        if (key := tuple(sorted(roles.items())))
-    }
+    debtors = _debtors(conn, company_id)
+    profiles, names, zones = debtors.profiles, debtors.names, debtors.zones
     kinds: dict[str, _StepKind | None] = {}
-    reaches: dict[tuple[str, tuple[tuple[str, int], ...]], Reached] = {}
-    numbers: dict[tuple[tuple[str, int], ...], int] = {}  # per profile: the phones a call calls
-    cu = t.customers.c
-    names: dict[int, str] = {}
-    zones: dict[int, str] = {}
-    for who in conn.execute(
-        select(cu.id, cu.external_id, cu.timezone).where(cu.company_id == company_id)
-    ):
-        names[who.id] = who.external_id
-        if who.timezone:
-            zones[who.id] = who.timezone
+    reaches: dict[tuple[str, Profile], Reached] = {}
+    numbers: dict[Profile, int] = {}  # per profile: the phones a call calls
     calendar = config.calendar.send_calendar()
     caps = CapCounter(config.calendar.caps)
     first = send_instant(start, config.company.send_time, config.company.timezone)

@@ -271,12 +271,14 @@ def _receivables() -> Table:
             "due_on",
             "customer_id",
             "balance_minor",
+            "currency",
             sqlite_where=text("balance_minor > 0"),
             postgresql_include=["id"],
         ),
         # The open items of each debtor in turn, read from the index alone (id, company,
-        # debtor, balance, due date): the items a claim or a debt notice lists, and the
-        # candidates' debt when the day is planned. (SQLite keeps the id in every index;
+        # debtor, balance, due date, currency): the items a claim or a debt notice lists
+        # (and, in a simulation, their totals), and the candidates' debt when the day is
+        # planned. (SQLite keeps the id in every index;
         # PostgreSQL, only where it is included.)
         Index(
             "ix_receivables_open_customer",
@@ -284,6 +286,7 @@ def _receivables() -> Table:
             "customer_id",
             "balance_minor",
             "due_on",
+            "currency",
             sqlite_where=text("balance_minor > 0"),
             postgresql_include=["id"],
         ),
