@@ -33,7 +33,7 @@ from sqlalchemy import Connection, delete, func, insert, or_, select
 from cobro.config import CobroConfig
 from cobro.domain.calendar import local_date, send_instant
 from cobro.domain.model import Recipient
-from cobro.domain.money import Money
+from cobro.domain.money import currency_exponent
 from cobro.engine.call_limit import WeeklyCalls
 from cobro.engine.claim_items import totals_table
 from cobro.engine.contact_caps import CapCounter, capped_step
@@ -139,7 +139,7 @@ def _debtors(conn: Connection, company_id: int) -> _Debtors:
         select(
             cu.id, cu.external_id, cu.timezone, cu.email.is_not(None), cu.phone.is_not(None)
         ).where(cu.company_id == company_id)
-    ).tuples():
+    ):
         out.names[customer_id] = external_id
         if zone:
             out.zones[customer_id] = zone
@@ -326,12 +326,22 @@ def simulate(
             select(func.coalesce(func.max(tk.id), 0)).where(tk.company_id == company_id)
         ).scalar_one()
         plan_day(conn, config, company_id, day, at, run_id, listed)
-        totals: dict[int, dict[str, Decimal]] = defaultdict(dict)
-        counts: dict[int, int] = defaultdict(int)
-        for row in conn.execute(select(listed)):
-            amount = Money.from_minor(int(row.balance_minor), row.currency).amount
-            totals[row.outbox_id][row.currency] = amount
-            counts[row.outbox_id] += int(row.items)
+        # Per outbox row: its items and their total by currency.
+        exponents: dict[str, int] = {}
+        lists: dict[int, tuple[int, dict[str, Decimal]]] = {}
+        for outbox_id, currency, n, minor in conn.execute(
+            select(listed.c.outbox_id, listed.c.currency, listed.c["items"], listed.c.balance_minor)
+        ):
+            exponent = exponents.get(currency)
+            if exponent is None:
+                exponent = exponents[currency] = currency_exponent(currency)
+            amount = Decimal(int(minor)).scaleb(-exponent)  # as Money.from_minor
+            before = lists.get(outbox_id)
+            if before is None:
+                lists[outbox_id] = (int(n), {currency: amount})
+            else:
+                by_currency = dict(sorted({**before[1], currency: amount}.items()))
+                lists[outbox_id] = (before[0] + int(n), by_currency)
         conn.execute(delete(listed))
         messages: list[SimulatedMessage] = [
             sent(replace(p, message=replace(p.message, date=day)), opens)
@@ -351,7 +361,7 @@ def simulate(
             if reached is None:
                 reached = reaches[step, profile] = _reached(config, kind, profile)
             channel, cost, recipients, others = reached
-            found = totals.get(outbox_id)
+            items, by_currency = lists.get(outbox_id) or (0, {})
             message = SimulatedMessage(
                 date=day,
                 customer=names.get(customer_id, ""),
@@ -359,8 +369,8 @@ def simulate(
                 phase_name=kind.name,
                 channel=channel,
                 recipients=recipients,
-                items=counts.get(outbox_id, 0),
-                totals=dict(sorted(found.items())) if found else {},
+                items=items,
+                totals=by_currency,
                 cost=cost,
             )
             if channel == "none":
