@@ -54,12 +54,13 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from common import (
     OUT_DIR,
+    Record,
     SmtpServerProcess,
     checkpoint,
     copy_sqlite,
@@ -94,18 +95,30 @@ def sample_notice(charge: str = "warmup") -> dict[str, Any]:
     }
 
 
-def worker(root: Path, poll_ms: float, profile: Path | None) -> None:
+def worker(
+    root: Path, poll_ms: float, profile: Path | None, db: str | None = None, clocked: bool = False
+) -> None:
     """Run ``cobro.engine.runs.watch`` (one pass = one ``Dispatcher`` over kept-open SMTP
-    connections) until stdin closes; print a JSON line of counters."""
+    connections) until stdin closes; print a JSON line of counters. On the database ``db``
+    (by default the workspace's SQLite file); with ``clocked``, once ready it reads a line
+    from stdin, the seconds its clock is ahead of the real one (``shifted_clock``)."""
     from cobro.engine.notices import notice_context
     from cobro.engine.runs import watch
     from cobro.render.receipt import receipt_pdf
-    from cobro.workspace import open_workspace
+    from cobro.workspace import open_workspace, utcnow
 
-    ws = open_workspace(root, sqlite_url(root / "cobro.db"))
+    ws = open_workspace(root, db or sqlite_url(root / "cobro.db"))
     company = ws.config.company
     receipt_pdf(company, "Warm Up", "C0", notice_context(sample_notice()), "es", company.locale)
     stop = threading.Event()
+    print("ready", flush=True)
+    clock = utcnow
+    if clocked:
+        line = sys.stdin.readline()
+        if not line:  # stopped before it was started
+            ws.close()
+            return
+        clock = shifted_clock(float(line))
 
     def watch_stdin() -> None:
         sys.stdin.read()  # returns at EOF
@@ -115,7 +128,6 @@ def worker(root: Path, poll_ms: float, profile: Path | None) -> None:
     stats = {"calls": 0, "busy_calls": 0, "rows": 0, "deliveries": 0, "failed": 0}
     stats.update({"retrying": 0, "max_rows_per_call": 0, "busy_s": 0.0, "cpu_s": 0.0})
     profiler = cProfile.Profile() if profile else None
-    print("ready", flush=True)
     cpu0 = time.process_time()
     if profiler:
         profiler.enable()
@@ -132,7 +144,7 @@ def worker(root: Path, poll_ms: float, profile: Path | None) -> None:
             stats["retrying"] += report.retrying
             stats["max_rows_per_call"] = max(stats["max_rows_per_call"], rows)
 
-    watch(ws, stop, poll_ms / 1000, count)  # what `cobro dispatch --watch` runs
+    watch(ws, stop, poll_ms / 1000, count, clock=clock)  # what `cobro dispatch --watch` runs
     if profiler:
         profiler.disable()
         profiler.dump_stats(profile)
@@ -142,22 +154,54 @@ def worker(root: Path, poll_ms: float, profile: Path | None) -> None:
     print(json.dumps(stats), flush=True)
 
 
-class Workers:
-    """``n`` dispatcher processes on the workspace ``root``."""
+def shifted_clock(ahead_s: float) -> Any:
+    """A clock (as ``cobro.workspace.utcnow``) ``ahead_s`` seconds ahead of the real one:
+    the benchmark's processes share it, so that the real instant they are released at is
+    a given moment of the benchmark's day (its send time)."""
 
-    def __init__(self, n: int, root: Path, poll_ms: float, profile: Path | None) -> None:
+    def now() -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=ahead_s)
+
+    return now
+
+
+class Workers:
+    """``n`` dispatcher processes on the workspace ``root`` (its SQLite file, or the
+    database ``db``). With ``clocked`` they wait, once ready, for ``go(ahead_s)``: their
+    clock, ``ahead_s`` seconds ahead of the real one."""
+
+    def __init__(
+        self,
+        n: int,
+        root: Path,
+        poll_ms: float,
+        profile: Path | None,
+        db: str | None = None,
+        clocked: bool = False,
+    ) -> None:
         # One after the other: opening a workspace writes to the database.
         self.procs: list[subprocess.Popen[str]] = []
         for k in range(n):
             cmd = [sys.executable, __file__, "--worker", str(root), "--poll-ms", str(poll_ms)]
             if profile and k == 0:
                 cmd += ["--profile", str(profile)]
+            if db:
+                cmd += ["--db", db]
+            if clocked:
+                cmd += ["--clocked"]
             p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             self.procs.append(p)
             assert p.stdout is not None
             if p.stdout.readline().strip() != "ready":
                 self.stop(grace_s=10)
                 raise RuntimeError(f"dispatcher process {p.pid} did not start")
+
+    def go(self, ahead_s: float) -> None:
+        """Start clocked dispatchers, their clock ``ahead_s`` seconds ahead of the real one."""
+        for p in self.procs:
+            assert p.stdin is not None
+            p.stdin.write(f"{ahead_s!r}\n")
+            p.stdin.flush()
 
     def stop(self, grace_s: float = 60) -> list[dict[str, Any] | None]:
         """Ask every dispatcher to stop after its current call; kill it after ``grace_s``."""
@@ -186,9 +230,30 @@ class Workers:
 # -- setup -------------------------------------------------------------------------------
 
 
+def subscribe(ws: Any, members: int, now: datetime) -> None:
+    """One subscription ``S<m>`` for each of the customers ``C0000001``... ``C<members>``,
+    made with ``post_event("subscription.created", ...)`` at ``now``."""
+    from cobro.intake.events import post_event
+
+    t0 = time.perf_counter()
+    for m in range(1, members + 1):
+        post_event(
+            ws,
+            "subscription.created",
+            {
+                "id": f"evt_sub_{m:06d}",
+                "subscription": f"S{m}",
+                "customer": f"C{m:07d}",
+                "plan": "Plan Oro",
+                "price": "39.90",
+            },
+            now,
+        )
+    say(f"{members:,} subscriptions created in {time.perf_counter() - t0:.1f} s")
+
+
 def build_workspace(root: Path, port: int, members: int) -> Path:
     """The workspace with ``members`` subscribed customers; returns a pristine copy of its DB."""
-    from cobro.intake.events import post_event
     from cobro.workspace import open_workspace
 
     root.mkdir(parents=True, exist_ok=True)
@@ -209,21 +274,7 @@ def build_workspace(root: Path, port: int, members: int) -> Path:
         with ws.engine.begin() as conn:
             raw = conn.connection.driver_connection
             load_company(raw, "sqlite", ws.company_id, members, 0, contacts=False)
-        t0 = time.perf_counter()
-        for m in range(1, members + 1):
-            post_event(
-                ws,
-                "subscription.created",
-                {
-                    "id": f"evt_sub_{m:06d}",
-                    "subscription": f"S{m}",
-                    "customer": f"C{m:07d}",
-                    "plan": "Plan Oro",
-                    "price": "39.90",
-                },
-                datetime.now(UTC),
-            )
-        say(f"{members:,} subscriptions created in {time.perf_counter() - t0:.1f} s")
+        subscribe(ws, members, datetime.now(UTC))
     finally:
         ws.close()
     db = root / "cobro.db"
@@ -259,14 +310,25 @@ def ms(v: float | None) -> float | None:
 
 
 def produce(
-    ws: Any, events: int, rate: float, members: int, tag: str, sink: SmtpServerProcess
+    ws: Any,
+    events: int,
+    rate: float,
+    members: int,
+    tag: str,
+    sink: SmtpServerProcess,
+    clock: Any = None,
+    start: float | None = None,
 ) -> tuple[dict[str, float], list[float]]:
-    """Post the events open loop; returns charge -> intake time and post_event durations."""
+    """Post the events open loop from ``start`` (a ``time.perf_counter()``; by default half a
+    second from now), each at ``clock()`` (by default the real time); returns charge ->
+    intake time and post_event durations."""
     from cobro.intake.events import post_event
+    from cobro.workspace import utcnow
 
+    clock = clock or utcnow
     intake: dict[str, float] = {}
     took: list[float] = []
-    t0 = time.perf_counter() + 0.5
+    t0 = time.perf_counter() + 0.5 if start is None else start
     next_report = 10.0
     for i in range(events):
         due = t0 + i / rate
@@ -286,7 +348,7 @@ def produce(
                 "charge": charge,
                 "amount": "39.90",
             },
-            datetime.now(UTC),
+            clock(),
         )
         took.append(time.perf_counter() - started)
         elapsed = time.perf_counter() - t0
@@ -307,9 +369,6 @@ def measure(
     dispatchers: int,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
-    from sqlalchemy import select
-
-    from cobro.store import tables as t
     from cobro.workspace import open_workspace
 
     db = root / "cobro.db"
@@ -346,34 +405,11 @@ def measure(
     finally:
         stats = workers.stop()
     records = sink.dump(OUT_DIR / "events-records.json")
-    o, d = t.outbox.c, t.deliveries.c
-    with ws.engine.connect() as conn:
-        step_of = dict(conn.execute(select(o.id, o.step).where(o.step.like("receipt/%"))).all())
-        called_at = {
-            row.message_id: row.at.timestamp()
-            for row in conn.execute(select(d.message_id, d.at).where(d.status == "sent"))
-        }
+    latencies, waits, inside = receipt_latencies(ws.engine, records, intake)
     ws.close()
-
-    accepted: dict[str, float] = {}
-    waits: list[float] = []  # intake -> start of the dispatch_due call that sent it
-    inside: list[float] = []  # start of that call -> SMTP acceptance
-    for at, message_id, claim, _ in records:
-        parts = claim.split("/")
-        if len(parts) < 3 or not parts[1].isdigit():
-            continue
-        charge = step_of.get(int(parts[1]), "").removeprefix("receipt/")
-        if charge in intake and charge not in accepted:
-            accepted[charge] = at
-            if message_id in called_at:
-                waits.append(called_at[message_id] - intake[charge])
-                inside.append(at - called_at[message_id])
-    latencies = sorted(accepted[c] - intake[c] if c in accepted else math.inf for c in intake)
     delivered = sum(not math.isinf(v) for v in latencies)
     done = [v for v in latencies if not math.isinf(v)]
     took.sort()
-    waits.sort()
-    inside.sort()
     say(
         f"  delivered {delivered:,} of {len(intake):,}; latency p50 "
         f"{ms(percentile(latencies, 0.5))} ms, p95 {ms(percentile(latencies, 0.95))} ms, "
@@ -410,9 +446,57 @@ def measure(
     }
 
 
-def pdf_baseline(root: Path, count: int) -> tuple[float, float, float, float]:
-    """Render ``count`` queued receipts' PDFs alone: (ms per PDF, PDFs/s, CPU ms per PDF,
-    CPU ms per PDF of the same HTML with WeasyPrint's whole user-agent stylesheet)."""
+def receipt_latencies(
+    engine: Any, records: list[Record], intake: dict[str, float], ahead_s: float = 0.0
+) -> tuple[list[float], list[float], list[float]]:
+    """Each event's latency (SMTP acceptance of its receipt - intake time; infinite when
+    not received), sorted; and the parts of the delivered ones (``accepted_receipts``)."""
+    accepted, waits, inside = accepted_receipts(engine, records, intake, ahead_s)
+    latencies = sorted(accepted[c] - intake[c] if c in accepted else math.inf for c in intake)
+    return latencies, waits, inside
+
+
+def accepted_receipts(
+    engine: Any, records: list[Record], intake: dict[str, float], ahead_s: float = 0.0
+) -> tuple[dict[str, float], list[float], list[float]]:
+    """When the SMTP sink accepted each event's receipt (by charge), matched through the
+    outbox id in X-Cobro-Claim and the outbox row's step ``receipt/<charge>``; and, sorted,
+    the parts of their latencies: intake to the start of the dispatch pass that sent it
+    (``deliveries.at``, on a clock ``ahead_s`` seconds ahead of the real one), and that
+    start to the acceptance."""
+    from sqlalchemy import select
+
+    from cobro.store import tables as t
+
+    o, d = t.outbox.c, t.deliveries.c
+    with engine.connect() as conn:
+        step_of = dict(conn.execute(select(o.id, o.step).where(o.step.like("receipt/%"))).all())
+        called_at = {
+            row.message_id: row.at.timestamp() - ahead_s
+            for row in conn.execute(select(d.message_id, d.at).where(d.status == "sent"))
+        }
+    accepted: dict[str, float] = {}
+    waits: list[float] = []  # intake -> start of the dispatch_due call that sent it
+    inside: list[float] = []  # start of that call -> SMTP acceptance
+    for at, message_id, claim, _ in records:
+        parts = claim.split("/")
+        if len(parts) < 3 or not parts[1].isdigit():
+            continue
+        charge = step_of.get(int(parts[1]), "").removeprefix("receipt/")
+        if charge in intake and charge not in accepted:
+            accepted[charge] = at
+            if message_id in called_at:
+                waits.append(called_at[message_id] - intake[charge])
+                inside.append(at - called_at[message_id])
+    return accepted, sorted(waits), sorted(inside)
+
+
+def pdf_baseline(
+    root: Path, count: int, db: str | None = None, stock: bool = True
+) -> tuple[float, float, float, float | None]:
+    """Render ``count`` receipts queued in the workspace ``root`` (its SQLite file, or the
+    database ``db``) alone: (ms per PDF, PDFs/s, CPU ms per PDF, and with ``stock`` the CPU
+    ms per PDF of the same HTML with WeasyPrint's whole user-agent stylesheet)."""
     from sqlalchemy import select
     from weasyprint import HTML
 
@@ -421,7 +505,7 @@ def pdf_baseline(root: Path, count: int) -> tuple[float, float, float, float]:
     from cobro.store import tables as t
     from cobro.workspace import open_workspace
 
-    ws = open_workspace(root, sqlite_url(root / "cobro.db"))
+    ws = open_workspace(root, db or sqlite_url(root / "cobro.db"))
     o, c = t.outbox.c, t.customers.c
     with ws.engine.connect() as conn:
         rows = conn.execute(
@@ -452,17 +536,19 @@ def pdf_baseline(root: Path, count: int) -> tuple[float, float, float, float]:
         f"baseline: {len(rows):,} receipt PDFs alone in {wall:.1f} s = {wall / n * 1000:.1f} ms "
         f"each ({cpu / n * 1000:.1f} ms CPU), {n / wall:.1f}/s, {size / n / 1024:.1f} KiB each"
     )
+    if not stock:
+        return wall / n * 1000, n / wall, cpu / n * 1000, None
     # The same receipts' HTML through plain ``weasyprint.HTML`` (its whole UA stylesheet).
-    stock = rows[: min(len(rows), 1000)]
+    plain = rows[: min(len(rows), 1000)]
     cpu0 = time.process_time()
-    for row in stock:
+    for row in plain:
         html = receipt_html(
             company, row.name, row.external_id, notice_context(row.payload), language, locale
         )
         HTML(string=html).write_pdf(font_config=_fonts())
-    stock_cpu = (time.process_time() - cpu0) / max(len(stock), 1) * 1000
+    stock_cpu = (time.process_time() - cpu0) / max(len(plain), 1) * 1000
     say(
-        f"the first {len(stock):,} of them with WeasyPrint's whole user-agent stylesheet: "
+        f"the first {len(plain):,} of them with WeasyPrint's whole user-agent stylesheet: "
         f"{stock_cpu:.1f} ms CPU each"
     )
     return wall / n * 1000, n / wall, cpu / n * 1000, stock_cpu
@@ -487,9 +573,11 @@ def main() -> None:
     ap.add_argument("--pdfs", type=int, help="PDFs in the baseline (default: --events)")
     ap.add_argument("--profile", type=Path, help="cProfile the first dispatcher into FILE.dN")
     ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--db", help=argparse.SUPPRESS)  # a worker's database URL
+    ap.add_argument("--clocked", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        worker(args.worker, args.poll_ms, args.profile)
+        worker(args.worker, args.poll_ms, args.profile, args.db, args.clocked)
         return
 
     counts = [int(x) for x in str(args.dispatchers).split(",") if x.strip()]
@@ -527,7 +615,7 @@ def main() -> None:
             pdf_ms=round(pdf_ms, 1),
             pdf_per_s=round(pdf_per_s, 1),
             pdf_cpu_ms=round(pdf_cpu_ms, 1),
-            pdf_stock_ua_cpu_ms=round(stock_cpu_ms, 1),
+            pdf_stock_ua_cpu_ms=round(stock_cpu_ms or 0.0, 1),
             harfbuzz_subset=hb,
         )
         emit(r)

@@ -8,6 +8,7 @@ its day planned by 1 and by 2 worker processes, beside the raw SQL baseline in t
    the indexes that back no constraint made after the rows, the foreign-key triggers off:
    ``bulk_load``), then ``VACUUM ANALYZE``. The database's comment records its sizes; a
    later run asking for the same sizes reuses it (``--regenerate`` makes it again).
+   ``--db NAME`` uses database ``NAME`` (copies ``NAME_trial``, ``NAME_planned``) instead.
 2. Rounds (``--rounds``, default 1), each on a fresh copy of ``cobro_scale`` (``CREATE
    DATABASE ... TEMPLATE``) per measurement, in the order baseline, 1 worker, 2 workers
    (reversed in odd rounds); medians are reported:
@@ -42,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -97,8 +99,19 @@ def drop(name: str) -> None:
     admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def fresh_copy(template: str = DB) -> str:
-    """A new ``cobro_scale_trial``, copy of ``template``; its URL."""
+def use_database(name: str) -> None:
+    """Work on database ``name`` (its copies ``<name>_trial`` and ``<name>_planned``) instead
+    of ``cobro_scale``: ``--db``."""
+    global DB, TRIAL, PLANNED
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", name):
+        raise SystemExit(f"--db {name!r}: a database name is lower-case letters, digits and _")
+    DB, TRIAL, PLANNED = name, f"{name}_trial", f"{name}_planned"
+
+
+def fresh_copy(template: str | None = None) -> str:
+    """A new trial database (``cobro_scale_trial``), copy of ``template`` (by default the
+    company's database); its URL."""
+    template = template or DB
     drop(TRIAL)
     version = int(admin("SHOW server_version_num")[0][0])
     # FILE_COPY (PostgreSQL 15+) copies the files after a checkpoint instead of writing
@@ -159,9 +172,12 @@ def bulk_load(cur: Any, tables: tuple[str, ...]) -> Iterator[None]:
         cur.execute(definition)
 
 
-def ensure_company(debtors: int, receivables: int, regenerate: bool) -> tuple[float, bool]:
+def ensure_company(
+    debtors: int, receivables: int, regenerate: bool, root: Path = ROOT
+) -> tuple[float, bool]:
     """``cobro_scale`` holding the company of these sizes, generated unless it already
-    does; the seconds its generation took and whether it was reused."""
+    does (through the workspace ``root``); the seconds its generation took and whether it
+    was reused."""
     from psycopg import sql
 
     from cobro.engine.planner import refresh_policies
@@ -174,7 +190,7 @@ def ensure_company(debtors: int, receivables: int, regenerate: bool) -> tuple[fl
             f"using database {DB} ({debtors:,} debtors, {receivables:,} receivables, "
             f"generated in {found.get('generated_s')} s)"
         )
-        open_workspace(ROOT, pg_url(DB)).close()  # migrated once, if the schema moved on
+        open_workspace(root, pg_url(DB)).close()  # migrated once, if the schema moved on
         return float(found.get("generated_s") or 0.0), True
 
     if not admin("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")[0][0]:
@@ -185,7 +201,7 @@ def ensure_company(debtors: int, receivables: int, regenerate: bool) -> tuple[fl
     say(f"generating {debtors:,} debtors and {receivables:,} receivables into {DB}...")
     drop(DB)
     admin(f"CREATE DATABASE {DB}")
-    ws = open_workspace(ROOT, pg_url(DB))
+    ws = open_workspace(root, pg_url(DB))
     t0 = time.perf_counter()
     try:
         with Timer() as total:
@@ -314,11 +330,13 @@ def _plan_process(
         conn.close()
 
 
-def plan_in_processes(url: str, workers: int, size: int) -> tuple[float, list[dict[str, Any]]]:
-    """The day planned by ``workers`` processes on the database at ``url``: the time from
-    their release to the last one's end, and each one's report."""
+def plan_in_processes(
+    url: str, workers: int, size: int, root: Path = ROOT
+) -> tuple[float, list[dict[str, Any]]]:
+    """The day planned by ``workers`` processes on the database at ``url`` (workspace
+    ``root``): the time from their release to the last one's end, and each one's report."""
     shards = shared_context().Queue()
-    argses = [(str(ROOT), url, k == 0, workers, size) for k in range(workers)]
+    argses = [(str(root), url, k == 0, workers, size) for k in range(workers)]
     return run_released(_plan_process, argses, "a planning process", shared=(shards,))
 
 
@@ -415,13 +433,15 @@ def main() -> None:
     )
     ap.add_argument("--dispatch", action="store_true", help="also dispatch the planned day")
     ap.add_argument("--connections", type=int, default=4, help="SMTP connections (dispatch)")
-    ap.add_argument("--regenerate", action="store_true", help=f"generate {DB} again")
+    ap.add_argument("--regenerate", action="store_true", help="generate the database again")
+    ap.add_argument("--db", default=DB, help=f"the company's database (default {DB})")
     args = ap.parse_args()
     for name in ("debtors", "receivables", "rounds", "shard_debtors", "connections"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.debtors > args.receivables:
         ap.error("--debtors must not exceed --receivables")
+    use_database(args.db)
     if not pg_reachable():
         sys.exit(1)
 
