@@ -119,7 +119,11 @@ def listed_by_run(ws: Workspace) -> Listed:
 
 
 def listed_by_simulation(messages: list[SimulatedMessage]) -> Listed:
-    return {(m.date, m.customer, m.step): (m.items, m.totals) for m in messages if m.items}
+    return {
+        (m.planned_on or m.date, m.customer, m.step): (m.items, m.totals)
+        for m in messages
+        if m.items
+    }
 
 
 def test_simulation_predicts_the_runs_with_the_starter_scheduled_actions(

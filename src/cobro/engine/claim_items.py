@@ -5,8 +5,10 @@ listed by the same step on the same day. The simulation (``cobro.engine.simulate
 rolls back whatever it plans and needs only each message's number of items and amount
 per currency: given a ``totals_table``, ``write_items`` adds those to it instead, one
 row per outbox row and currency, and writes nothing to ``claim_items``. On a statement
-day that is one row per debtor instead of one per open receivable, in a table with no
-index.
+day that is one row per notice and currency instead of one per open receivable, in a
+table with no index. Unlike ``claim_items``, the totals do not skip an item already
+listed by the same step on the same day; a new outbox row's item can have been listed
+only by a run of that day for another debtor, the item's debtor having changed since.
 """
 
 from __future__ import annotations

@@ -133,7 +133,7 @@ def _debtors(conn: Connection, company_id: int) -> _Debtors:
         key = tuple(sorted((role, n) for role, n in roles.items() if n))
         return interned.setdefault(key, key)
 
-    own: dict[tuple[bool, bool], Profile] = {}  # reached by the debtor's own email, phone
+    own: dict[tuple[int, int], Profile] = {}  # reached by the debtor's own email, phone
     out = _Debtors({}, {}, {})
     for customer_id, external_id, zone, email, phone in conn.execute(
         select(
@@ -145,14 +145,16 @@ def _debtors(conn: Connection, company_id: int) -> _Debtors:
             out.zones[customer_id] = zone
         added = extra.get(customer_id)
         if added is None:
-            key = (bool(email), bool(phone))
+            key = (int(bool(email)), int(bool(phone)))
             found = own.get(key)
             if found is None:
                 found = own[key] = profile({Recipient.DEBTOR.value: key[0], "@sms": key[1]})
         else:
             counts = dict(added)
-            counts[Recipient.DEBTOR.value] = counts.get(Recipient.DEBTOR.value, 0) + bool(email)
-            counts["@sms"] = counts.get("@sms", 0) + bool(phone)
+            counts[Recipient.DEBTOR.value] = counts.get(Recipient.DEBTOR.value, 0) + int(
+                bool(email)
+            )
+            counts["@sms"] = counts.get("@sms", 0) + int(bool(phone))
             found = profile(counts)
         if found:
             out.profiles[customer_id] = found
@@ -340,6 +342,7 @@ def simulate(
             if before is None:
                 lists[outbox_id] = (int(n), {currency: amount})
             else:
+                amount += before[1].get(currency, Decimal(0))
                 by_currency = dict(sorted({**before[1], currency: amount}.items()))
                 lists[outbox_id] = (before[0] + int(n), by_currency)
         conn.execute(delete(listed))

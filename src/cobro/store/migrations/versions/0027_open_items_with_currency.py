@@ -1,6 +1,9 @@
-"""ix_receivables_open_customer holds each open receivable's currency as well: a debt
-notice's or a claim's items are then counted and summed per currency from the index
-alone (the simulation's totals, ``cobro.engine.claim_items``), not from the table
+"""The two indexes of open receivables hold each receivable's currency as well: a debt
+notice's or a claim's items are counted and summed per currency from
+ix_receivables_open_customer alone (the simulation's totals, ``cobro.engine.claim_items``),
+not from the table; ix_receivables_open_due gets it too, so that SQLite, which prefers the
+narrower of two covering indexes, still reads a debt notice's items debtor after debtor
+from ix_receivables_open_customer
 
 Revision ID: 0027
 Revises: 0026
