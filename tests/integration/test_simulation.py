@@ -6,10 +6,11 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import func, select
 
 from cobro.engine.runs import run_day
-from cobro.engine.simulate import SimulatedMessage, simulate
+from cobro.engine.simulate import SIMULATION_CACHE_KIB, SimulatedMessage, simulate
 from cobro.store import tables as t
 from cobro.workspace import Workspace
 
@@ -182,3 +183,23 @@ def test_simulation_names_the_first_channel_that_reaches_each_debtor_and_its_cos
         ("P2", "email", Decimal("0.0005")),
         ("P3", "none", Decimal(0)),
     ]
+
+
+def test_the_simulation_has_its_larger_page_cache_until_it_ends_or_is_left(ws: Workspace) -> None:
+    portfolio(ws)
+    if ws.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's page cache (PostgreSQL's buffers are the server's)")
+    with ws.engine.connect() as conn:
+
+        def size() -> int:
+            return int(conn.exec_driver_sql("PRAGMA cache_size").scalar_one())
+
+        before = size()
+        conn.rollback()
+        trans = conn.begin()
+        days = simulate(conn, ws.config, ws.company_id, FIRST, LAST)
+        next(days)
+        assert size() == -SIMULATION_CACHE_KIB
+        days.close()  # left after its first day
+        assert size() == before
+        trans.rollback()

@@ -13,7 +13,14 @@ from sqlalchemy.exc import StatementError
 
 from cobro.engine import claims
 from cobro.store import tables as t
-from cobro.store.db import RANDOM_PAGE_COST, execute_rows, favour_indexes, insert_rows, update_rows
+from cobro.store.db import (
+    RANDOM_PAGE_COST,
+    execute_rows,
+    favour_indexes,
+    insert_rows,
+    page_cache,
+    update_rows,
+)
 from cobro.store.joins import ordered_join, written_join_order
 from cobro.workspace import Workspace
 
@@ -216,3 +223,32 @@ def test_joins_keep_their_written_order_inside_the_block_only(ws: Workspace) -> 
         assert limit(conn) == before  # as it was, for the rest of the transaction
     with ws.engine.connect() as conn:
         assert limit(conn) == before
+
+
+def test_a_larger_page_cache_lasts_for_its_block_only_on_sqlite(ws: Workspace) -> None:
+    statements: list[str] = []
+
+    def seen(conn: Connection, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    with ws.engine.connect() as conn:
+        if ws.engine.dialect.name != "sqlite":
+            event.listen(conn, "before_cursor_execute", seen)
+            with page_cache(conn, 1024):
+                pass
+            assert statements == []  # PostgreSQL's buffers are the server's
+            return
+
+        def size() -> int:
+            return int(conn.exec_driver_sql("PRAGMA cache_size").scalar_one())
+
+        before = size()
+        assert before == -65536  # every connection's 64 MiB
+        conn.rollback()
+        with conn.begin():
+            with page_cache(conn, 262144):
+                assert size() == -262144
+            assert size() == before  # as it was, for the rest of the transaction
+        with pytest.raises(LookupError), page_cache(conn, 131072):
+            raise LookupError("a block that fails")
+        assert size() == before

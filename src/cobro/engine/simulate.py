@@ -40,6 +40,11 @@ from cobro.engine.contact_caps import CapCounter, capped_step
 from cobro.engine.messages import message_spec, notice_spec
 from cobro.engine.planner import plan_day
 from cobro.store import tables as t
+from cobro.store.db import page_cache
+
+# SQLite's page cache for the simulation's transaction, which writes each simulated day's
+# outbox rows and levels into tables of millions of rows (``cobro.store.db.page_cache``).
+SIMULATION_CACHE_KIB = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -256,6 +261,13 @@ def simulate(
     exactly what the runs would do; every planned message is assumed sent and no payment
     to arrive. The caller passes a connection inside a transaction and rolls it back.
     """
+    with page_cache(conn, SIMULATION_CACHE_KIB):
+        yield from _days(conn, config, company_id, start, end)
+
+
+def _days(
+    conn: Connection, config: CobroConfig, company_id: int, start: date, end: date
+) -> Iterator[list[SimulatedMessage]]:
     # Debtors reached the same way share one profile (role -> addresses), and the
     # messages of a step to one profile one channel, cost and recipient count.
     debtors = _debtors(conn, company_id)

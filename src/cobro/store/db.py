@@ -64,6 +64,25 @@ def _sqlite_query_only(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
     dbapi_conn.execute("PRAGMA cache_size=-16384")
 
 
+@contextmanager
+def page_cache(conn: Connection, kib: int) -> Iterator[None]:
+    """SQLite: a page cache of ``kib`` KiB for this connection while the block runs, then
+    the connection's own again (every connection gets 64 MiB, ``_sqlite_pragmas``). For a
+    long transaction that writes much more than that: its pages would otherwise be read
+    back from the write-ahead log. PostgreSQL: nothing (its shared buffers are the
+    server's)."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    before = int(conn.exec_driver_sql("PRAGMA cache_size").scalar_one())
+    conn.exec_driver_sql(f"PRAGMA cache_size=-{int(kib)}")
+    try:
+        yield
+    finally:
+        if not conn.closed and not conn.invalidated:
+            conn.exec_driver_sql(f"PRAGMA cache_size={before}")
+
+
 def insert_ignoring(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
     """An INSERT that can skip rows violating a unique key (``on_conflict_do_nothing``)."""
     dialect = conn.dialect.name
