@@ -446,13 +446,20 @@ UNCOUNTED = frozenset({"staff_sessions", "api_keys", "data_version"})
 
 
 _COUNT_CHANGE = "UPDATE data_version SET version = version + 1 WHERE id = 1"
+# PostgreSQL: the update and the COMMIT in one message (the simple query protocol runs both,
+# the COMMIT only if the update succeeded), where each would wait for the server's answer;
+# the driver then finds the transaction over, and its own commit sends nothing.
+_COUNT_AND_COMMIT = f"{_COUNT_CHANGE}; COMMIT"
 
 
 def count_changes(engine: Engine) -> None:
     """Move ``data_version`` on in every transaction of ``engine`` that wrote something,
     just before it commits (so a reader sees the new number with the new data, never
     before it). Writes are known from the statements run through SQLAlchemy (a write to
-    ``UNCOUNTED`` tables alone does not count). Call once the schema is migrated."""
+    ``UNCOUNTED`` tables alone does not count). Call once the schema is migrated.
+
+    On PostgreSQL the update is sent with the COMMIT (``_COUNT_AND_COMMIT``): one round
+    trip to the server for both."""
 
     def began(conn: Connection) -> None:
         conn.info["cobro_wrote"] = False
@@ -466,14 +473,15 @@ def count_changes(engine: Engine) -> None:
         if conn.info.pop("cobro_wrote", True):
             dbapi_conn: Any = conn.connection.dbapi_connection
             cursor = dbapi_conn.cursor()
+            statement = _COUNT_AND_COMMIT if conn.dialect.name == "postgresql" else _COUNT_CHANGE
             try:
-                cursor.execute(_COUNT_CHANGE)
+                cursor.execute(statement)
             except conn.dialect.loaded_dbapi.Error as exc:
                 # Raised as SQLAlchemy raises a driver's error, so that a connection lost
                 # here (a server restarting, a terminated backend) is retried like any.
                 lost = conn.dialect.is_disconnect(exc, dbapi_conn, cursor)
                 raise DBAPIError.instance(
-                    _COUNT_CHANGE,
+                    statement,
                     None,
                     exc,
                     conn.dialect.loaded_dbapi.Error,
