@@ -32,20 +32,36 @@ _HELD = (  # the rows of these ids a dispatcher still holds (locked until commit
     )
     .with_for_update()
 )
-_EXTENDED = (  # their leases extended
+_EXTENDED = (  # the same rows, their leases extended, in one statement
     update(t.outbox)
-    .where(t.outbox.c.id.in_(bindparam("ids", expanding=True)))
-    .values(lease_until=bindparam("until"))
+    .where(
+        t.outbox.c.id.in_(bindparam("b_ids", expanding=True)),
+        t.outbox.c.status == OutboxStatus.SENDING.value,
+        t.outbox.c.holder == bindparam("b_holder"),
+    )
+    .values(lease_until=bindparam("b_until"))
+    .returning(t.outbox.c.id, t.outbox.c.attempts)
 )
 
 
 class RecordingDeliveries(DispatchState):
     """The part of ``Dispatcher`` that records deliveries while it holds their rows."""
 
-    def _held(self, conn: Connection, jobs: list[Job]) -> set[int]:
-        """The rows of ``jobs`` this dispatcher still holds (locked until commit)."""
+    def _held(self, conn: Connection, jobs: list[Job], extend: bool = False) -> set[int]:
+        """The rows of ``jobs`` this dispatcher still holds (locked until commit); with
+        ``extend``, their leases extended by the same statement.
+
+        (A row this dispatcher holds under another attempt than its job's would be one it
+        claimed again, which it does only once the job's outcome is recorded: with
+        ``extend``, extending its lease too changes nothing.)"""
         tokens = {j.outbox_id: j.attempts for j in jobs}
-        rows = conn.execute(_HELD, {"ids": list(tokens), "holder": self.holder})
+        if extend:
+            until = self.clock() + LEASE
+            rows = conn.execute(
+                _EXTENDED, {"b_ids": list(tokens), "b_holder": self.holder, "b_until": until}
+            )
+        else:
+            rows = conn.execute(_HELD, {"ids": list(tokens), "holder": self.holder})
         return {r.id for r in rows if tokens[r.id] == r.attempts}
 
     def _write_ahead(self, attempted: list[Attempted]) -> set[int]:
@@ -76,10 +92,10 @@ class RecordingDeliveries(DispatchState):
 
         def work() -> set[int]:
             with self.engine.begin() as conn:
-                held = self._held(conn, list({a.job.outbox_id: a.job for a in attempted}.values()))
+                jobs = list({a.job.outbox_id: a.job for a in attempted}.values())
+                held = self._held(conn, jobs, extend=True)
                 if not held:
                     return held
-                conn.execute(_EXTENDED, {"ids": list(held), "until": self.clock() + LEASE})
                 deliveries: list[dict[str, Any]] = []
                 evidence: list[EvidenceEntry] = []
                 gone: list[dict[str, Any]] = []
