@@ -17,7 +17,7 @@ from cobro.domain.model import OutboxStatus
 from cobro.engine.dispatch_jobs import Attempted, Job, Person
 from cobro.engine.dispatch_state import DispatchState
 from cobro.engine.leases import LEASE
-from cobro.evidence.chain import EvidenceEntry, append
+from cobro.evidence.chain import EvidenceEntry, Head, append, lock_after
 from cobro.evidence.messages import keep_message
 from cobro.store import tables as t
 from cobro.store.db import retrying
@@ -44,25 +44,50 @@ _EXTENDED = (  # the same rows, their leases extended, in one statement
 )
 
 
+# PostgreSQL: the same as the driver runs it, before ``lock_after`` locks the evidence chain
+# (one round trip for the three statements).
+_EXTENDED_SQL = (
+    "UPDATE outbox SET lease_until = %(until)s WHERE id = ANY(%(ids)s) AND status = %(status)s "
+    "AND holder = %(holder)s RETURNING id, attempts"
+)
+
+
 class RecordingDeliveries(DispatchState):
     """The part of ``Dispatcher`` that records deliveries while it holds their rows."""
 
-    def _held(self, conn: Connection, jobs: list[Job], extend: bool = False) -> set[int]:
-        """The rows of ``jobs`` this dispatcher still holds (locked until commit); with
-        ``extend``, their leases extended by the same statement.
+    def _held(self, conn: Connection, jobs: list[Job]) -> set[int]:
+        """The rows of ``jobs`` this dispatcher still holds (locked until commit)."""
+        tokens = {j.outbox_id: j.attempts for j in jobs}
+        rows = conn.execute(_HELD, {"ids": list(tokens), "holder": self.holder})
+        return {r.id for r in rows if tokens[r.id] == r.attempts}
+
+    def _extended(self, conn: Connection, jobs: list[Job]) -> tuple[set[int], Head | None]:
+        """The rows of ``jobs`` this dispatcher still holds (locked until commit), their
+        leases extended by the same statement; on PostgreSQL, the evidence chain then
+        locked and its last entry read in the same round trip (``lock_after``: None
+        elsewhere, ``append`` reads it).
 
         (A row this dispatcher holds under another attempt than its job's would be one it
-        claimed again, which it does only once the job's outcome is recorded: with
-        ``extend``, extending its lease too changes nothing.)"""
+        claimed again, which it does only once the job's outcome is recorded: extending
+        its lease too changes nothing.)"""
         tokens = {j.outbox_id: j.attempts for j in jobs}
-        if extend:
-            until = self.clock() + LEASE
-            rows = conn.execute(
+        until = self.clock() + LEASE
+        head: Head | None = None
+        if conn.dialect.name == "postgresql":
+            params = {
+                "until": until,
+                "ids": list(tokens),
+                "status": OutboxStatus.SENDING.value,
+                "holder": self.holder,
+            }
+            found, head = lock_after(conn, self.company_id, _EXTENDED_SQL, params)
+            rows = [(int(r[0]), int(r[1])) for r in found]
+        else:
+            result = conn.execute(
                 _EXTENDED, {"b_ids": list(tokens), "b_holder": self.holder, "b_until": until}
             )
-        else:
-            rows = conn.execute(_HELD, {"ids": list(tokens), "holder": self.holder})
-        return {r.id for r in rows if tokens[r.id] == r.attempts}
+            rows = [(int(r.id), int(r.attempts)) for r in result]
+        return {i for i, attempts in rows if tokens[i] == attempts}, head
 
     def _write_ahead(self, attempted: list[Attempted]) -> set[int]:
         """Record deliveries as ``sending`` before their hand-over, for rows still held;
@@ -93,7 +118,7 @@ class RecordingDeliveries(DispatchState):
         def work() -> set[int]:
             with self.engine.begin() as conn:
                 jobs = list({a.job.outbox_id: a.job for a in attempted}.values())
-                held = self._held(conn, jobs, extend=True)
+                held, head = self._extended(conn, jobs)
                 if not held:
                     return held
                 deliveries: list[dict[str, Any]] = []
@@ -126,7 +151,7 @@ class RecordingDeliveries(DispatchState):
                         .values(gone_at=self.as_of, gone_reason=bindparam("b_reason")),
                         gone,
                     )
-                append(conn, self.company_id, evidence)
+                append(conn, self.company_id, evidence, head)
                 return held
 
         return retrying(work)

@@ -477,17 +477,7 @@ def count_changes(engine: Engine) -> None:
             try:
                 cursor.execute(statement)
             except conn.dialect.loaded_dbapi.Error as exc:
-                # Raised as SQLAlchemy raises a driver's error, so that a connection lost
-                # here (a server restarting, a terminated backend) is retried like any.
-                lost = conn.dialect.is_disconnect(exc, dbapi_conn, cursor)
-                raise DBAPIError.instance(
-                    statement,
-                    None,
-                    exc,
-                    conn.dialect.loaded_dbapi.Error,
-                    connection_invalidated=lost,
-                    dialect=conn.dialect,
-                ) from exc
+                raise driver_error(conn, exc, statement, cursor) from exc
             finally:
                 with contextlib.suppress(Exception):
                     cursor.close()
@@ -495,6 +485,22 @@ def count_changes(engine: Engine) -> None:
     event.listen(engine, "begin", began)
     event.listen(engine, "after_cursor_execute", ran)
     event.listen(engine, "commit", committing)
+
+
+def driver_error(conn: Connection, exc: Any, statement: str, cursor: Any = None) -> Exception:
+    """The driver's error ``exc``, raised by ``statement`` run on ``conn``'s driver
+    connection directly, as SQLAlchemy raises a driver's error: so that a connection lost
+    there (a server restarting, a terminated backend) is retried like any (``retrying``)."""
+    lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
+    error: Exception = DBAPIError.instance(
+        statement,
+        None,
+        exc,
+        conn.dialect.loaded_dbapi.Error,
+        connection_invalidated=lost,
+        dialect=conn.dialect,
+    )
+    return error
 
 
 def data_version(conn: Connection) -> int:
