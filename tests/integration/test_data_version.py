@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select, update
 
 from cobro.engine.users import add_user, find_session, seen, start_session
@@ -70,3 +72,39 @@ def test_opening_a_workspace_writes_only_a_changed_company_name(
     with ws.engine.connect() as conn:
         name = conn.execute(select(t.companies.c.name).where(t.companies.c.id == ws.company_id))
         assert name.scalar_one() == "Demo Dos S.L."
+
+
+def test_on_postgresql_the_count_travels_with_the_commit(ws: Workspace, tmp_path: Path) -> None:
+    """One message to the server moves ``data_version`` and commits (the writes and the
+    count land together); the driver sends no COMMIT of its own after it."""
+    if ws.engine.dialect.name != "postgresql":
+        pytest.skip("the messages of PostgreSQL's protocol")
+    from psycopg import pq
+
+    with ws.engine.connect() as conn:
+        before = data_version(conn)
+        conn.rollback()
+    trace = tmp_path / "protocol.txt"
+    with ws.engine.connect() as conn, trace.open("w") as out:
+        pgconn = conn.connection.driver_connection.pgconn  # type: ignore[union-attr]
+        pgconn.trace(out.fileno())
+        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            with conn.begin():
+                conn.execute(
+                    update(t.companies)
+                    .where(t.companies.c.id == ws.company_id)
+                    .values(name="Renamed Co")
+                )
+        finally:
+            pgconn.untrace()
+    sent = [line for line in trace.read_text().splitlines() if line.startswith("F")]
+    commits = [line for line in sent if "COMMIT" in line]
+    assert len(commits) == 1, sent
+    assert "UPDATE data_version SET version = version + 1 WHERE id = 1; COMMIT" in commits[0]
+    with ws.engine.connect() as conn:  # another connection sees the write and the count
+        assert data_version(conn) == before + 1
+        name = conn.execute(
+            select(t.companies.c.name).where(t.companies.c.id == ws.company_id)
+        ).scalar_one()
+        assert name == "Renamed Co"

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 
 from cobro.engine.dispatch import Dispatcher
 from cobro.engine.runs import email_channel, run_day, templates_for
@@ -18,8 +19,10 @@ from cobro.evidence.chain import (
     GENESIS,
     ChainReport,
     EvidenceEntry,
+    append,
     canonical,
     legacy_hash,
+    lock_after,
     verify_chain,
 )
 from cobro.evidence.checkpoint import CHECKPOINT_FILE
@@ -187,3 +190,55 @@ def test_a_chain_written_in_the_older_form_still_verifies_and_goes_on_in_the_new
         conn.execute(update(t.evidence).where(ev.seq == 2).values(ref="outbox:99"))
     edited = verify(ws)
     assert not edited.ok and edited.first_bad_seq == 2
+
+
+def test_the_head_read_after_the_lock_sees_entries_committed_while_it_waited(
+    ws: Workspace,
+) -> None:
+    """``lock_after`` (PostgreSQL): its lock waits for another writer of the chain, and the
+    chain's last entry it reads is that writer's, committed meanwhile; appended after it,
+    the chain holds."""
+    if ws.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's locks and pipeline")
+    at = local(ws, DAY, "09:00")
+
+    def entry(n: int) -> EvidenceEntry:
+        return EvidenceEntry("note", f"test:{n}", None, at, {"n": n})
+
+    waiting = threading.Event()
+    pid: list[int] = []
+    failed: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            with ws.engine.begin() as conn:
+                pid.append(conn.connection.driver_connection.info.backend_pid)  # type: ignore[union-attr]
+                waiting.set()
+                rows, head = lock_after(conn, ws.company_id, "SELECT 2 AS two", {})
+                assert rows == [(2,)]
+                append(conn, ws.company_id, [entry(2)], head)
+        except BaseException as exc:  # reported by the test's thread
+            failed.append(exc)
+
+    with ws.engine.connect() as first, ws.engine.connect() as watch:
+        with first.begin():
+            append(first, ws.company_id, [entry(1)])  # the lock held until commit
+            thread = threading.Thread(target=second)
+            thread.start()
+            assert waiting.wait(30)
+            # The second writer waits for the lock before the first commits.
+            lock_wait = text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid")
+            deadline = time.monotonic() + 30
+            while watch.execute(lock_wait, {"pid": pid[0]}).scalar() != "Lock":
+                watch.rollback()
+                assert time.monotonic() < deadline, "the second writer never waited"
+        thread.join(30)
+    assert not thread.is_alive() and not failed, failed
+    report = verify(ws)
+    assert report.ok and report.entries >= 2
+    e = t.evidence.c
+    with ws.engine.connect() as conn:
+        refs = conn.execute(
+            select(e.ref).where(e.company_id == ws.company_id).order_by(e.seq)
+        ).scalars()
+        assert list(refs)[-2:] == ["test:1", "test:2"]

@@ -252,3 +252,59 @@ def test_a_larger_page_cache_lasts_for_its_block_only_on_sqlite(ws: Workspace) -
         with pytest.raises(LookupError), page_cache(conn, 131072):
             raise LookupError("a block that fails")
         assert size() == before
+
+
+def test_rows_updated_by_a_key_of_two_columns_in_one_statement(ws: Workspace) -> None:
+    """``update_rows`` finds rows by two columns (a claim's item: its claim and its
+    receivable), changing those pairs only, of the company only."""
+    ci = t.claim_items.c
+    items = [  # (company, claim, receivable, balance)
+        (ws.company_id, 1, 10, 500),
+        (ws.company_id, 1, 11, 600),
+        (ws.company_id, 2, 10, 700),  # the same receivable in another claim
+        (ws.company_id + 1, 3, 12, 800),  # another company's
+    ]
+    with ws.engine.begin() as conn:
+        conn.execute(
+            t.claim_items.insert(),
+            [
+                {
+                    "company_id": company,
+                    "outbox_id": claim,
+                    "receivable_id": receivable,
+                    "step": f"b2b/01/{claim}",
+                    "repeat_no": 0,
+                    "balance_minor": balance,
+                }
+                for company, claim, receivable, balance in items
+            ],
+        )
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    with ws.engine.begin() as conn:
+        event.listen(conn, "before_cursor_execute", count)
+        update_rows(
+            conn,
+            t.claim_items,
+            ws.company_id,
+            ("outbox_id", "receivable_id"),
+            ["balance_minor"],
+            [(1, 11, 0), (2, 10, 650), (3, 12, 0), (2, 11, 1)],  # the last two: not the company's
+        )
+        event.remove(conn, "before_cursor_execute", count)
+    assert len(statements) == 1 and statements[0].startswith("UPDATE claim_items")
+    with ws.engine.connect() as conn:
+        found = conn.execute(
+            select(ci.company_id, ci.outbox_id, ci.receivable_id, ci.balance_minor).order_by(
+                ci.outbox_id, ci.receivable_id
+            )
+        ).all()
+    assert [tuple(r) for r in found] == [
+        (ws.company_id, 1, 10, 500),
+        (ws.company_id, 1, 11, 0),
+        (ws.company_id, 2, 10, 650),
+        (ws.company_id + 1, 3, 12, 800),
+    ]

@@ -17,7 +17,7 @@ from cobro.domain.model import OutboxStatus
 from cobro.engine.dispatch_jobs import Attempted, Job, Person
 from cobro.engine.dispatch_state import DispatchState
 from cobro.engine.leases import LEASE
-from cobro.evidence.chain import EvidenceEntry, append
+from cobro.evidence.chain import EvidenceEntry, Head, append, lock_after
 from cobro.evidence.messages import keep_message
 from cobro.store import tables as t
 from cobro.store.db import retrying
@@ -32,10 +32,23 @@ _HELD = (  # the rows of these ids a dispatcher still holds (locked until commit
     )
     .with_for_update()
 )
-_EXTENDED = (  # their leases extended
+_EXTENDED = (  # the same rows, their leases extended, in one statement
     update(t.outbox)
-    .where(t.outbox.c.id.in_(bindparam("ids", expanding=True)))
-    .values(lease_until=bindparam("until"))
+    .where(
+        t.outbox.c.id.in_(bindparam("b_ids", expanding=True)),
+        t.outbox.c.status == OutboxStatus.SENDING.value,
+        t.outbox.c.holder == bindparam("b_holder"),
+    )
+    .values(lease_until=bindparam("b_until"))
+    .returning(t.outbox.c.id, t.outbox.c.attempts)
+)
+
+
+# PostgreSQL: the same as the driver runs it, before ``lock_after`` locks the evidence chain
+# (one round trip for the three statements).
+_EXTENDED_SQL = (
+    "UPDATE outbox SET lease_until = %(until)s WHERE id = ANY(%(ids)s) AND status = %(status)s "
+    "AND holder = %(holder)s RETURNING id, attempts"
 )
 
 
@@ -47,6 +60,34 @@ class RecordingDeliveries(DispatchState):
         tokens = {j.outbox_id: j.attempts for j in jobs}
         rows = conn.execute(_HELD, {"ids": list(tokens), "holder": self.holder})
         return {r.id for r in rows if tokens[r.id] == r.attempts}
+
+    def _extended(self, conn: Connection, jobs: list[Job]) -> tuple[set[int], Head | None]:
+        """The rows of ``jobs`` this dispatcher still holds (locked until commit), their
+        leases extended by the same statement; on PostgreSQL, the evidence chain then
+        locked and its last entry read in the same round trip (``lock_after``: None
+        elsewhere, ``append`` reads it).
+
+        (A row this dispatcher holds under another attempt than its job's would be one it
+        claimed again, which it does only once the job's outcome is recorded: extending
+        its lease too changes nothing.)"""
+        tokens = {j.outbox_id: j.attempts for j in jobs}
+        until = self.clock() + LEASE
+        head: Head | None = None
+        if conn.dialect.name == "postgresql":
+            params = {
+                "until": until,
+                "ids": list(tokens),
+                "status": OutboxStatus.SENDING.value,
+                "holder": self.holder,
+            }
+            found, head = lock_after(conn, self.company_id, _EXTENDED_SQL, params)
+            rows = [(int(r[0]), int(r[1])) for r in found]
+        else:
+            result = conn.execute(
+                _EXTENDED, {"b_ids": list(tokens), "b_holder": self.holder, "b_until": until}
+            )
+            rows = [(int(r.id), int(r.attempts)) for r in result]
+        return {i for i, attempts in rows if tokens[i] == attempts}, head
 
     def _write_ahead(self, attempted: list[Attempted]) -> set[int]:
         """Record deliveries as ``sending`` before their hand-over, for rows still held;
@@ -76,10 +117,10 @@ class RecordingDeliveries(DispatchState):
 
         def work() -> set[int]:
             with self.engine.begin() as conn:
-                held = self._held(conn, list({a.job.outbox_id: a.job for a in attempted}.values()))
+                jobs = list({a.job.outbox_id: a.job for a in attempted}.values())
+                held, head = self._extended(conn, jobs)
                 if not held:
                     return held
-                conn.execute(_EXTENDED, {"ids": list(held), "until": self.clock() + LEASE})
                 deliveries: list[dict[str, Any]] = []
                 evidence: list[EvidenceEntry] = []
                 gone: list[dict[str, Any]] = []
@@ -110,7 +151,7 @@ class RecordingDeliveries(DispatchState):
                         .values(gone_at=self.as_of, gone_reason=bindparam("b_reason")),
                         gone,
                     )
-                append(conn, self.company_id, evidence)
+                append(conn, self.company_id, evidence, head)
                 return held
 
         return retrying(work)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, update
+from sqlalchemy import Connection, bindparam, delete
 
 from cobro.domain.model import OutboxStatus
 from cobro.domain.money import Money
@@ -29,13 +29,15 @@ from cobro.engine.webhooks import (
 )
 from cobro.evidence.chain import EvidenceEntry, append
 from cobro.store import tables as t
-from cobro.store.db import insert_ignoring
+from cobro.store.db import insert_ignoring, update_rows
 
 # Outcome kinds that leave a recipient to a later attempt: a refusal worth retrying, the
 # channel not answering, and "not started before the pass deadline".
 RETRY_KINDS = frozenset({"temporary", "down", "later"})
 FAILED_TASK = "delivery_failed"  # tasks.action_key of a claim that failed for good: + /id
 NO_CHANNEL_TASK = "no_channel"  # tasks.action_key: every channel of a debtor is exhausted
+# The columns of an outbox row its outcome sets (after its id), in ``_record``'s order.
+_OUTCOME = ("status", "reason", "next_attempt_at", "finished_at", "failing_since")
 
 
 class RecordingOutcomes(RecordingDeliveries):
@@ -50,9 +52,8 @@ class RecordingOutcomes(RecordingDeliveries):
         settings = self.settings
         retry_for = timedelta(hours=settings.retry_hours)
         max_wait = timedelta(minutes=settings.retry_max_wait_minutes)
-        o = t.outbox.c
         to_block: dict[int, str] = {}
-        outbox_updates: list[dict[str, Any]] = []
+        outbox_updates: list[tuple[Any, ...]] = []
         tasks: list[dict[str, Any]] = []
         sent: list[tuple[Job, list[dict[str, Any]]]] = []  # for the webhooks' events
         failed: list[tuple[Job, str]] = []
@@ -131,14 +132,14 @@ class RecordingOutcomes(RecordingDeliveries):
             else:
                 next_at = now
             outbox_updates.append(
-                {
-                    "b_id": job.outbox_id,
-                    "b_status": status.value,
-                    "b_reason": reason[:500] if reason else None,
-                    "b_next": next_at,
-                    "b_finished": None if retry else now,
-                    "b_since": failing_since if retry else None,
-                }
+                (
+                    job.outbox_id,
+                    status.value,
+                    reason[:500] if reason else None,
+                    next_at,
+                    None if retry else now,
+                    failing_since if retry else None,
+                )
             )
             if status is OutboxStatus.SENT:
                 report.sent += 1
@@ -225,21 +226,18 @@ class RecordingOutcomes(RecordingDeliveries):
             elif status is OutboxStatus.CANCELLED:
                 report.cancelled += 1
                 report.held_back += bool(reason and reason.startswith("held back: "))
-        if outbox_updates:
-            conn.execute(
-                update(t.outbox)
-                .where(o.id == bindparam("b_id"))
-                .values(
-                    status=bindparam("b_status"),
-                    reason=bindparam("b_reason"),
-                    next_attempt_at=bindparam("b_next"),
-                    finished_at=bindparam("b_finished"),
-                    failing_since=bindparam("b_since"),
-                    lease_until=None,
-                    holder=None,
-                ),
-                outbox_updates,
-            )
+        # One statement each on PostgreSQL (``update_rows``), where an executemany is a
+        # statement a row on the server.
+        update_rows(
+            conn,
+            t.outbox,
+            self.company_id,
+            "id",
+            _OUTCOME,
+            outbox_updates,
+            lease_until=None,
+            holder=None,
+        )
         task_ids: list[int] = []
         if tasks:
             # One task per claim and day: a claim requeued and failing again the same day
@@ -256,7 +254,7 @@ class RecordingOutcomes(RecordingDeliveries):
             report.tasks = len(task_ids)
         ci = t.claim_items.c
         snapshot = [
-            {"b_id": i["receivable_id"], "b_out": j.outbox_id, "b_bal": i["balance_minor"]}
+            (j.outbox_id, i["receivable_id"], i["balance_minor"])
             for j in kept
             for i in j.items
             if i["receivable_id"] not in j.left_out
@@ -269,13 +267,14 @@ class RecordingOutcomes(RecordingDeliveries):
                 ),
                 unlisted,
             )
-        if snapshot:
-            conn.execute(
-                update(t.claim_items)
-                .where(ci.outbox_id == bindparam("b_out"), ci.receivable_id == bindparam("b_id"))
-                .values(balance_minor=bindparam("b_bal")),
-                snapshot,
-            )
+        update_rows(
+            conn,
+            t.claim_items,
+            self.company_id,
+            ("outbox_id", "receivable_id"),
+            ["balance_minor"],
+            snapshot,
+        )
         append(conn, self.company_id, evidence)
         report.blocked = block_accounts(conn, self.company_id, set(to_block), to_block, now)
         self._emit(conn, report, sent, failed, task_ids)

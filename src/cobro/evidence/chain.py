@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, insert, select
 
 from cobro.store import tables as t
-from cobro.store.db import lock_company
+from cobro.store.db import driver_error, lock_company
 
 GENESIS = "0" * 64
 
@@ -98,13 +98,53 @@ _HEAD = (
 )
 
 
-def append(conn: Connection, company_id: int, entries: list[EvidenceEntry]) -> None:
-    """Append entries to the company's chain, serialised on the company row."""
-    if not entries:
-        return
+Head = tuple[int, str]  # the chain's last entry: its seq and hash ((0, GENESIS): none)
+
+# ``lock_after``'s lock and read, as the driver runs them (PostgreSQL).
+_LOCK_SQL = "SELECT id FROM companies WHERE id = %(company_id)s FOR NO KEY UPDATE"
+_HEAD_SQL = (
+    "SELECT seq, hash FROM evidence WHERE company_id = %(company_id)s ORDER BY seq DESC LIMIT 1"
+)
+
+
+def locked_head(conn: Connection, company_id: int) -> Head:
+    """Serialise the company's writers of evidence (``lock_company``) until commit, then
+    read the chain's last entry."""
     lock_company(conn, company_id)
     last = conn.execute(_HEAD, {"company_id": company_id}).first()
-    seq, prev = (int(last.seq), str(last.hash)) if last else (0, GENESIS)
+    return (int(last.seq), str(last.hash)) if last else (0, GENESIS)
+
+
+def lock_after(
+    conn: Connection, company_id: int, statement: str, params: dict[str, Any]
+) -> tuple[list[Any], Head]:
+    """PostgreSQL: the driver's ``statement`` (psycopg's ``%(name)s`` parameters, from
+    ``params``), then ``locked_head``, in one round trip to the server (psycopg's pipeline):
+    three statements, each run once the one before is done, so that the lock is taken after
+    what ``statement`` locks, and the read, a statement of its own, sees every entry
+    committed while the lock was awaited. Returns the rows ``statement`` returned and the
+    chain's last entry, to ``append`` to (``head``)."""
+    raw: Any = conn.connection.driver_connection
+    try:
+        with raw.pipeline():
+            first = raw.execute(statement, params)
+            raw.execute(_LOCK_SQL, {"company_id": company_id})
+            head = raw.execute(_HEAD_SQL, {"company_id": company_id})
+        rows, last = first.fetchall(), head.fetchone()
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise driver_error(conn, exc, statement) from exc
+    return rows, ((int(last[0]), str(last[1])) if last else (0, GENESIS))
+
+
+def append(
+    conn: Connection, company_id: int, entries: list[EvidenceEntry], head: Head | None = None
+) -> None:
+    """Append entries to the company's chain, serialised on the company row. ``head``: the
+    chain's last entry as ``lock_after`` read it in this transaction, under the lock (else
+    ``locked_head`` takes the lock and reads it)."""
+    if not entries:
+        return
+    seq, prev = head if head is not None else locked_head(conn, company_id)
     rows = []
     for entry in entries:
         seq += 1

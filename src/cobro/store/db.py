@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,7 +28,6 @@ from sqlalchemy import (
     event,
     func,
     inspect,
-    literal,
     select,
     text,
     update,
@@ -140,7 +139,7 @@ def execute_rows(
     if dialect.paramstyle != "qmark":
         conn.execute(statement, [dict(zip(names, row, strict=True)) for row in rows])
         return
-    compiled = statement.compile(dialect=dialect)
+    compiled = _compiled(statement, dialect)
     order = compiled.positiontup or []
     columns = list(zip(*rows, strict=True))
     converted: list[Sequence[Any]] = []
@@ -158,26 +157,78 @@ def execute_rows(
     conn.exec_driver_sql(compiled.string, list(zip(*converted, strict=True)))
 
 
+@lru_cache(maxsize=64)
+def _compiled(statement: UpdateBase, dialect: Any) -> Any:
+    """``statement`` compiled for ``dialect`` (once for the statements built once)."""
+    return statement.compile(dialect=dialect)
+
+
 def _element(kind: Any) -> Any:
     """An array's element type: text without its length, since a cast to ``VARCHAR(n)[]``
     cuts longer values where a single value's ``VARCHAR(n)`` column refuses them."""
     return String() if isinstance(kind, String) and kind.length is not None else kind
 
 
-def _unnested(table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> Any:
-    """PostgreSQL: ``rows`` as a table in one statement, an array a column taken apart by
-    ``unnest``, typed as ``table``'s columns ``names``."""
+def _unnested(table: Table, names: Sequence[str]) -> Any:
+    """PostgreSQL: rows as a table in one statement, an array a column taken apart by
+    ``unnest``, typed as ``table``'s columns ``names``: the array of ``names[i]`` is the
+    bind parameter ``rows_i`` (``_arrays``)."""
     from sqlalchemy.dialects.postgresql import ARRAY  # loaded on PostgreSQL only
 
-    columns = list(zip(*rows, strict=True))
     arrays = [
-        bindparam(f"rows_{i}", list(values), type_=ARRAY(_element(table.c[name].type)))
-        for i, (name, values) in enumerate(zip(names, columns, strict=True))
+        bindparam(f"rows_{i}", type_=ARRAY(_element(table.c[name].type)))
+        for i, name in enumerate(names)
     ]
     return (
         func.unnest(*arrays)
         .table_valued(*(column(name, table.c[name].type) for name in names))
         .render_derived()
+    )
+
+
+def _arrays(rows: Sequence[Sequence[Any]]) -> dict[str, list[Any]]:
+    """The bind parameters of ``_unnested`` for ``rows``: a list per column."""
+    return {f"rows_{i}": list(values) for i, values in enumerate(zip(*rows, strict=True))}
+
+
+# The statements of ``insert_rows`` and ``update_rows``, built once for each table, columns
+# and dialect: building one and computing its cache key cost about a millisecond, more than
+# executing it for a few rows. (Bounded: planning writes temporary tables made per run.)
+@lru_cache(maxsize=64)
+def _insert_statement(
+    table: Table, names: tuple[str, ...], fixed: tuple[str, ...], postgresql: bool
+) -> Any:
+    values = {k: bindparam(f"f_{k}", type_=table.c[k].type) for k in fixed}
+    if not postgresql:
+        return table.insert().values({**{k: bindparam(f"v_{k}") for k in names}, **values})
+    src = _unnested(table, names)
+    return table.insert().from_select(
+        [*names, *fixed], select(*(src.c[k] for k in names), *values.values())
+    )
+
+
+@lru_cache(maxsize=64)
+def _update_statement(
+    table: Table,
+    keys: tuple[str, ...],
+    names: tuple[str, ...],
+    fixed: tuple[str, ...],
+    postgresql: bool,
+) -> Any:
+    # ``+ 0``: the rows are found by their key, never through an index led by the company.
+    company = table.c.company_id + 0 == bindparam("f_company", type_=table.c.company_id.type)
+    values = {k: bindparam(f"f_{k}", type_=table.c[k].type) for k in fixed}
+    if not postgresql:
+        return (
+            update(table)
+            .where(*(table.c[k] == bindparam(f"k_{k}") for k in keys), company)
+            .values({**{k: bindparam(f"v_{k}") for k in names}, **values})
+        )
+    src = _unnested(table, [*keys, *names])
+    return (
+        update(table)
+        .where(*(table.c[k] == src.c[k] for k in keys), company)
+        .values({**{k: src.c[k] for k in names}, **values})
     )
 
 
@@ -215,46 +266,49 @@ def insert_rows(
     server; elsewhere in one executemany (``execute_rows``)."""
     if not rows:
         return
-    if conn.dialect.name != "postgresql":
-        statement = table.insert().values({**{k: bindparam(f"v_{k}") for k in names}, **fixed})
-        execute_rows(conn, statement, [f"v_{k}" for k in names], rows)
+    postgresql = conn.dialect.name == "postgresql"
+    statement = _insert_statement(table, tuple(names), tuple(fixed), postgresql)
+    constants = {f"f_{k}": v for k, v in fixed.items()}
+    if not postgresql:
+        execute_rows(
+            conn,
+            statement,
+            [*(f"v_{k}" for k in names), *constants],
+            [(*row, *constants.values()) for row in rows],
+        )
         return
-    src = _unnested(table, names, rows)
-    values = [src.c[k] for k in names] + [literal(v, table.c[k].type) for k, v in fixed.items()]
-    conn.execute(table.insert().from_select([*names, *fixed], select(*values)))
+    conn.execute(statement, {**_arrays(rows), **constants})
 
 
 def update_rows(
     conn: Connection,
     table: Table,
     company_id: int,
-    key: str,
+    key: str | Sequence[str],
     names: Sequence[str],
     rows: Sequence[Sequence[Any]],
     **fixed: Any,
 ) -> None:
-    """Update the company's rows of ``table`` found by the column ``key``: each of ``rows``
-    holds the key, then the new values of the columns ``names``; the values ``fixed`` are
-    the same for every row. One ``UPDATE ... FROM`` arrays on PostgreSQL, one executemany
-    elsewhere (as ``insert_rows``). A key of another company's row changes nothing."""
+    """Update the company's rows of ``table`` found by the column ``key`` (or the columns,
+    when ``key`` is a sequence of names): each of ``rows`` holds the key's values, then the
+    new values of the columns ``names``; the values ``fixed`` are the same for every row.
+    One ``UPDATE ... FROM`` arrays on PostgreSQL, one executemany elsewhere (as
+    ``insert_rows``). A key of another company's row changes nothing."""
     if not rows:
         return
-    # ``+ 0``: the rows are found by their key, never through an index led by the company.
-    company = table.c.company_id + 0 == company_id
-    if conn.dialect.name != "postgresql":
-        statement = (
-            update(table)
-            .where(table.c[key] == bindparam("v_key"), company)
-            .values({**{k: bindparam(f"v_{k}") for k in names}, **fixed})
+    keys = (key,) if isinstance(key, str) else tuple(key)
+    postgresql = conn.dialect.name == "postgresql"
+    statement = _update_statement(table, keys, tuple(names), tuple(fixed), postgresql)
+    constants = {"f_company": company_id, **{f"f_{k}": v for k, v in fixed.items()}}
+    if not postgresql:
+        execute_rows(
+            conn,
+            statement,
+            [*(f"k_{k}" for k in keys), *(f"v_{k}" for k in names), *constants],
+            [(*row, *constants.values()) for row in rows],
         )
-        execute_rows(conn, statement, ["v_key", *(f"v_{k}" for k in names)], rows)
         return
-    src = _unnested(table, [key, *names], rows)
-    conn.execute(
-        update(table)
-        .where(table.c[key] == src.c[key], company)
-        .values({**{k: src.c[k] for k in names}, **fixed})
-    )
+    conn.execute(statement, {**_arrays(rows), **constants})
 
 
 def _each(process: Callable[[Any], Any], values: Sequence[Any]) -> list[Any]:
@@ -411,13 +465,20 @@ UNCOUNTED = frozenset({"staff_sessions", "api_keys", "data_version"})
 
 
 _COUNT_CHANGE = "UPDATE data_version SET version = version + 1 WHERE id = 1"
+# PostgreSQL: the update and the COMMIT in one message (the simple query protocol runs both,
+# the COMMIT only if the update succeeded), where each would wait for the server's answer;
+# the driver then finds the transaction over, and its own commit sends nothing.
+_COUNT_AND_COMMIT = f"{_COUNT_CHANGE}; COMMIT"
 
 
 def count_changes(engine: Engine) -> None:
     """Move ``data_version`` on in every transaction of ``engine`` that wrote something,
     just before it commits (so a reader sees the new number with the new data, never
     before it). Writes are known from the statements run through SQLAlchemy (a write to
-    ``UNCOUNTED`` tables alone does not count). Call once the schema is migrated."""
+    ``UNCOUNTED`` tables alone does not count). Call once the schema is migrated.
+
+    On PostgreSQL the update is sent with the COMMIT (``_COUNT_AND_COMMIT``): one round
+    trip to the server for both."""
 
     def began(conn: Connection) -> None:
         conn.info["cobro_wrote"] = False
@@ -431,20 +492,11 @@ def count_changes(engine: Engine) -> None:
         if conn.info.pop("cobro_wrote", True):
             dbapi_conn: Any = conn.connection.dbapi_connection
             cursor = dbapi_conn.cursor()
+            statement = _COUNT_AND_COMMIT if conn.dialect.name == "postgresql" else _COUNT_CHANGE
             try:
-                cursor.execute(_COUNT_CHANGE)
+                cursor.execute(statement)
             except conn.dialect.loaded_dbapi.Error as exc:
-                # Raised as SQLAlchemy raises a driver's error, so that a connection lost
-                # here (a server restarting, a terminated backend) is retried like any.
-                lost = conn.dialect.is_disconnect(exc, dbapi_conn, cursor)
-                raise DBAPIError.instance(
-                    _COUNT_CHANGE,
-                    None,
-                    exc,
-                    conn.dialect.loaded_dbapi.Error,
-                    connection_invalidated=lost,
-                    dialect=conn.dialect,
-                ) from exc
+                raise driver_error(conn, exc, statement, cursor) from exc
             finally:
                 with contextlib.suppress(Exception):
                     cursor.close()
@@ -452,6 +504,22 @@ def count_changes(engine: Engine) -> None:
     event.listen(engine, "begin", began)
     event.listen(engine, "after_cursor_execute", ran)
     event.listen(engine, "commit", committing)
+
+
+def driver_error(conn: Connection, exc: Any, statement: str, cursor: Any = None) -> Exception:
+    """The driver's error ``exc``, raised by ``statement`` run on ``conn``'s driver
+    connection directly, as SQLAlchemy raises a driver's error: so that a connection lost
+    there (a server restarting, a terminated backend) is retried like any (``retrying``)."""
+    lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
+    error: Exception = DBAPIError.instance(
+        statement,
+        None,
+        exc,
+        conn.dialect.loaded_dbapi.Error,
+        connection_invalidated=lost,
+        dialect=conn.dialect,
+    )
+    return error
 
 
 def data_version(conn: Connection) -> int:
