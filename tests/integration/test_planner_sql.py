@@ -8,13 +8,14 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, event, select
 
 from cobro.domain.model import Policy
 from cobro.engine import claims, planner, scheduled
 from cobro.engine.accounts import blocking, releasing
 from cobro.engine.pauses import paused_table
 from cobro.engine.responses import open_dispute
+from cobro.engine.runs import dispatch_due, run_day
 from cobro.store import tables as t
 from cobro.web.api.customers import customers_page
 from cobro.workspace import Workspace
@@ -302,3 +303,34 @@ def test_on_postgresql_a_shards_range_bounds_the_scan_of_the_open_due_index(
             assert "due_on = " in bound
         else:
             assert scan["Index Name"] == "ix_receivables_open_customer", scan
+
+
+def test_a_dispatcher_reads_the_rows_no_run_planned_from_their_own_index_in_order(
+    sqlite_ws: Workspace,
+) -> None:
+    """Each batch first looks for rows no day's run planned (an event's notice, a resend),
+    which go ahead of the day's claims: read in order from ``ix_outbox_prompt``, never by
+    reading past the day's claims (some 134,000 of them at the largest) or sorting them."""
+    assert run_day(sqlite_ws, RUN_ON, send=False).planned > 0
+    seen: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if statement.lstrip().startswith("SELECT") and "outbox.run_id IS NULL" in statement:
+            seen.append((statement, params))
+
+    event.listen(sqlite_ws.engine, "before_cursor_execute", capture)
+    try:
+        dispatch_due(sqlite_ws, NOW + timedelta(days=2))
+    finally:
+        event.remove(sqlite_ws.engine, "before_cursor_execute", capture)
+    claims_first = [s for s in seen if "JOIN customers" in s[0]]
+    assert claims_first, [s[0] for s in seen]
+    with sqlite_ws.engine.connect() as conn:
+        for statement, params in claims_first:
+            plan = [
+                str(r[3]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)
+            ]
+            outbox_steps = [step for step in plan if " outbox " in f"{step} "]
+            assert outbox_steps, plan
+            assert all("USING INDEX ix_outbox_prompt" in step for step in outbox_steps), plan
+            assert not any("TEMP B-TREE" in step for step in plan), plan

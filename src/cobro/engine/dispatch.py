@@ -1,13 +1,17 @@
 """The daily run's second half: outbox rows become delivered messages.
 
 Rows are claimed in batches (``planned -> sending`` with a lease on the real
-clock, signed by this process), their items re-read so that anything paid since
-planning is left out, and so is anything disputed or promised since (a row with nothing
-left to claim is cancelled), rendered, and
-sent concurrently over the channel. Each message's delivery is recorded, with its
-evidence, as soon as the server has answered, and before its connection takes
-the next message; a row's outcome is recorded once its messages are done. Both
-writes happen only while this dispatcher still holds the row.
+clock, signed by this process), oldest first, except that rows no day's run planned (an
+event's notice such as a payment receipt, a resend, a pay link asked for on a call) go
+ahead of the day's claims: a batch holds only those while any is ready. A watch's pass
+(``live``) also ends after the batch during which such a row fell due, and the next pass
+sends it first: a receipt waits for one batch of the day's claims, not for all of them.
+A batch's items are read again so that anything paid since planning is left out, and so
+is anything disputed or promised since (a row with nothing left to claim is cancelled);
+its messages are rendered and sent concurrently over the channel. Each message's
+delivery is recorded, with its evidence, as soon as the server has answered, and before
+its connection takes the next message; a row's outcome is recorded once its messages are
+done. Both writes happen only while this dispatcher still holds the row.
 
 A crash leaves rows in ``sending``: another dispatcher takes them over when the
 lease expires, or at once when the holder was a process of the same host that is
@@ -77,7 +81,7 @@ from cobro.engine.dispatch_send import Sending
 from cobro.engine.leases import holder_name
 from cobro.engine.messages import MessageSpec
 from cobro.engine.sending import Breaker
-from cobro.engine.webhooks import ticket_endpoints
+from cobro.engine.webhooks import IS_WEBHOOK, ticket_endpoints
 from cobro.errors import ConfigProblem, SenderNotConfigured
 from cobro.render.logo import workspace_logo
 from cobro.render.templates import TemplateSet
@@ -133,8 +137,13 @@ class Dispatcher(Loading, Composing, Sending, RecordingOutcomes):
         orphans: frozenset[str] = frozenset(),
         only: frozenset[int] | None = None,
         pace: Callable[[str], Awaitable[None]] | None = None,
+        live: bool = False,
     ) -> None:
         self.engine = engine
+        # A pass of a watch (``cobro.engine.runs.watch``): it ends after the batch during
+        # which a row no day's run planned fell due, so that the next pass, as of then,
+        # sends it ahead of the rest of the day's claims.
+        self.live = live
         self.pace = pace  # waits for a channel's turn (provider rate limits shared by workers)
         self.on_batch = on_batch  # told what each batch did (progress)
         self.clock = clock
@@ -211,6 +220,8 @@ class Dispatcher(Loading, Composing, Sending, RecordingOutcomes):
                 report.add(batch)
                 if self.on_batch is not None:
                     self.on_batch(batch)
+                if self.live and retrying(self._prompt_due_since):
+                    break
                 took = time.monotonic() - began
                 if took < BATCH_SECONDS / 2 and len(jobs) == limit:
                     limit = min(limit * 2, self.batch_size)
@@ -285,6 +296,25 @@ class Dispatcher(Loading, Composing, Sending, RecordingOutcomes):
                     )
                 ).scalar_one()
             )
+
+    def _prompt_due_since(self) -> bool:
+        """Whether a row no day's run planned (an event's notice, a resend...) has fallen
+        due since ``as_of``: this pass does not take it, the next one does, first."""
+        o = t.outbox.c
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(o.id)
+                .where(
+                    o.company_id == self.company_id,
+                    o.run_id.is_(None),
+                    o.status == OutboxStatus.PLANNED.value,
+                    o.next_attempt_at > self.as_of,
+                    o.next_attempt_at <= self.clock(),
+                    o.step.not_like(IS_WEBHOOK),
+                )
+                .limit(1)
+            ).first()
+        return found is not None
 
     def _record_batch(self, jobs: list[Job]) -> DispatchReport:
         with self.engine.begin() as conn:

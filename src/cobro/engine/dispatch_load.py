@@ -8,7 +8,9 @@ barriers (suppressions, opt-outs) of their addresses."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, and_, or_, select, update
 
@@ -44,7 +46,8 @@ class Loading(DispatchState):
         gone = self._gone_holders(conn, now)
         if gone:
             free = or_(free, o.holder.in_(gone))
-        q = (
+        due = and_(o.status == OutboxStatus.PLANNED.value, o.next_attempt_at <= self.as_of)
+        rows_of = (
             select(
                 o.id,
                 o.customer_id,
@@ -62,30 +65,33 @@ class Loading(DispatchState):
             .where(
                 o.company_id == self.company_id,
                 o.step.not_like(IS_WEBHOOK),  # posted after the claims (_post_webhooks)
-                or_(
-                    and_(
-                        o.status == OutboxStatus.PLANNED.value,
-                        o.next_attempt_at <= self.as_of,
-                    ),
-                    # Another dispatcher's row: only when its lease (real clock) is over, or
-                    # its holder is gone.
-                    and_(o.status == OutboxStatus.SENDING.value, free),
-                ),
             )
             .order_by(o.next_attempt_at, o.id)
             .limit(limit)
             .with_for_update(skip_locked=True, of=t.outbox)
         )
         if self.only is not None:
-            q = q.where(o.id.in_(self.only))
+            rows_of = rows_of.where(o.id.in_(self.only))
         self._passed_over = False
         one_holder = self._one_holder
         if one_holder:
             # A debtor another dispatcher holds a row of waits: the caps and the weekly
             # limit of calls count what that dispatcher sends once it has recorded it
             # (``cobro.engine.leases``).
-            q = q.where(o.customer_id.not_in(held_debtors(self.company_id, now, self.holder, gone)))
-        rows = conn.execute(q).all()
+            rows_of = rows_of.where(
+                o.customer_id.not_in(held_debtors(self.company_id, now, self.holder, gone))
+            )
+        # Rows no day's run planned (an event's notice, a resend, a pay link asked for on a
+        # call) go ahead of the day's claims: a batch of them alone while any is ready, read
+        # in order from their own index (``ix_outbox_prompt``); then the rest, oldest first,
+        # with another dispatcher's rows whose lease (real clock) is over or whose holder is
+        # gone.
+        rows: Sequence[Any] = ()
+        if self.only is None:
+            rows = conn.execute(rows_of.where(due, o.run_id.is_(None))).all()
+        if not rows:
+            taken_over = and_(o.status == OutboxStatus.SENDING.value, free)
+            rows = conn.execute(rows_of.where(or_(due, taken_over))).all()
         if rows and one_holder and conn.dialect.name == "postgresql":
             # Another dispatcher may have claimed rows of the same debtors since this
             # statement began: wait for its claim to commit, then leave those debtors.

@@ -296,9 +296,10 @@ def workspace_dispatcher(
     orphans: frozenset[str] = frozenset(),
     only: frozenset[int] | None = None,
     pace: Callable[[str], Awaitable[None]] | None = None,
+    live: bool = False,
 ) -> Dispatcher:
     """A dispatcher for the workspace's company as of ``as_of`` (of the rows ``only``,
-    when given)."""
+    when given; ``live``: a pass of a watch, ``Dispatcher``)."""
     return Dispatcher(
         ws.engine,
         ws.config,
@@ -315,6 +316,7 @@ def workspace_dispatcher(
         orphans=orphans,
         only=only,
         pace=pace,
+        live=live,
     )
 
 
@@ -551,6 +553,7 @@ async def _watch(
                 clock=clock,
                 breakers=breakers,
                 orphans=frozenset(orphans),
+                live=True,
             )
             try:
                 report = await dispatcher.run()

@@ -415,6 +415,16 @@ def _outbox() -> Table:
             "next_attempt_at",
             sqlite_where=text("step LIKE 'webhook/%'"),
         ),
+        # Rows no day's run planned (an event's notice, a resend, a pay link asked for on a
+        # call): a dispatcher takes them ahead of the day's claims (``cobro.engine.dispatch``).
+        Index(
+            "ix_outbox_prompt",
+            "company_id",
+            "status",
+            "next_attempt_at",
+            sqlite_where=text("run_id IS NULL"),
+            postgresql_where=text("run_id IS NULL"),
+        ),
         # The API's pages of claims, in the order of their ids: all of them, and by status.
         Index(None, "company_id", "id"),
         Index(None, "company_id", "status", "id"),

@@ -1,0 +1,91 @@
+"""A notice that an event asks for (a payment receipt) goes ahead of the day's claims that
+a watching dispatcher has not taken yet, instead of waiting for all of them."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from cobro.engine.runs import run_day
+from cobro.intake.events import post_event
+from cobro.store import tables as t
+from cobro.workspace import Workspace, utcnow
+
+from .conftest import Received
+from .support import outbox
+from .test_exactly_once import Counting, Watcher, day_already_due, debtors, server, smtp_to
+
+__all__ = ["server"]  # the fixture
+
+CLAIMS = 60
+
+
+def claim_ids(received: list[Received]) -> list[int]:
+    """The outbox row of each message the server received, in the order it arrived."""
+    return [int(str(m.message["X-Cobro-Claim"]).split("/")[1]) for m in received]
+
+
+def test_a_receipt_posted_while_the_days_claims_go_out_is_sent_before_those_not_taken_yet(
+    make_ws: Callable[..., Workspace],
+    reopen: Callable[[Workspace], Workspace],
+    server: tuple[Counting, int],
+) -> None:
+    handler, port = server
+    ws = make_ws(replace=smtp_to(port))
+    day = day_already_due(ws)
+    debtors(ws, CLAIMS, day + timedelta(days=7))
+    post_event(
+        ws,
+        "subscription.created",
+        {
+            "id": "created-S1",
+            "customer": "C7",
+            "subscription": "S1",
+            "plan": "Mensual",
+            "price": "20.00",
+        },
+        utcnow() - timedelta(hours=1),
+    )
+    assert run_day(ws, day, send=False).planned == CLAIMS
+
+    events = reopen(ws)
+    waiting: list[int] = []  # the day's claims not taken yet when the payment arrived
+    posted = threading.Event()
+    o = t.outbox.c
+
+    def pay_on_the_third_message(count: int) -> None:
+        if count != 3:
+            return
+        with events.engine.connect() as conn:
+            waiting.extend(
+                conn.execute(
+                    select(o.id).where(o.run_id.is_not(None), o.status == "planned")
+                ).scalars()
+            )
+        charge = {"id": "c1", "subscription": "S1", "charge": "CH1", "amount": "20"}
+        post_event(events, "charge.succeeded", charge, utcnow())
+        posted.set()
+
+    handler.on_message = pay_on_the_third_message
+    watcher = Watcher(reopen(ws))
+    try:
+        assert handler.wait_for(CLAIMS) and posted.wait(60)
+        # every row: the claims, the subscription's notices, the payment's
+        assert handler.wait_for(len(outbox(ws)))
+    finally:
+        watcher.close()
+
+    assert posted.is_set()
+    receipt = next(r.id for r in outbox(ws) if r.step == "receipt/CH1")
+    order = claim_ids(handler.received)
+    assert order.count(receipt) == 1
+    assert sorted(order) == sorted({*order})  # each row once
+    # The payment arrived after the watch's pass had started (it was not due as of the
+    # pass), while most of the day's claims were still waiting: every one of them went
+    # after the receipt.
+    assert len(waiting) > CLAIMS // 2
+    later = order[order.index(receipt) + 1 :]
+    assert set(waiting) <= set(later)
