@@ -1,6 +1,8 @@
-"""An index of the outbox rows that no day's run planned (``run_id IS NULL``: an event's
-notice, a resend, a pay link asked for on a call), by company, status and due instant: a
-dispatcher finds those due without reading past the day's claims, and sends them first
+"""A dispatcher reads its batches in order from indexes, never sorting every row due:
+the outbox's index by company, status and due instant gets the row's id as well (the
+tie-break of the day's claims, all due at one instant), and a second one, of the same
+columns, holds the rows that no day's run planned (``run_id IS NULL``: an event's
+notice, a resend, a pay link asked for on a call), which go ahead of the day's claims
 
 Revision ID: 0028
 Revises: 0027
@@ -18,13 +20,18 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 PROMPT = sa.text("run_id IS NULL")
+DUE = ["company_id", "status", "next_attempt_at"]
 
 
 def upgrade() -> None:
     with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbox_company_id_status_next_attempt_at")
+        batch_op.create_index(
+            "ix_outbox_company_id_status_next_attempt_at_id", [*DUE, "id"], unique=False
+        )
         batch_op.create_index(
             "ix_outbox_prompt",
-            ["company_id", "status", "next_attempt_at"],
+            [*DUE, "id"],
             unique=False,
             sqlite_where=PROMPT,
             postgresql_where=PROMPT,
@@ -34,3 +41,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_index("ix_outbox_prompt")
+        batch_op.drop_index("ix_outbox_company_id_status_next_attempt_at_id")
+        batch_op.create_index("ix_outbox_company_id_status_next_attempt_at", DUE, unique=False)
