@@ -183,6 +183,7 @@ class WorkerTrials:
         self.companies.close()
         with self.app.connection_for_write() as conn:
             conn.default_channel.queue_delete(self.settings.queue)
+            conn.default_channel.queue_delete(self.settings.prompt_queue)
 
 
 def trial(

@@ -33,6 +33,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -161,7 +162,7 @@ def queue_ready(app: Celery, companies: Companies, ws: Workspace, now: datetime)
 
     s = companies.settings
 
-    def cut() -> list[list[int]]:
+    def cut(prompt: bool) -> list[list[int]]:
         with ws.engine.begin() as conn:
             return ready_shards(
                 conn,
@@ -169,18 +170,25 @@ def queue_ready(app: Celery, companies: Companies, ws: Workspace, now: datetime)
                 now,
                 s.shard_debtors,
                 timedelta(seconds=s.requeue_after_s),
+                prompt=prompt,
             )
 
     def hooks() -> bool:
         with ws.engine.connect() as conn:
             return webhooks_ready(conn, ws.company_id, now)
 
-    shards = retrying(cut)
+    # Rows no day's run planned (an event's notice such as a receipt, a resend) go on a
+    # queue of their own, which every worker consumes beside the main one: they wait for
+    # a task a worker has already begun, not for every shard of the day's claims.
+    prompt = retrying(partial(cut, True))
+    for ids in prompt:
+        app.send_task(SEND_ROWS, args=[str(ws.root), ids], queue=s.prompt_queue)
+    shards = retrying(partial(cut, False))
     for ids in shards:
         app.send_task(SEND_ROWS, args=[str(ws.root), ids], queue=s.queue)
     if retrying(hooks):  # posted by company, each delivery claimed under a lease
         app.send_task(POST_WEBHOOKS, args=[str(ws.root)], queue=s.queue)
-    return len(shards)
+    return len(prompt) + len(shards)
 
 
 def tick(app: Celery, companies: Companies, now: datetime) -> TickReport:

@@ -21,12 +21,14 @@ from typing import Any
 import httpx
 import pytest
 from celery import Celery
+from kombu import Exchange, Queue
 from sqlalchemy import create_engine, func, select
 
 from cobro.config.settings import WorkerSettings
 from cobro.engine.pacing import SharedPace
 from cobro.engine.runs import run_day
 from cobro.engine.sharding import ready_shards
+from cobro.intake.events import post_event
 from cobro.store import tables as t
 from cobro.workers import SEND_ROWS, Companies, make_app, queue_ready, tick
 from cobro.workspace import Workspace, open_workspace, utcnow
@@ -176,6 +178,7 @@ def cluster(
         ws.close()
         with app.connection_for_write() as conn:
             conn.default_channel.queue_delete(queue)
+            conn.default_channel.queue_delete(settings.prompt_queue)
 
 
 def _sent_everything(ws: Workspace, smtp: Counting, addresses: set[str]) -> None:
@@ -545,3 +548,58 @@ def _day_finished(ws: Workspace, day: Any) -> bool:
     d_ = t.daily_runs.c
     with ws.engine.connect() as conn:
         return conn.execute(select(d_.finished_at).where(d_.run_on == day)).scalar() is not None
+
+
+def test_a_receipt_is_queued_on_the_prompt_queue_ahead_of_the_days_shards(
+    cluster: dict[str, Any], smtp: Counting
+) -> None:
+    """Rows no day's run planned (here a payment's receipt) go on ``<queue>.prompt``,
+    which every worker consumes beside the main queue: a receipt waits for a task a
+    worker has begun, not for every shard of the day's claims queued before it."""
+    ws: Workspace = cluster["ws"]
+    debtors(ws, 12, DAY + timedelta(days=7), prefix="RC")
+    assert run_day(ws, DAY, send=False).planned >= 12
+    subscription = {"customer": "RC0", "subscription": "SQ", "plan": "Mensual", "price": "20.00"}
+    post_event(ws, "subscription.created", {"id": "created-SQ", **subscription}, AFTER_SEND_TIME)
+    charge = {"id": "paid-SQ", "subscription": "SQ", "charge": "CHQ", "amount": "20"}
+    post_event(ws, "charge.succeeded", charge, AFTER_SEND_TIME)
+    o = t.outbox.c
+    with ws.engine.connect() as conn:
+        receipt = conn.execute(select(o.id).where(o.step == "receipt/CHQ")).scalar_one()
+        run_rows = set(conn.execute(select(o.id).where(o.run_id.is_not(None))).scalars())
+
+    # Queued by a scheduler whose queues no worker consumes, then read from the broker.
+    main: WorkerSettings = cluster["companies"].settings
+    held = main.model_copy(update={"queue": f"cobro-held-{uuid.uuid4().hex[:10]}"})
+    app, companies = make_app(held)
+    try:
+        assert queue_ready(app, companies, ws, AFTER_SEND_TIME + timedelta(minutes=1)) >= 2
+        with app.connection_for_write() as conn:
+            prompt, day = ([], [])
+            for name, tasks in ((held.prompt_queue, prompt), (held.queue, day)):
+                queue = Queue(name, Exchange(name), routing_key=name)(conn.default_channel)
+                while (message := queue.get(no_ack=True)) is not None:
+                    tasks.append(message.decode()[0][1])  # protocol 2: (args, kwargs, embed)
+            conn.default_channel.queue_delete(held.queue)
+            conn.default_channel.queue_delete(held.prompt_queue)
+    finally:
+        companies.close()
+    prompt_ids = {i for ids in prompt for i in ids}
+    day_ids = {i for ids in day for i in ids}
+    assert receipt in prompt_ids
+    assert not prompt_ids & run_rows  # none of the day's claims
+    assert day_ids and day_ids <= run_rows
+
+    # The cluster's worker consumes both queues: everything queued gets sent.
+    app_main: Celery = cluster["app"]
+    for ids in prompt:
+        app_main.send_task(SEND_ROWS, args=[str(ws.root), ids], queue=main.prompt_queue)
+    for ids in day:
+        app_main.send_task(SEND_ROWS, args=[str(ws.root), ids], queue=main.queue)
+
+    def sent() -> bool:
+        with ws.engine.connect() as conn:
+            rows = conn.execute(select(o.status).where(o.id.in_(prompt_ids | day_ids))).scalars()
+            return set(rows) == {"sent"}
+
+    assert _wait_until(sent)

@@ -85,7 +85,7 @@ def worker(
         "worker",
         "--pool=threads",
         f"--concurrency={concurrency}",
-        f"--queues={settings.queue}",
+        f"--queues={settings.queue},{settings.prompt_queue}",
         "--loglevel=INFO",
         "--without-gossip",
         "--without-mingle",

@@ -40,3 +40,9 @@ class WorkerSettings(BaseSettings):
     # Where a worker answers /healthz and /metrics (0: not at all)
     metrics_port: int = Field(default=9810, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
+
+    @property
+    def prompt_queue(self) -> str:
+        """The queue of the rows no day's run planned (an event's notice, a resend), which
+        every worker consumes beside ``queue``: ``<queue>.prompt``."""
+        return f"{self.queue}.prompt"

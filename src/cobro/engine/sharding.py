@@ -100,19 +100,27 @@ def daily_run_finished(conn: Connection, company_id: int, run_on: date) -> bool:
 
 
 def ready_shards(
-    conn: Connection, company_id: int, now: datetime, debtors: int, hold: timedelta
+    conn: Connection,
+    company_id: int,
+    now: datetime,
+    debtors: int,
+    hold: timedelta,
+    prompt: bool | None = None,
 ) -> list[list[int]]:
     """The ids of the company's outbox rows ready at ``now`` and not queued already, cut
     into shards of at most ``debtors`` consecutive debtors (a debtor's rows stay in one
     shard); they are marked queued until ``now + hold``. Ready: planned and due, or being
     sent by a dispatcher whose lease is over or that is gone (a worker of this host that
-    was killed); webhook deliveries go by company (``webhooks_ready``)."""
+    was killed); webhook deliveries go by company (``webhooks_ready``). ``prompt``: only
+    the rows no day's run planned (an event's notice, a resend, a pay link asked for on a
+    call), which have a queue of their own ahead of the day's rows (``cobro.workers``), or
+    only the day's rows (False); None: both."""
     o = t.outbox.c
     free = o.lease_until <= now
     gone = gone_holders(conn, company_id, now)
     if gone:
         free = or_(free, o.holder.in_(gone))
-    rows = conn.execute(
+    q = (
         select(o.id, o.customer_id)
         .where(
             o.company_id == company_id,
@@ -125,7 +133,10 @@ def ready_shards(
         )
         .order_by(o.customer_id, o.id)
         .with_for_update(skip_locked=True, of=t.outbox)
-    ).all()
+    )
+    if prompt is not None:
+        q = q.where(o.run_id.is_(None) if prompt else o.run_id.is_not(None))
+    rows = conn.execute(q).all()
     if not rows:
         return []
     ids = [r.id for r in rows]
