@@ -177,9 +177,10 @@ def queue_ready(app: Celery, companies: Companies, ws: Workspace, now: datetime)
         with ws.engine.connect() as conn:
             return webhooks_ready(conn, ws.company_id, now)
 
-    # Rows no day's run planned (an event's notice such as a receipt, a resend) go on a
-    # queue of their own, which every worker consumes beside the main one: they wait for
-    # a task a worker has already begun, not for every shard of the day's claims.
+    # The debtors with a row no day's run planned (an event's notice such as a receipt, a
+    # resend) go on a queue of their own, with all their ready rows, which every worker
+    # consumes beside the main one: they wait for a task a worker has already begun, not
+    # for every shard of the day's claims; then the rest.
     prompt = retrying(partial(cut, True))
     for ids in prompt:
         app.send_task(SEND_ROWS, args=[str(ws.root), ids], queue=s.prompt_queue)

@@ -340,10 +340,14 @@ def test_a_dispatcher_reads_each_batch_in_order_from_an_index_without_sorting_th
         dispatch_due(ws, NOW + timedelta(days=2))
     finally:
         event.remove(ws.engine, "before_cursor_execute", capture)
-    kinds = {
-        ("prompt" if "run_id IS NULL" in st else "taken over" if "lease_until" in st else "due")
-        for st, _ in seen
-    }
+
+    def kind(statement: str, params: Any) -> str:
+        values = set(params.values() if isinstance(params, dict) else params)
+        if "run_id IS NULL" in statement:
+            return "prompt"
+        return "taken over" if "sending" in values else "due"
+
+    kinds = {kind(st, params) for st, params in seen}
     assert kinds == {"prompt", "taken over", "due"}, [st for st, _ in seen]
     postgres = ws.engine.dialect.name == "postgresql"
     with ws.engine.begin() as conn:

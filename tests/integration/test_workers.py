@@ -553,9 +553,10 @@ def _day_finished(ws: Workspace, day: Any) -> bool:
 def test_a_receipt_is_queued_on_the_prompt_queue_ahead_of_the_days_shards(
     cluster: dict[str, Any], smtp: Counting
 ) -> None:
-    """Rows no day's run planned (here a payment's receipt) go on ``<queue>.prompt``,
-    which every worker consumes beside the main queue: a receipt waits for a task a
-    worker has begun, not for every shard of the day's claims queued before it."""
+    """Rows no day's run planned (here a payment's receipt) go on ``<queue>.prompt``, with
+    their debtor's other ready rows, and every worker consumes that queue beside the main
+    one: a receipt waits for a task a worker has begun, not for every shard of the day's
+    claims queued before it."""
     ws: Workspace = cluster["ws"]
     debtors(ws, 12, DAY + timedelta(days=7), prefix="RC")
     assert run_day(ws, DAY, send=False).planned >= 12
@@ -566,6 +567,13 @@ def test_a_receipt_is_queued_on_the_prompt_queue_ahead_of_the_days_shards(
     o = t.outbox.c
     with ws.engine.connect() as conn:
         receipt = conn.execute(select(o.id).where(o.step == "receipt/CHQ")).scalar_one()
+        member = (
+            select(o.id, o.run_id)
+            .join(t.customers, t.customers.c.id == o.customer_id)
+            .where(t.customers.c.external_id == "RC0")
+        )
+        member_rows = {r.id for r in conn.execute(member)}
+        (member_claim,) = {r.id for r in conn.execute(member) if r.run_id is not None}
         run_rows = set(conn.execute(select(o.id).where(o.run_id.is_not(None))).scalars())
 
     # Queued by a scheduler whose queues no worker consumes, then read from the broker.
@@ -586,9 +594,12 @@ def test_a_receipt_is_queued_on_the_prompt_queue_ahead_of_the_days_shards(
         companies.close()
     prompt_ids = {i for ids in prompt for i in ids}
     day_ids = {i for ids in day for i in ids}
-    assert receipt in prompt_ids
-    assert not prompt_ids & run_rows  # none of the day's claims
-    assert day_ids and day_ids <= run_rows
+    # The member's rows (its receipt, the admin's new-subscriber notice, its claim of the
+    # day) go together (one task holds a debtor's rows); the other debtors' claims go on
+    # the main queue.
+    assert receipt in prompt_ids and member_claim in prompt_ids
+    assert prompt_ids == member_rows
+    assert day_ids and day_ids <= run_rows and member_claim not in day_ids
 
     # The cluster's worker consumes both queues: everything queued gets sent.
     app_main: Celery = cluster["app"]

@@ -105,37 +105,39 @@ def ready_shards(
     now: datetime,
     debtors: int,
     hold: timedelta,
-    prompt: bool | None = None,
+    prompt: bool = False,
 ) -> list[list[int]]:
     """The ids of the company's outbox rows ready at ``now`` and not queued already, cut
     into shards of at most ``debtors`` consecutive debtors (a debtor's rows stay in one
     shard); they are marked queued until ``now + hold``. Ready: planned and due, or being
     sent by a dispatcher whose lease is over or that is gone (a worker of this host that
     was killed); webhook deliveries go by company (``webhooks_ready``). ``prompt``: only
-    the rows no day's run planned (an event's notice, a resend, a pay link asked for on a
-    call), which have a queue of their own ahead of the day's rows (``cobro.workers``), or
-    only the day's rows (False); None: both."""
+    the debtors with a row no day's run planned (an event's notice, a resend, a pay link
+    asked for on a call), which have a queue of their own ahead of the day's rows
+    (``cobro.workers``); each with all its ready rows, so that no two tasks hold rows of one
+    debtor (a dispatcher passes by a debtor another holds, ``cobro.engine.leases``)."""
     o = t.outbox.c
     free = o.lease_until <= now
     gone = gone_holders(conn, company_id, now)
     if gone:
         free = or_(free, o.holder.in_(gone))
+    ready = and_(
+        o.company_id == company_id,
+        o.step.not_like(IS_WEBHOOK),
+        or_(
+            and_(o.status == OutboxStatus.PLANNED.value, o.next_attempt_at <= now),
+            and_(o.status == OutboxStatus.SENDING.value, free),
+        ),
+        or_(o.queued_until.is_(None), o.queued_until <= now),
+    )
     q = (
         select(o.id, o.customer_id)
-        .where(
-            o.company_id == company_id,
-            o.step.not_like(IS_WEBHOOK),
-            or_(
-                and_(o.status == OutboxStatus.PLANNED.value, o.next_attempt_at <= now),
-                and_(o.status == OutboxStatus.SENDING.value, free),
-            ),
-            or_(o.queued_until.is_(None), o.queued_until <= now),
-        )
+        .where(ready)
         .order_by(o.customer_id, o.id)
         .with_for_update(skip_locked=True, of=t.outbox)
     )
-    if prompt is not None:
-        q = q.where(o.run_id.is_(None) if prompt else o.run_id.is_not(None))
+    if prompt:
+        q = q.where(o.customer_id.in_(select(o.customer_id).where(ready, o.run_id.is_(None))))
     rows = conn.execute(q).all()
     if not rows:
         return []

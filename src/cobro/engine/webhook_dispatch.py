@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from math import floor
@@ -133,7 +134,7 @@ class WebhookSender:
             gone = gone_holders(conn, self.company_id, now, self.orphans)
             if gone:
                 free = or_(free, o.holder.in_(gone))
-            rows = conn.execute(
+            deliveries = (
                 select(
                     o.id,
                     o.customer_id,
@@ -146,21 +147,19 @@ class WebhookSender:
                     c.name,
                 )
                 .join(t.customers, c.id == o.customer_id)
-                .where(
-                    o.company_id == self.company_id,
-                    o.step.like(IS_WEBHOOK),
-                    or_(
-                        and_(
-                            o.status == OutboxStatus.PLANNED.value,
-                            o.next_attempt_at <= self.as_of,
-                        ),
-                        and_(o.status == OutboxStatus.SENDING.value, free),
-                    ),
-                )
+                .where(o.company_id == self.company_id, o.step.like(IS_WEBHOOK))
                 .order_by(o.next_attempt_at, o.id)
                 .limit(BATCH)
                 .with_for_update(skip_locked=True, of=t.outbox)
-            ).all()
+            )
+            # Two selections, each read in order from ``ix_outbox_webhooks`` (never a sort
+            # of every delivery due: one ``claim.sent`` a claim on a large day): another
+            # sender's deliveries whose lease is over or whose holder is gone, then those due.
+            taken_over = and_(o.status == OutboxStatus.SENDING.value, free)
+            rows: Sequence[Any] = conn.execute(deliveries.where(taken_over)).all()
+            if not rows:
+                due = and_(o.status == OutboxStatus.PLANNED.value, o.next_attempt_at <= self.as_of)
+                rows = conn.execute(deliveries.where(due)).all()
             if not rows:
                 return []
             conn.execute(

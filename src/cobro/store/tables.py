@@ -409,24 +409,27 @@ def _outbox() -> Table:
         # due at one instant), read from the index without sorting them.
         Index(None, "company_id", "status", "next_attempt_at", "id"),
         Index(None, "run_id"),
-        # Webhook deliveries (steps ``webhook/...``): few among the claims, found without them.
+        # Webhook deliveries (steps ``webhook/...``): found without the claims, in order.
         Index(
             "ix_outbox_webhooks",
             "company_id",
             "status",
             "next_attempt_at",
+            "id",
             sqlite_where=text("step LIKE 'webhook/%'"),
+            postgresql_where=text("step LIKE 'webhook/%'"),
         ),
         # Rows no day's run planned (an event's notice, a resend, a pay link asked for on a
-        # call): a dispatcher takes them ahead of the day's claims (``cobro.engine.dispatch``).
+        # call), webhook deliveries aside: a dispatcher takes them ahead of the day's claims
+        # (``cobro.engine.dispatch``).
         Index(
             "ix_outbox_prompt",
             "company_id",
             "status",
             "next_attempt_at",
             "id",
-            sqlite_where=text("run_id IS NULL"),
-            postgresql_where=text("run_id IS NULL"),
+            sqlite_where=text("run_id IS NULL AND step NOT LIKE 'webhook/%'"),
+            postgresql_where=text("run_id IS NULL AND step NOT LIKE 'webhook/%'"),
         ),
         # The API's pages of claims, in the order of their ids: all of them, and by status.
         Index(None, "company_id", "id"),

@@ -1,8 +1,9 @@
 """A dispatcher reads its batches in order from indexes, never sorting every row due:
 the outbox's index by company, status and due instant gets the row's id as well (the
-tie-break of the day's claims, all due at one instant), and a second one, of the same
-columns, holds the rows that no day's run planned (``run_id IS NULL``: an event's
-notice, a resend, a pay link asked for on a call), which go ahead of the day's claims
+tie-break of the day's claims, all due at one instant), and so does the index of webhook
+deliveries; a third one, of the same columns, holds the rows that no day's run planned
+(``run_id IS NULL``: an event's notice, a resend, a pay link asked for on a call; webhook
+deliveries aside), which go ahead of the day's claims
 
 Revision ID: 0028
 Revises: 0027
@@ -19,8 +20,21 @@ down_revision: str | None = "0027"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-PROMPT = sa.text("run_id IS NULL")
+PROMPT = sa.text("run_id IS NULL AND step NOT LIKE 'webhook/%'")
+WEBHOOKS = sa.text("step LIKE 'webhook/%'")
 DUE = ["company_id", "status", "next_attempt_at"]
+
+
+def _webhooks(columns: list[str]) -> None:
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbox_webhooks")
+        batch_op.create_index(
+            "ix_outbox_webhooks",
+            columns,
+            unique=False,
+            sqlite_where=WEBHOOKS,
+            postgresql_where=WEBHOOKS,
+        )
 
 
 def upgrade() -> None:
@@ -36,9 +50,11 @@ def upgrade() -> None:
             sqlite_where=PROMPT,
             postgresql_where=PROMPT,
         )
+    _webhooks([*DUE, "id"])
 
 
 def downgrade() -> None:
+    _webhooks(DUE)
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_index("ix_outbox_prompt")
         batch_op.drop_index("ix_outbox_company_id_status_next_attempt_at_id")
