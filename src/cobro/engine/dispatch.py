@@ -138,16 +138,12 @@ class Dispatcher(Loading, Composing, Sending, RecordingOutcomes):
         only: frozenset[int] | None = None,
         pace: Callable[[str], Awaitable[None]] | None = None,
         live: bool = False,
-        first_batch: int = FIRST_BATCH,
     ) -> None:
         self.engine = engine
         # A pass of a watch (``cobro.engine.runs.watch``): it ends after the batch during
         # which a row no day's run planned fell due, so that the next pass, as of then,
         # sends it ahead of the rest of the day's claims.
         self.live = live
-        # The size of the first batch; once run, that of the batch that would have come
-        # next (a watch starts its next pass there rather than at FIRST_BATCH).
-        self.batch_limit = first_batch
         self.pace = pace  # waits for a channel's turn (provider rate limits shared by workers)
         self.on_batch = on_batch  # told what each batch did (progress)
         self.clock = clock
@@ -212,7 +208,7 @@ class Dispatcher(Loading, Composing, Sending, RecordingOutcomes):
             # Batches grow while they are quick (plain emails: up to batch_size) and shrink
             # while they are slow (receipts with a PDF each), so that the first message of
             # a batch never waits long for the last one to be rendered.
-            limit = max(1, min(self.batch_limit, self.batch_size))
+            limit = min(FIRST_BATCH, self.batch_size)
             self._deadline = time.monotonic() + self.settings.pass_deadline_s
             while time.monotonic() < self._deadline:
                 began = time.monotonic()
@@ -231,7 +227,6 @@ class Dispatcher(Loading, Composing, Sending, RecordingOutcomes):
                     limit = min(limit * 2, self.batch_size)
                 elif took > BATCH_SECONDS:
                     limit = max(limit // 2, 1)
-            self.batch_limit = limit
             webhooks = self.channels.get(WebhookChannel.name)
             if self.only is None and isinstance(webhooks, WebhookChannel):
                 posted = await self._post_webhooks(webhooks)

@@ -19,7 +19,7 @@ from cobro.channels.base import Channel
 from cobro.channels.email import CaptureTransport, EmailChannel, SmtpSettings, SmtpTransport
 from cobro.channels.webhook import WebhookChannel
 from cobro.domain.calendar import send_instant
-from cobro.engine.dispatch import FIRST_BATCH, Dispatcher, DispatchReport
+from cobro.engine.dispatch import Dispatcher, DispatchReport
 from cobro.engine.planner import PlanResult, plan_day
 from cobro.engine.sending import Breaker
 from cobro.evidence.checkpoint import Checkpoint, checkpoint_head
@@ -297,7 +297,6 @@ def workspace_dispatcher(
     only: frozenset[int] | None = None,
     pace: Callable[[str], Awaitable[None]] | None = None,
     live: bool = False,
-    first_batch: int = FIRST_BATCH,
 ) -> Dispatcher:
     """A dispatcher for the workspace's company as of ``as_of`` (of the rows ``only``,
     when given; ``live``: a pass of a watch, ``Dispatcher``)."""
@@ -318,7 +317,6 @@ def workspace_dispatcher(
         only=only,
         pace=pace,
         live=live,
-        first_batch=first_batch,
     )
 
 
@@ -534,7 +532,6 @@ async def _watch(
     breakers: dict[str, Breaker] = {}
     orphans: set[str] = set()
     wait_s = 0.0
-    batch = FIRST_BATCH  # the first batch of the next pass
     unsigned = False  # deliveries recorded since the last checkpoint
     try:
         for channel in channels.values():
@@ -557,11 +554,9 @@ async def _watch(
                 breakers=breakers,
                 orphans=frozenset(orphans),
                 live=True,
-                first_batch=batch,
             )
             try:
                 report = await dispatcher.run()
-                batch = dispatcher.batch_limit  # passes end early for receipts: keep the size
                 total.add(report)
                 if (metrics := _metrics()) is not None:
                     metrics.count_dispatch(ws.config.company.id, report)
