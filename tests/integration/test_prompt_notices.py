@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
@@ -15,7 +15,7 @@ from cobro.store import tables as t
 from cobro.workspace import Workspace, utcnow
 
 from .conftest import Received
-from .support import outbox
+from .support import d, outbox
 from .test_exactly_once import Counting, Watcher, day_already_due, debtors, server, smtp_to
 
 __all__ = ["server"]  # the fixture
@@ -89,3 +89,48 @@ def test_a_receipt_posted_while_the_days_claims_go_out_is_sent_before_those_not_
     assert len(waiting) > CLAIMS // 2
     later = order[order.index(receipt) + 1 :]
     assert set(waiting) <= set(later)
+
+
+def test_metrics_report_the_prompt_lag_apart_from_the_days_backlog(
+    make_ws: Callable[..., Workspace],
+) -> None:
+    """``/metrics``: while the day's claims wait (since the send time), the queue lag is
+    their age; ``cobro_prompt_lag_seconds`` is the age of the oldest receipt waiting, and
+    0 when none is."""
+    from fastapi.testclient import TestClient
+
+    from cobro.domain.calendar import send_instant
+    from cobro.web.app import create_app
+
+    ws = make_ws()
+    day = d("2025-03-03")
+    debtors(ws, 3, day + timedelta(days=7))
+    post_event(
+        ws,
+        "subscription.created",
+        {"id": "created-S1", "customer": "C1", "subscription": "S1", "plan": "M", "price": "9"},
+        datetime(2025, 3, 1, tzinfo=UTC),
+    )
+    assert run_day(ws, day, send=False).planned == 3
+    company = ws.config.company
+    send_at = send_instant(day, company.send_time, company.timezone)
+    slug = company.id
+
+    def scrape(at: datetime) -> str:
+        with TestClient(create_app(ws, clock=lambda: at)) as client:
+            response = client.get("/metrics")
+        assert response.status_code == 200
+        return response.text
+
+    # The subscription's notices, if any, are sent: only the day's claims wait.
+    with ws.engine.begin() as conn:
+        conn.execute(t.outbox.update().where(t.outbox.c.run_id.is_(None)).values(status="sent"))
+    text = scrape(send_at + timedelta(minutes=10))
+    assert f'cobro_queue_lag_seconds{{company="{slug}"}} 600.0' in text
+    assert f'cobro_prompt_lag_seconds{{company="{slug}"}} 0.0' in text
+
+    charge = {"id": "c1", "subscription": "S1", "charge": "CH1", "amount": "9"}
+    post_event(ws, "charge.succeeded", charge, send_at + timedelta(minutes=5))
+    text = scrape(send_at + timedelta(minutes=10))
+    assert f'cobro_queue_lag_seconds{{company="{slug}"}} 600.0' in text
+    assert f'cobro_prompt_lag_seconds{{company="{slug}"}} 300.0' in text

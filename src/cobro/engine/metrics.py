@@ -13,10 +13,11 @@ from datetime import UTC, datetime
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 
 from cobro.domain.model import OutboxStatus
 from cobro.engine.dispatch import DispatchReport
+from cobro.engine.webhooks import IS_WEBHOOK
 from cobro.store import tables as t
 from cobro.workspace import Workspace, utcnow
 
@@ -56,8 +57,12 @@ def count_dispatch(company: str, report: DispatchReport) -> None:
 
 
 class QueueLag(Collector):
-    """``cobro_queue_lag_seconds{company}`` and ``cobro_outbox_ready{company}``, read at
-    each scrape from the companies' databases."""
+    """``cobro_queue_lag_seconds{company}``, ``cobro_prompt_lag_seconds{company}`` and
+    ``cobro_outbox_ready{company}``, read at each scrape from the companies' databases.
+    The prompt lag is that of the rows no day's run planned (event notices such as
+    receipts, resends, pay links asked for on a call; webhook deliveries aside), which go
+    ahead of the day's claims: while a day's claims go out, the queue lag is their age
+    and the prompt lag stays near zero unless the dispatchers fall behind the events."""
 
     def __init__(
         self, companies: Callable[[], Sequence[Workspace]], clock: Callable[[], datetime] = utcnow
@@ -71,26 +76,40 @@ class QueueLag(Collector):
             "Age of the oldest outbox row that is due and not sent",
             labels=["company"],
         )
+        prompt = GaugeMetricFamily(
+            "cobro_prompt_lag_seconds",
+            "Age of the oldest outbox row due and not sent that no day's run planned "
+            "(event notices, resends)",
+            labels=["company"],
+        )
         ready = GaugeMetricFamily(
             "cobro_outbox_ready", "Outbox rows due and not sent", labels=["company"]
         )
         now = self.clock()
         o = t.outbox.c
+        unsent = o.status.in_([OutboxStatus.PLANNED.value, OutboxStatus.SENDING.value])
         for ws in self.companies():
+            due = and_(o.company_id == ws.company_id, unsent, o.next_attempt_at <= now)
             with ws.engine.connect() as conn:
                 oldest, count = conn.execute(
-                    select(func.min(o.next_attempt_at), func.count()).where(
-                        o.company_id == ws.company_id,
-                        o.status.in_([OutboxStatus.PLANNED.value, OutboxStatus.SENDING.value]),
-                        o.next_attempt_at <= now,
-                    )
+                    select(func.min(o.next_attempt_at), func.count()).where(due)
                 ).one()
+                first = conn.execute(  # from ix_outbox_prompt
+                    select(func.min(o.next_attempt_at)).where(
+                        due, o.run_id.is_(None), o.step.not_like(IS_WEBHOOK)
+                    )
+                ).scalar_one()
             slug = ws.config.company.id
-            age = 0.0 if oldest is None else max((now - _aware(oldest)).total_seconds(), 0.0)
-            lag.add_metric([slug], age)
+            lag.add_metric([slug], _age(now, oldest))
+            prompt.add_metric([slug], _age(now, first))
             ready.add_metric([slug], float(count))
         yield lag
+        yield prompt
         yield ready
+
+
+def _age(now: datetime, since: datetime | None) -> float:
+    return 0.0 if since is None else max((now - _aware(since)).total_seconds(), 0.0)
 
 
 def _aware(value: datetime) -> datetime:
