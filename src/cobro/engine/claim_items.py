@@ -20,7 +20,6 @@ from sqlalchemy import (
     Column,
     Connection,
     Integer,
-    MetaData,
     String,
     Table,
     func,
@@ -29,7 +28,7 @@ from sqlalchemy import (
 )
 
 from cobro.store import tables as t
-from cobro.store.db import counted, insert_ignoring
+from cobro.store.db import counted, insert_ignoring, temporary_table
 
 # The columns of an item's row, in the order of the planner's item selects.
 ITEM_COLUMNS = ["company_id", "outbox_id", "receivable_id", "step", "repeat_no"]
@@ -37,14 +36,12 @@ ITEM_COLUMNS = ["company_id", "outbox_id", "receivable_id", "step", "repeat_no"]
 
 def totals_table() -> Table:
     """A temporary table of message totals: (outbox row, currency, items, amount)."""
-    return Table(
+    return temporary_table(
         "cobro_item_totals",
-        MetaData(),
         Column("outbox_id", Integer, nullable=False),
         Column("currency", String(3), nullable=False),
         Column("items", Integer, nullable=False),
         Column("balance_minor", BigInteger, nullable=False),
-        prefixes=["TEMPORARY"],
     )
 
 

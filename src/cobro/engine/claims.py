@@ -31,7 +31,6 @@ from sqlalchemy import (
     Column,
     Connection,
     Integer,
-    MetaData,
     String,
     Table,
     and_,
@@ -52,7 +51,13 @@ from cobro.engine.claim_items import write_items
 from cobro.engine.outbox import insert_planned
 from cobro.engine.pauses import not_left_out
 from cobro.store import tables as t
-from cobro.store.db import favour_indexes, insert_ignoring, insert_rows, update_rows
+from cobro.store.db import (
+    favour_indexes,
+    insert_ignoring,
+    insert_rows,
+    temporary_table,
+    update_rows,
+)
 from cobro.store.joins import ordered_join, written_join_order
 
 KEEP_DUE_DATES = DueDates()  # due dates count as stored
@@ -91,18 +96,14 @@ class ClaimsPlanned:
     deferred: int  # debtors left for tomorrow by the go-live ramp
 
 
-def _temp(name: str, *columns: Column[Any]) -> Table:
-    return Table(name, MetaData(), *columns, prefixes=["TEMPORARY"])
-
-
 def _candidates_table() -> Table:
-    return _temp(
+    return temporary_table(
         "cobro_candidates", Column("customer_id", Integer, primary_key=True, autoincrement=False)
     )
 
 
 def _claims_table() -> Table:
-    return _temp(
+    return temporary_table(
         "cobro_claims",
         Column("customer_id", Integer, primary_key=True, autoincrement=False),
         Column("step", String(90), nullable=False),

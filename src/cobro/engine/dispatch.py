@@ -80,8 +80,9 @@ from cobro.engine.dispatch_send import PARALLEL as PARALLEL
 from cobro.engine.dispatch_send import Sending
 from cobro.engine.leases import holder_name
 from cobro.engine.messages import MessageSpec
+from cobro.engine.outbox import IS_PROMPT
 from cobro.engine.sending import Breaker
-from cobro.engine.webhooks import IS_WEBHOOK, ticket_endpoints
+from cobro.engine.webhooks import ticket_endpoints
 from cobro.errors import ConfigProblem, SenderNotConfigured
 from cobro.render.logo import workspace_logo
 from cobro.render.templates import TemplateSet
@@ -306,11 +307,10 @@ class Dispatcher(Loading, Composing, Sending, RecordingOutcomes):
                 select(o.id)
                 .where(
                     o.company_id == self.company_id,
-                    o.run_id.is_(None),
+                    IS_PROMPT,
                     o.status == OutboxStatus.PLANNED.value,
                     o.next_attempt_at > self.as_of,
                     o.next_attempt_at <= self.clock(),
-                    o.step.not_like(IS_WEBHOOK),
                 )
                 .limit(1)
             ).first()

@@ -21,6 +21,7 @@ from cobro.engine.dispatch_jobs import MAIN_ROLES, Job, Person, PushTarget
 from cobro.engine.dispatch_state import DispatchState
 from cobro.engine.leases import LEASE, gone_holders, held_debtors, lock_debtors
 from cobro.engine.messages import RESEND_PREFIX
+from cobro.engine.outbox import IS_PROMPT
 from cobro.engine.pauses import paused_items
 from cobro.engine.resend import original_step, originals_by_id, targets
 from cobro.engine.subscriptions import UPCOMING
@@ -89,7 +90,7 @@ class Loading(DispatchState):
         # rows, oldest first.
         rows: Sequence[Any] = ()
         if self.only is None:
-            rows = conn.execute(rows_of.where(due, o.run_id.is_(None))).all()
+            rows = conn.execute(rows_of.where(due, IS_PROMPT)).all()
         if not rows:
             taken_over = and_(o.status == OutboxStatus.SENDING.value, free)
             rows = conn.execute(rows_of.where(taken_over)).all()

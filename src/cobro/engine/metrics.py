@@ -17,7 +17,7 @@ from sqlalchemy import and_, func, select
 
 from cobro.domain.model import OutboxStatus
 from cobro.engine.dispatch import DispatchReport
-from cobro.engine.webhooks import IS_WEBHOOK
+from cobro.engine.outbox import IS_PROMPT
 from cobro.store import tables as t
 from cobro.workspace import Workspace, utcnow
 
@@ -95,9 +95,7 @@ class QueueLag(Collector):
                     select(func.min(o.next_attempt_at), func.count()).where(due)
                 ).one()
                 first = conn.execute(  # from ix_outbox_prompt
-                    select(func.min(o.next_attempt_at)).where(
-                        due, o.run_id.is_(None), o.step.not_like(IS_WEBHOOK)
-                    )
+                    select(func.min(o.next_attempt_at)).where(due, IS_PROMPT)
                 ).scalar_one()
             slug = ws.config.company.id
             lag.add_metric([slug], _age(now, oldest))

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Select
+from sqlalchemy import Connection, Select, and_
+from sqlalchemy.sql.elements import ColumnElement
 
+from cobro.engine.webhooks import IS_WEBHOOK
 from cobro.store import tables as t
 from cobro.store.db import counted, insert_ignoring
+
+# Rows no day's run planned (an event's notice such as a receipt, a resend, a pay link
+# asked for on a call), webhook deliveries aside: they go ahead of the day's claims
+# (``cobro.engine.dispatch``), read from ``ix_outbox_prompt``, whose condition this is.
+IS_PROMPT: ColumnElement[bool] = and_(
+    t.outbox.c.run_id.is_(None), t.outbox.c.step.not_like(IS_WEBHOOK)
+)
 
 # The order of the columns a planning SELECT gives for ``insert_planned``.
 PLANNED_COLUMNS = (

@@ -29,7 +29,6 @@ from sqlalchemy import (
     Column,
     Connection,
     Integer,
-    MetaData,
     Table,
     false,
     select,
@@ -41,6 +40,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from cobro.engine.webhooks import Event, emit, money
 from cobro.evidence.chain import EvidenceEntry, append
 from cobro.store import tables as t
+from cobro.store.db import temporary_table
 
 PAUSING = ("open", "accepted")  # dispute statuses that keep an item out of claims
 
@@ -90,13 +90,11 @@ def paused_table(conn: Connection, company_id: int) -> Table | None:
     found = paused_items(conn, company_id)
     if not found:
         return None
-    table = Table(
+    table = temporary_table(
         "cobro_paused",
-        MetaData(),
         Column("receivable_id", Integer, primary_key=True, autoincrement=False),
         Column("customer_id", Integer, nullable=False),
         Column("void", Boolean, nullable=False),
-        prefixes=["TEMPORARY"],
     )
     table.drop(conn, checkfirst=True)
     table.create(conn)

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
+    Column,
     Connection,
     Engine,
     Executable,
+    MetaData,
     Select,
     String,
     Table,
@@ -80,6 +82,12 @@ def page_cache(conn: Connection, kib: int) -> Iterator[None]:
     finally:
         if not conn.closed and not conn.invalidated:
             conn.exec_driver_sql(f"PRAGMA cache_size={before}")
+
+
+def temporary_table(name: str, *columns: Column[Any]) -> Table:
+    """A table of this transaction's connection alone (``CREATE TEMPORARY TABLE``), on
+    a metadata of its own: the planner's scratch tables."""
+    return Table(name, MetaData(), *columns, prefixes=["TEMPORARY"])
 
 
 def insert_ignoring(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
